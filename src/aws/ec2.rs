@@ -1,0 +1,105 @@
+//! The instance's tags through EC2: one CreateTags carrying every key that has a value,
+//! one DeleteTags (keys only, so any value goes) for managed keys that must disappear.
+//! Throttling (`RequestLimitExceeded`) and transient errors are retried by the SDK's
+//! standard strategy, with exponential backoff and jitter, inside the caller's deadline.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::types::{Filter, Tag};
+
+use crate::tags::{TagChange, TagMap};
+
+/// An EC2 client whose every call ends within the time it was built with.
+pub struct Ec2Tags {
+    client: aws_sdk_ec2::Client,
+}
+
+impl Ec2Tags {
+    /// Builds the client. The region is `AWS_REGION`/`AWS_DEFAULT_REGION` when set, else the
+    /// instance's own (`fallback_region`), so no IMDS region lookup is made. `budget` bounds
+    /// each operation including its retries.
+    pub async fn new(fallback_region: &str, budget: Duration) -> Ec2Tags {
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
+            .unwrap_or_else(|| fallback_region.to_string());
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1).min(budget))
+            .operation_attempt_timeout(Duration::from_secs(3).min(budget))
+            .operation_timeout(budget)
+            .build();
+        let retries = RetryConfig::standard()
+            .with_max_attempts(10)
+            .with_initial_backoff(Duration::from_millis(50))
+            .with_max_backoff(Duration::from_secs(2));
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .load()
+            .await;
+        Ec2Tags {
+            client: aws_sdk_ec2::Client::new(&config),
+        }
+    }
+
+    /// Makes the instance's managed tags equal to `change.create`. At most two calls, and
+    /// never a DeleteTags without keys (EC2 would delete every user tag).
+    pub async fn apply(&self, instance_id: &str, change: &TagChange) -> Result<()> {
+        if !change.create.is_empty() {
+            let tags = change
+                .create
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                .collect();
+            self.client
+                .create_tags()
+                .resources(instance_id)
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .context("EC2 CreateTags")?;
+        }
+        if !change.delete.is_empty() {
+            let keys = change.delete.iter().map(|k| Tag::builder().key(k).build()).collect();
+            self.client
+                .delete_tags()
+                .resources(instance_id)
+                .set_tags(Some(keys))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .context("EC2 DeleteTags")?;
+        }
+        Ok(())
+    }
+
+    /// The instance's tags among `keys` (DescribeTags), for status and repair.
+    pub async fn current(&self, instance_id: &str, keys: &[String]) -> Result<TagMap> {
+        let mut tags = TagMap::new();
+        let mut pages = self
+            .client
+            .describe_tags()
+            .filters(Filter::builder().name("resource-id").values(instance_id).build())
+            .filters(Filter::builder().name("key").set_values(Some(keys.to_vec())).build())
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .context("EC2 DescribeTags")?;
+            for t in page.tags() {
+                if let (Some(k), Some(v)) = (t.key(), t.value()) {
+                    tags.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        Ok(tags)
+    }
+}

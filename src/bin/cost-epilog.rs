@@ -1,0 +1,11 @@
+//! cost-epilog: run by slurmd (epilog.d) as root when a job ends on this node. Removes the
+//! job from the node ledger and leaves the instance tagged with the jobs still running
+//! (or removes the cost tags when none is left).
+//!
+//! Exit code: 0, also when AWS or IMDS fail (the tags are owed and the next run pays
+//! them), because a non-zero epilog drains the node. Only with `strict = true` does a
+//! failure exit 1.
+
+fn main() -> std::process::ExitCode {
+    cost_tags::node_hook_main::main(cost_tags::node_hook::Hook::Epilog)
+}

@@ -1,0 +1,156 @@
+//! project-check: may this user charge this project? The submit filter's policy, called
+//! by job_submit.lua inside slurmctld for every sbatch, srun and salloc, and by hand.
+//!
+//! Exit codes: 0 allowed, 1 refused (the message says why, in words users already know),
+//! 2 the settings or the projects file cannot be used (the message names file and line).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use cost_tags::config::Settings;
+use cost_tags::projects::{ProjectsList, SystemGroups};
+use cost_tags::submission::{self, Submission, Verdict};
+
+#[derive(Parser)]
+#[command(
+    name = "project-check",
+    version,
+    about = "Check that a Slurm user may charge a project (the cost-tags submit filter).",
+    after_help = "\
+MODES:
+  project-check USER PROJECT   exit 0 if USER may use PROJECT, else exit 1 with
+                               \"You are not allowed to use the project PROJECT\"
+  project-check --list USER    print USER's projects, one per line
+  project-check --submit --uid UID [--user NAME] [--comment C] [--account A] [--wckey W]
+                               decide a submission the way job_submit.lua asks: the
+                               project is taken from the field `project_source` names
+                               (comment, account or wckey). No project: exit 1 with
+                               'You need to specify a project. \"--comment ProjectName\"'.
+                               Users in `exempt_users` (default root) always pass.
+                               With --modify (scontrol update), only a field being changed
+                               is checked, against the job owner's projects.
+
+PROJECTS FILE (projects_file, default /opt/slurm/etc/projects_list.conf):
+  alice = ProjectA, ProjectB   a user and the projects they may use; lines add up
+  *=Shared                     a project everyone may use
+  @physics=ProjectP            members of Unix group physics (system user database)
+  # comment                    comments and blank lines are ignored
+  Names match whole and case-sensitively. Project names: letters, digits and ._:/@+-,
+  at most 128 characters (valid EC2 tag values and AWS Budget names).
+
+SETTINGS: --config PATH, else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml
+(built-in defaults if that file is absent).
+
+EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
+)]
+struct Args {
+    /// Settings file (TOML).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the projects USER may use, one per line.
+    #[arg(long, value_name = "USER", conflicts_with_all = ["submit", "project"])]
+    list: Option<String>,
+    /// Decide a job submission (the job_submit.lua mode).
+    #[arg(long, requires = "uid")]
+    submit: bool,
+    /// With --submit: the job is being modified; only changed fields are given.
+    #[arg(long, requires = "submit")]
+    modify: bool,
+    /// With --submit: uid of the job's owner (authoritative; Slurm authenticated it).
+    #[arg(long, value_name = "UID", requires = "submit")]
+    uid: Option<u32>,
+    /// With --submit: name of the job's owner, used when the uid has no passwd entry.
+    #[arg(long = "user", value_name = "NAME", requires = "submit")]
+    user_name: Option<String>,
+    /// With --submit: uid of whoever submits or modifies, when not the owner.
+    #[arg(long, value_name = "UID", requires = "submit")]
+    by_uid: Option<u32>,
+    /// With --submit: the job's comment.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    comment: Option<String>,
+    /// With --submit: the job's account.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    account: Option<String>,
+    /// With --submit: the job's wckey.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    wckey: Option<String>,
+    /// The user to check.
+    #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
+    user: Option<String>,
+    /// The project to check.
+    #[arg(required_unless_present_any = ["list", "submit"])]
+    project: Option<String>,
+}
+
+/// Why the answer could not be given (exit 2).
+struct Unusable(String);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(Unusable(why)) => {
+            eprintln!("project-check: {why}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<bool, Unusable> {
+    let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
+    let text = std::fs::read(&settings.projects_file)
+        .map_err(|e| Unusable(format!("{}: cannot read projects file: {e}", settings.projects_file.display())))?;
+    let projects = ProjectsList::parse(&text, &settings.projects_file).map_err(|e| Unusable(e.to_string()))?;
+    let mut groups = SystemGroups::default();
+
+    if let Some(user) = &args.list {
+        for project in projects.projects_for(user, &mut groups) {
+            println!("{project}");
+        }
+        return Ok(true);
+    }
+
+    let verdict = if args.submit {
+        let user = owner_name(args.uid, args.user_name.as_deref())?;
+        if let Some(by) = args.by_uid.filter(|&by| Some(by) != args.uid) {
+            let by_name = owner_name(Some(by), None)?;
+            if settings.exempt_users.contains(&by_name) {
+                return Ok(true);
+            }
+        }
+        let submission = Submission {
+            user,
+            comment: args.comment,
+            account: args.account,
+            wckey: args.wckey,
+            modify: args.modify,
+        };
+        submission::decide(&settings, &projects, &mut groups, &submission)
+    } else {
+        let (user, project) = (args.user.unwrap_or_default(), args.project.unwrap_or_default());
+        submission::decide_project(&projects, &mut groups, &user, &project)
+    };
+    if let Verdict::Denied(message) = &verdict {
+        eprintln!("{message}");
+    }
+    Ok(verdict.is_allowed())
+}
+
+/// The job owner's name: from the uid Slurm authenticated when the user database knows
+/// it, else the name job_submit.lua passed.
+fn owner_name(uid: Option<u32>, name: Option<&str>) -> Result<String, Unusable> {
+    if let Some(uid) = uid {
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            return Ok(user.name);
+        }
+    }
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(Unusable(format!(
+            "unknown user: uid {} has no entry in the user database and no user name was given",
+            uid.map_or("?".into(), |u| u.to_string())
+        ))),
+    }
+}

@@ -1,0 +1,281 @@
+//! Settings: one TOML file (`/opt/slurm/etc/cost-tags.toml` unless `--config PATH` or
+//! `COST_TAGS_CONFIG` names another), every key with a built-in default. All binaries read
+//! the same `Settings`, so a key means the same thing everywhere.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the settings live when nobody says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
+/// The environment variable that names the settings file (weaker than `--config`).
+pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
+
+/// Which job field names the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectSource {
+    /// `sbatch --comment Project` (what users of the public scripts already do).
+    #[default]
+    Comment,
+    /// `sbatch --account Project` (when Slurm accounting associations are used).
+    Account,
+    /// `sbatch --wckey Project`.
+    Wckey,
+}
+
+impl ProjectSource {
+    /// The submission flag that sets this field, for messages users can act on.
+    pub fn flag(self) -> &'static str {
+        match self {
+            ProjectSource::Comment => "--comment",
+            ProjectSource::Account => "--account",
+            ProjectSource::Wckey => "--wckey",
+        }
+    }
+}
+
+/// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
+/// falls back to a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The `user=ProjectA, ProjectB` file.
+    pub projects_file: PathBuf,
+    /// Which job field carries the project.
+    pub project_source: ProjectSource,
+    /// Users who may submit without a project (root, service accounts).
+    pub exempt_users: Vec<String>,
+    /// Where each node keeps its ledger of running jobs and what it owes AWS.
+    pub state_dir: PathBuf,
+    /// Where the instance id learned from IMDS is cached; must not survive a reboot.
+    pub cache_dir: PathBuf,
+    /// Upper bound for a whole prolog or epilog run, network included.
+    #[serde(with = "seconds")]
+    pub deadline: Duration,
+    /// Turn AWS failures in the prolog/epilog into a non-zero exit (drains the node).
+    pub strict: bool,
+    /// Tag keys and how values of several jobs are joined.
+    pub tags: TagSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            projects_file: PathBuf::from("/opt/slurm/etc/projects_list.conf"),
+            project_source: ProjectSource::Comment,
+            exempt_users: vec!["root".to_string()],
+            state_dir: PathBuf::from("/var/spool/cost-tags"),
+            cache_dir: PathBuf::from("/run/cost-tags"),
+            deadline: Duration::from_secs(10),
+            strict: false,
+            tags: TagSettings::default(),
+        }
+    }
+}
+
+/// The `[tags]` table: the key used for each job attribute, an empty string switching
+/// that key off.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TagSettings {
+    pub project: String,
+    pub user: String,
+    pub job_id: String,
+    pub partition: String,
+    pub account: String,
+    pub cluster: String,
+    /// Joins the values of several jobs sharing a node.
+    pub separator: String,
+}
+
+impl Default for TagSettings {
+    fn default() -> Self {
+        // The keys of the public ParallelCluster scripts, so existing Cost Explorer
+        // reports keep working.
+        TagSettings {
+            project: "aws-parallelcluster-project".into(),
+            user: "aws-parallelcluster-username".into(),
+            job_id: "aws-parallelcluster-jobid".into(),
+            partition: String::new(),
+            account: String::new(),
+            cluster: String::new(),
+            separator: " ".into(),
+        }
+    }
+}
+
+/// A settings file that could not be used, with the file named.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Loads the settings: `explicit` (from `--config`) wins over `COST_TAGS_CONFIG`, which
+    /// wins over the default path. A file that was named but is missing is an error; a
+    /// missing default file means built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Settings, ConfigError> {
+        let from_env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty());
+        let (path, named) = match (explicit, from_env) {
+            (Some(p), _) => (p.to_path_buf(), true),
+            (None, Some(p)) => (PathBuf::from(p), true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Settings::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => Ok(Settings::default()),
+            Err(e) => Err(ConfigError {
+                path,
+                reason: format!("cannot read settings: {e}"),
+            }),
+        }
+    }
+
+    /// Parses settings text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Settings, ConfigError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| ConfigError {
+            path: path.to_path_buf(),
+            reason: one_line(&e.to_string()),
+        })?;
+        settings.validate().map_err(|reason| ConfigError {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.deadline.is_zero() {
+            return Err("deadline must be more than 0 seconds".into());
+        }
+        let mut seen = BTreeMap::new();
+        for (field, key) in self.tags.named_keys() {
+            crate::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
+            if let Some(other) = seen.insert(key, field) {
+                return Err(format!("tags.{field} and tags.{other} both use the key {key:?}"));
+            }
+        }
+        if self.tags.separator.is_empty() || !crate::tags::is_value_text(&self.tags.separator) {
+            return Err(format!(
+                "tags.separator {:?} must be non-empty and use only characters valid in EC2 tag values",
+                self.tags.separator
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TagSettings {
+    /// The keys switched on, with the setting name each comes from.
+    pub fn named_keys(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("project", self.project.as_str()),
+            ("user", self.user.as_str()),
+            ("job_id", self.job_id.as_str()),
+            ("partition", self.partition.as_str()),
+            ("account", self.account.as_str()),
+            ("cluster", self.cluster.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, key)| !key.is_empty())
+    }
+}
+
+/// toml's messages span several lines with a source excerpt; logs and Slurm's one-line
+/// user messages want one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Durations are written as whole or fractional seconds (`deadline = 10`).
+mod seconds {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !(secs.is_finite() && secs >= 0.0 && secs <= 3600.0) {
+            return Err(serde::de::Error::custom("expected a number of seconds between 0 and 3600"));
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, ConfigError> {
+        Settings::parse(text, Path::new("/etc/x.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let s = parse("").unwrap();
+        assert_eq!(s.projects_file, PathBuf::from("/opt/slurm/etc/projects_list.conf"));
+        assert_eq!(s.project_source, ProjectSource::Comment);
+        assert_eq!(s.exempt_users, vec!["root"]);
+        assert_eq!(s.deadline, Duration::from_secs(10));
+        assert_eq!(s.tags.project, "aws-parallelcluster-project");
+    }
+
+    #[test]
+    fn keys_are_read() {
+        let s = parse(
+            "projects_file = \"/p\"\nproject_source = \"wckey\"\nexempt_users = [\"root\", \"svc\"]\ndeadline = 2.5\n[tags]\npartition = \"aws-parallelcluster-partition\"\nuser = \"\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.projects_file, PathBuf::from("/p"));
+        assert_eq!(s.project_source, ProjectSource::Wckey);
+        assert_eq!(s.exempt_users, vec!["root", "svc"]);
+        assert_eq!(s.deadline, Duration::from_millis(2500));
+        let keys: Vec<_> = s.tags.named_keys().map(|(f, _)| f).collect();
+        assert_eq!(keys, vec!["project", "job_id", "partition"]);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let e = parse("projects_fil = \"/p\"\n").unwrap_err().to_string();
+        assert!(e.starts_with("/etc/x.toml: "), "{e}");
+        assert!(e.contains("projects_fil"), "{e}");
+        let e = parse("[tags]\nprojet = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("projet"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let e = parse("project_source = \"email\"\n").unwrap_err().to_string();
+        assert!(e.contains("email"), "{e}");
+        assert!(parse("deadline = 0\n").is_err());
+        assert!(parse("deadline = -1\n").is_err());
+        let e = parse("[tags]\nproject = \"aws:project\"\n").unwrap_err().to_string();
+        assert!(e.contains("tags.project"), "{e}");
+        let e = parse("[tags]\nuser = \"aws-parallelcluster-project\"\n").unwrap_err().to_string();
+        assert!(e.contains("both use"), "{e}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let e = Settings::load(Some(Path::new("/nonexistent/cost-tags.toml"))).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/cost-tags.toml"));
+    }
+}

@@ -1,0 +1,21 @@
+//! cost-tags makes HPC spend on AWS ParallelCluster traceable to the users and projects
+//! that caused it. `project-check` refuses Slurm jobs that name no allowed project (run
+//! from job_submit.lua inside slurmctld); `cost-prolog` and `cost-epilog` tag the node's
+//! EC2 instance with the project, user and job id of exactly the jobs running on it, so
+//! Cost Explorer can split spend by tag. Nothing on the job path may harm the cluster:
+//! every network call is bounded, and a failure is logged and owed, not fatal.
+//!
+//! The library does the work; the binaries in `src/bin` only parse arguments, call it,
+//! and map outcomes to exit codes.
+
+pub mod aws;
+pub mod config;
+pub mod job;
+pub mod ledger;
+pub mod log;
+pub mod node_hook;
+pub mod node_hook_main;
+pub mod project_name;
+pub mod projects;
+pub mod submission;
+pub mod tags;

@@ -1,0 +1,36 @@
+//! Messages for administrators: to syslog (so they reach the node's journal and any log
+//! shipping) under the binary's identifier, and to stderr (which slurmd keeps in its log).
+
+use std::ffi::CString;
+use std::sync::OnceLock;
+
+static IDENT: OnceLock<CString> = OnceLock::new();
+
+/// Names the messages of this process (`cost-prolog`, `cost-epilog`, ...).
+pub fn init(ident: &str) {
+    let ident = IDENT.get_or_init(|| CString::new(ident).unwrap_or_default());
+    // SAFETY: `ident` lives in a static for the rest of the process, as openlog requires.
+    unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+}
+
+pub fn info(message: &str) {
+    emit(libc::LOG_INFO, message);
+}
+
+pub fn warn(message: &str) {
+    emit(libc::LOG_WARNING, message);
+}
+
+pub fn error(message: &str) {
+    emit(libc::LOG_ERR, message);
+}
+
+fn emit(priority: libc::c_int, message: &str) {
+    let name = IDENT.get().and_then(|c| c.to_str().ok()).unwrap_or("cost-tags");
+    eprintln!("{name}: {message}");
+    if let Ok(text) = CString::new(message.replace('\0', " ")) {
+        // SAFETY: both pointers are valid NUL-terminated strings; "%s" keeps any `%` in
+        // the message from being read as a format directive.
+        unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+    }
+}

@@ -1,0 +1,93 @@
+//! What cost-prolog and cost-epilog do: record the job's start or end in the node ledger,
+//! then bring the instance's tags in line with the whole ledger, all within the deadline.
+//! A failure of AWS or IMDS is logged and recorded as owed; the next run on the node
+//! pays it. Whether a failure becomes a non-zero exit is the binary's call (`strict`).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::aws::{ec2::Ec2Tags, imds};
+use crate::config::Settings;
+use crate::job::Job;
+use crate::ledger::{Failure, Ledger};
+use crate::tags::{desired_tags, TagChange, TagMap};
+
+/// Which end of the job this run is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Prolog,
+    Epilog,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prolog => "cost-prolog",
+            Hook::Epilog => "cost-epilog",
+        }
+    }
+}
+
+/// What a successful run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Done {
+    /// The instance already had the ledger's tags (another run applied them).
+    UpToDate,
+    /// Tags were written.
+    Applied(TagMap),
+}
+
+/// Records `job` starting or ending and applies the node's tags. Every wait is bounded by
+/// `settings.deadline`; the error says what is owed and why.
+pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
+    let started = Instant::now();
+    let deadline = started + settings.deadline;
+    // The last slice of the deadline is kept for writing down the outcome.
+    let network_deadline = deadline - (settings.deadline / 10).min(Duration::from_millis(300));
+    let ledger = Ledger::open(&settings.state_dir)?;
+    ledger.update(network_deadline, |s| match hook {
+        Hook::Prolog => s.add(job.clone()),
+        Hook::Epilog => s.remove(&job.id),
+    })?;
+    let result = apply_owed(settings, &ledger, network_deadline);
+    if let Err(e) = &result {
+        let failure = Failure::now(&job.id, format!("{e:#}"));
+        ledger
+            .update(deadline, |s| {
+                s.owed = true;
+                s.last_failure = Some(failure);
+            })
+            .context("cannot record that tags are owed")?;
+    }
+    result
+}
+
+/// Applies the ledger's tag set if the instance may not have it. Holds the apply lock
+/// during the AWS calls so that calls never overtake each other.
+pub fn apply_owed(settings: &Settings, ledger: &Ledger, deadline: Instant) -> Result<Done> {
+    let _apply = ledger.lock_apply(deadline).context("another run is still talking to AWS")?;
+    let state = ledger.read()?;
+    let desired = desired_tags(&state.jobs, &settings.tags);
+    if !state.needs_apply(&desired) {
+        return Ok(Done::UpToDate);
+    }
+    let change = TagChange::new(&desired, &settings.tags);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(remaining, async {
+            let identity = imds::identity(&settings.cache_dir, remaining).await?;
+            let ec2 = Ec2Tags::new(&identity.region, remaining).await;
+            ec2.apply(&identity.instance_id, &change).await
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("AWS did not answer within the deadline of {:?}", settings.deadline))?
+    })?;
+    ledger.update(deadline, |s| {
+        s.applied = desired.clone();
+        s.owed = false;
+        s.last_failure = None;
+    })?;
+    Ok(Done::Applied(desired))
+}

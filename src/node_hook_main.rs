@@ -1,0 +1,53 @@
+//! The shared `main` of cost-prolog and cost-epilog: arguments, settings, the job from
+//! the environment, and the mapping of outcomes to exit codes (0 unless `strict`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::Settings;
+use crate::job::Job;
+use crate::log;
+use crate::node_hook::{self, Done, Hook};
+
+#[derive(Parser)]
+#[command(version, about = "Tag this node's EC2 instance with the Slurm jobs running on it (run by slurmd).")]
+struct Args {
+    /// Settings file (TOML); else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+pub fn main(hook: Hook) -> ExitCode {
+    let args = Args::parse();
+    log::init(hook.name());
+    let settings = match Settings::load(args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            // Without settings we cannot know `strict`: the safe side is not to drain.
+            log::error(&format!("settings unusable, job not tagged: {e}"));
+            return ExitCode::SUCCESS;
+        }
+    };
+    let failed = |message: String| {
+        log::error(&message);
+        if settings.strict {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    };
+    let job = match Job::from_process_env(settings.project_source) {
+        Ok(job) => job,
+        Err(e) => return failed(format!("no job to record: {e}")),
+    };
+    match node_hook::run(hook, &settings, &job) {
+        Ok(Done::Applied(tags)) => {
+            log::info(&format!("job {}: instance tags now {tags:?}", job.id));
+            ExitCode::SUCCESS
+        }
+        Ok(Done::UpToDate) => ExitCode::SUCCESS,
+        Err(e) => failed(format!("job {}: tags owed, will be applied by the next run: {e:#}", job.id)),
+    }
+}

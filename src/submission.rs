@@ -1,0 +1,209 @@
+//! A job submission (or modification) as job_submit.lua sees it, and whether it may go
+//! in: the user must name a project in the field `project_source` says, and the projects
+//! file must allow that project to that user. The messages are the ones users of the
+//! public ParallelCluster scripts already know.
+
+use crate::config::{ProjectSource, Settings};
+use crate::project_name;
+use crate::projects::{GroupMembership, ProjectsList};
+
+/// What job_submit.lua knows about a submission. Fields are `None` when Slurm left them
+/// unset; for a modification only the fields being changed are set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Submission {
+    pub user: String,
+    pub comment: Option<String>,
+    pub account: Option<String>,
+    pub wckey: Option<String>,
+    /// `scontrol update`: absent fields are not being changed.
+    pub modify: bool,
+}
+
+/// The outcome, with the message shown to the submitter when refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed { project: String },
+    /// An exempt user (root, service accounts) needs no project.
+    Exempt,
+    /// A modification that does not touch the project field.
+    ProjectUnchanged,
+    Denied(String),
+}
+
+impl Verdict {
+    pub fn is_allowed(&self) -> bool {
+        !matches!(self, Verdict::Denied(_))
+    }
+}
+
+impl Submission {
+    /// The project field `source` selects, as given (it may be absent or empty).
+    pub fn project_field(&self, source: ProjectSource) -> Option<&str> {
+        match source {
+            ProjectSource::Comment => self.comment.as_deref(),
+            ProjectSource::Account => self.account.as_deref(),
+            ProjectSource::Wckey => self.wckey.as_deref(),
+        }
+    }
+}
+
+/// Decides a submission against the settings and the projects file.
+pub fn decide(
+    settings: &Settings,
+    projects: &ProjectsList<'_>,
+    groups: &mut dyn GroupMembership,
+    submission: &Submission,
+) -> Verdict {
+    if settings.exempt_users.iter().any(|u| *u == submission.user) {
+        return Verdict::Exempt;
+    }
+    let field = submission.project_field(settings.project_source);
+    if submission.modify && field.is_none() {
+        return Verdict::ProjectUnchanged;
+    }
+    // Not trimmed: the prolog tags exactly what Slurm stored, so only an exact name passes.
+    let project = field.unwrap_or("");
+    if project.trim().is_empty() {
+        return Verdict::Denied(no_project_message(settings.project_source));
+    }
+    decide_project(projects, groups, &submission.user, project)
+}
+
+/// Decides whether `user` may use `project` (the `project-check USER PROJECT` question).
+pub fn decide_project(
+    projects: &ProjectsList<'_>,
+    groups: &mut dyn GroupMembership,
+    user: &str,
+    project: &str,
+) -> Verdict {
+    if let Err(why) = project_name::validate(project) {
+        return Verdict::Denied(format!(
+            "You are not allowed to use the project {} ({why})",
+            project_name::printable(project)
+        ));
+    }
+    if projects.allows(user, project, groups) {
+        Verdict::Allowed {
+            project: project.to_string(),
+        }
+    } else {
+        Verdict::Denied(not_allowed_message(project))
+    }
+}
+
+/// The refusal for a job that names no project.
+pub fn no_project_message(source: ProjectSource) -> String {
+    format!("You need to specify a project. \"{} ProjectName\"", source.flag())
+}
+
+/// The refusal for a project the user may not use.
+pub fn not_allowed_message(project: &str) -> String {
+    format!("You are not allowed to use the project {project}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    struct NoGroups;
+    impl GroupMembership for NoGroups {
+        fn is_member(&mut self, _: &str, _: &str) -> bool {
+            false
+        }
+    }
+
+    const FILE: &str = "alice=ProjectA, ProjectC\nbob=ProjectB\n";
+
+    fn check(settings: &Settings, s: Submission) -> Verdict {
+        let list = ProjectsList::parse(FILE.as_bytes(), Path::new("p")).unwrap();
+        decide(settings, &list, &mut NoGroups, &s)
+    }
+
+    fn sub(user: &str, comment: Option<&str>) -> Submission {
+        Submission {
+            user: user.into(),
+            comment: comment.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn allowed_denied_missing() {
+        let s = Settings::default();
+        assert!(matches!(check(&s, sub("alice", Some("ProjectA"))), Verdict::Allowed { .. }));
+        assert_eq!(
+            check(&s, sub("alice", Some("ProjectB"))),
+            Verdict::Denied("You are not allowed to use the project ProjectB".into())
+        );
+        let missing = Verdict::Denied("You need to specify a project. \"--comment ProjectName\"".into());
+        assert_eq!(check(&s, sub("alice", None)), missing);
+        assert_eq!(check(&s, sub("alice", Some("  "))), missing);
+    }
+
+    #[test]
+    fn exempt_users_pass_without_project() {
+        assert_eq!(check(&Settings::default(), sub("root", None)), Verdict::Exempt);
+    }
+
+    #[test]
+    fn source_selects_field_and_message() {
+        let s = Settings {
+            project_source: ProjectSource::Account,
+            ..Default::default()
+        };
+        assert_eq!(
+            check(&s, sub("alice", Some("ProjectA"))),
+            Verdict::Denied("You need to specify a project. \"--account ProjectName\"".into())
+        );
+        let with_account = Submission {
+            account: Some("ProjectA".into()),
+            ..sub("alice", None)
+        };
+        assert!(check(&s, with_account).is_allowed());
+        let s = Settings {
+            project_source: ProjectSource::Wckey,
+            ..Default::default()
+        };
+        let with_wckey = Submission {
+            wckey: Some("ProjectB".into()),
+            ..sub("bob", None)
+        };
+        assert!(check(&s, with_wckey).is_allowed());
+    }
+
+    #[test]
+    fn modify_checks_only_a_changed_project() {
+        let s = Settings::default();
+        let untouched = Submission {
+            modify: true,
+            ..sub("alice", None)
+        };
+        assert_eq!(check(&s, untouched), Verdict::ProjectUnchanged);
+        let to_other = Submission {
+            modify: true,
+            ..sub("alice", Some("ProjectB"))
+        };
+        assert!(!check(&s, to_other).is_allowed());
+        let cleared = Submission {
+            modify: true,
+            ..sub("alice", Some(""))
+        };
+        assert!(!check(&s, cleared).is_allowed());
+    }
+
+    #[test]
+    fn hostile_comments_are_denied_with_a_one_line_message() {
+        let s = Settings::default();
+        for hostile in ["'; touch /tmp/x; '", "$(id)", "`id`", "a\nb", &"A".repeat(1024), "ProjectA\n"] {
+            match check(&s, sub("alice", Some(hostile))) {
+                Verdict::Denied(m) => {
+                    assert!(m.starts_with("You are not allowed to use the project"), "{m}");
+                    assert!(!m.contains('\n'), "{m}");
+                    assert!(m.len() < 300, "{m}");
+                }
+                v => panic!("{hostile:?} gave {v:?}"),
+            }
+        }
+    }
+}
