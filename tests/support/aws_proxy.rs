@@ -1,0 +1,330 @@
+//! A fault-injecting HTTP/1.1 proxy between the program under test and moto.
+//!
+//! The program is pointed at [`AwsProxy::endpoint`] (e.g. `AWS_ENDPOINT_URL`), the
+//! proxy forwards to the upstream endpoint given at start. Behaviour is switched at
+//! run time with [`AwsProxy::set_mode`]:
+//!
+//! * `Pass`: forward method, target, headers (Host included, so SigV4 stays as
+//!   signed) and body; relay status, headers and body. One upstream connection per
+//!   request (`Connection: close` upstream); the client side keeps alive.
+//! * `Refuse`: real refusal: the listening socket leaves LISTEN but keeps its port,
+//!   so connect() fails with ECONNREFUSED; switching back listens again on the SAME
+//!   port. Open connections are shut down when Refuse starts.
+//! * `Error500`: HTTP 500 with an EC2 `InternalError` XML body.
+//! * `Throttle`: HTTP 503 with EC2's `RequestLimitExceeded` XML body (what EC2
+//!   sends; aws-sdk-ec2 classifies the code as a throttling error and retries it).
+//! * `Hang`: read the request, never answer. Hung connections are closed, unanswered,
+//!   when the mode changes or the proxy is dropped.
+//! * `RateLimit { per_second }`: the first `per_second` requests of each wall-clock
+//!   second (UNIX time) pass, the rest get the throttle response.
+//!
+//! Counters count every request received (whatever the mode), per EC2 `Action`
+//! (from the form body `Action=CreateTags&...`, or the query string).
+
+use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::imds::http::{self, Reply, Request, Response, Server};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyMode {
+    Pass,
+    Refuse,
+    Error500,
+    Throttle,
+    Hang,
+    RateLimit { per_second: u32 },
+}
+
+#[derive(Default)]
+struct Counters {
+    total: u64,
+    per_action: BTreeMap<String, u64>,
+    forwarded: u64,
+    forwarded_per_action: BTreeMap<String, u64>,
+    throttled: u64,
+    errors500: u64,
+    hung: u64,
+    upstream_failures: u64,
+}
+
+struct State {
+    mode: ProxyMode,
+    counters: Counters,
+    /// (UNIX second, requests passed in it) for RateLimit.
+    window: (u64, u32),
+}
+
+/// A running proxy; stops (closing all its connections) on drop.
+pub struct AwsProxy {
+    state: Arc<Mutex<State>>,
+    server: Server,
+    upstream: String,
+}
+
+/// Body EC2 sends with HTTP 503 when it throttles.
+pub fn throttle_body() -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+        request_id()
+    )
+}
+
+/// Body of EC2's HTTP 500 InternalError.
+pub fn internal_error_body() -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
+        request_id()
+    )
+}
+
+fn request_id() -> String {
+    let hex = |n: usize| {
+        (0..n)
+            .map(|_| char::from_digit(fastrand::u32(..16), 16).unwrap())
+            .collect::<String>()
+    };
+    format!("{}-{}-{}-{}-{}", hex(8), hex(4), hex(4), hex(4), hex(12))
+}
+
+fn xml(status: u16, body: String) -> Response {
+    Response::new(status, body)
+        .header("Content-Type", "text/xml;charset=UTF-8")
+        .header("Server", "AmazonEC2")
+}
+
+/// EC2 `Action` of a query-protocol request: from the form body, else the query string.
+pub fn action_of(req: &Request) -> Option<String> {
+    let from = |s: &str| {
+        s.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == "Action").then(|| v.to_string())
+        })
+    };
+    std::str::from_utf8(&req.body)
+        .ok()
+        .and_then(from)
+        .or_else(|| req.query().and_then(from))
+}
+
+impl AwsProxy {
+    /// Starts a proxy in `Pass` mode forwarding to `upstream_endpoint`
+    /// (`http://HOST:PORT`, plain HTTP).
+    pub fn start(upstream_endpoint: &str) -> AwsProxy {
+        let hostport = upstream_endpoint
+            .strip_prefix("http://")
+            .unwrap_or_else(|| panic!("upstream must be http://HOST:PORT, got {upstream_endpoint}"))
+            .trim_end_matches('/')
+            .to_string();
+        let addr: SocketAddr = hostport
+            .to_socket_addrs()
+            .unwrap_or_else(|e| panic!("resolve {hostport}: {e}"))
+            .next()
+            .expect("upstream address");
+        let state = Arc::new(Mutex::new(State {
+            mode: ProxyMode::Pass,
+            counters: Counters::default(),
+            window: (0, 0),
+        }));
+        let st = state.clone();
+        let server =
+            Server::start("aws-proxy", Arc::new(move |req: &Request| handle(&st, addr, req))).expect("start AWS proxy");
+        AwsProxy {
+            state,
+            server,
+            upstream: upstream_endpoint.to_string(),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`; stays the same across `Refuse` and back.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
+    pub fn set_mode(&self, mode: ProxyMode) {
+        {
+            let mut s = self.state.lock().unwrap();
+            s.mode = mode;
+            s.window = (0, 0);
+        }
+        self.server.set_refusing(mode == ProxyMode::Refuse);
+        // Hung connections close (unanswered) on any mode change.
+        self.server.notify_change();
+    }
+
+    pub fn mode(&self) -> ProxyMode {
+        self.state.lock().unwrap().mode
+    }
+
+    /// All requests received (every mode; none arrive while refusing).
+    pub fn requests(&self) -> u64 {
+        self.state.lock().unwrap().counters.total
+    }
+
+    /// Requests received with EC2 `Action` `action` (e.g. "CreateTags"), whatever
+    /// their fate.
+    pub fn count(&self, action: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .counters
+            .per_action
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Received requests per action.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.state.lock().unwrap().counters.per_action.clone()
+    }
+
+    /// Requests relayed to the upstream (it answered, whatever the status).
+    pub fn forwarded(&self) -> u64 {
+        self.state.lock().unwrap().counters.forwarded
+    }
+
+    /// Requests of `action` relayed to the upstream.
+    pub fn forwarded_count(&self, action: &str) -> u64 {
+        self.state
+            .lock()
+            .unwrap()
+            .counters
+            .forwarded_per_action
+            .get(action)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Requests answered with the throttle response (Throttle and RateLimit modes).
+    pub fn throttled(&self) -> u64 {
+        self.state.lock().unwrap().counters.throttled
+    }
+
+    /// Requests answered 500 by Error500 mode.
+    pub fn errors500(&self) -> u64 {
+        self.state.lock().unwrap().counters.errors500
+    }
+
+    /// Requests that were held unanswered by Hang mode.
+    pub fn hung(&self) -> u64 {
+        self.state.lock().unwrap().counters.hung
+    }
+
+    /// Pass-mode requests that the upstream could not answer (proxy answered 502).
+    pub fn upstream_failures(&self) -> u64 {
+        self.state.lock().unwrap().counters.upstream_failures
+    }
+
+    pub fn reset_counts(&self) {
+        self.state.lock().unwrap().counters = Counters::default();
+    }
+
+    /// Connections currently open from clients.
+    pub fn open_connections(&self) -> usize {
+        self.server.open_connections()
+    }
+}
+
+fn unix_second() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+enum Decision {
+    Forward,
+    Throttle,
+    Error500,
+    Hang,
+    Close,
+}
+
+fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
+    let action = action_of(req).unwrap_or_else(|| "(none)".to_string());
+    let decision = {
+        let mut s = state.lock().unwrap();
+        if s.mode == ProxyMode::Refuse {
+            // A request that raced the switch on an already open connection.
+            Decision::Close
+        } else {
+            s.counters.total += 1;
+            *s.counters.per_action.entry(action.clone()).or_insert(0) += 1;
+            match s.mode {
+                ProxyMode::Refuse => Decision::Close,
+                ProxyMode::Pass => Decision::Forward,
+                ProxyMode::Error500 => {
+                    s.counters.errors500 += 1;
+                    Decision::Error500
+                }
+                ProxyMode::Throttle => {
+                    s.counters.throttled += 1;
+                    Decision::Throttle
+                }
+                ProxyMode::Hang => {
+                    s.counters.hung += 1;
+                    Decision::Hang
+                }
+                ProxyMode::RateLimit { per_second } => {
+                    let now = unix_second();
+                    if s.window.0 != now {
+                        s.window = (now, 0);
+                    }
+                    if s.window.1 < per_second {
+                        s.window.1 += 1;
+                        Decision::Forward
+                    } else {
+                        s.counters.throttled += 1;
+                        Decision::Throttle
+                    }
+                }
+            }
+        }
+    };
+    match decision {
+        Decision::Close => Reply::Close,
+        Decision::Hang => Reply::Hang,
+        Decision::Error500 => Reply::Send(xml(500, internal_error_body())),
+        Decision::Throttle => Reply::Send(xml(503, throttle_body())),
+        Decision::Forward => match forward(upstream, req) {
+            Ok(resp) => {
+                let mut s = state.lock().unwrap();
+                s.counters.forwarded += 1;
+                *s.counters.forwarded_per_action.entry(action).or_insert(0) += 1;
+                Reply::Send(resp)
+            }
+            Err(e) => {
+                state.lock().unwrap().counters.upstream_failures += 1;
+                Reply::Send(
+                    Response::new(502, format!("aws_proxy: upstream {upstream}: {e}\n"))
+                        .header("Content-Type", "text/plain"),
+                )
+            }
+        },
+    }
+}
+
+fn forward(upstream: SocketAddr, req: &Request) -> std::io::Result<Response> {
+    let mut conn = TcpStream::connect_timeout(&upstream, Duration::from_secs(10))?;
+    conn.set_read_timeout(Some(Duration::from_secs(120)))?;
+    conn.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let _ = conn.set_nodelay(true);
+    http::write_request(&mut conn, req)?;
+    conn.flush()?;
+    let mut reader = BufReader::new(conn);
+    let mut resp = http::read_response(&mut reader, req.method == "HEAD")?;
+    resp.headers.retain(|(k, _)| !http::is_hop_header(k));
+    Ok(resp)
+}

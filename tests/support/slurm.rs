@@ -1,0 +1,822 @@
+//! A throwaway, real, single-node Slurm cluster for integration tests.
+//!
+//! [`SlurmCluster::start`] runs a private `munged`, `slurmctld -D` and `slurmd -D` as
+//! children of the test process, all configured from one private directory (a
+//! `tempfile::TempDir`): munge key and socket, `slurm.conf`, `job_submit.lua`,
+//! StateSaveLocation, SlurmdSpoolDir, pid files and logs. Ports are picked free on
+//! 127.0.0.1, the cluster and node names are random, so several fixtures (several test
+//! threads, several test binaries) can run at the same time. Dropping the fixture
+//! cancels all jobs, then stops exactly the three processes it started, by pid
+//! (SIGTERM, bounded wait, SIGKILL, reap). Nothing is ever killed by name.
+//!
+//! Needs root (slurmd must run jobs as other users) and the Debian packages
+//! `slurm-wlm` (slurmctld, slurmd, slurm-client), `slurm-wlm-basic-plugins` (job_submit/lua)
+//! and `munge`; `setpriv` (util-linux) for [`SlurmCluster::run_as`]. When something is
+//! missing, `start` calls `super::require` (skip loudly, or panic under `CI=true`) and
+//! returns `None`.
+//!
+//! # Facts established with Slurm 22.05.8 (Debian bookworm), checked by `tests/slurm_fixture.rs`
+//!
+//! * **Prolog/Epilog environment.** slurmd does NOT pass its own environment to the
+//!   Prolog/Epilog: they are exec'd with a freshly built environment that holds only
+//!   Slurm's variables — `SLURM_JOB_ID`, `SLURM_JOBID`, `SLURM_JOB_USER`, `SLURM_JOB_UID`,
+//!   `SLURM_UID`, `SLURM_JOB_GID`, `SLURM_JOB_PARTITION`, `SLURM_JOB_COMMENT`,
+//!   `SLURM_JOB_WORK_DIR`, `SLURM_JOB_STDOUT`, `SLURM_JOB_STDIN`, `SLURM_JOB_NUM_NODES`,
+//!   `SLURM_NODELIST`, `SLURM_JOB_CPUS_PER_NODE`, `SLURM_JOB_RESTART_COUNT`,
+//!   `SLURM_CLUSTER_NAME`, `SLURMD_NODENAME`, `SLURM_CONF`,
+//!   `SLURM_SCRIPT_CONTEXT` (`prolog_slurmd` / `epilog_slurmd`), and in the Epilog also
+//!   `SLURM_JOB_EXIT_CODE`, `SLURM_JOB_EXIT_CODE2`, `SLURM_JOB_DERIVED_EC`. There is no
+//!   `PATH` and no `HOME` (a `/bin/sh` script falls back to dash's built-in default
+//!   PATH). So a variable such as `AWS_ENDPOINT_URL` or `COST_TAGS_CONFIG` set in
+//!   slurmd's environment ([`SlurmOptions::daemon_env`]) does **not** reach the prolog:
+//!   a prolog wrapper script must export whatever cost-prolog needs itself (or
+//!   cost-prolog must read it from its config file). `SLURM_CONF` *is* there, so a
+//!   script can find this fixture's directory with `dirname "$SLURM_CONF"`.
+//!   The Prolog and Epilog run as root (SlurmdUser), cwd is slurmd's cwd.
+//! * **job_submit.lua.** `job_desc.user_name` IS set in `slurm_job_submit` (e.g.
+//!   `"ctalice"`), as is the `submit_uid` argument. `slurm.log_user(...)` followed by
+//!   `return slurm.ERROR` makes sbatch exit 1 with `sbatch: error: <message>` on stderr.
+//!   `slurm.log_info(...)` lines appear in the slurmctld log prefixed with `lua: `.
+//! * `squeue -j ID` prints nothing for a COMPLETED job, so [`SlurmCluster::job_state`]
+//!   uses `scontrol -o show job ID` (jobs stay visible for MinJobAge = 300 s).
+//! * `slurmctld` listens on 0.0.0.0 (its random port) even with
+//!   `CommunicationParameters=NoInAddrAny`; slurmd listens on 127.0.0.1 only. Only
+//!   munge credentials made with this fixture's random key are accepted.
+//! * slurmctld caches group membership: call [`ensure_test_users`] *before* starting a
+//!   cluster.
+//! * If the test process is SIGKILLed, the daemons survive; their pids are in
+//!   `<dir>/run/*.pid` and `<dir>/munge/munged.pid`.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::fmt::Display;
+use std::fs::{self, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// How the cluster is configured. `SlurmOptions::default()` gives a plain cluster
+/// (2 CPUs, partitions `compute` (default) and `gpu`, no plugins, no prolog).
+#[derive(Clone, Debug)]
+pub struct SlurmOptions {
+    /// Contents of `job_submit.lua` (placed beside slurm.conf); enables
+    /// `JobSubmitPlugins=lua`. It must define `slurm_job_submit` and `slurm_job_modify`.
+    pub job_submit_lua: Option<String>,
+    /// `Prolog=` script (run as root by slurmd at allocation: `PrologFlags=Alloc`).
+    pub prolog: Option<PathBuf>,
+    /// `Epilog=` script (run as root by slurmd when the job ends).
+    pub epilog: Option<PathBuf>,
+    /// Extra slurm.conf lines. A line whose key is one the fixture already sets (e.g.
+    /// `AccountingStorageType=...`, `SlurmctldDebug=debug`) replaces the fixture's
+    /// line; other lines are appended. `{node}` and `{dir}` are replaced by the node
+    /// name and the fixture directory, so `PartitionName=x Nodes={node}` works.
+    pub extra_conf: Vec<String>,
+    /// Environment given to slurmctld and slurmd on top of the test's own (e.g.
+    /// `COST_TAGS_CONFIG`). NB: it does not reach Prolog/Epilog (see module doc).
+    pub daemon_env: Vec<(String, String)>,
+    /// CPUs of the single node.
+    pub cpus: u32,
+    /// Also create partition `gpu` on the same node (not default).
+    pub gpu_partition: bool,
+}
+
+impl Default for SlurmOptions {
+    fn default() -> Self {
+        SlurmOptions {
+            job_submit_lua: None,
+            prolog: None,
+            epilog: None,
+            extra_conf: Vec::new(),
+            daemon_env: Vec::new(),
+            cpus: 2,
+            gpu_partition: true,
+        }
+    }
+}
+
+/// A running private cluster. Dropping it stops it.
+pub struct SlurmCluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    node: String,
+    cluster: String,
+    ctld_port: u16,
+    slurmd_port: u16,
+    munged: Option<Child>,
+    slurmctld: Option<Child>,
+    slurmd: Option<Child>,
+    bins: Bins,
+    /// Set when a panic message already carries the log tails (Drop then stays quiet).
+    logs_shown: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Bins {
+    munged: PathBuf,
+    slurmctld: PathBuf,
+    slurmd: PathBuf,
+    sinfo: PathBuf,
+    squeue: PathBuf,
+    scontrol: PathBuf,
+    scancel: PathBuf,
+    setpriv: PathBuf,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Finds `program` on PATH or in the sbin/bin directories (root's daemons live in
+/// /usr/sbin, which a non-login PATH may lack).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for d in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+fn find_bins() -> Result<Bins, String> {
+    let mut missing = Vec::new();
+    let mut f = |name: &str| {
+        find_program(name).unwrap_or_else(|| {
+            missing.push(name.to_string());
+            PathBuf::new()
+        })
+    };
+    let bins = Bins {
+        munged: f("munged"),
+        slurmctld: f("slurmctld"),
+        slurmd: f("slurmd"),
+        sinfo: f("sinfo"),
+        squeue: f("squeue"),
+        scontrol: f("scontrol"),
+        scancel: f("scancel"),
+        setpriv: f("setpriv"),
+    };
+    if find_program("sbatch").is_none() {
+        missing.push("sbatch".into());
+    }
+    if missing.is_empty() {
+        Ok(bins)
+    } else {
+        Err(missing.join(", "))
+    }
+}
+
+/// True when a Slurm cluster can be started here (binaries present, running as root).
+pub fn available() -> bool {
+    find_bins().is_ok() && nix::unistd::geteuid().is_root()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut x = nanos
+        ^ ((std::process::id() as u64) << 32)
+        ^ (COUNTER.fetch_add(1, Ordering::Relaxed) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser, then 8 base-36 lowercase chars (letters first, keeps names valid)
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..8)
+        .map(|_| {
+            let c = alphabet[(x % 36) as usize] as char;
+            x /= 36;
+            c
+        })
+        .collect()
+}
+
+fn short_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    assert_eq!(rc, 0, "gethostname failed");
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let full = String::from_utf8_lossy(&buf[..end]).into_owned();
+    full.split('.').next().unwrap_or(&full).to_string()
+}
+
+fn append_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn alive(child: &mut Option<Child>) -> bool {
+    matches!(child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+}
+
+/// SIGTERM, wait up to `grace`, SIGKILL, reap. Never panics.
+fn stop_child(child: &mut Option<Child>, grace: Duration) {
+    let Some(mut c) = child.take() else { return };
+    if let Ok(Some(_)) = c.try_wait() {
+        return;
+    }
+    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill(); // SIGKILL to this pid only
+    let _ = c.wait();
+}
+
+impl SlurmCluster {
+    /// Starts munged, slurmctld and slurmd and returns once `sinfo` shows the node idle.
+    /// Returns `None` (after `super::require`) when Slurm/munge are missing or not root.
+    /// Panics, with the daemons' log tails, if the node is not idle within 60 s.
+    pub fn start(opts: SlurmOptions) -> Option<SlurmCluster> {
+        let bins = match find_bins() {
+            Ok(b) => b,
+            Err(missing) => {
+                eprintln!("slurm fixture: missing programs: {missing}");
+                super::require("Slurm (slurm-wlm + munge)", false);
+                return None;
+            }
+        };
+        if !nix::unistd::geteuid().is_root() {
+            super::require("Slurm (slurm-wlm + munge) fixture running as root", false);
+            return None;
+        }
+
+        let dir = tempfile::Builder::new()
+            .prefix("cost-tags-slurm-")
+            .tempdir()
+            .expect("create fixture dir");
+        let d = dir.path().to_path_buf();
+        // Non-root users (sbatch via setpriv) must reach the munge socket and slurm.conf.
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        for sub in ["munge", "state", "spool", "log", "run"] {
+            fs::create_dir(d.join(sub)).unwrap();
+            fs::set_permissions(d.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+
+        let id = unique_suffix();
+        let cluster = format!("ct{id}");
+        let node = format!("ct{id}-1");
+        let ctld_port = free_port();
+        let mut slurmd_port = free_port();
+        while slurmd_port == ctld_port {
+            slurmd_port = free_port();
+        }
+
+        // munge key: 1024 random bytes, 0400.
+        let key_path = d.join("munge/munge.key");
+        {
+            let mut key = [0u8; 1024];
+            File::open("/dev/urandom").unwrap().read_exact(&mut key).unwrap();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o400)
+                .open(&key_path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, &key).unwrap();
+        }
+        let sock = d.join("munge/munge.sock");
+
+        // slurm.conf
+        let mut lines: Vec<String> = vec![
+            format!("ClusterName={cluster}"),
+            format!("SlurmctldHost={}(127.0.0.1)", short_hostname()),
+            format!("SlurmctldPort={ctld_port}"),
+            format!("SlurmdPort={slurmd_port}"),
+            "AuthType=auth/munge".into(),
+            format!("AuthInfo=socket={}", sock.display()),
+            "CredType=cred/munge".into(),
+            "SlurmUser=root".into(),
+            "SlurmdUser=root".into(),
+            format!("StateSaveLocation={}", d.join("state").display()),
+            format!("SlurmdSpoolDir={}", d.join("spool").display()),
+            format!("SlurmctldPidFile={}", d.join("run/slurmctld.pid").display()),
+            format!("SlurmdPidFile={}", d.join("run/slurmd.pid").display()),
+            format!("SlurmctldLogFile={}", d.join("log/slurmctld.log").display()),
+            format!("SlurmdLogFile={}", d.join("log/slurmd.log").display()),
+            "SlurmctldDebug=info".into(),
+            "SlurmdDebug=info".into(),
+            "ProctrackType=proctrack/linuxproc".into(),
+            "TaskPlugin=task/none".into(),
+            "JobAcctGatherType=jobacct_gather/none".into(),
+            "AccountingStorageType=accounting_storage/none".into(),
+            "JobCompType=jobcomp/none".into(),
+            "SelectType=select/cons_tres".into(),
+            "SelectTypeParameters=CR_Core".into(),
+            "SchedulerType=sched/backfill".into(),
+            "SchedulerParameters=nohold_on_prolog_fail".into(),
+            "ReturnToService=2".into(),
+            "MailProg=/bin/true".into(),
+            "MpiDefault=none".into(),
+            "SwitchType=switch/none".into(),
+            "CommunicationParameters=NoInAddrAny".into(),
+            "KillWait=2".into(),
+            "InactiveLimit=0".into(),
+        ];
+        if let Some(lua) = &opts.job_submit_lua {
+            fs::write(d.join("job_submit.lua"), lua).unwrap();
+            lines.push("JobSubmitPlugins=lua".into());
+        }
+        if let Some(p) = &opts.prolog {
+            lines.push(format!("Prolog={}", p.display()));
+        }
+        if let Some(p) = &opts.epilog {
+            lines.push(format!("Epilog={}", p.display()));
+        }
+        if opts.prolog.is_some() || opts.epilog.is_some() {
+            lines.push("PrologFlags=Alloc".into());
+        }
+        let key_of = |l: &str| l.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut tail_lines = vec![
+            format!(
+                "NodeName={node} NodeAddr=127.0.0.1 Port={slurmd_port} CPUs={} RealMemory=512 State=UNKNOWN",
+                opts.cpus
+            ),
+            format!("PartitionName=compute Nodes={node} Default=YES MaxTime=INFINITE State=UP"),
+        ];
+        if opts.gpu_partition {
+            tail_lines.push(format!(
+                "PartitionName=gpu Nodes={node} Default=NO MaxTime=INFINITE State=UP"
+            ));
+        }
+        for extra in &opts.extra_conf {
+            let extra = extra
+                .replace("{node}", &node)
+                .replace("{dir}", &d.display().to_string());
+            let k = key_of(&extra);
+            if k == "nodename" || k == "partitionname" {
+                tail_lines.push(extra);
+            } else if let Some(existing) = lines.iter_mut().find(|l| key_of(l) == k) {
+                *existing = extra;
+            } else {
+                lines.push(extra);
+            }
+        }
+        lines.extend(tail_lines);
+        let conf = d.join("slurm.conf");
+        fs::write(&conf, lines.join("\n") + "\n").unwrap();
+        fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
+
+        let mut cluster_fx = SlurmCluster {
+            dir,
+            conf: conf.clone(),
+            node: node.clone(),
+            cluster,
+            ctld_port,
+            slurmd_port,
+            munged: None,
+            slurmctld: None,
+            slurmd: None,
+            bins: bins.clone(),
+            logs_shown: false,
+        };
+        // From here on, a panic drops `cluster_fx`, which stops whatever was started.
+
+        let started = Instant::now();
+        let munged_log = d.join("log/munged.log");
+        cluster_fx.munged = Some(
+            Command::new(&bins.munged)
+                .arg("--foreground")
+                .arg("--force")
+                .arg(format!("--socket={}", sock.display()))
+                .arg(format!("--key-file={}", key_path.display()))
+                .arg(format!("--pid-file={}", d.join("munge/munged.pid").display()))
+                .arg(format!("--log-file={}", munged_log.display()))
+                .arg(format!("--seed-file={}", d.join("munge/munged.seed").display()))
+                .stdin(Stdio::null())
+                .stdout(append_file(&munged_log))
+                .stderr(append_file(&munged_log))
+                .current_dir(&d)
+                .spawn()
+                .expect("spawn munged"),
+        );
+        while !sock.exists() {
+            if !alive(&mut cluster_fx.munged) || started.elapsed() > Duration::from_secs(15) {
+                cluster_fx.logs_shown = true;
+                panic!("munged did not create its socket:\n{}", cluster_fx.log_tails());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let daemon = |program: &Path, args: &[&str], stderr_name: &str| {
+            let mut c = Command::new(program);
+            c.args(args)
+                .env("SLURM_CONF", &conf)
+                .envs(opts.daemon_env.iter().map(|(k, v)| (k, v)))
+                .stdin(Stdio::null())
+                .stdout(append_file(&d.join("log").join(stderr_name)))
+                .stderr(append_file(&d.join("log").join(stderr_name)))
+                .current_dir(&d);
+            c.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+        };
+        let conf_s = conf.to_str().unwrap();
+        cluster_fx.slurmctld = Some(daemon(&bins.slurmctld, &["-D", "-f", conf_s], "slurmctld.stderr"));
+        cluster_fx.slurmd = Some(daemon(
+            &bins.slurmd,
+            &["-D", "-f", conf_s, "-N", &node],
+            "slurmd.stderr",
+        ));
+
+        loop {
+            let all_alive =
+                alive(&mut cluster_fx.munged) && alive(&mut cluster_fx.slurmctld) && alive(&mut cluster_fx.slurmd);
+            if all_alive && cluster_fx.node_state() == "idle" {
+                break;
+            }
+            let dead: Vec<&str> = [
+                ("munged", alive(&mut cluster_fx.munged)),
+                ("slurmctld", alive(&mut cluster_fx.slurmctld)),
+                ("slurmd", alive(&mut cluster_fx.slurmd)),
+            ]
+            .iter()
+            .filter(|(_, a)| !a)
+            .map(|(n, _)| *n)
+            .collect();
+            if !dead.is_empty() || started.elapsed() > START_TIMEOUT {
+                cluster_fx.logs_shown = true;
+                panic!(
+                    "slurm fixture: node {} not idle after {:?} (state {:?}; exited: {:?})\n{}",
+                    node,
+                    started.elapsed(),
+                    cluster_fx.node_state(),
+                    dead,
+                    cluster_fx.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(cluster_fx)
+    }
+
+    /// The fixture's private directory (removed on drop).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    /// Path of slurm.conf.
+    pub fn conf_path(&self) -> &Path {
+        &self.conf
+    }
+    /// Directory holding slurm.conf and job_submit.lua (same as `dir()`).
+    pub fn conf_dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn node_name(&self) -> &str {
+        &self.node
+    }
+    pub fn cluster_name(&self) -> &str {
+        &self.cluster
+    }
+    pub fn slurmctld_port(&self) -> u16 {
+        self.ctld_port
+    }
+    pub fn slurmd_port(&self) -> u16 {
+        self.slurmd_port
+    }
+    /// Path of the private munge socket.
+    pub fn munge_socket(&self) -> PathBuf {
+        self.dir.path().join("munge/munge.sock")
+    }
+
+    /// Environment a Slurm client needs to talk to this cluster.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![("SLURM_CONF".to_string(), self.conf.display().to_string())]
+    }
+
+    /// A `Command` that runs `program` as `user` (via `setpriv --reuid --regid
+    /// --init-groups`, so supplementary groups such as ctgpu apply), with SLURM_CONF,
+    /// USER/LOGNAME, HOME=/tmp and cwd /tmp. Add args/env and run it.
+    pub fn command_as(&self, user: &str, program: &str) -> Command {
+        let pw = nix::unistd::User::from_name(user)
+            .expect("getpwnam")
+            .unwrap_or_else(|| panic!("no such user {user:?} (call ensure_test_users first?)"));
+        let program = find_program(program)
+            .map(|p| p.into_os_string())
+            .unwrap_or_else(|| program.into());
+        let mut c = Command::new(&self.bins.setpriv);
+        c.arg(format!("--reuid={}", pw.uid))
+            .arg(format!("--regid={}", pw.gid))
+            .arg("--init-groups")
+            .arg("--")
+            .arg(program)
+            .env("SLURM_CONF", &self.conf)
+            .env("USER", user)
+            .env("LOGNAME", user)
+            .env("HOME", "/tmp")
+            .current_dir("/tmp")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs a Slurm client (or any program) as an unprivileged `user`; see `command_as`.
+    pub fn run_as<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S]) -> Output {
+        self.command_as(user, program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
+    }
+
+    /// Like `run_as`, with extra environment variables.
+    pub fn run_as_env<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S], env: &[(&str, &str)]) -> Output {
+        self.command_as(user, program)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
+    }
+
+    /// A `Command` running `program` as root with SLURM_CONF set, cwd /tmp.
+    pub fn command_root(&self, program: &str) -> Command {
+        let program = find_program(program)
+            .map(|p| p.into_os_string())
+            .unwrap_or_else(|| program.into());
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf).current_dir("/tmp").stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `program` as root with SLURM_CONF set.
+    pub fn run_root<S: AsRef<OsStr>>(&self, program: &str, args: &[S]) -> Output {
+        self.command_root(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {program}: {e}"))
+    }
+
+    /// Job state (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, `CANCELLED`, ...) from
+    /// `scontrol -o show job ID`; `None` if slurmctld does not know the job.
+    pub fn job_state(&self, jobid: impl Display) -> Option<String> {
+        let out = Command::new(&self.bins.scontrol)
+            .args(["-o", "show", "job", &jobid.to_string()])
+            .env("SLURM_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix("JobState="))
+            .map(str::to_string)
+    }
+
+    /// Polls until the job is in one of `states`; returns that state. Panics (with the
+    /// log tails) on timeout.
+    pub fn wait_job_state(&self, jobid: impl Display, states: &[&str], timeout: Duration) -> String {
+        let jobid = jobid.to_string();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.job_state(&jobid);
+            if let Some(s) = &st {
+                if states.iter().any(|w| w.eq_ignore_ascii_case(s)) {
+                    return s.clone();
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "job {jobid}: state {st:?} not in {states:?} after {timeout:?}\n{}",
+                    self.log_tails()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Node state as sinfo prints it (`%T`): `idle`, `mixed`, `allocated`, `drained`,
+    /// `draining`, `down`, with `*` appended when not responding. "" when unknown.
+    pub fn node_state(&self) -> String {
+        self.sinfo_node_field("%T")
+    }
+
+    /// The node's Reason (`sinfo %E`), e.g. why it was drained; "none" if none.
+    pub fn node_reason(&self) -> String {
+        self.sinfo_node_field("%E")
+    }
+
+    /// True when the node is drained or draining (a failing Prolog drains the node).
+    pub fn node_is_drained(&self) -> bool {
+        let s = self.node_state();
+        s.contains("drain")
+    }
+
+    fn sinfo_node_field(&self, fmt: &str) -> String {
+        let out = Command::new(&self.bins.sinfo)
+            .args(["-h", "-n", &self.node, "-o", fmt])
+            .env("SLURM_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        match out {
+            // One line per partition; the node's state is the same in each.
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Job ids (`%i`) slurmctld still considers active (pending, running, completing...).
+    pub fn active_jobs(&self) -> Vec<String> {
+        let out = Command::new(&self.bins.squeue)
+            .args(["-h", "-o", "%i"])
+            .env("SLURM_CONF", &self.conf)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// scancel every job (as root) and wait until the queue is empty (up to 30 s).
+    /// Returns whether the queue emptied.
+    pub fn cancel_all_and_wait(&self) -> bool {
+        self.cancel_all_within(Duration::from_secs(30))
+    }
+
+    fn cancel_all_within(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut last_cancel: Option<Instant> = None;
+        loop {
+            let jobs = self.active_jobs();
+            if jobs.is_empty() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            if last_cancel.is_none_or(|t| t.elapsed() > Duration::from_secs(2)) {
+                let _ = Command::new(&self.bins.scancel)
+                    .args(&jobs)
+                    .env("SLURM_CONF", &self.conf)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                last_cancel = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn slurmctld_log(&self) -> String {
+        read_lossy(&self.dir.path().join("log/slurmctld.log"))
+    }
+    pub fn slurmd_log(&self) -> String {
+        read_lossy(&self.dir.path().join("log/slurmd.log"))
+    }
+    pub fn munged_log(&self) -> String {
+        read_lossy(&self.dir.path().join("log/munged.log"))
+    }
+
+    /// The last lines of every daemon log, for failure messages.
+    pub fn log_tails(&self) -> String {
+        let mut s = format!("slurm fixture dir: {}\n", self.dir.path().display());
+        for name in [
+            "munged.log",
+            "slurmctld.stderr",
+            "slurmctld.log",
+            "slurmd.stderr",
+            "slurmd.log",
+        ] {
+            let text = read_lossy(&self.dir.path().join("log").join(name));
+            s.push_str(&format!("----- {name} (tail) -----\n{}\n", tail(&text, 40)));
+        }
+        s
+    }
+}
+
+impl Drop for SlurmCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.logs_shown {
+            eprintln!("slurm fixture: test panicked; daemon logs:\n{}", self.log_tails());
+        }
+        let running = alive(&mut self.slurmctld) && alive(&mut self.slurmd) && alive(&mut self.munged);
+        if running && !self.cancel_all_within(Duration::from_secs(20)) {
+            eprintln!("slurm fixture: jobs still active at teardown: {:?}", self.active_jobs());
+        }
+        stop_child(&mut self.slurmd, Duration::from_secs(10));
+        stop_child(&mut self.slurmctld, Duration::from_secs(15));
+        stop_child(&mut self.munged, Duration::from_secs(5));
+        if std::env::var_os("CT_KEEP_SLURM_DIR").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("slurm fixture: kept {}", self.dir.path().display());
+        }
+    }
+}
+
+/// Parses `Submitted batch job N` (sbatch's stdout) into N.
+pub fn parse_job_id(sbatch_stdout: &[u8]) -> Option<u32> {
+    String::from_utf8_lossy(sbatch_stdout)
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// Creates (idempotently; safe when several test binaries race) the test accounts:
+/// `ctalice` (not in ctgpu), `ctbob` (supplementary member of group `ctgpu`), `ctcarol`
+/// (no special group). All are non-root, no home, shell /bin/sh, primary group `users`.
+/// Call it before starting a cluster (slurmctld caches group membership). Requires root.
+pub fn ensure_test_users() {
+    use std::sync::Mutex;
+    static IN_PROCESS: Mutex<()> = Mutex::new(());
+    let _g = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+    // Cross-process lock (useradd has its own /etc/passwd lock, but fails rather than
+    // waits when another useradd holds it).
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open("/tmp/cost-tags-test-users.lock")
+        .expect("open users lock");
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: valid fd; the lock is released when `lock` is closed.
+    unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+
+    let run = |program: &str, args: &[&str], ok_codes: &[i32]| {
+        let path = find_program(program).unwrap_or_else(|| panic!("{program} not found"));
+        for attempt in 0..20 {
+            let out = Command::new(&path).args(args).output().unwrap();
+            let code = out.status.code().unwrap_or(-1);
+            if ok_codes.contains(&code) {
+                return;
+            }
+            // 1 = can't lock /etc/passwd (someone else is editing): retry.
+            if attempt == 19 {
+                panic!(
+                    "{program} {args:?} exited {code}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let user_exists = |u: &str| nix::unistd::User::from_name(u).ok().flatten().is_some();
+    let group_exists = |g: &str| nix::unistd::Group::from_name(g).ok().flatten().is_some();
+
+    if !group_exists("ctgpu") {
+        run("groupadd", &["ctgpu"], &[0, 9]); // 9 = group already exists
+    }
+    for u in ["ctalice", "ctbob", "ctcarol"] {
+        if !user_exists(u) {
+            run("useradd", &["-M", "-N", "-s", "/bin/sh", u], &[0, 9]); // 9 = user exists
+        }
+    }
+    let members = nix::unistd::Group::from_name("ctgpu")
+        .unwrap()
+        .map(|g| g.mem)
+        .unwrap_or_default();
+    if !members.iter().any(|m| m == "ctbob") {
+        run("usermod", &["-aG", "ctgpu", "ctbob"], &[0]);
+    }
+    for u in ["ctalice", "ctcarol"] {
+        if members.iter().any(|m| m == u) {
+            run("gpasswd", &["-d", u, "ctgpu"], &[0, 3]);
+        }
+    }
+}
