@@ -212,8 +212,10 @@ mod seconds {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
-        if !(secs.is_finite() && secs >= 0.0 && secs <= 3600.0) {
-            return Err(serde::de::Error::custom("expected a number of seconds between 0 and 3600"));
+        if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
+            return Err(serde::de::Error::custom(
+                "expected a number of seconds between 0 and 3600",
+            ));
         }
         Ok(Duration::from_secs_f64(secs))
     }
@@ -269,7 +271,9 @@ mod tests {
         assert!(parse("deadline = -1\n").is_err());
         let e = parse("[tags]\nproject = \"aws:project\"\n").unwrap_err().to_string();
         assert!(e.contains("tags.project"), "{e}");
-        let e = parse("[tags]\nuser = \"aws-parallelcluster-project\"\n").unwrap_err().to_string();
+        let e = parse("[tags]\nuser = \"aws-parallelcluster-project\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("both use"), "{e}");
     }
 

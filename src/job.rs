@@ -31,7 +31,9 @@ impl Job {
         if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("SLURM_JOB_ID {id:?} is not a job number"));
         }
-        let user = var("SLURM_JOB_USER").filter(|u| !u.is_empty()).ok_or("SLURM_JOB_USER is not set")?;
+        let user = var("SLURM_JOB_USER")
+            .filter(|u| !u.is_empty())
+            .ok_or("SLURM_JOB_USER is not set")?;
         let project_var = match source {
             ProjectSource::Comment => "SLURM_JOB_COMMENT",
             ProjectSource::Account => "SLURM_JOB_ACCOUNT",
@@ -74,24 +76,41 @@ mod tests {
             ("SLURM_CLUSTER_NAME", "c1"),
         ]);
         let job = Job::from_env(ProjectSource::Comment, &vars).unwrap();
-        assert_eq!((job.id.as_str(), job.user.as_str(), job.project.as_str()), ("42", "alice", "ProjectA"));
-        assert_eq!((job.partition.as_str(), job.account.as_str(), job.cluster.as_str()), ("compute", "acct", "c1"));
+        assert_eq!(
+            (job.id.as_str(), job.user.as_str(), job.project.as_str()),
+            ("42", "alice", "ProjectA")
+        );
+        assert_eq!(
+            (job.partition.as_str(), job.account.as_str(), job.cluster.as_str()),
+            ("compute", "acct", "c1")
+        );
         assert_eq!(Job::from_env(ProjectSource::Account, &vars).unwrap().project, "acct");
     }
 
     #[test]
     fn missing_comment_gives_empty_project() {
-        let job = Job::from_env(ProjectSource::Comment, env(&[("SLURM_JOB_ID", "1"), ("SLURM_JOB_USER", "u")])).unwrap();
+        let job = Job::from_env(
+            ProjectSource::Comment,
+            env(&[("SLURM_JOB_ID", "1"), ("SLURM_JOB_USER", "u")]),
+        )
+        .unwrap();
         assert_eq!(job.project, "");
     }
 
     #[test]
     fn refuses_what_is_not_a_job() {
-        assert!(Job::from_env(ProjectSource::Comment, env(&[])).unwrap_err().contains("SLURM_JOB_ID"));
+        assert!(Job::from_env(ProjectSource::Comment, env(&[]))
+            .unwrap_err()
+            .contains("SLURM_JOB_ID"));
         for bad in ["", "12a", "1;rm", "../x", &"9".repeat(21)] {
-            let e = Job::from_env(ProjectSource::Comment, env(&[("SLURM_JOB_ID", bad), ("SLURM_JOB_USER", "u")]));
+            let e = Job::from_env(
+                ProjectSource::Comment,
+                env(&[("SLURM_JOB_ID", bad), ("SLURM_JOB_USER", "u")]),
+            );
             assert!(e.is_err(), "{bad:?}");
         }
-        assert!(Job::from_env(ProjectSource::Comment, env(&[("SLURM_JOB_ID", "1")])).unwrap_err().contains("SLURM_JOB_USER"));
+        assert!(Job::from_env(ProjectSource::Comment, env(&[("SLURM_JOB_ID", "1")]))
+            .unwrap_err()
+            .contains("SLURM_JOB_USER"));
     }
 }

@@ -111,8 +111,9 @@ impl Ledger {
     pub fn read(&self) -> Result<LedgerState> {
         let path = self.path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: ledger is not valid JSON", path.display())),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).with_context(|| format!("{}: ledger is not valid JSON", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LedgerState::default()),
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
@@ -156,7 +157,12 @@ impl Ledger {
         let tmp = self.dir.join(format!("{}.tmp.{}", Self::FILE, std::process::id()));
         let bytes = serde_json::to_vec_pretty(state)?;
         let result = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&tmp)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
@@ -248,8 +254,14 @@ mod tests {
         assert!(!changed);
         assert_eq!(std::fs::metadata(ledger.path()).unwrap().modified().unwrap(), modified);
         // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp.")), "{names:?}");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().contains(".tmp.")),
+            "{names:?}"
+        );
     }
 
     #[test]
@@ -285,7 +297,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         let _held = ledger.lock_apply(soon()).unwrap();
-        let err = ledger.lock_apply(Instant::now() + Duration::from_millis(50)).err().unwrap();
+        let err = ledger
+            .lock_apply(Instant::now() + Duration::from_millis(50))
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("timed out"), "{err}");
     }
 

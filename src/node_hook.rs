@@ -66,7 +66,9 @@ pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
 /// Applies the ledger's tag set if the instance may not have it. Holds the apply lock
 /// during the AWS calls so that calls never overtake each other.
 pub fn apply_owed(settings: &Settings, ledger: &Ledger, deadline: Instant) -> Result<Done> {
-    let _apply = ledger.lock_apply(deadline).context("another run is still talking to AWS")?;
+    let _apply = ledger
+        .lock_apply(deadline)
+        .context("another run is still talking to AWS")?;
     let state = ledger.read()?;
     let desired = desired_tags(&state.jobs, &settings.tags);
     if !state.needs_apply(&desired) {

@@ -12,7 +12,10 @@ use crate::log;
 use crate::node_hook::{self, Done, Hook};
 
 #[derive(Parser)]
-#[command(version, about = "Tag this node's EC2 instance with the Slurm jobs running on it (run by slurmd).")]
+#[command(
+    version,
+    about = "Tag this node's EC2 instance with the Slurm jobs running on it (run by slurmd)."
+)]
 struct Args {
     /// Settings file (TOML); else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml.
     #[arg(long, value_name = "PATH")]
@@ -48,6 +51,9 @@ pub fn main(hook: Hook) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Done::UpToDate) => ExitCode::SUCCESS,
-        Err(e) => failed(format!("job {}: tags owed, will be applied by the next run: {e:#}", job.id)),
+        Err(e) => failed(format!(
+            "job {}: tags owed, will be applied by the next run: {e:#}",
+            job.id
+        )),
     }
 }

@@ -133,7 +133,10 @@ fn parse_principal(who: &str) -> Result<Principal<'_>, String> {
     if name.is_empty() {
         return Err("no group name after `@`".into());
     }
-    if let Some(c) = name.chars().find(|&c| c.is_whitespace() || c.is_control() || c == ',' || c == '*' || c == '@') {
+    if let Some(c) = name
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || c == ',' || c == '*' || c == '@')
+    {
         return Err(format!("{what} name {:?} contains {c:?}", shorten(name)));
     }
     Ok(if what == "group" {
@@ -297,7 +300,10 @@ mod tests {
             let e = parse(text).unwrap_err();
             assert_eq!(e.line, line, "{text:?}: {e}");
             let shown = e.to_string();
-            assert!(shown.starts_with(&format!("/etc/projects_list.conf:{line}: ")), "{shown}");
+            assert!(
+                shown.starts_with(&format!("/etc/projects_list.conf:{line}: ")),
+                "{shown}"
+            );
             assert!(shown.contains(what), "{text:?} -> {shown}");
         }
     }

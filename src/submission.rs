@@ -22,7 +22,9 @@ pub struct Submission {
 /// The outcome, with the message shown to the submitter when refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed { project: String },
+    Allowed {
+        project: String,
+    },
     /// An exempt user (root, service accounts) needs no project.
     Exempt,
     /// A modification that does not touch the project field.
@@ -54,7 +56,7 @@ pub fn decide(
     groups: &mut dyn GroupMembership,
     submission: &Submission,
 ) -> Verdict {
-    if settings.exempt_users.iter().any(|u| *u == submission.user) {
+    if settings.exempt_users.contains(&submission.user) {
         return Verdict::Exempt;
     }
     let field = submission.project_field(settings.project_source);
@@ -131,7 +133,10 @@ mod tests {
     #[test]
     fn allowed_denied_missing() {
         let s = Settings::default();
-        assert!(matches!(check(&s, sub("alice", Some("ProjectA"))), Verdict::Allowed { .. }));
+        assert!(matches!(
+            check(&s, sub("alice", Some("ProjectA"))),
+            Verdict::Allowed { .. }
+        ));
         assert_eq!(
             check(&s, sub("alice", Some("ProjectB"))),
             Verdict::Denied("You are not allowed to use the project ProjectB".into())
@@ -195,7 +200,14 @@ mod tests {
     #[test]
     fn hostile_comments_are_denied_with_a_one_line_message() {
         let s = Settings::default();
-        for hostile in ["'; touch /tmp/x; '", "$(id)", "`id`", "a\nb", &"A".repeat(1024), "ProjectA\n"] {
+        for hostile in [
+            "'; touch /tmp/x; '",
+            "$(id)",
+            "`id`",
+            "a\nb",
+            &"A".repeat(1024),
+            "ProjectA\n",
+        ] {
             match check(&s, sub("alice", Some(hostile))) {
                 Verdict::Denied(m) => {
                     assert!(m.starts_with("You are not allowed to use the project"), "{m}");

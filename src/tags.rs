@@ -237,7 +237,9 @@ mod tests {
 
     #[test]
     fn long_lists_are_cut_at_a_whole_item_and_marked() {
-        let jobs: Vec<Job> = (1..=100).map(|i| job(&format!("{}", 1_000_000 + i), "u", "P")).collect();
+        let jobs: Vec<Job> = (1..=100)
+            .map(|i| job(&format!("{}", 1_000_000 + i), "u", "P"))
+            .collect();
         let ids = &desired_tags(&jobs, &defaults())["aws-parallelcluster-jobid"];
         assert!(ids.len() <= MAX_VALUE_LEN, "{}", ids.len());
         let (kept, marker) = ids.rsplit_once(" +").unwrap();

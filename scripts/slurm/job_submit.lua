@@ -58,6 +58,9 @@ local function decide(args)
 		return slurm.SUCCESS
 	end
 	if code == 1 then
+		-- Also in slurmctld's log: `scontrol update` in Slurm 22.05 shows the user only
+		-- "Unspecified error", so the reason must be findable there.
+		slurm.log_info("cost-tags: refused: %s", message)
 		slurm.log_user("%s", message)
 		return slurm.ERROR
 	end

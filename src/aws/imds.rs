@@ -70,7 +70,11 @@ async fn fetch(timeout: Duration) -> Result<InstanceIdentity> {
     }
     let doc: Document =
         serde_json::from_str(document.as_ref()).context("IMDS instance identity document is not the expected JSON")?;
-    anyhow::ensure!(valid_instance_id(&doc.instance_id), "IMDS gave an invalid instance id {:?}", doc.instance_id);
+    anyhow::ensure!(
+        valid_instance_id(&doc.instance_id),
+        "IMDS gave an invalid instance id {:?}",
+        doc.instance_id
+    );
     Ok(InstanceIdentity {
         instance_id: doc.instance_id,
         region: doc.region,
@@ -95,7 +99,9 @@ fn store(cache_dir: &Path, identity: &InstanceIdentity) -> Result<()> {
 
 /// Changes at every boot; an image made from a running instance carries a stale one.
 fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// `i-` and 8 or 17 hex digits.

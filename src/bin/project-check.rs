@@ -100,8 +100,12 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<bool, Unusable> {
     let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
-    let text = std::fs::read(&settings.projects_file)
-        .map_err(|e| Unusable(format!("{}: cannot read projects file: {e}", settings.projects_file.display())))?;
+    let text = std::fs::read(&settings.projects_file).map_err(|e| {
+        Unusable(format!(
+            "{}: cannot read projects file: {e}",
+            settings.projects_file.display()
+        ))
+    })?;
     let projects = ProjectsList::parse(&text, &settings.projects_file).map_err(|e| Unusable(e.to_string()))?;
     let mut groups = SystemGroups::default();
 

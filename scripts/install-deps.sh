@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests, the demo and the benchmark need on a Debian/Ubuntu machine:
+# a real Slurm (slurm-wlm + munge + the Lua job_submit plugin), a real local AWS endpoint
+# (moto server), and hyperfine for the benchmark. Already-installed parts are skipped.
+set -euo pipefail
+
+need_apt=()
+for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
+            setpriv:util-linux hyperfine:hyperfine; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
+done
+ls /usr/lib/*/slurm-wlm/job_submit_lua.so >/dev/null 2>&1 || need_apt+=(slurm-wlm-basic-plugins)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "install-deps: apt-get install ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q "${need_apt[@]}"
+    }
+fi
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask' 2>/dev/null; then
+    echo "install-deps: pip install moto[server]"
+    python3 -m pip install -q "moto[server]>=5"
+fi

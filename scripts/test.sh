@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs Slurm, munge and moto, then runs
+# unit tests and the integration tests against a throwaway local Slurm cluster, a local
+# moto server and the IMDSv2 emulator. Run as root (the Slurm fixture starts daemons and
+# creates the test users ctalice, ctbob, ctcarol).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo test -j2 "$@"

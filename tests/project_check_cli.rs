@@ -1,0 +1,183 @@
+//! project-check as administrators and job_submit.lua run it: exit codes, messages, the
+//! settings file rules, and errors that name the file and line.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(projects: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("projects_list.conf"), projects).unwrap();
+        std::fs::write(
+            dir.path().join("cost-tags.toml"),
+            format!("projects_file = {:?}\n", dir.path().join("projects_list.conf")),
+        )
+        .unwrap();
+        Setup { dir }
+    }
+
+    fn settings(&self) -> PathBuf {
+        self.dir.path().join("cost-tags.toml")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(support::bin("project-check"))
+            .arg("--config")
+            .arg(self.settings())
+            .args(args)
+            .env_remove("COST_TAGS_CONFIG")
+            .output()
+            .unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+const PROJECTS: &str = "alice=ProjectA, ProjectC\nalice = ProjectD\nbob=ProjectB\n*=Shared\n";
+
+#[test]
+fn allowed_and_refused_by_hand() {
+    let s = Setup::new(PROJECTS);
+    let ok = s.run(&["alice", "ProjectA"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(ok.stdout.is_empty() && ok.stderr.is_empty());
+    let no = s.run(&["bob", "ProjectA"]);
+    assert_eq!(no.status.code(), Some(1));
+    assert_eq!(stderr(&no), "You are not allowed to use the project ProjectA\n");
+    assert_eq!(s.run(&["nobody-here", "Shared"]).status.code(), Some(0));
+    assert_eq!(s.run(&["nobody-here", "ProjectA"]).status.code(), Some(1));
+}
+
+#[test]
+fn list_gives_the_union_sorted() {
+    let s = Setup::new(PROJECTS);
+    let out = s.run(&["--list", "alice"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ProjectA\nProjectC\nProjectD\nShared\n"
+    );
+}
+
+#[test]
+fn submit_mode_uses_uid_and_project_source() {
+    let s = Setup::new("root=Admin\n");
+    // uid 0 is root, exempt by default: passes with no project at all.
+    assert_eq!(s.run(&["--submit", "--uid", "0"]).status.code(), Some(0));
+    // With no exempt users, root needs a project like anyone.
+    std::fs::write(
+        s.settings(),
+        format!(
+            "projects_file = {:?}\nexempt_users = []\nproject_source = \"account\"\n",
+            s.dir.path().join("projects_list.conf")
+        ),
+    )
+    .unwrap();
+    let out = s.run(&["--submit", "--uid", "0", "--comment", "Admin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "You need to specify a project. \"--account ProjectName\"\n"
+    );
+    assert_eq!(
+        s.run(&["--submit", "--uid", "0", "--account", "Admin"]).status.code(),
+        Some(0)
+    );
+    // A modification that does not touch the account is not checked.
+    assert_eq!(
+        s.run(&["--submit", "--modify", "--uid", "0", "--comment", "x"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn unknown_uid_without_name_is_a_clear_error() {
+    let s = Setup::new(PROJECTS);
+    let out = s.run(&["--submit", "--uid", "3999999", "--comment", "ProjectA"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("uid 3999999"), "{}", stderr(&out));
+    let named = s.run(&[
+        "--submit",
+        "--uid",
+        "3999999",
+        "--user",
+        "alice",
+        "--comment",
+        "ProjectA",
+    ]);
+    assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
+}
+
+#[test]
+fn malformed_projects_file_names_file_and_line() {
+    let s = Setup::new("alice=ProjectA\n\nbob ProjectB\n");
+    let out = s.run(&["alice", "ProjectA"]);
+    assert_eq!(out.status.code(), Some(2));
+    let file = s.dir.path().join("projects_list.conf");
+    assert!(
+        stderr(&out).contains(&format!("{}:3: ", file.display())),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn settings_errors_name_the_file_and_key() {
+    let s = Setup::new(PROJECTS);
+    std::fs::write(s.settings(), "project_sauce = \"comment\"\n").unwrap();
+    let out = s.run(&["alice", "ProjectA"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&s.settings().display().to_string()) && err.contains("project_sauce"),
+        "{err}"
+    );
+
+    let missing = Command::new(support::bin("project-check"))
+        .args(["--config", "/nonexistent/cost-tags.toml", "alice", "ProjectA"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("/nonexistent/cost-tags.toml"));
+
+    // COST_TAGS_CONFIG names the file when --config does not.
+    let via_env = Command::new(support::bin("project-check"))
+        .args(["alice", "ProjectA"])
+        .env("COST_TAGS_CONFIG", "/nonexistent/env.toml")
+        .output()
+        .unwrap();
+    assert_eq!(via_env.status.code(), Some(2));
+    assert!(stderr(&via_env).contains("/nonexistent/env.toml"));
+}
+
+#[test]
+fn missing_projects_file_is_a_configuration_error() {
+    let s = Setup::new(PROJECTS);
+    std::fs::remove_file(s.dir.path().join("projects_list.conf")).unwrap();
+    let out = s.run(&["alice", "ProjectA"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("projects_list.conf"));
+}
+
+#[test]
+fn help_explains_the_modes() {
+    let out = Command::new(support::bin("project-check"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in ["--list", "--submit", "EXIT CODES", "@physics", "project_source"] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+    assert!(Path::new(&support::bin("project-check")).exists());
+}
