@@ -60,6 +60,8 @@ pub struct Settings {
     pub strict: bool,
     /// Tag keys and how values of several jobs are joined.
     pub tags: TagSettings,
+    /// Prices and node shapes for `cost-tags report`.
+    pub pricing: PricingSettings,
 }
 
 impl Default for Settings {
@@ -73,6 +75,7 @@ impl Default for Settings {
             deadline: Duration::from_secs(10),
             strict: false,
             tags: TagSettings::default(),
+            pricing: PricingSettings::default(),
         }
     }
 }
@@ -105,6 +108,109 @@ impl Default for TagSettings {
             cluster: String::new(),
             separator: " ".into(),
         }
+    }
+}
+
+/// The `[pricing]` table: what a node-hour costs, for `cost-tags report`. A node's
+/// instance type comes from the first `nodes` pattern its name matches, else from its
+/// partition; whether it runs as spot is a property of its partition.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingSettings {
+    /// Printed beside every amount; prices are taken as they are written.
+    pub currency: String,
+    /// Instance type (`c5.xlarge`) -> prices and shape.
+    pub instances: BTreeMap<String, InstancePricing>,
+    /// Partition name -> instance type of its nodes and whether they are spot.
+    pub partitions: BTreeMap<String, PartitionPricing>,
+    /// Node-name globs (`*`, `?`) -> instance type, checked in order before partitions.
+    pub nodes: Vec<NodePricing>,
+}
+
+impl Default for PricingSettings {
+    fn default() -> Self {
+        PricingSettings {
+            currency: "USD".into(),
+            instances: BTreeMap::new(),
+            partitions: BTreeMap::new(),
+            nodes: Vec::new(),
+        }
+    }
+}
+
+/// `[pricing.instances."c5.xlarge"]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InstancePricing {
+    /// On-demand price per instance-hour.
+    pub on_demand: f64,
+    /// Spot price per instance-hour (needed when a spot partition uses this type).
+    #[serde(default)]
+    pub spot: Option<f64>,
+    /// CPUs Slurm sees on such a node (vCPUs, or cores with multithreading off).
+    pub cpus: u32,
+    /// GPUs on such a node; when more than 0 a job pays the larger of its CPU and GPU share.
+    #[serde(default)]
+    pub gpus: u32,
+}
+
+/// `[pricing.partitions.NAME]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartitionPricing {
+    /// Instance type of the partition's nodes (may be left to `nodes` patterns).
+    pub instance: Option<String>,
+    /// The partition's nodes are spot instances.
+    pub spot: bool,
+}
+
+/// `[[pricing.nodes]]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodePricing {
+    /// Node-name glob: `*` any characters, `?` one character.
+    pub pattern: String,
+    pub instance: String,
+}
+
+impl PricingSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.currency.trim().is_empty() {
+            return Err("pricing.currency must not be empty".into());
+        }
+        for (name, i) in &self.instances {
+            let price_ok = |p: f64| p.is_finite() && p >= 0.0;
+            if !price_ok(i.on_demand) || !i.spot.map_or(true, price_ok) {
+                return Err(format!("pricing.instances.{name:?}: prices must be numbers of 0 or more"));
+            }
+            if i.cpus == 0 {
+                return Err(format!("pricing.instances.{name:?}: cpus must be at least 1"));
+            }
+        }
+        let known = |field: String, instance: &str| {
+            if self.instances.contains_key(instance) {
+                Ok(())
+            } else {
+                Err(format!("{field}: instance type {instance:?} is not in [pricing.instances]"))
+            }
+        };
+        for (name, p) in &self.partitions {
+            if let Some(instance) = &p.instance {
+                known(format!("pricing.partitions.{name}.instance"), instance)?;
+                if p.spot && self.instances[instance].spot.is_none() {
+                    return Err(format!(
+                        "pricing.partitions.{name}: spot partition, but pricing.instances.{instance:?} has no spot price"
+                    ));
+                }
+            }
+        }
+        for (n, p) in self.nodes.iter().enumerate() {
+            if p.pattern.is_empty() {
+                return Err(format!("pricing.nodes[{n}].pattern must not be empty"));
+            }
+            known(format!("pricing.nodes[{n}] ({})", p.pattern), &p.instance)?;
+        }
+        Ok(())
     }
 }
 
@@ -174,7 +280,7 @@ impl Settings {
                 self.tags.separator
             ));
         }
-        Ok(())
+        self.pricing.validate()
     }
 }
 
@@ -275,6 +381,62 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("both use"), "{e}");
+    }
+
+    const PRICING: &str = r#"
+[pricing]
+currency = "EUR"
+[pricing.instances."c5.xlarge"]
+on_demand = 0.17
+spot = 0.07
+cpus = 4
+[pricing.instances."g4dn.xlarge"]
+on_demand = 0.526
+cpus = 4
+gpus = 1
+[pricing.partitions.compute]
+instance = "c5.xlarge"
+spot = true
+[pricing.partitions.gpu]
+instance = "g4dn.xlarge"
+[[pricing.nodes]]
+pattern = "gpu-*-g4-*"
+instance = "g4dn.xlarge"
+"#;
+
+    #[test]
+    fn pricing_is_read() {
+        let p = parse("").unwrap().pricing;
+        assert_eq!(p.currency, "USD");
+        assert!(p.instances.is_empty() && p.partitions.is_empty() && p.nodes.is_empty());
+        let p = parse(PRICING).unwrap().pricing;
+        assert_eq!(p.currency, "EUR");
+        let c5 = &p.instances["c5.xlarge"];
+        assert_eq!((c5.on_demand, c5.spot, c5.cpus, c5.gpus), (0.17, Some(0.07), 4, 0));
+        assert_eq!(p.instances["g4dn.xlarge"].gpus, 1);
+        assert_eq!(p.partitions["compute"].instance.as_deref(), Some("c5.xlarge"));
+        assert!(p.partitions["compute"].spot && !p.partitions["gpu"].spot);
+        assert_eq!(p.nodes[0].pattern, "gpu-*-g4-*");
+    }
+
+    #[test]
+    fn bad_pricing_is_refused() {
+        let e = parse("[pricing]\ncurrencyy = \"USD\"\n").unwrap_err().to_string();
+        assert!(e.contains("currencyy"), "{e}");
+        let e = parse(&PRICING.replace("instance = \"c5.xlarge\"", "instance = \"c5.xlarg\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pricing.partitions.compute.instance") && e.contains("c5.xlarg"), "{e}");
+        let e = parse(&PRICING.replace("spot = 0.07\n", "")).unwrap_err().to_string();
+        assert!(e.contains("no spot price"), "{e}");
+        assert!(parse(&PRICING.replace("on_demand = 0.17", "on_demand = -1")).is_err());
+        assert!(parse(&PRICING.replace("cpus = 4\n[pricing.instances.\"g4", "cpus = 0\n[pricing.instances.\"g4")).is_err());
+        let e = parse(&PRICING.replace("-*\"\ninstance = \"g4dn.xlarge\"", "-*\"\ninstance = \"p3\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pricing.nodes[0]") && e.contains("p3"), "{e}");
+        let e = parse("[pricing.instances.x]\non_demand = 1\ncpus = 1\nram = 2\n").unwrap_err().to_string();
+        assert!(e.contains("ram"), "{e}");
     }
 
     #[test]

@@ -78,10 +78,12 @@ pub fn decide_project(
     user: &str,
     project: &str,
 ) -> Verdict {
-    if let Err(why) = project_name::validate(project) {
+    if project_name::validate(project).is_err() {
         return Verdict::Denied(format!(
-            "You are not allowed to use the project {} ({why})",
-            project_name::printable(project)
+            "You are not allowed to use the project {} (project names use only letters, digits and {}, at most {} characters)",
+            project_name::printable(project),
+            project_name::PUNCTUATION,
+            project_name::MAX_LEN
         ));
     }
     if projects.allows(user, project, groups) {

@@ -6,6 +6,7 @@
 
 pub mod aws_proxy;
 pub mod imds;
+pub mod local_cluster;
 pub mod moto;
 pub mod slurm;
 
