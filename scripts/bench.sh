@@ -15,7 +15,7 @@ import sys
 with open(sys.argv[1], "w") as f:
     f.write("# 10,000 users x 5 projects\n")
     for u in range(10000):
-        f.write("user%05d = %s\n" % (u, ", ".join("Project%04d" % ((u * 7 + k) % 2000) for k in range(5))))
+        f.write("user%05d=%s\n" % (u, ", ".join("Project%04d" % ((u * 7 + k) % 2000) for k in range(5))))
 PY
 printf 'projects_file = "%s"\n' "$work/projects_list.conf" > "$work/cost-tags.toml"
 bin=$PWD/target/release/project-check

@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod fast_line;
 pub mod job;
 pub mod ledger;
 pub mod log;

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::project_name;
+use crate::{fast_line, project_name};
 
 /// Who a line grants projects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,35 +60,53 @@ pub trait GroupMembership {
 }
 
 impl<'a> ProjectsList<'a> {
-    /// Parses the whole file; `path` is only used to name the file in errors. The work is
-    /// one pass over the bytes, so the cost is linear in the file size.
+    /// Parses the whole file; `path` is only used to name the file in errors.
     pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
+        Self::parse_keeping(text, path, |_| true)
+    }
+
+    /// Checks the whole file like [`parse`](Self::parse) but keeps only the lines that can
+    /// concern `user` (their own, `*` and `@group` lines): what a single decision needs.
+    pub fn parse_for_user(text: &'a [u8], path: &Path, user: &str) -> Result<ProjectsList<'a>, ParseError> {
+        Self::parse_keeping(text, path, |p| !matches!(p, Principal::User(name) if name != user))
+    }
+
+    /// One pass over the bytes, so the cost is linear in the file size. Ordinary ASCII
+    /// lines go through a byte-level scanner (a project-check on every submission reads
+    /// the whole file, and this keeps that within a grep's time); any other line goes
+    /// through the exact line parser, which also writes the error messages.
+    fn parse_keeping(
+        text: &'a [u8],
+        path: &Path,
+        keep: impl Fn(Principal<'a>) -> bool,
+    ) -> Result<ProjectsList<'a>, ParseError> {
         let mut grants = Vec::new();
-        for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
-            let line = index + 1;
-            let error = |reason: String| ParseError {
-                path: path.to_path_buf(),
-                line,
-                reason,
-            };
-            let raw = std::str::from_utf8(raw).map_err(|_| error("the line is not valid UTF-8".into()))?;
-            let content = raw.split('#').next().unwrap_or("").trim();
-            if content.is_empty() {
-                continue;
+        let mut rest = text;
+        let mut line = 0;
+        while !rest.is_empty() {
+            line += 1;
+            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+            let raw = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or(&[]);
+            match fast_line::scan(raw) {
+                fast_line::Shape::Blank => {}
+                fast_line::Shape::Grant { who, what } => {
+                    let principal = principal_of_checked(who);
+                    if keep(principal) {
+                        let projects = std::str::from_utf8(what)
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(|p| p.trim_matches(fast_line::is_blank))
+                            .collect();
+                        grants.push(Grant {
+                            line,
+                            principal,
+                            projects,
+                        });
+                    }
+                }
+                fast_line::Shape::Unusual => grants.extend(parse_line(raw, line, path)?.filter(|g| keep(g.principal))),
             }
-            let Some((who, what)) = content.split_once('=') else {
-                return Err(error(format!(
-                    "expected `user=Project1, Project2`, found {:?} (no `=`)",
-                    shorten(content)
-                )));
-            };
-            let principal = parse_principal(who.trim()).map_err(error)?;
-            let projects = parse_projects(what).map_err(error)?;
-            grants.push(Grant {
-                line,
-                principal,
-                projects,
-            });
         }
         Ok(ProjectsList { grants })
     }
@@ -108,6 +126,40 @@ impl<'a> ProjectsList<'a> {
             .filter(|g| applies_to(g.principal, user, groups))
             .flat_map(|g| g.projects.iter().copied())
             .collect()
+    }
+}
+
+/// The exact parser for one line: `None` for a blank or comment line.
+fn parse_line<'a>(raw: &'a [u8], line: usize, path: &Path) -> Result<Option<Grant<'a>>, ParseError> {
+    let error = |reason: String| ParseError {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    };
+    let raw = std::str::from_utf8(raw).map_err(|_| error("the line is not valid UTF-8".into()))?;
+    let content = raw.split('#').next().unwrap_or("").trim();
+    if content.is_empty() {
+        return Ok(None);
+    }
+    let Some((who, what)) = content.split_once('=') else {
+        return Err(error(format!(
+            "expected `user=Project1, Project2`, found {:?} (no `=`)",
+            shorten(content)
+        )));
+    };
+    Ok(Some(Grant {
+        line,
+        principal: parse_principal(who.trim()).map_err(error)?,
+        projects: parse_projects(what).map_err(error)?,
+    }))
+}
+
+/// A principal the scanner has already checked.
+fn principal_of_checked(who: &str) -> Principal<'_> {
+    match who.strip_prefix('@') {
+        _ if who == "*" => Principal::Everyone,
+        Some(group) => Principal::Group(group),
+        None => Principal::User(who),
     }
 }
 
@@ -201,6 +253,20 @@ impl GroupMembership for SystemGroups {
             return false;
         };
         self.gids_of(user).contains(&group.gid)
+    }
+}
+
+/// The exact parser alone, so tests can compare the scanner with it.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    pub fn parse_exact(text: &[u8]) -> Result<ProjectsList<'_>, ParseError> {
+        let mut grants = Vec::new();
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+            grants.extend(parse_line(raw, i + 1, Path::new("f"))?);
+        }
+        Ok(ProjectsList { grants })
     }
 }
 

@@ -100,24 +100,30 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<bool, Unusable> {
     let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
+    let user = match (&args.list, args.submit) {
+        (Some(user), _) => user.clone(),
+        (None, true) => owner_name(args.uid, args.user_name.as_deref())?,
+        (None, false) => args.user.clone().unwrap_or_default(),
+    };
     let text = std::fs::read(&settings.projects_file).map_err(|e| {
         Unusable(format!(
             "{}: cannot read projects file: {e}",
             settings.projects_file.display()
         ))
     })?;
-    let projects = ProjectsList::parse(&text, &settings.projects_file).map_err(|e| Unusable(e.to_string()))?;
+    // The whole file is checked, but only lines that can concern this user are kept.
+    let projects =
+        ProjectsList::parse_for_user(&text, &settings.projects_file, &user).map_err(|e| Unusable(e.to_string()))?;
     let mut groups = SystemGroups::default();
 
-    if let Some(user) = &args.list {
-        for project in projects.projects_for(user, &mut groups) {
+    if args.list.is_some() {
+        for project in projects.projects_for(&user, &mut groups) {
             println!("{project}");
         }
         return Ok(true);
     }
 
     let verdict = if args.submit {
-        let user = owner_name(args.uid, args.user_name.as_deref())?;
         if let Some(by) = args.by_uid.filter(|&by| Some(by) != args.uid) {
             let by_name = owner_name(Some(by), None)?;
             if settings.exempt_users.contains(&by_name) {
@@ -133,8 +139,7 @@ fn run(args: Args) -> Result<bool, Unusable> {
         };
         submission::decide(&settings, &projects, &mut groups, &submission)
     } else {
-        let (user, project) = (args.user.unwrap_or_default(), args.project.unwrap_or_default());
-        submission::decide_project(&projects, &mut groups, &user, &project)
+        submission::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
     if let Verdict::Denied(message) = &verdict {
         eprintln!("{message}");
