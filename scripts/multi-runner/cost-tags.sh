@@ -1,0 +1,1142 @@
+#!/bin/bash
+# cost-tags.sh: the AWS ParallelCluster 3 custom action that installs cost-tags.
+#
+# Run it on every node (CustomActions / OnNodeConfigured, and OnNodeUpdated on the head
+# node); it reads the node's role from /etc/parallelcluster/cfnconfig (cfn_node_type):
+#
+#   HeadNode      installs the release into /opt/slurm, which the head node shares with
+#                 every other node over NFS:
+#                   /opt/slurm/bin/{project-check,cost-prolog,cost-epilog[,cost-tags]}
+#                   /opt/slurm/etc/scripts/prolog.d/90_cost-tags-prolog and
+#                   /opt/slurm/etc/scripts/epilog.d/90_cost-tags-epilog (ParallelCluster
+#                     3.6+); without prolog.d/epilog.d they go to
+#                     /opt/slurm/etc/scripts/cost-tags/ with Prolog=/Epilog= lines (only
+#                     when no Prolog=/Epilog= is set: an existing one is never replaced)
+#                   job_submit.lua beside slurm.conf
+#                   JobSubmitPlugins+=lua, PrologFlags+=Alloc, and with slurmdbd
+#                     AccountingStoreFlags+=job_comment: a key that already exists in
+#                     slurm.conf or a file it includes is extended where it is
+#                     (PrologFlags=Contain becomes PrologFlags=Contain,Alloc); a key that
+#                     exists nowhere goes into cost-tags_slurm.conf beside slurm.conf,
+#                     included from slurm.conf by one `include` line
+#                   cost-tags.toml and projects_list.conf, only where none exist
+#                 then runs `scontrol reconfigure`.
+#   ComputeFleet  creates the state directory /var/spool/cost-tags and checks that the
+#                 binaries in /opt/slurm/bin are there and run on this node.
+#   LoginNode     only the check.
+#
+# Every step is idempotent: a second run changes nothing. What the head node added or
+# changed is recorded in /opt/slurm/etc/cost-tags/manifest (with backups of the edited
+# files), and --uninstall removes exactly that and restores the edited lines. Files an
+# administrator changed after the install (typically projects_list.conf) are kept, and the
+# uninstall says so.
+#
+# Usage: cost-tags.sh [OPTIONS]
+#   --release SRC          the release: a directory or a .tar.gz holding bin/project-check,
+#                          bin/cost-prolog, bin/cost-epilog (bin/cost-tags optional) and
+#                          scripts/slurm/{job_submit.lua,90_cost-tags-prolog,
+#                          90_cost-tags-epilog} (at its top or in one top-level
+#                          directory); an https:// URL (curl) or an s3:// URI
+#                          (aws s3 cp). Needed on the head node only.
+#   --sha256 HEX           checks the downloaded or local tarball before anything else
+#   --project-source SRC   comment (default) | account | wckey: the job field naming
+#                          the project
+#   --extra-tags LIST      comma list of partition,account,cluster: also tag instances
+#                          with aws-parallelcluster-partition/-account/-cluster
+#   --strict               strict = true (a tagging failure exits 1: drains the node)
+#                          (these three go into cost-tags.toml when the script writes it:
+#                          when none exists, or the one it wrote is still unedited)
+#   --slurm-conf-dir DIR   where slurm.conf is (default /opt/slurm/etc)
+#   --reconfigure          run `scontrol reconfigure` even when COST_TAGS_ROOT is set
+#   --no-reconfigure       never run it
+#   --uninstall            remove what the install added, restore what it changed
+#   -h, --help             this text
+# Options also take the form --option=value.
+#
+# Multi-runner form. The older ParallelCluster "multi-runner" passes each script argument
+# with one more leading '-', so `--release s3://b/r.tar.gz` is written
+# `---release -s3://b/r.tar.gz`. Rule: when the FIRST argument starts with '---', the whole
+# list is in that form, and exactly one leading '-' is removed from every argument (an
+# argument without a leading '-' is then an error). No option of this script starts with
+# '---' otherwise, so the two forms cannot be confused; a runner that already strips the
+# dash passes the plain form, which works as well.
+#
+# Environment:
+#   COST_TAGS_ROOT   a prefix for every path this script reads or writes (default: none,
+#                    i.e. /). Used by the tests to run it against a fake node tree; files
+#                    it installs then refer to paths under the prefix too. When set,
+#                    `scontrol reconfigure` is skipped unless --reconfigure is given.
+#   TMPDIR           where the release is unpacked and checked (must allow exec).
+#
+# Exit status: 0 when installed (or nothing to do), 1 on failure, with a message saying
+# what and where. Checks that can fail (release, checksum, role, conflicts, writable
+# paths) run before anything is changed.
+
+set -o pipefail
+umask 022
+export LC_ALL=C
+
+PROG=cost-tags.sh
+RELEASE_BINS="project-check cost-prolog cost-epilog"
+OPTIONAL_BINS="cost-tags"
+HOOKS="90_cost-tags-prolog 90_cost-tags-epilog"
+OUR_CONF_NAME=cost-tags_slurm.conf
+INCLUDE_LINE="include $OUR_CONF_NAME"
+
+log() { printf '%s: %s\n' "$PROG" "$*"; }
+warn() { printf '%s: WARNING: %s\n' "$PROG" "$*" >&2; }
+APPLYING=0
+SAVING=0
+die() {
+    printf '%s: ERROR: %s\n' "$PROG" "$*" >&2
+    if [ "$APPLYING" = 1 ] && [ "$SAVING" = 0 ]; then
+        SAVING=1
+        mf_save && printf '%s: the changes made so far are recorded in %s (--uninstall removes them)\n' "$PROG" "$MANIFEST" >&2
+    fi
+    exit 1
+}
+
+usage() {
+    sed -n '2,/^set -o pipefail/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+
+RELEASE=""
+SHA256=""
+PROJECT_SOURCE=""
+EXTRA_TAGS=""
+STRICT=0
+UNINSTALL=0
+RECONF=auto
+CONF_DIR_OPT=""
+
+parse_args() {
+    local args=() a
+    if [ $# -gt 0 ] && [ "${1#---}" != "$1" ]; then
+        for a in "$@"; do
+            [ "${a#-}" != "$a" ] || die "multi-runner form (the first argument starts with '---'): argument '$a' lacks its leading '-'"
+            args+=("${a#-}")
+        done
+        set -- "${args[@]}"
+    fi
+    local opt val
+    while [ $# -gt 0 ]; do
+        opt=$1
+        val=""
+        case $opt in
+            --*=*)
+                val=${opt#*=}
+                opt=${opt%%=*}
+                set -- "$opt" "$val" "${@:2}"
+                ;;
+        esac
+        case $opt in
+            --release | --sha256 | --project-source | --extra-tags | --slurm-conf-dir)
+                [ $# -ge 2 ] || die "$opt needs a value (see --help)"
+                val=$2
+                shift 2
+                ;;
+            *) shift ;;
+        esac
+        case $opt in
+            --release) RELEASE=$val ;;
+            --sha256) SHA256=$val ;;
+            --project-source) PROJECT_SOURCE=$val ;;
+            --extra-tags) EXTRA_TAGS=$val ;;
+            --slurm-conf-dir) CONF_DIR_OPT=$val ;;
+            --strict) STRICT=1 ;;
+            --uninstall) UNINSTALL=1 ;;
+            --reconfigure) RECONF=yes ;;
+            --no-reconfigure) RECONF=no ;;
+            -h | --help)
+                usage
+                exit 0
+                ;;
+            *) die "unknown argument '$opt' (see --help)" ;;
+        esac
+    done
+
+    if [ -n "$SHA256" ]; then
+        SHA256=$(printf '%s' "$SHA256" | tr 'A-F' 'a-f')
+        case $SHA256 in
+            *[!0-9a-f]*) die "--sha256 must be 64 hexadecimal digits, got '$SHA256'" ;;
+        esac
+        [ ${#SHA256} -eq 64 ] || die "--sha256 must be 64 hexadecimal digits, got '$SHA256'"
+    fi
+    case ${PROJECT_SOURCE:-comment} in
+        comment | account | wckey) ;;
+        *) die "--project-source must be comment, account or wckey, got '$PROJECT_SOURCE'" ;;
+    esac
+    local t
+    TAG_PARTITION=""
+    TAG_ACCOUNT=""
+    TAG_CLUSTER=""
+    for t in $(printf '%s' "$EXTRA_TAGS" | tr ',' ' '); do
+        case $t in
+            partition) TAG_PARTITION=aws-parallelcluster-partition ;;
+            account) TAG_ACCOUNT=aws-parallelcluster-account ;;
+            cluster) TAG_CLUSTER=aws-parallelcluster-cluster ;;
+            *) die "--extra-tags: unknown tag '$t' (known: partition, account, cluster)" ;;
+        esac
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# Small helpers
+
+sha_of() { sha256sum "$1" | cut -d' ' -f1; }
+mode_of() { stat -c %a "$1"; }
+backup_name() {
+    local p=${1#"$ROOT"}
+    p=${p#/}
+    printf '%s' "${p//\//%}"
+}
+sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+toml_str() {
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+# A copy of a release file with /opt/slurm/ moved under COST_TAGS_ROOT (a no-op without it).
+rooted_copy() {
+    if [ -z "$ROOT" ]; then
+        cat "$1"
+    else
+        sed "s|/opt/slurm/|$(sed_escape "$ROOT")/opt/slurm/|g" "$1"
+    fi
+}
+
+# Writes the content of $1 to $2 with mode $3, atomically (temporary file + rename in the
+# same directory), keeping the owner of an existing $2.
+install_content() {
+    local src=$1 dest=$2 mode=$3 tmp
+    tmp=$(mktemp "${dest%/*}/.cost-tags.XXXXXX") || die "cannot write in ${dest%/*}"
+    if ! cat "$src" >"$tmp"; then
+        rm -f "$tmp"
+        die "cannot write $dest"
+    fi
+    chmod "$mode" "$tmp" || die "cannot chmod $tmp"
+    if [ -e "$dest" ]; then chown --reference="$dest" "$tmp" 2>/dev/null; fi
+    if ! mv -f "$tmp" "$dest"; then
+        rm -f "$tmp"
+        die "cannot replace $dest"
+    fi
+}
+
+# Puts back a file saved with `cp -a` (content, mode, owner, or a symlink) atomically.
+restore_copy() {
+    local saved=$1 dest=$2 tmp
+    tmp="${dest%/*}/.cost-tags.restore.$$"
+    rm -f "$tmp"
+    cp -a "$saved" "$tmp" || die "cannot restore $dest from $saved"
+    mv -f "$tmp" "$dest" || die "cannot restore $dest"
+}
+
+same_file() { [ -f "$2" ] && [ ! -L "$2" ] && cmp -s "$1" "$2" && [ "$(mode_of "$2")" = "$3" ]; }
+
+# The nearest existing ancestor of $1 (or $1) must be a writable directory.
+check_dir_writable() {
+    local p=$1
+    while [ ! -e "$p" ] && [ ! -L "$p" ]; do p=${p%/*}; done
+    [ -n "$p" ] || p=/
+    [ -d "$p" ] || die "cannot create $1: $p is not a directory"
+    [ -w "$p" ] || die "cannot write in $p (read-only file system or permissions)"
+}
+
+check_target_file() {
+    if [ -e "$1" ] && [ ! -f "$1" ]; then die "$1 exists and is not a regular file"; fi
+}
+
+CHANGES=0
+changed() {
+    CHANGES=$((CHANGES + 1))
+    log "$*"
+}
+
+# ---------------------------------------------------------------------------------------
+# Manifest: one record per line, fields separated by tabs.
+#   dir      PATH                   a directory the install created
+#   file     PATH  SHA256           a file the install created (SHA256: as it left it)
+#   replaced PATH  SHA256  BACKUP   a file that existed and was replaced (saved in BACKUP)
+#   edited   PATH  SHA256  BACKUP   a configuration file edited in place (original in BACKUP)
+#   merge    PATH  KEY  ITEM        ITEM was added to the KEY=a,b list in PATH
+#   line     PATH  LINE             LINE was appended to PATH
+
+declare -a MF_ORDER=()
+declare -A MF=()
+
+mf_nkey() {
+    case $1 in
+        dir | file | replaced | edited) echo 2 ;;
+        line) echo 3 ;;
+        merge) echo 4 ;;
+        *) echo 0 ;;
+    esac
+}
+
+mf_load() {
+    MF_ORDER=()
+    MF=()
+    [ -f "$MANIFEST" ] || return 0
+    local line n key val f
+    while IFS= read -r line || [ -n "$line" ]; do
+        case $line in '#'* | '') continue ;; esac
+        IFS=$'\t' read -r -a f <<<"$line"
+        n=$(mf_nkey "${f[0]}")
+        if [ "$n" -eq 0 ] || [ ${#f[@]} -lt "$n" ]; then die "$MANIFEST: unreadable record: $line"; fi
+        key=$(printf '%s\t' "${f[@]:0:n}")
+        key=${key%$'\t'}
+        val=""
+        if [ ${#f[@]} -gt "$n" ]; then
+            val=$(printf '%s\t' "${f[@]:n}")
+            val=${val%$'\t'}
+        fi
+        mf_set "$key" "$val"
+    done <"$MANIFEST"
+}
+
+mf_has() { [ -n "${MF[$1]+x}" ]; }
+mf_get() { printf '%s' "${MF[$1]}"; }
+mf_set() {
+    mf_has "$1" || MF_ORDER+=("$1")
+    MF[$1]=$2
+}
+mf_del() {
+    local k new=()
+    unset 'MF[$1]'
+    for k in "${MF_ORDER[@]}"; do [ "$k" = "$1" ] || new+=("$k"); done
+    MF_ORDER=("${new[@]}")
+}
+mf_save() {
+    local k tmp
+    if [ ${#MF_ORDER[@]} -eq 0 ]; then
+        rm -f "$MANIFEST"
+        return 0
+    fi
+    ensure_dir "$MF_DIR" 755 norecord
+    tmp="$WORK/manifest"
+    {
+        echo "# cost-tags.sh: what the install added or changed on this cluster; read by --uninstall. Do not edit."
+        for k in "${MF_ORDER[@]}"; do
+            if [ -n "${MF[$k]}" ]; then printf '%s\t%s\n' "$k" "${MF[$k]}"; else printf '%s\n' "$k"; fi
+        done
+    } >"$tmp"
+    same_file "$tmp" "$MANIFEST" 644 || install_content "$tmp" "$MANIFEST" 644
+}
+
+# Creates directory $1 (and missing parents) with mode $2; records each one created unless
+# $3 is "norecord".
+ensure_dir() {
+    local d=$1 mode=$2 p missing=()
+    p=$d
+    while [ ! -e "$p" ] && [ ! -L "$p" ]; do
+        missing=("$p" "${missing[@]}")
+        p=${p%/*}
+        [ -n "$p" ] || p=/
+    done
+    [ -d "$p" ] || die "cannot create $d: $p is not a directory"
+    for p in "${missing[@]}"; do
+        mkdir -m "$mode" "$p" || die "cannot create directory $p"
+        [ "$3" = norecord ] || mf_set "dir	$p" ""
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# Installing files
+
+# A file from the release (binaries, hooks, job_submit.lua, our slurm.conf include): always
+# made equal to $1. A file that was there before and is not ours is saved first.
+put_file() {
+    local src=$1 dest=$2 mode=$3 rec
+    if mf_has "file	$dest"; then
+        rec="file	$dest"
+    elif mf_has "replaced	$dest"; then
+        rec="replaced	$dest"
+    else
+        rec=""
+    fi
+    if [ -n "$rec" ] && same_file "$src" "$dest" "$mode"; then
+        return 0
+    fi
+    if [ -z "$rec" ] && { [ -e "$dest" ] || [ -L "$dest" ]; }; then
+        ensure_dir "$BACKUP_DIR" 700 norecord
+        cp -a "$dest" "$BACKUP_DIR/$(backup_name "$dest")" || die "cannot save $dest"
+        rec="replaced	$dest"
+        mf_set "$rec" "pending	$(backup_name "$dest")"
+    fi
+    install_content "$src" "$dest" "$mode"
+    local sha
+    sha=$(sha_of "$dest")
+    case $rec in
+        replaced*)
+            mf_set "$rec" "$sha	$(mf_get "$rec" | cut -f2)"
+            changed "installed $dest (the previous one is saved)"
+            ;;
+        file*)
+            mf_set "$rec" "$sha"
+            changed "updated $dest"
+            ;;
+        *)
+            mf_set "file	$dest" "$sha"
+            changed "installed $dest"
+            ;;
+    esac
+}
+
+# A settings file written only where none exists. One we wrote and nobody changed since
+# follows the options of the latest run; any other is left alone. Returns 1 if left alone.
+put_once() {
+    local src=$1 dest=$2 mode=$3
+    local rec="file	$dest"
+    if [ -e "$dest" ] || [ -L "$dest" ]; then
+        if mf_has "$rec" && [ "$(sha_of "$dest")" = "$(mf_get "$rec")" ]; then
+            same_file "$src" "$dest" "$mode" && return 0
+            install_content "$src" "$dest" "$mode"
+            mf_set "$rec" "$(sha_of "$dest")"
+            changed "updated $dest"
+            return 0
+        fi
+        return 1
+    fi
+    install_content "$src" "$dest" "$mode"
+    mf_set "$rec" "$(sha_of "$dest")"
+    changed "installed $dest"
+}
+
+# ---------------------------------------------------------------------------------------
+# The release
+
+REL=""
+fetch_release() {
+    local src=$RELEASE file="" dir=""
+    case $src in
+        s3://*)
+            command -v aws >/dev/null 2>&1 || die "the AWS CLI (aws) is needed to download $src"
+            aws s3 cp --only-show-errors "$src" "$WORK/release.tar.gz" >&2 || die "cannot download $src (aws s3 cp failed; does the head node's role allow s3:GetObject on it?)"
+            file=$WORK/release.tar.gz
+            ;;
+        https://* | http://*)
+            command -v curl >/dev/null 2>&1 || die "curl is needed to download $src"
+            case $src in http://*) [ -n "$SHA256" ] || warn "downloading over plain http without --sha256" ;; esac
+            curl -fsSL --retry 3 --connect-timeout 10 --max-time 600 -o "$WORK/release.tar.gz" "$src" || die "cannot download $src"
+            file=$WORK/release.tar.gz
+            ;;
+        *://*) die "--release: unsupported scheme in '$src' (use a path, https:// or s3://)" ;;
+        *)
+            if [ -d "$src" ]; then
+                dir=$src
+            elif [ -f "$src" ]; then
+                file=$src
+            else
+                die "--release $src: no such file or directory"
+            fi
+            ;;
+    esac
+    if [ -n "$SHA256" ]; then
+        [ -n "$file" ] || die "--sha256 checks a tarball, but the release $src is a directory"
+        local got
+        got=$(sha_of "$file") || die "cannot read $file"
+        [ "$got" = "$SHA256" ] || die "sha256 mismatch for the release $src: expected $SHA256, got $got. Nothing was changed."
+        log "release checksum verified ($got)"
+    elif [ -z "$dir" ] && [ "$file" != "$src" ]; then
+        warn "no --sha256 given: the downloaded release is not verified"
+    fi
+    if [ -n "$file" ]; then
+        mkdir "$WORK/release" || die "cannot unpack in $WORK"
+        tar -xf "$file" -C "$WORK/release" --no-same-owner 2>"$WORK/tar.err" ||
+            die "cannot unpack the release $src (a .tar.gz is expected): $(head -c 300 "$WORK/tar.err")"
+        dir=$WORK/release
+        if [ ! -e "$dir/bin/project-check" ]; then
+            local found=("$dir"/*/bin/project-check)
+            [ ${#found[@]} -eq 1 ] && [ -e "${found[0]}" ] && dir=${found[0]%/bin/project-check}
+        fi
+    fi
+    local f lacking=""
+    for f in $RELEASE_BINS; do [ -f "$dir/bin/$f" ] || lacking="$lacking bin/$f"; done
+    for f in job_submit.lua $HOOKS; do [ -f "$dir/scripts/slurm/$f" ] || lacking="$lacking scripts/slurm/$f"; done
+    [ -z "$lacking" ] || die "the release $src lacks:$lacking"
+    for f in $RELEASE_BINS $OPTIONAL_BINS; do
+        [ -f "$dir/bin/$f" ] || continue
+        chmod 755 "$dir/bin/$f" 2>/dev/null
+        "$dir/bin/$f" --version >"$WORK/version.out" 2>&1 </dev/null ||
+            die "bin/$f of the release does not run on this machine (wrong CPU architecture, too new a glibc, or TMPDIR mounted noexec?): $(head -c 300 "$WORK/version.out")"
+    done
+    REL=$dir
+    log "release $src: $(head -n1 "$WORK/version.out")"
+}
+
+# ---------------------------------------------------------------------------------------
+# Slurm configuration: slurm.conf and the files it includes, in the order Slurm reads them.
+# For each key of interest the LAST occurrence is the one in effect.
+
+WANT_KEYS="jobsubmitplugins prologflags accountingstoreflags accountingstoragetype prolog epilog"
+declare -A OCC_FILE=() OCC_LINE=() OCC_VAL=() CONF_SEEN=()
+OUR_CONF_INCLUDED=0
+CONF_LIST=()
+
+# Prints, in file order, "I<TAB>path" for include lines and "K<TAB>lineno<TAB>key<TAB>value"
+# for the keys of interest (value: the first word, unquoted).
+# shellcheck disable=SC2016
+conf_scan_awk='
+BEGIN { n = split(keys, ks, " "); for (i = 1; i <= n; i++) want[ks[i]] = 1 }
+{
+    line = $0
+    sub(/\r$/, "", line)
+    sub(/^[ \t]+/, "", line)
+    if (line == "" || substr(line, 1, 1) == "#") next
+    if (tolower(substr(line, 1, 7)) == "include" && substr(line, 8, 1) ~ /[ \t]/) {
+        p = substr(line, 9)
+        sub(/^[ \t]+/, "", p)
+        sub(/[ \t]*(#.*)?$/, "", p)
+        print "I\t" p
+        next
+    }
+    if (match(line, /^[A-Za-z]+[ \t]*=/)) {
+        k = substr(line, 1, RLENGTH)
+        sub(/[ \t]*=$/, "", k)
+        k = tolower(k)
+        if (!(k in want)) next
+        v = substr(line, RLENGTH + 1)
+        sub(/^[ \t]+/, "", v)
+        if (substr(v, 1, 1) == "\"") {
+            v = substr(v, 2)
+            i = index(v, "\"")
+            if (i > 0) v = substr(v, 1, i - 1)
+        } else {
+            match(v, /^[^ \t#]*/)
+            v = substr(v, 1, RLENGTH)
+        }
+        print "K\t" NR "\t" k "\t" v
+    }
+}'
+
+resolve_include() {
+    local p=$1
+    case $p in
+        *%*) return 1 ;; # %c etc.: expanded by Slurm only
+        /*)
+            if [ -n "$ROOT" ] && [ -e "$ROOT$p" ]; then p=$ROOT$p; fi
+            ;;
+        *) p=$CONF_DIR/$p ;;
+    esac
+    printf '%s' "$p"
+}
+
+conf_scan_file() {
+    local f=$1 kind a b c inc
+    [ -n "${CONF_SEEN[$f]}" ] && return 0
+    CONF_SEEN[$f]=1
+    if [ "$f" = "$OUR_CONF" ]; then
+        OUR_CONF_INCLUDED=1
+        return 0
+    fi
+    if [ ! -f "$f" ]; then
+        warn "included file $f not found (ignored)"
+        return 0
+    fi
+    CONF_LIST+=("$f")
+    while IFS=$'\t' read -r kind a b c; do
+        if [ "$kind" = I ]; then
+            inc=$(resolve_include "$a") && conf_scan_file "$inc"
+        else
+            OCC_FILE[$b]=$f
+            OCC_LINE[$b]=$a
+            OCC_VAL[$b]=$c
+        fi
+    done < <(awk -v keys="$WANT_KEYS" "$conf_scan_awk" "$f")
+}
+
+conf_scan() {
+    OCC_FILE=()
+    OCC_LINE=()
+    OCC_VAL=()
+    CONF_SEEN=()
+    CONF_LIST=()
+    OUR_CONF_INCLUDED=0
+    conf_scan_file "$SLURM_CONF_FILE"
+}
+
+# Whether the comma list $1 holds $2 (case-insensitive; job_submit/lua counts as lua).
+has_item() {
+    local v t it
+    v=${1,,}
+    it=${2,,}
+    local IFS=,
+    for t in $v; do
+        t=${t#job_submit/}
+        [ "$t" = "$it" ] && return 0
+    done
+    return 1
+}
+
+# Rewrites line $2 of file $1 (a KEY=value line) with awk program mode $3 and item $4:
+#   add: append ITEM to the comma list;  del: remove the last ITEM from it.
+# shellcheck disable=SC2016
+edit_value_awk='
+function fix(line,    pre, rest, q, val, post, i, n, parts, out, j, drop) {
+    match(line, /^[ \t]*[A-Za-z]+[ \t]*=[ \t]*/)
+    pre = substr(line, 1, RLENGTH); rest = substr(line, RLENGTH + 1); q = ""
+    if (substr(rest, 1, 1) == "\"") {
+        q = "\""; rest = substr(rest, 2); i = index(rest, "\"")
+        if (i == 0) { val = rest; post = "" } else { val = substr(rest, 1, i - 1); post = substr(rest, i + 1) }
+    } else {
+        match(rest, /^[^ \t#\r]*/); val = substr(rest, 1, RLENGTH); post = substr(rest, RLENGTH + 1)
+    }
+    if (mode == "add") {
+        val = (val == "") ? item : val "," item
+    } else {
+        n = split(val, parts, ","); drop = 0
+        for (j = n; j >= 1; j--) if (tolower(parts[j]) == tolower(item)) { drop = j; break }
+        if (!drop) return line
+        out = ""
+        for (j = 1; j <= n; j++) if (j != drop) out = (out == "") ? parts[j] : out "," parts[j]
+        val = out
+    }
+    return pre q val q post
+}
+NR == target { $0 = fix($0) }
+{ print }'
+
+edit_value() {
+    local f=$1 lineno=$2 mode=$3 item=$4 out
+    out="$WORK/edit.$$"
+    awk -v target="$lineno" -v mode="$mode" -v item="$item" "$edit_value_awk" "$f" >"$out" || die "cannot edit $f"
+    install_content "$out" "$f" "$(mode_of "$f")"
+}
+
+# Line number of the last KEY= line in file $1 (0 if none).
+last_key_line() {
+    awk -v key="${2,,}" '
+        { l = $0; sub(/^[ \t]+/, "", l) }
+        match(l, /^[A-Za-z]+[ \t]*=/) { k = substr(l, 1, RLENGTH); sub(/[ \t]*=$/, "", k); if (tolower(k) == key) n = NR }
+        END { print n + 0 }' "$1"
+}
+
+# Line number of the last line equal to $2 in file $1 (0 if none).
+last_line_equal() {
+    awk -v want="$2" '$0 == want { n = NR } END { print n + 0 }' "$1"
+}
+
+delete_line() {
+    local f=$1 lineno=$2 out="$WORK/del.$$"
+    awk -v target="$lineno" 'NR != target' "$f" >"$out" || die "cannot edit $f"
+    install_content "$out" "$f" "$(mode_of "$f")"
+}
+
+# Removes from file $1 (in place) what the manifest says the install added to file $2 (the
+# same file, or the original a copy was made from). With "prune", records whose change is
+# no longer there are dropped. Prints what it did.
+semantic_revert() {
+    local f=$1 r=$2 prune=$3 k i i2 n rest key item line
+    n=${#MF_ORDER[@]}
+    for ((i = n - 1; i >= 0; i--)); do
+        k=${MF_ORDER[$i]}
+        case $k in
+            "merge	$r	"*)
+                rest=${k#"merge	$r	"}
+                key=${rest%%	*}
+                item=${rest#*	}
+                line=$(last_key_line "$f" "$key")
+                if [ "$line" -gt 0 ] && has_item "$(awk -v t="$line" 'NR == t' "$f" | sed 's/^[^=]*=[[:space:]]*//; s/^"//; s/[[:space:]#"].*//')" "$item"; then
+                    edit_value "$f" "$line" del "$item"
+                    log "$f: removed $item from $key"
+                elif [ "$prune" = prune ]; then
+                    mf_del "$k"
+                fi
+                ;;
+            "line	$r	"*)
+                line=${k#"line	$r	"}
+                i2=$(last_line_equal "$f" "$line")
+                if [ "$i2" -gt 0 ]; then
+                    delete_line "$f" "$i2"
+                    log "$f: removed the line '$line'"
+                elif [ "$prune" = prune ]; then
+                    mf_del "$k"
+                fi
+                ;;
+        esac
+    done
+}
+
+# Before the first edit of a configuration file in this run: save the original once.
+EDIT_STARTED=" "
+edit_begin() {
+    local f=$1
+    case $EDIT_STARTED in *" $f "*) return 0 ;; esac
+    EDIT_STARTED="$EDIT_STARTED$f "
+    if ! mf_has "edited	$f"; then
+        ensure_dir "$BACKUP_DIR" 700 norecord
+        cp -a "$f" "$BACKUP_DIR/$(backup_name "$f")" || die "cannot save $f"
+        mf_set "edited	$f" "pending	$(backup_name "$f")"
+    fi
+}
+
+# Edited files someone changed since the last run (ParallelCluster rewrites some on
+# update): the saved original becomes the current file minus cost-tags' recorded changes,
+# and records whose change is gone are dropped (this run makes them again if needed).
+refresh_edited() {
+    local k f rec sha backup
+    for k in "${MF_ORDER[@]}"; do
+        case $k in edited*) ;; *) continue ;; esac
+        f=${k#edited	}
+        rec=$(mf_get "$k")
+        sha=${rec%%	*}
+        backup=${rec#*	}
+        if [ ! -f "$f" ]; then
+            warn "$f (edited by an earlier run) is gone; forgetting its edits"
+            forget_edits "$f"
+            continue
+        fi
+        [ "$(sha_of "$f")" = "$sha" ] && continue
+        rm -f "$WORK/refresh"
+        cp -a "$f" "$WORK/refresh" || die "cannot read $f"
+        semantic_revert "$WORK/refresh" "$f" prune >/dev/null
+        ensure_dir "$BACKUP_DIR" 700 norecord
+        cp -a "$WORK/refresh" "$BACKUP_DIR/$backup" || die "cannot save $f"
+        log "$f changed since the last run: its saved original is refreshed"
+        mf_set "$k" "$(sha_of "$f")	$backup"
+    done
+}
+
+forget_edits() {
+    local f=$1 k
+    for k in "${MF_ORDER[@]}"; do
+        case $k in "edited	$f" | "merge	$f	"* | "line	$f	"*) mf_del "$k" ;; esac
+    done
+}
+
+finish_edited() {
+    local k f rec
+    for k in "${MF_ORDER[@]}"; do
+        case $k in edited*) ;; *) continue ;; esac
+        f=${k#edited	}
+        rec=$(mf_get "$k")
+        [ -f "$f" ] && mf_set "$k" "$(sha_of "$f")	${rec#*	}"
+    done
+}
+
+# ---------------------------------------------------------------------------------------
+# scontrol reconfigure
+
+reconfigure() {
+    case $RECONF in
+        no)
+            log "not running scontrol reconfigure (--no-reconfigure); run it to apply the Slurm settings"
+            return 0
+            ;;
+        auto)
+            if [ -n "$ROOT" ]; then
+                log "COST_TAGS_ROOT is set: not running scontrol reconfigure (--reconfigure forces it)"
+                return 0
+            fi
+            ;;
+    esac
+    local sc out
+    if [ -x "$OPT/bin/scontrol" ]; then
+        sc=$OPT/bin/scontrol
+    elif ! sc=$(command -v scontrol); then
+        warn "scontrol not found: run 'scontrol reconfigure' to apply the Slurm settings"
+        return 0
+    fi
+    if out=$(SLURM_CONF=$SLURM_CONF_FILE "$sc" reconfigure 2>&1 </dev/null); then
+        log "scontrol reconfigure: done"
+        return 0
+    fi
+    if ! SLURM_CONF=$SLURM_CONF_FILE "$sc" ping >/dev/null 2>&1 </dev/null; then
+        warn "slurmctld is not reachable (scontrol reconfigure: $out); it reads the new settings when it starts"
+        return 0
+    fi
+    die "scontrol reconfigure failed: $out"
+}
+
+# ---------------------------------------------------------------------------------------
+# Head node
+
+write_toml() {
+    local out=$1 src=${PROJECT_SOURCE:-comment} strict=false
+    [ "$STRICT" = 1 ] && strict=true
+    {
+        echo "# cost-tags settings (see \"Settings\" in the cost-tags README), written by cost-tags.sh"
+        echo "# because none existed. It is never overwritten once edited."
+        echo "projects_file = $(toml_str "$ETC_DIR/projects_list.conf")"
+        echo "project_source = \"$src\"      # comment | account | wckey"
+        echo "exempt_users = [\"root\"]"
+        echo "state_dir = $(toml_str "$ROOT/var/spool/cost-tags")"
+        echo "cache_dir = $(toml_str "$ROOT/run/cost-tags")"
+        echo "deadline = 10                 # seconds, for a whole prolog/epilog"
+        echo "strict = $strict                # true: a tagging failure exits 1 and drains the node"
+        echo ""
+        echo "[tags]                          # an empty name switches a key off"
+        echo "project = \"aws-parallelcluster-project\""
+        echo "user = \"aws-parallelcluster-username\""
+        echo "job_id = \"aws-parallelcluster-jobid\""
+        echo "partition = \"$TAG_PARTITION\""
+        echo "account = \"$TAG_ACCOUNT\""
+        echo "cluster = \"$TAG_CLUSTER\""
+        echo "separator = \" \""
+    } >"$out"
+}
+
+write_projects() {
+    cat >"$1" <<'EOF'
+# cost-tags: who may charge which project (read by project-check, see its --help).
+# Until lines are added here EVERY job is refused with "You are not allowed to use the
+# project ..." (users in exempt_users of cost-tags.toml, root by default, excepted).
+#
+# alice = ProjectA, ProjectC      # alice may use ProjectA and ProjectC
+# alice = ProjectD                # several lines for one user add up
+# *=Shared                        # a project everyone may use
+# @physics=ProjectP               # members of Unix group physics (LDAP/AD users work)
+#
+# Names match whole and case-sensitively. Project names: ASCII letters, digits and
+# . _ : / @ + -  (1 to 128 characters).
+EOF
+}
+
+head_install() {
+    [ -n "$RELEASE" ] || die "--release is required on the head node (see --help)"
+    [ -d "$CONF_DIR" ] || die "no Slurm configuration directory $CONF_DIR (is this a ParallelCluster head node with Slurm?)"
+    [ -f "$SLURM_CONF_FILE" ] || die "no slurm.conf in $CONF_DIR (is this a ParallelCluster head node with Slurm?)"
+    lock_conf_dir
+    fetch_release
+    mf_load
+    conf_scan
+
+    # Where the hooks go.
+    local layout prolog_path epilog_path
+    if [ -d "$PROLOG_D" ] && [ -d "$EPILOG_D" ]; then
+        layout=dropin
+        prolog_path=$PROLOG_D/90_cost-tags-prolog
+        epilog_path=$EPILOG_D/90_cost-tags-epilog
+        case ${OCC_VAL[prolog]} in
+            */prolog.d/*) ;;
+            *) warn "Prolog= does not point into $PROLOG_D (it is '${OCC_VAL[prolog]}'): the hook there will not run" ;;
+        esac
+    else
+        layout=fallback
+        prolog_path=$HOOK_DIR/90_cost-tags-prolog
+        epilog_path=$HOOK_DIR/90_cost-tags-epilog
+        local k want
+        for k in prolog epilog; do
+            [ "$k" = prolog ] && want=$prolog_path || want=$epilog_path
+            if [ -n "${OCC_FILE[$k]}" ] && [ "${OCC_VAL[$k]}" != "$want" ]; then
+                die "this Slurm has no $PROLOG_D and already sets ${k^}=${OCC_VAL[$k]} (${OCC_FILE[$k]}, line ${OCC_LINE[$k]}); cost-tags will not replace it. Call $want from that script (or use prolog.d/epilog.d with Prolog=$PROLOG_D/*), then run this again. Nothing was changed."
+            fi
+        done
+    fi
+
+    # Stage every file and check for conflicts before changing anything.
+    mkdir -p "$WORK/stage" || die "cannot write in $WORK"
+    local f
+    for f in $HOOKS job_submit.lua; do rooted_copy "$REL/scripts/slurm/$f" >"$WORK/stage/$f" || die "cannot read the release"; done
+    write_toml "$WORK/stage/cost-tags.toml"
+    write_projects "$WORK/stage/projects_list.conf"
+    if [ -e "$LUA" ] || [ -L "$LUA" ]; then
+        if mf_has "file	$LUA" || mf_has "replaced	$LUA"; then
+            local rec
+            mf_has "file	$LUA" && rec=$(mf_get "file	$LUA") || rec=$(mf_get "replaced	$LUA")
+            if [ "$(sha_of "$LUA")" != "${rec%%	*}" ] && ! cmp -s "$WORK/stage/job_submit.lua" "$LUA"; then
+                die "$LUA was changed since cost-tags installed it; move your changes elsewhere (or remove the file) and run this again. Nothing was changed."
+            fi
+        elif ! cmp -s "$WORK/stage/job_submit.lua" "$LUA"; then
+            die "$LUA exists and is not cost-tags' (Slurm loads only one job_submit.lua): merge scripts/slurm/job_submit.lua of the release into it by hand, or move it away and run this again. Nothing was changed."
+        fi
+    fi
+    local d
+    for d in "$BIN_DIR" "$ETC_DIR" "$CONF_DIR" "$MF_DIR" "${prolog_path%/*}" "${epilog_path%/*}"; do check_dir_writable "$d"; done
+    for f in $RELEASE_BINS $OPTIONAL_BINS; do check_target_file "$BIN_DIR/$f"; done
+    for f in "$prolog_path" "$epilog_path" "$LUA" "$OUR_CONF" "$TOML" "$PROJECTS" "$MANIFEST"; do check_target_file "$f"; done
+
+    # Apply.
+    APPLYING=1
+    refresh_edited
+    ensure_dir "$BIN_DIR" 755
+    for f in $RELEASE_BINS $OPTIONAL_BINS; do
+        [ -f "$REL/bin/$f" ] && put_file "$REL/bin/$f" "$BIN_DIR/$f" 755
+    done
+    put_once "$WORK/stage/cost-tags.toml" "$TOML" 644 || {
+        log "$TOML exists: left as it is"
+        if [ -n "$PROJECT_SOURCE$EXTRA_TAGS" ] || [ "$STRICT" = 1 ]; then
+            warn "--project-source/--extra-tags/--strict apply to a new cost-tags.toml only: edit $TOML to change them"
+        fi
+    }
+    put_once "$WORK/stage/projects_list.conf" "$PROJECTS" 644 || log "$PROJECTS exists: left as it is"
+    ensure_dir "${prolog_path%/*}" 755
+    ensure_dir "${epilog_path%/*}" 755
+    put_file "$WORK/stage/90_cost-tags-prolog" "$prolog_path" 755
+    put_file "$WORK/stage/90_cost-tags-epilog" "$epilog_path" 755
+    put_file "$WORK/stage/job_submit.lua" "$LUA" 644
+
+    # Slurm settings: extend existing keys where they are, the others into our file.
+    local our_lines=() key item
+    local -a settings=("JobSubmitPlugins lua" "PrologFlags Alloc")
+    case ${OCC_VAL[accountingstoragetype],,} in
+        *slurmdbd*) settings+=("AccountingStoreFlags job_comment") ;;
+    esac
+    for d in "${settings[@]}"; do
+        key=${d% *}
+        item=${d#* }
+        k=${key,,}
+        if [ -n "${OCC_FILE[$k]}" ]; then
+            has_item "${OCC_VAL[$k]}" "$item" && continue
+            f=${OCC_FILE[$k]}
+            edit_begin "$f"
+            edit_value "$f" "${OCC_LINE[$k]}" add "$item"
+            mf_set "merge	$f	$key	$item" ""
+            changed "$f: $key=$(printf '%s' "${OCC_VAL[$k]}"),$item (line ${OCC_LINE[$k]})"
+        else
+            our_lines+=("$key=$item")
+        fi
+    done
+    if [ "$layout" = fallback ]; then
+        [ -n "${OCC_FILE[prolog]}" ] || our_lines+=("Prolog=$prolog_path")
+        [ -n "${OCC_FILE[epilog]}" ] || our_lines+=("Epilog=$epilog_path")
+    fi
+    {
+        echo "# cost-tags: Slurm settings added by cost-tags.sh, included from slurm.conf."
+        echo "# Settings that already existed elsewhere were extended where they are; only those"
+        echo "# found nowhere are here. cost-tags.sh --uninstall removes this file and its include."
+        for d in "${our_lines[@]}"; do echo "$d"; done
+    } >"$WORK/stage/$OUR_CONF_NAME"
+    put_file "$WORK/stage/$OUR_CONF_NAME" "$OUR_CONF" 644
+    if [ "$OUR_CONF_INCLUDED" = 0 ]; then
+        edit_begin "$SLURM_CONF_FILE"
+        if [ -s "$SLURM_CONF_FILE" ] && [ -n "$(tail -c1 "$SLURM_CONF_FILE")" ]; then
+            printf '\n%s\n' "$INCLUDE_LINE" >"$WORK/conf.new"
+        else
+            printf '%s\n' "$INCLUDE_LINE" >"$WORK/conf.new"
+        fi
+        cat "$SLURM_CONF_FILE" "$WORK/conf.new" >"$WORK/conf.all" || die "cannot read $SLURM_CONF_FILE"
+        install_content "$WORK/conf.all" "$SLURM_CONF_FILE" "$(mode_of "$SLURM_CONF_FILE")"
+        mf_set "line	$SLURM_CONF_FILE	$INCLUDE_LINE" ""
+        changed "$SLURM_CONF_FILE: added '$INCLUDE_LINE'"
+    fi
+    finish_edited
+    mf_save
+    APPLYING=0
+
+    if [ "$CHANGES" -eq 0 ]; then
+        log "already installed: nothing changed"
+    else
+        reconfigure
+    fi
+    if ! grep -qv '^[[:space:]]*\(#.*\)\{0,1\}$' "$PROJECTS" 2>/dev/null; then
+        warn "$PROJECTS lists no projects yet: every job is refused until you add lines such as 'alice = ProjectA'"
+    fi
+    log "head node done (hooks: $layout layout; manifest: $MANIFEST)"
+}
+
+head_uninstall() {
+    [ -d "$CONF_DIR" ] && lock_conf_dir
+    mf_load
+    if [ ${#MF_ORDER[@]} -eq 0 ]; then
+        log "no manifest at $MANIFEST: nothing installed by cost-tags.sh here"
+        return 0
+    fi
+    local k f rec sha backup i kept_backups=0 kept=0
+    # 1. Configuration first, so Slurm stops using the files before they go.
+    for k in "${MF_ORDER[@]}"; do
+        case $k in edited*) ;; *) continue ;; esac
+        f=${k#edited	}
+        rec=$(mf_get "$k")
+        sha=${rec%%	*}
+        backup=$BACKUP_DIR/${rec#*	}
+        if [ ! -f "$f" ]; then
+            warn "$f is gone; nothing to restore there"
+        elif [ "$(sha_of "$f")" = "$sha" ] && [ -e "$backup" ]; then
+            restore_copy "$backup" "$f"
+            rm -f "$backup"
+            log "restored $f"
+        else
+            semantic_revert "$f" "$f" keep
+            warn "$f was changed since the install: removed only cost-tags' own values; its original is kept in $backup"
+            kept_backups=1
+        fi
+    done
+    if mf_has "file	$OUR_CONF"; then
+        remove_recorded "file	$OUR_CONF" || kept=1
+    fi
+    reconfigure
+    # 2. Files, newest first.
+    for ((i = ${#MF_ORDER[@]} - 1; i >= 0; i--)); do
+        k=${MF_ORDER[$i]}
+        case $k in
+            file* | replaced*) remove_recorded "$k" || kept=1 ;;
+        esac
+    done
+    # 3. Directories it created, deepest first, when empty.
+    for ((i = ${#MF_ORDER[@]} - 1; i >= 0; i--)); do
+        k=${MF_ORDER[$i]}
+        case $k in dir*) ;; *) continue ;; esac
+        f=${k#dir	}
+        [ -d "$f" ] || continue
+        if rmdir "$f" 2>/dev/null; then log "removed directory $f"; else
+            warn "kept directory $f: it is not empty"
+            kept=1
+        fi
+    done
+    rm -f "$MANIFEST"
+    if [ "$kept_backups" = 0 ]; then
+        rm -rf "$BACKUP_DIR"
+        rmdir "$MF_DIR" 2>/dev/null
+    fi
+    log "uninstalled$([ "$kept" = 1 ] && echo ' (some files were kept, see above)')"
+}
+
+# Removes (file) or restores (replaced) a recorded file unless it changed since; 1 if kept.
+remove_recorded() {
+    local k=$1 f rec sha
+    mf_has "$k" || return 0
+    f=${k#*	}
+    rec=$(mf_get "$k")
+    sha=${rec%%	*}
+    mf_del "$k"
+    if [ ! -e "$f" ] && [ ! -L "$f" ]; then return 0; fi
+    if [ "$(sha_of "$f" 2>/dev/null)" != "$sha" ]; then
+        warn "kept $f: it was changed since the install"
+        return 1
+    fi
+    case $k in
+        file*)
+            rm -f "$f" || die "cannot remove $f"
+            log "removed $f"
+            ;;
+        replaced*)
+            restore_copy "$BACKUP_DIR/${rec#*	}" "$f"
+            rm -f "$BACKUP_DIR/${rec#*	}"
+            log "restored the previous $f"
+            ;;
+    esac
+    return 0
+}
+
+lock_conf_dir() {
+    command -v flock >/dev/null 2>&1 || return 0
+    exec 9<"$CONF_DIR" || return 0
+    flock -w 120 9 || die "another cost-tags.sh is running on $CONF_DIR"
+}
+
+# ---------------------------------------------------------------------------------------
+# Compute and login nodes
+
+check_binaries() {
+    local b out absent=""
+    for b in $RELEASE_BINS; do [ -x "$BIN_DIR/$b" ] || absent="$absent $b"; done
+    [ -z "$absent" ] || die "not found in $BIN_DIR:$absent. The head node installs them there (shared over NFS): run this script on the head node first, and check that $OPT is mounted here."
+    for b in $RELEASE_BINS; do
+        out=$("$BIN_DIR/$b" --version 2>&1 </dev/null) ||
+            die "$BIN_DIR/$b does not run on this node (wrong CPU architecture or too new a glibc for this OS?): $out"
+    done
+    log "binaries in $BIN_DIR run here ($out)"
+}
+
+compute_install() {
+    check_binaries
+    if [ ! -f "$PROLOG_D/90_cost-tags-prolog" ] && [ ! -f "$HOOK_DIR/90_cost-tags-prolog" ]; then
+        warn "no cost-tags prolog hook under $SCRIPTS_DIR: jobs on this node will not be tagged"
+    fi
+    if [ -d "$STATE_DIR" ]; then
+        if [ "$(mode_of "$STATE_DIR")" != 755 ]; then
+            chmod 755 "$STATE_DIR" || die "cannot chmod $STATE_DIR"
+            changed "$STATE_DIR: mode 0755"
+        fi
+    else
+        check_dir_writable "$STATE_DIR"
+        mkdir -p "$STATE_DIR" || die "cannot create $STATE_DIR"
+        chmod 755 "$STATE_DIR" || die "cannot chmod $STATE_DIR"
+        [ "$(id -u)" = 0 ] && chown root:root "$STATE_DIR"
+        changed "created $STATE_DIR"
+    fi
+    log "compute node done"
+}
+
+compute_uninstall() {
+    local d
+    for d in "$STATE_DIR" "$CACHE_DIR"; do
+        if [ -d "$d" ]; then
+            rm -rf -- "$d" || die "cannot remove $d"
+            log "removed $d (the node's job ledger and cache)"
+        fi
+    done
+    log "compute node uninstalled"
+}
+
+# ---------------------------------------------------------------------------------------
+
+cfn_get() {
+    sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$2" | tail -n 1 |
+        sed -e 's/[[:space:]]*$//' -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
+}
+
+main() {
+    parse_args "$@"
+
+    ROOT=${COST_TAGS_ROOT:-}
+    while [ "${ROOT%/}" != "$ROOT" ]; do ROOT=${ROOT%/}; done
+    if [ -n "$ROOT" ]; then
+        case $ROOT in /*) ;; *) die "COST_TAGS_ROOT must be an absolute path, got '$ROOT'" ;; esac
+        [ -d "$ROOT" ] || die "COST_TAGS_ROOT=$ROOT is not a directory"
+    fi
+    case $ROOT in *$'\t'* | *$'\n'*) die "COST_TAGS_ROOT must not contain tabs or newlines" ;; esac
+
+    OPT=$ROOT/opt/slurm
+    BIN_DIR=$OPT/bin
+    ETC_DIR=$OPT/etc
+    SCRIPTS_DIR=$ETC_DIR/scripts
+    PROLOG_D=$SCRIPTS_DIR/prolog.d
+    EPILOG_D=$SCRIPTS_DIR/epilog.d
+    HOOK_DIR=$SCRIPTS_DIR/cost-tags
+    MF_DIR=$ETC_DIR/cost-tags
+    MANIFEST=$MF_DIR/manifest
+    BACKUP_DIR=$MF_DIR/backup
+    TOML=$ETC_DIR/cost-tags.toml
+    PROJECTS=$ETC_DIR/projects_list.conf
+    STATE_DIR=$ROOT/var/spool/cost-tags
+    CACHE_DIR=$ROOT/run/cost-tags
+    CONF_DIR=${CONF_DIR_OPT:-$ETC_DIR}
+    if [ -d "$CONF_DIR" ]; then CONF_DIR=$(cd "$CONF_DIR" && pwd -P); fi
+    case $CONF_DIR in *$'\t'* | *$'\n'*) die "--slurm-conf-dir must not contain tabs or newlines" ;; esac
+    SLURM_CONF_FILE=$CONF_DIR/slurm.conf
+    OUR_CONF=$CONF_DIR/$OUR_CONF_NAME
+    LUA=$CONF_DIR/job_submit.lua
+
+    local cfn="" c
+    for c in "$ROOT/etc/parallelcluster/cfnconfig" "$ROOT/opt/parallelcluster/cfnconfig"; do
+        if [ -r "$c" ]; then
+            cfn=$c
+            break
+        fi
+    done
+    [ -n "$cfn" ] || die "no $ROOT/etc/parallelcluster/cfnconfig: this is not an AWS ParallelCluster 3 node"
+    local role stack region
+    role=$(cfn_get cfn_node_type "$cfn")
+    stack=$(cfn_get stack_name "$cfn")
+    region=$(cfn_get cfn_region "$cfn")
+
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/cost-tags.XXXXXX") || die "cannot create a temporary directory"
+    trap 'rm -rf "$WORK"' EXIT
+
+    log "node role ${role:-?}, cluster ${stack:-?}, region ${region:-?}$([ -n "$ROOT" ] && echo ", root $ROOT")"
+    case $role in
+        HeadNode)
+            if [ "$UNINSTALL" = 1 ]; then head_uninstall; else head_install; fi
+            ;;
+        ComputeFleet)
+            [ -z "$RELEASE" ] || [ "$UNINSTALL" = 1 ] || log "compute node: --release is used on the head node only"
+            if [ "$UNINSTALL" = 1 ]; then compute_uninstall; else compute_install; fi
+            ;;
+        LoginNode)
+            if [ "$UNINSTALL" = 1 ]; then log "login node: nothing to uninstall"; else
+                check_binaries
+                log "login node done"
+            fi
+            ;;
+        "") die "$cfn has no cfn_node_type" ;;
+        *) die "unknown node role cfn_node_type=$role in $cfn (expected HeadNode, ComputeFleet or LoginNode)" ;;
+    esac
+}
+
+main "$@"
