@@ -9,10 +9,19 @@ use anyhow::{Context, Result};
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::error::DisplayErrorContext;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use crate::tags::{TagChange, TagMap};
+
+/// One running instance of a cluster, as DescribeInstances gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInstance {
+    pub instance_id: String,
+    pub private_ip: Option<String>,
+    pub private_dns: Option<String>,
+    pub tags: TagMap,
+}
 
 /// An EC2 client whose every call ends within the time it was built with.
 pub struct Ec2Tags {
@@ -34,7 +43,10 @@ impl Ec2Tags {
             .operation_timeout(budget)
             .build();
         let retries = RetryConfig::standard()
-            .with_max_attempts(10)
+            // Under account-wide throttling many nodes retry at once; the deadline, not
+            // the attempt count, is what bounds the run (measured in tests/scale_throttled.rs:
+            // 10 attempts let nodes give up with seconds of deadline left).
+            .with_max_attempts(30)
             .with_initial_backoff(Duration::from_millis(50))
             .with_max_backoff(Duration::from_secs(2));
         let config = aws_config::defaults(BehaviorVersion::latest())
@@ -63,7 +75,7 @@ impl Ec2Tags {
                 .set_tags(Some(tags))
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .map_err(summary)
                 .context("EC2 CreateTags")?;
         }
         if !change.delete.is_empty() {
@@ -74,9 +86,64 @@ impl Ec2Tags {
                 .set_tags(Some(keys))
                 .send()
                 .await
-                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .map_err(summary)
                 .context("EC2 DeleteTags")?;
         }
+        Ok(())
+    }
+
+    /// The running instances of a ParallelCluster cluster (DescribeInstances filtered on
+    /// the tag `parallelcluster:cluster-name`), every page, with their tags.
+    pub async fn cluster_instances(&self, cluster_name: &str) -> Result<Vec<ClusterInstance>> {
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:parallelcluster:cluster-name")
+                    .values(cluster_name)
+                    .build(),
+            )
+            .filters(Filter::builder().name("instance-state-name").values("running").build())
+            .max_results(1000)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page
+                .map_err(summary)
+                .context("EC2 DescribeInstances")?;
+            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
+                let Some(id) = instance.instance_id() else { continue };
+                found.push(ClusterInstance {
+                    instance_id: id.to_string(),
+                    private_ip: instance.private_ip_address().map(str::to_string),
+                    private_dns: instance.private_dns_name().map(str::to_string),
+                    tags: instance
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes `tags` from the instance, each only if it still has the given value (a tag
+    /// rewritten meanwhile by a prolog is kept). Refuses an empty list, which EC2 would
+    /// take as "every tag".
+    pub async fn delete_if_unchanged(&self, instance_id: &str, tags: &TagMap) -> Result<()> {
+        anyhow::ensure!(!tags.is_empty(), "refusing a DeleteTags without keys");
+        let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        self.client
+            .delete_tags()
+            .resources(instance_id)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(summary)
+            .context("EC2 DeleteTags")?;
         Ok(())
     }
 
@@ -92,7 +159,7 @@ impl Ec2Tags {
             .send();
         while let Some(page) = pages.next().await {
             let page = page
-                .map_err(|e| anyhow::anyhow!("{}", DisplayErrorContext(e)))
+                .map_err(summary)
                 .context("EC2 DescribeTags")?;
             for t in page.tags() {
                 if let (Some(k), Some(v)) = (t.key(), t.value()) {
@@ -102,4 +169,18 @@ impl Ec2Tags {
         }
         Ok(tags)
     }
+}
+
+/// One line for logs and the ledger: the service's error code and message when AWS
+/// answered, else the transport error (timeout, refused), cut to a readable length. The
+/// SDK's full context includes the raw HTTP response.
+fn summary<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> anyhow::Error {
+    if let (Some(code), message) = (e.code(), e.message()) {
+        return anyhow::anyhow!("{code}: {}", message.unwrap_or("(no message)"));
+    }
+    let full = DisplayErrorContext(&e).to_string();
+    let cut: String = full.chars().take(300).collect();
+    anyhow::anyhow!("{cut}{}", if cut.len() < full.len() { "..." } else { "" })
 }
