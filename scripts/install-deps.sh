@@ -6,7 +6,7 @@ set -euo pipefail
 
 need_apt=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
-            setpriv:util-linux hyperfine:hyperfine; do
+            setpriv:util-linux hyperfine:hyperfine shellcheck:shellcheck slurmdbd:slurmdbd mariadbd:mariadb-server; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
@@ -22,4 +22,10 @@ fi
 if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask' 2>/dev/null; then
     echo "install-deps: pip install moto[server]"
     python3 -m pip install -q "moto[server]>=5"
+fi
+# The managed script's s3:// path is tested with the real AWS CLI against moto, and the
+# benchmark compares one `aws ec2 create-tags` with cost-prolog.
+if ! command -v aws >/dev/null 2>&1; then
+    echo "install-deps: pip install awscli"
+    python3 -m pip install -q awscli
 fi

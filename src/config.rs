@@ -180,8 +180,10 @@ impl PricingSettings {
         }
         for (name, i) in &self.instances {
             let price_ok = |p: f64| p.is_finite() && p >= 0.0;
-            if !price_ok(i.on_demand) || !i.spot.map_or(true, price_ok) {
-                return Err(format!("pricing.instances.{name:?}: prices must be numbers of 0 or more"));
+            if !price_ok(i.on_demand) || !i.spot.is_none_or(price_ok) {
+                return Err(format!(
+                    "pricing.instances.{name:?}: prices must be numbers of 0 or more"
+                ));
             }
             if i.cpus == 0 {
                 return Err(format!("pricing.instances.{name:?}: cpus must be at least 1"));
@@ -191,7 +193,9 @@ impl PricingSettings {
             if self.instances.contains_key(instance) {
                 Ok(())
             } else {
-                Err(format!("{field}: instance type {instance:?} is not in [pricing.instances]"))
+                Err(format!(
+                    "{field}: instance type {instance:?} is not in [pricing.instances]"
+                ))
             }
         };
         for (name, p) in &self.partitions {
@@ -426,16 +430,23 @@ instance = "g4dn.xlarge"
         let e = parse(&PRICING.replace("instance = \"c5.xlarge\"", "instance = \"c5.xlarg\""))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("pricing.partitions.compute.instance") && e.contains("c5.xlarg"), "{e}");
+        assert!(
+            e.contains("pricing.partitions.compute.instance") && e.contains("c5.xlarg"),
+            "{e}"
+        );
         let e = parse(&PRICING.replace("spot = 0.07\n", "")).unwrap_err().to_string();
         assert!(e.contains("no spot price"), "{e}");
         assert!(parse(&PRICING.replace("on_demand = 0.17", "on_demand = -1")).is_err());
-        assert!(parse(&PRICING.replace("cpus = 4\n[pricing.instances.\"g4", "cpus = 0\n[pricing.instances.\"g4")).is_err());
+        assert!(
+            parse(&PRICING.replace("cpus = 4\n[pricing.instances.\"g4", "cpus = 0\n[pricing.instances.\"g4")).is_err()
+        );
         let e = parse(&PRICING.replace("-*\"\ninstance = \"g4dn.xlarge\"", "-*\"\ninstance = \"p3\""))
             .unwrap_err()
             .to_string();
         assert!(e.contains("pricing.nodes[0]") && e.contains("p3"), "{e}");
-        let e = parse("[pricing.instances.x]\non_demand = 1\ncpus = 1\nram = 2\n").unwrap_err().to_string();
+        let e = parse("[pricing.instances.x]\non_demand = 1\ncpus = 1\nram = 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ram"), "{e}");
     }
 

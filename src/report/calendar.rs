@@ -70,9 +70,7 @@ pub fn parse(text: &str) -> Option<(Timestamp, bool)> {
     let rest = &b[11..];
     let (h, min, s) = match rest.len() {
         5 if rest[2] == b':' => (digits(&rest[0..2])?, digits(&rest[3..5])?, 0),
-        8 if rest[2] == b':' && rest[5] == b':' => {
-            (digits(&rest[0..2])?, digits(&rest[3..5])?, digits(&rest[6..8])?)
-        }
+        8 if rest[2] == b':' && rest[5] == b':' => (digits(&rest[0..2])?, digits(&rest[3..5])?, digits(&rest[6..8])?),
         _ => return None,
     };
     if h > 23 || min > 59 || s > 59 {
@@ -90,7 +88,10 @@ pub struct Short(pub Timestamp);
 
 fn split(t: Timestamp) -> ((i64, u32, u32), (i64, i64, i64)) {
     let secs = t.rem_euclid(DAY);
-    (civil_from_days(t.div_euclid(DAY)), (secs / 3600, secs / 60 % 60, secs % 60))
+    (
+        civil_from_days(t.div_euclid(DAY)),
+        (secs / 3600, secs / 60 % 60, secs % 60),
+    )
 }
 
 impl fmt::Display for Plain {
@@ -175,7 +176,15 @@ mod tests {
         assert_eq!(Rfc3339(0).to_string(), "1970-01-01T00:00:00Z");
         assert_eq!(Short(1_709_289_000).to_string(), "2024-03-01 10:30");
         assert_eq!(Short(1_709_251_200).to_string(), "2024-03-01");
-        for bad in ["2023-02-29", "2024-13-01", "2024-1-01", "2024-01-01T25:00", "Unknown", "None", ""] {
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "2024-01-01T25:00",
+            "Unknown",
+            "None",
+            "",
+        ] {
             assert_eq!(parse(bad), None, "{bad}");
         }
     }
@@ -187,9 +196,18 @@ mod tests {
             let (a, b) = e.period(t);
             (Plain(a).to_string(), Plain(b).to_string())
         };
-        assert_eq!(p(Every::Day), ("2024-03-06T00:00:00".into(), "2024-03-07T00:00:00".into()));
-        assert_eq!(p(Every::Week), ("2024-03-04T00:00:00".into(), "2024-03-11T00:00:00".into()));
-        assert_eq!(p(Every::Month), ("2024-03-01T00:00:00".into(), "2024-04-01T00:00:00".into()));
+        assert_eq!(
+            p(Every::Day),
+            ("2024-03-06T00:00:00".into(), "2024-03-07T00:00:00".into())
+        );
+        assert_eq!(
+            p(Every::Week),
+            ("2024-03-04T00:00:00".into(), "2024-03-11T00:00:00".into())
+        );
+        assert_eq!(
+            p(Every::Month),
+            ("2024-03-01T00:00:00".into(), "2024-04-01T00:00:00".into())
+        );
         let (feb, _) = parse("2024-02-10").unwrap();
         assert_eq!(Every::Month.period(feb).1 - Every::Month.period(feb).0, 29 * DAY);
         assert_eq!(month_start(t), parse("2024-03-01").unwrap().0);

@@ -139,10 +139,14 @@ impl LocalCluster {
         }
     }
 
+    /// Where the node ledger lives.
+    pub fn ledger_path(&self) -> PathBuf {
+        self._root.path().join("var/spool/cost-tags/ledger.json")
+    }
+
     /// The node ledger as JSON.
     pub fn ledger(&self) -> serde_json::Value {
-        let path = self._root.path().join("var/spool/cost-tags/ledger.json");
-        std::fs::read(path)
+        std::fs::read(self.ledger_path())
             .map(|b| serde_json::from_slice(&b).unwrap())
             .unwrap_or(serde_json::Value::Null)
     }

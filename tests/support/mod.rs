@@ -9,6 +9,7 @@ pub mod imds;
 pub mod local_cluster;
 pub mod moto;
 pub mod slurm;
+pub mod slurmdbd;
 
 use std::path::PathBuf;
 

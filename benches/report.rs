@@ -1,0 +1,213 @@
+//! Benchmark of `cost-tags report` as a whole process on 1,000,000 synthetic sacct lines
+//! (a month of a busy cluster: 200 users, 50 projects, shared and multi-node jobs, arrays,
+//! het jobs, requeues, running and pending jobs, a few broken lines): wall time and peak
+//! memory (the child's maxrss from wait4). Target: under 3 s and under 100 MB. Prints
+//! figures; asserts nothing about time. Run: `cargo bench --bench report`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LINES: usize = 1_000_000;
+const USERS: usize = 200;
+const PROJECTS: usize = 50;
+const RUNS: usize = 3;
+
+const SETTINGS: &str = r#"
+[pricing]
+currency = "USD"
+[pricing.instances."c5.xlarge"]
+on_demand = 0.17
+spot = 0.07
+cpus = 4
+[pricing.instances."c5.4xlarge"]
+on_demand = 0.68
+spot = 0.27
+cpus = 16
+[pricing.instances."g4dn.xlarge"]
+on_demand = 0.526
+cpus = 4
+gpus = 1
+[pricing.partitions.compute]
+instance = "c5.xlarge"
+[pricing.partitions.spot]
+instance = "c5.xlarge"
+spot = true
+[pricing.partitions.gpu]
+[[pricing.nodes]]
+pattern = "gpu-*-g4-*"
+instance = "g4dn.xlarge"
+[[pricing.nodes]]
+pattern = "big-*"
+instance = "c5.4xlarge"
+"#;
+
+fn time(t: i64) -> String {
+    cost_tags::report::calendar::Plain(t).to_string()
+}
+
+/// Writes `LINES` lines of `sacct --parsable2` output for March 2024.
+fn generate(path: &Path) {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let month = 1_709_251_200i64; // 2024-03-01T00:00:00Z
+    let mut job = 100_000u64;
+    let mut written = 0;
+    while written < LINES {
+        job += 1;
+        let user = rng.usize(..USERS);
+        let project = (user * 7 + rng.usize(..3)) % PROJECTS;
+        let start = month + rng.i64(0..31 * 86_400);
+        let end = start + rng.i64(60..12 * 3600);
+        let (partition, nodes, cpus, gpus, list) = match rng.u8(..100) {
+            0..=54 => {
+                let n = rng.u32(1..=2);
+                let first = rng.u32(1..=500);
+                let list = if n == 1 {
+                    format!("q-dy-c5-{first}")
+                } else {
+                    format!("q-dy-c5-[{first}-{}]", first + 1)
+                };
+                ("compute", n, n * rng.u32(1..=4), 0, list)
+            }
+            55..=74 => ("spot", 1, rng.u32(1..=4), 0, format!("s-dy-c5-{}", rng.u32(1..=300))),
+            75..=89 => ("gpu", 1, rng.u32(1..=4), 1, format!("gpu-dy-g4-{}", rng.u32(1..=64))),
+            90..=96 => ("compute", 4, 64, 0, {
+                let f = rng.u32(1..=100);
+                format!("big-[{f}-{}]", f + 3)
+            }),
+            _ => ("debug", 1, 1, 0, format!("dbg-{}", rng.u32(1..=8))),
+        };
+        let state_end = match rng.u16(..1000) {
+            0..=4 => ("RUNNING", "Unknown".to_string()),
+            _ => ("COMPLETED", time(end)),
+        };
+        let tres = format!(
+            "billing={cpus},cpu={cpus},mem={}G,node={nodes}{}",
+            cpus * 2,
+            if gpus > 0 { ",gres/gpu=1" } else { "" }
+        );
+        let kind = rng.u16(..1000);
+        let ids: Vec<String> = match kind {
+            0..=49 => (1..=rng.u32(2..=8)).map(|k| format!("{job}_{k}")).collect(), // array tasks
+            50..=69 => vec![format!("{job}+0"), format!("{job}+1")],                // het job
+            70..=79 => vec![job.to_string(), job.to_string()],                      // requeued
+            _ => vec![job.to_string()],
+        };
+        for id in ids {
+            let line = match rng.u16(..10_000) {
+                0..=9 => "this line is broken\n".to_string(),
+                10..=19 => format!("{id}|PENDING|user{user:03}|acct{}|{partition}||Unknown|Unknown|{nodes}|{cpus}||None assigned|Project{project:02}\n", user % 20),
+                20..=24 => format!("{id}.batch|COMPLETED|user{user:03}|acct{}|{partition}||{}|{}|1|1|cpu=1|{list}|\n", user % 20, time(start), time(end)),
+                _ => format!(
+                    "{id}|{}|user{user:03}|acct{}|{partition}||{}|{}|{nodes}|{cpus}|{tres}|{list}|Project{project:02}\n",
+                    state_end.0,
+                    user % 20,
+                    time(start),
+                    state_end.1
+                ),
+            };
+            out.write_all(line.as_bytes()).unwrap();
+            written += 1;
+            if written == LINES {
+                break;
+            }
+        }
+    }
+    out.flush().unwrap();
+}
+
+/// Runs the command; returns its wall time and peak resident memory in KiB. The child is
+/// reaped by wait4 (which also gives its rusage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
+fn measure(cmd: &mut Command) -> (Duration, i64) {
+    let started = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "report failed: {status}"
+    );
+    (wall, usage.ru_maxrss)
+}
+
+fn main() {
+    // COST_TAGS_BENCH_KEEP=1 keeps the generated file (its path is printed) for
+    // reproducing a figure by hand with /usr/bin/time -v.
+    let mut dir = tempfile::tempdir().unwrap();
+    if std::env::var_os("COST_TAGS_BENCH_KEEP").is_some() {
+        dir.disable_cleanup(true);
+        println!("  keeping {}", dir.path().display());
+    }
+    let data = dir.path().join("sacct.txt");
+    let settings = dir.path().join("cost-tags.toml");
+    std::fs::write(&settings, SETTINGS).unwrap();
+    let generated = Instant::now();
+    generate(&data);
+    let size = std::fs::metadata(&data).unwrap().len();
+    println!(
+        "cost-tags report: {LINES} synthetic sacct lines ({:.0} MB, generated in {:.1} s), {USERS} users, {PROJECTS} projects, March 2024",
+        size as f64 / 1e6,
+        generated.elapsed().as_secs_f64()
+    );
+
+    let bin = support::bin("cost-tags");
+    let cases: [&[&str]; 3] = [
+        &["--by", "project"],
+        &["--by", "project,user", "--every", "day", "--format", "csv"],
+        &[
+            "--by",
+            "project,user,partition,account",
+            "--every",
+            "day",
+            "--format",
+            "json",
+            "--chart",
+        ],
+    ];
+    for case in cases {
+        let mut walls = Vec::new();
+        let mut peak = 0;
+        for _ in 0..RUNS {
+            let mut cmd = Command::new(&bin);
+            cmd.arg("--config")
+                .arg(&settings)
+                .args(["report", "--sacct-file"])
+                .arg(&data)
+                .args([
+                    "--since",
+                    "2024-03-01",
+                    "--until",
+                    "2024-03-31",
+                    "--now",
+                    "2024-04-01T00:00:00",
+                ])
+                .args(case);
+            if case.last() == Some(&"--chart") {
+                cmd.arg(dir.path().join("spend.svg"));
+            }
+            let (wall, rss) = measure(&mut cmd);
+            walls.push(wall);
+            peak = peak.max(rss);
+        }
+        walls.sort();
+        let median = walls[walls.len() / 2].as_secs_f64();
+        println!(
+            "  {:<80} median {:.2} s ({:.2} M lines/s), peak RSS {:.1} MB",
+            case.join(" "),
+            median,
+            LINES as f64 / median / 1e6,
+            peak as f64 / 1024.0
+        );
+    }
+    println!("  target: under 3 s and under 100 MB per run");
+}

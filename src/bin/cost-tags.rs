@@ -1,0 +1,63 @@
+//! cost-tags: the administrator's tool. Each subcommand is one job an administrator does
+//! on the head node; the work lives in the library (`cost_tags::report`, ...), this file
+//! only parses arguments, loads the settings once and maps outcomes to exit codes.
+//!
+//! Exit codes: each subcommand documents its own; 2 always means it could not do its job
+//! (unusable settings, bad arguments, a failed Slurm command), with the reason on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cost_tags::config::Settings;
+use cost_tags::node_status::{self, StatusArgs};
+use cost_tags::reconcile::{self, ReconcileArgs};
+use cost_tags::report::{self, ReportArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "cost-tags",
+    version,
+    about = "Administer cost-tags: spend reports from Slurm accounting.",
+    after_help = "SETTINGS: --config PATH, else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml \
+                  (built-in defaults if that file is absent)."
+)]
+struct Cli {
+    /// Settings file (TOML).
+    #[arg(long, value_name = "PATH", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// What jobs cost, per project, user, partition or account, over time (from sacct).
+    Report(ReportArgs),
+    /// On a compute node: the instance's cost tags against the jobs in the node ledger
+    /// (exit 0 in sync, 1 out of sync, 2 cannot tell).
+    Status(StatusArgs),
+    /// Repair tags: on a compute node, bring the ledger in line with Slurm and the tags in
+    /// line with the ledger; with --cluster on the head node, untag idle instances.
+    Reconcile(ReconcileArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cost-tags: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = match &cli.command {
+        Command::Report(args) => report::run(&settings, args),
+        Command::Status(args) => node_status::run(&settings, args),
+        Command::Reconcile(args) => reconcile::run(&settings, args),
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("cost-tags: {e:#}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,366 @@
+//! Sums of charged jobs per group and period. Memory grows with groups × periods (and the
+//! bounded lists of unpriced reasons and skipped lines), never with the number of jobs:
+//! each record is folded in as it is read and then forgotten.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use serde::Serialize;
+
+use super::calendar::{Every, Timestamp};
+use super::pricing::Rate;
+
+/// What a group spent in a period (or in the whole window).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+pub struct Sums {
+    /// Job runs with run time in the period (a requeued job's runs count one each).
+    pub jobs: u64,
+    /// Wall-clock seconds of those runs inside the period.
+    pub elapsed_seconds: i64,
+    /// Allocated CPUs × seconds.
+    pub cpu_seconds: i64,
+    /// Seconds × the job's share of each node, added over nodes (priced runs only).
+    pub charged_node_seconds: f64,
+    /// Currency spent (priced runs only).
+    pub cost: f64,
+    /// Runs whose nodes could not be priced: their seconds are in, their cost is not.
+    pub unpriced_jobs: u64,
+}
+
+impl Sums {
+    fn add(&mut self, o: &Sums) {
+        self.jobs += o.jobs;
+        self.elapsed_seconds += o.elapsed_seconds;
+        self.cpu_seconds += o.cpu_seconds;
+        self.charged_node_seconds += o.charged_node_seconds;
+        self.cost += o.cost;
+        self.unpriced_jobs += o.unpriced_jobs;
+    }
+
+    fn charge(&mut self, seconds: i64, cpus: u32, rate: Option<Rate>) {
+        self.jobs += 1;
+        self.elapsed_seconds += seconds;
+        self.cpu_seconds += seconds * i64::from(cpus);
+        match rate {
+            Some(r) => {
+                self.charged_node_seconds += r.nodes * seconds as f64;
+                self.cost += r.per_second * seconds as f64;
+            }
+            None => self.unpriced_jobs += 1,
+        }
+    }
+}
+
+/// The multiply-rotate hash of rustc (FxHash): several times quicker than the default
+/// SipHash on the short keys looked up once per record. Its weakness to crafted
+/// collisions does not matter here: keys are user, account, partition and validated
+/// project names, and a collision costs time, never a wrong sum.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A HashMap with [`FxHasher`].
+pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// Spend per group and period for one way of splitting time.
+pub struct SpendTable {
+    every: Option<Every>,
+    since: Timestamp,
+    until: Timestamp,
+    index: FastMap<String, u32>,
+    /// Group id -> its key values and its sums over the whole window.
+    groups: Vec<(Vec<String>, Sums)>,
+    /// (group id, calendar period start) -> sums.
+    cells: FastMap<(u32, Timestamp), Sums>,
+}
+
+/// Joins the values of a group key (the separator cannot occur in sacct's output).
+pub const KEY_SEPARATOR: char = '\u{1f}';
+
+impl SpendTable {
+    pub fn new(every: Option<Every>, since: Timestamp, until: Timestamp) -> SpendTable {
+        SpendTable {
+            every,
+            since,
+            until,
+            index: FastMap::default(),
+            groups: Vec::new(),
+            cells: FastMap::default(),
+        }
+    }
+
+    pub fn every(&self) -> Option<Every> {
+        self.every
+    }
+
+    /// The id of the group whose values, joined by [`KEY_SEPARATOR`], are `key`.
+    pub fn group(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.index.get(key) {
+            return id;
+        }
+        let id = self.groups.len() as u32;
+        let values = key.split(KEY_SEPARATOR).map(str::to_string).collect();
+        self.groups.push((values, Sums::default()));
+        self.index.insert(key.to_string(), id);
+        id
+    }
+
+    /// Charges a run of `[start, end)` (already inside the window) to `group`, split over
+    /// the periods it touches.
+    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<Rate>) {
+        self.groups[group as usize].1.charge(end - start, cpus, rate);
+        let Some(every) = self.every else {
+            self.cells
+                .entry((group, self.since))
+                .or_default()
+                .charge(end - start, cpus, rate);
+            return;
+        };
+        let mut t = start;
+        while t < end {
+            let (period, next) = every.period(t);
+            let piece_end = end.min(next);
+            self.cells
+                .entry((group, period))
+                .or_default()
+                .charge(piece_end - t, cpus, rate);
+            t = piece_end;
+        }
+    }
+
+    /// The period starting at calendar instant `p`, clipped to the window.
+    fn clipped(&self, p: Timestamp) -> (Timestamp, Timestamp) {
+        match self.every {
+            None => (self.since, self.until),
+            Some(e) => {
+                let (a, b) = e.period(p);
+                (a.max(self.since), b.min(self.until))
+            }
+        }
+    }
+
+    /// The final figures, with only the `top` most expensive groups kept by name and the
+    /// others added up under [`OTHER`].
+    pub fn summarize(&self, top: Option<usize>) -> Summary {
+        let mut order: Vec<u32> = (0..self.groups.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (ka, sa) = &self.groups[a as usize];
+            let (kb, sb) = &self.groups[b as usize];
+            sb.cost
+                .total_cmp(&sa.cost)
+                .then(sb.elapsed_seconds.cmp(&sa.elapsed_seconds))
+                .then_with(|| ka.cmp(kb))
+        });
+        let width = self.groups.first().map_or(0, |(k, _)| k.len());
+        let keep = top.unwrap_or(usize::MAX);
+        // Old group id -> index in `groups` of the summary.
+        let mut target = vec![0usize; self.groups.len()];
+        let mut groups: Vec<(Vec<String>, Sums)> = Vec::new();
+        let mut other: Option<(usize, usize)> = None; // (index, how many groups)
+        for (rank, &id) in order.iter().enumerate() {
+            let (key, sums) = &self.groups[id as usize];
+            if rank < keep {
+                target[id as usize] = groups.len();
+                groups.push((key.clone(), *sums));
+            } else {
+                let (index, n) = other.get_or_insert_with(|| {
+                    groups.push((vec![OTHER.to_string(); width], Sums::default()));
+                    (groups.len() - 1, 0)
+                });
+                *n += 1;
+                groups[*index].1.add(sums);
+                target[id as usize] = *index;
+            }
+        }
+        let other_groups = other.map_or(0, |(_, n)| n);
+
+        // (period, summary group): BTreeMap order is the output order, since summary
+        // groups are numbered most expensive first.
+        let mut cells: BTreeMap<(Timestamp, usize), Sums> = BTreeMap::new();
+        for (&(id, period), sums) in &self.cells {
+            cells.entry((period, target[id as usize])).or_default().add(sums);
+        }
+        let mut periods: BTreeMap<Timestamp, Sums> = BTreeMap::new();
+        for (&(period, _), sums) in &cells {
+            periods.entry(period).or_default().add(sums);
+        }
+        let rows: Vec<Row> = cells
+            .into_iter()
+            .map(|((period, group), sums)| Row {
+                period: self.clipped(period),
+                group,
+                sums,
+            })
+            .collect();
+        let mut total = Sums::default();
+        for (_, s) in &groups {
+            total.add(s);
+        }
+        Summary {
+            rows,
+            periods: periods.into_iter().map(|(p, s)| (self.clipped(p), s)).collect(),
+            groups,
+            other_groups,
+            total,
+        }
+    }
+}
+
+/// The key value standing for the groups beyond `--top`.
+pub const OTHER: &str = "(other)";
+
+/// One group in one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Start and end (exclusive) of the period, clipped to the window.
+    pub period: (Timestamp, Timestamp),
+    /// Index in [`Summary::groups`].
+    pub group: usize,
+    pub sums: Sums,
+}
+
+/// Everything the outputs print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Per period (ascending), then per group (most expensive first).
+    pub rows: Vec<Row>,
+    /// Every period's total.
+    pub periods: Vec<((Timestamp, Timestamp), Sums)>,
+    /// Every group's total over the window, most expensive first; `(other)` last.
+    pub groups: Vec<(Vec<String>, Sums)>,
+    /// How many groups `(other)` stands for.
+    pub other_groups: usize,
+    pub total: Sums,
+}
+
+/// Lines and jobs that are not in the sums, or not fully, and why.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Diagnostics {
+    /// Lines read (blank lines and a header included).
+    pub lines: u64,
+    /// Job runs charged (priced or not).
+    pub runs: u64,
+    /// Records with no run time in the window (pending, cancelled before starting).
+    pub not_run: u64,
+    pub skipped: u64,
+    /// The first few skipped lines: (line number, reason).
+    pub first_skipped: Vec<(u64, String)>,
+    pub unpriced: u64,
+    /// Reason -> (runs, seconds, a few job ids).
+    pub unpriced_reasons: BTreeMap<String, (u64, i64, Vec<String>)>,
+    /// Records with a non-empty Comment.
+    pub comments: u64,
+    pub warnings: Vec<String>,
+}
+
+/// How many skipped lines and unpriced job ids are shown by example.
+pub const EXAMPLES: usize = 5;
+
+impl Diagnostics {
+    pub fn skip(&mut self, line: u64, reason: String) {
+        self.skipped += 1;
+        if self.first_skipped.len() < EXAMPLES {
+            self.first_skipped.push((line, reason));
+        }
+    }
+
+    pub fn unpriced(&mut self, reason: String, job_id: &str, seconds: i64) {
+        self.unpriced += 1;
+        let entry = self.unpriced_reasons.entry(reason).or_default();
+        entry.0 += 1;
+        entry.1 += seconds;
+        if entry.2.len() < EXAMPLES {
+            entry.2.push(job_id.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::calendar::parse;
+
+    fn t(s: &str) -> Timestamp {
+        parse(s).unwrap().0
+    }
+
+    #[test]
+    fn splits_runs_over_periods_and_keeps_top_groups() {
+        let mut table = SpendTable::new(Some(Every::Day), t("2024-03-01"), t("2024-03-03"));
+        let rate = Rate {
+            per_second: 1.0 / 3600.0,
+            nodes: 1.0,
+        };
+        let a = table.group("A");
+        let b = table.group("B");
+        let c = table.group("C");
+        assert_eq!(table.group("A"), a);
+        // A: 22:00 on the 1st to 02:00 on the 2nd: 2 h in each day.
+        table.charge(a, t("2024-03-01T22:00"), t("2024-03-02T02:00"), 2, Some(rate));
+        table.charge(b, t("2024-03-02T10:00"), t("2024-03-02T11:00"), 1, Some(rate));
+        table.charge(c, t("2024-03-02T10:00"), t("2024-03-02T10:30"), 1, None);
+        let s = table.summarize(Some(1));
+        assert_eq!(s.groups.len(), 2);
+        assert_eq!(s.groups[0].0, ["A"]);
+        assert_eq!(s.groups[0].1.jobs, 1);
+        assert_eq!(s.groups[0].1.elapsed_seconds, 4 * 3600);
+        assert_eq!(s.groups[0].1.cpu_seconds, 8 * 3600);
+        assert_eq!(s.groups[1].0, [OTHER]);
+        assert_eq!(s.other_groups, 2);
+        assert_eq!((s.groups[1].1.jobs, s.groups[1].1.unpriced_jobs), (2, 1));
+        assert!((s.total.cost - 5.0).abs() < 1e-9);
+        assert_eq!(s.total.jobs, 3);
+        let days: Vec<_> = s
+            .rows
+            .iter()
+            .map(|r| (r.period.0, s.groups[r.group].0[0].as_str(), r.sums.elapsed_seconds))
+            .collect();
+        assert_eq!(
+            days,
+            [
+                (t("2024-03-01"), "A", 7200),
+                (t("2024-03-02"), "A", 7200),
+                (t("2024-03-02"), OTHER, 5400)
+            ]
+        );
+        assert_eq!(s.periods[1].1.jobs, 3);
+    }
+}

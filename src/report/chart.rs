@@ -1,0 +1,250 @@
+//! The `--chart` SVG: cumulative spend over the window, one line per group, each line
+//! labelled at its end with the group and its total (no legend to hunt through). Labels
+//! are ordered like the lines' ends and pushed apart so none overlap. Plain SVG 1.1, no
+//! scripts or external fonts, so it opens in any browser and pastes into documents.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use super::aggregate::{Summary, OTHER};
+use super::calendar::{Every, Short, Timestamp};
+use super::Report;
+
+const WIDTH: f64 = 1000.0;
+const HEIGHT: f64 = 560.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 300.0;
+const TOP: f64 = 60.0;
+const BOTTOM: f64 = 60.0;
+const LABEL_GAP: f64 = 15.0;
+
+/// Tableau 10: distinguishable, and still distinct for the common colour blindnesses.
+const PALETTE: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+];
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A round step giving about `n` ticks up to `max`.
+fn nice_step(max: f64, n: f64) -> f64 {
+    if max <= 0.0 {
+        return 1.0;
+    }
+    let raw = max / n;
+    let mag = 10f64.powf(raw.log10().floor());
+    let f = raw / mag;
+    mag * if f <= 1.0 {
+        1.0
+    } else if f <= 2.0 {
+        2.0
+    } else if f <= 5.0 {
+        5.0
+    } else {
+        10.0
+    }
+}
+
+fn amount(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// The period ends of the window: where each line gets a point.
+fn period_ends(every: Every, since: Timestamp, until: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+    let mut v = Vec::new();
+    let mut t = since;
+    while t < until {
+        let (start, end) = every.period(t);
+        v.push((start, end.min(until)));
+        t = end;
+    }
+    v
+}
+
+/// The chart for `report`, drawn from `chart` (spend per group and period).
+pub fn svg(report: &Report, chart: &Summary) -> String {
+    let o = &report.options;
+    let every = o.chart.unwrap_or(Every::Day);
+    let (since, until) = (o.since, o.until);
+    let periods = period_ends(every, since, until);
+
+    // Cost per (calendar period start, group): rows carry periods clipped to the window,
+    // so the start of the first one is `since` rather than the calendar start.
+    let mut cost: HashMap<(Timestamp, usize), f64> = HashMap::new();
+    for row in &chart.rows {
+        let calendar_start = every.period(row.period.0).0;
+        *cost.entry((calendar_start, row.group)).or_default() += row.sums.cost;
+    }
+    let series: Vec<Vec<(Timestamp, f64)>> = (0..chart.groups.len())
+        .map(|g| {
+            let mut total = 0.0;
+            let mut points = vec![(since, 0.0)];
+            for &(start, end) in &periods {
+                total += cost.get(&(start, g)).copied().unwrap_or(0.0);
+                points.push((end, total));
+            }
+            points
+        })
+        .collect();
+
+    let max = series.iter().filter_map(|s| s.last()).map(|p| p.1).fold(0.0, f64::max);
+    let step = nice_step(max, 5.0);
+    let top_value = (max / step).ceil().max(1.0) * step;
+    let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
+    let x = |t: Timestamp| LEFT + plot_w * (t - since) as f64 / (until - since) as f64;
+    let y = |v: f64| TOP + plot_h * (1.0 - v / top_value);
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let by: Vec<&str> = o.by.iter().map(|d| d.name()).collect();
+    let _ = writeln!(
+        s,
+        r#"<text x="{LEFT}" y="28" font-size="16" font-weight="bold">{}</text>"#,
+        escape(&format!(
+            "Cumulative spend ({}) by {}, {} to {} UTC",
+            report.currency,
+            by.join(", "),
+            Short(since),
+            Short(until)
+        ))
+    );
+    if chart.other_groups > 0 {
+        let _ = writeln!(
+            s,
+            r##"<text x="{LEFT}" y="46" fill="#555">{OTHER} adds up {} smaller groups</text>"##,
+            chart.other_groups
+        );
+    }
+
+    // Horizontal grid and amounts.
+    let mut v = 0.0;
+    while v <= top_value + step / 2.0 {
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+            LEFT + plot_w,
+            LEFT - 8.0,
+            yy + 4.0,
+            amount(v)
+        );
+        v += step;
+    }
+    // Dates along the time axis: at most 8 labels.
+    let stride = periods.len().div_ceil(8).max(1);
+    for &(start, _) in periods.iter().step_by(stride) {
+        let t = start.max(since);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#999"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle" fill="#555">{4}</text>"##,
+            x(t),
+            TOP + plot_h,
+            TOP + plot_h + 5.0,
+            TOP + plot_h + 20.0,
+            Short(t)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#333"/>"##,
+        TOP + plot_h,
+        LEFT + plot_w
+    );
+
+    if series.is_empty() {
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">no job ran in this window</text>"##,
+            LEFT + plot_w / 2.0,
+            TOP + plot_h / 2.0
+        );
+    }
+
+    // Lines, then their labels: wanted at the line's end height, pushed apart downwards,
+    // then back up if the last one fell off the chart.
+    let mut labels: Vec<(f64, usize)> = Vec::new();
+    for (g, points) in series.iter().enumerate() {
+        let colour = if chart.groups[g].0.iter().all(|v| v == OTHER) {
+            "#888888"
+        } else {
+            PALETTE[g % PALETTE.len()]
+        };
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            path.join(" ")
+        );
+        labels.push((y(points.last().map_or(0.0, |p| p.1)), g));
+    }
+    labels.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let wanted: Vec<f64> = labels.iter().map(|l| l.0).collect();
+    for i in 1..labels.len() {
+        if labels[i].0 < labels[i - 1].0 + LABEL_GAP {
+            labels[i].0 = labels[i - 1].0 + LABEL_GAP;
+        }
+    }
+    let floor = HEIGHT - 10.0;
+    if let Some(last) = labels.last().map(|l| l.0) {
+        if last > floor {
+            let shift = last - floor;
+            for l in labels.iter_mut() {
+                l.0 = (l.0 - shift).max(TOP);
+            }
+        }
+    }
+    for ((label_y, g), line_y) in labels.iter().zip(wanted) {
+        let (group, sums) = &chart.groups[*g];
+        let colour = if group.iter().all(|v| v == OTHER) {
+            "#888888"
+        } else {
+            PALETTE[*g % PALETTE.len()]
+        };
+        let mut name: String = group.join(" / ");
+        if name.chars().count() > 32 {
+            name = name.chars().take(31).collect::<String>() + "…";
+        }
+        let end_x = LEFT + plot_w;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{end_x:.1}" y1="{line_y:.1}" x2="{:.1}" y2="{:.1}" stroke="{colour}" stroke-width="1"/><text x="{:.1}" y="{:.1}" fill="{colour}">{} {} {}</text>"#,
+            end_x + 10.0,
+            label_y - 4.0,
+            end_x + 14.0,
+            label_y,
+            escape(&name),
+            amount(sums.cost),
+            escape(&report.currency)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_round() {
+        assert_eq!(nice_step(97.0, 5.0), 20.0);
+        assert_eq!(nice_step(0.9, 5.0), 0.2);
+        assert_eq!(nice_step(0.0, 5.0), 1.0);
+        assert_eq!(escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
+    }
+}

@@ -1,0 +1,427 @@
+//! The report printed as an aligned table for people, or as CSV and JSON for spreadsheets
+//! and dashboards. The CSV columns and JSON keys are a stable interface, documented in
+//! `docs/report.md`: add to them, never rename or reorder.
+
+use std::io::{self, Write};
+
+use serde::ser::SerializeMap;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::aggregate::{Sums, EXAMPLES};
+use super::calendar::{Rfc3339, Short, Timestamp};
+use super::{Dimension, Report};
+use crate::config::ProjectSource;
+
+/// Costs are kept to a millionth of the currency unit in CSV and JSON.
+fn cost(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn node_seconds(x: f64) -> f64 {
+    (x * 1e3).round() / 1e3
+}
+
+fn hours(seconds: f64) -> String {
+    format!("{:.2}", seconds / 3600.0)
+}
+
+/// Label of the group columns in rows that add several groups up.
+const ALL: &str = "(all)";
+
+fn window_title(r: &Report) -> String {
+    let o = &r.options;
+    let by: Vec<&str> = o.by.iter().map(|d| d.name()).collect();
+    let every = o.every.map(|e| format!(", per {}", e.name())).unwrap_or_default();
+    format!(
+        "Spend from {} to {} UTC, by {}{every}, in {}",
+        Short(o.since),
+        Short(o.until),
+        by.join(", "),
+        r.currency
+    )
+}
+
+/// Calls `line` with the table's header, each row, and the total row (in that order).
+/// The table is produced twice (once to measure columns, once to print) rather than
+/// kept, so a report of many groups and days needs no memory for its text.
+fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
+    let o = &r.options;
+    let s = &r.summary;
+    let mut header: Vec<String> = Vec::new();
+    if o.every.is_some() {
+        header.push("PERIOD".into());
+    }
+    header.extend(o.by.iter().map(|d| d.name().to_uppercase()));
+    header.extend(["JOBS", "HOURS", "CPU-HOURS", "NODE-HOURS"].map(String::from));
+    header.push(format!("COST ({})", r.currency));
+    header.push("UNPRICED".into());
+    line(&header);
+
+    let numbers = |cells: &mut Vec<String>, sums: &Sums| {
+        cells.extend([
+            sums.jobs.to_string(),
+            hours(sums.elapsed_seconds as f64),
+            hours(sums.cpu_seconds as f64),
+            hours(sums.charged_node_seconds),
+            format!("{:.2}", sums.cost),
+            if sums.unpriced_jobs > 0 {
+                sums.unpriced_jobs.to_string()
+            } else {
+                String::new()
+            },
+        ]);
+    };
+    let mut periods = s.periods.iter().peekable();
+    let mut groups_in_period = 0;
+    for (i, row) in s.rows.iter().enumerate() {
+        let mut cells = Vec::with_capacity(header.len());
+        if o.every.is_some() {
+            cells.push(Short(row.period.0).to_string());
+        }
+        cells.extend(s.groups[row.group].0.iter().cloned());
+        numbers(&mut cells, &row.sums);
+        line(&cells);
+        groups_in_period += 1;
+        // After the last group of a period with several groups: the period's total.
+        let period_ends = s.rows.get(i + 1).is_none_or(|next| next.period != row.period);
+        if o.every.is_some() && period_ends {
+            let Some((period, sums)) = periods.find(|(p, _)| *p == row.period) else {
+                continue;
+            };
+            if groups_in_period > 1 {
+                let mut cells = vec![Short(period.0).to_string()];
+                cells.extend(std::iter::repeat_n(ALL.to_string(), o.by.len()));
+                numbers(&mut cells, sums);
+                line(&cells);
+            }
+            groups_in_period = 0;
+        }
+    }
+    let mut total = vec!["TOTAL".to_string()];
+    total.extend(std::iter::repeat_n(String::new(), header.len() - 7));
+    numbers(&mut total, &s.total);
+    line(&total);
+}
+
+/// The aligned table, then the notes.
+pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let mut widths: Vec<usize> = Vec::new();
+    let mut rows = 0usize;
+    table_lines(r, &mut |cells| {
+        widths.resize(cells.len(), 0);
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count());
+        }
+        rows += 1;
+    });
+    let first_number = widths.len() - 6;
+    writeln!(out, "{}", window_title(r))?;
+    writeln!(out)?;
+    let mut n = 0usize;
+    let mut result = Ok(());
+    let mut text = String::new();
+    table_lines(r, &mut |cells| {
+        n += 1;
+        if n == rows {
+            let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+            text.push_str(&"-".repeat(rule));
+            text.push('\n');
+        }
+        let start = text.len();
+        for (c, cell) in cells.iter().enumerate() {
+            if c > 0 {
+                text.push_str("  ");
+            }
+            let pad = " ".repeat(widths[c] - cell.chars().count());
+            if c >= first_number {
+                text.push_str(&pad);
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.push_str(&pad);
+            }
+        }
+        text.truncate(start + text[start..].trim_end().len());
+        text.push('\n');
+        if text.len() > 1 << 16 && result.is_ok() {
+            result = out.write_all(text.as_bytes());
+            text.clear();
+        }
+    });
+    result?;
+    out.write_all(text.as_bytes())?;
+    if r.summary.other_groups > 0 {
+        writeln!(out, "(other) adds up {} more groups.", r.summary.other_groups)?;
+    }
+    writeln!(out)?;
+    notes(r, out)
+}
+
+/// What is not in the sums and why: unpriced jobs, skipped lines, records that did not
+/// run, warnings. Printed under the table, or on stderr beside CSV.
+pub fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let d = &r.diagnostics;
+    if d.unpriced > 0 {
+        writeln!(
+            out,
+            "{} job runs could not be priced: their hours are counted above, their cost is not.",
+            d.unpriced
+        )?;
+        for (reason, (runs, seconds, examples)) in &d.unpriced_reasons {
+            let more = if *runs as usize > examples.len() { ", ..." } else { "" };
+            writeln!(
+                out,
+                "  {runs} {}, {} hours: {reason} (job {}{more})",
+                if *runs == 1 { "run" } else { "runs" },
+                hours(*seconds as f64),
+                examples.join(", ")
+            )?;
+        }
+    }
+    if d.skipped > 0 {
+        writeln!(out, "{} lines could not be used and were skipped:", d.skipped)?;
+        for (line, reason) in &d.first_skipped {
+            writeln!(out, "  line {line}: {reason}")?;
+        }
+        if d.skipped as usize > EXAMPLES {
+            writeln!(out, "  ... and {} more", d.skipped as usize - d.first_skipped.len())?;
+        }
+    }
+    if d.not_run > 0 {
+        writeln!(
+            out,
+            "{} job records had no run time in the window (pending, or cancelled before they started).",
+            d.not_run
+        )?;
+    }
+    for w in &d.warnings {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// CSV, one row per line:
+/// `kind,period_start,period_end,<by...>,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency`
+/// where kind is `group`, `group_total` and `period_total` (with --every) or `total`.
+pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let o = &r.options;
+    let s = &r.summary;
+    let mut header = vec!["kind", "period_start", "period_end"];
+    header.extend(o.by.iter().map(|d| d.name()));
+    header.extend([
+        "jobs",
+        "elapsed_seconds",
+        "cpu_seconds",
+        "charged_node_seconds",
+        "cost",
+        "unpriced_jobs",
+        "currency",
+    ]);
+    writeln!(out, "{}", header.join(","))?;
+    let mut line = |kind: &str, period: (Timestamp, Timestamp), group: &[String], sums: &Sums| {
+        let mut cells = vec![
+            kind.to_string(),
+            Rfc3339(period.0).to_string(),
+            Rfc3339(period.1).to_string(),
+        ];
+        if group.is_empty() {
+            cells.extend(std::iter::repeat_n(String::new(), o.by.len()));
+        } else {
+            cells.extend(group.iter().map(|g| csv_field(g)));
+        }
+        cells.extend([
+            sums.jobs.to_string(),
+            sums.elapsed_seconds.to_string(),
+            sums.cpu_seconds.to_string(),
+            format!("{:.3}", node_seconds(sums.charged_node_seconds)),
+            format!("{:.6}", cost(sums.cost)),
+            sums.unpriced_jobs.to_string(),
+            csv_field(&r.currency),
+        ]);
+        writeln!(out, "{}", cells.join(","))
+    };
+    let window = (o.since, o.until);
+    for row in &s.rows {
+        line("group", row.period, &s.groups[row.group].0, &row.sums)?;
+    }
+    if o.every.is_some() {
+        for (group, sums) in &s.groups {
+            line("group_total", window, group, sums)?;
+        }
+        for (period, sums) in &s.periods {
+            line("period_total", *period, &[], sums)?;
+        }
+    }
+    line("total", window, &[], &s.total)
+}
+
+#[derive(Serialize)]
+struct JsonSums {
+    jobs: u64,
+    elapsed_seconds: i64,
+    cpu_seconds: i64,
+    charged_node_seconds: f64,
+    cost: f64,
+    unpriced_jobs: u64,
+}
+
+impl From<&Sums> for JsonSums {
+    fn from(s: &Sums) -> JsonSums {
+        JsonSums {
+            jobs: s.jobs,
+            elapsed_seconds: s.elapsed_seconds,
+            cpu_seconds: s.cpu_seconds,
+            charged_node_seconds: node_seconds(s.charged_node_seconds),
+            cost: cost(s.cost),
+            unpriced_jobs: s.unpriced_jobs,
+        }
+    }
+}
+
+/// A group's key values as `{"project": "A", "user": "alice"}`, in `--by` order.
+struct JsonGroup<'a>(&'a [Dimension], &'a [String]);
+
+impl Serialize for JsonGroup<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (d, v) in self.0.iter().zip(self.1) {
+            map.serialize_entry(d.name(), v)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Serialize)]
+struct JsonRow<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period_start: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    period_end: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<JsonGroup<'a>>,
+    #[serde(flatten)]
+    sums: JsonSums,
+}
+
+/// Writes `"key": value` pairs of one JSON object, one per line; arrays one element per
+/// line, each written as it comes, so the document is never held in memory whole.
+struct JsonWriter<'w, W: Write> {
+    out: &'w mut W,
+    first: bool,
+}
+
+impl<W: Write> JsonWriter<'_, W> {
+    fn key(&mut self, key: &str) -> io::Result<()> {
+        let sep = if self.first { "{\n" } else { ",\n" };
+        self.first = false;
+        write!(self.out, "{sep}  {}: ", serde_json::to_string(key)?)
+    }
+
+    fn field(&mut self, key: &str, value: &impl Serialize) -> io::Result<()> {
+        self.key(key)?;
+        serde_json::to_writer(&mut *self.out, value)?;
+        Ok(())
+    }
+
+    fn array<T: Serialize>(&mut self, key: &str, items: impl Iterator<Item = T>) -> io::Result<()> {
+        self.key(key)?;
+        let mut first = true;
+        for item in items {
+            self.out.write_all(if first { b"[\n    " } else { b",\n    " })?;
+            first = false;
+            serde_json::to_writer(&mut *self.out, &item)?;
+        }
+        self.out.write_all(if first { b"[]" } else { b"\n  ]" })
+    }
+
+    fn end(self) -> io::Result<()> {
+        self.out.write_all(b"\n}\n")
+    }
+}
+
+/// The whole report as one JSON document (schema in docs/report.md). Top-level keys come
+/// in a fixed order, each array element on its own line.
+pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    let o = &r.options;
+    let s = &r.summary;
+    let d = &r.diagnostics;
+    let period = |p: (Timestamp, Timestamp)| (Some(Rfc3339(p.0).to_string()), Some(Rfc3339(p.1).to_string()));
+    let mut w = JsonWriter { out, first: true };
+    w.field("format", &"cost-tags-report/1")?;
+    w.field("since", &Rfc3339(o.since).to_string())?;
+    w.field("until", &Rfc3339(o.until).to_string())?;
+    w.field("now", &Rfc3339(o.now).to_string())?;
+    w.field("currency", &r.currency)?;
+    w.field(
+        "project_source",
+        &match r.project_source {
+            ProjectSource::Comment => "comment",
+            ProjectSource::Account => "account",
+            ProjectSource::Wckey => "wckey",
+        },
+    )?;
+    w.field("by", &o.by)?;
+    w.field("every", &o.every)?;
+    w.field("total", &JsonSums::from(&s.total))?;
+    w.array(
+        "groups",
+        s.groups.iter().map(|(g, sums)| JsonRow {
+            period_start: None,
+            period_end: None,
+            group: Some(JsonGroup(&o.by, g)),
+            sums: sums.into(),
+        }),
+    )?;
+    w.field("other_groups", &s.other_groups)?;
+    w.array(
+        "periods",
+        s.periods.iter().map(|(p, sums)| {
+            let (period_start, period_end) = period(*p);
+            JsonRow {
+                period_start,
+                period_end,
+                group: None,
+                sums: sums.into(),
+            }
+        }),
+    )?;
+    w.array(
+        "rows",
+        s.rows.iter().map(|row| {
+            let (period_start, period_end) = period(row.period);
+            JsonRow {
+                period_start,
+                period_end,
+                group: Some(JsonGroup(&o.by, &s.groups[row.group].0)),
+                sums: (&row.sums).into(),
+            }
+        }),
+    )?;
+    let reasons: Vec<Value> = d
+        .unpriced_reasons
+        .iter()
+        .map(|(reason, (runs, seconds, examples))| {
+            json!({"reason": reason, "jobs": runs, "elapsed_seconds": seconds, "examples": examples})
+        })
+        .collect();
+    w.field("unpriced", &json!({"jobs": d.unpriced, "reasons": reasons}))?;
+    let first: Vec<Value> = d
+        .first_skipped
+        .iter()
+        .map(|(line, reason)| json!({"line": line, "reason": reason}))
+        .collect();
+    w.field("skipped", &json!({"lines": d.skipped, "first": first}))?;
+    w.field("not_run", &d.not_run)?;
+    w.field("lines", &d.lines)?;
+    w.field("warnings", &d.warnings)?;
+    w.end()
+}

@@ -1,0 +1,98 @@
+//! `cost-tags reconcile` on a real Slurm (LocalCluster: slurmctld, slurmd, the project's
+//! prolog/epilog hooks, moto behind the proxy, the IMDSv2 emulator): a running job's tags
+//! deleted by hand are restored, and a ledger entry whose epilog never ran (with its
+//! tags) is removed, from one real squeue query for the node.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::local_cluster::{tag_map, LocalCluster};
+use support::moto::{env_for, AWS_ENV_TO_REMOVE};
+
+const P: &str = "aws-parallelcluster-project";
+const U: &str = "aws-parallelcluster-username";
+const J: &str = "aws-parallelcluster-jobid";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `cost-tags reconcile --node NODE` as root, with the environment the hooks get from
+/// cost-tags.env, plus SLURM_CONF so the real squeue reaches the fixture.
+fn reconcile(c: &LocalCluster) -> Output {
+    let mut cmd = Command::new(support::bin("cost-tags"));
+    for v in AWS_ENV_TO_REMOVE {
+        cmd.env_remove(v);
+    }
+    cmd.envs(env_for(&c.proxy.endpoint()))
+        .envs(c.imds.env())
+        .envs(c.slurm.env())
+        .env("COST_TAGS_CONFIG", c.opt_slurm.join("etc/cost-tags.toml"))
+        .args(["reconcile", "--node", c.slurm.node_name()])
+        .stdin(Stdio::null());
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "reconcile -> {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn reconcile_restores_running_jobs_tags_and_removes_stale_ones() {
+    let Some(c) = LocalCluster::start() else { return };
+
+    // A running job's tags deleted by hand come back.
+    let a = c
+        .sbatch("ctalice", &["--comment", "ProjectA", "-n1", "--wrap", "sleep 120"])
+        .unwrap();
+    c.slurm.wait_job_state(a, &["RUNNING"], WAIT);
+    let want = tag_map(&[(P, "ProjectA"), (U, "ctalice"), (J, &a.to_string())]);
+    assert_eq!(c.wait_for_tags(&want, WAIT), want, "{}", c.slurm.log_tails());
+    c.moto.delete_tags(&c.instance, &[P, J]);
+    assert_eq!(c.cost_tags(), tag_map(&[(U, "ctalice")]));
+    let out = reconcile(&c);
+    assert_eq!(out.status.code(), Some(0), "{}", c.slurm.log_tails());
+    assert_eq!(c.cost_tags(), want);
+
+    // A job whose prolog never recorded it is added from squeue.
+    let ledger = c.ledger();
+    std::fs::write(
+        c.ledger_path(),
+        serde_json::to_vec(
+            &serde_json::json!({"jobs": [], "applied": ledger["applied"], "owed": false, "last_failure": null}),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(reconcile(&c).status.code(), Some(0));
+    assert_eq!(c.ledger()["jobs"][0]["id"], a.to_string());
+    assert_eq!(c.ledger()["jobs"][0]["project"], "ProjectA");
+    assert_eq!(c.cost_tags(), want);
+
+    // The node goes idle; then a job whose epilog never ran is left in the ledger, with
+    // its tags on the instance (as after slurmd died while the job was cancelled).
+    c.slurm.run_root("scancel", &[a.to_string()]);
+    assert_eq!(c.wait_for_tags(&tag_map(&[]), WAIT), tag_map(&[]));
+    assert!(c.slurm.cancel_all_and_wait());
+    let stale = tag_map(&[(P, "ProjectB"), (U, "ctbob"), (J, "999999")]);
+    std::fs::write(
+        c.ledger_path(),
+        serde_json::to_vec(&serde_json::json!({
+            "jobs": [{"id": "999999", "user": "ctbob", "project": "ProjectB",
+                      "partition": "compute", "account": "", "cluster": ""}],
+            "applied": stale, "owed": false, "last_failure": null
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    c.moto
+        .create_tags(&c.instance, &[(P, "ProjectB"), (U, "ctbob"), (J, "999999")]);
+    let out = reconcile(&c);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dropped job 999999"));
+    assert_eq!(c.ledger()["jobs"], serde_json::json!([]));
+    assert_eq!(c.ledger()["owed"], false);
+    assert_eq!(c.cost_tags(), tag_map(&[]));
+}

@@ -1,0 +1,424 @@
+//! Golden tests of `cost-tags report` on hand-checked sacct samples (tests/data/sacct/):
+//! shared nodes, exclusive jobs, arrays, het jobs, requeues, window edges, running jobs,
+//! unpriced nodes and malformed lines. Every expected number is worked out in the
+//! comments from the sample and `pricing.toml`:
+//!
+//!   c5.xlarge: 4 CPUs, 0.36/h on demand (0.0001 per second), 0.18/h spot
+//!   g4dn.2xlarge: 8 CPUs, 2 GPUs, 1.80/h
+//!   partitions: compute = c5 on demand, spot = c5 spot, gpu = nodes `gpu-*-g4-*` only,
+//!   debug = not priced.
+//!
+//! Window of most tests: --since 2024-03-01 --until 2024-03-02 (= up to 03-03 00:00),
+//! --now 2024-03-02T12:00:00, so the window really ends at 03-02 12:00.
+//!
+//! | job   | what                       | seconds in window | CPUs | share     | cost               |
+//! |-------|----------------------------|-------------------|------|-----------|--------------------|
+//! | 101   | A, shares q-dy-c5-1        | 7200 (10-12h)     | 1    | 1/4       | 7200*.0001/4 = .18 |
+//! | 102   | B, shares q-dy-c5-1        | 3600              | 2    | 2/4       | .18                |
+//! | 103   | A, exclusive, 2 nodes      | 1800              | 8    | 2 x 1     | 1800*.0001*2 = .36 |
+//! | 104_1 | B, array task, spot        | 3600              | 4    | 1         | 3600*.00005 = .18  |
+//! | 104_2 | B, array task, spot        | 600               | 4    | 1         | 600*.00005 = .03   |
+//! | 104_[3-5] | pending array rest     | -                 |      |           | not run            |
+//! | 105+0 | A, het component, c5       | 3600              | 4    | 1         | .36                |
+//! | 105+1 | A, het component, g4 GPU   | 3600              | 2 +1 GPU | max(2/8, 1/2) = 1/2 | 1.80/2 = .90 |
+//! | 106   | C, requeued: 1st run       | 1200              | 2    | 1/2       | 1200*.0001/2 = .06 |
+//! | 106   | C, 2nd run                 | 3600              | 2    | 1/2       | .18                |
+//! | 107   | A, started 02-29 23:00     | 3600 (clipped)    | 4    | 1         | .36                |
+//! | 109   | B, RUNNING since 03-02 10h | 7200 (to now)     | 1    | 1/4       | .18                |
+//! | 110   | C, 03-01 23h - 03-02 01h   | 7200 (3600 a day) | 4    | 1         | .72 (.36 a day)    |
+//! | 111   | C, partition debug         | 1800              | 1    | -         | unpriced           |
+//! | 112   | B, gpu node gpu-dy-p3-1    | 3600              | 1    | -         | unpriced           |
+//! | 113   | A, cancelled before start  | -                 |      |           | not run            |
+//! | 114.batch, garbage, 25:00, End<Start | -             |      |           | 4 skipped lines    |
+//! | 117   | no comment -> (none)       | 3600              | 1    | 1/4       | .09                |
+//! | 118   | A, 02-20, outside window   | -                 |      |           | not run            |
+//!
+//! Per project (jobs, elapsed s, CPU s, charged node s, cost, unpriced):
+//!   A: 101 103 105+0 105+1 107 = 5, 7200+1800+3600+3600+3600 = 19800,
+//!      7200+14400+14400+7200+14400 = 57600, 1800+3600+3600+1800+3600 = 14400, 2.16, 0
+//!   C: 106 106 110 111 = 4, 1200+3600+7200+1800 = 13800, 2400+7200+28800+1800 = 40200,
+//!      600+1800+7200 = 9600, .06+.18+.72 = .96, 1
+//!   B: 102 104_1 104_2 109 112 = 5, 3600+3600+600+7200+3600 = 18600,
+//!      7200+14400+2400+7200+3600 = 34800, 1800+3600+600+1800 = 7800, .18+.18+.03+.18 = .57, 1
+//!   (none): 117 = 1, 3600, 3600, 900, .09, 0
+//!   total: 15, 55800, 136200, 32700, 3.78, 2
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/sacct")
+        .join(name)
+}
+
+fn report_with(config: &Path, file: &str, args: &[&str]) -> Output {
+    Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(config)
+        .args(["report", "--sacct-file"])
+        .arg(data(file))
+        .args(args)
+        .env_remove("COST_TAGS_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cost-tags")
+}
+
+const WINDOW: [&str; 6] = [
+    "--since",
+    "2024-03-01",
+    "--until",
+    "2024-03-02",
+    "--now",
+    "2024-03-02T12:00:00",
+];
+
+fn report(args: &[&str]) -> Output {
+    let mut all: Vec<&str> = WINDOW.to_vec();
+    all.extend_from_slice(args);
+    report_with(&data("pricing.toml"), "month.txt", &all)
+}
+
+fn ok_stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut all = vec!["--format", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&ok_stdout(&report(&all))).unwrap()
+}
+
+#[test]
+fn csv_per_project_matches_the_hand_computed_figures() {
+    let out = report(&["--format", "csv"]);
+    assert_eq!(
+        ok_stdout(&out),
+        "kind,period_start,period_end,project,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,5,19800,57600,14400.000,2.160000,0,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,4,13800,40200,9600.000,0.960000,1,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,5,18600,34800,7800.000,0.570000,1,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),1,3600,3600,900.000,0.090000,0,USD\n\
+         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD\n"
+    );
+    // Beside CSV, what is not in the sums goes to stderr.
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(notes.contains("2 job runs could not be priced"), "{notes}");
+    assert!(notes.contains("4 lines could not be used"), "{notes}");
+    assert!(notes.contains("3 job records had no run time"), "{notes}");
+}
+
+#[test]
+fn every_day_splits_runs_that_cross_midnight() {
+    // Day 1 (03-01): C = 106 106 111 and 110's first hour: 1200+3600+1800+3600 = 10200 s,
+    //   CPU 2400+7200+1800+14400 = 25800, node s 600+1800+3600 = 6000, .06+.18+.36 = .60.
+    //   B = 102 104_1 104_2 112: 3600+3600+600+3600 = 11400 s, CPU 7200+14400+2400+3600 =
+    //   27600, node s 1800+3600+600 = 6000, .18+.18+.03 = .39.
+    // Day 2 (03-02, up to now = 12:00): C = 110's second hour (3600 s, .36),
+    //   B = 109 running 10:00-12:00 (7200 s, 1 CPU, 1800 node s, .18).
+    // Job 110 counts once in C's group_total (4 jobs), once in each day.
+    let out = report(&["--format", "csv", "--by", "project,user", "--every", "day"]);
+    assert_eq!(
+        ok_stdout(&out),
+        "kind,period_start,period_end,project,user,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectC,ctcarol,4,10200,25800,6000.000,0.600000,1,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectB,ctbob,4,11400,27600,6000.000,0.390000,1,USD\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD\n\
+         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,1,3600,14400,3600.000,0.360000,0,USD\n\
+         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,1,7200,7200,1800.000,0.180000,0,USD\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,4,13800,40200,9600.000,0.960000,1,USD\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,5,18600,34800,7800.000,0.570000,1,USD\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD\n\
+         period_total,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,,,14,45000,114600,27300.000,3.240000,2,USD\n\
+         period_total,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,,,2,10800,21600,5400.000,0.540000,0,USD\n\
+         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,,15,55800,136200,32700.000,3.780000,2,USD\n"
+    );
+}
+
+fn cost_of(groups: &Value, key: &str, name: &str) -> f64 {
+    groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"][key] == name)
+        .unwrap_or_else(|| panic!("no group {key}={name} in {groups:#}"))["cost"]
+        .as_f64()
+        .unwrap()
+}
+
+#[test]
+fn json_by_partition_lists_unpriced_jobs_and_skipped_lines() {
+    let doc = json(&["--by", "partition"]);
+    assert_eq!(doc["format"], "cost-tags-report/1");
+    assert_eq!(doc["since"], "2024-03-01T00:00:00Z");
+    assert_eq!(doc["until"], "2024-03-02T12:00:00Z");
+    assert_eq!(doc["by"], serde_json::json!(["partition"]));
+    // compute: 101 102 103 105+0 106 106 107 109 110 117
+    //   = .18+.18+.36+.36+.06+.18+.36+.18+.72+.09 = 2.67
+    // gpu: 105+1 = .90 (112 unpriced); spot: 104_1 + 104_2 = .21; debug: 111 unpriced.
+    let groups = &doc["groups"];
+    assert_eq!(cost_of(groups, "partition", "compute"), 2.67);
+    assert_eq!(cost_of(groups, "partition", "gpu"), 0.9);
+    assert_eq!(cost_of(groups, "partition", "spot"), 0.21);
+    assert_eq!(cost_of(groups, "partition", "debug"), 0.0);
+    assert_eq!(doc["total"]["cost"], 3.78);
+    assert_eq!(doc["total"]["jobs"], 15);
+    assert_eq!(doc["total"]["unpriced_jobs"], 2);
+    assert_eq!(doc["unpriced"]["jobs"], 2);
+    let reasons = doc["unpriced"]["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 2);
+    assert_eq!(reasons[0]["examples"], serde_json::json!(["111"]));
+    assert_eq!(reasons[0]["elapsed_seconds"], 1800);
+    assert!(reasons[1]["reason"].as_str().unwrap().contains("partition \"gpu\""));
+    assert_eq!(reasons[1]["examples"], serde_json::json!(["112"]));
+    assert_eq!(doc["skipped"]["lines"], 4);
+    let first: Vec<u64> = doc["skipped"]["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(first, [18, 19, 21, 22]);
+    assert!(doc["skipped"]["first"][0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("114.batch"));
+    assert_eq!(doc["not_run"], 3);
+    assert_eq!(doc["lines"], 24);
+    assert_eq!(doc["warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn window_edges_clip_jobs() {
+    // --until 2024-03-01 means up to 03-02 00:00: 109 (starts 03-02) has no time in it
+    // and 110 keeps one hour: 3.78 - .18 - .36 = 3.24.
+    let out = report_with(
+        &data("pricing.toml"),
+        "month.txt",
+        &[
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-01",
+            "--now",
+            "2024-03-02T12:00:00",
+            "--format",
+            "json",
+        ],
+    );
+    let doc: Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(doc["until"], "2024-03-02T00:00:00Z");
+    assert_eq!(doc["total"]["cost"], 3.24);
+    assert_eq!(doc["not_run"], 4);
+
+    // 10:30 to 13:15 on 03-01: 101 keeps 5400 s (1 CPU: 5400*.0001/4 = .135),
+    // 102 keeps 1800 s (2 CPUs: 1800*.0001/2 = .09), 103 keeps 900 s on 2 whole nodes
+    // (900*.0001*2 = .18). A = .135 + .18 = .315, B = .09. Every other record with a start
+    // has no time in the window: 15 not run.
+    let out = report_with(
+        &data("pricing.toml"),
+        "month.txt",
+        &[
+            "--since",
+            "2024-03-01T10:30",
+            "--until",
+            "2024-03-01T13:15",
+            "--now",
+            "2024-03-02T12:00:00",
+            "--format",
+            "json",
+        ],
+    );
+    let doc: Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(cost_of(&doc["groups"], "project", "ProjectA"), 0.315);
+    assert_eq!(cost_of(&doc["groups"], "project", "ProjectB"), 0.09);
+    assert_eq!(doc["total"]["elapsed_seconds"], 5400 + 1800 + 900);
+    assert_eq!(doc["total"]["cost"], 0.405);
+    assert_eq!(doc["not_run"], 15);
+}
+
+#[test]
+fn running_jobs_are_charged_up_to_now() {
+    // 109 runs from 03-02 10:00 with End=Unknown: at now = 11:00 it has run 3600 s
+    // (1 CPU: .09), at 12:00 7200 s (.18).
+    let at = |now: &str| {
+        let out = report_with(
+            &data("pricing.toml"),
+            "month.txt",
+            &[
+                "--since",
+                "2024-03-02",
+                "--until",
+                "2024-03-02",
+                "--now",
+                now,
+                "--format",
+                "json",
+                "--by",
+                "project,user",
+            ],
+        );
+        let doc: Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+        let bob = doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"]["user"] == "ctbob")
+            .unwrap()
+            .clone();
+        (bob["elapsed_seconds"].as_i64().unwrap(), bob["cost"].as_f64().unwrap())
+    };
+    assert_eq!(at("2024-03-02T11:00:00"), (3600, 0.09));
+    assert_eq!(at("2024-03-02T12:00:00"), (7200, 0.18));
+}
+
+#[test]
+fn top_keeps_the_most_expensive_groups() {
+    // A 2.16 and C .96 stay; B .57 + (none) .09 = .66 in 6 jobs become (other).
+    let doc = json(&["--top", "2"]);
+    let groups = doc["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["group"]["project"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ProjectA", "ProjectC", "(other)"]);
+    assert_eq!(groups[2]["cost"], 0.66);
+    assert_eq!(groups[2]["jobs"], 6);
+    assert_eq!(doc["other_groups"], 2);
+    assert_eq!(doc["total"]["cost"], 3.78);
+}
+
+#[test]
+fn table_shows_totals_and_notes() {
+    let text = ok_stdout(&report(&["--by", "project,user", "--every", "day"]));
+    assert!(
+        text.starts_with("Spend from 2024-03-01 to 2024-03-02 12:00 UTC, by project, user, per day, in USD\n"),
+        "{text}"
+    );
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?} in\n{text}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(line("TOTAL"), ["TOTAL", "15", "15.50", "37.83", "9.08", "3.78", "2"]);
+    assert_eq!(
+        line("2024-03-02  (all)"),
+        ["2024-03-02", "(all)", "(all)", "2", "3.00", "6.00", "1.50", "0.54"]
+    );
+    assert!(
+        text.contains("  1 run, 0.50 hours: nodes of partition \"debug\" match no [[pricing.nodes]] pattern"),
+        "{text}"
+    );
+    assert!(text.contains("  line 19: 1 fields instead of 13"), "{text}");
+}
+
+#[test]
+fn project_from_account_and_missing_comments() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("account.toml");
+    let pricing = std::fs::read_to_string(data("pricing.toml")).unwrap();
+    std::fs::write(
+        &config,
+        pricing.replace("project_source = \"comment\"", "project_source = \"account\""),
+    )
+    .unwrap();
+    // physics = A's jobs + C's jobs + 117 = 2.16 + .96 + .09 = 3.21; chem = B = .57.
+    let out = report_with(&config, "month.txt", &[&WINDOW[..], &["--format", "json"]].concat());
+    let doc: Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    assert_eq!(cost_of(&doc["groups"], "project", "physics"), 3.21);
+    assert_eq!(cost_of(&doc["groups"], "project", "chem"), 0.57);
+
+    // Comments are the project source, but slurmdbd stored none: say why.
+    let out = report_with(
+        &data("pricing.toml"),
+        "no_comments.txt",
+        &[&WINDOW[..], &["--format", "csv"]].concat(),
+    );
+    ok_stdout(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AccountingStoreFlags=job_comment"), "{stderr}");
+    // Grouped by user only, the project does not matter: no warning.
+    let out = report_with(
+        &data("pricing.toml"),
+        "no_comments.txt",
+        &[&WINDOW[..], &["--by", "user"]].concat(),
+    );
+    assert!(!ok_stdout(&out).contains("job_comment"));
+}
+
+#[test]
+fn chart_has_a_labelled_line_per_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("spend.svg");
+    let out = report(&["--every", "day", "--chart", svg.to_str().unwrap(), "--top", "3"]);
+    ok_stdout(&out);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{text}");
+    assert_eq!(text.matches("<polyline").count(), 4, "3 groups and (other)");
+    for label in [
+        ">ProjectA 2.16 USD<",
+        ">ProjectC 0.96 USD<",
+        ">ProjectB 0.57 USD<",
+        ">(other) 0.09 USD<",
+    ] {
+        assert!(text.contains(label), "{label} missing in\n{text}");
+    }
+    assert!(text.trim_end().ends_with("</svg>"));
+}
+
+#[test]
+fn reads_stdin_and_refuses_bad_requests() {
+    let mut child = Command::new(support::bin("cost-tags"))
+        .args(["--config"])
+        .arg(data("pricing.toml"))
+        .args(["report", "--sacct-file", "-", "--format", "csv"])
+        .args(WINDOW)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(data("month.txt")).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(ok_stdout(&out)
+        .ends_with("total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD\n"));
+
+    let refused = |args: &[&str], why: &str| {
+        let out = report_with(&data("pricing.toml"), "month.txt", args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    refused(&["--since", "2024-03-05", "--until", "2024-03-01"], "nothing to report");
+    refused(&["--since", "March"], "is not YYYY-MM-DD");
+    refused(&["--by", "project,project"], "twice");
+    refused(&["--by", "colour"], "colour");
+    refused(&["--top", "0"], "0");
+    let out = Command::new(support::bin("cost-tags"))
+        .args(["--config"])
+        .arg(data("pricing.toml"))
+        .args(["report", "--sacct-file", "/nonexistent/sacct.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/sacct.txt"));
+}

@@ -1,0 +1,216 @@
+//! `cost-tags report` end to end against real Slurm accounting: a private cluster stores
+//! its jobs in slurmdbd + MariaDB (tests/support/slurmdbd.rs), ctalice and ctbob run short
+//! jobs with project comments in partitions compute and gpu (shared, exclusive, array),
+//! and the report — running the real sacct itself — must charge per project exactly the
+//! seconds Slurm accounted and the cost those seconds are worth.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::slurm::{ensure_test_users, parse_job_id, SlurmCluster, SlurmOptions};
+use support::slurmdbd::SlurmDbd;
+
+/// One node of 2 CPUs: "local" costs 3.6/h (0.001/s) on demand, 1.8/h (0.0005/s) spot;
+/// the gpu partition is spot.
+const SETTINGS: &str = r#"
+project_source = "comment"
+[pricing]
+currency = "EUR"
+[pricing.instances.local]
+on_demand = 3.6
+spot = 1.8
+cpus = 2
+[pricing.partitions.compute]
+instance = "local"
+[pricing.partitions.gpu]
+instance = "local"
+spot = true
+"#;
+
+fn utc(t: u64) -> String {
+    cost_tags::report::calendar::Plain(t as i64).to_string()
+}
+
+#[test]
+fn report_charges_what_slurm_accounted() {
+    if !support::slurm::available() {
+        // Let the fixture say what is missing (and fail under CI=true).
+        assert!(SlurmCluster::start(SlurmOptions::default()).is_none());
+        return;
+    }
+    ensure_test_users();
+    // None (after a loud skip, or a panic under CI=true) without mariadb-server + slurmdbd.
+    let Some(dbd) = SlurmDbd::start(&[("physics", &["ctalice", "ctbob"])]) else {
+        return;
+    };
+    let opts = SlurmOptions {
+        extra_conf: dbd.slurm_conf_lines(),
+        ..SlurmOptions::default()
+    };
+    let Some(cluster) = SlurmCluster::start(opts) else {
+        return;
+    };
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 600;
+
+    let submit = |user: &str, args: &[&str]| {
+        let out = cluster.run_as(user, "sbatch", args);
+        assert!(
+            out.status.success(),
+            "sbatch {args:?} as {user}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            cluster.log_tails()
+        );
+        parse_job_id(&out.stdout).expect("job id")
+    };
+    // ProjectA: one CPU of two (half the node), then the whole node (--exclusive).
+    submit(
+        "ctalice",
+        &["-p", "compute", "-n1", "--comment", "ProjectA", "--wrap", "sleep 2"],
+    );
+    submit(
+        "ctalice",
+        &[
+            "-p",
+            "compute",
+            "--exclusive",
+            "--comment",
+            "ProjectA",
+            "--wrap",
+            "sleep 3",
+        ],
+    );
+    // ProjectB: spot partition, one CPU, and a two-task array.
+    submit(
+        "ctbob",
+        &["-p", "gpu", "-n1", "--comment", "ProjectB", "--wrap", "sleep 2"],
+    );
+    submit(
+        "ctbob",
+        &[
+            "-p",
+            "gpu",
+            "-n1",
+            "--array=1-2",
+            "--comment",
+            "ProjectB",
+            "--wrap",
+            "sleep 1",
+        ],
+    );
+    let allocations = 5;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cluster.active_jobs().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "jobs still running:\n{}",
+            cluster.log_tails()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // What Slurm accounted, once slurmdbd has every allocation with its end.
+    let accounted = || -> Vec<(String, String, u64, u64)> {
+        let out = cluster
+            .command_root("sacct")
+            .args([
+                "--parsable2",
+                "--noheader",
+                "--allusers",
+                "--allocations",
+                "--duplicates",
+            ])
+            .args([
+                "-S",
+                &utc(since),
+                "--format=JobID,Partition,ElapsedRaw,AllocCPUS,Comment,End",
+            ])
+            .env("TZ", "UTC")
+            .output()
+            .expect("sacct");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.ends_with("|Unknown"))
+            .map(|l| {
+                let f: Vec<&str> = l.split('|').collect();
+                (
+                    f[4].to_string(),
+                    f[1].to_string(),
+                    f[2].parse().unwrap(),
+                    f[3].parse().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let mut jobs = accounted();
+    while jobs.len() < allocations {
+        assert!(
+            Instant::now() < deadline,
+            "slurmdbd has {} of {allocations} finished allocations: {jobs:?}\n{}\n{}",
+            jobs.len(),
+            cluster.log_tails(),
+            dbd.log_tails()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        jobs = accounted();
+    }
+
+    // Expected per project: seconds as Slurm counted them, and their worth: 0.001/s on
+    // demand or 0.0005/s spot, times the share of the 2-CPU node (AllocCPUS / 2).
+    let mut expected: BTreeMap<String, (u64, f64, u64)> = BTreeMap::new();
+    for (project, partition, elapsed, cpus) in &jobs {
+        let per_second = if partition == "gpu" { 0.0005 } else { 0.001 };
+        let share = (*cpus as f64 / 2.0).min(1.0);
+        let e = expected.entry(project.clone()).or_default();
+        e.0 += elapsed;
+        e.1 += *elapsed as f64 * per_second * share;
+        e.2 += 1;
+    }
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        ["ProjectA", "ProjectB"],
+        "{jobs:?}"
+    );
+    assert!(
+        jobs.iter().any(|j| j.3 == 2),
+        "the --exclusive job holds both CPUs: {jobs:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cost-tags.toml");
+    std::fs::write(&settings, SETTINGS).unwrap();
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--format", "json", "--by", "project"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cost-tags report failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["currency"], "EUR");
+    assert_eq!(doc["skipped"]["lines"], 0, "{doc:#}");
+    assert_eq!(doc["unpriced"]["jobs"], 0, "{doc:#}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "comments were stored: {doc:#}");
+    for group in doc["groups"].as_array().unwrap() {
+        let project = group["group"]["project"].as_str().unwrap();
+        let (seconds, cost, runs) = expected[project];
+        assert_eq!(group["elapsed_seconds"].as_u64(), Some(seconds), "{project}: {doc:#}");
+        assert_eq!(group["jobs"].as_u64(), Some(runs), "{project}: {doc:#}");
+        let got = group["cost"].as_f64().unwrap();
+        assert!(
+            (got - cost).abs() < 1e-6,
+            "{project}: cost {got}, expected {cost} ({jobs:?})"
+        );
+    }
+    assert_eq!(doc["groups"].as_array().unwrap().len(), 2, "{doc:#}");
+}

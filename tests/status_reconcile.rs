@@ -1,0 +1,462 @@
+//! `cost-tags status` and `cost-tags reconcile` as whole processes against moto (behind the
+//! fault proxy) and the IMDSv2 emulator. Slurm is stood in for by tiny scripts passed with
+//! the hidden `--squeue`/`--scontrol` options, which print fixed answers and record their
+//! arguments; the real-Slurm end to end is in tests/reconcile_slurm.rs.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use support::aws_proxy::{AwsProxy, ProxyMode};
+use support::imds::Imds;
+use support::moto::{apply_env, block_on, MotoServer};
+
+const PROJECT: &str = "aws-parallelcluster-project";
+const USER: &str = "aws-parallelcluster-username";
+const JOBID: &str = "aws-parallelcluster-jobid";
+const CLUSTER_TAG: &str = "parallelcluster:cluster-name";
+
+struct Node {
+    moto: MotoServer,
+    proxy: AwsProxy,
+    imds: Imds,
+    instance: String,
+    dir: tempfile::TempDir,
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Writes an executable script that records its arguments in `NAME.args` and prints
+/// `NAME.out` (exit code from `NAME.rc` when present).
+fn fake_program(dir: &std::path::Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let d = dir.display();
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{d}/{name}.args'\ncat '{d}/{name}.out' 2>/dev/null\n\
+             [ -r '{d}/{name}.rc' ] && {{ echo '{name} is broken' >&2; exit \"$(cat '{d}/{name}.rc')\"; }}\nexit 0\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join(format!("{name}.out")), "").unwrap();
+    path
+}
+
+impl Node {
+    fn start() -> Option<Node> {
+        let moto = MotoServer::start()?;
+        let instance = moto.run_instances(1).remove(0);
+        let proxy = AwsProxy::start(&moto.endpoint());
+        let imds = Imds::start(&instance, "us-east-1");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("cost-tags.toml"),
+            format!(
+                "state_dir = {:?}\ncache_dir = {:?}\ndeadline = 4\n",
+                d.join("state"),
+                d.join("run")
+            ),
+        )
+        .unwrap();
+        fake_program(d, "squeue");
+        fake_program(d, "scontrol");
+        Some(Node {
+            moto,
+            proxy,
+            imds,
+            instance,
+            dir,
+        })
+    }
+
+    fn command(&self, binary: &str) -> Command {
+        let mut c = Command::new(support::bin(binary));
+        apply_env(&mut c, &self.proxy.endpoint());
+        c.envs(self.imds.env())
+            .env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
+            .env("SLURM_CLUSTER_NAME", "test")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn prolog(&self, job: &str, user: &str, project: &str) {
+        let out = self
+            .command("cost-prolog")
+            .env("SLURM_JOB_ID", job)
+            .env("SLURM_JOB_USER", user)
+            .env("SLURM_JOB_COMMENT", project)
+            .env("SLURM_JOB_PARTITION", "compute")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+
+    /// `cost-tags ARGS` with the fake squeue/scontrol.
+    fn cost_tags(&self, args: &[&str]) -> Output {
+        let d = self.dir.path();
+        let mut c = self.command("cost-tags");
+        c.args(args);
+        if args.contains(&"reconcile") {
+            c.arg("--squeue")
+                .arg(d.join("squeue"))
+                .arg("--scontrol")
+                .arg(d.join("scontrol"));
+        }
+        let out = c.output().unwrap();
+        eprintln!(
+            "cost-tags {args:?} -> {:?}\n{}{}",
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    fn squeue_says(&self, lines: &str) {
+        std::fs::write(self.dir.path().join("squeue.out"), lines).unwrap();
+    }
+
+    fn squeue_args(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("squeue.args"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn cost_tags_on(&self, instance: &str) -> BTreeMap<String, String> {
+        self.moto
+            .tags(instance)
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("aws-parallelcluster-"))
+            .collect()
+    }
+
+    fn ledger_path(&self) -> PathBuf {
+        self.dir.path().join("state/ledger.json")
+    }
+
+    fn ledger(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.ledger_path()).unwrap()).unwrap()
+    }
+
+    fn ledger_ids(&self) -> Vec<String> {
+        self.ledger()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+#[test]
+fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
+    let Some(n) = Node::start() else { return };
+    n.moto.create_tags(&n.instance, &[("team", "hpc")]);
+    n.prolog("101", "ctalice", "ProjectA");
+    assert_eq!(n.cost_tags_on(&n.instance)[JOBID], "101");
+
+    // 101 is gone (its epilog never ran); 102 runs but its prolog never recorded it. The
+    // comment keeps its `|` (it is the last field).
+    n.squeue_says("102|ctbob|compute|(null)|(null)|ProjectB|x\n");
+    let out = n.cost_tags(&["reconcile", "--node", "q-dy-c5-1"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("dropped job 101"), "{stdout}");
+    assert!(stdout.contains("added job 102"), "{stdout}");
+    assert_eq!(
+        n.squeue_args(),
+        [
+            "-h",
+            "-a",
+            "-w",
+            "q-dy-c5-1",
+            "-t",
+            "CONFIGURING,RUNNING,SUSPENDED",
+            "-o",
+            "%A|%u|%P|%a|%w|%k"
+        ]
+    );
+    assert_eq!(n.ledger_ids(), ["102"]);
+    let job = &n.ledger()["jobs"][0];
+    assert_eq!(
+        (&job["user"], &job["project"], &job["partition"], &job["cluster"]),
+        (&"ctbob".into(), &"ProjectB|x".into(), &"compute".into(), &"test".into())
+    );
+    assert_eq!(n.ledger()["owed"], false);
+    assert_eq!(
+        n.cost_tags_on(&n.instance),
+        tags(&[(PROJECT, "ProjectB_x"), (USER, "ctbob"), (JOBID, "102")])
+    );
+    assert_eq!(n.moto.tags(&n.instance)["team"], "hpc", "user tags stay");
+
+    // Nothing running: everything goes, with one DeleteTags and no CreateTags.
+    n.squeue_says("");
+    n.proxy.reset_counts();
+    assert_eq!(
+        n.cost_tags(&["reconcile", "--node", "q-dy-c5-1"]).status.code(),
+        Some(0)
+    );
+    assert!(n.ledger_ids().is_empty());
+    assert!(n.cost_tags_on(&n.instance).is_empty());
+    assert_eq!(n.proxy.count("DeleteTags"), 1, "{:?}", n.proxy.counts());
+    assert_eq!(n.proxy.count("CreateTags"), 0, "{:?}", n.proxy.counts());
+    assert_eq!(n.moto.tags(&n.instance)["team"], "hpc");
+
+    // In line: a second run only looks (DescribeTags), writes nothing.
+    n.proxy.reset_counts();
+    let out = n.cost_tags(&["reconcile", "--node", "q-dy-c5-1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("in sync"));
+    assert_eq!(n.proxy.count("CreateTags") + n.proxy.count("DeleteTags"), 0);
+}
+
+#[test]
+fn tags_deleted_by_hand_are_seen_by_status_and_restored() {
+    let Some(n) = Node::start() else { return };
+    n.prolog("7", "ctalice", "ProjectA");
+    n.squeue_says("7|ctalice|compute|(null)|(null)|ProjectA\n");
+
+    let out = n.cost_tags(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "in sync");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["instance_id"], n.instance.as_str());
+    assert_eq!(s["region"], "us-east-1");
+    assert_eq!(s["in_sync"], true);
+    assert_eq!(s["owed"], false);
+    assert_eq!(s["last_failure"], serde_json::Value::Null);
+    assert_eq!(s["jobs"][0]["id"], "7");
+    assert_eq!(s["desired"][JOBID], "7");
+    assert_eq!(s["actual"], s["desired"]);
+    assert_eq!(s["difference"], serde_json::json!([]));
+
+    n.moto.delete_tags(&n.instance, &[JOBID, PROJECT]);
+    let out = n.cost_tags(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "out of sync");
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(s["in_sync"], false);
+    assert_eq!(s["actual"], serde_json::json!({ USER: "ctalice" }));
+    assert_eq!(
+        s["difference"],
+        serde_json::json!([
+            {"key": JOBID, "want": "7", "have": null},
+            {"key": PROJECT, "want": "ProjectA", "have": null},
+        ])
+    );
+    let table = n.cost_tags(&["status"]);
+    assert_eq!(table.status.code(), Some(1));
+    let table = text(&table.stdout);
+    assert!(
+        table.contains(&n.instance) && table.contains("DIFFERS") && table.contains("OUT OF SYNC"),
+        "{table}"
+    );
+
+    // The ledger says all is applied; only the real tags show the damage. Reconcile looks.
+    let out = n.cost_tags(&["reconcile", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("ledger: in line"), "{}", text(&out.stdout));
+    assert_eq!(
+        n.cost_tags_on(&n.instance),
+        tags(&[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "7")])
+    );
+    assert_eq!(n.cost_tags(&["status"]).status.code(), Some(0));
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let Some(n) = Node::start() else { return };
+    n.prolog("7", "ctalice", "ProjectA");
+    n.moto.delete_tags(&n.instance, &[USER]);
+    n.squeue_says("8|ctbob|gpu|(null)|(null)|ProjectB\n");
+    let ledger_before = std::fs::read(n.ledger_path()).unwrap();
+    let tags_before = n.moto.tags(&n.instance);
+    n.proxy.reset_counts();
+
+    let out = n.cost_tags(&["reconcile", "--dry-run", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("would drop job 7"), "{stdout}");
+    assert!(stdout.contains("would add job 8"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("would change {JOBID}: \"7\" -> \"8\"")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("would change {USER}: (none) -> \"ctbob\"")),
+        "{stdout}"
+    );
+
+    assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
+    assert_eq!(n.moto.tags(&n.instance), tags_before);
+    assert_eq!(n.proxy.count("CreateTags") + n.proxy.count("DeleteTags"), 0);
+}
+
+#[test]
+fn failed_squeue_changes_nothing_and_aws_failure_is_owed() {
+    let Some(n) = Node::start() else { return };
+    n.prolog("7", "ctalice", "ProjectA");
+    let ledger_before = std::fs::read(n.ledger_path()).unwrap();
+
+    std::fs::write(n.dir.path().join("squeue.rc"), "1").unwrap();
+    let out = n.cost_tags(&["reconcile", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("squeue is broken"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
+    std::fs::remove_file(n.dir.path().join("squeue.rc")).unwrap();
+
+    // Unparsable answer: nothing changes either.
+    n.squeue_says("this is not squeue\n");
+    assert_eq!(n.cost_tags(&["reconcile", "--node", "n1"]).status.code(), Some(2));
+    assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
+
+    // AWS down: the ledger is repaired, the debt recorded, exit 0; status cannot tell (2).
+    n.squeue_says("");
+    n.proxy.set_mode(ProxyMode::Refuse);
+    let out = n.cost_tags(&["reconcile", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(n.ledger_ids().is_empty());
+    assert_eq!(n.ledger()["owed"], true);
+    assert!(n.ledger()["last_failure"]["reason"].is_string());
+    assert_eq!(n.cost_tags(&["status"]).status.code(), Some(2));
+
+    // AWS back: the next reconcile pays.
+    n.proxy.set_mode(ProxyMode::Pass);
+    assert_eq!(n.cost_tags(&["reconcile", "--node", "n1"]).status.code(), Some(0));
+    assert_eq!(n.ledger()["owed"], false);
+    assert!(n.cost_tags_on(&n.instance).is_empty());
+    let out = n.cost_tags(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// (instance id, private ip) of every instance moto has.
+fn private_ips(moto: &MotoServer) -> BTreeMap<String, String> {
+    let client = moto.client();
+    block_on(async move {
+        let out = client.describe_instances().send().await.unwrap();
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(|i| {
+                (
+                    i.instance_id().unwrap().to_string(),
+                    i.private_ip_address().unwrap().to_string(),
+                )
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn cluster_reconcile_untags_only_idle_instances() {
+    let Some(n) = Node::start() else { return };
+    // n.instance is not part of the cluster. Six more: busy, idle, unmapped, busy (by a
+    // hostlist), the head node, and one of another cluster.
+    let ids = n.moto.run_instances(6);
+    let ips = private_ips(&n.moto);
+    let cost = [(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "5")];
+    for (i, id) in ids.iter().enumerate() {
+        let cluster = if i == 5 { "other" } else { "c1" };
+        let mut t = vec![(CLUSTER_TAG, cluster), ("team", "hpc")];
+        t.push(("parallelcluster:node-type", if i == 4 { "HeadNode" } else { "Compute" }));
+        t.extend(cost);
+        n.moto.create_tags(id, &t);
+    }
+    n.moto.create_tags(&n.instance, &cost);
+    // Nodes 1..4: ids[0] is q-dy-c5-1 by NodeAddr, ids[1] q-dy-c5-2 by NodeHostName,
+    // ids[3] q-dy-c5-4; ids[2] is no Slurm node; q-dy-c5-3 has no instance.
+    let scontrol = format!(
+        "NodeName=q-dy-c5-1 Arch=x86_64 NodeAddr={} NodeHostName=q-dy-c5-1 Version=23.11\n\
+         NodeName=q-dy-c5-2 NodeAddr=q-dy-c5-2 NodeHostName={} OS=Linux 6.1 x\n\
+         NodeName=q-dy-c5-3 NodeAddr=q-dy-c5-3 NodeHostName=q-dy-c5-3\n\
+         NodeName=q-dy-c5-4 NodeAddr={} NodeHostName=q-dy-c5-4\n",
+        ips[&ids[0]], ips[&ids[1]], ips[&ids[3]]
+    );
+    std::fs::write(n.dir.path().join("scontrol.out"), scontrol).unwrap();
+    n.squeue_says("q-dy-c5-[1,3-4]\nq-dy-c5-1\n");
+
+    let before: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
+    n.proxy.reset_counts();
+    let args = ["reconcile", "--cluster", "--cluster-name", "c1", "--rate", "50"];
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = n.cost_tags(&dry);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{} (node q-dy-c5-2, no job): would remove", ids[1])),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} (no Slurm node): would remove", ids[2])),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("would remove")).count(),
+        2,
+        "{stdout}"
+    );
+    let after: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
+    assert_eq!(after, before, "dry run changed tags");
+    assert_eq!(n.proxy.count("DeleteTags"), 0);
+
+    let out = n.cost_tags(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains(": removed ")).count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("5 running instances, 2 with jobs, 2 untagged"),
+        "{stdout}"
+    );
+    assert_eq!(n.scontrol_args(), ["show", "nodes", "-o"]);
+    assert_eq!(
+        n.squeue_args(),
+        ["-h", "-a", "-t", "CONFIGURING,RUNNING,SUSPENDED,COMPLETING", "-o", "%N"]
+    );
+    assert_eq!(n.proxy.count("DeleteTags"), 2, "{:?}", n.proxy.counts());
+    let full = tags(&cost);
+    for (i, id) in ids.iter().enumerate() {
+        let want = if i == 1 || i == 2 { tags(&[]) } else { full.clone() };
+        assert_eq!(n.cost_tags_on(id), want, "instance {i}");
+        assert_eq!(n.moto.tags(id)["team"], "hpc", "user tags stay on {i}");
+    }
+    assert_eq!(n.cost_tags_on(&n.instance), full, "not in the cluster");
+
+    // Nothing left to do: no call.
+    n.proxy.reset_counts();
+    let out = n.cost_tags(&args);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(n.proxy.count("DeleteTags"), 0);
+
+    // A failing Slurm is exit 2 and no change.
+    std::fs::write(n.dir.path().join("squeue.rc"), "1").unwrap();
+    n.moto.create_tags(&ids[1], &cost);
+    assert_eq!(n.cost_tags(&args).status.code(), Some(2));
+    assert_eq!(n.cost_tags_on(&ids[1]), full);
+}
+
+impl Node {
+    fn scontrol_args(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("scontrol.args"))
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
