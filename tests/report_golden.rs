@@ -368,12 +368,13 @@ fn chart_has_a_labelled_line_per_group() {
     ok_stdout(&out);
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{text}");
-    assert_eq!(text.matches("<polyline").count(), 4, "3 groups and (other)");
+    // (other) = (none) is summed in the subtitle, not drawn.
+    assert_eq!(text.matches("<polyline").count(), 3, "one line per kept group");
     for label in [
         ">ProjectA 2.16 USD<",
         ">ProjectC 0.96 USD<",
         ">ProjectB 0.57 USD<",
-        ">(other) 0.09 USD<",
+        ">Not drawn: 1 smaller group, 0.09 USD together<",
     ] {
         assert!(text.contains(label), "{label} missing in\n{text}");
     }

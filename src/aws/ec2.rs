@@ -110,9 +110,7 @@ impl Ec2Tags {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(summary)
-                .context("EC2 DescribeInstances")?;
+            let page = page.map_err(summary).context("EC2 DescribeInstances")?;
             for instance in page.reservations().iter().flat_map(|r| r.instances()) {
                 let Some(id) = instance.instance_id() else { continue };
                 found.push(ClusterInstance {
@@ -135,7 +133,10 @@ impl Ec2Tags {
     /// take as "every tag".
     pub async fn delete_if_unchanged(&self, instance_id: &str, tags: &TagMap) -> Result<()> {
         anyhow::ensure!(!tags.is_empty(), "refusing a DeleteTags without keys");
-        let tags = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
         self.client
             .delete_tags()
             .resources(instance_id)
@@ -158,9 +159,7 @@ impl Ec2Tags {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page
-                .map_err(summary)
-                .context("EC2 DescribeTags")?;
+            let page = page.map_err(summary).context("EC2 DescribeTags")?;
             for t in page.tags() {
                 if let (Some(k), Some(v)) = (t.key(), t.value()) {
                     tags.insert(k.to_string(), v.to_string());

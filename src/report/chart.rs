@@ -49,12 +49,23 @@ fn nice_step(max: f64, n: f64) -> f64 {
     }
 }
 
+/// An amount for people: whole units with thousands separated above 100, else cents.
 fn amount(x: f64) -> String {
-    if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2}")
+    if x.abs() < 100.0 {
+        return format!("{x:.2}");
     }
+    let digits = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        out.insert(0, '-');
+    }
+    out
 }
 
 /// The period ends of the window: where each line gets a point.
@@ -95,7 +106,14 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
         })
         .collect();
 
-    let max = series.iter().filter_map(|s| s.last()).map(|p| p.1).fold(0.0, f64::max);
+    // (other) is not drawn: many small groups added up would dwarf the lines that matter.
+    let is_other = |g: usize| chart.groups[g].0.iter().all(|v| v == OTHER);
+    let drawn: Vec<usize> = (0..chart.groups.len()).filter(|&g| !is_other(g)).collect();
+    let max = drawn
+        .iter()
+        .filter_map(|&g| series[g].last())
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
     let step = nice_step(max, 5.0);
     let top_value = (max / step).ceil().max(1.0) * step;
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
@@ -120,11 +138,17 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
             Short(until)
         ))
     );
-    if chart.other_groups > 0 {
+    if let Some(other) = (0..chart.groups.len()).find(|&g| is_other(g)) {
         let _ = writeln!(
             s,
-            r##"<text x="{LEFT}" y="46" fill="#555">{OTHER} adds up {} smaller groups</text>"##,
-            chart.other_groups
+            r##"<text x="{LEFT}" y="46" fill="#555">{}</text>"##,
+            escape(&format!(
+                "Not drawn: {} smaller group{}, {} {} together",
+                chart.other_groups,
+                if chart.other_groups == 1 { "" } else { "s" },
+                amount(chart.groups[other].1.cost),
+                report.currency
+            ))
         );
     }
 
@@ -163,7 +187,7 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
         LEFT + plot_w
     );
 
-    if series.is_empty() {
+    if drawn.is_empty() {
         let _ = writeln!(
             s,
             r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">no job ran in this window</text>"##,
@@ -175,12 +199,9 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
     // Lines, then their labels: wanted at the line's end height, pushed apart downwards,
     // then back up if the last one fell off the chart.
     let mut labels: Vec<(f64, usize)> = Vec::new();
-    for (g, points) in series.iter().enumerate() {
-        let colour = if chart.groups[g].0.iter().all(|v| v == OTHER) {
-            "#888888"
-        } else {
-            PALETTE[g % PALETTE.len()]
-        };
+    for &g in &drawn {
+        let points = &series[g];
+        let colour = PALETTE[g % PALETTE.len()];
         let path: Vec<String> = points
             .iter()
             .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
@@ -210,11 +231,7 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
     }
     for ((label_y, g), line_y) in labels.iter().zip(wanted) {
         let (group, sums) = &chart.groups[*g];
-        let colour = if group.iter().all(|v| v == OTHER) {
-            "#888888"
-        } else {
-            PALETTE[*g % PALETTE.len()]
-        };
+        let colour = PALETTE[*g % PALETTE.len()];
         let mut name: String = group.join(" / ");
         if name.chars().count() > 32 {
             name = name.chars().take(31).collect::<String>() + "…";
@@ -246,5 +263,9 @@ mod tests {
         assert_eq!(nice_step(0.9, 5.0), 0.2);
         assert_eq!(nice_step(0.0, 5.0), 1.0);
         assert_eq!(escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
+        assert_eq!(amount(0.0), "0.00");
+        assert_eq!(amount(99.5), "99.50");
+        assert_eq!(amount(2_739_481.4), "2,739,481");
+        assert_eq!(amount(100.0), "100");
     }
 }
