@@ -38,3 +38,6 @@ PY
 
 echo "== node hooks"
 cargo bench -j2 -q --bench node_hooks 2>/dev/null
+
+echo "== cost-tags report, 1,000,000 sacct lines"
+cargo bench -j2 -q --bench report 2>/dev/null
