@@ -62,6 +62,8 @@ pub struct Settings {
     pub tags: TagSettings,
     /// Prices and node shapes for `cost-tags report`.
     pub pricing: PricingSettings,
+    /// Refusing projects whose AWS Budget is spent.
+    pub budget: BudgetSettings,
 }
 
 impl Default for Settings {
@@ -76,6 +78,7 @@ impl Default for Settings {
             strict: false,
             tags: TagSettings::default(),
             pricing: PricingSettings::default(),
+            budget: BudgetSettings::default(),
         }
     }
 }
@@ -233,6 +236,100 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The `[budget]` table. project-check reads only `cache_file`, which `cost-tags budget
+/// refresh` (root, on the head node, from a timer) writes: the submit path never waits on
+/// AWS, and slurmctld's user needs no AWS credentials.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetSettings {
+    /// Refuse projects whose budget is spent (off by default).
+    pub enabled: bool,
+    /// The budget name of a project: `{project}` is replaced by the project name.
+    pub name_template: String,
+    /// The budgets as last read from AWS.
+    pub cache_file: PathBuf,
+    /// A cache older than this is stale (a refresh has been failing).
+    #[serde(deserialize_with = "seconds::up_to_a_week")]
+    pub max_age: Duration,
+    /// A project with no budget (in a fresh cache).
+    pub on_missing: BudgetFallback,
+    /// A stale, missing or unreadable cache.
+    pub on_stale: BudgetFallback,
+    /// A budget is spent when its actual spend reaches this percentage of its limit.
+    pub threshold_percent: f64,
+    /// The AWS account that holds the budgets; empty: the caller's (STS GetCallerIdentity).
+    pub account_id: String,
+}
+
+/// What to do when the budget cannot tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetFallback {
+    Allow,
+    Deny,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        BudgetSettings {
+            enabled: false,
+            name_template: "{project}".into(),
+            cache_file: PathBuf::from("/var/spool/cost-tags/budgets.json"),
+            max_age: Duration::from_secs(30 * 60),
+            on_missing: BudgetFallback::Deny,
+            on_stale: BudgetFallback::Allow,
+            threshold_percent: 100.0,
+            account_id: String::new(),
+        }
+    }
+}
+
+impl BudgetSettings {
+    /// The name of `project`'s budget.
+    pub fn budget_name(&self, project: &str) -> String {
+        self.name_template.replace("{project}", project)
+    }
+
+    /// The project a budget name belongs to, when the name follows the template.
+    pub fn project_of<'a>(&self, budget_name: &'a str) -> Option<&'a str> {
+        let (prefix, suffix) = self.name_template.split_once("{project}")?;
+        budget_name
+            .strip_prefix(prefix)?
+            .strip_suffix(suffix)
+            .filter(|p| !p.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.name_template.matches("{project}").count() != 1 {
+            return Err(format!(
+                "budget.name_template {:?} must contain {{project}} exactly once",
+                self.name_template
+            ));
+        }
+        if self.name_template.contains([':', '\\']) {
+            return Err(format!(
+                "budget.name_template {:?}: AWS Budget names cannot contain ':' or '\\'",
+                self.name_template
+            ));
+        }
+        if !(self.threshold_percent.is_finite() && self.threshold_percent > 0.0 && self.threshold_percent <= 1000.0) {
+            return Err(format!(
+                "budget.threshold_percent {} must be more than 0 and at most 1000",
+                self.threshold_percent
+            ));
+        }
+        if self.max_age.is_zero() {
+            return Err("budget.max_age must be more than 0 seconds".into());
+        }
+        if !self.account_id.is_empty()
+            && !(self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!("budget.account_id {:?} must be 12 digits", self.account_id));
+        }
+        Ok(())
+    }
+}
+
 impl Settings {
     /// Loads the settings: `explicit` (from `--config`) wins over `COST_TAGS_CONFIG`, which
     /// wins over the default path. A file that was named but is missing is an error; a
@@ -284,7 +381,8 @@ impl Settings {
                 self.tags.separator
             ));
         }
-        self.pricing.validate()
+        self.pricing.validate()?;
+        self.budget.validate()
     }
 }
 
@@ -321,11 +419,19 @@ mod seconds {
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        up_to(d, 3600.0)
+    }
+
+    pub fn up_to_a_week<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        up_to(d, 7.0 * 86400.0)
+    }
+
+    fn up_to<'de, D: Deserializer<'de>>(d: D, max: f64) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
-        if !(secs.is_finite() && (0.0..=3600.0).contains(&secs)) {
-            return Err(serde::de::Error::custom(
-                "expected a number of seconds between 0 and 3600",
-            ));
+        if !(secs.is_finite() && (0.0..=max).contains(&secs)) {
+            return Err(serde::de::Error::custom(format!(
+                "expected a number of seconds between 0 and {max}"
+            )));
         }
         Ok(Duration::from_secs_f64(secs))
     }
@@ -448,6 +554,49 @@ instance = "g4dn.xlarge"
             .unwrap_err()
             .to_string();
         assert!(e.contains("ram"), "{e}");
+    }
+
+    #[test]
+    fn budget_is_read() {
+        let s = parse(
+            "[budget]\nenabled = true\nname_template = \"hpc-{project}-monthly\"\nmax_age = 600\n\
+             on_missing = \"allow\"\non_stale = \"deny\"\nthreshold_percent = 90\ncache_file = \"/tmp/b.json\"\n",
+        )
+        .unwrap();
+        assert!(s.budget.enabled);
+        assert_eq!(s.budget.max_age, Duration::from_secs(600));
+        assert_eq!(s.budget.on_missing, BudgetFallback::Allow);
+        assert_eq!(s.budget.on_stale, BudgetFallback::Deny);
+        assert_eq!(s.budget.threshold_percent, 90.0);
+        assert_eq!(s.budget.budget_name("P1"), "hpc-P1-monthly");
+        assert_eq!(s.budget.project_of("hpc-P1-monthly"), Some("P1"));
+        assert_eq!(s.budget.project_of("hpc--monthly"), None);
+        assert_eq!(s.budget.project_of("other"), None);
+        let d = Settings::default().budget;
+        assert!(!d.enabled);
+        assert_eq!(
+            (d.on_missing, d.on_stale),
+            (BudgetFallback::Deny, BudgetFallback::Allow)
+        );
+        assert_eq!(d.budget_name("P1"), "P1");
+    }
+
+    #[test]
+    fn bad_budget_settings_are_refused() {
+        for (text, want) in [
+            ("[budget]\nname_template = \"x\"", "exactly once"),
+            ("[budget]\nname_template = \"{project}-{project}\"", "exactly once"),
+            ("[budget]\nname_template = \"a:{project}\"", "cannot contain"),
+            ("[budget]\nthreshold_percent = 0", "threshold_percent"),
+            ("[budget]\nmax_age = 0", "max_age"),
+            ("[budget]\nmax_age = 9999999", "between 0 and"),
+            ("[budget]\non_stale = \"maybe\"", "unknown variant"),
+            ("[budget]\naccount_id = \"12\"", "12 digits"),
+            ("[budget]\nenable = true", "enable"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains("/etc/x.toml") && e.contains(want), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! and map outcomes to exit codes.
 
 pub mod aws;
+pub mod budget;
 pub mod config;
 pub mod fast_line;
 pub mod job;

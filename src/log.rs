@@ -25,9 +25,19 @@ pub fn error(message: &str) {
     emit(libc::LOG_ERR, message);
 }
 
+/// A warning for syslog only, from a process whose stderr is someone else's message
+/// (project-check's stderr is what a refused submitter reads).
+pub fn warn_to_syslog(message: &str) {
+    syslog(libc::LOG_WARNING, message);
+}
+
 fn emit(priority: libc::c_int, message: &str) {
     let name = IDENT.get().and_then(|c| c.to_str().ok()).unwrap_or("cost-tags");
     eprintln!("{name}: {message}");
+    syslog(priority, message);
+}
+
+fn syslog(priority: libc::c_int, message: &str) {
     if let Ok(text) = CString::new(message.replace('\0', " ")) {
         // SAFETY: both pointers are valid NUL-terminated strings; "%s" keeps any `%` in
         // the message from being read as a format directive.

@@ -119,6 +119,11 @@ impl<'a> ProjectsList<'a> {
             .any(|g| applies_to(g.principal, user, groups))
     }
 
+    /// Every project the file names, for anyone.
+    pub fn all_projects(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.grants.iter().flat_map(|g| g.projects.iter().copied())
+    }
+
     /// Every project `user` may use, sorted, without duplicates.
     pub fn projects_for(&self, user: &str, groups: &mut dyn GroupMembership) -> BTreeSet<&'a str> {
         self.grants

@@ -6,12 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_config::retry::RetryConfig;
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Tag};
 
+use super::sdk::{self, summary};
 use crate::tags::{TagChange, TagMap};
 
 /// One running instance of a cluster, as DescribeInstances gives it.
@@ -29,32 +26,10 @@ pub struct Ec2Tags {
 }
 
 impl Ec2Tags {
-    /// Builds the client. The region is `AWS_REGION`/`AWS_DEFAULT_REGION` when set, else the
-    /// instance's own (`fallback_region`), so no IMDS region lookup is made. `budget` bounds
-    /// each operation including its retries.
+    /// Builds the client, in `AWS_REGION` when set, else the instance's own region
+    /// (`fallback_region`). `budget` bounds each operation including its retries.
     pub async fn new(fallback_region: &str, budget: Duration) -> Ec2Tags {
-        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
-            .unwrap_or_else(|| fallback_region.to_string());
-        let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1).min(budget))
-            .operation_attempt_timeout(Duration::from_secs(3).min(budget))
-            .operation_timeout(budget)
-            .build();
-        let retries = RetryConfig::standard()
-            // Under account-wide throttling many nodes retry at once; the deadline, not
-            // the attempt count, is what bounds the run (measured in tests/scale_throttled.rs:
-            // 10 attempts let nodes give up with seconds of deadline left).
-            .with_max_attempts(30)
-            .with_initial_backoff(Duration::from_millis(50))
-            .with_max_backoff(Duration::from_secs(2));
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new(region))
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .load()
-            .await;
+        let config = sdk::load(sdk::region_or(fallback_region), budget).await;
         Ec2Tags {
             client: aws_sdk_ec2::Client::new(&config),
         }
@@ -168,18 +143,4 @@ impl Ec2Tags {
         }
         Ok(tags)
     }
-}
-
-/// One line for logs and the ledger: the service's error code and message when AWS
-/// answered, else the transport error (timeout, refused), cut to a readable length. The
-/// SDK's full context includes the raw HTTP response.
-fn summary<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    e: SdkError<E, R>,
-) -> anyhow::Error {
-    if let (Some(code), message) = (e.code(), e.message()) {
-        return anyhow::anyhow!("{code}: {}", message.unwrap_or("(no message)"));
-    }
-    let full = DisplayErrorContext(&e).to_string();
-    let cut: String = full.chars().take(300).collect();
-    anyhow::anyhow!("{cut}{}", if cut.len() < full.len() { "..." } else { "" })
 }

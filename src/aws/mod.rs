@@ -1,7 +1,9 @@
-//! The only code that talks to AWS: the instance's identity from IMDSv2, and its tags
-//! through EC2. Both use the standard SDK environment (`AWS_ENDPOINT_URL`,
-//! `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_REGION`, the credentials chain) unchanged,
-//! and both are bounded by the caller's deadline.
+//! The only code that talks to AWS: the instance's identity from IMDSv2, its tags through
+//! EC2, and the account's budgets (head node only). All of it uses the standard SDK
+//! environment (`AWS_ENDPOINT_URL`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`, `AWS_REGION`,
+//! the credentials chain) unchanged, and is bounded by the caller's deadline.
 
+pub mod budgets;
 pub mod ec2;
 pub mod imds;
+pub mod sdk;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cost_tags::budget::command::BudgetArgs;
 use cost_tags::config::Settings;
 use cost_tags::node_status::{self, StatusArgs};
 use cost_tags::reconcile::{self, ReconcileArgs};
@@ -18,7 +19,7 @@ use cost_tags::report::{self, ReportArgs};
 #[command(
     name = "cost-tags",
     version,
-    about = "Administer cost-tags: spend reports from Slurm accounting.",
+    about = "Administer cost-tags: spend reports, node tag repair, project budgets.",
     after_help = "SETTINGS: --config PATH, else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml \
                   (built-in defaults if that file is absent)."
 )]
@@ -40,6 +41,8 @@ enum Command {
     /// Repair tags: on a compute node, bring the ledger in line with Slurm and the tags in
     /// line with the ledger; with --cluster on the head node, untag idle instances.
     Reconcile(ReconcileArgs),
+    /// AWS Budgets per project: refresh the cache project-check reads, create, list.
+    Budget(BudgetArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&settings, args),
         Command::Status(args) => node_status::run(&settings, args),
         Command::Reconcile(args) => reconcile::run(&settings, args),
+        Command::Budget(args) => cost_tags::budget::command::run(&settings, args),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("cost-tags: {e:#}");

@@ -6,9 +6,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use clap::Parser;
+use cost_tags::budget::gate::{self, BudgetVerdict};
 use cost_tags::config::Settings;
+use cost_tags::log;
 use cost_tags::projects::{ProjectsList, SystemGroups};
 use cost_tags::submission::{self, Submission, Verdict};
 
@@ -41,6 +44,14 @@ PROJECTS FILE (projects_file, default /opt/slurm/etc/projects_list.conf):
 
 SETTINGS: --config PATH, else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml
 (built-in defaults if that file is absent).
+
+BUDGETS ([budget] enabled = true): an allowed project must also have budget left, as
+the cache written by `cost-tags budget refresh` says (AWS is never called here):
+  'The Project P does not have more budget allocated for this month.'
+  'The Project P does not have any associated budget. Please ask the administrator to
+   create it.' (on_missing = \"deny\", the default)
+  A stale or unreadable cache allows (on_stale = \"allow\", the default) or refuses, and
+  says why in syslog.
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]
@@ -141,10 +152,34 @@ fn run(args: Args) -> Result<bool, Unusable> {
     } else {
         submission::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
+    let verdict = match verdict {
+        Verdict::Allowed { project } if settings.budget.enabled => budget_verdict(&settings, project),
+        other => other,
+    };
     if let Verdict::Denied(message) = &verdict {
         eprintln!("{message}");
     }
     Ok(verdict.is_allowed())
+}
+
+/// A project the projects file allows still needs budget left, as the cache says. Notes
+/// for the administrator go to syslog only: on a refusal, stderr is the user's message.
+fn budget_verdict(settings: &Settings, project: String) -> Verdict {
+    match gate::check(&settings.budget, &project, SystemTime::now()) {
+        BudgetVerdict::Allowed => Verdict::Allowed { project },
+        BudgetVerdict::AllowedUnchecked(why) => {
+            log::init("project-check");
+            log::warn_to_syslog(&why);
+            Verdict::Allowed { project }
+        }
+        BudgetVerdict::Denied { message, log: note } => {
+            if let Some(note) = note {
+                log::init("project-check");
+                log::warn_to_syslog(&note);
+            }
+            Verdict::Denied(message)
+        }
+    }
 }
 
 /// The job owner's name: from the uid Slurm authenticated when the user database knows

@@ -1,0 +1,232 @@
+//! AWS Budgets, for `cost-tags budget`: read every budget of the account (to refresh the
+//! cache project-check reads) and create a project's budget. Budgets is a global service
+//! signed in us-east-1 unless `AWS_REGION` says otherwise; the account is the caller's
+//! (STS GetCallerIdentity) unless the settings name it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_budgets::types::{
+    Budget, BudgetType, ComparisonOperator, Notification, NotificationType, NotificationWithSubscribers, Spend,
+    Subscriber, SubscriptionType, ThresholdType, TimeUnit,
+};
+
+use super::sdk::{self, summary};
+use crate::budget::cache::{unix_seconds, BudgetSpend};
+
+/// The region AWS Budgets lives in.
+const HOME_REGION: &str = "us-east-1";
+
+pub struct BudgetsApi {
+    client: aws_sdk_budgets::Client,
+    account_id: String,
+}
+
+/// A budget to create: a COST budget on the spend tagged with one project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBudget {
+    pub name: String,
+    /// A decimal amount, as AWS takes it (`"500"`, `"1250.50"`).
+    pub limit: String,
+    pub currency: String,
+    pub period: TimeUnit,
+    /// `user:<tag key>$<value>`: the cost allocation tag the budget counts.
+    pub tag_filter: String,
+    /// E-mail and percentage of actual spend for each notification.
+    pub notify: Vec<(String, f64)>,
+}
+
+/// What `all` could read: budgets by name, and one reason per budget it could not use.
+#[derive(Debug, Default)]
+pub struct AccountBudgets {
+    pub budgets: BTreeMap<String, BudgetSpend>,
+    pub skipped: Vec<String>,
+}
+
+impl BudgetsApi {
+    /// Connects, asking STS for the account when `account_id` is empty. Each call, retries
+    /// included, ends within `budget`.
+    pub async fn connect(account_id: &str, budget: Duration) -> Result<BudgetsApi> {
+        let config = sdk::load(sdk::region_or(HOME_REGION), budget).await;
+        let account_id = if account_id.is_empty() {
+            aws_sdk_sts::Client::new(&config)
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(summary)
+                .context("STS GetCallerIdentity (set budget.account_id to skip it)")?
+                .account()
+                .ok_or_else(|| anyhow!("STS GetCallerIdentity returned no account"))?
+                .to_string()
+        } else {
+            account_id.to_string()
+        };
+        Ok(BudgetsApi {
+            client: aws_sdk_budgets::Client::new(&config),
+            account_id,
+        })
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// Every budget of the account (DescribeBudgets, all pages) for its current period.
+    pub async fn all(&self, now: SystemTime) -> Result<AccountBudgets> {
+        let mut found = AccountBudgets::default();
+        let mut pages = self
+            .client
+            .describe_budgets()
+            .account_id(&self.account_id)
+            .max_results(100)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(summary).context("Budgets DescribeBudgets")?;
+            for budget in page.budgets() {
+                match spend_of(budget, now) {
+                    Ok(spend) => {
+                        found.budgets.insert(budget.budget_name().to_string(), spend);
+                    }
+                    Err(why) => found.skipped.push(format!("{}: {why}", budget.budget_name())),
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Creates the budget with its notifications in one CreateBudget call.
+    #[allow(deprecated)]
+    pub async fn create(&self, new: &NewBudget) -> Result<()> {
+        let budget = Budget::builder()
+            .budget_name(&new.name)
+            .budget_type(BudgetType::Cost)
+            .time_unit(new.period.clone())
+            .budget_limit(Spend::builder().amount(&new.limit).unit(&new.currency).build()?)
+            // The filter the issue, the public scripts and the console's "Tag" filter all
+            // write; FilterExpression is its newer equivalent.
+            .cost_filters("TagKeyValue", vec![new.tag_filter.clone()])
+            .build()?;
+        let mut request = self.client.create_budget().account_id(&self.account_id).budget(budget);
+        for (email, percent) in &new.notify {
+            request = request.notifications_with_subscribers(
+                NotificationWithSubscribers::builder()
+                    .notification(
+                        Notification::builder()
+                            .notification_type(NotificationType::Actual)
+                            .comparison_operator(ComparisonOperator::GreaterThan)
+                            .threshold(*percent)
+                            .threshold_type(ThresholdType::Percentage)
+                            .build()?,
+                    )
+                    .subscribers(
+                        Subscriber::builder()
+                            .subscription_type(SubscriptionType::Email)
+                            .address(email)
+                            .build()?,
+                    )
+                    .build()?,
+            );
+        }
+        request.send().await.map_err(summary).context("Budgets CreateBudget")?;
+        Ok(())
+    }
+}
+
+/// Limit and spend for the period containing `now`. A budget with planned limits uses
+/// the one whose period started last.
+fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, String> {
+    let limit = match (budget.budget_limit(), budget.planned_budget_limits()) {
+        (Some(limit), _) => limit,
+        (None, Some(planned)) => {
+            let now = unix_seconds(now);
+            planned
+                .iter()
+                .filter_map(|(start, spend)| Some((start.parse::<u64>().ok()?, spend)))
+                .filter(|(start, _)| *start <= now)
+                .max_by_key(|(start, _)| *start)
+                .map(|(_, spend)| spend)
+                .ok_or("no planned limit for the current period")?
+        }
+        (None, None) => return Err("no limit".into()),
+    };
+    let amount = |s: &Spend| {
+        s.amount()
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("amount {:?} is not a number", s.amount()))
+    };
+    let spend = budget.calculated_spend();
+    Ok(BudgetSpend {
+        limit: amount(limit)?,
+        actual: match spend.and_then(|s| s.actual_spend()) {
+            Some(s) => amount(s)?,
+            None => 0.0,
+        },
+        forecast: spend.and_then(|s| s.forecasted_spend()).and_then(|s| amount(s).ok()),
+        unit: limit.unit().to_string(),
+        period: budget.time_unit().as_str().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_budgets::types::CalculatedSpend;
+    use std::time::UNIX_EPOCH;
+
+    fn spend(amount: &str) -> Spend {
+        Spend::builder().amount(amount).unit("USD").build().unwrap()
+    }
+
+    #[test]
+    fn limit_and_spend_of_a_budget() {
+        let b = Budget::builder()
+            .budget_name("P")
+            .budget_type(BudgetType::Cost)
+            .time_unit(TimeUnit::Monthly)
+            .budget_limit(spend("100.0"))
+            .calculated_spend(
+                CalculatedSpend::builder()
+                    .actual_spend(spend("12.5"))
+                    .forecasted_spend(spend("80"))
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let s = spend_of(&b, UNIX_EPOCH).unwrap();
+        assert_eq!(
+            (s.limit, s.actual, s.forecast, s.period.as_str()),
+            (100.0, 12.5, Some(80.0), "MONTHLY")
+        );
+    }
+
+    #[test]
+    fn planned_limits_use_the_current_period() {
+        let b = Budget::builder()
+            .budget_name("P")
+            .budget_type(BudgetType::Cost)
+            .time_unit(TimeUnit::Monthly)
+            .planned_budget_limits("1000", spend("10"))
+            .planned_budget_limits("2000", spend("20"))
+            .planned_budget_limits("3000", spend("30"))
+            .build()
+            .unwrap();
+        let s = spend_of(&b, UNIX_EPOCH + Duration::from_secs(2500)).unwrap();
+        assert_eq!((s.limit, s.actual), (20.0, 0.0));
+        assert!(spend_of(&b, UNIX_EPOCH + Duration::from_secs(500)).is_err());
+    }
+
+    #[test]
+    fn unusable_amounts_are_reported() {
+        let b = Budget::builder()
+            .budget_name("P")
+            .budget_type(BudgetType::Cost)
+            .time_unit(TimeUnit::Monthly)
+            .budget_limit(spend("lots"))
+            .build()
+            .unwrap();
+        assert!(spend_of(&b, UNIX_EPOCH).unwrap_err().contains("lots"));
+    }
+}
