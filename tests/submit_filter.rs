@@ -38,6 +38,11 @@ struct Filter {
 
 impl Filter {
     fn start() -> Option<Filter> {
+        Filter::start_with("")
+    }
+
+    /// The filter with more settings appended to cost-tags.toml.
+    fn start_with(extra_settings: &str) -> Option<Filter> {
         ensure_test_users();
         let etc = tempfile::Builder::new()
             .prefix("cost-tags-etc")
@@ -49,7 +54,7 @@ impl Filter {
         let settings = etc.join("cost-tags.toml");
         std::fs::write(
             &settings,
-            format!("projects_file = {:?}\n", etc.join("projects_list.conf")),
+            format!("projects_file = {:?}\n{extra_settings}", etc.join("projects_list.conf")),
         )
         .unwrap();
         let check_link = etc.join("project-check");
@@ -265,5 +270,63 @@ fn submit_filter_on_real_slurm() {
         !f.cluster.node_is_drained(),
         "node drained: {}",
         f.cluster.node_reason()
+    );
+}
+
+/// Budgets through the real submission path: the head node's timer job (`cost-tags budget
+/// refresh`, here against moto) writes the cache; slurmctld's project-check reads only it.
+#[test]
+fn spent_budgets_are_refused_at_submission() {
+    let Some(moto) = support::moto::MotoServer::start() else {
+        return;
+    };
+    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache_file = cache.path().join("budgets.json");
+    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+        return;
+    };
+    let client = support::moto::budgets_client(&moto.endpoint());
+    support::moto::block_on(async {
+        support::moto::add_budget(&client, "ProjectA", "1000", "1000.01").await;
+        support::moto::add_budget(&client, "ProjectC", "1000", "12.5").await;
+    });
+    let mut refresh = std::process::Command::new(support::bin("cost-tags"));
+    support::moto::apply_env(&mut refresh, &moto.endpoint());
+    let out = refresh
+        .env("COST_TAGS_CONFIG", &f.settings)
+        .args(["budget", "refresh"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "refresh: {}", text(&out));
+
+    f.refused(
+        f.sbatch("ctalice", &["--comment", "ProjectA", "--wrap", "true"]),
+        "The Project ProjectA does not have more budget allocated for this month.",
+        "spent budget",
+    );
+    f.refused(
+        f.sbatch("ctalice", &["--comment", "Shared", "--wrap", "true"]),
+        "The Project Shared does not have any associated budget. Please ask the administrator to create it.",
+        "project without budget",
+    );
+    f.accepted("ctalice", &["--comment", "ProjectC", "--wrap", "true"]);
+    // A modify onto the spent project is refused the same way.
+    let job = f.accepted("ctalice", &["--comment", "ProjectC", "--wrap", "true"]);
+    let out = f.cluster.run_as(
+        "ctalice",
+        "scontrol",
+        &["update", &format!("job={job}"), "comment=ProjectA"],
+    );
+    assert!(!out.status.success(), "modify to a spent project: {}", text(&out));
+    assert!(f
+        .cluster
+        .slurmctld_log()
+        .contains("cost-tags: refused: The Project ProjectA does not have more budget allocated for this month."));
+    // The projects file still comes first.
+    f.refused(
+        f.sbatch("ctbob", &["--comment", "ProjectC", "--wrap", "true"]),
+        "You are not allowed to use the project ProjectC",
+        "budget does not open a project",
     );
 }

@@ -400,3 +400,39 @@ where
         None => format!("{}", DisplayErrorContext(e)),
     }
 }
+
+/// A Budgets client for `endpoint`, built without reading any environment.
+#[allow(dead_code)]
+pub fn budgets_client(endpoint: &str) -> aws_sdk_budgets::Client {
+    use aws_sdk_budgets::config::{BehaviorVersion, Credentials, Region};
+    let config = aws_sdk_budgets::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    aws_sdk_budgets::Client::from_conf(config)
+}
+
+/// Creates a monthly COST budget with the spend AWS would have calculated (moto keeps
+/// the CalculatedSpend it is given, so tests can say how much is spent).
+#[allow(dead_code)]
+pub async fn add_budget(client: &aws_sdk_budgets::Client, name: &str, limit: &str, actual: &str) {
+    use aws_sdk_budgets::types::{Budget, BudgetType, CalculatedSpend, Spend, TimeUnit};
+    let usd = |amount: &str| Spend::builder().amount(amount).unit("USD").build().unwrap();
+    let budget = Budget::builder()
+        .budget_name(name)
+        .budget_type(BudgetType::Cost)
+        .time_unit(TimeUnit::Monthly)
+        .budget_limit(usd(limit))
+        .calculated_spend(CalculatedSpend::builder().actual_spend(usd(actual)).build())
+        .build()
+        .unwrap();
+    client
+        .create_budget()
+        .account_id(ACCOUNT_ID)
+        .budget(budget)
+        .send()
+        .await
+        .expect("CreateBudget on moto");
+}

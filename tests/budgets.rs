@@ -1,0 +1,325 @@
+//! Budgets end to end against a private moto server, through the real aws-sdk-budgets:
+//! `cost-tags budget refresh` writes the cache, project-check refuses from it alone,
+//! `budget create` makes the budget the issue asks for, `budget list` shows spend against
+//! limits. The real-Slurm submission path is in tests/submit_filter_budget.rs.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use aws_sdk_budgets::types::{BudgetType, TimeUnit};
+use support::moto::{add_budget, apply_env, block_on, budgets_client, MotoServer, ACCOUNT_ID};
+
+const SPENT: &str = "The Project Spent does not have more budget allocated for this month.";
+const NO_BUDGET: &str =
+    "The Project NoBudget does not have any associated budget. Please ask the administrator to create it.";
+
+struct Setup {
+    moto: MotoServer,
+    dir: tempfile::TempDir,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl Setup {
+    fn start(extra_settings: &str) -> Option<Setup> {
+        let moto = MotoServer::start()?;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("projects_list.conf"), "alice = Spent, Within, NoBudget, Edge\n").unwrap();
+        let setup = Setup { moto, dir };
+        setup.settings(extra_settings);
+        Some(setup)
+    }
+
+    fn settings(&self, extra: &str) {
+        let d = self.dir.path();
+        std::fs::write(
+            d.join("cost-tags.toml"),
+            format!(
+                "projects_file = {:?}\n[budget]\nenabled = true\ncache_file = {:?}\n{extra}",
+                d.join("projects_list.conf"),
+                self.cache()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("cache/budgets.json")
+    }
+
+    fn command(&self, binary: &str, endpoint: &str) -> Command {
+        let mut c = Command::new(support::bin(binary));
+        apply_env(&mut c, endpoint);
+        c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cost_tags(&self, args: &[&str]) -> Output {
+        self.command("cost-tags", &self.moto.endpoint())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// project-check with no AWS reachable at all: only the cache may decide.
+    fn project_check(&self, user: &str, project: &str) -> Output {
+        self.command("project-check", "http://127.0.0.1:9")
+            .args([user, project])
+            .output()
+            .unwrap()
+    }
+
+    fn seed(&self) {
+        let client = budgets_client(&self.moto.endpoint());
+        block_on(async {
+            add_budget(&client, "Spent", "100", "130.25").await;
+            add_budget(&client, "Within", "100", "40").await;
+            add_budget(&client, "Edge", "100", "100.00").await;
+            add_budget(&client, "Unrelated-team-budget", "5000", "1").await;
+        });
+    }
+}
+
+fn assert_refused(out: &Output, message: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr).trim(), message);
+}
+
+fn assert_allowed(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn refresh_writes_the_cache_and_project_check_decides_from_it_alone() {
+    let Some(s) = Setup::start("") else { return };
+    s.seed();
+    let out = s.cost_tags(&["budget", "refresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("4 budgets of account 123456789012"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let cache: serde_json::Value = serde_json::from_slice(&std::fs::read(s.cache()).unwrap()).unwrap();
+    assert_eq!(cache["account_id"], ACCOUNT_ID);
+    assert_eq!(cache["budgets"]["Spent"]["actual"], 130.25);
+    assert_eq!(cache["budgets"]["Spent"]["limit"], 100.0);
+    assert_eq!(cache["budgets"]["Within"]["period"], "MONTHLY");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(s.cache()).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    assert_refused(&s.project_check("alice", "Spent"), SPENT);
+    assert_refused(
+        &s.project_check("alice", "Edge"),
+        "The Project Edge does not have more budget allocated for this month.",
+    );
+    assert_refused(&s.project_check("alice", "NoBudget"), NO_BUDGET);
+    assert_allowed(&s.project_check("alice", "Within"));
+    // The projects file still comes first: a budget does not open a project.
+    assert_refused(
+        &s.project_check("bob", "Within"),
+        "You are not allowed to use the project Within",
+    );
+
+    // A budget refilled in AWS is seen after the next refresh.
+    block_on(async {
+        let client = budgets_client(&s.moto.endpoint());
+        client
+            .delete_budget()
+            .account_id(ACCOUNT_ID)
+            .budget_name("Spent")
+            .send()
+            .await
+            .unwrap();
+        add_budget(&client, "Spent", "500", "130.25").await;
+    });
+    assert_refused(&s.project_check("alice", "Spent"), SPENT);
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    assert_allowed(&s.project_check("alice", "Spent"));
+}
+
+#[test]
+fn threshold_on_missing_and_the_name_template() {
+    let Some(s) = Setup::start("threshold_percent = 40\non_missing = \"allow\"\nname_template = \"hpc-{project}\"\n")
+    else {
+        return;
+    };
+    let client = budgets_client(&s.moto.endpoint());
+    block_on(async {
+        add_budget(&client, "hpc-Within", "100", "39.99").await;
+        add_budget(&client, "hpc-Spent", "100", "40").await;
+        // Named like a project but not through the template: not this project's budget.
+        add_budget(&client, "NoBudget", "100", "1000").await;
+    });
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    assert_allowed(&s.project_check("alice", "Within"));
+    assert_refused(&s.project_check("alice", "Spent"), SPENT);
+    assert_allowed(&s.project_check("alice", "NoBudget"));
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_old_cache() {
+    let Some(s) = Setup::start("") else { return };
+    s.seed();
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    let before = std::fs::read(s.cache()).unwrap();
+    let out = s
+        .command("cost-tags", "http://127.0.0.1:9")
+        .args(["budget", "refresh"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("budget refresh failed, keeping the cache of"), "{err}");
+    assert_eq!(std::fs::read(s.cache()).unwrap(), before);
+    assert_refused(&s.project_check("alice", "Spent"), SPENT);
+}
+
+#[test]
+fn stale_missing_and_corrupt_caches_follow_on_stale() {
+    let Some(s) = Setup::start("") else { return };
+    // No cache yet: on_stale = "allow" lets an allowed project through.
+    assert_allowed(&s.project_check("alice", "Spent"));
+    s.seed();
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    // An hour old is stale (max_age 30 min): allowed; with on_stale = "deny", refused.
+    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(s.cache()).unwrap()).unwrap();
+    cache["refreshed_at"] = (cache["refreshed_at"].as_u64().unwrap() - 3600).into();
+    std::fs::write(s.cache(), serde_json::to_vec(&cache).unwrap()).unwrap();
+    assert_allowed(&s.project_check("alice", "Spent"));
+    s.settings("on_stale = \"deny\"\n");
+    let stale = "The budget of the Project Spent cannot be checked right now. Please ask the administrator.";
+    assert_refused(&s.project_check("alice", "Spent"), stale);
+    std::fs::write(s.cache(), "{ not json").unwrap();
+    assert_refused(&s.project_check("alice", "Within"), &stale.replace("Spent", "Within"));
+    s.settings("");
+    assert_allowed(&s.project_check("alice", "Within"));
+}
+
+#[test]
+fn create_makes_a_tag_filtered_cost_budget_with_notifications() {
+    let Some(s) = Setup::start("") else { return };
+    let out = s.cost_tags(&[
+        "budget",
+        "create",
+        "Within",
+        "--limit",
+        "1250.50",
+        "--period",
+        "quarterly",
+        "--notify",
+        "pi@example.org",
+        "--at",
+        "80",
+        "--notify",
+        "admin@example.org",
+        "--at",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("created budget Within"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    let client = budgets_client(&s.moto.endpoint());
+    let (budget, notifications) = block_on(async {
+        let b = client
+            .describe_budget()
+            .account_id(ACCOUNT_ID)
+            .budget_name("Within")
+            .send()
+            .await
+            .unwrap()
+            .budget
+            .unwrap();
+        let n = client
+            .describe_notifications_for_budget()
+            .account_id(ACCOUNT_ID)
+            .budget_name("Within")
+            .send()
+            .await
+            .unwrap()
+            .notifications
+            .unwrap_or_default();
+        (b, n)
+    });
+    assert_eq!(budget.budget_type(), &BudgetType::Cost);
+    assert_eq!(budget.time_unit(), &TimeUnit::Quarterly);
+    let limit = budget.budget_limit().unwrap();
+    assert_eq!((limit.amount(), limit.unit()), ("1250.50", "USD"));
+    #[allow(deprecated)]
+    let filters = budget.cost_filters().unwrap();
+    assert_eq!(
+        filters["TagKeyValue"],
+        vec!["user:aws-parallelcluster-project$Within".to_string()]
+    );
+    let mut thresholds: Vec<f64> = notifications.iter().map(|n| n.threshold()).collect();
+    thresholds.sort_by(f64::total_cmp);
+    assert_eq!(thresholds, vec![80.0, 100.0]);
+
+    // A second create of the same budget fails clearly, changing nothing.
+    let again = s.cost_tags(&["budget", "create", "Within", "--limit", "5"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("CreateBudget"), "{}", text(&again.stderr));
+    // Bad input never reaches AWS.
+    let bad = s.cost_tags(&["budget", "create", "Bad;Name", "--limit", "5"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("contains ';'"), "{}", text(&bad.stderr));
+}
+
+#[test]
+fn list_shows_spend_limit_and_projects_without_budget() {
+    let Some(s) = Setup::start("") else { return };
+    s.seed();
+    let out = s.cost_tags(&["budget", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let row = |p: &str| {
+        rows.iter()
+            .find(|r| r["project"] == p)
+            .unwrap_or_else(|| panic!("{p} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(row("Spent")["submissions"], "refused");
+    assert_eq!(row("Spent")["percent_used"], 130.3);
+    assert_eq!(row("Within")["submissions"], "allowed");
+    assert_eq!(row("NoBudget")["budget"], serde_json::Value::Null);
+    assert_eq!(row("NoBudget")["submissions"], "refused");
+    // Budgets whose names are projects show even if the projects file does not name them.
+    assert_eq!(row("Unrelated-team-budget")["limit"], 5000.0);
+
+    let table = s.cost_tags(&["budget", "list"]);
+    let t = text(&table.stdout);
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("Spent") && l.contains("130.25 USD") && l.ends_with("refused")),
+        "{t}"
+    );
+    assert!(
+        t.lines().any(|l| l.starts_with("NoBudget") && l.contains("(none)")),
+        "{t}"
+    );
+
+    // --cached reads what project-check reads, and needs no AWS.
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    let cached = s
+        .command("cost-tags", "http://127.0.0.1:9")
+        .args(["budget", "list", "--cached", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(cached.status.code(), Some(0), "{}", text(&cached.stderr));
+    let cached: Vec<serde_json::Value> = serde_json::from_slice(&cached.stdout).unwrap();
+    assert_eq!(cached, rows);
+}
