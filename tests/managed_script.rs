@@ -1233,3 +1233,502 @@ fn script_is_shellcheck_clean() {
     let out = Command::new("shellcheck").arg(script()).output().unwrap();
     assert!(out.status.success(), "shellcheck:\n{}", text(&out));
 }
+
+// ---------------------------------------------------------------------------------------
+// Periodic jobs: `cost-tags reconcile` on compute nodes, `cost-tags budget refresh` on the
+// head node with --budgets. systemd counts as present under COST_TAGS_ROOT when
+// <root>/run/systemd/system exists; else cron when <root>/etc/cron.d exists. A stand-in
+// `systemctl` first on PATH proves the script never runs it under COST_TAGS_ROOT.
+
+/// A `systemctl` that records its calls; returns (calls file, PATH to run the script with).
+fn fake_systemctl(work: &Path) -> (PathBuf, String) {
+    let bin = work.join("fake-systemctl");
+    let calls = work.join("systemctl.calls");
+    write(
+        &bin.join("systemctl"),
+        &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 0\n", calls.display()),
+        0o755,
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    (calls, path)
+}
+
+/// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version and records
+/// every other call with the FOO and PATH it got; returns the calls file.
+fn fake_cost_tags(root: &Path, work: &Path) -> PathBuf {
+    let calls = work.join("cost-tags.calls");
+    write(
+        &root.join("opt/slurm/bin/cost-tags"),
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
+             echo \"$* FOO=$FOO PATH=$PATH\" >> '{}'\n",
+            calls.display()
+        ),
+        0o755,
+    );
+    // The AWS settings file of the Slurm hooks, in the form the hooks source.
+    write(
+        &root.join("opt/slurm/etc/cost-tags.env"),
+        "export FOO='bar baz'\n",
+        0o600,
+    );
+    calls
+}
+
+/// Adds `bin/cost-tags` (optional in a release) to a release made by `make_release`.
+fn add_cost_tags(release: &Path) {
+    write(
+        &release.join("bin/cost-tags"),
+        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin("cost-tags").display()),
+        0o755,
+    );
+}
+
+/// The value of the first `KEY=` line of a unit or cron file.
+fn unit_value(text: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{text}"))
+        .to_string()
+}
+
+/// The snapshot with the root's path replaced by ROOT and the manifest directory left out:
+/// two trees installed the same way compare equal.
+fn normalized(root: &Path) -> Snapshot {
+    snapshot(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("opt/slurm/etc/cost-tags"))
+        .map(|(p, e)| match e {
+            Entry::File(m, b) => (
+                p,
+                Entry::File(
+                    m,
+                    String::from_utf8_lossy(&b)
+                        .replace(root.to_str().unwrap(), "ROOT")
+                        .into_bytes(),
+                ),
+            ),
+            other => (p, other),
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn compute_node_schedules_reconcile_with_a_systemd_timer() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    let root_dir = tempdir("ct-compute-");
+    let root = root_dir.path();
+    compute(root, &release, "ComputeFleet");
+    let calls = fake_cost_tags(root, work.path());
+    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+    let (systemctl_calls, path) = fake_systemctl(work.path());
+    let env = [("PATH", path.as_str())];
+    let before = snapshot(root);
+
+    let out = ok(run_env(root, &[], &env));
+    assert!(
+        out.contains("cost-tags reconcile scheduled every 5 minutes (systemd)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("COST_TAGS_ROOT is set: not running systemctl (a real node runs 'systemctl enable --now cost-tags-reconcile.timer')"),
+        "{out}"
+    );
+    let after = snapshot(root);
+    assert_eq!(
+        sorted(diff(&before, &after)),
+        vec![
+            "+ etc/systemd/system/cost-tags-reconcile.service",
+            "+ etc/systemd/system/cost-tags-reconcile.timer",
+            "+ var/spool/cost-tags",
+        ]
+    );
+    let units = root.join("etc/systemd/system");
+    let service = read(&units.join("cost-tags-reconcile.service"));
+    let timer = read(&units.join("cost-tags-reconcile.timer"));
+    for (f, t) in [("service", &service), ("timer", &timer)] {
+        assert!(t.starts_with("# cost-tags.sh: "), "{f}:\n{t}");
+        assert_eq!(mode(&units.join(format!("cost-tags-reconcile.{f}"))), 0o644);
+    }
+    let r = root.display();
+    assert_eq!(unit_value(&service, "Type"), "oneshot");
+    assert_eq!(
+        unit_value(&service, "ExecStart"),
+        format!(
+            "/bin/sh -c '[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
+             exec {r}/opt/slurm/bin/cost-tags reconcile'"
+        )
+    );
+    assert!(!service.contains("User="), "runs as root:\n{service}");
+    assert_eq!(unit_value(&timer, "OnBootSec"), "1min");
+    assert_eq!(unit_value(&timer, "OnUnitActiveSec"), "5min");
+    assert_eq!(unit_value(&timer, "RandomizedDelaySec"), "60");
+    assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
+
+    // What systemd would run: it reads cost-tags.env as the hooks do (export lines) and
+    // finds Slurm's commands on PATH.
+    let exec = unit_value(&service, "ExecStart");
+    let inner = exec
+        .strip_prefix("/bin/sh -c '")
+        .and_then(|s| s.strip_suffix('\''))
+        .unwrap();
+    let unit_path = unit_value(&service, "Environment").replacen("PATH=", "", 1);
+    assert!(unit_path.starts_with(&format!("{r}/opt/slurm/bin:")), "{unit_path}");
+    let st = Command::new("/bin/sh")
+        .args(["-c", inner])
+        .env_clear()
+        .env("PATH", &unit_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={unit_path}\n"));
+
+    // Second run: byte-identical.
+    let out = ok(run_env(root, &[], &env));
+    assert!(!out.contains("installed"), "{out}");
+    assert_same(&after, &snapshot(root), "second run");
+
+    // Uninstall removes exactly these files.
+    let out = ok(run_env(root, &["--uninstall"], &env));
+    assert!(
+        out.contains(&format!(
+            "removed {}",
+            units.join("cost-tags-reconcile.timer").display()
+        )),
+        "{out}"
+    );
+    assert_same(&before, &snapshot(root), "uninstall");
+    assert!(
+        !systemctl_calls.exists(),
+        "systemctl ran under COST_TAGS_ROOT: {}",
+        read(&systemctl_calls)
+    );
+}
+
+#[test]
+fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    let root_dir = tempdir("ct-compute-");
+    let root = root_dir.path();
+    compute(root, &release, "ComputeFleet");
+    let calls = fake_cost_tags(root, work.path());
+    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    let (systemctl_calls, path) = fake_systemctl(work.path());
+    let env = [("PATH", path.as_str())];
+    let before = snapshot(root);
+
+    let out = ok(run_env(root, &[], &env));
+    assert!(
+        out.contains("cost-tags reconcile scheduled every 5 minutes (cron)"),
+        "{out}"
+    );
+    let after = snapshot(root);
+    assert_eq!(
+        sorted(diff(&before, &after)),
+        vec!["+ etc/cron.d/cost-tags", "+ var/spool/cost-tags"]
+    );
+    let cron_file = root.join("etc/cron.d/cost-tags");
+    assert_eq!(mode(&cron_file), 0o644);
+    let cron = read(&cron_file);
+    assert!(cron.starts_with("# cost-tags.sh: "), "{cron}");
+    let r = root.display();
+    let run_line = format!(
+        "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
+         exec {r}/opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1"
+    );
+    assert_eq!(
+        settings_lines(&cron),
+        vec![
+            "SHELL=/bin/bash".to_string(),
+            format!("PATH={r}/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+            format!("*/5 * * * * root sleep $((RANDOM \\% 60)); {run_line}"),
+            format!("@reboot root sleep 60; {run_line}"),
+        ]
+    );
+    // The command as cron runs it ('\%' becomes '%', SHELL and PATH from the file), with
+    // the random sleep cut short.
+    let every = settings_lines(&cron)[2].clone();
+    let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
+    let cron_path = unit_value(&cron, "PATH");
+    let st = Command::new("/bin/bash")
+        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
+        .env_clear()
+        .env("PATH", &cron_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={cron_path}\n"));
+
+    // Second run: no duplicate line, nothing changes.
+    ok(run_env(root, &[], &env));
+    assert_same(&after, &snapshot(root), "second run");
+    ok(run_env(root, &["--uninstall"], &env));
+    assert_same(&before, &snapshot(root), "uninstall");
+
+    // The node gains systemd (a new image): the timer replaces the cron file.
+    ok(run_env(root, &[], &env));
+    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+    let out = ok(run_env(root, &[], &env));
+    assert!(out.contains("(this node now uses systemd)"), "{out}");
+    assert!(!cron_file.exists());
+    assert!(root.join("etc/systemd/system/cost-tags-reconcile.timer").is_file());
+    ok(run_env(root, &["--uninstall"], &env));
+    assert!(!root.join("etc/systemd/system/cost-tags-reconcile.timer").exists());
+    assert!(!root.join("etc/systemd/system/cost-tags-reconcile.service").exists());
+    fs::remove_dir_all(root.join("run")).unwrap();
+    fs::remove_dir_all(root.join("etc/systemd")).unwrap();
+    assert_same(&before, &snapshot(root), "uninstall after the switch");
+    assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
+}
+
+#[test]
+fn compute_node_without_cost_tags_in_the_release_schedules_nothing() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    let root_dir = tempdir("ct-compute-");
+    let root = root_dir.path();
+    compute(root, &release, "ComputeFleet");
+    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    let (systemctl_calls, path) = fake_systemctl(work.path());
+    let env = [("PATH", path.as_str())];
+    let before = snapshot(root);
+
+    let out = ok(run_env(root, &[], &env));
+    assert!(
+        out.contains(&format!(
+            "no {}/opt/slurm/bin/cost-tags (optional in a release): cost-tags reconcile is not scheduled on this node",
+            root.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        diff(&before, &snapshot(root)),
+        vec!["+ var/spool/cost-tags".to_string()]
+    );
+
+    // A release without cost-tags after one with it: the earlier timer goes.
+    fake_cost_tags(root, work.path());
+    ok(run_env(root, &[], &env));
+    assert!(root.join("etc/systemd/system/cost-tags-reconcile.timer").is_file());
+    fs::remove_file(root.join("opt/slurm/bin/cost-tags")).unwrap();
+    let out = ok(run_env(root, &[], &env));
+    assert!(out.contains("is not scheduled on this node"), "{out}");
+    assert!(
+        !root.join("etc/systemd/system/cost-tags-reconcile.timer").exists(),
+        "{out}"
+    );
+    assert!(
+        !root.join("etc/systemd/system/cost-tags-reconcile.service").exists(),
+        "{out}"
+    );
+    // A file of the same name the script did not write is never removed.
+    let foreign = root.join("etc/cron.d/cost-tags");
+    write(&foreign, "*/7 * * * * root /usr/local/bin/site-job\n", 0o644);
+    let out = ok(run_env(root, &["--uninstall"], &env));
+    assert!(out.contains("it was not written by cost-tags.sh"), "{out}");
+    assert_eq!(read(&foreign), "*/7 * * * * root /usr/local/bin/site-job\n");
+    assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
+}
+
+#[test]
+fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    add_cost_tags(&release);
+    let rel = release.to_str().unwrap();
+    let (systemctl_calls, path) = fake_systemctl(work.path());
+    let env = [("PATH", path.as_str())];
+    let root_dir = tempdir("ct-head-");
+    let root = root_dir.path();
+    head_pc39(root);
+    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    let before = snapshot(root);
+
+    let out = ok(run_env(root, &["--release", rel, "--budgets"], &env));
+    assert!(
+        out.contains("cost-tags budget refresh scheduled every 10 minutes (systemd)"),
+        "{out}"
+    );
+    assert!(out.contains("not running systemctl"), "{out}");
+    let after = snapshot(root);
+    let etc = root.join("opt/slurm/etc");
+    // cost-tags.toml: a [budget] table, switched on, that the settings loader accepts.
+    let toml = read(&etc.join("cost-tags.toml"));
+    let table = toml
+        .split("\n[budget]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no [budget]:\n{toml}"));
+    assert_eq!(
+        settings_lines(table)
+            .first()
+            .map(|l| l.split('#').next().unwrap().trim()),
+        Some("enabled = true"),
+        "{toml}"
+    );
+    let check = Command::new(support::bin("project-check"))
+        .args([
+            "--config",
+            etc.join("cost-tags.toml").to_str().unwrap(),
+            "--list",
+            "nobody",
+        ])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "installed settings unusable: {}", text(&check));
+    // The units, as root, recorded in the manifest.
+    let units = root.join("etc/systemd/system");
+    let service = read(&units.join("cost-tags-budget-refresh.service"));
+    let timer = read(&units.join("cost-tags-budget-refresh.timer"));
+    let r = root.display();
+    assert_eq!(unit_value(&service, "Type"), "oneshot");
+    assert_eq!(
+        unit_value(&service, "ExecStart"),
+        format!(
+            "/bin/sh -c '[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
+             exec {r}/opt/slurm/bin/cost-tags budget refresh'"
+        )
+    );
+    assert!(!service.contains("User="), "runs as root:\n{service}");
+    assert_eq!(unit_value(&timer, "OnBootSec"), "2min");
+    assert_eq!(unit_value(&timer, "OnUnitActiveSec"), "10min");
+    assert_eq!(unit_value(&timer, "RandomizedDelaySec"), "120");
+    assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
+    let manifest = read(&etc.join("cost-tags/manifest"));
+    for f in ["cost-tags-budget-refresh.service", "cost-tags-budget-refresh.timer"] {
+        assert!(
+            manifest.contains(&format!("file\t{}", units.join(f).display())),
+            "{manifest}"
+        );
+    }
+    let mut changed = diff(&before, &after);
+    changed.retain(|l| l.contains("etc/systemd") || l.contains("cron") || l.contains("bin/cost-tags"));
+    assert_eq!(
+        sorted(changed),
+        vec![
+            "+ etc/systemd",
+            "+ etc/systemd/system",
+            "+ etc/systemd/system/cost-tags-budget-refresh.service",
+            "+ etc/systemd/system/cost-tags-budget-refresh.timer",
+            "+ opt/slurm/bin/cost-tags",
+        ]
+    );
+
+    let out = ok(run_env(root, &["--release", rel, "--budgets"], &env));
+    assert!(out.contains("already installed: nothing changed"), "{out}");
+    assert_same(&after, &snapshot(root), "second install");
+    ok(run_env(root, &["--uninstall"], &env));
+    assert_same(&before, &snapshot(root), "uninstall");
+
+    // The multi-runner form installs the same.
+    let mr_dir = tempdir("ct-head-");
+    head_pc39(mr_dir.path());
+    fs::create_dir_all(mr_dir.path().join("run/systemd/system")).unwrap();
+    let mr_before = snapshot(mr_dir.path());
+    ok(run_env(
+        mr_dir.path(),
+        &["---release", &format!("-{rel}"), "---budgets"],
+        &env,
+    ));
+    ok(run_env(root, &["--release", rel, "--budgets"], &env));
+    assert_same(&normalized(root), &normalized(mr_dir.path()), "multi-runner vs plain");
+    ok(run_env(mr_dir.path(), &["---uninstall"], &env));
+    assert_same(&mr_before, &snapshot(mr_dir.path()), "multi-runner uninstall");
+    assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
+}
+
+#[test]
+fn head_node_budgets_fall_back_to_cron_and_follow_the_option() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    add_cost_tags(&release);
+    let rel = release.to_str().unwrap();
+    let root_dir = tempdir("ct-head-");
+    let root = root_dir.path();
+    head_pc39(root);
+    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    let before = snapshot(root);
+
+    let out = ok(run(root, &["--release", rel, "--budgets"]));
+    assert!(
+        out.contains("cost-tags budget refresh scheduled every 10 minutes (cron)"),
+        "{out}"
+    );
+    let after = snapshot(root);
+    let cron_file = root.join("etc/cron.d/cost-tags-budget");
+    assert_eq!(mode(&cron_file), 0o644);
+    let cron = read(&cron_file);
+    let r = root.display();
+    let run_line = format!(
+        "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
+         exec {r}/opt/slurm/bin/cost-tags budget refresh >/dev/null 2>&1"
+    );
+    assert_eq!(
+        settings_lines(&cron)[2..],
+        [
+            format!("*/10 * * * * root sleep $((RANDOM \\% 120)); {run_line}"),
+            format!("@reboot root sleep 120; {run_line}"),
+        ]
+    );
+    assert!(!root.join("etc/systemd").exists());
+    assert!(read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("\n[budget]"));
+
+    ok(run(root, &["--release", rel, "--budgets"]));
+    assert_same(&after, &snapshot(root), "second install");
+
+    // Without --budgets the script's own unedited settings and the cron file follow.
+    let out = ok(run(root, &["--release", rel]));
+    assert!(out.contains(&format!("removed {}", cron_file.display())), "{out}");
+    assert!(!cron_file.exists());
+    assert!(!read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("[budget]"));
+    ok(run(root, &["--uninstall"]));
+    assert_same(&before, &snapshot(root), "uninstall");
+}
+
+#[test]
+fn head_node_without_budgets_installs_no_budget_units() {
+    let work = tempdir("ct-ms-");
+    let release = make_release(work.path());
+    let rel = release.to_str().unwrap();
+    let root_dir = tempdir("ct-head-");
+    let root = root_dir.path();
+    head_pc39(root);
+    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
+    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
+    let before = snapshot(root);
+
+    // --budgets needs cost-tags in the release: refused before anything changes.
+    let out = fails(
+        run(root, &["--release", rel, "--budgets"]),
+        "--budgets needs bin/cost-tags",
+    );
+    assert!(out.contains("Nothing was changed"), "{out}");
+    assert_same(&before, &snapshot(root), "refused --budgets");
+
+    add_cost_tags(&release);
+    let out = ok(run(root, &["--release", rel]));
+    assert!(!out.contains("budget"), "{out}");
+    assert!(!root.join("etc/systemd").exists());
+    assert_eq!(fs::read_dir(root.join("etc/cron.d")).unwrap().count(), 0);
+    assert!(!read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("[budget]"));
+    ok(run(root, &["--uninstall"]));
+    assert_same(&before, &snapshot(root), "uninstall");
+
+    // Neither systemd nor cron: --budgets cannot be honoured, and says so.
+    fs::remove_dir_all(root.join("run")).unwrap();
+    fs::remove_dir_all(root.join("etc/cron.d")).unwrap();
+    let before = snapshot(root);
+    fails(run(root, &["--release", rel, "--budgets"]), "neither systemd nor cron");
+    assert_same(&before, &snapshot(root), "no scheduler");
+}

@@ -20,10 +20,29 @@
 #                     exists nowhere goes into cost-tags_slurm.conf beside slurm.conf,
 #                     included from slurm.conf by one `include` line
 #                   cost-tags.toml and projects_list.conf, only where none exist
+#                   with --budgets: the periodic `cost-tags budget refresh` (every 10
+#                     minutes, up to 120 s of random delay, first 2 minutes after boot, as
+#                     root): /etc/systemd/system/cost-tags-budget-refresh.{service,timer},
+#                     or without systemd /etc/cron.d/cost-tags-budget
 #                 then runs `scontrol reconfigure`.
-#   ComputeFleet  creates the state directory /var/spool/cost-tags and checks that the
-#                 binaries in /opt/slurm/bin are there and run on this node.
+#   ComputeFleet  creates the state directory /var/spool/cost-tags, checks that the
+#                 binaries in /opt/slurm/bin are there and run on this node, and, when
+#                 /opt/slurm/bin/cost-tags is there (it is optional in a release), runs
+#                 `cost-tags reconcile` 1 minute after boot and every 5 minutes (up to 60 s
+#                 of random delay): /etc/systemd/system/cost-tags-reconcile.{service,timer}
+#                 (enabled and started), or without systemd /etc/cron.d/cost-tags. These
+#                 files start with the line '# cost-tags.sh: ...', which is how this
+#                 node's --uninstall knows them (compute nodes keep no manifest).
 #   LoginNode     only the check.
+#
+# Periodic jobs. systemd is used when `systemctl` exists and /run/systemd/system is a
+# directory (the sd_booted() test); otherwise cron, when /etc/cron.d exists (cron files
+# set SHELL=/bin/bash for the $RANDOM delay); otherwise the job is not scheduled (a
+# warning on a compute node, an error with --budgets). The jobs read
+# /opt/slurm/etc/cost-tags.env exactly as the Slurm hooks do (a shell fragment: `export
+# NAME=value` lines work), with /opt/slurm/bin first on PATH; their messages go to syslog.
+# A timer is (re)enabled with `systemctl enable --now` only when its units changed or it
+# is not enabled and active; --uninstall disables it before removing the units.
 #
 # Every step is idempotent: a second run changes nothing. What the head node added or
 # changed is recorded in /opt/slurm/etc/cost-tags/manifest (with backups of the edited
@@ -44,7 +63,11 @@
 #   --extra-tags LIST      comma list of partition,account,cluster: also tag instances
 #                          with aws-parallelcluster-partition/-account/-cluster
 #   --strict               strict = true (a tagging failure exits 1: drains the node)
-#                          (these three go into cost-tags.toml when the script writes it:
+#   --budgets              a [budget] table with enabled = true (refuse jobs of projects
+#                          whose AWS Budget is spent), and the periodic `cost-tags budget
+#                          refresh` on the head node (needs bin/cost-tags in the release);
+#                          without it, budget units an earlier run installed are removed
+#                          (these four go into cost-tags.toml when the script writes it:
 #                          when none exists, or the one it wrote is still unedited)
 #   --slurm-conf-dir DIR   where slurm.conf is (default /opt/slurm/etc)
 #   --reconfigure          run `scontrol reconfigure` even when COST_TAGS_ROOT is set
@@ -65,7 +88,10 @@
 #   COST_TAGS_ROOT   a prefix for every path this script reads or writes (default: none,
 #                    i.e. /). Used by the tests to run it against a fake node tree; files
 #                    it installs then refer to paths under the prefix too. When set,
-#                    `scontrol reconfigure` is skipped unless --reconfigure is given.
+#                    `scontrol reconfigure` is skipped unless --reconfigure is given,
+#                    systemctl is never run, and systemd counts as present when
+#                    $COST_TAGS_ROOT/run/systemd/system is a directory (else cron when
+#                    $COST_TAGS_ROOT/etc/cron.d is one).
 #   TMPDIR           where the release is unpacked and checked (must allow exec).
 #
 # Exit status: 0 when installed (or nothing to do), 1 on failure, with a message saying
@@ -81,6 +107,7 @@ RELEASE_BINS="project-check cost-prolog cost-epilog"
 OPTIONAL_BINS="cost-tags"
 HOOKS="90_cost-tags-prolog 90_cost-tags-epilog"
 OUR_CONF_NAME=cost-tags_slurm.conf
+JOB_MARK="# cost-tags.sh: "
 INCLUDE_LINE="include $OUR_CONF_NAME"
 
 log() { printf '%s: %s\n' "$PROG" "$*"; }
@@ -108,6 +135,7 @@ SHA256=""
 PROJECT_SOURCE=""
 EXTRA_TAGS=""
 STRICT=0
+BUDGETS=0
 UNINSTALL=0
 RECONF=auto
 CONF_DIR_OPT=""
@@ -147,6 +175,7 @@ parse_args() {
             --extra-tags) EXTRA_TAGS=$val ;;
             --slurm-conf-dir) CONF_DIR_OPT=$val ;;
             --strict) STRICT=1 ;;
+            --budgets) BUDGETS=1 ;;
             --uninstall) UNINSTALL=1 ;;
             --reconfigure) RECONF=yes ;;
             --no-reconfigure) RECONF=no ;;
@@ -753,6 +782,294 @@ reconfigure() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Periodic jobs: a systemd service + timer pair, or a cron.d file where systemd is absent
+
+# Sets the J_* description of job $1: reconcile (compute nodes) or budget (head node).
+job_spec() {
+    case $1 in
+        reconcile)
+            J_NAME=cost-tags-reconcile
+            J_CRON=cost-tags
+            J_CMD=reconcile
+            J_WHAT="reconcile this node's EC2 cost tags with its Slurm jobs"
+            J_BOOT=1 # minutes after boot
+            J_EVERY=5 # minutes
+            J_JITTER=60 # seconds of random delay
+            ;;
+        budget)
+            J_NAME=cost-tags-budget-refresh
+            J_CRON=cost-tags-budget
+            J_CMD="budget refresh"
+            J_WHAT="refresh the AWS Budgets cache that project-check reads"
+            J_BOOT=2
+            J_EVERY=10
+            J_JITTER=120
+            ;;
+        *) die "internal error: unknown periodic job '$1'" ;;
+    esac
+    J_SERVICE=$UNIT_DIR/$J_NAME.service
+    J_TIMER=$UNIT_DIR/$J_NAME.timer
+    J_CRONFILE=$CRON_DIR/$J_CRON
+}
+
+# INIT: systemd, cron or none (see "Periodic jobs" above); SYSTEMD_LIVE=1 when systemctl
+# may be run (never under COST_TAGS_ROOT).
+detect_init() {
+    SYSTEMD_LIVE=0
+    if [ -n "$ROOT" ]; then
+        if [ -d "$ROOT/run/systemd/system" ]; then INIT=systemd; elif [ -d "$CRON_DIR" ]; then INIT=cron; else INIT=none; fi
+    elif command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        INIT=systemd
+        SYSTEMD_LIVE=1
+    elif [ -d "$CRON_DIR" ]; then
+        INIT=cron
+    else
+        INIT=none
+    fi
+}
+
+systemd_live() { [ -z "$ROOT" ] && command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; }
+
+# Writes the files of job $1 into directory $2: $2/service, $2/timer and $2/cron.
+write_job_files() {
+    job_spec "$1"
+    local dir=$2 env=$ETC_DIR/cost-tags.env bin=$BIN_DIR/cost-tags run
+    local path=$BIN_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+    run="[ -r $env ] && . $env; exec $bin $J_CMD"
+    {
+        echo "${JOB_MARK}runs \`cost-tags $J_CMD\`, from $J_NAME.timer. Written by the"
+        echo "# ParallelCluster custom action cost-tags.sh (its --uninstall removes it); a new run overwrites it."
+        echo "[Unit]"
+        echo "Description=cost-tags: $J_WHAT"
+        echo "Wants=network-online.target"
+        echo "After=network-online.target remote-fs.target"
+        echo "ConditionFileIsExecutable=$bin"
+        echo ""
+        echo "[Service]"
+        echo "Type=oneshot"
+        echo "Environment=PATH=$path"
+        echo "# cost-tags.env is read as the Slurm hooks read it: a shell fragment, whose"
+        echo "# 'export NAME=value' lines EnvironmentFile= would ignore. Messages go to syslog."
+        echo "ExecStart=/bin/sh -c '$run'"
+    } >"$dir/service"
+    {
+        echo "${JOB_MARK}runs $J_NAME.service ${J_BOOT} min after boot, then every $J_EVERY min,"
+        echo "# each time up to $J_JITTER s later at random. Written by the ParallelCluster custom action"
+        echo "# cost-tags.sh (its --uninstall removes it); a new run overwrites it."
+        echo "# (Persistent= applies to OnCalendar= timers only: these are monotonic.)"
+        echo "[Unit]"
+        echo "Description=cost-tags: $J_WHAT, every $J_EVERY minutes"
+        echo ""
+        echo "[Timer]"
+        echo "OnBootSec=${J_BOOT}min"
+        echo "OnUnitActiveSec=${J_EVERY}min"
+        echo "RandomizedDelaySec=$J_JITTER"
+        echo ""
+        echo "[Install]"
+        echo "WantedBy=timers.target"
+    } >"$dir/timer"
+    {
+        echo "${JOB_MARK}runs \`cost-tags $J_CMD\` ${J_BOOT} min after boot and every $J_EVERY min,"
+        echo "# up to $J_JITTER s later at random (no systemd on this node). Written by the ParallelCluster"
+        echo "# custom action cost-tags.sh (its --uninstall removes it); a new run overwrites it."
+        echo "# Messages go to syslog. cron reads '\\%' as '%'."
+        echo "SHELL=/bin/bash"
+        echo "PATH=$path"
+        # shellcheck disable=SC2016 # $RANDOM is for cron's bash, not this one
+        printf '*/%s * * * * root sleep $((RANDOM \\%% %s)); %s >/dev/null 2>&1\n' "$J_EVERY" "$J_JITTER" "$run"
+        printf '@reboot root sleep %s; %s >/dev/null 2>&1\n' "$((J_BOOT * 60))" "$run"
+    } >"$dir/cron"
+}
+
+# Whether $1 is a file this script wrote (its first line carries the mark).
+ours() {
+    local first=""
+    [ -f "$1" ] && [ ! -L "$1" ] || return 1
+    IFS= read -r first <"$1"
+    [ "${first#"$JOB_MARK"}" != "$first" ]
+}
+
+run_systemctl() {
+    local out
+    out=$(systemctl "$@" 2>&1 </dev/null) || die "systemctl $* failed: $out"
+}
+
+# After the units of the current job were written: make the timer run. $1: 1 if the units
+# changed in this run.
+timer_activate() {
+    local changed_units=$1 t=$J_NAME.timer
+    if [ -n "$ROOT" ]; then
+        log "COST_TAGS_ROOT is set: not running systemctl (a real node runs 'systemctl enable --now $t')"
+        return 0
+    fi
+    [ "$SYSTEMD_LIVE" = 1 ] || return 0
+    if [ "$changed_units" = 1 ]; then
+        run_systemctl daemon-reload
+        run_systemctl enable "$t"
+        run_systemctl restart "$t"
+        log "$t: enabled and (re)started"
+    elif ! systemctl is-enabled --quiet "$t" 2>/dev/null || ! systemctl is-active --quiet "$t" 2>/dev/null; then
+        run_systemctl enable --now "$t"
+        changed "$t: enabled and started"
+    fi
+}
+
+# Before removing the units of the current job: stop and disable its timer.
+timer_disable() {
+    local t=$J_NAME.timer out
+    if [ -n "$ROOT" ]; then
+        log "COST_TAGS_ROOT is set: not running systemctl (a real node runs 'systemctl disable --now $t')"
+        return 0
+    fi
+    systemd_live || return 0
+    if out=$(systemctl disable --now "$t" 2>&1 </dev/null); then
+        log "$t: stopped and disabled"
+    else
+        warn "systemctl disable --now $t failed: $out"
+    fi
+}
+
+timer_forget() {
+    if [ -z "$ROOT" ] && systemd_live; then
+        systemctl daemon-reload >/dev/null 2>&1 </dev/null || warn "systemctl daemon-reload failed"
+    fi
+}
+
+# Compute node: `cost-tags reconcile` from a timer (or cron). Nothing goes to the head
+# node's manifest: the mark on the first line of each file is what identifies it.
+reconcile_install() {
+    job_spec reconcile
+    if [ ! -f "$BIN_DIR/cost-tags" ]; then
+        log "no $BIN_DIR/cost-tags (optional in a release): cost-tags reconcile is not scheduled on this node"
+        reconcile_remove stale
+        return 0
+    fi
+    detect_init
+    if [ "$INIT" = none ]; then
+        warn "neither systemd nor cron ($CRON_DIR) on this node: cost-tags reconcile is not scheduled; run '$BIN_DIR/cost-tags reconcile' every few minutes from your own scheduler"
+        return 0
+    fi
+    local want=() other=() f
+    if [ "$INIT" = systemd ]; then
+        want=("$J_SERVICE" "$J_TIMER")
+        other=("$J_CRONFILE")
+    else
+        want=("$J_CRONFILE")
+        other=("$J_SERVICE" "$J_TIMER")
+    fi
+    for f in "${want[@]}"; do
+        if { [ -e "$f" ] || [ -L "$f" ]; } && ! ours "$f"; then
+            warn "$f exists and was not written by cost-tags.sh: left as it is, cost-tags reconcile is not scheduled by this script"
+            return 0
+        fi
+    done
+    check_dir_writable "${want[0]%/*}"
+    mkdir -p "$WORK/job" || die "cannot write in $WORK"
+    write_job_files reconcile "$WORK/job"
+    [ -d "${want[0]%/*}" ] || mkdir -p "${want[0]%/*}" || die "cannot create ${want[0]%/*}"
+    local changed_units=0 src
+    for f in "${want[@]}"; do
+        case $f in
+            *.service) src=$WORK/job/service ;;
+            *.timer) src=$WORK/job/timer ;;
+            *) src=$WORK/job/cron ;;
+        esac
+        same_file "$src" "$f" 644 && continue
+        if [ -e "$f" ]; then changed "updated $f"; else changed "installed $f"; fi
+        install_content "$src" "$f" 644
+        changed_units=1
+    done
+    for f in "${other[@]}"; do
+        if ours "$f"; then
+            rm -f "$f" || die "cannot remove $f"
+            changed "removed $f (this node now uses $INIT)"
+        fi
+    done
+    [ "$INIT" = systemd ] && timer_activate "$changed_units"
+    log "cost-tags reconcile scheduled every $J_EVERY minutes ($INIT)"
+}
+
+# Removes the compute node's reconcile job files (those carrying the mark). $1: "stale"
+# when called from an install (the release no longer has cost-tags).
+reconcile_remove() {
+    job_spec reconcile
+    local f gone=0
+    ours "$J_TIMER" && timer_disable
+    for f in "$J_SERVICE" "$J_TIMER" "$J_CRONFILE"; do
+        { [ -e "$f" ] || [ -L "$f" ]; } || continue
+        if ours "$f"; then
+            rm -f "$f" || die "cannot remove $f"
+            if [ "$1" = stale ]; then changed "removed $f"; else log "removed $f"; fi
+            gone=1
+        else
+            warn "kept $f: it was not written by cost-tags.sh"
+        fi
+    done
+    [ "$gone" = 1 ] && timer_forget
+    return 0
+}
+
+# Head node, before anything changes: with --budgets, check that the budget refresh can be
+# scheduled and stage its files.
+budget_check() {
+    [ "$BUDGETS" = 1 ] || return 0
+    [ -f "$REL/bin/cost-tags" ] || die "--budgets needs bin/cost-tags (cost-tags budget refresh), which the release $RELEASE lacks. Nothing was changed."
+    detect_init
+    [ "$INIT" != none ] || die "--budgets: neither systemd nor cron ($CRON_DIR) on this node to run cost-tags budget refresh. Nothing was changed."
+    mkdir -p "$WORK/budget" || die "cannot write in $WORK"
+    write_job_files budget "$WORK/budget"
+    local f
+    if [ "$INIT" = systemd ]; then
+        check_dir_writable "$UNIT_DIR"
+        for f in "$J_SERVICE" "$J_TIMER"; do check_target_file "$f"; done
+    else
+        check_dir_writable "$CRON_DIR"
+        check_target_file "$J_CRONFILE"
+    fi
+}
+
+# Removes (or restores) the recorded file $1 and counts it as a change.
+drop_recorded() {
+    local k
+    for k in "file	$1" "replaced	$1"; do
+        mf_has "$k" || continue
+        remove_recorded "$k"
+        CHANGES=$((CHANGES + 1))
+    done
+}
+
+recorded() { mf_has "file	$1" || mf_has "replaced	$1"; }
+
+# Head node, while applying: the budget refresh units follow --budgets; they are recorded
+# in the manifest. Sets BUDGET_UNITS_CHANGED.
+budget_apply() {
+    job_spec budget
+    local before=$CHANGES
+    BUDGET_UNITS_CHANGED=0
+    if [ "$BUDGETS" = 1 ] && [ "$INIT" = systemd ]; then
+        ensure_dir "$UNIT_DIR" 755
+        put_file "$WORK/budget/service" "$J_SERVICE" 644
+        put_file "$WORK/budget/timer" "$J_TIMER" 644
+        [ "$CHANGES" = "$before" ] || BUDGET_UNITS_CHANGED=1
+        drop_recorded "$J_CRONFILE"
+        return 0
+    fi
+    if [ "$BUDGETS" = 1 ]; then
+        ensure_dir "$CRON_DIR" 755
+        put_file "$WORK/budget/cron" "$J_CRONFILE" 644
+    else
+        drop_recorded "$J_CRONFILE"
+    fi
+    if recorded "$J_TIMER" || recorded "$J_SERVICE"; then
+        recorded "$J_TIMER" && timer_disable
+        drop_recorded "$J_TIMER"
+        drop_recorded "$J_SERVICE"
+        timer_forget
+    fi
+    return 0
+}
+
+# ---------------------------------------------------------------------------------------
 # Head node
 
 write_toml() {
@@ -777,6 +1094,11 @@ write_toml() {
         echo "account = \"$TAG_ACCOUNT\""
         echo "cluster = \"$TAG_CLUSTER\""
         echo "separator = \" \""
+        if [ "$BUDGETS" = 1 ]; then
+            echo ""
+            echo "[budget]                        # refuse jobs of projects whose AWS Budget is spent"
+            echo "enabled = true                  # cost-tags budget refresh (a timer) keeps the cache"
+        fi
     } >"$out"
 }
 
@@ -834,6 +1156,7 @@ head_install() {
     for f in $HOOKS job_submit.lua; do rooted_copy "$REL/scripts/slurm/$f" >"$WORK/stage/$f" || die "cannot read the release"; done
     write_toml "$WORK/stage/cost-tags.toml"
     write_projects "$WORK/stage/projects_list.conf"
+    budget_check
     if [ -e "$LUA" ] || [ -L "$LUA" ]; then
         if mf_has "file	$LUA" || mf_has "replaced	$LUA"; then
             local rec
@@ -861,6 +1184,9 @@ head_install() {
         log "$TOML exists: left as it is"
         if [ -n "$PROJECT_SOURCE$EXTRA_TAGS" ] || [ "$STRICT" = 1 ]; then
             warn "--project-source/--extra-tags/--strict apply to a new cost-tags.toml only: edit $TOML to change them"
+        fi
+        if [ "$BUDGETS" = 1 ] && ! grep -q '^[[:space:]]*\[budget\]' "$TOML"; then
+            warn "--budgets: $TOML has no [budget] table and is not the one this script wrote: add '[budget]' with 'enabled = true' to it"
         fi
     }
     put_once "$WORK/stage/projects_list.conf" "$PROJECTS" 644 || log "$PROJECTS exists: left as it is"
@@ -914,9 +1240,15 @@ head_install() {
         mf_set "line	$SLURM_CONF_FILE	$INCLUDE_LINE" ""
         changed "$SLURM_CONF_FILE: added '$INCLUDE_LINE'"
     fi
+    budget_apply
     finish_edited
     mf_save
     APPLYING=0
+    if [ "$BUDGETS" = 1 ]; then
+        job_spec budget
+        [ "$INIT" = systemd ] && timer_activate "$BUDGET_UNITS_CHANGED"
+        log "cost-tags budget refresh scheduled every $J_EVERY minutes ($INIT)"
+    fi
 
     if [ "$CHANGES" -eq 0 ]; then
         log "already installed: nothing changed"
@@ -960,13 +1292,18 @@ head_uninstall() {
         remove_recorded "file	$OUR_CONF" || kept=1
     fi
     reconfigure
-    # 2. Files, newest first.
+    # 2. Files, newest first; a timer is stopped before its units go.
+    job_spec budget
+    local units=0
+    if recorded "$J_TIMER" || recorded "$J_SERVICE"; then units=1; fi
+    recorded "$J_TIMER" && timer_disable
     for ((i = ${#MF_ORDER[@]} - 1; i >= 0; i--)); do
         k=${MF_ORDER[$i]}
         case $k in
             file* | replaced*) remove_recorded "$k" || kept=1 ;;
         esac
     done
+    [ "$units" = 1 ] && timer_forget
     # 3. Directories it created, deepest first, when empty.
     for ((i = ${#MF_ORDER[@]} - 1; i >= 0; i--)); do
         k=${MF_ORDER[$i]}
@@ -1026,7 +1363,8 @@ check_binaries() {
     local b out absent=""
     for b in $RELEASE_BINS; do [ -x "$BIN_DIR/$b" ] || absent="$absent $b"; done
     [ -z "$absent" ] || die "not found in $BIN_DIR:$absent. The head node installs them there (shared over NFS): run this script on the head node first, and check that $OPT is mounted here."
-    for b in $RELEASE_BINS; do
+    for b in $RELEASE_BINS $OPTIONAL_BINS; do
+        [ -f "$BIN_DIR/$b" ] || continue
         out=$("$BIN_DIR/$b" --version 2>&1 </dev/null) ||
             die "$BIN_DIR/$b does not run on this node (wrong CPU architecture or too new a glibc for this OS?): $out"
     done
@@ -1050,6 +1388,7 @@ compute_install() {
         [ "$(id -u)" = 0 ] && chown root:root "$STATE_DIR"
         changed "created $STATE_DIR"
     fi
+    reconcile_install
     log "compute node done"
 }
 
@@ -1061,6 +1400,7 @@ compute_uninstall() {
             log "removed $d (the node's job ledger and cache)"
         fi
     done
+    reconcile_remove
     log "compute node uninstalled"
 }
 
@@ -1096,6 +1436,8 @@ main() {
     PROJECTS=$ETC_DIR/projects_list.conf
     STATE_DIR=$ROOT/var/spool/cost-tags
     CACHE_DIR=$ROOT/run/cost-tags
+    UNIT_DIR=$ROOT/etc/systemd/system
+    CRON_DIR=$ROOT/etc/cron.d
     CONF_DIR=${CONF_DIR_OPT:-$ETC_DIR}
     if [ -d "$CONF_DIR" ]; then CONF_DIR=$(cd "$CONF_DIR" && pwd -P); fi
     case $CONF_DIR in *$'\t'* | *$'\n'*) die "--slurm-conf-dir must not contain tabs or newlines" ;; esac
@@ -1126,6 +1468,7 @@ main() {
             ;;
         ComputeFleet)
             [ -z "$RELEASE" ] || [ "$UNINSTALL" = 1 ] || log "compute node: --release is used on the head node only"
+            [ "$BUDGETS" = 0 ] || [ "$UNINSTALL" = 1 ] || log "compute node: --budgets is used on the head node only"
             if [ "$UNINSTALL" = 1 ]; then compute_uninstall; else compute_install; fi
             ;;
         LoginNode)
