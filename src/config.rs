@@ -274,7 +274,7 @@ impl Default for BudgetSettings {
         BudgetSettings {
             enabled: false,
             name_template: "{project}".into(),
-            cache_file: PathBuf::from("/var/spool/cost-tags/budgets.json"),
+            cache_file: PathBuf::from("/var/spool/cost-tags/budgets.jsonl"),
             max_age: Duration::from_secs(30 * 60),
             on_missing: BudgetFallback::Deny,
             on_stale: BudgetFallback::Allow,

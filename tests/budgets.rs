@@ -49,7 +49,7 @@ impl Setup {
     }
 
     fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache/budgets.json")
+        self.dir.path().join("cache/budgets.jsonl")
     }
 
     fn command(&self, binary: &str, endpoint: &str) -> Command {
@@ -86,6 +86,17 @@ impl Setup {
     }
 }
 
+/// The cache's header line and its budget lines by name.
+fn read_cache(path: &std::path::Path) -> (serde_json::Value, std::collections::BTreeMap<String, serde_json::Value>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+    let header = lines.next().unwrap();
+    let budgets = lines.map(|b| (b["name"].as_str().unwrap().to_string(), b)).collect();
+    (header, budgets)
+}
+
 fn assert_refused(out: &Output, message: &str) {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr).trim(), message);
@@ -107,11 +118,11 @@ fn refresh_writes_the_cache_and_project_check_decides_from_it_alone() {
         text(&out.stderr)
     );
 
-    let cache: serde_json::Value = serde_json::from_slice(&std::fs::read(s.cache()).unwrap()).unwrap();
-    assert_eq!(cache["account_id"], ACCOUNT_ID);
-    assert_eq!(cache["budgets"]["Spent"]["actual"], 130.25);
-    assert_eq!(cache["budgets"]["Spent"]["limit"], 100.0);
-    assert_eq!(cache["budgets"]["Within"]["period"], "MONTHLY");
+    let (header, budgets) = read_cache(&s.cache());
+    assert_eq!(header["account_id"], ACCOUNT_ID);
+    assert_eq!(budgets["Spent"]["actual"], 130.25);
+    assert_eq!(budgets["Spent"]["limit"], 100.0);
+    assert_eq!(budgets["Within"]["period"], "MONTHLY");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(s.cache()).unwrap().permissions().mode() & 0o777,
@@ -193,9 +204,11 @@ fn stale_missing_and_corrupt_caches_follow_on_stale() {
     s.seed();
     assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
     // An hour old is stale (max_age 30 min): allowed; with on_stale = "deny", refused.
-    let mut cache: serde_json::Value = serde_json::from_slice(&std::fs::read(s.cache()).unwrap()).unwrap();
-    cache["refreshed_at"] = (cache["refreshed_at"].as_u64().unwrap() - 3600).into();
-    std::fs::write(s.cache(), serde_json::to_vec(&cache).unwrap()).unwrap();
+    let text = std::fs::read_to_string(s.cache()).unwrap();
+    let (mut header, _) = read_cache(&s.cache());
+    header["refreshed_at"] = (header["refreshed_at"].as_u64().unwrap() - 3600).into();
+    let rest = text.split_once('\n').unwrap().1;
+    std::fs::write(s.cache(), format!("{header}\n{rest}")).unwrap();
     assert_allowed(&s.project_check("alice", "Spent"));
     s.settings("on_stale = \"deny\"\n");
     let stale = "The budget of the Project Spent cannot be checked right now. Please ask the administrator.";

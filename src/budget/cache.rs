@@ -1,7 +1,14 @@
 //! The budget cache: what `cost-tags budget refresh` last read from AWS Budgets, in one
-//! JSON file that project-check reads on every submission. Written atomically (temporary
-//! file, fsync, rename), so a reader sees the old cache or the new one, never half of one,
-//! and readable by everyone (slurmctld runs project-check as `slurm`).
+//! JSON Lines file that project-check reads on every submission: a header line, then one
+//! line per budget, sorted by name. Written atomically (temporary file, fsync, rename), so
+//! a reader sees the old cache or the new one, never half of one, and readable by everyone
+//! (slurmctld runs project-check as `slurm`).
+//!
+//! A submission needs one budget, so [`lookup`] finds its line with one substring search
+//! and parses only that line and the header: a cache of thousands of budgets costs
+//! project-check microseconds, not a full JSON parse (measured in scripts/bench.sh). The
+//! search relies on how [`BudgetCache::write`] lays lines out; when it finds nothing, the
+//! whole file is parsed, so a file laid out differently is read right, only slower.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -16,15 +23,14 @@ use serde::{Deserialize, Serialize};
 /// The version of the file format, so a newer writer is not misread by an older reader.
 pub const FORMAT: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The first line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BudgetCache {
+pub struct CacheHeader {
     pub format: u32,
     /// Seconds since the epoch when the budgets were read.
     pub refreshed_at: u64,
     pub account_id: String,
-    /// Budget name -> its limit and spend.
-    pub budgets: BTreeMap<String, BudgetSpend>,
 }
 
 /// One budget for its current period.
@@ -39,6 +45,30 @@ pub struct BudgetSpend {
     pub unit: String,
     /// AWS's time unit: `MONTHLY`, `QUARTERLY`, `ANNUALLY`, `DAILY`, `CUSTOM`.
     pub period: String,
+}
+
+/// A budget line: the name first, so a line can be found by its start. (serde cannot
+/// deny unknown fields through `flatten`; a reader ignores fields it does not know.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct BudgetLine {
+    name: String,
+    #[serde(flatten)]
+    spend: BudgetSpend,
+}
+
+/// The whole cache.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetCache {
+    pub header: CacheHeader,
+    /// Budget name -> its limit and spend.
+    pub budgets: BTreeMap<String, BudgetSpend>,
+}
+
+/// What project-check needs: how fresh the cache is, and one budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lookup {
+    pub header: CacheHeader,
+    pub budget: Option<BudgetSpend>,
 }
 
 impl BudgetSpend {
@@ -89,35 +119,68 @@ impl std::fmt::Display for CacheError {
 
 impl std::error::Error for CacheError {}
 
+impl CacheHeader {
+    /// How old the cache is at `now` (zero if its time is in the future).
+    pub fn age(&self, now: SystemTime) -> Duration {
+        Duration::from_secs(unix_seconds(now).saturating_sub(self.refreshed_at))
+    }
+}
+
+/// Finds budget `name` in the cache at `path` (see the module notes).
+pub fn lookup(path: &Path, name: &str) -> Result<Lookup, CacheError> {
+    let bytes = read_bytes(path)?;
+    let corrupt = |why: String| CacheError::Corrupt(path.to_path_buf(), why);
+    let (first, _) = bytes.split_at(memchr::memchr(b'\n', &bytes).unwrap_or(bytes.len()));
+    let header = parse_header(first).map_err(corrupt)?;
+    let mut needle = b"\n{\"name\":".to_vec();
+    serde_json::to_writer(&mut needle, name).map_err(|e| corrupt(e.to_string()))?;
+    needle.push(b',');
+    if let Some(at) = memchr::memmem::find(&bytes, &needle) {
+        let line = &bytes[at + 1..];
+        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+        let found: BudgetLine = serde_json::from_slice(line).map_err(|e| corrupt(format!("budget {name:?}: {e}")))?;
+        return Ok(Lookup {
+            header,
+            budget: Some(found.spend),
+        });
+    }
+    let mut all = parse_all(&bytes).map_err(corrupt)?;
+    Ok(Lookup {
+        header: all.header,
+        budget: all.budgets.remove(name),
+    })
+}
+
 impl BudgetCache {
     pub fn new(account_id: &str, now: SystemTime) -> BudgetCache {
         BudgetCache {
-            format: FORMAT,
-            refreshed_at: unix_seconds(now),
-            account_id: account_id.to_string(),
+            header: CacheHeader {
+                format: FORMAT,
+                refreshed_at: unix_seconds(now),
+                account_id: account_id.to_string(),
+            },
             budgets: BTreeMap::new(),
         }
     }
 
+    /// The whole cache, every line checked.
     pub fn read(path: &Path) -> Result<BudgetCache, CacheError> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => CacheError::Missing(path.to_path_buf()),
-            _ => CacheError::Unreadable(path.to_path_buf(), e),
-        })?;
-        let cache: BudgetCache =
-            serde_json::from_slice(&bytes).map_err(|e| CacheError::Corrupt(path.to_path_buf(), e.to_string()))?;
-        if cache.format != FORMAT {
-            return Err(CacheError::Corrupt(
-                path.to_path_buf(),
-                format!("format {} is not {FORMAT} (written by another version)", cache.format),
-            ));
-        }
-        Ok(cache)
+        parse_all(&read_bytes(path)?).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))
     }
 
-    /// How old the cache is at `now` (zero if its time is in the future).
-    pub fn age(&self, now: SystemTime) -> Duration {
-        Duration::from_secs(unix_seconds(now).saturating_sub(self.refreshed_at))
+    /// The text of the file: the header, then one compact JSON object per budget.
+    pub fn to_text(&self) -> String {
+        let mut text = serde_json::to_string(&self.header).unwrap_or_default();
+        text.push('\n');
+        for (name, spend) in &self.budgets {
+            let line = BudgetLine {
+                name: name.clone(),
+                spend: spend.clone(),
+            };
+            text.push_str(&serde_json::to_string(&line).unwrap_or_default());
+            text.push('\n');
+        }
+        text
     }
 
     /// Replaces the file at `path` in one step, mode 0644, creating its directory.
@@ -143,8 +206,7 @@ impl BudgetCache {
                 .mode(0o644)
                 .open(&tmp)?;
             f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            serde_json::to_writer_pretty(&mut f, self)?;
-            f.write_all(b"\n")?;
+            f.write_all(self.to_text().as_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             File::open(dir)?.sync_all()?;
@@ -157,6 +219,38 @@ impl BudgetCache {
     }
 }
 
+fn read_bytes(path: &Path) -> Result<Vec<u8>, CacheError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => CacheError::Missing(path.to_path_buf()),
+        _ => CacheError::Unreadable(path.to_path_buf(), e),
+    })
+}
+
+fn parse_header(line: &[u8]) -> Result<CacheHeader, String> {
+    let header: CacheHeader = serde_json::from_slice(line).map_err(|e| format!("line 1: {e}"))?;
+    if header.format != FORMAT {
+        return Err(format!(
+            "format {} is not {FORMAT} (written by another version)",
+            header.format
+        ));
+    }
+    Ok(header)
+}
+
+fn parse_all(bytes: &[u8]) -> Result<BudgetCache, String> {
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty());
+    let header = parse_header(lines.next().map_or(&[][..], |(_, l)| l))?;
+    let mut budgets = BTreeMap::new();
+    for (i, line) in lines {
+        let b: BudgetLine = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        budgets.insert(b.name, b.spend);
+    }
+    Ok(BudgetCache { header, budgets })
+}
+
 pub fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -165,25 +259,28 @@ pub fn unix_seconds(t: SystemTime) -> u64 {
 mod tests {
     use super::*;
 
+    fn spend(limit: f64, actual: f64) -> BudgetSpend {
+        BudgetSpend {
+            limit,
+            actual,
+            forecast: Some(90.0),
+            unit: "USD".into(),
+            period: "MONTHLY".into(),
+        }
+    }
+
     fn sample() -> BudgetCache {
         let mut c = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(1_000));
-        c.budgets.insert(
-            "P1".into(),
-            BudgetSpend {
-                limit: 100.0,
-                actual: 25.5,
-                forecast: Some(90.0),
-                unit: "USD".into(),
-                period: "MONTHLY".into(),
-            },
-        );
+        c.budgets.insert("P1".into(), spend(100.0, 25.5));
+        c.budgets.insert("P10".into(), spend(10.0, 1.0));
+        c.budgets.insert("odd \"name\" é/x".into(), spend(5.0, 6.0));
         c
     }
 
     #[test]
     fn round_trip_is_atomic_and_world_readable() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/budgets.json");
+        let path = dir.path().join("sub/budgets.jsonl");
         sample().write(&path).unwrap();
         assert_eq!(BudgetCache::read(&path).unwrap(), sample());
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
@@ -193,35 +290,70 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            vec![std::ffi::OsString::from("budgets.json")],
+            vec![std::ffi::OsString::from("budgets.jsonl")],
             "no temporary file left"
         );
     }
 
     #[test]
-    fn missing_corrupt_and_foreign_caches_are_told_apart() {
+    fn lookup_finds_exactly_one_budget() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("budgets.json");
-        assert!(matches!(BudgetCache::read(&path), Err(CacheError::Missing(_))));
-        std::fs::write(&path, "{\"format\": 1, \"refreshed_at\": ").unwrap();
-        let e = BudgetCache::read(&path).unwrap_err();
-        assert!(
-            matches!(e, CacheError::Corrupt(..)) && e.to_string().contains("budgets.json"),
-            "{e}"
-        );
+        let path = dir.path().join("budgets.jsonl");
+        let c = sample();
+        c.write(&path).unwrap();
+        for name in ["P1", "P10", "odd \"name\" é/x"] {
+            let found = lookup(&path, name).unwrap();
+            assert_eq!(found.header, c.header);
+            assert_eq!(found.budget.as_ref(), c.budgets.get(name), "{name}");
+        }
+        assert_eq!(lookup(&path, "P").unwrap().budget, None);
+        assert_eq!(lookup(&path, "P100").unwrap().budget, None);
+    }
+
+    #[test]
+    fn a_file_laid_out_differently_is_still_read_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budgets.jsonl");
         std::fs::write(
             &path,
-            "{\"format\": 2, \"refreshed_at\": 1, \"account_id\": \"\", \"budgets\": {}}",
+            "{ \"format\": 1, \"refreshed_at\": 5, \"account_id\": \"1\" }\n\n\
+             { \"period\": \"MONTHLY\", \"name\": \"P1\", \"limit\": 1, \"actual\": 2, \"unit\": \"USD\" }\n",
         )
         .unwrap();
-        assert!(BudgetCache::read(&path).unwrap_err().to_string().contains("format 2"));
+        assert_eq!(lookup(&path, "P1").unwrap().budget.unwrap().actual, 2.0);
+    }
+
+    #[test]
+    fn missing_corrupt_and_foreign_caches_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budgets.jsonl");
+        assert!(matches!(lookup(&path, "P"), Err(CacheError::Missing(_))));
+        std::fs::write(&path, "{\"format\": 1, \"refreshed_at\": ").unwrap();
+        let e = lookup(&path, "P").unwrap_err();
+        assert!(
+            matches!(e, CacheError::Corrupt(..)) && e.to_string().contains("budgets.jsonl"),
+            "{e}"
+        );
+        std::fs::write(&path, "{\"format\": 2, \"refreshed_at\": 1, \"account_id\": \"\"}\n").unwrap();
+        assert!(lookup(&path, "P").unwrap_err().to_string().contains("format 2"));
+        // A damaged budget line is an error, not a missing budget.
+        std::fs::write(
+            &path,
+            "{\"format\":1,\"refreshed_at\":1,\"account_id\":\"\"}\n{\"name\":\"P\",\"limit\":\n",
+        )
+        .unwrap();
+        assert!(matches!(lookup(&path, "P"), Err(CacheError::Corrupt(..))));
+        assert!(matches!(lookup(&path, "Q"), Err(CacheError::Corrupt(..))));
     }
 
     #[test]
     fn age_and_use() {
         let c = sample();
-        assert_eq!(c.age(UNIX_EPOCH + Duration::from_secs(1_060)), Duration::from_secs(60));
-        assert_eq!(c.age(UNIX_EPOCH), Duration::ZERO);
+        assert_eq!(
+            c.header.age(UNIX_EPOCH + Duration::from_secs(1_060)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(c.header.age(UNIX_EPOCH), Duration::ZERO);
         let b = &c.budgets["P1"];
         assert_eq!(b.percent_used(), 25.5);
         assert_eq!(b.period_word(), "month");

@@ -100,7 +100,7 @@ fn refresh(settings: &Settings) -> Result<ExitCode> {
         Ok(r) => r,
         Err(e) => {
             let old = match BudgetCache::read(&b.cache_file) {
-                Ok(c) => format!("keeping the cache of {} s ago", c.age(now).as_secs()),
+                Ok(c) => format!("keeping the cache of {} s ago", c.header.age(now).as_secs()),
                 Err(e) => format!("and there is no usable cache ({e})"),
             };
             log::error(&format!("budget refresh failed, {old}: {e:#}"));
@@ -219,7 +219,11 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     let now = SystemTime::now();
     let (budgets, source) = if args.cached {
         let cache = BudgetCache::read(&b.cache_file)?;
-        let source = format!("cache {}, {} s old", b.cache_file.display(), cache.age(now).as_secs());
+        let source = format!(
+            "cache {}, {} s old",
+            b.cache_file.display(),
+            cache.header.age(now).as_secs()
+        );
         (cache.budgets, source)
     } else {
         let found = runtime()?.block_on(async {

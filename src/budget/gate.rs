@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::cache::{BudgetCache, CacheError};
+use super::cache::{self, CacheError, Lookup};
 use crate::config::{BudgetFallback, BudgetSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,29 +19,30 @@ pub enum BudgetVerdict {
     Denied { message: String, log: Option<String> },
 }
 
-/// Reads the cache and decides (see [`decide`]).
+/// Looks the project's budget up in the cache and decides (see [`decide`]).
 pub fn check(settings: &BudgetSettings, project: &str, now: SystemTime) -> BudgetVerdict {
-    decide(settings, &BudgetCache::read(&settings.cache_file), project, now)
+    let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
+    decide(settings, &found, project, now)
 }
 
-/// Decides for `project` against a cache as read at `now`.
+/// Decides for `project` from what the cache held for its budget, read at `now`.
 pub fn decide(
     settings: &BudgetSettings,
-    cache: &Result<BudgetCache, CacheError>,
+    found: &Result<Lookup, CacheError>,
     project: &str,
     now: SystemTime,
 ) -> BudgetVerdict {
-    let fresh = match cache {
+    let fresh = match found {
         Err(e) => Err(e.to_string()),
-        Ok(c) if c.age(now) > settings.max_age => Err(format!(
+        Ok(f) if f.header.age(now) > settings.max_age => Err(format!(
             "{}: the budget cache is {} old, more than max_age {} (is `cost-tags budget refresh` failing?)",
             settings.cache_file.display(),
-            human(c.age(now)),
+            human(f.header.age(now)),
             human(settings.max_age)
         )),
-        Ok(c) => Ok(c),
+        Ok(f) => Ok(f),
     };
-    let cache = match fresh {
+    let found = match fresh {
         Ok(c) => c,
         Err(why) => {
             return match settings.on_stale {
@@ -57,7 +58,7 @@ pub fn decide(
             };
         }
     };
-    let Some(budget) = cache.budgets.get(&settings.budget_name(project)) else {
+    let Some(budget) = &found.budget else {
         return match settings.on_missing {
             BudgetFallback::Allow => BudgetVerdict::Allowed,
             BudgetFallback::Deny => BudgetVerdict::Denied {
@@ -92,7 +93,7 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::cache::BudgetSpend;
+    use crate::budget::cache::{BudgetCache, BudgetSpend};
     use std::path::PathBuf;
     use std::time::UNIX_EPOCH;
 
@@ -101,7 +102,7 @@ mod tests {
     fn settings() -> BudgetSettings {
         BudgetSettings {
             enabled: true,
-            cache_file: PathBuf::from("/var/spool/cost-tags/budgets.json"),
+            cache_file: PathBuf::from("/var/spool/cost-tags/budgets.jsonl"),
             ..BudgetSettings::default()
         }
     }
@@ -110,7 +111,8 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    fn cache(spent: &[(&str, f64, f64, &str)]) -> Result<BudgetCache, CacheError> {
+    /// The cache holding `spent`, as `check` would find `project`'s budget in it.
+    fn cache(spent: &[(&str, f64, f64, &str)]) -> BudgetCache {
         let mut c = BudgetCache::new("123456789012", at(T0));
         for &(name, limit, actual, period) in spent {
             c.budgets.insert(
@@ -124,7 +126,15 @@ mod tests {
                 },
             );
         }
-        Ok(c)
+        c
+    }
+
+    fn decide(s: &BudgetSettings, c: &BudgetCache, project: &str, now: SystemTime) -> BudgetVerdict {
+        let found = Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get(&s.budget_name(project)).cloned(),
+        };
+        super::decide(s, &Ok(found), project, now)
     }
 
     fn denied(v: BudgetVerdict) -> String {
@@ -203,12 +213,12 @@ mod tests {
         let stale = decide(&s, &spent, "P", at(T0 + 1801));
         match &stale {
             BudgetVerdict::AllowedUnchecked(why) => {
-                assert!(why.contains("30 min old") && why.contains("budgets.json"), "{why}")
+                assert!(why.contains("30 min old") && why.contains("budgets.jsonl"), "{why}")
             }
             other => panic!("{other:?}"),
         }
-        let path = PathBuf::from("/x/budgets.json");
-        let broken = [
+        let path = PathBuf::from("/x/budgets.jsonl");
+        let broken: [Result<Lookup, CacheError>; 3] = [
             Err(CacheError::Missing(path.clone())),
             Err(CacheError::Corrupt(path.clone(), "expected value at line 1".into())),
             Err(CacheError::Unreadable(
@@ -217,14 +227,21 @@ mod tests {
             )),
         ];
         for c in &broken {
-            assert!(matches!(decide(&s, c, "P", at(T0)), BudgetVerdict::AllowedUnchecked(_)));
+            assert!(matches!(
+                super::decide(&s, c, "P", at(T0)),
+                BudgetVerdict::AllowedUnchecked(_)
+            ));
         }
         let strict = BudgetSettings {
             on_stale: BudgetFallback::Deny,
             ..settings()
         };
-        for c in broken.iter().chain([&spent]) {
-            match decide(&strict, c, "P", at(T0 + 7200)) {
+        let stale_spent = Ok(Lookup {
+            header: spent.header.clone(),
+            budget: spent.budgets.get("P").cloned(),
+        });
+        for c in broken.iter().chain([&stale_spent]) {
+            match super::decide(&strict, c, "P", at(T0 + 7200)) {
                 BudgetVerdict::Denied { message, log } => {
                     assert_eq!(
                         message,
