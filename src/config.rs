@@ -128,6 +128,9 @@ pub struct PricingSettings {
     pub partitions: BTreeMap<String, PartitionPricing>,
     /// Node-name globs (`*`, `?`) -> instance type, checked in order before partitions.
     pub nodes: Vec<NodePricing>,
+    /// ParallelCluster's fleet configuration, for node instance types and spot queues;
+    /// unset: `/etc/parallelcluster/slurm_plugin/fleet-config.json` when it exists; "": off.
+    pub fleet_config: Option<PathBuf>,
 }
 
 impl Default for PricingSettings {
@@ -137,6 +140,7 @@ impl Default for PricingSettings {
             instances: BTreeMap::new(),
             partitions: BTreeMap::new(),
             nodes: Vec::new(),
+            fleet_config: None,
         }
     }
 }

@@ -423,3 +423,57 @@ fn reads_stdin_and_refuses_bad_requests() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/sacct.txt"));
 }
+
+/// Instance types and spot queues from ParallelCluster's fleet configuration
+/// (tests/data/sacct/fleet-config.json), prices from the settings only:
+///   201: cpu-dy-c5-[1-2], 8 CPUs on 2 c5 nodes, 3600 s: 2 x 3600 x .0001 = .72
+///   202: spot-st-c5-1 in the spot queue: 3600 x .00005 = .18
+///   203: cpu-dy-big-1, an x2iedn.32xlarge without a price: unpriced, with a note
+#[test]
+fn parallelcluster_fleet_config_gives_node_types_and_spot_queues() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cost-tags.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[pricing]\nfleet_config = {:?}\n[pricing.instances.\"c5.xlarge\"]\non_demand = 0.36\nspot = 0.18\ncpus = 4\n",
+            data("fleet-config.json")
+        ),
+    )
+    .unwrap();
+    let out = report_with(
+        &config,
+        "fleet.txt",
+        &[
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-01",
+            "--now",
+            "2024-03-02T00:00:00",
+            "--by",
+            "project",
+            "--format",
+            "json",
+        ],
+    );
+    let doc: Value = serde_json::from_str(&ok_stdout(&out)).unwrap();
+    let cost = |project: &str| {
+        doc["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["group"]["project"] == project)
+            .unwrap_or_else(|| panic!("{project} in {doc}"))["cost"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!((cost("ProjectA") - 0.72).abs() < 1e-9, "{doc}");
+    assert!((cost("ProjectB") - 0.18).abs() < 1e-9, "{doc}");
+    assert_eq!(doc["unpriced"]["jobs"], 1, "{doc}");
+    let warnings = doc["warnings"].to_string();
+    assert!(
+        warnings.contains("compute resource big runs x2iedn.32xlarge, which has no price"),
+        "{warnings}"
+    );
+}

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod calendar;
 pub mod chart;
+pub mod fleet;
 pub mod hostlist;
 pub mod output;
 pub mod pricing;
@@ -319,7 +320,9 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
 /// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary).
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let options = Options::from_args(args, unix_now())?;
-    let report = match &args.sacct_file {
+    let (settings, fleet_notes) = with_fleet(settings)?;
+    let settings = &settings;
+    let mut report = match &args.sacct_file {
         Some(path) if path.as_os_str() == "-" => {
             build(settings, &options, io::stdin().lock()).context("reading sacct records from stdin")?
         }
@@ -330,6 +333,7 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
         None => run_sacct(settings, &options)?,
     };
+    report.diagnostics.warnings.extend(fleet_notes);
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -347,6 +351,18 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, svg).with_context(|| format!("cannot write the chart {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The settings with ParallelCluster's fleet configuration applied (see [`fleet`]), and
+/// notes on what it says that cannot be priced.
+pub fn with_fleet(settings: &Settings) -> anyhow::Result<(Settings, Vec<String>)> {
+    let mut settings = settings.clone();
+    let Some(path) = fleet::path_to_read(&settings.pricing) else {
+        return Ok((settings, Vec::new()));
+    };
+    let (pricing, notes) = fleet::apply_file(&settings.pricing, &path)?;
+    settings.pricing = pricing;
+    Ok((settings, notes))
 }
 
 /// Runs sacct (no shell) and builds the report from its output as it arrives.
