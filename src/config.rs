@@ -325,9 +325,8 @@ impl BudgetSettings {
         if self.max_age.is_zero() {
             return Err("budget.max_age must be more than 0 seconds".into());
         }
-        if !self.account_id.is_empty()
-            && !(self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit()))
-        {
+        let twelve_digits = self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit());
+        if !self.account_id.is_empty() && !twelve_digits {
             return Err(format!("budget.account_id {:?} must be 12 digits", self.account_id));
         }
         Ok(())

@@ -177,8 +177,10 @@ mod tests {
 
     #[test]
     fn the_file_is_optional_unless_named() {
-        let mut p = PricingSettings::default();
-        p.fleet_config = Some(PathBuf::new());
+        let mut p = PricingSettings {
+            fleet_config: Some(PathBuf::new()),
+            ..PricingSettings::default()
+        };
         assert_eq!(path_to_read(&p), None);
         p.fleet_config = Some(PathBuf::from("/nonexistent/fleet.json"));
         let named = path_to_read(&p).unwrap();
