@@ -11,6 +11,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::{fast_line, project_name};
@@ -62,51 +63,37 @@ pub trait GroupMembership {
 impl<'a> ProjectsList<'a> {
     /// Parses the whole file; `path` is only used to name the file in errors.
     pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
-        Self::parse_keeping(text, path, |_| true)
+        Self::parse_keeping(text, path, None)
     }
 
     /// Checks the whole file like [`parse`](Self::parse) but keeps only the lines that can
     /// concern `user` (their own, `*` and `@group` lines): what a single decision needs.
     pub fn parse_for_user(text: &'a [u8], path: &Path, user: &str) -> Result<ProjectsList<'a>, ParseError> {
-        Self::parse_keeping(text, path, |p| !matches!(p, Principal::User(name) if name != user))
+        Self::parse_keeping(text, path, Some(user))
     }
 
-    /// One pass over the bytes, so the cost is linear in the file size. Ordinary ASCII
-    /// lines go through a byte-level scanner (a project-check on every submission reads
-    /// the whole file, and this keeps that within a grep's time); any other line goes
-    /// through the exact line parser, which also writes the error messages.
-    fn parse_keeping(
-        text: &'a [u8],
-        path: &Path,
-        keep: impl Fn(Principal<'a>) -> bool,
-    ) -> Result<ProjectsList<'a>, ParseError> {
+    /// One pass over the bytes, so the cost is linear in the file size, a block of whole
+    /// lines at a time (see [`check_lines`]).
+    fn parse_keeping(text: &'a [u8], path: &Path, user: Option<&str>) -> Result<ProjectsList<'a>, ParseError> {
+        /// About this many bytes at a time, so the scanner's index of the block stays small.
+        const BLOCK: usize = 32 * 1024;
         let mut grants = Vec::new();
-        let mut rest = text;
+        let mut separators = fast_line::Separators::default();
         let mut line = 0;
+        let mut rest = text;
         while !rest.is_empty() {
-            line += 1;
-            let end = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
-            let raw = &rest[..end];
-            rest = rest.get(end + 1..).unwrap_or(&[]);
-            match fast_line::scan(raw) {
-                fast_line::Shape::Blank => {}
-                fast_line::Shape::Grant { who, what } => {
-                    let principal = principal_of_checked(who);
-                    if keep(principal) {
-                        let projects = std::str::from_utf8(what)
-                            .unwrap_or_default()
-                            .split(',')
-                            .map(|p| p.trim_matches(fast_line::is_blank))
-                            .collect();
-                        grants.push(Grant {
-                            line,
-                            principal,
-                            projects,
-                        });
-                    }
-                }
-                fast_line::Shape::Unusual => grants.extend(parse_line(raw, line, path)?.filter(|g| keep(g.principal))),
-            }
+            let end = match rest.get(..BLOCK) {
+                Some(block) if rest.len() > BLOCK => match memchr::memrchr(b'\n', block) {
+                    Some(newline) => newline + 1,
+                    None => memchr::memchr(b'\n', &rest[BLOCK..]).map_or(rest.len(), |newline| BLOCK + newline + 1),
+                },
+                _ => rest.len(),
+            };
+            let (block, after) = rest.split_at(end);
+            check_lines(block, &mut separators, &mut line, path, user, |_, grant| {
+                grants.push(grant)
+            })?;
+            rest = after;
         }
         Ok(ProjectsList { grants })
     }
@@ -134,6 +121,125 @@ impl<'a> ProjectsList<'a> {
     }
 }
 
+/// The lines of a projects file that can concern one user (their own, `*` and `@group`
+/// lines), read in one streaming pass that checks every line of the file exactly as
+/// [`ProjectsList::parse_for_user`] does. The file goes through a small reused buffer
+/// rather than into memory whole: for project-check, which reads the whole file on every
+/// submission, faulting in a buffer the size of the file costs more than checking it.
+#[derive(Debug, Clone, Default)]
+pub struct UserLines {
+    /// The kept lines, one after the other.
+    text: Vec<u8>,
+    /// Each kept line: its number in the file and where it is in `text`.
+    lines: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+/// Why [`UserLines::read`] failed: reading the file, or a line of it.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(std::io::Error),
+    Parse(ParseError),
+}
+
+impl UserLines {
+    /// Reads and checks the whole of `file`; `path` only names the file in errors. As
+    /// when the file is read whole before it is parsed, a read error anywhere in the file
+    /// wins over a malformed line.
+    pub fn read(file: impl Read, path: &Path, user: &str) -> Result<UserLines, ReadError> {
+        // The buffer starts at a page (a small file touches no more memory than that) and
+        // doubles while the file fills it, up to 32 KiB: few reads, and it stays in cache.
+        Self::read_with_buffer(file, path, user, 4096, 32 * 1024)
+    }
+
+    fn read_with_buffer(
+        mut file: impl Read,
+        path: &Path,
+        user: &str,
+        first: usize,
+        most: usize,
+    ) -> Result<UserLines, ReadError> {
+        let mut kept = UserLines::default();
+        let mut buf = vec![0; first.max(1)];
+        let mut filled = 0;
+        let mut separators = fast_line::Separators::default();
+        let mut line = 0;
+        let mut malformed = None;
+        loop {
+            if filled == buf.len() {
+                buf.resize(2 * buf.len(), 0); // the file fills the buffer, or a line is longer
+            }
+            let n = match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ReadError::Io(e)),
+            };
+            if malformed.is_some() {
+                continue; // only read errors matter now
+            }
+            let before = filled;
+            filled += n;
+            // What came before has no newline: the last complete line ends in the new bytes.
+            let Some(last) = memchr::memrchr(b'\n', &buf[before..filled]) else {
+                continue;
+            };
+            let complete = before + last + 1;
+            if let Err(e) = kept.check(&buf[..complete], &mut separators, &mut line, path, user) {
+                malformed = Some(e);
+                filled = 0;
+                continue;
+            }
+            buf.copy_within(complete..filled, 0);
+            let full = filled == buf.len();
+            filled -= complete;
+            if full && buf.len() < most {
+                buf.resize(2 * buf.len(), 0);
+            }
+        }
+        if malformed.is_none() {
+            if let Err(e) = kept.check(&buf[..filled], &mut separators, &mut line, path, user) {
+                malformed = Some(e);
+            }
+        }
+        match malformed {
+            Some(e) => Err(ReadError::Parse(e)),
+            None => Ok(kept),
+        }
+    }
+
+    /// Checks complete lines, keeping those that concern `user`.
+    fn check(
+        &mut self,
+        text: &[u8],
+        separators: &mut fast_line::Separators,
+        line: &mut usize,
+        path: &Path,
+        user: &str,
+    ) -> Result<(), ParseError> {
+        check_lines(text, separators, line, path, Some(user), |raw, grant| {
+            let start = self.text.len();
+            self.text.extend_from_slice(raw);
+            self.lines.push((grant.line, start..self.text.len()));
+        })
+    }
+
+    /// The kept lines as a projects list, the same as
+    /// [`parse_for_user`](ProjectsList::parse_for_user) gives for the whole file.
+    pub fn list(&self) -> ProjectsList<'_> {
+        let mut grants = Vec::with_capacity(self.lines.len());
+        let mut separators = fast_line::Separators::default();
+        for (line, range) in &self.lines {
+            let raw = self.text.get(range.clone()).unwrap_or_default();
+            // Checked once already, and checking is deterministic: never an error here.
+            let mut before = line.saturating_sub(1);
+            let _ = check_lines(raw, &mut separators, &mut before, Path::new(""), None, |_, grant| {
+                grants.push(grant)
+            });
+        }
+        ProjectsList { grants }
+    }
+}
+
 /// The exact parser for one line: `None` for a blank or comment line.
 fn parse_line<'a>(raw: &'a [u8], line: usize, path: &Path) -> Result<Option<Grant<'a>>, ParseError> {
     let error = |reason: String| ParseError {
@@ -157,6 +263,60 @@ fn parse_line<'a>(raw: &'a [u8], line: usize, path: &Path) -> Result<Option<Gran
         principal: parse_principal(who.trim()).map_err(error)?,
         projects: parse_projects(what).map_err(error)?,
     }))
+}
+
+/// Checks every line of `text`, numbering them on from `*line` (a final newline ends the
+/// last line; it does not start an empty one), and hands each grant that can concern
+/// `user` (every grant if `None`) to `keep`, with its line. Ordinary ASCII lines go
+/// through a byte-level scanner (a project-check on every submission reads the whole
+/// file, and this keeps that within a grep's time), which looks only at the principal
+/// of a line that is not kept; any other line goes through the exact line parser, which
+/// also writes the error messages.
+fn check_lines<'a>(
+    text: &'a [u8],
+    separators: &mut fast_line::Separators,
+    line: &mut usize,
+    path: &Path,
+    user: Option<&str>,
+    mut keep: impl FnMut(&'a [u8], Grant<'a>),
+) -> Result<(), ParseError> {
+    for (raw, shape) in separators.lines(text) {
+        *line += 1;
+        let grant = match shape {
+            fast_line::Shape::Blank => None,
+            fast_line::Shape::Grant { who, what } => {
+                if user.is_some_and(|user| !concerns(who, user)) {
+                    continue;
+                }
+                match std::str::from_utf8(who) {
+                    Ok(who) => Some(Grant {
+                        line: *line,
+                        principal: principal_of_checked(who),
+                        projects: std::str::from_utf8(what)
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(|p| p.trim_matches(fast_line::is_blank))
+                            .collect(),
+                    }),
+                    // The scanner takes ASCII only, so this cannot happen; if it did,
+                    // the exact parser decides.
+                    Err(_) => parse_line(raw, *line, path)?,
+                }
+            }
+            fast_line::Shape::Unusual => parse_line(raw, *line, path)?,
+        };
+        if let Some(grant) = grant {
+            if user.is_none_or(|user| !matches!(grant.principal, Principal::User(name) if name != user)) {
+                keep(raw, grant);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a line the scanner has checked can concern `user`: theirs, `*` or `@group`.
+fn concerns(who: &[u8], user: &str) -> bool {
+    who == b"*" || who.first() == Some(&b'@') || who == user.as_bytes()
 }
 
 /// A principal the scanner has already checked.
@@ -401,7 +561,168 @@ mod tests {
         assert!(!g.is_member("no-such-user-cost-tags", "root"));
     }
 
+    /// A reader that hands out the text in pieces of the given sizes, then fails if told.
+    struct Pieces<'t> {
+        text: &'t [u8],
+        sizes: Vec<usize>,
+        next: usize,
+        fail_at_end: bool,
+        interrupted: bool,
+    }
+
+    impl Read for Pieces<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.text.is_empty() {
+                return if std::mem::take(&mut self.fail_at_end) {
+                    Err(std::io::Error::other("disk on fire"))
+                } else {
+                    Ok(0)
+                };
+            }
+            let size = self
+                .sizes
+                .get(self.next % self.sizes.len().max(1))
+                .copied()
+                .unwrap_or(7);
+            self.next += 1;
+            // A size of 0 is an interrupted read, then a read of one byte.
+            self.interrupted = size == 0 && !self.interrupted;
+            if self.interrupted {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let size = size.max(1);
+            let n = size.min(buf.len()).min(self.text.len());
+            buf[..n].copy_from_slice(&self.text[..n]);
+            self.text = &self.text[n..];
+            Ok(n)
+        }
+    }
+
+    fn pieces(text: &[u8], sizes: Vec<usize>) -> Pieces<'_> {
+        Pieces {
+            text,
+            sizes,
+            next: 0,
+            fail_at_end: false,
+            interrupted: false,
+        }
+    }
+
+    /// What `parse_for_user` must give: the exact parser alone, its grants filtered.
+    fn exact_for_user<'a>(text: &'a [u8], user: &str) -> Result<Vec<Grant<'a>>, ParseError> {
+        let all = tests_support::parse_exact(text)?;
+        Ok(all
+            .grants
+            .into_iter()
+            .filter(|g| !matches!(g.principal, Principal::User(name) if name != user))
+            .collect())
+    }
+
+    #[test]
+    fn user_lines_keep_what_parse_for_user_keeps() {
+        let text = "# c\nalice=A, B\nbob=C\n*=S # all\n@g=G\n\nalice = D\r\njos\u{e9}=E\n";
+        let want = ProjectsList::parse_for_user(text.as_bytes(), Path::new("f"), "alice").unwrap();
+        let kept = UserLines::read(text.as_bytes(), Path::new("f"), "alice").unwrap();
+        assert_eq!(kept.list().grants, want.grants);
+        assert_eq!(want.grants.iter().map(|g| g.line).collect::<Vec<_>>(), vec![2, 4, 5, 7]);
+        assert!(UserLines::read(&b""[..], Path::new("f"), "alice")
+            .unwrap()
+            .list()
+            .grants
+            .is_empty());
+    }
+
+    #[test]
+    fn a_read_error_wins_over_a_malformed_line() {
+        let text = b"alice=A\nbob ProjectB\n*=S\n";
+        let failing = Pieces {
+            fail_at_end: true,
+            ..pieces(text, vec![5, 0, 3])
+        };
+        assert!(matches!(
+            UserLines::read(failing, Path::new("f"), "alice"),
+            Err(ReadError::Io(e)) if e.to_string() == "disk on fire"
+        ));
+        match UserLines::read(pieces(text, vec![5, 0, 3]), Path::new("f"), "alice") {
+            Err(ReadError::Parse(e)) => assert_eq!(e, ProjectsList::parse(text, Path::new("f")).unwrap_err()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Files larger than a block and than the read buffer, with lines across the
+    /// boundaries and a malformed line far in.
+    #[test]
+    fn large_files_parse_like_the_exact_parser() {
+        let mut text = String::new();
+        for u in 0..6000 {
+            let long = if u % 97 == 0 { "x".repeat(128) } else { "P".into() };
+            let name = if u % 89 == 0 {
+                "n".repeat(300)
+            } else {
+                format!("user{u}")
+            };
+            text.push_str(&format!("{name} = Project{u}, {long},Other{}\n", u % 7));
+            if u % 1000 == 0 {
+                text.push_str("# a comment, = x\n\n*=Shared\n");
+            }
+        }
+        let exact = tests_support::parse_exact(text.as_bytes()).unwrap();
+        assert_eq!(
+            ProjectsList::parse(text.as_bytes(), Path::new("f")).unwrap().grants,
+            exact.grants
+        );
+        let user = "user5998";
+        let want = exact_for_user(text.as_bytes(), user).unwrap();
+        assert_eq!(want.len(), 7);
+        let got = ProjectsList::parse_for_user(text.as_bytes(), Path::new("f"), user).unwrap();
+        assert_eq!(got.grants, want);
+        let kept = UserLines::read(text.as_bytes(), Path::new("f"), user).unwrap();
+        assert_eq!(kept.list().grants, want);
+
+        text.push_str("user6000=Bad Project\nuser6001=A\n");
+        let e = ProjectsList::parse(text.as_bytes(), Path::new("f")).unwrap_err();
+        assert_eq!(e, tests_support::parse_exact(text.as_bytes()).unwrap_err());
+        assert_eq!(e.line, text.lines().count() - 1);
+        match UserLines::read(text.as_bytes(), Path::new("f"), user) {
+            Err(ReadError::Parse(got)) => assert_eq!(got, e),
+            other => panic!("{other:?}"),
+        }
+    }
+
     proptest::proptest! {
+        /// The scanner and the exact parser together decide every line as the exact
+        /// parser alone does, whole file or the lines for one user, read whole or in
+        /// pieces through a buffer of any size.
+        #[test]
+        fn parsing_agrees_with_the_exact_parser(
+            text in "(([ \t]{0,2}(a|b|ab|\\*|@g|@|a b|)[ \t]{0,2}=?[ \t]{0,2}[A-Za-z0-9._:/@+, \t=;é-]{0,40}(#[^\n]{0,5})?\r?)?\n){0,12}[a-z=A, ]{0,8}",
+            user in "(a|b|ab|g|@g)",
+            sizes in proptest::collection::vec(0usize..40, 1..6),
+            first in 1usize..9,
+            most in 1usize..70,
+        ) {
+            let text = text.as_bytes();
+            let want = exact_for_user(text, &user);
+            let got = ProjectsList::parse_for_user(text, Path::new("f"), &user).map(|l| l.grants);
+            proptest::prop_assert_eq!(&got, &want);
+            let all = ProjectsList::parse(text, Path::new("f")).map(|l| l.grants);
+            proptest::prop_assert_eq!(all, tests_support::parse_exact(text).map(|l| l.grants));
+            let read = UserLines::read_with_buffer(pieces(text, sizes), Path::new("f"), &user, first, most);
+            match (read, want) {
+                (Ok(kept), Ok(want)) => proptest::prop_assert_eq!(kept.list().grants, want),
+                (Err(ReadError::Parse(e)), Err(want)) => proptest::prop_assert_eq!(e, want),
+                (read, want) => proptest::prop_assert!(false, "{:?} vs {:?}", read, want),
+            }
+        }
+
+        #[test]
+        fn reading_never_panics(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            sizes in proptest::collection::vec(0usize..40, 1..6),
+        ) {
+            let _ = UserLines::read_with_buffer(pieces(&bytes, sizes), Path::new("fuzz"), "a", 1, 8);
+        }
+
         #[test]
         fn parser_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = ProjectsList::parse(&bytes, Path::new("fuzz"));

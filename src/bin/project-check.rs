@@ -12,7 +12,7 @@ use clap::Parser;
 use cost_tags::budget::gate::{self, BudgetVerdict};
 use cost_tags::config::Settings;
 use cost_tags::log;
-use cost_tags::projects::{ProjectsList, SystemGroups};
+use cost_tags::projects::{ReadError, SystemGroups, UserLines};
 use cost_tags::submission::{self, Submission, Verdict};
 
 #[derive(Parser)]
@@ -116,15 +116,19 @@ fn run(args: Args) -> Result<bool, Unusable> {
         (None, true) => owner_name(args.uid, args.user_name.as_deref())?,
         (None, false) => args.user.clone().unwrap_or_default(),
     };
-    let text = std::fs::read(&settings.projects_file).map_err(|e| {
+    let cannot_read = |e: std::io::Error| {
         Unusable(format!(
             "{}: cannot read projects file: {e}",
             settings.projects_file.display()
         ))
-    })?;
+    };
     // The whole file is checked, but only lines that can concern this user are kept.
-    let projects =
-        ProjectsList::parse_for_user(&text, &settings.projects_file, &user).map_err(|e| Unusable(e.to_string()))?;
+    let file = std::fs::File::open(&settings.projects_file).map_err(cannot_read)?;
+    let kept = UserLines::read(file, &settings.projects_file, &user).map_err(|e| match e {
+        ReadError::Io(e) => cannot_read(e),
+        ReadError::Parse(e) => Unusable(e.to_string()),
+    })?;
+    let projects = kept.list();
     let mut groups = SystemGroups::default();
 
     if args.list.is_some() {
