@@ -54,6 +54,14 @@ fn report_charges_what_slurm_accounted() {
     let Some(cluster) = SlurmCluster::start(opts) else {
         return;
     };
+    // slurmdbd, slurmctld and slurmd listen on loopback only (MariaDB binds 127.0.0.1).
+    for port in [dbd.port(), cluster.slurmctld_port(), cluster.slurmd_port()] {
+        assert_eq!(
+            support::listening_addresses(port),
+            vec!["127.0.0.1".to_string()],
+            "port {port}"
+        );
+    }
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 600;
 
     let submit = |user: &str, args: &[&str]| {

@@ -250,6 +250,14 @@ fn two_slurm_fixtures_run_side_by_side() {
         assert_eq!(text, format!("{} {cpus} idle", c.node_name()));
         let out = c.run_root("scontrol", &["show", "config"]);
         assert!(String::from_utf8_lossy(&out.stdout).contains(c.cluster_name()));
+        // Both daemons listen on loopback only.
+        for port in [c.slurmctld_port(), c.slurmd_port()] {
+            assert_eq!(
+                support::listening_addresses(port),
+                vec!["127.0.0.1".to_string()],
+                "port {port}"
+            );
+        }
     }
     drop(clusters);
 }

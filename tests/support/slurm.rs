@@ -39,8 +39,9 @@
 //!   `slurm.log_info(...)` lines appear in the slurmctld log prefixed with `lua: `.
 //! * `squeue -j ID` prints nothing for a COMPLETED job, so [`SlurmCluster::job_state`]
 //!   uses `scontrol -o show job ID` (jobs stay visible for MinJobAge = 300 s).
-//! * `slurmctld` listens on 0.0.0.0 (its random port) even with
-//!   `CommunicationParameters=NoInAddrAny`; slurmd listens on 127.0.0.1 only. Only
+//! * `CommunicationParameters=NoInAddrAny` binds slurmd (and clients) to 127.0.0.1, but
+//!   slurmctld needs `NoCtldInAddrAny` as well, or it listens on 0.0.0.0; with both,
+//!   every daemon listens on loopback only (checked by `tests/slurm_fixture.rs`). Only
 //!   munge credentials made with this fixture's random key are accepted.
 //! * slurmctld caches group membership: call [`ensure_test_users`] *before* starting a
 //!   cluster.
@@ -344,7 +345,7 @@ impl SlurmCluster {
             "MailProg=/bin/true".into(),
             "MpiDefault=none".into(),
             "SwitchType=switch/none".into(),
-            "CommunicationParameters=NoInAddrAny".into(),
+            "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny".into(),
             "KillWait=2".into(),
             "InactiveLimit=0".into(),
         ];

@@ -274,6 +274,9 @@ impl SlurmDbd {
             format!("AuthInfo=socket={}", fx.munge_socket().display()),
             format!("DbdHost={}", short_hostname()),
             "DbdAddr=127.0.0.1".into(),
+            // Not in slurmdbd.conf(5) for this option, but read: without it, slurmdbd
+            // listens on 0.0.0.0; with it, on what the host name resolves to (loopback).
+            "CommunicationParameters=NoInAddrAny".into(),
             format!("DbdPort={}", fx.dbd_port),
             "SlurmUser=root".into(),
             "StorageType=accounting_storage/mysql".into(),
@@ -376,6 +379,10 @@ impl SlurmDbd {
     }
 
     /// The cluster name registered in the database; the Slurm fixture must use it.
+    pub fn port(&self) -> u16 {
+        self.dbd_port
+    }
+
     pub fn cluster_name(&self) -> &str {
         &self.cluster
     }
