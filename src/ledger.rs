@@ -9,7 +9,6 @@
 //! job starts on one node costs far fewer calls than jobs.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,6 +17,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file;
 use crate::job::Job;
 use crate::tags::TagMap;
 
@@ -154,24 +154,8 @@ impl Ledger {
 
     fn write(&self, state: &LedgerState) -> Result<()> {
         let path = self.path();
-        let tmp = self.dir.join(format!("{}.tmp.{}", Self::FILE, std::process::id()));
         let bytes = serde_json::to_vec_pretty(state)?;
-        let result = (|| -> std::io::Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("cannot write {}", path.display()))
+        atomic_file::replace(&path, &bytes, 0o644).with_context(|| format!("cannot write {}", path.display()))
     }
 
     fn lock(&self, name: &str, deadline: Instant) -> Result<HeldLock> {
@@ -258,10 +242,7 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
-        assert!(
-            names.iter().all(|n| !n.to_string_lossy().contains(".tmp.")),
-            "{names:?}"
-        );
+        assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp")), "{names:?}");
     }
 
     #[test]

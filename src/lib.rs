@@ -8,6 +8,7 @@
 //! The library does the work; the binaries in `src/bin` only parse arguments, call it,
 //! and map outcomes to exit codes.
 
+pub mod atomic_file;
 pub mod aws;
 pub mod budget;
 pub mod config;

@@ -3,12 +3,13 @@
 //! `/run/cost-tags`, a tmpfs) and records the kernel's boot id: a cache from another boot,
 //! or one baked into an AMI, is ignored and replaced.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::atomic_file;
 
 /// The instance this process runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,12 +89,7 @@ fn store(cache_dir: &Path, identity: &InstanceIdentity) -> Result<()> {
         boot_id,
         identity: identity.clone(),
     };
-    let path = cache_path(cache_dir);
-    let tmp = cache_dir.join(format!("instance-identity.json.tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(&serde_json::to_vec(&entry)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    atomic_file::replace(&cache_path(cache_dir), &serde_json::to_vec(&entry)?, 0o644)?;
     Ok(())
 }
 

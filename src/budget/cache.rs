@@ -11,14 +11,14 @@
 //! whole file is parsed, so a file laid out differently is read right, only slower.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::atomic_file;
 
 /// The version of the file format, so a newer writer is not misread by an older reader.
 pub const FORMAT: u32 = 1;
@@ -193,29 +193,8 @@ impl BudgetCache {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
         }
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("budgets"),
-            std::process::id()
-        ));
-        let result = (|| -> Result<()> {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o644)
-                .open(&tmp)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
-            f.write_all(self.to_text().as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            File::open(dir)?.sync_all()?;
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.with_context(|| format!("cannot write the budget cache {}", path.display()))
+        atomic_file::replace(path, self.to_text().as_bytes(), 0o644)
+            .with_context(|| format!("cannot write the budget cache {}", path.display()))
     }
 }
 
