@@ -59,8 +59,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+pub use super::process::find_program;
+use super::process::{alive, append_file, free_port, read_lossy, short_hostname, stop_child, tail};
 
 /// How the cluster is configured. `SlurmOptions::default()` gives a plain cluster
 /// (2 CPUs, partitions `compute` (default) and `gpu`, no plugins, no prolog).
@@ -131,25 +131,6 @@ struct Bins {
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Finds `program` on PATH or in the sbin/bin directories (root's daemons live in
-/// /usr/sbin, which a non-login PATH may lack).
-pub fn find_program(program: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for d in [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ] {
-        dirs.push(PathBuf::from(d));
-    }
-    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
-}
-
 fn find_bins() -> Result<Bins, String> {
     let mut missing = Vec::new();
     let mut f = |name: &str| {
@@ -183,11 +164,6 @@ pub fn available() -> bool {
     find_bins().is_ok() && nix::unistd::geteuid().is_root()
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
 fn unique_suffix() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
@@ -206,57 +182,6 @@ fn unique_suffix() -> String {
             c
         })
         .collect()
-}
-
-fn short_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for buf.len() bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    assert_eq!(rc, 0, "gethostname failed");
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let full = String::from_utf8_lossy(&buf[..end]).into_owned();
-    full.split('.').next().unwrap_or(&full).to_string()
-}
-
-fn append_file(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
-}
-
-fn read_lossy(path: &Path) -> String {
-    fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-fn alive(child: &mut Option<Child>) -> bool {
-    matches!(child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-}
-
-/// SIGTERM, wait up to `grace`, SIGKILL, reap. Never panics.
-fn stop_child(child: &mut Option<Child>, grace: Duration) {
-    let Some(mut c) = child.take() else { return };
-    if let Ok(Some(_)) = c.try_wait() {
-        return;
-    }
-    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill(); // SIGKILL to this pid only
-    let _ = c.wait();
 }
 
 impl SlurmCluster {

@@ -29,14 +29,11 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-
-use super::slurm::find_program;
+use super::process::{alive, append_file, find_program, free_port, read_lossy, short_hostname, stop_child, tail};
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 const DB_USER: &str = "slurm";
@@ -89,59 +86,6 @@ fn find_bins() -> Result<Bins, String> {
 /// True when the accounting database can be started here (programs present, root).
 pub fn available() -> bool {
     find_bins().is_ok() && nix::unistd::geteuid().is_root()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
-}
-
-fn short_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for buf.len() bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
-    assert_eq!(rc, 0, "gethostname failed");
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let full = String::from_utf8_lossy(&buf[..end]).into_owned();
-    full.split('.').next().unwrap_or(&full).to_string()
-}
-
-fn log_file(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
-}
-
-fn alive(child: &mut Option<Child>) -> bool {
-    matches!(child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-}
-
-/// SIGTERM, wait up to `grace`, SIGKILL, reap. Never panics.
-fn stop_child(child: &mut Option<Child>, grace: Duration) {
-    let Some(mut c) = child.take() else { return };
-    if let Ok(Some(_)) = c.try_wait() {
-        return;
-    }
-    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = c.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
 }
 
 impl SlurmDbd {
@@ -212,8 +156,8 @@ impl SlurmDbd {
                 .arg(format!("--log-file={}", munge_log.display()))
                 .arg(format!("--seed-file={}", d.join("munge/munged.seed").display()))
                 .stdin(Stdio::null())
-                .stdout(log_file(&munge_log))
-                .stderr(log_file(&munge_log))
+                .stdout(append_file(&munge_log))
+                .stderr(append_file(&munge_log))
                 .spawn()
                 .expect("spawn munged"),
         );
@@ -251,8 +195,8 @@ impl SlurmDbd {
                 // slurmdbd warns below these; they also make its table creation quicker.
                 .args(["--innodb-buffer-pool-size=128M", "--innodb-lock-wait-timeout=900"])
                 .stdin(Stdio::null())
-                .stdout(log_file(&db_log))
-                .stderr(log_file(&db_log))
+                .stdout(append_file(&db_log))
+                .stderr(append_file(&db_log))
                 .spawn()
                 .expect("spawn mariadbd"),
         );
@@ -317,8 +261,8 @@ impl SlurmDbd {
                 .arg("-D")
                 .env("SLURM_CONF", fx.client_conf())
                 .stdin(Stdio::null())
-                .stdout(log_file(&dbd_log))
-                .stderr(log_file(&dbd_log))
+                .stdout(append_file(&dbd_log))
+                .stderr(append_file(&dbd_log))
                 .current_dir(&d)
                 .spawn()
                 .expect("spawn slurmdbd"),
@@ -440,7 +384,7 @@ impl SlurmDbd {
         for name in ["munged.log", "mariadbd.log", "slurmdbd.stderr", "slurmdbd.log"] {
             s.push_str(&format!(
                 "----- {name} (tail) -----\n{}\n",
-                tail(&self.dir.path().join("log").join(name), 30)
+                tail(&read_lossy(&self.dir.path().join("log").join(name)), 30)
             ));
         }
         s

@@ -1,0 +1,92 @@
+//! Small helpers the daemon fixtures share: finding programs, picking a free loopback
+//! port, the host name Slurm matches, log files, and stopping exactly the child a fixture
+//! started (by its pid, never by name).
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Finds `program` on PATH or in the sbin/bin directories (root's daemons live in
+/// /usr/sbin, which a non-login PATH may lack).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    for d in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// A port nothing listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// `hostname -s`: what Slurm compares `SlurmctldHost` and `NodeName` with.
+pub fn short_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    assert_eq!(rc, 0, "gethostname failed");
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let full = String::from_utf8_lossy(&buf[..end]).into_owned();
+    full.split('.').next().unwrap_or(&full).to_string()
+}
+
+/// A log file a daemon's stdout and stderr are appended to.
+pub fn append_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// A file's text, empty if it cannot be read (for log tails in panic messages).
+pub fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Whether the child was started and has not exited.
+pub fn alive(child: &mut Option<Child>) -> bool {
+    matches!(child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+}
+
+/// SIGTERM, wait up to `grace`, SIGKILL, reap. Never panics.
+pub fn stop_child(child: &mut Option<Child>, grace: Duration) {
+    let Some(mut c) = child.take() else { return };
+    if let Ok(Some(_)) = c.try_wait() {
+        return;
+    }
+    let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill(); // SIGKILL to this pid only
+    let _ = c.wait();
+}
