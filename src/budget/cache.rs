@@ -4,13 +4,15 @@
 //! a reader sees the old cache or the new one, never half of one, and readable by everyone
 //! (slurmctld runs project-check as `slurm`).
 //!
-//! A submission needs one budget, so [`lookup`] finds its line with one substring search
-//! and parses only that line and the header: a cache of thousands of budgets costs
+//! A submission needs one budget, so [`lookup`] finds its line with one substring search,
+//! streamed through a 16 KiB buffer, and parses only that line and the header: a cache
+//! of thousands of budgets costs
 //! project-check microseconds, not a full JSON parse (measured in scripts/bench.sh). The
 //! search relies on how [`BudgetCache::write`] lays lines out; when it finds nothing, the
 //! whole file is parsed, so a file laid out differently is read right, only slower.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -128,27 +130,82 @@ impl CacheHeader {
 
 /// Finds budget `name` in the cache at `path` (see the module notes).
 pub fn lookup(path: &Path, name: &str) -> Result<Lookup, CacheError> {
-    let bytes = read_bytes(path)?;
     let corrupt = |why: String| CacheError::Corrupt(path.to_path_buf(), why);
-    let (first, _) = bytes.split_at(memchr::memchr(b'\n', &bytes).unwrap_or(bytes.len()));
-    let header = parse_header(first).map_err(corrupt)?;
     let mut needle = b"\n{\"name\":".to_vec();
     serde_json::to_writer(&mut needle, name).map_err(|e| corrupt(e.to_string()))?;
     needle.push(b',');
-    if let Some(at) = memchr::memmem::find(&bytes, &needle) {
-        let line = &bytes[at + 1..];
-        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
-        let found: BudgetLine = serde_json::from_slice(line).map_err(|e| corrupt(format!("budget {name:?}: {e}")))?;
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let (first, line) = find_line(file, &needle).map_err(|e| io_error(path, e))?;
+    let header = parse_header(&first).map_err(corrupt)?;
+    if let Some(line) = line {
+        let found: BudgetLine = serde_json::from_slice(&line).map_err(|e| corrupt(format!("budget {name:?}: {e}")))?;
         return Ok(Lookup {
             header,
             budget: Some(found.spend),
         });
     }
-    let mut all = parse_all(&bytes).map_err(corrupt)?;
+    let mut all = parse_all(&read_bytes(path)?).map_err(corrupt)?;
     Ok(Lookup {
         header: all.header,
         budget: all.budgets.remove(name),
     })
+}
+
+/// The first line of `file`, and the line that `needle` (which starts with a newline)
+/// begins, if any. The file goes through a small buffer rather than into memory whole:
+/// project-check does this on every submission, and faulting in a buffer the size of a
+/// cache of thousands of budgets costs more than searching it.
+fn find_line(mut file: impl Read, needle: &[u8]) -> std::io::Result<(Vec<u8>, Option<Vec<u8>>)> {
+    const CHUNK: usize = 16 * 1024;
+    let finder = memchr::memmem::Finder::new(needle);
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * CHUNK);
+    // Appends up to CHUNK bytes; false at the end of the file.
+    let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
+        let old = buf.len();
+        buf.resize(old + CHUNK, 0);
+        let n = loop {
+            match file.read(&mut buf[old..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        buf.truncate(old + *n.as_ref().unwrap_or(&0));
+        Ok(n? > 0)
+    };
+    // The header: up to the first newline, which may start the needle.
+    let mut from = 0;
+    let header = loop {
+        if let Some(end) = memchr::memchr(b'\n', &buf[from..]) {
+            break buf[..from + end].to_vec();
+        }
+        from = buf.len();
+        if !more(&mut buf)? {
+            return Ok((buf, None));
+        }
+    };
+    // No match starts before `from`; the bytes before it that could start one are kept.
+    from = header.len();
+    loop {
+        if let Some(at) = finder.find(&buf[from..]) {
+            let start = from + at + 1;
+            let mut end = start;
+            loop {
+                if let Some(newline) = memchr::memchr(b'\n', &buf[end..]) {
+                    return Ok((header, Some(buf[start..end + newline].to_vec())));
+                }
+                end = buf.len();
+                if !more(&mut buf)? {
+                    return Ok((header, Some(buf[start..].to_vec())));
+                }
+            }
+        }
+        let keep = buf.len().saturating_sub(needle.len() - 1).max(from);
+        buf.drain(..keep);
+        from = 0;
+        if !more(&mut buf)? {
+            return Ok((header, None));
+        }
+    }
 }
 
 impl BudgetCache {
@@ -199,10 +256,14 @@ impl BudgetCache {
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, CacheError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
+    std::fs::read(path).map_err(|e| io_error(path, e))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> CacheError {
+    match e.kind() {
         std::io::ErrorKind::NotFound => CacheError::Missing(path.to_path_buf()),
         _ => CacheError::Unreadable(path.to_path_buf(), e),
-    })
+    }
 }
 
 fn parse_header(line: &[u8]) -> Result<CacheHeader, String> {
@@ -287,6 +348,59 @@ mod tests {
         }
         assert_eq!(lookup(&path, "P").unwrap().budget, None);
         assert_eq!(lookup(&path, "P100").unwrap().budget, None);
+    }
+
+    /// Hands out its text a few bytes at a time, with an interruption now and then.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.1 += 1;
+            if self.1 % 5 == 0 {
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let n = (1 + self.1 % 7).min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lookup_in_a_large_cache_finds_every_budget_across_read_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("budgets.jsonl");
+        let mut c = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(7));
+        for i in 0..3000 {
+            c.budgets.insert(format!("P{i}"), spend(100.0 + i as f64, i as f64));
+        }
+        c.write(&path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 4 * 16 * 1024);
+        for i in (0..3000).step_by(7).chain([2999]) {
+            let name = format!("P{i}");
+            let found = lookup(&path, &name).unwrap();
+            assert_eq!(found.header, c.header);
+            assert_eq!(found.budget.as_ref(), c.budgets.get(&name), "{name}");
+        }
+        assert_eq!(lookup(&path, "P3000").unwrap().budget, None);
+
+        // Through reads of a few bytes, the same lines as a search of the whole text.
+        let text = c.to_text();
+        for name in ["P0", "P1", "P29", "P2999", "Q"] {
+            let needle = format!("\n{{\"name\":\"{name}\",");
+            let (first, line) = find_line(Trickle(text.as_bytes(), 0), needle.as_bytes()).unwrap();
+            assert_eq!(first, text.lines().next().unwrap().as_bytes());
+            let want = text
+                .lines()
+                .find(|l| l.starts_with(&needle[1..]))
+                .map(|l| l.as_bytes().to_vec());
+            assert_eq!(line, want, "{name}");
+        }
+        // No newline at all, or none after the line found.
+        let (first, line) = find_line(&b"{\"format\":1"[..], b"\n{\"name\":\"P\",").unwrap();
+        assert_eq!((first.as_slice(), line), (&b"{\"format\":1"[..], None));
+        let (_, line) = find_line(&b"h\n{\"name\":\"P\",1}"[..], b"\n{\"name\":\"P\",").unwrap();
+        assert_eq!(line.unwrap(), b"{\"name\":\"P\",1}");
     }
 
     #[test]
