@@ -6,9 +6,8 @@
 //!
 //! A submission needs one budget, so [`lookup`] finds its line with one substring search,
 //! streamed through a 16 KiB buffer, and parses only that line and the header: a cache
-//! of thousands of budgets costs
-//! project-check microseconds, not a full JSON parse (measured in scripts/bench.sh). The
-//! search relies on how [`BudgetCache::write`] lays lines out; when it finds nothing, the
+//! of thousands of budgets costs project-check microseconds, not a full JSON parse
+//! (measured in scripts/bench.sh). The search relies on how [`BudgetCache::write`] lays lines out; when it finds nothing, the
 //! whole file is parsed, so a file laid out differently is read right, only slower.
 
 use std::collections::BTreeMap;
@@ -356,7 +355,7 @@ mod tests {
     impl Read for Trickle<'_> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             self.1 += 1;
-            if self.1 % 5 == 0 {
+            if self.1.is_multiple_of(5) {
                 return Err(std::io::ErrorKind::Interrupted.into());
             }
             let n = (1 + self.1 % 7).min(buf.len()).min(self.0.len());
