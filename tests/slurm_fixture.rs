@@ -236,7 +236,10 @@ fn two_slurm_fixtures_run_side_by_side() {
             })
         })
         .collect();
-    let clusters: Vec<SlurmCluster> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    // Join both before looking at either, so a start that fails in one thread cannot end
+    // the test while the other thread still holds (and would leak) a running cluster.
+    let joined: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    let clusters: Vec<SlurmCluster> = joined.into_iter().map(|r| r.unwrap()).collect();
     eprintln!("two slurm fixtures started in parallel in {:?}", t0.elapsed());
 
     let (a, b) = (&clusters[0], &clusters[1]);

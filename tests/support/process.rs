@@ -3,6 +3,7 @@
 //! started (by its pid, never by name).
 
 use std::fs::{self, File, OpenOptions};
+use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
@@ -37,13 +38,44 @@ pub fn free_port() -> u16 {
 
 /// `hostname -s`: what Slurm compares `SlurmctldHost` and `NodeName` with.
 pub fn short_hostname() -> String {
+    let full = hostname();
+    full.split('.').next().unwrap_or(&full).to_string()
+}
+
+fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: buf is valid for buf.len() bytes.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
     assert_eq!(rc, 0, "gethostname failed");
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let full = String::from_utf8_lossy(&buf[..end]).into_owned();
-    full.split('.').next().unwrap_or(&full).to_string()
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Panics, saying what to change, unless the host name resolves to 127.0.0.1. Under
+/// `CommunicationParameters=NoInAddrAny`/`NoCtldInAddrAny`, which keep the Slurm fixtures
+/// on loopback, Slurm's daemons and srun bind to the address the host name resolves to;
+/// with Debian's installer default (127.0.1.1) slurmctld and slurmd still work, but
+/// srun's I/O connection does not, and a test would hang rather than fail. Checked once
+/// per fixture start.
+pub fn require_host_name_on_127_0_0_1() {
+    let name = hostname();
+    let found: Vec<Ipv4Addr> = (name.as_str(), 0)
+        .to_socket_addrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| match a.ip() {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        found.first() == Some(&Ipv4Addr::LOCALHOST),
+        "the host name {name:?} resolves to {found:?}, not 127.0.0.1: the Slurm fixtures bind to \
+         it (they listen on loopback only) and srun needs it to be 127.0.0.1; add `127.0.0.1 {name}` \
+         to /etc/hosts, before any other line for {name:?}"
+    );
 }
 
 /// A log file a daemon's stdout and stderr are appended to.

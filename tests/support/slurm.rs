@@ -41,7 +41,9 @@
 //!   uses `scontrol -o show job ID` (jobs stay visible for MinJobAge = 300 s).
 //! * `CommunicationParameters=NoInAddrAny` binds slurmd (and clients) to 127.0.0.1, but
 //!   slurmctld needs `NoCtldInAddrAny` as well, or it listens on 0.0.0.0; with both,
-//!   every daemon listens on loopback only (checked by `tests/slurm_fixture.rs`). Only
+//!   every daemon listens on loopback only (checked by `tests/slurm_fixture.rs`). Both
+//!   bind to what the host name resolves to, which must be 127.0.0.1 (checked at start;
+//!   with Debian's 127.0.1.1 the daemons work but srun's I/O does not connect). Only
 //!   munge credentials made with this fixture's random key are accepted.
 //! * slurmctld caches group membership: call [`ensure_test_users`] *before* starting a
 //!   cluster.
@@ -60,7 +62,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use super::process::find_program;
-use super::process::{alive, append_file, free_port, read_lossy, short_hostname, stop_child, tail};
+use super::process::{
+    alive, append_file, free_port, read_lossy, require_host_name_on_127_0_0_1, short_hostname, stop_child, tail,
+};
 
 /// How the cluster is configured. `SlurmOptions::default()` gives a plain cluster
 /// (2 CPUs, partitions `compute` (default) and `gpu`, no plugins, no prolog).
@@ -202,6 +206,7 @@ impl SlurmCluster {
             return None;
         }
 
+        require_host_name_on_127_0_0_1();
         let dir = tempfile::Builder::new()
             .prefix("cost-tags-slurm-")
             .tempdir()

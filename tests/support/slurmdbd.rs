@@ -33,7 +33,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::process::{alive, append_file, find_program, free_port, read_lossy, short_hostname, stop_child, tail};
+use super::process::{
+    alive, append_file, find_program, free_port, read_lossy, require_host_name_on_127_0_0_1, short_hostname,
+    stop_child, tail,
+};
 
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 const DB_USER: &str = "slurm";
@@ -105,6 +108,7 @@ impl SlurmDbd {
             super::require("Slurm accounting fixture running as root", false);
             return None;
         }
+        require_host_name_on_127_0_0_1();
         let dir = tempfile::Builder::new()
             .prefix("cost-tags-slurmdbd-")
             .tempdir()
