@@ -57,7 +57,7 @@ fn report_charges_what_slurm_accounted() {
     // slurmdbd, slurmctld and slurmd listen on loopback only (MariaDB binds 127.0.0.1).
     for port in [dbd.port(), cluster.slurmctld_port(), cluster.slurmd_port()] {
         assert_eq!(
-            support::listening_addresses(port),
+            support::process::listening_addresses(port),
             vec!["127.0.0.1".to_string()],
             "port {port}"
         );

@@ -256,7 +256,7 @@ fn two_slurm_fixtures_run_side_by_side() {
         // Both daemons listen on loopback only.
         for port in [c.slurmctld_port(), c.slurmd_port()] {
             assert_eq!(
-                support::listening_addresses(port),
+                support::process::listening_addresses(port),
                 vec!["127.0.0.1".to_string()],
                 "port {port}"
             );

@@ -1,6 +1,6 @@
 //! Small helpers the daemon fixtures share: finding programs, picking a free loopback
-//! port, the host name Slurm matches, log files, and stopping exactly the child a fixture
-//! started (by its pid, never by name).
+//! port, the host name Slurm matches, what a port listens on, log files, and stopping
+//! exactly the child a fixture started (by its pid, never by name).
 
 use std::fs::{self, File, OpenOptions};
 use std::net::{IpAddr, Ipv4Addr, ToSocketAddrs};
@@ -121,4 +121,26 @@ pub fn stop_child(child: &mut Option<Child>, grace: Duration) {
     }
     let _ = c.kill(); // SIGKILL to this pid only
     let _ = c.wait();
+}
+
+/// The local addresses with a TCP socket listening on `port` (IPv4, from /proc/net/tcp).
+pub fn listening_addresses(port: u16) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let mut found: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, p) = fields.get(1)?.split_once(':')?;
+            // State 0A is LISTEN; the address is a little-endian hex u32.
+            if fields.get(3) != Some(&"0A") || u16::from_str_radix(p, 16).ok()? != port {
+                return None;
+            }
+            let ip = u32::from_str_radix(addr, 16).ok()?;
+            Some(std::net::Ipv4Addr::from(ip.swap_bytes()).to_string())
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
 }
