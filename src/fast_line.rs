@@ -300,7 +300,9 @@ impl<'a> Lines<'a, '_> {
     }
 }
 
-/// Scans one line (without its newline; a newline in `line` makes it `Unusual`).
+/// Scans one line (without its newline; a newline in `line` makes it `Unusual`): the
+/// single-line view the tests compare with the exact parser.
+#[cfg(test)]
 pub fn scan(line: &[u8]) -> Shape<'_> {
     match Separators::default().lines(line).next() {
         None => Shape::Blank,

@@ -61,20 +61,10 @@ pub trait GroupMembership {
 }
 
 impl<'a> ProjectsList<'a> {
-    /// Parses the whole file; `path` is only used to name the file in errors.
+    /// Parses the whole file; `path` is only used to name the file in errors. One pass
+    /// over the bytes, so the cost is linear in the file size, a block of whole lines at a
+    /// time (see [`check_lines`]). A single decision needs only [`UserLines`].
     pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
-        Self::parse_keeping(text, path, None)
-    }
-
-    /// Checks the whole file like [`parse`](Self::parse) but keeps only the lines that can
-    /// concern `user` (their own, `*` and `@group` lines): what a single decision needs.
-    pub fn parse_for_user(text: &'a [u8], path: &Path, user: &str) -> Result<ProjectsList<'a>, ParseError> {
-        Self::parse_keeping(text, path, Some(user))
-    }
-
-    /// One pass over the bytes, so the cost is linear in the file size, a block of whole
-    /// lines at a time (see [`check_lines`]).
-    fn parse_keeping(text: &'a [u8], path: &Path, user: Option<&str>) -> Result<ProjectsList<'a>, ParseError> {
         /// About this many bytes at a time, so the scanner's index of the block stays small.
         const BLOCK: usize = 32 * 1024;
         let mut grants = Vec::new();
@@ -90,7 +80,7 @@ impl<'a> ProjectsList<'a> {
                 _ => rest.len(),
             };
             let (block, after) = rest.split_at(end);
-            check_lines(block, &mut separators, &mut line, path, user, |_, grant| {
+            check_lines(block, &mut separators, &mut line, path, None, |_, grant| {
                 grants.push(grant)
             })?;
             rest = after;
@@ -123,7 +113,7 @@ impl<'a> ProjectsList<'a> {
 
 /// The lines of a projects file that can concern one user (their own, `*` and `@group`
 /// lines), read in one streaming pass that checks every line of the file exactly as
-/// [`ProjectsList::parse_for_user`] does. The file goes through a small reused buffer
+/// [`ProjectsList::parse`] does. The file goes through a small reused buffer
 /// rather than into memory whole: for project-check, which reads the whole file on every
 /// submission, faulting in a buffer the size of the file costs more than checking it.
 #[derive(Debug, Clone, Default)]
@@ -223,8 +213,8 @@ impl UserLines {
         })
     }
 
-    /// The kept lines as a projects list, the same as
-    /// [`parse_for_user`](ProjectsList::parse_for_user) gives for the whole file.
+    /// The kept lines as a projects list: the grants [`ProjectsList::parse`] gives for the
+    /// whole file that can concern the user.
     pub fn list(&self) -> ProjectsList<'_> {
         let mut grants = Vec::with_capacity(self.lines.len());
         let mut separators = fast_line::Separators::default();
@@ -608,7 +598,7 @@ mod tests {
         }
     }
 
-    /// What `parse_for_user` must give: the exact parser alone, its grants filtered.
+    /// What `UserLines` must give: the exact parser alone, its grants for `user`.
     fn exact_for_user<'a>(text: &'a [u8], user: &str) -> Result<Vec<Grant<'a>>, ParseError> {
         let all = tests_support::parse_exact(text)?;
         Ok(all
@@ -619,12 +609,12 @@ mod tests {
     }
 
     #[test]
-    fn user_lines_keep_what_parse_for_user_keeps() {
+    fn user_lines_keep_the_lines_that_concern_the_user() {
         let text = "# c\nalice=A, B\nbob=C\n*=S # all\n@g=G\n\nalice = D\r\njos\u{e9}=E\n";
-        let want = ProjectsList::parse_for_user(text.as_bytes(), Path::new("f"), "alice").unwrap();
+        let want = exact_for_user(text.as_bytes(), "alice").unwrap();
         let kept = UserLines::read(text.as_bytes(), Path::new("f"), "alice").unwrap();
-        assert_eq!(kept.list().grants, want.grants);
-        assert_eq!(want.grants.iter().map(|g| g.line).collect::<Vec<_>>(), vec![2, 4, 5, 7]);
+        assert_eq!(kept.list().grants, want);
+        assert_eq!(want.iter().map(|g| g.line).collect::<Vec<_>>(), vec![2, 4, 5, 7]);
         assert!(UserLines::read(&b""[..], Path::new("f"), "alice")
             .unwrap()
             .list()
@@ -674,8 +664,6 @@ mod tests {
         let user = "user5998";
         let want = exact_for_user(text.as_bytes(), user).unwrap();
         assert_eq!(want.len(), 7);
-        let got = ProjectsList::parse_for_user(text.as_bytes(), Path::new("f"), user).unwrap();
-        assert_eq!(got.grants, want);
         let kept = UserLines::read(text.as_bytes(), Path::new("f"), user).unwrap();
         assert_eq!(kept.list().grants, want);
 
@@ -691,8 +679,8 @@ mod tests {
 
     proptest::proptest! {
         /// The scanner and the exact parser together decide every line as the exact
-        /// parser alone does, whole file or the lines for one user, read whole or in
-        /// pieces through a buffer of any size.
+        /// parser alone does: the whole file read whole, or the lines for one user read
+        /// in pieces through a buffer of any size.
         #[test]
         fn parsing_agrees_with_the_exact_parser(
             text in "(([ \t]{0,2}(a|b|ab|\\*|@g|@|a b|)[ \t]{0,2}=?[ \t]{0,2}[A-Za-z0-9._:/@+, \t=;é-]{0,40}(#[^\n]{0,5})?\r?)?\n){0,12}[a-z=A, ]{0,8}",
@@ -703,8 +691,6 @@ mod tests {
         ) {
             let text = text.as_bytes();
             let want = exact_for_user(text, &user);
-            let got = ProjectsList::parse_for_user(text, Path::new("f"), &user).map(|l| l.grants);
-            proptest::prop_assert_eq!(&got, &want);
             let all = ProjectsList::parse(text, Path::new("f")).map(|l| l.grants);
             proptest::prop_assert_eq!(all, tests_support::parse_exact(text).map(|l| l.grants));
             let read = UserLines::read_with_buffer(pieces(text, sizes), Path::new("f"), &user, first, most);
