@@ -7,8 +7,9 @@
 //! A submission needs one budget, so [`lookup`] finds its line with one substring search,
 //! streamed through a 16 KiB buffer, and parses only that line and the header: a cache
 //! of thousands of budgets costs project-check microseconds, not a full JSON parse
-//! (measured in scripts/bench.sh). The search relies on how [`BudgetCache::write`] lays lines out; when it finds nothing, the
-//! whole file is parsed, so a file laid out differently is read right, only slower.
+//! (measured in scripts/bench.sh). The search relies on how [`BudgetCache::write`] lays
+//! lines out; when it finds nothing, the whole file is parsed, so a file laid out
+//! differently is read right, only slower.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -162,14 +163,14 @@ fn find_line(mut file: impl Read, needle: &[u8]) -> std::io::Result<(Vec<u8>, Op
     let mut more = |buf: &mut Vec<u8>| -> std::io::Result<bool> {
         let old = buf.len();
         buf.resize(old + CHUNK, 0);
-        let n = loop {
+        let read = loop {
             match file.read(&mut buf[old..]) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
-        buf.truncate(old + *n.as_ref().unwrap_or(&0));
-        Ok(n? > 0)
+        buf.truncate(old + read.as_ref().copied().unwrap_or(0));
+        read.map(|n| n > 0)
     };
     // The header: up to the first newline, which may start the needle.
     let mut from = 0;
