@@ -2,6 +2,10 @@
 //! in: the user must name a project in the field `project_source` says, and the projects
 //! file must allow that project to that user. The messages are the ones users of the
 //! public ParallelCluster scripts already know.
+//!
+//! Before any of that, the free-text fields must be plain one-line text, whoever submits:
+//! Slurm prints them raw in `sacct --parsable2` and `squeue -o`, so a newline in a comment
+//! would start a line that reads as another job's record (forged attribution).
 
 use crate::config::{ProjectSource, Settings};
 use crate::project_name;
@@ -17,6 +21,8 @@ pub struct Submission {
     pub wckey: Option<String>,
     /// `scontrol update`: absent fields are not being changed.
     pub modify: bool,
+    /// Who submits or modifies, when not the owner (an operator's `scontrol update`).
+    pub by_user: Option<String>,
 }
 
 /// The outcome, with the message shown to the submitter when refused.
@@ -47,6 +53,43 @@ impl Submission {
             ProjectSource::Wckey => self.wckey.as_deref(),
         }
     }
+
+    /// The free-text fields that were given, with the flag that sets each.
+    fn text_fields(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("--comment", self.comment.as_deref()),
+            ("--account", self.account.as_deref()),
+            ("--wckey", self.wckey.as_deref()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, value)| Some((flag, value?)))
+    }
+}
+
+/// A field value job_submit.lua passed as raw bytes: text, or the refusal a user gets
+/// for a value that is not (a user's typo must never look like a broken filter).
+pub fn text_field(flag: &str, value: std::ffi::OsString) -> Result<String, Verdict> {
+    value
+        .into_string()
+        .map_err(|_| Verdict::Denied(format!("The {flag} value is not valid UTF-8 text. Use plain text.")))
+}
+
+/// The refusal for a control character (bytes below 0x20, and DEL) in a free-text field,
+/// or `None` when every field is plain one-line text.
+pub fn control_character_refusal(submission: &Submission) -> Option<String> {
+    submission.text_fields().find_map(|(flag, value)| {
+        let (at, c) = value.chars().enumerate().find(|&(_, c)| c < ' ' || c == '\u{7f}')?;
+        let what = match c {
+            '\n' => "a newline".to_string(),
+            '\r' => "a carriage return".to_string(),
+            '\t' => "a tab".to_string(),
+            c => format!("the control character U+{:04X}", u32::from(c)),
+        };
+        Some(format!(
+            "The {flag} value contains {what} (character {}). Job comments, accounts and wckeys must be plain text on one line.",
+            at + 1
+        ))
+    })
 }
 
 /// Decides a submission against the settings and the projects file.
@@ -56,7 +99,11 @@ pub fn decide(
     groups: &mut dyn GroupMembership,
     submission: &Submission,
 ) -> Verdict {
-    if settings.exempt_users.contains(&submission.user) {
+    if let Some(refusal) = control_character_refusal(submission) {
+        return Verdict::Denied(refusal);
+    }
+    let exempt = |user: &String| settings.exempt_users.contains(user);
+    if exempt(&submission.user) || submission.by_user.as_ref().is_some_and(exempt) {
         return Verdict::Exempt;
     }
     let field = submission.project_field(settings.project_source);
@@ -202,14 +249,7 @@ mod tests {
     #[test]
     fn hostile_comments_are_denied_with_a_one_line_message() {
         let s = Settings::default();
-        for hostile in [
-            "'; touch /tmp/x; '",
-            "$(id)",
-            "`id`",
-            "a\nb",
-            &"A".repeat(1024),
-            "ProjectA\n",
-        ] {
+        for hostile in ["'; touch /tmp/x; '", "$(id)", "`id`", &"A".repeat(1024), "Project A"] {
             match check(&s, sub("alice", Some(hostile))) {
                 Verdict::Denied(m) => {
                     assert!(m.starts_with("You are not allowed to use the project"), "{m}");
@@ -219,5 +259,86 @@ mod tests {
                 v => panic!("{hostile:?} gave {v:?}"),
             }
         }
+    }
+
+    /// A newline in any free-text field would forge a record in sacct and squeue output,
+    /// so it is refused whichever field names the project, and even for exempt users.
+    #[test]
+    fn control_characters_are_refused_in_every_field_whatever_the_source() {
+        let forged = "x\n9999999|victim|compute|VictimProject|(null)|y";
+        for source in [ProjectSource::Comment, ProjectSource::Account, ProjectSource::Wckey] {
+            let s = Settings {
+                project_source: source,
+                ..Default::default()
+            };
+            let fine = Submission {
+                comment: Some("ProjectA".into()),
+                account: Some("ProjectA".into()),
+                wckey: Some("ProjectA".into()),
+                ..sub("alice", None)
+            };
+            assert!(check(&s, fine.clone()).is_allowed());
+            for flag in ["--comment", "--account", "--wckey"] {
+                let mut hostile = fine.clone();
+                let field = match flag {
+                    "--comment" => &mut hostile.comment,
+                    "--account" => &mut hostile.account,
+                    _ => &mut hostile.wckey,
+                };
+                *field = Some(forged.into());
+                let expected = format!(
+                    "The {flag} value contains a newline (character 2). Job comments, accounts and wckeys must be plain text on one line."
+                );
+                assert_eq!(check(&s, hostile.clone()), Verdict::Denied(expected.clone()));
+                hostile.user = "root".into();
+                assert_eq!(check(&s, hostile), Verdict::Denied(expected), "exempt users too");
+            }
+        }
+        for (value, what) in [
+            ("a\tb", "a tab"),
+            ("a\rb", "a carriage return"),
+            ("a\u{7f}b", "the control character U+007F"),
+            ("a\u{1b}[2Jb", "the control character U+001B"),
+            ("a\u{0}b", "the control character U+0000"),
+        ] {
+            match check(&Settings::default(), sub("alice", Some(value))) {
+                Verdict::Denied(m) => assert!(m.contains(what), "{value:?}: {m}"),
+                v => panic!("{value:?} gave {v:?}"),
+            }
+        }
+        // Printable unicode is text, not a control character: refused only as a project name.
+        match check(&Settings::default(), sub("alice", Some("Projekt\u{e9}"))) {
+            Verdict::Denied(m) => assert!(m.starts_with("You are not allowed"), "{m}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_modification_by_an_exempt_operator_passes() {
+        let s = Settings::default();
+        let by_root = Submission {
+            modify: true,
+            by_user: Some("root".into()),
+            ..sub("alice", Some("ProjectB"))
+        };
+        assert_eq!(check(&s, by_root), Verdict::Exempt);
+        let by_bob = Submission {
+            modify: true,
+            by_user: Some("bob".into()),
+            ..sub("alice", Some("ProjectB"))
+        };
+        assert!(!check(&s, by_bob).is_allowed());
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_a_plain_refusal() {
+        use std::os::unix::ffi::OsStringExt;
+        assert_eq!(text_field("--comment", "ProjectA".into()), Ok("ProjectA".to_string()));
+        assert_eq!(
+            text_field("--comment", std::ffi::OsString::from_vec(b"Proj\xffA".to_vec())),
+            Err(Verdict::Denied(
+                "The --comment value is not valid UTF-8 text. Use plain text.".into()
+            ))
+        );
     }
 }

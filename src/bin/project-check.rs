@@ -4,6 +4,7 @@
 //! Exit codes: 0 allowed, 1 refused (the message says why, in words users already know),
 //! 2 the settings or the projects file cannot be used (the message names file and line).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -73,19 +74,19 @@ struct Args {
     uid: Option<u32>,
     /// With --submit: name of the job's owner, used when the uid has no passwd entry.
     #[arg(long = "user", value_name = "NAME", requires = "submit")]
-    user_name: Option<String>,
+    user_name: Option<OsString>,
     /// With --submit: uid of whoever submits or modifies, when not the owner.
     #[arg(long, value_name = "UID", requires = "submit")]
     by_uid: Option<u32>,
     /// With --submit: the job's comment.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
-    comment: Option<String>,
+    comment: Option<OsString>,
     /// With --submit: the job's account.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
-    account: Option<String>,
+    account: Option<OsString>,
     /// With --submit: the job's wckey.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
-    wckey: Option<String>,
+    wckey: Option<OsString>,
     /// The user to check.
     #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
     user: Option<String>,
@@ -110,10 +111,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<bool, Unusable> {
+    // A value from the user that is not text is the user's to fix (exit 1), never a
+    // broken filter, even when the settings are unusable too.
+    let given = match submitted_fields(&args) {
+        Ok(given) => given,
+        Err(refusal) => return Ok(tell_user(refusal)),
+    };
     let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
     let user = match (&args.list, args.submit) {
         (Some(user), _) => user.clone(),
-        (None, true) => owner_name(args.uid, args.user_name.as_deref())?,
+        (None, true) => owner_name(args.uid, given.user_name.as_deref())?,
         (None, false) => args.user.clone().unwrap_or_default(),
     };
     let cannot_read = |e: std::io::Error| {
@@ -139,18 +146,17 @@ fn run(args: Args) -> Result<bool, Unusable> {
     }
 
     let verdict = if args.submit {
-        if let Some(by) = args.by_uid.filter(|&by| Some(by) != args.uid) {
-            let by_name = owner_name(Some(by), None)?;
-            if settings.exempt_users.contains(&by_name) {
-                return Ok(true);
-            }
-        }
+        let by_user = match args.by_uid.filter(|&by| Some(by) != args.uid) {
+            Some(by) => Some(owner_name(Some(by), None)?),
+            None => None,
+        };
         let submission = Submission {
             user,
-            comment: args.comment,
-            account: args.account,
-            wckey: args.wckey,
+            comment: given.comment,
+            account: given.account,
+            wckey: given.wckey,
             modify: args.modify,
+            by_user,
         };
         submission::decide(&settings, &projects, &mut groups, &submission)
     } else {
@@ -160,10 +166,35 @@ fn run(args: Args) -> Result<bool, Unusable> {
         Verdict::Allowed { project } if settings.budget.enabled => budget_verdict(&settings, project),
         other => other,
     };
+    Ok(tell_user(verdict))
+}
+
+/// The fields Slurm passed on from the user, as text.
+struct GivenFields {
+    user_name: Option<String>,
+    comment: Option<String>,
+    account: Option<String>,
+    wckey: Option<String>,
+}
+
+/// Slurm passes the user's bytes as they were typed; a value that is not text is refused.
+fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
+    let text =
+        |flag: &str, value: &Option<OsString>| value.clone().map(|v| submission::text_field(flag, v)).transpose();
+    Ok(GivenFields {
+        user_name: text("--user", &args.user_name)?,
+        comment: text("--comment", &args.comment)?,
+        account: text("--account", &args.account)?,
+        wckey: text("--wckey", &args.wckey)?,
+    })
+}
+
+/// Prints the refusal, if any, for the user; true when the job may go in.
+fn tell_user(verdict: Verdict) -> bool {
     if let Verdict::Denied(message) = &verdict {
         eprintln!("{message}");
     }
-    Ok(verdict.is_allowed())
+    verdict.is_allowed()
 }
 
 /// A project the projects file allows still needs budget left, as the cache says. Notes
