@@ -326,6 +326,10 @@ fn applies_to(principal: Principal<'_>, user: &str, groups: &mut dyn GroupMember
     }
 }
 
+/// User and group names are taken as NSS gives them (`id -un`, `getent group`): sssd's
+/// `use_fully_qualified_names` gives `alice@corp.example`, winbind gives `CORP\alice`,
+/// and Active Directory groups such as `Domain Users` hold spaces. Only the file's own
+/// syntax is refused: a leading `@` marks a group, `*` is everyone, `,` separates.
 fn parse_principal(who: &str) -> Result<Principal<'_>, String> {
     if who.is_empty() {
         return Err("no user name before `=`".into());
@@ -342,7 +346,7 @@ fn parse_principal(who: &str) -> Result<Principal<'_>, String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|&c| c.is_whitespace() || c.is_control() || c == ',' || c == '*' || c == '@')
+        .find(|&c| (c.is_whitespace() && c != ' ') || c.is_control() || c == ',' || c == '*')
     {
         return Err(format!("{what} name {:?} contains {c:?}", shorten(name)));
     }
@@ -503,6 +507,31 @@ mod tests {
         assert!(!list.allows("physics", "ProjectP", &mut g));
     }
 
+    /// sssd (`use_fully_qualified_names`) and winbind give such names; refusing them
+    /// would refuse every job on the cluster (the filter fails closed).
+    #[test]
+    fn directory_service_names_are_taken_as_nss_gives_them() {
+        let text =
+            "alice@corp.example = ProjectA\nCORP\\bob=ProjectB\n@domain users@corp.example = Shared\nsvc$ = Svc\n";
+        let list = parse(text).unwrap();
+        let mut g = Table(HashMap::from([(
+            "domain users@corp.example",
+            vec!["carol@corp.example"],
+        )]));
+        assert!(list.allows("alice@corp.example", "ProjectA", &mut g));
+        assert!(
+            !list.allows("alice", "ProjectA", &mut g),
+            "the domain is part of the name"
+        );
+        assert!(list.allows("CORP\\bob", "ProjectB", &mut g));
+        assert!(list.allows("carol@corp.example", "Shared", &mut g));
+        assert!(!list.allows("alice@corp.example", "Shared", &mut g));
+        assert!(list.allows("svc$", "Svc", &mut g));
+        // The streaming reader keeps the same lines for such a user.
+        let kept = UserLines::read(text.as_bytes(), Path::new("p"), "alice@corp.example").unwrap();
+        assert!(kept.list().allows("alice@corp.example", "ProjectA", &mut g));
+    }
+
     #[test]
     fn malformed_lines_name_file_and_line() {
         let cases = [
@@ -513,7 +542,9 @@ mod tests {
             ("alice=A,\n", 1, "empty project"),
             ("alice=Project A\n", 1, "' '"),
             ("alice=A;rm\n", 1, "';'"),
-            ("al ice=A\n", 1, "user name"),
+            ("al\tice=A\n", 1, "user name"),
+            ("ali*ce=A\n", 1, "user name"),
+            ("@phys,ics=A\n", 1, "group name"),
             ("@=A\n", 1, "no group name"),
             ("alice=A\n\n\nbob=$(id)\n", 4, "'$'"),
         ];
