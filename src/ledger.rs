@@ -7,6 +7,9 @@
 //! at any point leaves either the old or the new ledger. A second lock, `apply.lock`,
 //! serialises the AWS calls: whoever holds it applies the newest ledger, so a burst of
 //! job starts on one node costs far fewer calls than jobs.
+//!
+//! `state_dir` must be a directory only root can change (see `trusted_dir`), and the
+//! ledger is mode 0600: it names other users' jobs, which Slurm's PrivateData may hide.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -20,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic_file;
 use crate::job::Job;
 use crate::tags::TagMap;
+use crate::trusted_dir;
 
 /// What the ledger file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,9 +100,9 @@ pub struct HeldLock(#[allow(dead_code)] Flock<File>);
 impl Ledger {
     const FILE: &'static str = "ledger.json";
 
-    /// Opens (creating if needed) the ledger in `dir`.
+    /// Opens (creating if needed) the ledger in `dir`, which must be private to root.
     pub fn open(dir: &Path) -> Result<Ledger> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create state directory {}", dir.display()))?;
+        trusted_dir::prepare(dir).context("state_dir")?;
         Ok(Ledger { dir: dir.to_path_buf() })
     }
 
@@ -155,7 +159,7 @@ impl Ledger {
     fn write(&self, state: &LedgerState) -> Result<()> {
         let path = self.path();
         let bytes = serde_json::to_vec_pretty(state)?;
-        atomic_file::replace(&path, &bytes, 0o644).with_context(|| format!("cannot write {}", path.display()))
+        atomic_file::replace(&path, &bytes, 0o600).with_context(|| format!("cannot write {}", path.display()))
     }
 
     fn lock(&self, name: &str, deadline: Instant) -> Result<HeldLock> {
@@ -165,7 +169,8 @@ impl Ledger {
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o644)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
             .with_context(|| format!("cannot open lock {}", path.display()))?;
         // flock has no timeout: poll without blocking, backing off, until the deadline.

@@ -25,3 +25,4 @@ pub mod reconcile;
 pub mod report;
 pub mod submission;
 pub mod tags;
+pub mod trusted_dir;

@@ -32,6 +32,8 @@ pub fn cache_path(cache_dir: &Path) -> PathBuf {
 
 /// The cached identity if it was written during this boot.
 pub fn cached(cache_dir: &Path) -> Option<InstanceIdentity> {
+    // A cache others could write would let them choose the instance that gets tagged.
+    crate::trusted_dir::check(cache_dir).ok()?;
     let bytes = std::fs::read(cache_path(cache_dir)).ok()?;
     let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
     (Some(entry.boot_id) == boot_id() && valid_instance_id(&entry.identity.instance_id)).then_some(entry.identity)
@@ -84,7 +86,7 @@ async fn fetch(timeout: Duration) -> Result<InstanceIdentity> {
 
 fn store(cache_dir: &Path, identity: &InstanceIdentity) -> Result<()> {
     let boot_id = boot_id().context("no boot id in /proc")?;
-    std::fs::create_dir_all(cache_dir)?;
+    crate::trusted_dir::prepare(cache_dir).context("cache_dir")?;
     let entry = CacheEntry {
         boot_id,
         identity: identity.clone(),
