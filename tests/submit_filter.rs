@@ -43,6 +43,11 @@ impl Filter {
 
     /// The filter with more settings appended to cost-tags.toml.
     fn start_with(extra_settings: &str) -> Option<Filter> {
+        Filter::start_with_env(extra_settings, &[])
+    }
+
+    /// The filter with more settings, and more environment for slurmctld.
+    fn start_with_env(extra_settings: &str, env: &[(&str, &str)]) -> Option<Filter> {
         ensure_test_users();
         let etc = tempfile::Builder::new()
             .prefix("cost-tags-etc")
@@ -63,10 +68,13 @@ impl Filter {
             .unwrap();
         let cluster = SlurmCluster::start(SlurmOptions {
             job_submit_lua: Some(lua),
-            daemon_env: vec![
+            daemon_env: [
                 ("COST_TAGS_PROJECT_CHECK".into(), check_link.display().to_string()),
                 ("COST_TAGS_CONFIG".into(), settings.display().to_string()),
-            ],
+            ]
+            .into_iter()
+            .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect(),
             ..SlurmOptions::default()
         })?;
         Some(Filter {
@@ -229,7 +237,6 @@ fn submit_filter_on_real_slurm() {
         format!("$(touch {m})"),
         format!("`touch {m}`"),
         format!("\"; touch {m}; \""),
-        format!("x\ntouch {m}\n"),
         format!("ProjectA'$(touch {m})'"),
         format!("ProjectA; touch {m}"),
         format!("%s%n{m}"),
@@ -246,6 +253,10 @@ fn submit_filter_on_real_slurm() {
         );
         assert!(!marker.exists(), "the comment {comment:?} ran a command");
     }
+
+    let out = f.sbatch("ctalice", &[&format!("--comment=x\ntouch {m}\n"), "--wrap", "true"]);
+    f.refused(out, "The --comment value contains a newline", "a newline");
+    assert!(!marker.exists(), "the newline comment ran a command");
 
     // Fail closed: a broken settings file or a missing project-check refuses the job with
     // a message that tells the administrator what broke.
@@ -329,4 +340,99 @@ fn spent_budgets_are_refused_at_submission() {
         "You are not allowed to use the project ProjectC",
         "budget does not open a project",
     );
+}
+
+/// Text a user types is the user's to fix: whatever it holds, the answer is a plain
+/// refusal naming the field, never "the project check is broken" (which any user could
+/// otherwise raise at will in the administrator's log). A newline in a comment would
+/// forge a record in sacct and squeue output, so it is refused even when the project
+/// comes from the account.
+#[test]
+fn unusable_user_text_is_a_plain_refusal() {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(f) = Filter::start_with("project_source = \"account\"\n") else {
+        return;
+    };
+    let forged = "x\n9999999|victim|compute|VictimProject|(null)|y";
+    f.refused(
+        f.sbatch(
+            "ctalice",
+            &["--account", "ProjectA", "--comment", forged, "--wrap", "true"],
+        ),
+        "The --comment value contains a newline (character 2)",
+        "a newline in the comment",
+    );
+    f.refused(
+        f.sbatch(
+            "ctalice",
+            &["--account", "ProjectA", "--comment", "a\u{1b}[2Jb", "--wrap", "true"],
+        ),
+        "The --comment value contains the control character U+001B",
+        "an escape in the comment",
+    );
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"--comment=Proj\xffect");
+    let args: [&std::ffi::OsStr; 7] = [
+        "-o".as_ref(),
+        "/dev/null".as_ref(),
+        "--hold".as_ref(),
+        "--account=ProjectA".as_ref(),
+        not_utf8,
+        "--wrap".as_ref(),
+        "true".as_ref(),
+    ];
+    f.refused(
+        f.cluster.run_as("ctalice", "sbatch", &args),
+        "The --comment value is not valid UTF-8 text",
+        "a comment that is not UTF-8",
+    );
+    // Quoted for sh, 40,000 single quotes are 160,000 bytes: past the kernel's cap on
+    // one argument, where exec failed and the filter looked broken.
+    let quotes = format!("--comment={}", "'".repeat(40_000));
+    f.refused(
+        f.sbatch("ctalice", &["--account", "ProjectA", &quotes, "--wrap", "true"]),
+        "The job's --comment, --account and --wckey are 40008 bytes long in all; at most 30000 are accepted.",
+        "a very long comment",
+    );
+    // Free text is fine when it is one line of text, whatever it says (Slurm itself
+    // refuses a comment over 1024 bytes, after the filter).
+    let free = format!("run 7: $(rm -rf /) 'quoted' \u{e9}t\u{e9} {}", "x".repeat(900));
+    f.accepted(
+        "ctalice",
+        &["--account", "ProjectA", "--comment", &free, "--wrap", "true"],
+    );
+    let log = f.cluster.slurmctld_log();
+    assert!(
+        !log.contains("cost-tags job_submit.lua:"),
+        "an administrator error was logged:\n{log}"
+    );
+}
+
+/// A hung user directory or file system must not stall slurmctld: the check is bounded
+/// by COST_TAGS_CHECK_TIMEOUT, refused with the cause, and logged for the administrator.
+/// A FIFO with no writer as the projects file hangs project-check in open(), as a dead
+/// NFS server would.
+#[test]
+fn a_hung_check_is_refused_within_its_timeout() {
+    let Some(f) = Filter::start_with_env("", &[("COST_TAGS_CHECK_TIMEOUT", "1")]) else {
+        return;
+    };
+    f.accepted("ctalice", &["--comment", "ProjectA", "--wrap", "true"]);
+    let projects = f.settings.with_file_name("projects_list.conf");
+    std::fs::remove_file(&projects).unwrap();
+    nix::unistd::mkfifo(&projects, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    let started = std::time::Instant::now();
+    let out = f.sbatch("ctalice", &["--comment", "ProjectA", "--wrap", "true"]);
+    let took = started.elapsed();
+    f.refused(out, "project-check did not answer within 1 s", "a hung check");
+    assert!(
+        f.cluster
+            .slurmctld_log()
+            .contains("cost-tags job_submit.lua: project-check did not answer within 1 s"),
+        "not logged for the administrator"
+    );
+    // slurmctld answers again at once: the filter does not hold its locks.
+    std::fs::remove_file(&projects).unwrap();
+    std::fs::write(&projects, PROJECTS).unwrap();
+    f.accepted("ctalice", &["--comment", "ProjectA", "--wrap", "true"]);
+    eprintln!("a hung check was refused after {took:?}");
 }

@@ -10,12 +10,27 @@ If project-check is missing, crashes, or its settings are broken, the job is ref
 a message for the administrator (fail closed): a filter that silently lets jobs through
 would make spend untraceable without anyone noticing.
 
+slurmctld holds its job locks while this runs, so project-check runs under coreutils
+`timeout`: a hung user directory (LDAP, AD) or NFS server refuses submissions with a
+message that says so, instead of stalling every submission on the cluster.
+
 Environment of slurmctld (optional):
   COST_TAGS_PROJECT_CHECK  path of project-check (default /opt/slurm/bin/project-check)
   COST_TAGS_CONFIG         settings file passed on to project-check
+  COST_TAGS_CHECK_TIMEOUT  seconds project-check may take (default 5)
 ]]
 
 local PROJECT_CHECK = os.getenv("COST_TAGS_PROJECT_CHECK") or "/opt/slurm/bin/project-check"
+local TIMEOUT = tonumber(os.getenv("COST_TAGS_CHECK_TIMEOUT") or "")
+if TIMEOUT == nil or TIMEOUT <= 0 then
+	TIMEOUT = 5
+end
+-- timeout(1)'s own exit codes: the time ran out (124), or even SIGKILL was needed (137).
+local TIMED_OUT = { [124] = true, [137] = true }
+-- Longer user text is refused here. The whole command goes to sh as one argument, which
+-- the kernel caps at 128 KiB (MAX_ARG_STRLEN), and quoting can make a value four times
+-- longer: past the cap exec fails, which would look like a broken filter.
+local MAX_TEXT_BYTES = 30000
 
 -- 'it'\''s' : the one quoting sh never interprets.
 local function quote(s)
@@ -24,7 +39,7 @@ end
 
 -- Runs project-check with the given arguments; returns its exit code and its output.
 local function project_check(args)
-	local cmd = quote(PROJECT_CHECK)
+	local cmd = "timeout -k 1 " .. TIMEOUT .. " " .. quote(PROJECT_CHECK)
 	for _, a in ipairs(args) do
 		cmd = cmd .. " " .. quote(a)
 	end
@@ -42,30 +57,49 @@ local function project_check(args)
 	return tonumber(code), message
 end
 
--- Appends `--flag value` for each field Slurm set.
+-- Appends `--flag value` for each field Slurm set; returns a refusal when they are too
+-- long to pass on.
 local function add_fields(args, desc)
+	local total = 0
 	for _, field in ipairs({ "comment", "account", "wckey" }) do
-		if desc[field] ~= nil then
+		local value = desc[field]
+		if value ~= nil then
+			total = total + string.len(value)
 			table.insert(args, "--" .. field)
-			table.insert(args, desc[field])
+			table.insert(args, value)
 		end
 	end
+	if total > MAX_TEXT_BYTES then
+		return "The job's --comment, --account and --wckey are " .. total .. " bytes long in all; at most "
+			.. MAX_TEXT_BYTES .. " are accepted."
+	end
+	return nil
 end
 
-local function decide(args)
+local function refuse(message)
+	-- Also in slurmctld's log: `scontrol update` in Slurm 22.05 shows the user only
+	-- "Unspecified error", so the reason must be findable there.
+	slurm.log_info("cost-tags: refused: %s", message)
+	slurm.log_user("%s", message)
+	return slurm.ERROR
+end
+
+local function decide(args, too_long)
+	if too_long ~= nil then
+		return refuse(too_long)
+	end
 	local code, message = project_check(args)
 	if code == 0 then
 		return slurm.SUCCESS
 	end
 	if code == 1 then
-		-- Also in slurmctld's log: `scontrol update` in Slurm 22.05 shows the user only
-		-- "Unspecified error", so the reason must be findable there.
-		slurm.log_info("cost-tags: refused: %s", message)
-		slurm.log_user("%s", message)
-		return slurm.ERROR
+		return refuse(message)
 	end
 	local what
-	if code == 127 or code == 126 then
+	if TIMED_OUT[code] then
+		what = "project-check did not answer within " .. TIMEOUT .. " s (a slow user directory such as "
+			.. "LDAP or AD, or a hung file system holding the projects file?)"
+	elseif code == 127 or code == 126 then
 		what = "project-check is missing or not executable at " .. PROJECT_CHECK
 	elseif code == 2 then
 		what = "its settings are unusable: " .. (message or "")
@@ -83,16 +117,14 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 		table.insert(args, "--user")
 		table.insert(args, job_desc.user_name)
 	end
-	add_fields(args, job_desc)
-	return decide(args)
+	return decide(args, add_fields(args, job_desc))
 end
 
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
 	-- Only fields being changed are set in job_desc; project-check ignores a
 	-- modification that leaves the project field alone.
 	local args = { "--submit", "--modify", "--uid", tostring(job_rec.user_id), "--by-uid", tostring(modify_uid) }
-	add_fields(args, job_desc)
-	return decide(args)
+	return decide(args, add_fields(args, job_desc))
 end
 
 return slurm.SUCCESS
