@@ -181,3 +181,60 @@ fn help_explains_the_modes() {
     }
     assert!(Path::new(&support::bin("project-check")).exists());
 }
+
+/// sssd with `use_fully_qualified_names` and winbind name users `alice@corp.example` and
+/// `CORP\alice`; the filter fails closed, so such a line once refused every job.
+#[test]
+fn directory_service_user_names_work() {
+    let s = Setup::new("alice@corp.example = ProjectA\nCORP\\bob = ProjectB\n@domain users@corp.example = Shared\n");
+    assert_eq!(s.run(&["alice@corp.example", "ProjectA"]).status.code(), Some(0));
+    assert_eq!(s.run(&["alice", "ProjectA"]).status.code(), Some(1));
+    assert_eq!(s.run(&["CORP\\bob", "ProjectB"]).status.code(), Some(0));
+    let named = s.run(&[
+        "--submit",
+        "--uid",
+        "3999999",
+        "--user",
+        "alice@corp.example",
+        "--comment",
+        "ProjectA",
+    ]);
+    assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
+}
+
+/// What a user typed is refused with exit 1 and a message for the user, never exit 2
+/// (which job_submit.lua reports to the administrator as a broken filter).
+#[test]
+fn user_text_that_is_not_text_is_refused_not_an_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let s = Setup::new(PROJECTS);
+    let out = Command::new(support::bin("project-check"))
+        .arg("--config")
+        .arg(s.settings())
+        .args(["--submit", "--uid", "3999999", "--user", "alice", "--comment"])
+        .arg(std::ffi::OsStr::from_bytes(b"Project\xffA"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "The --comment value is not valid UTF-8 text. Use plain text.\n"
+    );
+    let out = s.run(&[
+        "--submit",
+        "--uid",
+        "3999999",
+        "--user",
+        "alice",
+        "--comment",
+        "ProjectA",
+        "--wckey",
+        "a\nb",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("The --wckey value contains a newline"),
+        "{}",
+        stderr(&out)
+    );
+}
