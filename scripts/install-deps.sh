@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests, the demo and the benchmark need on a Debian/Ubuntu machine:
 # a real Slurm (slurm-wlm + munge + the Lua job_submit plugin), a real local AWS endpoint
-# (moto server), and hyperfine for the benchmark. Already-installed parts are skipped.
+# (moto server), hyperfine for the benchmark, and the IAM policy and cluster configuration
+# checkers (parliament, ParallelCluster). Already-installed parts are skipped.
 set -euo pipefail
 
 need_apt=()
@@ -28,4 +29,18 @@ fi
 if ! command -v aws >/dev/null 2>&1; then
     echo "install-deps: pip install awscli"
     python3 -m pip install -q awscli
+fi
+# tests/iam_policies.rs lints the IAM policies with parliament...
+if ! command -v parliament >/dev/null 2>&1; then
+    echo "install-deps: pip install parliament"
+    python3 -m pip install -q "parliament>=1.6"
+fi
+# ...and loads the example cluster configuration with ParallelCluster's own schema. It pins
+# dozens of packages (attrs, aws-cdk 1.x, ...): a virtual environment of its own keeps
+# them from changing the ones moto runs with.
+pcluster_venv="$(cd "$(dirname "$0")/.." && pwd)/target/venv-pcluster"
+if ! "$pcluster_venv/bin/python3" -c 'import pcluster.schemas.cluster_schema' 2>/dev/null; then
+    echo "install-deps: pip install aws-parallelcluster into $pcluster_venv"
+    python3 -m venv "$pcluster_venv"
+    "$pcluster_venv/bin/python3" -m pip install -q "aws-parallelcluster>=3.6,<4"
 fi
