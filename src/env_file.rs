@@ -13,9 +13,10 @@
 //! - a blank line, or a comment: `#` as the first non-blank character;
 //! - `NAME=value` or `export NAME=value`: NAME matches `[A-Za-z_][A-Za-z0-9_]*` and is
 //!   followed directly by `=`, with no blank between;
-//! - the value is empty, or a run of ASCII letters, digits and `_ - . / : , @ % + = #`, or
-//!   `'anything but a single quote'`, or `"anything but a double quote, $, ` or \"`;
-//!   after it, only blanks and an optional comment (`#` after a blank);
+//! - the value is empty; or a run of ASCII letters, digits and `_ - . / : , @ % + = #`;
+//!   or single-quoted, holding anything but a single quote; or double-quoted, holding
+//!   anything but a double quote, `$`, a backquote or a backslash. After it, only blanks
+//!   and an optional comment (`#` after a blank);
 //! - the line is UTF-8, and has no NUL byte and no carriage return (outside a comment).
 //!
 //! Nothing is expanded. Every accepted line means the same to /bin/sh, so the admin
@@ -35,7 +36,6 @@
 //! regular file owned by root (or by the user running the binary) and not writable by
 //! group or others.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -95,7 +95,7 @@ pub fn apply() {
         log::warn(&format!("{}:{}: {}; line ignored", path.display(), b.line, b.reason));
     }
     for a in assignments {
-        std::env::set_var(&a.name, OsString::from(a.value));
+        std::env::set_var(&a.name, &a.value);
     }
 }
 

@@ -29,7 +29,8 @@ fn repo_script(name: &str) -> PathBuf {
 
 fn dash() -> Option<PathBuf> {
     let found = find_program("dash");
-    support::require("dash (apt-get install dash)", found.is_some()).then(|| found.unwrap())
+    support::require("dash (apt-get install dash)", found.is_some());
+    found
 }
 
 fn write(path: &Path, text: &str, mode: u32) {
@@ -103,7 +104,7 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         Some(Node {
             moto,
-            imds: imds,
+            imds,
             instance,
             dir,
         })
