@@ -175,15 +175,32 @@ fn a_binary_that_cannot_run_is_logged_and_exits_0() {
     let env_file = dir.path().join("no-cost-tags.env");
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    // Not executable; and a stand-in for a binary killed by a signal (the OOM killer; a
-    // panic in the release build aborts likewise).
+    // Stand-ins: a file that is not executable; a binary built for a newer glibc (the
+    // loader exits 1, like cost-prolog under strict, which is why the hook probes with
+    // --version first; message as ld.so prints it); one that starts, then is killed (the
+    // OOM killer; a panic in the release build aborts likewise).
     let unrunnable = dir.path().join("unrunnable");
+    let new_glibc = dir.path().join("new-glibc");
     let killed = dir.path().join("killed");
     for hook in ["cost-prolog", "cost-epilog"] {
         write(&unrunnable.join(hook), "#!/bin/sh\nexit 0\n", 0o644);
-        write(&killed.join(hook), "#!/bin/sh\nkill -KILL $$\n", 0o755);
+        write(
+            &new_glibc.join(hook),
+            &format!("#!/bin/sh\necho \"{hook}: /lib64/libc.so.6: version \\`GLIBC_2.99' not found\" >&2\nexit 1\n"),
+            0o755,
+        );
+        write(
+            &killed.join(hook),
+            "#!/bin/sh\n[ \"$1\" = --version ] && exit 0\nkill -KILL $$\n",
+            0o755,
+        );
     }
-    for (bin_dir, status) in [(&empty, 127), (&unrunnable, 126), (&killed, 137)] {
+    for (bin_dir, status, why) in [
+        (&empty, 127, "not found"),
+        (&unrunnable, 126, "Permission denied"),
+        (&new_glibc, 1, "version `GLIBC_2.99' not found"),
+        (&killed, 137, "killed or crashed"),
+    ] {
         for (hook, binary) in [
             ("90_cost-tags-prolog", "cost-prolog"),
             ("90_cost-tags-epilog", "cost-epilog"),
@@ -192,10 +209,12 @@ fn a_binary_that_cannot_run_is_logged_and_exits_0() {
             let err = stderr(&out);
             assert_eq!(out.status.code(), Some(0), "{hook} with {bin_dir:?}: {err}");
             let want = format!(
-                "cost-tags: {}/{binary} could not run (exit status {status}): job 8 not",
+                "cost-tags: {}/{binary} could not run (exit status {status}: ",
                 bin_dir.display()
             );
             assert!(err.contains(&want), "{hook}: want {want:?} in {err}");
+            assert!(err.contains(why), "{hook}: want {why:?} in {err}");
+            assert!(err.contains("): job 8 not"), "{hook}: {err}");
         }
     }
 }
@@ -265,7 +284,8 @@ fn production_paths() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains("cost-tags: /opt/slurm/bin/cost-prolog could not run (exit status 127): job 12 not tagged"),
+        err.contains("cost-tags: /opt/slurm/bin/cost-prolog could not run (exit status 127: ")
+            && err.contains("): job 12 not tagged, node left in service"),
         "{err}"
     );
 }
