@@ -12,6 +12,7 @@ pub mod atomic_file;
 pub mod aws;
 pub mod budget;
 pub mod config;
+pub mod env_file;
 pub mod fast_line;
 pub mod job;
 pub mod ledger;

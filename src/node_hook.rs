@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::aws::{ec2::Ec2Tags, imds};
+use crate::aws::{ec2::Ec2Tags, imds, sdk};
 use crate::config::Settings;
 use crate::job::Job;
 use crate::ledger::{Failure, Ledger};
@@ -75,16 +75,11 @@ pub fn apply_owed(settings: &Settings, ledger: &Ledger, deadline: Instant) -> Re
         return Ok(Done::UpToDate);
     }
     let change = TagChange::new(&desired, &settings.tags);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
+    sdk::block_on_within(deadline, async {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(remaining, async {
-            let identity = imds::identity(&settings.cache_dir, remaining).await?;
-            let ec2 = Ec2Tags::new(&identity.region, remaining).await;
-            ec2.apply(&identity.instance_id, &change).await
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("AWS did not answer within the deadline of {:?}", settings.deadline))?
+        let identity = imds::identity(&settings.cache_dir, remaining).await?;
+        let ec2 = Ec2Tags::new(&identity.region, remaining).await;
+        ec2.apply(&identity.instance_id, &change).await
     })?;
     ledger.update(deadline, |s| {
         s.applied = desired.clone();

@@ -1,5 +1,6 @@
-//! The shared `main` of cost-prolog and cost-epilog: arguments, settings, the job from
-//! the environment, and the mapping of outcomes to exit codes (0 unless `strict`).
+//! The shared `main` of cost-prolog and cost-epilog: arguments, the environment file,
+//! settings, the job from the environment, and the mapping of outcomes to exit codes (0
+//! unless `strict`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::config::Settings;
+use crate::env_file;
 use crate::job::Job;
 use crate::log;
 use crate::node_hook::{self, Done, Hook};
@@ -25,6 +27,9 @@ struct Args {
 pub fn main(hook: Hook) -> ExitCode {
     let args = Args::parse();
     log::init(hook.name());
+    // Before anything reads the environment (COST_TAGS_CONFIG, the AWS SDK), and while
+    // this process has one thread.
+    env_file::apply();
     let settings = match Settings::load(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::aws::{ec2::Ec2Tags, imds, imds::InstanceIdentity};
+use crate::aws::{ec2::Ec2Tags, imds, imds::InstanceIdentity, sdk};
 use crate::config::Settings;
 use crate::job::Job;
 use crate::ledger::{Failure, Ledger};
@@ -49,20 +49,15 @@ pub fn difference(desired: &TagMap, actual: &TagMap) -> Vec<TagDifference> {
 /// The instance's identity and its managed tags as EC2 has them now, within `deadline`.
 pub fn instance_tags(settings: &Settings, deadline: Instant) -> Result<(InstanceIdentity, TagMap)> {
     let keys = managed_keys(&settings.tags);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(async {
+    sdk::block_on_within(deadline, async {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(remaining, async {
-            let identity = imds::identity(&settings.cache_dir, remaining).await?;
-            if keys.is_empty() {
-                return Ok((identity, TagMap::new()));
-            }
-            let ec2 = Ec2Tags::new(&identity.region, remaining).await;
-            let tags = ec2.current(&identity.instance_id, &keys).await?;
-            Ok((identity, tags))
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("AWS did not answer within the deadline of {:?}", settings.deadline))?
+        let identity = imds::identity(&settings.cache_dir, remaining).await?;
+        if keys.is_empty() {
+            return Ok((identity, TagMap::new()));
+        }
+        let ec2 = Ec2Tags::new(&identity.region, remaining).await;
+        let tags = ec2.current(&identity.instance_id, &keys).await?;
+        Ok((identity, tags))
     })
 }
 

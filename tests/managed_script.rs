@@ -393,7 +393,8 @@ fn head_node_pc39_installs_idempotently_and_uninstalls_exactly() {
     for (d, h) in [("prolog.d", "90_cost-tags-prolog"), ("epilog.d", "90_cost-tags-epilog")] {
         let p = etc.join("scripts").join(d).join(h);
         assert_eq!(read(&p), rooted(root, &release, &format!("scripts/slurm/{h}")));
-        assert!(read(&p).contains(&format!("exec {}/opt/slurm/bin/cost-", root.display())));
+        assert!(read(&p).contains(&format!(":-{}/opt/slurm/bin}}/cost-", root.display())));
+        assert!(read(&p).contains(&format!(":-{}/opt/slurm/etc/cost-tags.env}}", root.display())));
         assert_eq!(mode(&p), 0o755);
     }
     assert!(

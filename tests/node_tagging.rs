@@ -66,6 +66,8 @@ impl Node {
         apply_env(&mut c, &self.proxy.endpoint());
         c.envs(self.imds.env())
             .env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
+            // Not this machine's /opt/slurm/etc/cost-tags.env.
+            .env("COST_TAGS_ENV_FILE", self.dir.path().join("cost-tags.env"))
             .env("SLURM_JOB_ID", job)
             .env("SLURM_JOB_USER", user)
             .env("SLURM_JOB_COMMENT", project)
@@ -352,4 +354,41 @@ fn broken_settings_or_environment_do_not_drain() {
     let out = c.env_remove("SLURM_JOB_ID").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("SLURM_JOB_ID"));
+}
+
+/// cost-tags.env wins over the process environment (slurmd passes a prolog none of its
+/// own, so the file is what an administrator means); one that others may write is
+/// ignored, with an error naming it, because it can make the SDK run code as root.
+#[test]
+fn env_file_wins_unless_others_can_write_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(node) = Node::start("") else { return };
+    let env_file = node.dir.path().join("cost-tags.env");
+    std::fs::write(
+        &env_file,
+        format!("export AWS_ENDPOINT_URL='{}'\n", node.proxy.endpoint()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let nothing_listens = format!("http://127.0.0.1:{}", support::process::free_port());
+    let mut c = node.command("cost-prolog", "21", "ctalice", "ProjectA");
+    let out = c.env("AWS_ENDPOINT_URL", &nothing_listens).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        node.cost_tags().get(JOBID).map(String::as_str),
+        Some("21"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = node.command("cost-prolog", "22", "ctalice", "ProjectA");
+    let out = c.env("AWS_ENDPOINT_URL", &nothing_listens).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}: writable by group or others", env_file.display())),
+        "{stderr}"
+    );
+    assert_eq!(node.ledger()["owed"], true, "the dead endpoint was used: {stderr}");
 }

@@ -1,7 +1,9 @@
 //! What every AWS client of cost-tags shares: the standard SDK environment, a time bound
-//! on each operation including its retries, and one-line error summaries.
+//! on each operation including its retries, a runtime that returns at its deadline, and
+//! one-line error summaries.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
@@ -15,6 +17,23 @@ pub fn region_or(fallback: &str) -> String {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
         .unwrap_or_else(|| fallback.to_string())
+}
+
+/// Runs `work` on a runtime of its own until it ends or `deadline` passes, then returns at
+/// once, leaving behind whatever has not finished.
+///
+/// A timeout around the future is not enough: dropping a tokio runtime waits for its
+/// blocking threads, and the SDK resolves host names with getaddrinfo on one of them
+/// (hyper's resolver uses `spawn_blocking`). With a name server that never answers, glibc
+/// waits 5 s per attempt, twice, per server: a prolog with `deadline = 2` ran 11 s.
+/// `shutdown_background` does not wait; a thread still in getaddrinfo dies with the
+/// process when `main` returns.
+pub fn block_on_within<T>(deadline: Instant, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    let budget = deadline.saturating_duration_since(Instant::now());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let outcome = runtime.block_on(async { tokio::time::timeout(budget, work).await });
+    runtime.shutdown_background();
+    outcome.map_err(|_| anyhow::anyhow!("AWS did not answer within {:.1} s", budget.as_secs_f64()))?
 }
 
 /// SDK settings from the standard environment (`AWS_ENDPOINT_URL`, credentials chain...)

@@ -8,6 +8,7 @@ pub mod aws_proxy;
 pub mod imds;
 pub mod local_cluster;
 pub mod moto;
+pub mod namespace;
 pub mod process;
 pub mod slurm;
 pub mod slurmdbd;
