@@ -462,7 +462,10 @@ mod tests {
         );
         assert_eq!(c.header.age(UNIX_EPOCH), Duration::ZERO);
         assert_eq!(c.header.ahead(UNIX_EPOCH + Duration::from_secs(1_060)), Duration::ZERO);
-        assert_eq!(c.header.ahead(UNIX_EPOCH + Duration::from_secs(400)), Duration::from_secs(600));
+        assert_eq!(
+            c.header.ahead(UNIX_EPOCH + Duration::from_secs(400)),
+            Duration::from_secs(600)
+        );
         let b = &c.budgets["P1"];
         assert_eq!(b.percent_used(), 25.5);
         assert_eq!(b.period_word(), "month");
