@@ -23,5 +23,6 @@ pub mod project_name;
 pub mod projects;
 pub mod reconcile;
 pub mod report;
+pub mod slurm_fields;
 pub mod submission;
 pub mod tags;

@@ -88,7 +88,9 @@ running jobs are charged up to now. Jobs on nodes without a known price are list
 unpriced, never guessed. Without --sacct-file the report runs:
   TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations
     --duplicates --truncate -S SINCE -E UNTIL
-    --format=JobID,State,User,Account,Partition,WCKey,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment
+    --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList
+with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
+otherwise: Slurm prints free text raw, and a newline in it could forge a record).
 Exit codes: 0 report printed, 2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
     /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
@@ -218,6 +220,7 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
+    let layout = sacct::Layout::new(source);
 
     let mut buf = Vec::with_capacity(512);
     let mut key = String::with_capacity(128);
@@ -230,7 +233,7 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
         line_no += 1;
         diag.lines += 1;
         let text = String::from_utf8_lossy(&buf);
-        let record = match sacct::parse_line(&text) {
+        let record = match sacct::parse_line(&text, layout) {
             Ok(Line::Job(r)) => r,
             Ok(Line::Header | Line::Blank) => continue,
             Err(Skip(why)) => {
@@ -367,7 +370,8 @@ pub fn with_fleet(settings: &Settings) -> anyhow::Result<(Settings, Vec<String>)
 
 /// Runs sacct (no shell) and builds the report from its output as it arrives.
 fn run_sacct(settings: &Settings, options: &Options) -> anyhow::Result<Report> {
-    let mut child = sacct::command("sacct".as_ref(), options.since, options.until)
+    let layout = sacct::Layout::new(settings.project_source);
+    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, layout)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -380,7 +384,7 @@ fn run_sacct(settings: &Settings, options: &Options) -> anyhow::Result<Report> {
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(options.since, options.until)
+            sacct::command_line(options.since, options.until, layout)
         );
     }
     Ok(report)
@@ -398,9 +402,10 @@ mod tests {
             .map(|h| h.to_string())
             .unwrap_or_default();
         assert!(
-            help.contains(&format!("--format={}", sacct::FIELDS.join(","))),
+            help.contains(&format!("--format={}\n", sacct::FIELDS.join(","))),
             "{help}"
         );
+        assert!(help.contains("\",WCKey\"") && help.contains("\",Comment\""), "{help}");
         for flag in [
             "--parsable2",
             "--noheader",

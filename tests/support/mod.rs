@@ -10,6 +10,7 @@ pub mod local_cluster;
 pub mod moto;
 pub mod process;
 pub mod slurm;
+pub mod slurm_standin;
 pub mod slurmdbd;
 
 use std::path::PathBuf;
