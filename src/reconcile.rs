@@ -12,9 +12,16 @@
 //! a failed squeue changes nothing and exits 2.
 //!
 //! On the head node (`--cluster`), every running instance of the cluster whose Slurm node
-//! runs no job (or which is no Slurm node) loses its managed cost tags. Each tag is deleted
-//! only if it still has the value seen, so a prolog tagging the node meanwhile keeps its
-//! tags; calls are paced at `--rate` per second.
+//! runs no job (or which is no Slurm node) loses its managed cost tags. Calls are paced at
+//! `--rate` per second, so the one squeue snapshot can be minutes old when an instance's
+//! turn comes: squeue is asked again about that node right before its DeleteTags, and a
+//! node that runs a job by then keeps its tags. Each tag is deleted only if it still has
+//! the value seen, so a prolog that tagged the node for a job of another user or project
+//! keeps those. What remains is the round trip of one DeleteTags: a job allocated after
+//! that last squeue answer whose prolog tags the instance (same user and project) before
+//! the DeleteTags lands loses those two tags until `cost-tags reconcile` runs on the node.
+//! A prolog starts after slurmctld has allocated the job and told slurmd, and then needs
+//! IMDS and its own CreateTags, so the race needs both within tens of milliseconds.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -427,6 +434,10 @@ fn print_ledger_change(node: &str, change: &LedgerChange, dry_run: bool) {
 /// How long a Slurm query on the head node may take.
 const HEAD_SLURM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The job states in which a node is not idle, for the head node's sweep: a completing
+/// job's epilog still owns the node's tags.
+const HEAD_BUSY_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED,COMPLETING";
+
 /// `stack_name` from ParallelCluster's cfnconfig (`key=value` lines, maybe quoted).
 pub fn cfnconfig_stack_name(text: &str) -> Option<String> {
     text.lines().find_map(|line| {
@@ -497,6 +508,17 @@ pub fn parse_busy_nodes(text: &str) -> Result<BTreeSet<String>> {
     Ok(busy)
 }
 
+/// The jobs holding `node` now, from one squeue query (job ids only: nothing a job's
+/// submitter writes can forge them).
+fn jobs_on_node(squeue: &Path, node: &str) -> Result<BTreeSet<String>> {
+    let text = run_program(
+        squeue,
+        &["-h", "-a", "-w", node, "-t", HEAD_BUSY_STATES, "-o", JOB_IDS_FORMAT],
+        Instant::now() + HEAD_SLURM_TIMEOUT,
+    )?;
+    parse_job_ids(&text)
+}
+
 /// Spaces calls at most `rate` per second.
 struct Pacer {
     gap: Duration,
@@ -565,7 +587,7 @@ fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCo
     )?);
     let busy = parse_busy_nodes(&run_program(
         &args.squeue,
-        &["-h", "-a", "-t", "CONFIGURING,RUNNING,SUSPENDED,COMPLETING", "-o", "%N"],
+        &["-h", "-a", "-t", HEAD_BUSY_STATES, "-o", "%N"],
         Instant::now() + HEAD_SLURM_TIMEOUT,
     )?)?;
 
@@ -601,6 +623,29 @@ fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCo
             continue;
         }
         pacer.wait();
+        // The snapshot may be minutes old by now (the pacing): a job that started on the
+        // node since then may already carry the same user and project tags, which the
+        // value-conditional delete would take from it. So Slurm is asked again about this
+        // node right before the call (see the module doc for the window that remains).
+        if let Some(n) = node {
+            match jobs_on_node(&args.squeue, &n.name) {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    let line = format!("{who}: kept, job {} started meanwhile", ids.join(", "));
+                    println!("{line}");
+                    log::info(&line);
+                    continue;
+                }
+                Err(e) => {
+                    failed += 1;
+                    let line = format!("{who}: kept, cannot ask Slurm again: {e:#}");
+                    println!("{line}");
+                    log::error(&line);
+                    continue;
+                }
+            }
+        }
         match runtime.block_on(ec2.delete_if_unchanged(&instance.instance_id, &cost)) {
             Ok(()) => {
                 changed += 1;

@@ -439,9 +439,15 @@ fn cluster_reconcile_untags_only_idle_instances() {
         "{stdout}"
     );
     assert_eq!(n.scontrol_args(), ["show", "nodes", "-o"]);
+    // One snapshot, then q-dy-c5-2 asked again right before its tags go (the instance that
+    // is no Slurm node has no jobs to ask about).
+    let states = "CONFIGURING,RUNNING,SUSPENDED,COMPLETING";
     assert_eq!(
         n.squeue_calls(),
-        [["-h", "-a", "-t", "CONFIGURING,RUNNING,SUSPENDED,COMPLETING", "-o", "%N"]]
+        [
+            vec!["-h", "-a", "-t", states, "-o", "%N"],
+            vec!["-h", "-a", "-w", "q-dy-c5-2", "-t", states, "-o", "%A"],
+        ]
     );
     assert_eq!(n.proxy.count("DeleteTags"), 2, "{:?}", n.proxy.counts());
     let full = tags(&cost);
@@ -514,4 +520,49 @@ fn a_newline_in_a_comment_cannot_put_a_job_in_the_ledger() {
     assert!(stderr.contains("job 9999999") && stderr.contains("forged"), "{stderr}");
     assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
     assert_eq!(n.cost_tags_on(&n.instance)[JOBID], "12");
+}
+
+/// Issue 11, item 6: `reconcile --cluster` takes its squeue snapshot, then a job of the
+/// same user and project starts on an idle node that still carries the stale tags of the
+/// last one (its prolog rewrites the same project and user, and a new job id), before
+/// that node's turn to lose them comes.
+#[test]
+fn cluster_reconcile_keeps_the_tags_of_a_job_that_started_after_the_snapshot() {
+    let Some(n) = Node::start() else { return };
+    let id = n.moto.run_instances(1).remove(0);
+    let ip = private_ips(&n.moto)[&id].clone();
+    let stale = [(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "5")];
+    let mut t = vec![(CLUSTER_TAG, "c1"), ("parallelcluster:node-type", "Compute")];
+    t.extend(stale);
+    n.moto.create_tags(&id, &t);
+    std::fs::write(
+        n.dir.path().join("scontrol.out"),
+        format!("NodeName=q-dy-c5-1 NodeAddr={ip} NodeHostName=q-dy-c5-1\n"),
+    )
+    .unwrap();
+
+    n.slurm.hold("squeue");
+    let child = n
+        .cost_tags_command(&["reconcile", "--cluster", "--cluster-name", "c1", "--rate", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // squeue has read that no job runs; job 6 starts now and its prolog tags the node.
+    n.slurm.wait_held("squeue", std::time::Duration::from_secs(30));
+    n.slurm.set_jobs(&[job("6", "ctalice", &["q-dy-c5-1"])]);
+    n.moto
+        .create_tags(&id, &[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "6")]);
+    n.slurm.release("squeue");
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    eprintln!("{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        n.cost_tags_on(&id),
+        tags(&[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "6")]),
+        "job 6 lost its tags"
+    );
+    assert!(stdout.contains("kept, job 6 started meanwhile"), "{stdout}");
+    assert!(stdout.contains("0 untagged"), "{stdout}");
 }
