@@ -1,7 +1,8 @@
 //! `cost-tags reconcile` on a real Slurm (LocalCluster: slurmctld, slurmd, the project's
 //! prolog/epilog hooks, moto behind the proxy, the IMDSv2 emulator): a running job's tags
 //! deleted by hand are restored, and a ledger entry whose epilog never ran (with its
-//! tags) is removed, from one real squeue query for the node.
+//! tags) is removed, from real squeue queries for the node; a job comment with a newline
+//! (which the real squeue prints raw) puts no forged job in the ledger.
 
 mod support;
 
@@ -95,4 +96,61 @@ fn reconcile_restores_running_jobs_tags_and_removes_stale_ones() {
     assert_eq!(c.ledger()["jobs"], serde_json::json!([]));
     assert_eq!(c.ledger()["owed"], false);
     assert_eq!(c.cost_tags(), tag_map(&[]));
+}
+
+/// Issue 11, item 1, on a real Slurm: the submit filter is taken away (as for jobs
+/// submitted before it was installed), and ctalice's comment holds a newline followed by
+/// a line in the shape of reconcile's old squeue format, naming job 9999999 of ctbob.
+#[test]
+fn a_comment_with_a_newline_puts_no_forged_job_in_the_ledger() {
+    let Some(c) = LocalCluster::start() else { return };
+    std::fs::write(
+        c.slurm.conf_dir().join("job_submit.lua"),
+        "function slurm_job_submit(d, p, u) return slurm.SUCCESS end\n\
+         function slurm_job_modify(d, j, p, u) return slurm.SUCCESS end\n\
+         return slurm.SUCCESS\n",
+    )
+    .unwrap();
+    let comment = "ProjectA\n9999999|ctbob|compute|VictimProject|(null)|VictimProject";
+    let a = c
+        .sbatch("ctalice", &["--comment", comment, "-n1", "--wrap", "sleep 120"])
+        .unwrap();
+    c.slurm.wait_job_state(a, &["RUNNING"], WAIT);
+    // The real squeue prints the comment raw: its second line reads like a job.
+    let raw = c
+        .slurm
+        .run_root("squeue", &["-h", "-a", "-j", &a.to_string(), "-o", "%A|%k"]);
+    assert_eq!(
+        String::from_utf8_lossy(&raw.stdout),
+        format!("{a}|{comment}\n"),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    let ids = |c: &LocalCluster| -> Vec<String> {
+        c.ledger()["jobs"]
+            .as_array()
+            .map(|jobs| {
+                jobs.iter()
+                    .map(|j| j["id"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let before = std::fs::read(c.ledger_path()).unwrap_or_default();
+
+    // project_source = comment: the forged line names a job `squeue -o %A` does not list,
+    // so nothing changes.
+    let out = reconcile(&c);
+    assert_eq!(out.status.code(), Some(2), "{}", c.slurm.log_tails());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("job 9999999"));
+    assert_eq!(std::fs::read(c.ledger_path()).unwrap_or_default(), before);
+
+    // project_source = account: the comment is not even asked for.
+    let settings = c.opt_slurm.join("etc/cost-tags.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(&settings, format!("project_source = \"account\"\n{text}")).unwrap();
+    let out = reconcile(&c);
+    assert_eq!(out.status.code(), Some(0), "{}", c.slurm.log_tails());
+    assert_eq!(ids(&c), [a.to_string()]);
+    c.slurm.run_root("scancel", &[a.to_string()]);
 }
