@@ -198,15 +198,35 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
         "{format:?}"
     );
 
-    // project_source = comment: the comment is asked for, last. A second line that is no
-    // record (here: not a job id) is skipped and said so.
-    mallory["comment"] = "ProjectA\nProjectB|COMPLETED".into();
+    // project_source = comment: the comment is asked for, last, and a well-formed line
+    // after a newline is possible. It names a job sacct's bare list of ids (asked first)
+    // does not have: skipped, with a warning. A second line that is no record at all
+    // (two fields) is skipped too.
+    let forged = "9999999|COMPLETED|ctvictim|chem|compute|2024-03-01T00:00:00|2024-03-02T00:00:00|500|2000|\
+                  billing=2000,cpu=2000,node=500|q-dy-c5-[1-500]|VictimProject";
+    mallory["comment"] = format!("ProjectA\n{forged}\nProjectB|COMPLETED").into();
     bob["comment"] = "ProjectB".into();
     slurm.set_jobs(&[mallory, bob]);
     let doc: Value = serde_json::from_str(&ok_stdout(&run(&data("pricing.toml")))).unwrap();
     assert_eq!(cost_of(&doc["groups"], "project", "ProjectA"), 0.09, "{doc}");
     assert_eq!(cost_of(&doc["groups"], "project", "ProjectB"), 0.09, "{doc}");
-    assert!(doc["skipped"].to_string().contains("2 fields instead of 12"), "{doc}");
+    assert_eq!(doc["total"]["jobs"], 2, "{doc}");
+    let skipped = doc["skipped"].to_string();
+    assert!(skipped.contains("job 9999999: not in sacct's list of job ids"), "{doc}");
+    assert!(skipped.contains("2 fields instead of 12"), "{doc}");
+    assert!(doc["warnings"].to_string().contains("newlines"), "{doc}");
+    let calls = slurm.calls("sacct");
+    let formats: Vec<&String> = calls[1..]
+        .iter()
+        .filter_map(|c| c.iter().find(|a| a.starts_with("--format=")))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            "--format=JobID",
+            "--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
+        ]
+    );
 }
 
 fn cost_of(groups: &Value, key: &str, name: &str) -> f64 {

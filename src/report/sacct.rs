@@ -53,13 +53,20 @@ impl Layout {
     pub fn format(&self) -> String {
         self.fields().join(",")
     }
+
+    /// True when the comment is asked for: its records must then be confirmed against
+    /// sacct's bare list of job ids ([`super::job_ids`]).
+    pub fn has_comment(&self) -> bool {
+        self.project == Some(ProjectField::Comment)
+    }
 }
 
-/// The arguments of the sacct run (after the program name) for the window `[since, until)`.
+/// The arguments of the sacct run (after the program name) for the window `[since, until)`
+/// and the fields `format` (a [`Layout::format`], or just `JobID`).
 /// `--allocations`: one line per job allocation, never its steps (no double counting);
 /// `--duplicates`: every run of a requeued job is its own line, so each run is charged;
 /// `--truncate`: Start and End clipped to the window; `--allusers`: everyone's jobs.
-pub fn arguments(since: Timestamp, until: Timestamp, layout: Layout) -> Vec<String> {
+pub fn arguments(since: Timestamp, until: Timestamp, format: &str) -> Vec<String> {
     let mut args: Vec<String> = [
         "--parsable2",
         "--noheader",
@@ -76,26 +83,26 @@ pub fn arguments(since: Timestamp, until: Timestamp, layout: Layout) -> Vec<Stri
         Plain(since).to_string(),
         "-E".to_string(),
         Plain(until).to_string(),
-        format!("--format={}", layout.format()),
+        format!("--format={format}"),
     ]);
     args
 }
 
 /// The sacct process, without a shell: times in UTC, in sacct's standard format whatever
 /// `SLURM_TIME_FORMAT` the caller has.
-pub fn command(program: &Path, since: Timestamp, until: Timestamp, layout: Layout) -> Command {
+pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str) -> Command {
     let mut c = Command::new(program);
-    c.args(arguments(since, until, layout))
+    c.args(arguments(since, until, format))
         .env("TZ", "UTC")
         .env("SLURM_TIME_FORMAT", "standard");
     c
 }
 
 /// The command line as a person would type it, for documentation and error messages.
-pub fn command_line(since: Timestamp, until: Timestamp, layout: Layout) -> String {
+pub fn command_line(since: Timestamp, until: Timestamp, format: &str) -> String {
     format!(
         "TZ=UTC SLURM_TIME_FORMAT=standard sacct {}",
-        arguments(since, until, layout).join(" ")
+        arguments(since, until, format).join(" ")
     )
 }
 
@@ -324,12 +331,12 @@ mod tests {
         let (since, _) = calendar::parse("2024-03-01").unwrap();
         let (until, _) = calendar::parse("2024-04-01").unwrap();
         assert_eq!(
-            command_line(since, until, COMMENT),
+            command_line(since, until, &COMMENT.format()),
             "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations \
              --duplicates --truncate -S 2024-03-01T00:00:00 -E 2024-04-01T00:00:00 \
              --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
         );
-        assert!(command_line(since, until, ACCOUNT)
+        assert!(command_line(since, until, &ACCOUNT.format())
             .ends_with("--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList"));
     }
 }
