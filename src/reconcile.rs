@@ -1,10 +1,11 @@
 //! `cost-tags reconcile`: repair what lost prologs and epilogs, crashes and AWS outages
 //! leave behind.
 //!
-//! On a compute node, one squeue query says which jobs really run on the node; the ledger
-//! drops the jobs that are gone and gains the ones missing, then the instance's actual
-//! managed tags (DescribeTags) are compared with the ledger's and applied through
-//! [`node_hook::apply_owed`] when they differ. The ledger is read before squeue is asked
+//! On a compute node, squeue says which jobs really run on the node (asked twice: once for
+//! the jobs' fields, once for their ids alone, which nothing a user writes can forge; see
+//! [`confirm_jobs`]); the ledger drops the jobs that are gone and gains the ones missing,
+//! then the instance's actual managed tags (DescribeTags) are compared with the ledger's
+//! and applied through [`node_hook::apply_owed`] when they differ. The ledger is read before squeue is asked
 //! and changed under its lock after: a job is dropped only if it was already in the ledger
 //! before the query (so a prolog racing the query is never undone), and added only if the
 //! ledger had it neither before nor now (so an epilog racing the query is never undone).
