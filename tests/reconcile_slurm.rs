@@ -2,7 +2,8 @@
 //! prolog/epilog hooks, moto behind the proxy, the IMDSv2 emulator): a running job's tags
 //! deleted by hand are restored, and a ledger entry whose epilog never ran (with its
 //! tags) is removed, from real squeue queries for the node; a job comment with a newline
-//! (which the real squeue prints raw) puts no forged job in the ledger.
+//! (which the real squeue prints raw) puts no forged job in the ledger, and the squeue
+//! stand-in of the other tests prints exactly what the real one does for it.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use support::local_cluster::{tag_map, LocalCluster};
 use support::moto::{env_for, AWS_ENV_TO_REMOVE};
+use support::slurm_standin::SlurmStandin;
 
 const P: &str = "aws-parallelcluster-project";
 const U: &str = "aws-parallelcluster-username";
@@ -126,6 +128,35 @@ fn a_comment_with_a_newline_puts_no_forged_job_in_the_ledger() {
         "{}",
         String::from_utf8_lossy(&raw.stderr)
     );
+    // The stand-in of the other tests prints the same for the formats reconcile uses.
+    let partition = c
+        .slurm
+        .run_root("squeue", &["-h", "-a", "-j", &a.to_string(), "-o", "%P"]);
+    let standin = SlurmStandin::new();
+    let mut job = support::slurm_standin::job(&a.to_string(), "ctalice", &[c.slurm.node_name()]);
+    job["partition"] = String::from_utf8_lossy(&partition.stdout).trim().into();
+    job["account"] = "".into();
+    job["comment"] = comment.into();
+    standin.set_jobs(&[job]);
+    for format in ["%A|%u|%P|%a|%k", "%A|%u|%P|%a", "%A"] {
+        let args = [
+            "-h",
+            "-a",
+            "-w",
+            c.slurm.node_name(),
+            "-t",
+            "CONFIGURING,RUNNING,SUSPENDED",
+            "-o",
+            format,
+        ];
+        let real = c.slurm.run_root("squeue", &args);
+        let stood_in = Command::new(standin.squeue()).args(args).output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&stood_in.stdout),
+            String::from_utf8_lossy(&real.stdout),
+            "{format}"
+        );
+    }
     let ids = |c: &LocalCluster| -> Vec<String> {
         c.ledger()["jobs"]
             .as_array()
