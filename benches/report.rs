@@ -101,10 +101,10 @@ fn generate(path: &Path) {
         for id in ids {
             let line = match rng.u16(..10_000) {
                 0..=9 => "this line is broken\n".to_string(),
-                10..=19 => format!("{id}|PENDING|user{user:03}|acct{}|{partition}||Unknown|Unknown|{nodes}|{cpus}||None assigned|Project{project:02}\n", user % 20),
-                20..=24 => format!("{id}.batch|COMPLETED|user{user:03}|acct{}|{partition}||{}|{}|1|1|cpu=1|{list}|\n", user % 20, time(start), time(end)),
+                10..=19 => format!("{id}|PENDING|user{user:03}|acct{}|{partition}|Unknown|Unknown|{nodes}|{cpus}||None assigned|Project{project:02}\n", user % 20),
+                20..=24 => format!("{id}.batch|COMPLETED|user{user:03}|acct{}|{partition}|{}|{}|1|1|cpu=1|{list}|\n", user % 20, time(start), time(end)),
                 _ => format!(
-                    "{id}|{}|user{user:03}|acct{}|{partition}||{}|{}|{nodes}|{cpus}|{tres}|{list}|Project{project:02}\n",
+                    "{id}|{}|user{user:03}|acct{}|{partition}|{}|{}|{nodes}|{cpus}|{tres}|{list}|Project{project:02}\n",
                     state_end.0,
                     user % 20,
                     time(start),

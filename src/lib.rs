@@ -24,6 +24,7 @@ pub mod project_name;
 pub mod projects;
 pub mod reconcile;
 pub mod report;
+pub mod slurm_fields;
 pub mod submission;
 pub mod tags;
 pub mod trusted_dir;

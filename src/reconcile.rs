@@ -1,10 +1,11 @@
 //! `cost-tags reconcile`: repair what lost prologs and epilogs, crashes and AWS outages
 //! leave behind.
 //!
-//! On a compute node, one squeue query says which jobs really run on the node; the ledger
-//! drops the jobs that are gone and gains the ones missing, then the instance's actual
-//! managed tags (DescribeTags) are compared with the ledger's and applied through
-//! [`node_hook::apply_owed`] when they differ. The ledger is read before squeue is asked
+//! On a compute node, squeue says which jobs really run on the node (asked twice: once for
+//! the jobs' fields, once for their ids alone, which nothing a user writes can forge; see
+//! [`confirm_jobs`]); the ledger drops the jobs that are gone and gains the ones missing,
+//! then the instance's actual managed tags (DescribeTags) are compared with the ledger's
+//! and applied through [`node_hook::apply_owed`] when they differ. The ledger is read before squeue is asked
 //! and changed under its lock after: a job is dropped only if it was already in the ledger
 //! before the query (so a prolog racing the query is never undone), and added only if the
 //! ledger had it neither before nor now (so an epilog racing the query is never undone).
@@ -12,9 +13,16 @@
 //! a failed squeue changes nothing and exits 2.
 //!
 //! On the head node (`--cluster`), every running instance of the cluster whose Slurm node
-//! runs no job (or which is no Slurm node) loses its managed cost tags. Each tag is deleted
-//! only if it still has the value seen, so a prolog tagging the node meanwhile keeps its
-//! tags; calls are paced at `--rate` per second.
+//! runs no job (or which is no Slurm node) loses its managed cost tags. Calls are paced at
+//! `--rate` per second, so the one squeue snapshot can be minutes old when an instance's
+//! turn comes: squeue is asked again about that node right before its DeleteTags, and a
+//! node that runs a job by then keeps its tags. Each tag is deleted only if it still has
+//! the value seen, so a prolog that tagged the node for a job of another user or project
+//! keeps those. What remains is the round trip of one DeleteTags: a job allocated after
+//! that last squeue answer whose prolog tags the instance (same user and project) before
+//! the DeleteTags lands loses those two tags until `cost-tags reconcile` runs on the node.
+//! A prolog starts after slurmctld has allocated the job and told slurmd, and then needs
+//! IMDS and its own CreateTags, so the race needs both within tens of milliseconds.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -33,6 +41,7 @@ use crate::log;
 use crate::node_hook::{self, Done};
 use crate::node_status::{difference, instance_tags, TagDifference};
 use crate::report::hostlist;
+use crate::slurm_fields::{self, ProjectField};
 use crate::tags::{desired_tags, managed_keys, TagMap};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -122,28 +131,49 @@ pub fn run_program(program: &Path, args: &[&str], deadline: Instant) -> Result<S
     String::from_utf8(out).with_context(|| format!("{shown} printed invalid UTF-8"))
 }
 
-/// squeue's format for one node's jobs: the comment last, so a `|` in it is kept.
-pub const NODE_JOBS_FORMAT: &str = "%A|%u|%P|%a|%w|%k";
+/// squeue's format for one node's jobs under `source`: job id, user, partition, account,
+/// then the project's own field when it is not the account. The comment is asked for
+/// only when it is the project, and last (see [`crate::slurm_fields`]).
+pub fn node_jobs_format(source: ProjectSource) -> String {
+    let mut format = String::from("%A|%u|%P|%a");
+    if let Some(field) = ProjectField::of(source) {
+        format.push('|');
+        format.push_str(field.squeue_code());
+    }
+    format
+}
 
-/// Parses squeue's `NODE_JOBS_FORMAT` lines into jobs. A line that is not a job line
-/// continues the previous job's comment (a comment with a newline).
+/// Fields of [`node_jobs_format`] before the project's own.
+const NODE_JOBS_FIXED: usize = 4;
+
+/// squeue's format that only lists job ids: nothing in it is free text, so no line of its
+/// answer can be forged.
+pub const JOB_IDS_FORMAT: &str = "%A";
+
+/// Parses squeue's [`node_jobs_format`] lines into jobs. A line that is not a job line
+/// continues the previous job's last field (Slurm prints a newline in free text raw).
+/// A line that looks like a job line may still be such a continuation, forged: the
+/// caller confirms the jobs with [`confirm_jobs`].
 pub fn parse_node_jobs(text: &str, source: ProjectSource, cluster: &str) -> Result<Vec<Job>> {
-    let mut jobs: Vec<(Job, String, String)> = Vec::new();
+    let project_field = ProjectField::of(source);
+    let count = NODE_JOBS_FIXED + usize::from(project_field.is_some());
+    let value = |s: &str| if s == "(null)" { String::new() } else { s.to_string() };
+    // Each job with its last field, which continuation lines extend.
+    let mut jobs: Vec<(Job, String)> = Vec::new();
     for line in text.lines() {
-        let fields: Vec<&str> = line.splitn(6, '|').collect();
-        let is_job = fields.len() == 6 && !fields[0].is_empty() && fields[0].bytes().all(|b| b.is_ascii_digit());
-        if !is_job {
+        let fields = slurm_fields::split(line, count, true)
+            .filter(|f| !f[0].is_empty() && f[0].bytes().all(|b| b.is_ascii_digit()));
+        let Some(fields) = fields else {
             match jobs.last_mut() {
-                Some((_, _, comment)) => {
-                    comment.push('\n');
-                    comment.push_str(line);
+                Some((_, last)) => {
+                    last.push('\n');
+                    last.push_str(line);
                     continue;
                 }
                 None if line.trim().is_empty() => continue,
                 None => anyhow::bail!("squeue printed an unexpected line: {line:?}"),
             }
-        }
-        let value = |s: &str| if s == "(null)" { String::new() } else { s.to_string() };
+        };
         let job = Job {
             id: fields[0].to_string(),
             user: value(fields[1]),
@@ -152,21 +182,65 @@ pub fn parse_node_jobs(text: &str, source: ProjectSource, cluster: &str) -> Resu
             account: value(fields[3]),
             cluster: cluster.to_string(),
         };
-        // A default wckey is printed with a leading `*`.
-        jobs.push((job, value(fields[4].trim_start_matches('*')), value(fields[5])));
+        jobs.push((job, fields[count - 1].to_string()));
     }
     Ok(jobs
         .into_iter()
-        .map(|(mut job, wckey, comment)| {
-            job.project = match source {
-                ProjectSource::Comment => comment,
-                ProjectSource::Account => job.account.clone(),
-                ProjectSource::Wckey => wckey,
-            };
+        .map(|(mut job, last)| {
+            match project_field {
+                None => {
+                    job.account = value(&last);
+                    job.project = job.account.clone();
+                }
+                // A default wckey is printed with a leading `*`.
+                Some(ProjectField::Wckey) => job.project = value(last.trim_start_matches('*')),
+                Some(ProjectField::Comment) => job.project = value(&last),
+            }
             job
         })
         .collect())
 }
+
+/// Keeps the jobs of `jobs` (from [`parse_node_jobs`]) that `ids` (squeue's
+/// [`JOB_IDS_FORMAT`] answer, asked after) confirms, and fails when they disagree in a way
+/// only a forged line explains: a job printed twice, or a job that the id list does not
+/// have. The latter also happens when a job ended between the two queries; the next run
+/// then agrees. A job listed only in `ids` started meanwhile; its prolog records it.
+pub fn confirm_jobs(jobs: Vec<Job>, ids: &str) -> Result<Vec<Job>> {
+    let listed = parse_job_ids(ids)?;
+    let mut seen = BTreeSet::new();
+    for job in &jobs {
+        anyhow::ensure!(
+            seen.insert(job.id.as_str()),
+            "squeue printed job {} twice: a newline in a job's free text (its comment) forged a line",
+            job.id
+        );
+        anyhow::ensure!(
+            listed.contains(&job.id),
+            "squeue printed job {} (user {:?}), which `squeue -o {JOB_IDS_FORMAT}` does not list: a newline \
+             in another job's free text (its comment) forged that line, or the job ended meanwhile",
+            job.id,
+            job.user
+        );
+    }
+    Ok(jobs)
+}
+
+/// Parses squeue's [`JOB_IDS_FORMAT`] answer: one job id a line.
+pub fn parse_job_ids(text: &str) -> Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        anyhow::ensure!(
+            line.bytes().all(|b| b.is_ascii_digit()),
+            "squeue printed {line:?} where a job id belongs"
+        );
+        ids.insert(line.to_string());
+    }
+    Ok(ids)
+}
+
+/// The job states in which a job holds its node (and, on the node, is in the ledger).
+const NODE_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED";
 
 /// What reconciling changed in the ledger.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -239,27 +313,27 @@ fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode>
     // The ledger before squeue is asked (see the module doc for why).
     let before = ledger.read().unwrap_or_default();
     let node = node_name(args)?;
-    let output = run_program(
-        &args.squeue,
-        &[
-            "-h",
-            "-a",
-            "-w",
-            &node,
-            "-t",
-            "CONFIGURING,RUNNING,SUSPENDED",
-            "-o",
-            NODE_JOBS_FORMAT,
-        ],
-        network_deadline,
-    )
-    .context("cannot ask Slurm which jobs run here; nothing changed")?;
+    let ask = |format: &str| {
+        run_program(
+            &args.squeue,
+            &["-h", "-a", "-w", &node, "-t", NODE_STATES, "-o", format],
+            network_deadline,
+        )
+        .context("cannot ask Slurm which jobs run here; nothing changed")
+    };
+    let output = ask(&node_jobs_format(settings.project_source))?;
+    let ids = ask(JOB_IDS_FORMAT)?;
     let cluster = std::env::var("SLURM_CLUSTER_NAME")
         .ok()
         .filter(|c| !c.is_empty())
         .or_else(|| before.jobs.iter().map(|j| j.cluster.clone()).find(|c| !c.is_empty()))
         .unwrap_or_default();
     let running = parse_node_jobs(&output, settings.project_source, &cluster)
+        .and_then(|jobs| confirm_jobs(jobs, &ids))
+        .map_err(|e| {
+            log::error(&format!("node {node}: {e:#}; nothing changed"));
+            e
+        })
         .context("cannot read squeue's answer; nothing changed")?;
 
     if args.dry_run {
@@ -361,6 +435,10 @@ fn print_ledger_change(node: &str, change: &LedgerChange, dry_run: bool) {
 /// How long a Slurm query on the head node may take.
 const HEAD_SLURM_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The job states in which a node is not idle, for the head node's sweep: a completing
+/// job's epilog still owns the node's tags.
+const HEAD_BUSY_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED,COMPLETING";
+
 /// `stack_name` from ParallelCluster's cfnconfig (`key=value` lines, maybe quoted).
 pub fn cfnconfig_stack_name(text: &str) -> Option<String> {
     text.lines().find_map(|line| {
@@ -431,6 +509,17 @@ pub fn parse_busy_nodes(text: &str) -> Result<BTreeSet<String>> {
     Ok(busy)
 }
 
+/// The jobs holding `node` now, from one squeue query (job ids only: nothing a job's
+/// submitter writes can forge them).
+fn jobs_on_node(squeue: &Path, node: &str) -> Result<BTreeSet<String>> {
+    let text = run_program(
+        squeue,
+        &["-h", "-a", "-w", node, "-t", HEAD_BUSY_STATES, "-o", JOB_IDS_FORMAT],
+        Instant::now() + HEAD_SLURM_TIMEOUT,
+    )?;
+    parse_job_ids(&text)
+}
+
 /// Spaces calls at most `rate` per second.
 struct Pacer {
     gap: Duration,
@@ -499,7 +588,7 @@ fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCo
     )?);
     let busy = parse_busy_nodes(&run_program(
         &args.squeue,
-        &["-h", "-a", "-t", "CONFIGURING,RUNNING,SUSPENDED,COMPLETING", "-o", "%N"],
+        &["-h", "-a", "-t", HEAD_BUSY_STATES, "-o", "%N"],
         Instant::now() + HEAD_SLURM_TIMEOUT,
     )?)?;
 
@@ -535,6 +624,29 @@ fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCo
             continue;
         }
         pacer.wait();
+        // The snapshot may be minutes old by now (the pacing): a job that started on the
+        // node since then may already carry the same user and project tags, which the
+        // value-conditional delete would take from it. So Slurm is asked again about this
+        // node right before the call (see the module doc for the window that remains).
+        if let Some(n) = node {
+            match jobs_on_node(&args.squeue, &n.name) {
+                Ok(ids) if ids.is_empty() => {}
+                Ok(ids) => {
+                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                    let line = format!("{who}: kept, job {} started meanwhile", ids.join(", "));
+                    println!("{line}");
+                    log::info(&line);
+                    continue;
+                }
+                Err(e) => {
+                    failed += 1;
+                    let line = format!("{who}: kept, cannot ask Slurm again: {e:#}");
+                    println!("{line}");
+                    log::error(&line);
+                    continue;
+                }
+            }
+        }
         match runtime.block_on(ec2.delete_if_unchanged(&instance.instance_id, &cost)) {
             Ok(()) => {
                 changed += 1;
@@ -585,8 +697,15 @@ mod tests {
     }
 
     #[test]
-    fn squeue_lines_keep_pipes_and_newlines_in_comments() {
-        let text = "12|alice|compute|acct|*wk|ProjectA\n13|bob|gpu|(null)|(null)|a|b\n14|carol|compute|(null)|(null)|line1\nline2\n";
+    fn squeue_is_asked_for_the_comment_only_when_it_is_the_project() {
+        assert_eq!(node_jobs_format(ProjectSource::Comment), "%A|%u|%P|%a|%k");
+        assert_eq!(node_jobs_format(ProjectSource::Wckey), "%A|%u|%P|%a|%w");
+        assert_eq!(node_jobs_format(ProjectSource::Account), "%A|%u|%P|%a");
+    }
+
+    #[test]
+    fn squeue_lines_keep_pipes_and_newlines_in_the_last_field() {
+        let text = "12|alice|compute|acct|ProjectA\n13|bob|gpu|(null)|a|b\n14|carol|compute|(null)|line1\nline2\n";
         let jobs = parse_node_jobs(text, ProjectSource::Comment, "c1").unwrap();
         assert_eq!(jobs.len(), 3);
         assert_eq!(jobs[0].project, "ProjectA");
@@ -594,15 +713,41 @@ mod tests {
         assert_eq!(jobs[1].project, "a|b");
         assert_eq!(jobs[1].account, "");
         assert_eq!(jobs[2].project, "line1\nline2");
-        let by_wckey = parse_node_jobs(text, ProjectSource::Wckey, "").unwrap();
-        assert_eq!(by_wckey[0].project, "wk");
-        assert_eq!(by_wckey[1].project, "");
+        let by_wckey = parse_node_jobs(
+            "12|alice|compute|acct|*wk\n13|bob|gpu|a|(null)\n",
+            ProjectSource::Wckey,
+            "",
+        )
+        .unwrap();
+        assert_eq!((by_wckey[0].project.as_str(), by_wckey[1].project.as_str()), ("wk", ""));
+        let by_account =
+            parse_node_jobs("12|alice|compute|acct\n13|bob|gpu|(null)\n", ProjectSource::Account, "").unwrap();
         assert_eq!(
-            parse_node_jobs(text, ProjectSource::Account, "").unwrap()[0].project,
-            "acct"
+            (by_account[0].project.as_str(), by_account[0].account.as_str()),
+            ("acct", "acct")
         );
+        assert_eq!(by_account[1].project, "");
         assert!(parse_node_jobs("", ProjectSource::Comment, "").unwrap().is_empty());
         assert!(parse_node_jobs("garbage\n", ProjectSource::Comment, "").is_err());
+    }
+
+    #[test]
+    fn a_forged_job_line_is_refused_by_the_id_list() {
+        // Job 12's comment is "x\n9999999|victim|compute|physics|VictimProject".
+        let text = "12|mallory|compute|physics|x\n9999999|victim|compute|physics|VictimProject\n";
+        let jobs = parse_node_jobs(text, ProjectSource::Comment, "").unwrap();
+        assert_eq!(jobs.len(), 2, "it looks like a job line");
+        let e = confirm_jobs(jobs, "12\n").unwrap_err().to_string();
+        assert!(e.contains("job 9999999") && e.contains("forged"), "{e}");
+        // Naming a job that really runs here: printed twice.
+        let text = "12|mallory|compute|physics|x\n13|victim|compute|physics|MalloryProject\n13|victim|compute|physics|VictimProject\n";
+        let jobs = parse_node_jobs(text, ProjectSource::Comment, "").unwrap();
+        let e = confirm_jobs(jobs, "12\n13\n").unwrap_err().to_string();
+        assert!(e.contains("job 13 twice"), "{e}");
+        // Agreeing answers, and a job that started between the two queries.
+        let jobs = parse_node_jobs("12|alice|compute|physics|P\n", ProjectSource::Comment, "").unwrap();
+        assert_eq!(confirm_jobs(jobs, "12\n14\n").unwrap().len(), 1);
+        assert!(parse_job_ids("12\nx|y\n").is_err());
     }
 
     #[test]

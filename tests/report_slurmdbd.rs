@@ -2,7 +2,10 @@
 //! its jobs in slurmdbd + MariaDB (tests/support/slurmdbd.rs), ctalice and ctbob run short
 //! jobs with project comments in partitions compute and gpu (shared, exclusive, array),
 //! and the report — running the real sacct itself — must charge per project exactly the
-//! seconds Slurm accounted and the cost those seconds are worth.
+//! seconds Slurm accounted and the cost those seconds are worth. Then, with
+//! project_source = "account", a comment holding a newline and a forged record (which the
+//! real sacct prints raw) must charge nothing; with the comment as the project, the forged
+//! line is skipped because sacct's bare list of job ids does not have it.
 
 mod support;
 
@@ -221,4 +224,104 @@ fn report_charges_what_slurm_accounted() {
         );
     }
     assert_eq!(doc["groups"].as_array().unwrap().len(), 2, "{doc:#}");
+
+    // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
+    // and then a whole sacct line in the shape the report used to ask for (all fields,
+    // Comment last): a 500-node hour charged to account "victim". The real sacct prints
+    // it raw; the report must not ask for the comment at all.
+    let forged = format!(
+        "9999999|COMPLETED|ctvictim|victim|compute||{}|{}|500|1000|billing=1000,cpu=1000,node=500|n[1-500]|",
+        utc(since + 60),
+        utc(since + 3660)
+    );
+    // The same in the shape asked for today (Comment last, no WCKey), as job 9999998.
+    let forged_now = format!(
+        "9999998|COMPLETED|ctvictim|victim|compute|{}|{}|500|1000|billing=1000,cpu=1000,node=500|n[1-500]|VictimProject",
+        utc(since + 60),
+        utc(since + 3660)
+    );
+    let hostile = submit(
+        "ctbob",
+        &[
+            "-p",
+            "compute",
+            "-n1",
+            "--account",
+            "physics",
+            "--comment",
+            &format!("ProjectB\n{forged}\n{forged_now}"),
+            "--wrap",
+            "sleep 1",
+        ],
+    );
+    // sacct as the report runs it, once slurmdbd has the job's whole record (its end may
+    // arrive before its start, without which -S does not select it), and with Comment.
+    let raw = || {
+        let out = cluster
+            .command_root("sacct")
+            .args([
+                "--parsable2",
+                "--noheader",
+                "--allusers",
+                "--allocations",
+                "--duplicates",
+            ])
+            .args(["-S", &utc(since), "--format=JobID,Partition,End,Comment"])
+            .env("TZ", "UTC")
+            .output()
+            .expect("sacct");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let recorded = format!("{hostile}|compute|");
+    while !raw()
+        .lines()
+        .any(|l| l.starts_with(&recorded) && !l.contains("|Unknown|"))
+    {
+        assert!(Instant::now() < deadline, "job {hostile} not recorded: {}", raw());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // The real sacct prints the comment raw: its second line reads like a record.
+    assert!(raw().lines().any(|l| l.starts_with("9999999|")), "{}", raw());
+    assert!(raw().lines().any(|l| l.starts_with("9999998|")), "{}", raw());
+    std::fs::write(
+        &settings,
+        SETTINGS.replace("project_source = \"comment\"", "project_source = \"account\""),
+    )
+    .unwrap();
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--format", "json", "--by", "account"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let accounts: Vec<&str> = doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"]["account"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(accounts, ["physics"], "{doc:#}");
+    assert_eq!(doc["total"]["jobs"].as_u64(), Some(allocations as u64 + 1), "{doc:#}");
+
+    // project_source = "comment": the comment must be asked for, and the forged lines are
+    // printed. The old-shaped one has a field too many (skipped as unreadable); the other
+    // names a job the real sacct's bare list of ids does not have (skipped as forged).
+    std::fs::write(&settings, SETTINGS).unwrap();
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--format", "json", "--by", "account"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["groups"].as_array().unwrap().len(), 1, "{doc:#}");
+    assert_eq!(doc["total"]["jobs"].as_u64(), Some(allocations as u64 + 1), "{doc:#}");
+    assert_eq!(doc["skipped"]["lines"], 2, "{doc:#}");
+    assert!(
+        doc["skipped"].to_string().contains("job 9999998: not in sacct's list"),
+        "{doc:#}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `cost-tags status` and `cost-tags reconcile` as whole processes against moto (behind the
-//! fault proxy) and the IMDSv2 emulator. Slurm is stood in for by tiny scripts passed with
-//! the hidden `--squeue`/`--scontrol` options, which print fixed answers and record their
-//! arguments; the real-Slurm end to end is in tests/reconcile_slurm.rs.
+//! fault proxy) and the IMDSv2 emulator. squeue is the stand-in of
+//! tests/support/slurm_standin.rs (it prints what Slurm prints for the `-o` it is given,
+//! free text raw), scontrol a tiny script with a fixed answer, both passed with the hidden
+//! `--squeue`/`--scontrol` options; the real-Slurm end to end is in tests/reconcile_slurm.rs.
 
 mod support;
 
@@ -13,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 use support::aws_proxy::{AwsProxy, ProxyMode};
 use support::imds::Imds;
 use support::moto::{apply_env, block_on, MotoServer};
+use support::slurm_standin::{job, SlurmStandin};
 
 const PROJECT: &str = "aws-parallelcluster-project";
 const USER: &str = "aws-parallelcluster-username";
@@ -20,11 +22,20 @@ const JOBID: &str = "aws-parallelcluster-jobid";
 const CLUSTER_TAG: &str = "parallelcluster:cluster-name";
 
 struct Node {
+    slurm: SlurmStandin,
     moto: MotoServer,
     proxy: AwsProxy,
     imds: Imds,
     instance: String,
     dir: tempfile::TempDir,
+}
+
+/// A running job on `node` with `comment` and no account, as squeue prints it.
+fn running(id: &str, user: &str, node: &str, comment: &str) -> serde_json::Value {
+    let mut j = job(id, user, &[node]);
+    j["comment"] = comment.into();
+    j["account"] = "".into();
+    j
 }
 
 fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -55,6 +66,11 @@ fn fake_program(dir: &std::path::Path, name: &str) -> PathBuf {
 
 impl Node {
     fn start() -> Option<Node> {
+        Node::start_with("")
+    }
+
+    /// A node whose settings also have `extra` lines.
+    fn start_with(extra: &str) -> Option<Node> {
         let moto = MotoServer::start()?;
         let instance = moto.run_instances(1).remove(0);
         let proxy = AwsProxy::start(&moto.endpoint());
@@ -64,15 +80,15 @@ impl Node {
         std::fs::write(
             d.join("cost-tags.toml"),
             format!(
-                "state_dir = {:?}\ncache_dir = {:?}\ndeadline = 4\n",
+                "state_dir = {:?}\ncache_dir = {:?}\ndeadline = 4\n{extra}",
                 d.join("state"),
                 d.join("run")
             ),
         )
         .unwrap();
-        fake_program(d, "squeue");
         fake_program(d, "scontrol");
         Some(Node {
+            slurm: SlurmStandin::new(),
             moto,
             proxy,
             imds,
@@ -103,18 +119,9 @@ impl Node {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }
 
-    /// `cost-tags ARGS` with the fake squeue/scontrol.
+    /// `cost-tags ARGS` with the stand-in squeue and the fake scontrol.
     fn cost_tags(&self, args: &[&str]) -> Output {
-        let d = self.dir.path();
-        let mut c = self.command("cost-tags");
-        c.args(args);
-        if args.contains(&"reconcile") {
-            c.arg("--squeue")
-                .arg(d.join("squeue"))
-                .arg("--scontrol")
-                .arg(d.join("scontrol"));
-        }
-        let out = c.output().unwrap();
+        let out = self.cost_tags_command(args).output().unwrap();
         eprintln!(
             "cost-tags {args:?} -> {:?}\n{}{}",
             out.status.code(),
@@ -124,16 +131,23 @@ impl Node {
         out
     }
 
-    fn squeue_says(&self, lines: &str) {
-        std::fs::write(self.dir.path().join("squeue.out"), lines).unwrap();
+    fn cost_tags_command(&self, args: &[&str]) -> Command {
+        let mut c = self.command("cost-tags");
+        c.args(args);
+        if args.contains(&"reconcile") {
+            c.arg("--squeue")
+                .arg(self.slurm.squeue())
+                .arg("--scontrol")
+                .arg(self.dir.path().join("scontrol"));
+        }
+        c
     }
 
-    fn squeue_args(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.path().join("squeue.args"))
-            .unwrap()
-            .lines()
-            .map(str::to_string)
-            .collect()
+    /// The arguments of every squeue call since the last look.
+    fn squeue_calls(&self) -> Vec<Vec<String>> {
+        let calls = self.slurm.calls("squeue");
+        let _ = std::fs::remove_file(self.slurm.dir().join("squeue.calls"));
+        calls
     }
 
     fn cost_tags_on(&self, instance: &str) -> BTreeMap<String, String> {
@@ -171,14 +185,13 @@ fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
 
     // 101 is gone (its epilog never ran); 102 runs but its prolog never recorded it. The
     // comment keeps its `|` (it is the last field).
-    n.squeue_says("102|ctbob|compute|(null)|(null)|ProjectB|x\n");
+    n.slurm.set_jobs(&[running("102", "ctbob", "q-dy-c5-1", "ProjectB|x")]);
     let out = n.cost_tags(&["reconcile", "--node", "q-dy-c5-1"]);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("dropped job 101"), "{stdout}");
     assert!(stdout.contains("added job 102"), "{stdout}");
-    assert_eq!(
-        n.squeue_args(),
+    let asked = |format: &str| {
         [
             "-h",
             "-a",
@@ -187,9 +200,11 @@ fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
             "-t",
             "CONFIGURING,RUNNING,SUSPENDED",
             "-o",
-            "%A|%u|%P|%a|%w|%k"
+            format,
         ]
-    );
+        .map(String::from)
+    };
+    assert_eq!(n.squeue_calls(), [asked("%A|%u|%P|%a|%k"), asked("%A")]);
     assert_eq!(n.ledger_ids(), ["102"]);
     let job = &n.ledger()["jobs"][0];
     assert_eq!(
@@ -204,7 +219,7 @@ fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
     assert_eq!(n.moto.tags(&n.instance)["team"], "hpc", "user tags stay");
 
     // Nothing running: everything goes, with one DeleteTags and no CreateTags.
-    n.squeue_says("");
+    n.slurm.set_jobs(&[]);
     n.proxy.reset_counts();
     assert_eq!(
         n.cost_tags(&["reconcile", "--node", "q-dy-c5-1"]).status.code(),
@@ -228,7 +243,7 @@ fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
 fn tags_deleted_by_hand_are_seen_by_status_and_restored() {
     let Some(n) = Node::start() else { return };
     n.prolog("7", "ctalice", "ProjectA");
-    n.squeue_says("7|ctalice|compute|(null)|(null)|ProjectA\n");
+    n.slurm.set_jobs(&[running("7", "ctalice", "n1", "ProjectA")]);
 
     let out = n.cost_tags(&["status", "--json"]);
     assert_eq!(out.status.code(), Some(0), "in sync");
@@ -280,7 +295,7 @@ fn dry_run_changes_nothing() {
     let Some(n) = Node::start() else { return };
     n.prolog("7", "ctalice", "ProjectA");
     n.moto.delete_tags(&n.instance, &[USER]);
-    n.squeue_says("8|ctbob|gpu|(null)|(null)|ProjectB\n");
+    n.slurm.set_jobs(&[running("8", "ctbob", "n1", "ProjectB")]);
     let ledger_before = std::fs::read(n.ledger_path()).unwrap();
     let tags_before = n.moto.tags(&n.instance);
     n.proxy.reset_counts();
@@ -310,20 +325,16 @@ fn failed_squeue_changes_nothing_and_aws_failure_is_owed() {
     n.prolog("7", "ctalice", "ProjectA");
     let ledger_before = std::fs::read(n.ledger_path()).unwrap();
 
-    std::fs::write(n.dir.path().join("squeue.rc"), "1").unwrap();
+    n.slurm
+        .fail("squeue", Some("Unable to contact slurm controller (connect failure)"));
     let out = n.cost_tags(&["reconcile", "--node", "n1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("squeue is broken"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("Unable to contact"), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
-    std::fs::remove_file(n.dir.path().join("squeue.rc")).unwrap();
-
-    // Unparsable answer: nothing changes either.
-    n.squeue_says("this is not squeue\n");
-    assert_eq!(n.cost_tags(&["reconcile", "--node", "n1"]).status.code(), Some(2));
-    assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
+    n.slurm.fail("squeue", None);
 
     // AWS down: the ledger is repaired, the debt recorded, exit 0; status cannot tell (2).
-    n.squeue_says("");
+    n.slurm.set_jobs(&[]);
     n.proxy.set_mode(ProxyMode::Refuse);
     let out = n.cost_tags(&["reconcile", "--node", "n1"]);
     assert_eq!(out.status.code(), Some(0));
@@ -385,7 +396,9 @@ fn cluster_reconcile_untags_only_idle_instances() {
         ips[&ids[0]], ips[&ids[1]], ips[&ids[3]]
     );
     std::fs::write(n.dir.path().join("scontrol.out"), scontrol).unwrap();
-    n.squeue_says("q-dy-c5-[1,3-4]\nq-dy-c5-1\n");
+    let mut wide = job("5", "ctalice", &["q-dy-c5-1", "q-dy-c5-3", "q-dy-c5-4"]);
+    wide["nodelist"] = "q-dy-c5-[1,3-4]".into();
+    n.slurm.set_jobs(&[wide, job("6", "ctalice", &["q-dy-c5-1"])]);
 
     let before: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
     n.proxy.reset_counts();
@@ -411,6 +424,7 @@ fn cluster_reconcile_untags_only_idle_instances() {
     let after: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
     assert_eq!(after, before, "dry run changed tags");
     assert_eq!(n.proxy.count("DeleteTags"), 0);
+    n.squeue_calls();
 
     let out = n.cost_tags(&args);
     assert_eq!(out.status.code(), Some(0));
@@ -425,9 +439,15 @@ fn cluster_reconcile_untags_only_idle_instances() {
         "{stdout}"
     );
     assert_eq!(n.scontrol_args(), ["show", "nodes", "-o"]);
+    // One snapshot, then q-dy-c5-2 asked again right before its tags go (the instance that
+    // is no Slurm node has no jobs to ask about).
+    let states = "CONFIGURING,RUNNING,SUSPENDED,COMPLETING";
     assert_eq!(
-        n.squeue_args(),
-        ["-h", "-a", "-t", "CONFIGURING,RUNNING,SUSPENDED,COMPLETING", "-o", "%N"]
+        n.squeue_calls(),
+        [
+            vec!["-h", "-a", "-t", states, "-o", "%N"],
+            vec!["-h", "-a", "-w", "q-dy-c5-2", "-t", states, "-o", "%A"],
+        ]
     );
     assert_eq!(n.proxy.count("DeleteTags"), 2, "{:?}", n.proxy.counts());
     let full = tags(&cost);
@@ -445,7 +465,7 @@ fn cluster_reconcile_untags_only_idle_instances() {
     assert_eq!(n.proxy.count("DeleteTags"), 0);
 
     // A failing Slurm is exit 2 and no change.
-    std::fs::write(n.dir.path().join("squeue.rc"), "1").unwrap();
+    n.slurm.fail("squeue", Some("Unable to contact slurm controller"));
     n.moto.create_tags(&ids[1], &cost);
     assert_eq!(n.cost_tags(&args).status.code(), Some(2));
     assert_eq!(n.cost_tags_on(&ids[1]), full);
@@ -459,4 +479,90 @@ impl Node {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// Issue 11, item 1: a job's comment `x\n9999999|...` is printed raw by squeue, and its
+/// second line reads like the record of a job that does not run here.
+#[test]
+fn a_newline_in_a_comment_cannot_put_a_job_in_the_ledger() {
+    // project_source = account: the comment is not asked for at all.
+    let Some(n) = Node::start_with("project_source = \"account\"\n") else {
+        return;
+    };
+    let mut mallory = job("12", "ctmallory", &["n1"]);
+    mallory["comment"] = "x\n9999999|victim|compute|VictimProject|(null)|y".into();
+    n.slurm.set_jobs(&[mallory.clone()]);
+    let out = n.cost_tags(&["reconcile", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(n.ledger_ids(), ["12"]);
+    assert_eq!(n.ledger()["jobs"][0]["project"], "physics");
+    for call in n.squeue_calls() {
+        assert!(
+            !call.iter().any(|a| a.contains("%k")),
+            "asked for the comment: {call:?}"
+        );
+    }
+    assert_eq!(
+        n.cost_tags_on(&n.instance),
+        tags(&[(PROJECT, "physics"), (USER, "ctmallory"), (JOBID, "12")])
+    );
+
+    // project_source = comment: the comment must be asked for, and last. A forged line
+    // names a job that `squeue -o %A` does not list: nothing changes, loudly.
+    let Some(n) = Node::start() else { return };
+    n.prolog("12", "ctmallory", "x");
+    let ledger_before = std::fs::read(n.ledger_path()).unwrap();
+    mallory["comment"] = "x\n9999999|victim|compute|physics|(null)|VictimProject".into();
+    n.slurm.set_jobs(&[mallory]);
+    let out = n.cost_tags(&["reconcile", "--node", "n1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("job 9999999") && stderr.contains("forged"), "{stderr}");
+    assert_eq!(std::fs::read(n.ledger_path()).unwrap(), ledger_before);
+    assert_eq!(n.cost_tags_on(&n.instance)[JOBID], "12");
+}
+
+/// Issue 11, item 6: `reconcile --cluster` takes its squeue snapshot, then a job of the
+/// same user and project starts on an idle node that still carries the stale tags of the
+/// last one (its prolog rewrites the same project and user, and a new job id), before
+/// that node's turn to lose them comes.
+#[test]
+fn cluster_reconcile_keeps_the_tags_of_a_job_that_started_after_the_snapshot() {
+    let Some(n) = Node::start() else { return };
+    let id = n.moto.run_instances(1).remove(0);
+    let ip = private_ips(&n.moto)[&id].clone();
+    let stale = [(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "5")];
+    let mut t = vec![(CLUSTER_TAG, "c1"), ("parallelcluster:node-type", "Compute")];
+    t.extend(stale);
+    n.moto.create_tags(&id, &t);
+    std::fs::write(
+        n.dir.path().join("scontrol.out"),
+        format!("NodeName=q-dy-c5-1 NodeAddr={ip} NodeHostName=q-dy-c5-1\n"),
+    )
+    .unwrap();
+
+    n.slurm.hold("squeue");
+    let child = n
+        .cost_tags_command(&["reconcile", "--cluster", "--cluster-name", "c1", "--rate", "50"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // squeue has read that no job runs; job 6 starts now and its prolog tags the node.
+    n.slurm.wait_held("squeue", std::time::Duration::from_secs(30));
+    n.slurm.set_jobs(&[job("6", "ctalice", &["q-dy-c5-1"])]);
+    n.moto
+        .create_tags(&id, &[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "6")]);
+    n.slurm.release("squeue");
+    let out = child.wait_with_output().unwrap();
+    let stdout = text(&out.stdout);
+    eprintln!("{stdout}{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        n.cost_tags_on(&id),
+        tags(&[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "6")]),
+        "job 6 lost its tags"
+    );
+    assert!(stdout.contains("kept, job 6 started meanwhile"), "{stdout}");
+    assert!(stdout.contains("0 untagged"), "{stdout}");
 }

@@ -25,6 +25,14 @@ use crate::atomic_file;
 /// The version of the file format, so a newer writer is not misread by an older reader.
 pub const FORMAT: u32 = 1;
 
+/// How far in the future `refreshed_at` may be and still count as fresh. The cache is
+/// written on the head node and read by project-check on the same head node (or on a
+/// login node through NFS), so a few seconds of clock skew are normal; five minutes is
+/// far more than NTP-synchronised machines drift, and far less than `max_age`'s default.
+/// Beyond it the clock is wrong (or the cache was forged or copied from elsewhere), and
+/// a cache whose age cannot be told must not stay "fresh" forever.
+pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+
 /// The first line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +133,12 @@ impl CacheHeader {
     /// How old the cache is at `now` (zero if its time is in the future).
     pub fn age(&self, now: SystemTime) -> Duration {
         Duration::from_secs(unix_seconds(now).saturating_sub(self.refreshed_at))
+    }
+
+    /// How far in the future `refreshed_at` is at `now` (zero if it is not); more than
+    /// [`FUTURE_SKEW`] means the cache's age cannot be told.
+    pub fn ahead(&self, now: SystemTime) -> Duration {
+        Duration::from_secs(self.refreshed_at.saturating_sub(unix_seconds(now)))
     }
 }
 
@@ -447,6 +461,11 @@ mod tests {
             Duration::from_secs(60)
         );
         assert_eq!(c.header.age(UNIX_EPOCH), Duration::ZERO);
+        assert_eq!(c.header.ahead(UNIX_EPOCH + Duration::from_secs(1_060)), Duration::ZERO);
+        assert_eq!(
+            c.header.ahead(UNIX_EPOCH + Duration::from_secs(400)),
+            Duration::from_secs(600)
+        );
         let b = &c.budgets["P1"];
         assert_eq!(b.percent_used(), 25.5);
         assert_eq!(b.period_word(), "month");

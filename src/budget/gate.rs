@@ -34,6 +34,14 @@ pub fn decide(
 ) -> BudgetVerdict {
     let fresh = match found {
         Err(e) => Err(e.to_string()),
+        Ok(f) if f.header.ahead(now) > cache::FUTURE_SKEW => Err(format!(
+            "{}: the budget cache says it was refreshed {} in the future, more than the {} of clock \
+             skew allowed: this machine's clock or the refreshing machine's is wrong, or the cache \
+             was copied from elsewhere (run `cost-tags budget refresh` once the clocks agree)",
+            settings.cache_file.display(),
+            human(f.header.ahead(now)),
+            human(cache::FUTURE_SKEW)
+        )),
         Ok(f) if f.header.age(now) > settings.max_age => Err(format!(
             "{}: the budget cache is {} old, more than max_age {} (is `cost-tags budget refresh` failing?)",
             settings.cache_file.display(),
@@ -217,6 +225,15 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // From the future: fresh within the allowed skew, stale beyond it, with a message
+        // that says why (the age alone would read 0 s, forever).
+        denied(decide(&s, &spent, "P", at(T0 - 300)));
+        match decide(&s, &spent, "P", at(T0 - 301)) {
+            BudgetVerdict::AllowedUnchecked(why) => {
+                assert!(why.contains("in the future") && why.contains("clock"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
         let path = PathBuf::from("/x/budgets.jsonl");
         let broken: [Result<Lookup, CacheError>; 3] = [
             Err(CacheError::Missing(path.clone())),
@@ -240,6 +257,10 @@ mod tests {
             header: spent.header.clone(),
             budget: spent.budgets.get("P").cloned(),
         });
+        assert!(matches!(
+            super::decide(&strict, &stale_spent, "P", at(T0 - 86_400)),
+            BudgetVerdict::Denied { .. }
+        ));
         for c in broken.iter().chain([&stale_spent]) {
             match super::decide(&strict, c, "P", at(T0 + 7200)) {
                 BudgetVerdict::Denied { message, log } => {

@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod chart;
 pub mod fleet;
 pub mod hostlist;
+pub mod job_ids;
 pub mod output;
 pub mod pricing;
 pub mod sacct;
@@ -24,6 +25,7 @@ use serde::Serialize;
 use crate::config::{ProjectSource, Settings};
 use aggregate::{Diagnostics, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Short, Timestamp};
+use job_ids::JobIds;
 use pricing::Pricer;
 use sacct::{Line, Skip};
 
@@ -88,7 +90,11 @@ running jobs are charged up to now. Jobs on nodes without a known price are list
 unpriced, never guessed. Without --sacct-file the report runs:
   TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations
     --duplicates --truncate -S SINCE -E UNTIL
-    --format=JobID,State,User,Account,Partition,WCKey,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment
+    --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList
+with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
+otherwise: Slurm prints free text raw, and a newline in it could forge a record). With the
+comment, the same command with --format=JobID runs first: a record whose job id it does not
+list (as often) is skipped as forged.
 Exit codes: 0 report printed, 2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
     /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
@@ -209,7 +215,17 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
 
 /// Reads sacct lines from `input` and builds the report. Only I/O errors fail; every
 /// line that cannot be used is counted in the report's diagnostics.
-pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) -> io::Result<Report> {
+pub fn build(settings: &Settings, options: &Options, input: impl BufRead) -> io::Result<Report> {
+    build_confirmed(settings, options, input, None)
+}
+
+/// [`build`], charging only records whose job id `ids` still lists (see [`job_ids`]).
+pub fn build_confirmed(
+    settings: &Settings,
+    options: &Options,
+    mut input: impl BufRead,
+    mut ids: Option<JobIds>,
+) -> io::Result<Report> {
     let mut pricer = Pricer::new(&settings.pricing);
     let mut table = SpendTable::new(options.every, options.since, options.until);
     let mut chart_table = options
@@ -218,10 +234,12 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
+    let layout = sacct::Layout::new(source);
 
     let mut buf = Vec::with_capacity(512);
     let mut key = String::with_capacity(128);
     let mut line_no = 0u64;
+    let mut forged = 0u64;
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
@@ -230,7 +248,7 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
         line_no += 1;
         diag.lines += 1;
         let text = String::from_utf8_lossy(&buf);
-        let record = match sacct::parse_line(&text) {
+        let record = match sacct::parse_line(&text, layout) {
             Ok(Line::Job(r)) => r,
             Ok(Line::Header | Line::Blank) => continue,
             Err(Skip(why)) => {
@@ -238,6 +256,20 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
                 continue;
             }
         };
+        if let Some(ids) = ids.as_mut() {
+            if !ids.take(record.job_id) {
+                forged += 1;
+                diag.skip(
+                    line_no,
+                    format!(
+                        "job {}: not in sacct's list of job ids (or listed fewer times): a line forged \
+                         by a newline in a job comment",
+                        record.job_id
+                    ),
+                );
+                continue;
+            }
+        }
         if !record.comment.trim().is_empty() {
             diag.comments += 1;
         }
@@ -291,6 +323,13 @@ pub fn build(settings: &Settings, options: &Options, mut input: impl BufRead) ->
     if pricer.is_empty() && diag.runs > 0 {
         diag.warnings
             .push("the settings have no [pricing] instances: no job could be priced (see docs/report.md)".into());
+    }
+    if forged > 0 {
+        diag.warnings.push(format!(
+            "{forged} lines named jobs sacct does not list (as often): job comments hold newlines, and \
+             what follows a newline can read like a record. They were skipped; a real record of a job \
+             whose id a forged line used first may be among them (see the skipped lines)"
+        ));
     }
     let records = diag.runs + diag.not_run;
     if source == ProjectSource::Comment && options.by.contains(&Dimension::Project) && records > 0 && diag.comments == 0
@@ -365,25 +404,45 @@ pub fn with_fleet(settings: &Settings) -> anyhow::Result<(Settings, Vec<String>)
     Ok((settings, notes))
 }
 
-/// Runs sacct (no shell) and builds the report from its output as it arrives.
+/// Runs sacct (no shell) and builds the report from its output as it arrives. When the
+/// comment is asked for, sacct first lists the window's job ids alone, to confirm the
+/// records with ([`job_ids`]): asked first, so a job that starts in between is only in
+/// the second answer, where its run (after the window's end) costs nothing.
 fn run_sacct(settings: &Settings, options: &Options) -> anyhow::Result<Report> {
-    let mut child = sacct::command("sacct".as_ref(), options.since, options.until)
+    let layout = sacct::Layout::new(settings.project_source);
+    let ids = if layout.has_comment() {
+        Some(read_sacct(options, "JobID", JobIds::read)?)
+    } else {
+        None
+    };
+    read_sacct(options, &layout.format(), |out| {
+        build_confirmed(settings, options, out, ids)
+    })
+}
+
+/// Runs sacct for `format` and hands its output, as it arrives, to `read`.
+fn read_sacct<T>(
+    options: &Options,
+    format: &str,
+    read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
+) -> anyhow::Result<T> {
+    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, format)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot run sacct (is Slurm's client installed and on PATH? or use --sacct-file)")?;
     let stdout = child.stdout.take().context("sacct's output")?;
-    let built = build(settings, options, BufReader::with_capacity(1 << 18, stdout));
+    let built = read(BufReader::with_capacity(1 << 18, stdout));
     let status = child.wait().context("waiting for sacct")?;
-    let report = built.context("reading sacct's output")?;
+    let value = built.context("reading sacct's output")?;
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(options.since, options.until)
+            sacct::command_line(options.since, options.until, format)
         );
     }
-    Ok(report)
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -398,9 +457,10 @@ mod tests {
             .map(|h| h.to_string())
             .unwrap_or_default();
         assert!(
-            help.contains(&format!("--format={}", sacct::FIELDS.join(","))),
+            help.contains(&format!("--format={}\n", sacct::FIELDS.join(","))),
             "{help}"
         );
+        assert!(help.contains("\",WCKey\"") && help.contains("\",Comment\""), "{help}");
         for flag in [
             "--parsable2",
             "--noheader",

@@ -221,13 +221,13 @@ mod tests {
             user: "u",
             account: "a",
             partition,
-            wckey: "",
             start: Some(0),
             end: Some(3600),
             nodes,
             cpus,
             gpus,
             node_list: list,
+            wckey: "",
             comment: "",
         }
     }

@@ -1,35 +1,72 @@
 //! Slurm accounting records: the exact sacct command the report runs (or that produces a
 //! file for `--sacct-file`), and one `--parsable2` line parsed into a [`Record`] without
 //! copying. Everything that makes a line unusable is a [`Skip`] reason the report counts.
+//! The free-text field that names the project is asked for only when it does, and last
+//! ([`crate::slurm_fields`] says why).
 
 use std::path::Path;
 use std::process::Command;
 
 use super::calendar::{self, Plain, Timestamp};
+use crate::config::ProjectSource;
+use crate::slurm_fields::{self, ProjectField};
 
-/// The fields the report asks for, in this order. `Comment` is last so that a `|` inside
-/// a comment (sacct does not escape it) cannot shift the other fields.
-pub const FIELDS: [&str; 13] = [
+/// The fields the report always asks for, in this order. None of them is free text that
+/// a job's submitter writes (project-check refuses control characters in the account).
+pub const FIELDS: [&str; 11] = [
     "JobID",
     "State",
     "User",
     "Account",
     "Partition",
-    "WCKey",
     "Start",
     "End",
     "NNodes",
     "NCPUS",
     "AllocTRES",
     "NodeList",
-    "Comment",
 ];
 
-/// The arguments of the sacct run (after the program name) for the window `[since, until)`.
+/// The fields asked for under one `project_source`: [`FIELDS`], then `WCKey` or `Comment`
+/// when that is the project, and never otherwise (see [`crate::slurm_fields`]). The saved
+/// file of `--sacct-file` must be made with the same list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    project: Option<ProjectField>,
+}
+
+impl Layout {
+    pub fn new(source: ProjectSource) -> Layout {
+        Layout {
+            project: ProjectField::of(source),
+        }
+    }
+
+    /// The field names, in order.
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut f = FIELDS.to_vec();
+        f.extend(self.project.map(ProjectField::sacct_name));
+        f
+    }
+
+    /// The value of `--format`.
+    pub fn format(&self) -> String {
+        self.fields().join(",")
+    }
+
+    /// True when the comment is asked for: its records must then be confirmed against
+    /// sacct's bare list of job ids ([`super::job_ids`]).
+    pub fn has_comment(&self) -> bool {
+        self.project == Some(ProjectField::Comment)
+    }
+}
+
+/// The arguments of the sacct run (after the program name) for the window `[since, until)`
+/// and the fields `format` (a [`Layout::format`], or just `JobID`).
 /// `--allocations`: one line per job allocation, never its steps (no double counting);
 /// `--duplicates`: every run of a requeued job is its own line, so each run is charged;
 /// `--truncate`: Start and End clipped to the window; `--allusers`: everyone's jobs.
-pub fn arguments(since: Timestamp, until: Timestamp) -> Vec<String> {
+pub fn arguments(since: Timestamp, until: Timestamp, format: &str) -> Vec<String> {
     let mut args: Vec<String> = [
         "--parsable2",
         "--noheader",
@@ -46,26 +83,26 @@ pub fn arguments(since: Timestamp, until: Timestamp) -> Vec<String> {
         Plain(since).to_string(),
         "-E".to_string(),
         Plain(until).to_string(),
-        format!("--format={}", FIELDS.join(",")),
+        format!("--format={format}"),
     ]);
     args
 }
 
 /// The sacct process, without a shell: times in UTC, in sacct's standard format whatever
 /// `SLURM_TIME_FORMAT` the caller has.
-pub fn command(program: &Path, since: Timestamp, until: Timestamp) -> Command {
+pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str) -> Command {
     let mut c = Command::new(program);
-    c.args(arguments(since, until))
+    c.args(arguments(since, until, format))
         .env("TZ", "UTC")
         .env("SLURM_TIME_FORMAT", "standard");
     c
 }
 
 /// The command line as a person would type it, for documentation and error messages.
-pub fn command_line(since: Timestamp, until: Timestamp) -> String {
+pub fn command_line(since: Timestamp, until: Timestamp, format: &str) -> String {
     format!(
         "TZ=UTC SLURM_TIME_FORMAT=standard sacct {}",
-        arguments(since, until).join(" ")
+        arguments(since, until, format).join(" ")
     )
 }
 
@@ -78,7 +115,6 @@ pub struct Record<'a> {
     pub user: &'a str,
     pub account: &'a str,
     pub partition: &'a str,
-    pub wckey: &'a str,
     pub start: Option<Timestamp>,
     pub end: Option<Timestamp>,
     pub nodes: u32,
@@ -86,6 +122,9 @@ pub struct Record<'a> {
     /// `gres/gpu=N` of AllocTRES (all nodes together), 0 when absent.
     pub gpus: u32,
     pub node_list: &'a str,
+    /// Empty unless `WCKey` is the project's field (and so asked for).
+    pub wckey: &'a str,
+    /// Empty unless `Comment` is the project's field (and so asked for).
     pub comment: &'a str,
 }
 
@@ -125,56 +164,61 @@ fn gpus(tres: &str) -> Result<u32, Skip> {
     }
 }
 
-/// Parses one line of `sacct --parsable2` output with [`FIELDS`].
-pub fn parse_line(line: &str) -> Result<Line<'_>, Skip> {
+/// Parses one line of `sacct --parsable2` output made with `layout`. A line with another
+/// number of fields, or whose JobID is not a job id, is skipped: it is not what sacct
+/// prints for a job, whatever made it (a newline in a free-text field, or a file made with
+/// other fields).
+pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
     let line = line.strip_suffix('\n').unwrap_or(line);
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.trim().is_empty() {
         return Ok(Line::Blank);
     }
-    let mut f: [&str; FIELDS.len()] = [""; FIELDS.len()];
-    let mut n = 0;
-    for (slot, value) in f.iter_mut().zip(line.splitn(FIELDS.len(), '|')) {
-        *slot = value;
-        n += 1;
-    }
-    if n < FIELDS.len() {
+    let names = layout.fields();
+    let Some(f) = slurm_fields::split(line, names.len(), layout.project.is_some()) else {
         return Err(Skip(format!(
-            "{n} fields instead of {} (was the file made with --parsable2 --format={}?)",
-            FIELDS.len(),
-            FIELDS.join(",")
+            "{} fields instead of {} (was the file made with --parsable2 --format={}?)",
+            line.split('|').count(),
+            names.len(),
+            layout.format()
         )));
-    }
+    };
     if f[0] == FIELDS[0] && f[1] == FIELDS[1] {
-        return if f == FIELDS {
+        return if f == names {
             Ok(Line::Header)
         } else {
-            Err(Skip(format!("header with other fields than {}", FIELDS.join(","))))
+            Err(Skip(format!("header with other fields than {}", layout.format())))
         };
     }
     let job_id = f[0];
-    if job_id.is_empty() {
-        return Err(Skip("empty JobID".into()));
-    }
-    if job_id.contains('.') {
+    if job_id.contains('.') && slurm_fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
         return Err(Skip(format!(
             "job step {job_id} (only allocations are charged; run sacct with --allocations)"
         )));
     }
+    if !slurm_fields::is_job_id(job_id) {
+        return Err(Skip(format!("JobID {job_id:?} is not a job id")));
+    }
+    let project = f.get(FIELDS.len()).copied().unwrap_or_default();
+    let (wckey, comment) = match layout.project {
+        Some(ProjectField::Wckey) => (project.strip_prefix('*').unwrap_or(project), ""),
+        Some(ProjectField::Comment) => ("", project),
+        None => ("", ""),
+    };
     Ok(Line::Job(Record {
         job_id,
         state: f[1],
         user: f[2],
         account: f[3],
         partition: f[4],
-        wckey: f[5].strip_prefix('*').unwrap_or(f[5]),
-        start: time("Start", f[6])?,
-        end: time("End", f[7])?,
-        nodes: count("NNodes", f[8])?,
-        cpus: count("NCPUS", f[9])?,
-        gpus: gpus(f[10])?,
-        node_list: f[11],
-        comment: f[12],
+        start: time("Start", f[5])?,
+        end: time("End", f[6])?,
+        nodes: count("NNodes", f[7])?,
+        cpus: count("NCPUS", f[8])?,
+        gpus: gpus(f[9])?,
+        node_list: f[10],
+        wckey,
+        comment,
     }))
 }
 
@@ -182,58 +226,102 @@ pub fn parse_line(line: &str) -> Result<Line<'_>, Skip> {
 mod tests {
     use super::*;
 
+    const COMMENT: Layout = Layout {
+        project: Some(ProjectField::Comment),
+    };
+    const ACCOUNT: Layout = Layout { project: None };
+    const WCKEY: Layout = Layout {
+        project: Some(ProjectField::Wckey),
+    };
+
     #[test]
     fn parses_an_allocation() {
-        let line = "123_7|COMPLETED|alice|physics|compute|*wk|2024-03-01T10:00:00|2024-03-01T11:00:00|2|8|billing=8,cpu=8,gres/gpu:t4=2,gres/gpu=2,mem=16G,node=2|q-dy-c5-[1-2]|ProjectA|x\n";
-        let Line::Job(r) = parse_line(line).unwrap() else {
+        let line = "123_7|COMPLETED|alice|physics|compute|2024-03-01T10:00:00|2024-03-01T11:00:00|2|8|billing=8,cpu=8,gres/gpu:t4=2,gres/gpu=2,mem=16G,node=2|q-dy-c5-[1-2]|ProjectA|x\n";
+        let Line::Job(r) = parse_line(line, COMMENT).unwrap() else {
             panic!()
         };
         assert_eq!(r.job_id, "123_7");
         assert_eq!(
             (r.user, r.account, r.partition, r.wckey),
-            ("alice", "physics", "compute", "wk")
+            ("alice", "physics", "compute", "")
         );
         assert_eq!(r.start, Some(1_709_287_200));
         assert_eq!(r.end, Some(1_709_290_800));
         assert_eq!((r.nodes, r.cpus, r.gpus), (2, 8, 2));
         assert_eq!(r.node_list, "q-dy-c5-[1-2]");
         assert_eq!(r.comment, "ProjectA|x");
+
+        let Line::Job(r) = parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|*wk", WCKEY).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.wckey, r.comment), ("wk", ""));
+        let Line::Job(r) = parse_line("9+1|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1", ACCOUNT).unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.job_id, r.account, r.wckey, r.comment), ("9+1", "b", "", ""));
     }
 
     #[test]
     fn unknown_times_and_headers() {
-        let Line::Job(r) = parse_line("9|RUNNING|a|b|c||2024-03-01T10:00:00|Unknown|1|1||n1|").unwrap() else {
+        let Line::Job(r) = parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|", COMMENT).unwrap() else {
             panic!()
         };
         assert_eq!(r.end, None);
-        assert_eq!(parse_line(&FIELDS.join("|")).unwrap(), Line::Header);
-        assert_eq!(parse_line("  \n").unwrap(), Line::Blank);
+        assert_eq!(parse_line(&COMMENT.fields().join("|"), COMMENT).unwrap(), Line::Header);
+        assert_eq!(parse_line(&FIELDS.join("|"), ACCOUNT).unwrap(), Line::Header);
+        assert_eq!(parse_line("  \n", COMMENT).unwrap(), Line::Blank);
+    }
+
+    #[test]
+    fn only_the_project_field_is_asked_and_last() {
+        assert_eq!(Layout::new(ProjectSource::Account).fields(), FIELDS);
+        assert_eq!(Layout::new(ProjectSource::Comment).fields().last(), Some(&"Comment"));
+        assert_eq!(Layout::new(ProjectSource::Wckey).fields().last(), Some(&"WCKey"));
+        for source in [ProjectSource::Account, ProjectSource::Wckey] {
+            assert!(!Layout::new(source).format().contains("Comment"), "{source:?}");
+        }
+        assert!(!Layout::new(ProjectSource::Comment).format().contains("WCKey"));
     }
 
     #[test]
     fn refuses_what_it_cannot_use() {
         let cases = [
-            ("garbage", "1 fields instead of 13"),
+            (COMMENT, "garbage", "1 fields instead of 12"),
             (
-                "9.batch|COMPLETED|a|b|c||2024-03-01T10:00:00|2024-03-01T11:00:00|1|1||n1|",
+                COMMENT,
+                "9.batch|COMPLETED|a|b|c|2024-03-01T10:00:00|2024-03-01T11:00:00|1|1||n1|",
                 "job step 9.batch",
             ),
             (
-                "9|COMPLETED|a|b|c||yesterday|2024-03-01T11:00:00|1|1||n1|",
+                COMMENT,
+                "9|COMPLETED|a|b|c|yesterday|2024-03-01T11:00:00|1|1||n1|",
                 "Start \"yesterday\"",
             ),
             (
-                "9|COMPLETED|a|b|c||2024-03-01T10:00:00|2024-03-01T11:00:00|x|1||n1|",
+                COMMENT,
+                "9|COMPLETED|a|b|c|2024-03-01T10:00:00|2024-03-01T11:00:00|x|1||n1|",
                 "NNodes \"x\"",
             ),
             (
-                "9|COMPLETED|a|b|c||2024-03-01T10:00:00|2024-03-01T11:00:00|1|1|gres/gpu=z|n1|",
+                COMMENT,
+                "9|COMPLETED|a|b|c|2024-03-01T10:00:00|2024-03-01T11:00:00|1|1|gres/gpu=z|n1|",
                 "gres/gpu",
             ),
-            ("JobID|State|User", "fields instead"),
+            (COMMENT, "JobID|State|User", "fields instead"),
+            // The second line of a comment: not a job id, or one field too many.
+            (
+                COMMENT,
+                "y|COMPLETED|a|b|c|2024-03-01T10:00:00|2024-03-01T11:00:00|1|1||n1|",
+                "JobID \"y\" is not a job id",
+            ),
+            (
+                ACCOUNT,
+                "9|COMPLETED|a|b|c|2024-03-01T10:00:00|2024-03-01T11:00:00|1|1||n1|x",
+                "12 fields instead of 11",
+            ),
         ];
-        for (line, want) in cases {
-            let e = parse_line(line).unwrap_err().0;
+        for (layout, line, want) in cases {
+            let e = parse_line(line, layout).unwrap_err().0;
             assert!(e.contains(want), "{line}: {e}");
         }
     }
@@ -243,10 +331,12 @@ mod tests {
         let (since, _) = calendar::parse("2024-03-01").unwrap();
         let (until, _) = calendar::parse("2024-04-01").unwrap();
         assert_eq!(
-            command_line(since, until),
+            command_line(since, until, &COMMENT.format()),
             "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations \
              --duplicates --truncate -S 2024-03-01T00:00:00 -E 2024-04-01T00:00:00 \
-             --format=JobID,State,User,Account,Partition,WCKey,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
+             --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
         );
+        assert!(command_line(since, until, &ACCOUNT.format())
+            .ends_with("--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList"));
     }
 }

@@ -11,6 +11,7 @@ pub mod moto;
 pub mod namespace;
 pub mod process;
 pub mod slurm;
+pub mod slurm_standin;
 pub mod slurmdbd;
 
 use std::path::PathBuf;
