@@ -27,7 +27,10 @@ fn ms(d: Duration) -> String {
 
 /// A cluster whose slurmctld runs the project's job_submit.lua, and its settings dir.
 fn filtered_cluster() -> Option<(SlurmCluster, tempfile::TempDir)> {
-    let etc = tempfile::Builder::new().prefix("cost-tags-bench-etc").tempdir().unwrap();
+    let etc = tempfile::Builder::new()
+        .prefix("cost-tags-bench-etc")
+        .tempdir()
+        .unwrap();
     std::fs::set_permissions(etc.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut projects = String::from("# 10,000 users x 5 projects; the submitter is the last\n");
     for u in 0..10_000 {
@@ -42,11 +45,15 @@ fn filtered_cluster() -> Option<(SlurmCluster, tempfile::TempDir)> {
         format!("projects_file = {:?}\n", etc.path().join("projects_list.conf")),
     )
     .unwrap();
-    let lua = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/job_submit.lua")).unwrap();
+    let lua =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/job_submit.lua")).unwrap();
     let cluster = SlurmCluster::start(SlurmOptions {
         job_submit_lua: Some(lua),
         daemon_env: vec![
-            ("COST_TAGS_PROJECT_CHECK".into(), support::bin("project-check").display().to_string()),
+            (
+                "COST_TAGS_PROJECT_CHECK".into(),
+                support::bin("project-check").display().to_string(),
+            ),
             ("COST_TAGS_CONFIG".into(), settings.display().to_string()),
         ],
         ..SlurmOptions::default()
@@ -70,8 +77,12 @@ fn submit(cluster: &SlurmCluster) -> Duration {
 
 fn main() {
     ensure_test_users();
-    let Some(plain) = SlurmCluster::start(SlurmOptions::default()) else { return };
-    let Some((filtered, _etc)) = filtered_cluster() else { return };
+    let Some(plain) = SlurmCluster::start(SlurmOptions::default()) else {
+        return;
+    };
+    let Some((filtered, _etc)) = filtered_cluster() else {
+        return;
+    };
     for _ in 0..10 {
         submit(&plain);
         submit(&filtered);
@@ -83,7 +94,11 @@ fn main() {
     }
     let (m0, m1) = (quantile(&mut without, 0.5), quantile(&mut with, 0.5));
     println!("  sbatch to job id, {SUBMISSIONS} submissions each (median / p90):");
-    println!("    without the filter   {} / {}", ms(m0), ms(quantile(&mut without, 0.9)));
+    println!(
+        "    without the filter   {} / {}",
+        ms(m0),
+        ms(quantile(&mut without, 0.9))
+    );
     println!(
         "    with the filter      {} / {}   (job_submit.lua -> timeout -> project-check, 10,001 users)",
         ms(m1),

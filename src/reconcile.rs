@@ -560,7 +560,7 @@ fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCo
         }
     };
     let keys = managed_keys(&settings.tags);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = crate::aws::sdk::Runtime::new()?;
     let budget = settings.deadline;
     let ec2 = runtime.block_on(async {
         let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]

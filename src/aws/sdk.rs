@@ -19,20 +19,45 @@ pub fn region_or(fallback: &str) -> String {
         .unwrap_or_else(|| fallback.to_string())
 }
 
-/// Runs `work` on a runtime of its own until it ends or `deadline` passes, then returns at
-/// once, leaving behind whatever has not finished.
+/// A tokio runtime that, when it goes, does not wait for what is still running.
 ///
-/// A timeout around the future is not enough: dropping a tokio runtime waits for its
-/// blocking threads, and the SDK resolves host names with getaddrinfo on one of them
-/// (hyper's resolver uses `spawn_blocking`). With a name server that never answers, glibc
-/// waits 5 s per attempt, twice, per server: a prolog with `deadline = 2` ran 11 s.
-/// `shutdown_background` does not wait; a thread still in getaddrinfo dies with the
-/// process when `main` returns.
+/// Dropping a plain tokio runtime waits for its blocking threads, and the SDK resolves
+/// host names with getaddrinfo on one of them (hyper's resolver uses `spawn_blocking`).
+/// With a name server that never answers, glibc waits 5 s per attempt, twice, per server:
+/// a prolog with `deadline = 2` ran 11 s. `shutdown_background` does not wait; a thread
+/// still in getaddrinfo dies with the process when `main` returns. Every AWS caller uses
+/// this one, so no command outlives its deadline on a dead resolver.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Runtime> {
+        Ok(Runtime(Some(
+            tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        )))
+    }
+
+    /// Runs `work` to its end on this runtime.
+    pub fn block_on<F: Future>(&self, work: F) -> F::Output {
+        self.0
+            .as_ref()
+            .expect("runtime is present until dropped")
+            .block_on(work)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Runs `work` on a runtime of its own until it ends or `deadline` passes, then returns at
+/// once, leaving behind whatever has not finished (see [`Runtime`]).
 pub fn block_on_within<T>(deadline: Instant, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     let budget = deadline.saturating_duration_since(Instant::now());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let outcome = runtime.block_on(async { tokio::time::timeout(budget, work).await });
-    runtime.shutdown_background();
+    let outcome = Runtime::new()?.block_on(async { tokio::time::timeout(budget, work).await });
     outcome.map_err(|_| anyhow::anyhow!("AWS did not answer within {:.1} s", budget.as_secs_f64()))?
 }
 

@@ -84,8 +84,8 @@ pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+fn runtime() -> Result<crate::aws::sdk::Runtime> {
+    crate::aws::sdk::Runtime::new()
 }
 
 fn refresh(settings: &Settings) -> Result<ExitCode> {
