@@ -3,8 +3,10 @@
 #  1. project-check deciding against a projects file of 10,000 users x 5 projects (median
 #     whole-process time, by hyperfine), beside the grep pipeline the public scripts use,
 #     and again with budgets on (a warm cache of 2,000 budgets);
-#  2. cost-prolog / cost-epilog against loopback moto + IMDSv2 (cargo bench);
-#  3. cost-tags report over 1,000,000 generated sacct lines (cargo bench).
+#  2. sbatch latency through a real slurmctld, with and without the submit filter (cargo
+#     bench; two throwaway local Slurm clusters, so run as root);
+#  3. cost-prolog / cost-epilog against loopback moto + IMDSv2 (cargo bench);
+#  4. cost-tags report over 1,000,000 generated sacct lines (cargo bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -53,6 +55,9 @@ print(f"  grep pipeline median   {gr:.2f} ms   (grep '^user=' FILE | grep -qw PR
 print(f"  ratio                  {pc / gr:.2f}x of grep")
 print(f"  with budgets on        {pcb:.2f} ms   (warm cache of 2,000 budgets, {sys.argv[4]} KiB): {100 * (pcb / pc - 1):+.1f}%")
 PY
+
+echo "== submission latency"
+cargo bench -j2 -q --bench submit_latency 2>/dev/null
 
 echo "== node hooks"
 cargo bench -j2 -q --bench node_hooks 2>/dev/null
