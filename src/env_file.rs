@@ -111,17 +111,8 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    if meta.uid() != 0 && meta.uid() != euid {
-        return Err(format!("owned by uid {}, not by root", meta.uid()));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "writable by group or others (mode {:o}): whoever can write it can run code as root",
-            meta.mode() & 0o7777
-        ));
-    }
+    crate::trusted_dir::only_root_can_write(&meta)
+        .map_err(|why| format!("{why}: whoever can write it can run code as root"))?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -4,7 +4,8 @@
 //! another file, or a cached identity that sends the tags to another instance. So such a
 //! directory must be owned by root (or by the user running the command, for tests and
 //! unprivileged tools) and writable by nobody else; anything else is refused, not fixed,
-//! because fixing it would hide that someone else created it first.
+//! because fixing it would hide that someone else created it first. cost-tags.env, which
+//! sets the hooks' environment, is held to the same rule (`only_root_can_write`).
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
@@ -24,7 +25,6 @@ pub fn prepare(dir: &Path) -> Result<()> {
 /// Checks that `dir` is a directory only its owner, root or the current user, can change.
 /// A symlink is followed only when root or the current user owns the link itself.
 pub fn check(dir: &Path) -> Result<()> {
-    let trusted_owner = |uid: u32| uid == 0 || uid == nix::unistd::geteuid().as_raw();
     let link = std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
     if link.file_type().is_symlink() && !trusted_owner(link.uid()) {
         bail!(
@@ -37,21 +37,24 @@ pub fn check(dir: &Path) -> Result<()> {
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
+    only_root_can_write(&meta).map_err(|why| anyhow::anyhow!("{}: {why}: refusing to keep state there", dir.display()))
+}
+
+/// The rule for anything a root process trusts (these directories, cost-tags.env): owned
+/// by root or the current user, and writable by nobody else. The error says which part
+/// fails, for the caller to put after the path.
+pub fn only_root_can_write(meta: &std::fs::Metadata) -> Result<(), String> {
     if !trusted_owner(meta.uid()) {
-        bail!(
-            "{} is owned by uid {}, not by root: refusing to keep state there (remove it, or set another directory)",
-            dir.display(),
-            meta.uid()
-        );
+        return Err(format!("owned by uid {}, not by root", meta.uid()));
     }
     if meta.mode() & 0o022 != 0 {
-        bail!(
-            "{} is writable by group or others (mode {:o}): refusing to keep state there (chmod go-w it)",
-            dir.display(),
-            meta.mode() & 0o7777
-        );
+        return Err(format!("writable by group or others (mode {:o})", meta.mode() & 0o7777));
     }
     Ok(())
+}
+
+fn trusted_owner(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
 }
 
 #[cfg(test)]
