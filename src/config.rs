@@ -373,12 +373,12 @@ impl Settings {
         }
         let mut seen = BTreeMap::new();
         for (field, key) in self.tags.named_keys() {
-            crate::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
+            crate::node::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
             if let Some(other) = seen.insert(key, field) {
                 return Err(format!("tags.{field} and tags.{other} both use the key {key:?}"));
             }
         }
-        if self.tags.separator.is_empty() || !crate::tags::is_value_text(&self.tags.separator) {
+        if self.tags.separator.is_empty() || !crate::node::tags::is_value_text(&self.tags.separator) {
             return Err(format!(
                 "tags.separator {:?} must be non-empty and use only characters valid in EC2 tag values",
                 self.tags.separator

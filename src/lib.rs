@@ -1,9 +1,30 @@
 //! cost-tags makes HPC spend on AWS ParallelCluster traceable to the users and projects
-//! that caused it. `project-check` refuses Slurm jobs that name no allowed project (run
-//! from job_submit.lua inside slurmctld); `cost-prolog` and `cost-epilog` tag the node's
-//! EC2 instance with the project, user and job id of exactly the jobs running on it, so
-//! Cost Explorer can split spend by tag. Nothing on the job path may harm the cluster:
-//! every network call is bounded, and a failure is logged and owed, not fatal.
+//! that caused it. Nothing on the job path may harm the cluster: every network call is
+//! bounded, and a failure is logged and owed, not fatal.
+//!
+//! How data flows, and where each part lives:
+//!
+//! ```text
+//! sbatch/srun/salloc -> slurmctld -> job_submit.lua -> project-check      submit/, budget/gate
+//! job starts/ends on a node -> slurmd -> prolog.d/epilog.d hook
+//!     -> cost-prolog/cost-epilog -> node ledger -> one CreateTags    node/, aws/
+//! head node timers and administrators -> cost-tags
+//!     reconcile (one node)                                           node/repair
+//!     reconcile --cluster                                            cluster/
+//!     budget refresh|create|list                                     budget/
+//!     report (sacct -> priced jobs -> groups -> table/CSV/JSON/SVG)  report/
+//! ```
+//!
+//! - [`submit`]: the submit decision (all policy), the projects file, project names.
+//! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
+//! - [`cluster`]: the head node's sweep over the cluster's instances.
+//! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct.
+//! - [`slurm`], [`parallelcluster`], [`aws`]: the outside world. `aws` is the only code
+//!   that talks to AWS, `slurm` runs and reads Slurm's commands, `parallelcluster` reads
+//!   the files ParallelCluster writes on its nodes.
+//! - [`config`] (the one settings file), [`atomic_file`] and [`trusted_dir`] (state on
+//!   disk that root can trust), [`log`] (syslog and stderr).
+//! - [`reconcile`]: the `cost-tags reconcile` command, which dispatches to node or cluster.
 //!
 //! The library does the work; the binaries in `src/bin` only parse arguments, call it,
 //! and map outcomes to exit codes.
@@ -11,20 +32,13 @@
 pub mod atomic_file;
 pub mod aws;
 pub mod budget;
+pub mod cluster;
 pub mod config;
-pub mod env_file;
-pub mod fast_line;
-pub mod job;
-pub mod ledger;
 pub mod log;
-pub mod node_hook;
-pub mod node_hook_main;
-pub mod node_status;
-pub mod project_name;
-pub mod projects;
+pub mod node;
+pub mod parallelcluster;
 pub mod reconcile;
 pub mod report;
-pub mod slurm_fields;
-pub mod submission;
-pub mod tags;
+pub mod slurm;
+pub mod submit;
 pub mod trusted_dir;

@@ -8,7 +8,7 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use cost_tags::env_file;
+use cost_tags::node::env_file;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 

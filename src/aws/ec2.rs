@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::sdk::{self, summary};
-use crate::tags::{TagChange, TagMap};
+use crate::node::tags::{TagChange, TagMap};
 
 /// One running instance of a cluster, as DescribeInstances gives it.
 #[derive(Debug, Clone, PartialEq, Eq)]

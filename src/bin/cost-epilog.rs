@@ -7,5 +7,5 @@
 //! failure exit 1.
 
 fn main() -> std::process::ExitCode {
-    cost_tags::node_hook_main::main(cost_tags::node_hook::Hook::Epilog)
+    cost_tags::node::hook_main::main(cost_tags::node::hook::Hook::Epilog)
 }

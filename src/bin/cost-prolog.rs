@@ -6,5 +6,5 @@
 //! `strict = true` does a failure exit 1.
 
 fn main() -> std::process::ExitCode {
-    cost_tags::node_hook_main::main(cost_tags::node_hook::Hook::Prolog)
+    cost_tags::node::hook_main::main(cost_tags::node::hook::Hook::Prolog)
 }

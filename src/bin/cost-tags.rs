@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cost_tags::budget::command::BudgetArgs;
 use cost_tags::config::Settings;
-use cost_tags::node_status::{self, StatusArgs};
+use cost_tags::node::status::{self, StatusArgs};
 use cost_tags::reconcile::{self, ReconcileArgs};
 use cost_tags::report::{self, ReportArgs};
 
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::Report(args) => report::run(&settings, args),
-        Command::Status(args) => node_status::run(&settings, args),
+        Command::Status(args) => status::run(&settings, args),
         Command::Reconcile(args) => reconcile::run(&settings, args),
         Command::Budget(args) => cost_tags::budget::command::run(&settings, args),
     };

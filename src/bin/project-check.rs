@@ -13,8 +13,8 @@ use clap::Parser;
 use cost_tags::budget::gate::{self, BudgetVerdict};
 use cost_tags::config::Settings;
 use cost_tags::log;
-use cost_tags::projects::{ReadError, SystemGroups, UserLines};
-use cost_tags::submission::{self, Submission, Verdict};
+use cost_tags::submit::decision::{self, Submission, Verdict};
+use cost_tags::submit::projects_file::{ReadError, SystemGroups, UserLines};
 
 #[derive(Parser)]
 #[command(
@@ -158,9 +158,9 @@ fn run(args: Args) -> Result<bool, Unusable> {
             modify: args.modify,
             by_user,
         };
-        submission::decide(&settings, &projects, &mut groups, &submission)
+        decision::decide(&settings, &projects, &mut groups, &submission)
     } else {
-        submission::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
+        decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
     let verdict = match verdict {
         Verdict::Allowed { project } if settings.budget.enabled => budget_verdict(&settings, project),
@@ -179,8 +179,7 @@ struct GivenFields {
 
 /// Slurm passes the user's bytes as they were typed; a value that is not text is refused.
 fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
-    let text =
-        |flag: &str, value: &Option<OsString>| value.clone().map(|v| submission::text_field(flag, v)).transpose();
+    let text = |flag: &str, value: &Option<OsString>| value.clone().map(|v| decision::text_field(flag, v)).transpose();
     Ok(GivenFields {
         user_name: text("--user", &args.user_name)?,
         comment: text("--comment", &args.comment)?,

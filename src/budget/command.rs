@@ -13,8 +13,8 @@ use super::cache::{BudgetCache, BudgetSpend};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::config::{BudgetFallback, Settings};
 use crate::log;
-use crate::project_name;
-use crate::projects::ProjectsList;
+use crate::submit::project_name;
+use crate::submit::projects_file::ProjectsList;
 
 /// How long one budget command may talk to AWS, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);

@@ -6,8 +6,6 @@
 pub mod aggregate;
 pub mod calendar;
 pub mod chart;
-pub mod fleet;
-pub mod hostlist;
 pub mod job_ids;
 pub mod output;
 pub mod pricing;
@@ -23,6 +21,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::config::{ProjectSource, Settings};
+use crate::parallelcluster::fleet_config;
 use aggregate::{Diagnostics, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Short, Timestamp};
 use job_ids::JobIds;
@@ -392,14 +391,14 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The settings with ParallelCluster's fleet configuration applied (see [`fleet`]), and
+/// The settings with ParallelCluster's fleet configuration applied (see [`fleet_config`]), and
 /// notes on what it says that cannot be priced.
 pub fn with_fleet(settings: &Settings) -> anyhow::Result<(Settings, Vec<String>)> {
     let mut settings = settings.clone();
-    let Some(path) = fleet::path_to_read(&settings.pricing) else {
+    let Some(path) = fleet_config::path_to_read(&settings.pricing) else {
         return Ok((settings, Vec::new()));
     };
-    let (pricing, notes) = fleet::apply_file(&settings.pricing, &path)?;
+    let (pricing, notes) = fleet_config::apply_file(&settings.pricing, &path)?;
     settings.pricing = pricing;
     Ok((settings, notes))
 }

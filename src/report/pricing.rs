@@ -6,9 +6,9 @@
 //! type is not known is never guessed: the job is reported as unpriced.
 
 use super::aggregate::FastMap;
-use super::hostlist;
 use super::sacct::Record;
 use crate::config::PricingSettings;
+use crate::slurm::hostlist;
 
 struct Instance {
     name: String,

@@ -2,14 +2,14 @@
 //! file for `--sacct-file`), and one `--parsable2` line parsed into a [`Record`] without
 //! copying. Everything that makes a line unusable is a [`Skip`] reason the report counts.
 //! The free-text field that names the project is asked for only when it does, and last
-//! ([`crate::slurm_fields`] says why).
+//! ([`crate::slurm::fields`] says why).
 
 use std::path::Path;
 use std::process::Command;
 
 use super::calendar::{self, Plain, Timestamp};
 use crate::config::ProjectSource;
-use crate::slurm_fields::{self, ProjectField};
+use crate::slurm::fields::{self, ProjectField};
 
 /// The fields the report always asks for, in this order. None of them is free text that
 /// a job's submitter writes (project-check refuses control characters in the account).
@@ -28,7 +28,7 @@ pub const FIELDS: [&str; 11] = [
 ];
 
 /// The fields asked for under one `project_source`: [`FIELDS`], then `WCKey` or `Comment`
-/// when that is the project, and never otherwise (see [`crate::slurm_fields`]). The saved
+/// when that is the project, and never otherwise (see [`crate::slurm::fields`]). The saved
 /// file of `--sacct-file` must be made with the same list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
@@ -175,7 +175,7 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
         return Ok(Line::Blank);
     }
     let names = layout.fields();
-    let Some(f) = slurm_fields::split(line, names.len(), layout.project.is_some()) else {
+    let Some(f) = fields::split(line, names.len(), layout.project.is_some()) else {
         return Err(Skip(format!(
             "{} fields instead of {} (was the file made with --parsable2 --format={}?)",
             line.split('|').count(),
@@ -191,12 +191,12 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
         };
     }
     let job_id = f[0];
-    if job_id.contains('.') && slurm_fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
+    if job_id.contains('.') && fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
         return Err(Skip(format!(
             "job step {job_id} (only allocations are charged; run sacct with --allocations)"
         )));
     }
-    if !slurm_fields::is_job_id(job_id) {
+    if !fields::is_job_id(job_id) {
         return Err(Skip(format!("JobID {job_id:?} is not a job id")));
     }
     let project = f.get(FIELDS.len()).copied().unwrap_or_default();

@@ -8,8 +8,8 @@
 //! would start a line that reads as another job's record (forged attribution).
 
 use crate::config::{ProjectSource, Settings};
-use crate::project_name;
-use crate::projects::{GroupMembership, ProjectsList};
+use crate::submit::project_name;
+use crate::submit::projects_file::{GroupMembership, ProjectsList};
 
 /// What job_submit.lua knows about a submission. Fields are `None` when Slurm left them
 /// unset; for a modification only the fields being changed are set.

@@ -12,9 +12,9 @@ use serde::Serialize;
 
 use crate::aws::{ec2::Ec2Tags, imds, imds::InstanceIdentity, sdk};
 use crate::config::Settings;
-use crate::job::Job;
-use crate::ledger::{Failure, Ledger};
-use crate::tags::{desired_tags, managed_keys, TagMap};
+use crate::node::job::Job;
+use crate::node::ledger::{Failure, Ledger};
+use crate::node::tags::{desired_tags, managed_keys, TagMap};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StatusArgs {

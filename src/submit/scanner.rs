@@ -1,6 +1,6 @@
 //! A byte-level scanner for the ordinary lines of projects_list.conf
 //! (`name = Project1, Project2  # comment`, ASCII only). It accepts exactly what the
-//! exact parser in `projects.rs` accepts for such lines and answers `Unusual` for
+//! exact parser in `projects_file.rs` accepts for such lines and answers `Unusual` for
 //! anything else (errors, non-ASCII, rare whitespace), which the exact parser then
 //! handles, so speed never changes a decision or an error message.
 //!
@@ -10,7 +10,7 @@
 //! walks each line from separator to separator, so the runs of name and project bytes
 //! between them cost nothing per byte and only the separators are looked at.
 
-use crate::project_name;
+use crate::submit::project_name;
 
 /// What a line is, as far as the scanner can tell.
 #[derive(Debug, PartialEq, Eq)]
@@ -314,7 +314,7 @@ pub fn scan(line: &[u8]) -> Shape<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projects::ProjectsList;
+    use crate::submit::projects_file::ProjectsList;
     use std::path::Path;
 
     #[test]
@@ -472,7 +472,8 @@ mod tests {
     fn agrees(line: &[u8]) {
         if let Shape::Grant { .. } = scan(line) {
             let fast = ProjectsList::parse(line, Path::new("f")).expect("accepted by the scanner");
-            let exact = crate::projects::tests_support::parse_exact(line).expect("exact parser accepts too");
+            let exact =
+                crate::submit::projects_file::tests_support::parse_exact(line).expect("exact parser accepts too");
             assert_eq!(fast.grants, exact.grants, "{:?}", String::from_utf8_lossy(line));
         }
     }

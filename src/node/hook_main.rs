@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::config::Settings;
-use crate::env_file;
-use crate::job::Job;
 use crate::log;
-use crate::node_hook::{self, Done, Hook};
+use crate::node::env_file;
+use crate::node::hook::{self, Done, Hook};
+use crate::node::job::Job;
 
 #[derive(Parser)]
 #[command(
@@ -50,7 +50,7 @@ pub fn main(hook: Hook) -> ExitCode {
         Ok(job) => job,
         Err(e) => return failed(format!("no job to record: {e}")),
     };
-    match node_hook::run(hook, &settings, &job) {
+    match hook::run(hook, &settings, &job) {
         Ok(Done::Applied(tags)) => {
             log::info(&format!("job {}: instance tags now {tags:?}", job.id));
             ExitCode::SUCCESS

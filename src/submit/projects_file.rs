@@ -14,7 +14,7 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{fast_line, project_name};
+use crate::submit::{project_name, scanner};
 
 /// Who a line grants projects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl<'a> ProjectsList<'a> {
         /// About this many bytes at a time, so the scanner's index of the block stays small.
         const BLOCK: usize = 32 * 1024;
         let mut grants = Vec::new();
-        let mut separators = fast_line::Separators::default();
+        let mut separators = scanner::Separators::default();
         let mut line = 0;
         let mut rest = text;
         while !rest.is_empty() {
@@ -151,7 +151,7 @@ impl UserLines {
         let mut kept = UserLines::default();
         let mut buf = vec![0; first.max(1)];
         let mut filled = 0;
-        let mut separators = fast_line::Separators::default();
+        let mut separators = scanner::Separators::default();
         let mut line = 0;
         let mut malformed = None;
         loop {
@@ -201,7 +201,7 @@ impl UserLines {
     fn check(
         &mut self,
         text: &[u8],
-        separators: &mut fast_line::Separators,
+        separators: &mut scanner::Separators,
         line: &mut usize,
         path: &Path,
         user: &str,
@@ -217,7 +217,7 @@ impl UserLines {
     /// whole file that can concern the user.
     pub fn list(&self) -> ProjectsList<'_> {
         let mut grants = Vec::with_capacity(self.lines.len());
-        let mut separators = fast_line::Separators::default();
+        let mut separators = scanner::Separators::default();
         for (line, range) in &self.lines {
             let raw = self.text.get(range.clone()).unwrap_or_default();
             // Checked once already, and checking is deterministic: never an error here.
@@ -264,7 +264,7 @@ fn parse_line<'a>(raw: &'a [u8], line: usize, path: &Path) -> Result<Option<Gran
 /// also writes the error messages.
 fn check_lines<'a>(
     text: &'a [u8],
-    separators: &mut fast_line::Separators,
+    separators: &mut scanner::Separators,
     line: &mut usize,
     path: &Path,
     user: Option<&str>,
@@ -273,8 +273,8 @@ fn check_lines<'a>(
     for (raw, shape) in separators.lines(text) {
         *line += 1;
         let grant = match shape {
-            fast_line::Shape::Blank => None,
-            fast_line::Shape::Grant { who, what } => {
+            scanner::Shape::Blank => None,
+            scanner::Shape::Grant { who, what } => {
                 if user.is_some_and(|user| !concerns(who, user)) {
                     continue;
                 }
@@ -285,7 +285,7 @@ fn check_lines<'a>(
                         projects: std::str::from_utf8(what)
                             .unwrap_or_default()
                             .split(',')
-                            .map(|p| p.trim_matches(fast_line::is_blank))
+                            .map(|p| p.trim_matches(scanner::is_blank))
                             .collect(),
                     }),
                     // The scanner takes ASCII only, so this cannot happen; if it did,
@@ -293,7 +293,7 @@ fn check_lines<'a>(
                     Err(_) => parse_line(raw, *line, path)?,
                 }
             }
-            fast_line::Shape::Unusual => parse_line(raw, *line, path)?,
+            scanner::Shape::Unusual => parse_line(raw, *line, path)?,
         };
         if let Some(grant) = grant {
             if user.is_none_or(|user| !matches!(grant.principal, Principal::User(name) if name != user)) {

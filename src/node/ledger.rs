@@ -21,8 +21,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file;
-use crate::job::Job;
-use crate::tags::TagMap;
+use crate::node::job::Job;
+use crate::node::tags::TagMap;
 use crate::trusted_dir;
 
 /// What the ledger file holds.

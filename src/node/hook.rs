@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 
 use crate::aws::{ec2::Ec2Tags, imds, sdk};
 use crate::config::Settings;
-use crate::job::Job;
-use crate::ledger::{Failure, Ledger};
-use crate::tags::{desired_tags, TagChange, TagMap};
+use crate::node::job::Job;
+use crate::node::ledger::{Failure, Ledger};
+use crate::node::tags::{desired_tags, TagChange, TagMap};
 
 /// Which end of the job this run is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

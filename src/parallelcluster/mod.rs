@@ -1,0 +1,5 @@
+//! What ParallelCluster writes on its nodes and cost-tags reads: [`cfnconfig`] (the
+//! cluster's name) and [`fleet_config`] (queues, instance types, capacity types).
+
+pub mod cfnconfig;
+pub mod fleet_config;
