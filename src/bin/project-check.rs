@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use clap::Parser;
-use cost_tags::budget::gate::{self, BudgetVerdict};
+use cost_tags::budget::gate;
 use cost_tags::config::Settings;
 use cost_tags::log;
 use cost_tags::submit::decision::{self, Submission, Verdict};
@@ -162,10 +162,14 @@ fn run(args: Args) -> Result<bool, Unusable> {
     } else {
         decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
-    let verdict = match verdict {
-        Verdict::Allowed { project } if settings.budget.enabled => budget_verdict(&settings, project),
-        other => other,
-    };
+    let (verdict, note) = decision::with_budget(verdict, settings.budget.enabled, |project| {
+        gate::check(&settings.budget, project, SystemTime::now())
+    });
+    // For syslog only: on a refusal, stderr is the user's message.
+    if let Some(note) = note {
+        log::init("project-check");
+        log::warn_to_syslog(&note);
+    }
     Ok(tell_user(verdict))
 }
 
@@ -194,26 +198,6 @@ fn tell_user(verdict: Verdict) -> bool {
         eprintln!("{message}");
     }
     verdict.is_allowed()
-}
-
-/// A project the projects file allows still needs budget left, as the cache says. Notes
-/// for the administrator go to syslog only: on a refusal, stderr is the user's message.
-fn budget_verdict(settings: &Settings, project: String) -> Verdict {
-    match gate::check(&settings.budget, &project, SystemTime::now()) {
-        BudgetVerdict::Allowed => Verdict::Allowed { project },
-        BudgetVerdict::AllowedUnchecked(why) => {
-            log::init("project-check");
-            log::warn_to_syslog(&why);
-            Verdict::Allowed { project }
-        }
-        BudgetVerdict::Denied { message, log: note } => {
-            if let Some(note) = note {
-                log::init("project-check");
-                log::warn_to_syslog(&note);
-            }
-            Verdict::Denied(message)
-        }
-    }
 }
 
 /// The job owner's name: from the uid Slurm authenticated when the user database knows

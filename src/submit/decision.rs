@@ -7,6 +7,7 @@
 //! Slurm prints them raw in `sacct --parsable2` and `squeue -o`, so a newline in a comment
 //! would start a line that reads as another job's record (forged attribution).
 
+use crate::budget::gate::BudgetVerdict;
 use crate::config::{ProjectSource, Settings};
 use crate::submit::project_name;
 use crate::submit::projects_file::{GroupMembership, ProjectsList};
@@ -139,6 +140,25 @@ pub fn decide_project(
         }
     } else {
         Verdict::Denied(not_allowed_message(project))
+    }
+}
+
+/// Combines the projects file's verdict with the budget's: when budgets are on, an allowed
+/// project also needs budget left, as `budget` (the cache lookup) says; it is asked only
+/// for an allowed project. Returns the verdict and a note for the administrator's log.
+pub fn with_budget(
+    verdict: Verdict,
+    budgets_on: bool,
+    budget: impl FnOnce(&str) -> BudgetVerdict,
+) -> (Verdict, Option<String>) {
+    let project = match verdict {
+        Verdict::Allowed { project } if budgets_on => project,
+        other => return (other, None),
+    };
+    match budget(&project) {
+        BudgetVerdict::Allowed => (Verdict::Allowed { project }, None),
+        BudgetVerdict::AllowedUnchecked(why) => (Verdict::Allowed { project }, Some(why)),
+        BudgetVerdict::Denied { message, log } => (Verdict::Denied(message), log),
     }
 }
 
@@ -339,6 +359,32 @@ mod tests {
             Err(Verdict::Denied(
                 "The --comment value is not valid UTF-8 text. Use plain text.".into()
             ))
+        );
+    }
+
+    #[test]
+    fn the_budget_is_asked_only_for_an_allowed_project_with_budgets_on() {
+        let allowed = || Verdict::Allowed { project: "P".into() };
+        let never = |_: &str| -> BudgetVerdict { panic!("the budget was asked") };
+        assert_eq!(with_budget(allowed(), false, never), (allowed(), None));
+        assert_eq!(with_budget(Verdict::Exempt, true, never), (Verdict::Exempt, None));
+        let denied = Verdict::Denied("no".into());
+        assert_eq!(with_budget(denied.clone(), true, never), (denied, None));
+        assert_eq!(
+            with_budget(allowed(), true, |_| BudgetVerdict::Allowed),
+            (allowed(), None)
+        );
+        assert_eq!(
+            with_budget(allowed(), true, |_| BudgetVerdict::AllowedUnchecked("stale".into())),
+            (allowed(), Some("stale".into()))
+        );
+        let spent = |p: &str| BudgetVerdict::Denied {
+            message: format!("{p} spent"),
+            log: Some("note".into()),
+        };
+        assert_eq!(
+            with_budget(allowed(), true, spent),
+            (Verdict::Denied("P spent".into()), Some("note".into()))
         );
     }
 }
