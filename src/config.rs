@@ -36,6 +36,16 @@ impl ProjectSource {
             ProjectSource::Wckey => "--wckey",
         }
     }
+
+    /// The variable slurmd gives prologs and epilogs for this field (`SLURM_WCKEY` only
+    /// from Slurm 23.11 on).
+    pub fn prolog_variable(self) -> &'static str {
+        match self {
+            ProjectSource::Comment => "SLURM_JOB_COMMENT",
+            ProjectSource::Account => "SLURM_JOB_ACCOUNT",
+            ProjectSource::Wckey => "SLURM_WCKEY",
+        }
+    }
 }
 
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
@@ -373,6 +383,7 @@ impl Settings {
         }
         let mut seen = BTreeMap::new();
         for (field, key) in self.tags.named_keys() {
+            let field = field.name();
             crate::node::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
             if let Some(other) = seen.insert(key, field) {
                 return Err(format!("tags.{field} and tags.{other} both use the key {key:?}"));
@@ -389,16 +400,42 @@ impl Settings {
     }
 }
 
+/// A job attribute that can become a tag: one per key of `[tags]`. An enum, so that
+/// every place that maps a field to its value covers every field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TagField {
+    Project,
+    User,
+    JobId,
+    Partition,
+    Account,
+    Cluster,
+}
+
+impl TagField {
+    /// Its key's name in `[tags]`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            TagField::Project => "project",
+            TagField::User => "user",
+            TagField::JobId => "job_id",
+            TagField::Partition => "partition",
+            TagField::Account => "account",
+            TagField::Cluster => "cluster",
+        }
+    }
+}
+
 impl TagSettings {
     /// The keys switched on, with the setting name each comes from.
-    pub fn named_keys(&self) -> impl Iterator<Item = (&'static str, &str)> {
+    pub fn named_keys(&self) -> impl Iterator<Item = (TagField, &str)> {
         [
-            ("project", self.project.as_str()),
-            ("user", self.user.as_str()),
-            ("job_id", self.job_id.as_str()),
-            ("partition", self.partition.as_str()),
-            ("account", self.account.as_str()),
-            ("cluster", self.cluster.as_str()),
+            (TagField::Project, self.project.as_str()),
+            (TagField::User, self.user.as_str()),
+            (TagField::JobId, self.job_id.as_str()),
+            (TagField::Partition, self.partition.as_str()),
+            (TagField::Account, self.account.as_str()),
+            (TagField::Cluster, self.cluster.as_str()),
         ]
         .into_iter()
         .filter(|(_, key)| !key.is_empty())
@@ -469,7 +506,7 @@ mod tests {
         assert_eq!(s.exempt_users, vec!["root", "svc"]);
         assert_eq!(s.deadline, Duration::from_millis(2500));
         let keys: Vec<_> = s.tags.named_keys().map(|(f, _)| f).collect();
-        assert_eq!(keys, vec!["project", "job_id", "partition"]);
+        assert_eq!(keys, vec![TagField::Project, TagField::JobId, TagField::Partition]);
     }
 
     #[test]

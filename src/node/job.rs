@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ProjectSource;
+use crate::config::{ProjectSource, TagField};
 
 /// The attributes of a running job that end up in tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -34,19 +34,26 @@ impl Job {
         let user = var("SLURM_JOB_USER")
             .filter(|u| !u.is_empty())
             .ok_or("SLURM_JOB_USER is not set")?;
-        let project_var = match source {
-            ProjectSource::Comment => "SLURM_JOB_COMMENT",
-            ProjectSource::Account => "SLURM_JOB_ACCOUNT",
-            ProjectSource::Wckey => "SLURM_WCKEY",
-        };
         Ok(Job {
             id,
             user,
-            project: var(project_var).unwrap_or_default(),
+            project: var(source.prolog_variable()).unwrap_or_default(),
             partition: var("SLURM_JOB_PARTITION").unwrap_or_default(),
             account: var("SLURM_JOB_ACCOUNT").unwrap_or_default(),
             cluster: var("SLURM_CLUSTER_NAME").unwrap_or_default(),
         })
+    }
+
+    /// The value of `field`, as its tag carries it.
+    pub fn field(&self, field: TagField) -> &str {
+        match field {
+            TagField::Project => &self.project,
+            TagField::User => &self.user,
+            TagField::JobId => &self.id,
+            TagField::Partition => &self.partition,
+            TagField::Account => &self.account,
+            TagField::Cluster => &self.cluster,
+        }
     }
 
     /// The job from this process's environment.

@@ -65,7 +65,7 @@ pub fn desired_tags(jobs: &[Job], settings: &TagSettings) -> TagMap {
     for (field, key) in settings.named_keys() {
         let values: BTreeSet<SortKey> = jobs
             .iter()
-            .map(|job| sanitize_item(job_value(job, field)))
+            .map(|job| sanitize_item(job.field(field)))
             .filter(|v| !v.is_empty())
             .map(SortKey)
             .collect();
@@ -99,18 +99,6 @@ impl TagChange {
                 .filter(|k| !desired.contains_key(k))
                 .collect(),
         }
-    }
-}
-
-fn job_value<'a>(job: &'a Job, field: &str) -> &'a str {
-    match field {
-        "project" => &job.project,
-        "user" => &job.user,
-        "job_id" => &job.id,
-        "partition" => &job.partition,
-        "account" => &job.account,
-        "cluster" => &job.cluster,
-        _ => "",
     }
 }
 
