@@ -9,6 +9,7 @@ pub mod chart;
 pub mod fleet;
 pub mod hostlist;
 pub mod job_ids;
+mod json_layout;
 pub mod output;
 pub mod pricing;
 pub mod sacct;
