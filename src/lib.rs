@@ -27,4 +27,5 @@ pub mod report;
 pub mod slurm_fields;
 pub mod submission;
 pub mod tags;
+pub mod text_table;
 pub mod trusted_dir;

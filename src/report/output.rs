@@ -12,6 +12,7 @@ use super::calendar::{Every, Rfc3339, Short, Timestamp};
 use super::json_layout::ReportLayout;
 use super::{Dimension, Report};
 use crate::config::ProjectSource;
+use crate::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
 fn cost(x: f64) -> f64 {
@@ -106,16 +107,14 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
 
 /// The aligned table, then the notes.
 pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
-    let mut widths: Vec<usize> = Vec::new();
+    // Period and group columns on the left, figures on the right.
+    let first_figure = usize::from(r.options.every.is_some()) + r.options.by.len();
+    let mut columns = Columns::default().right_aligned_from(first_figure);
     let mut rows = 0usize;
     table_lines(r, &mut |cells| {
-        widths.resize(cells.len(), 0);
-        for (w, c) in widths.iter_mut().zip(cells) {
-            *w = (*w).max(c.chars().count());
-        }
+        columns.measure(cells);
         rows += 1;
     });
-    let first_number = widths.len() - 6;
     writeln!(out, "{}", window_title(r))?;
     writeln!(out)?;
     let mut n = 0usize;
@@ -124,26 +123,10 @@ pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
     table_lines(r, &mut |cells| {
         n += 1;
         if n == rows {
-            let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-            text.push_str(&"-".repeat(rule));
+            text.push_str(&"-".repeat(columns.line_width()));
             text.push('\n');
         }
-        let start = text.len();
-        for (c, cell) in cells.iter().enumerate() {
-            if c > 0 {
-                text.push_str("  ");
-            }
-            let pad = " ".repeat(widths[c] - cell.chars().count());
-            if c >= first_number {
-                text.push_str(&pad);
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                text.push_str(&pad);
-            }
-        }
-        text.truncate(start + text[start..].trim_end().len());
-        text.push('\n');
+        columns.push_line(&mut text, cells);
         if text.len() > 1 << 16 && result.is_ok() {
             result = out.write_all(text.as_bytes());
             text.clear();
