@@ -23,7 +23,8 @@
 //!   that talks to AWS, `slurm` runs and reads Slurm's commands, `parallelcluster` reads
 //!   the files ParallelCluster writes on its nodes.
 //! - [`config`] (the one settings file), [`atomic_file`] and [`trusted_dir`] (state on
-//!   disk that root can trust), [`log`] (syslog and stderr).
+//!   disk that root can trust), [`log`] (syslog and stderr), [`text_table`] (every
+//!   table printed for people).
 //! - [`reconcile`]: the `cost-tags reconcile` command, which dispatches to node or cluster.
 //!
 //! The library does the work; the binaries in `src/bin` only parse arguments, call it,
@@ -41,4 +42,5 @@ pub mod reconcile;
 pub mod report;
 pub mod slurm;
 pub mod submit;
+pub mod text_table;
 pub mod trusted_dir;

@@ -15,6 +15,7 @@ use crate::config::{BudgetFallback, Settings};
 use crate::log;
 use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
+use crate::text_table::Columns;
 
 /// How long one budget command may talk to AWS, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -290,25 +291,8 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             r.submissions.to_string(),
         ]);
     }
-    print!("{}", aligned(&table));
+    print!("{}", Columns::default().render(&table));
     Ok(ExitCode::SUCCESS)
-}
-
-/// Columns padded to their widest cell, two spaces apart.
-fn aligned(rows: &[Vec<String>]) -> String {
-    let mut widths = vec![0; rows.first().map_or(0, Vec::len)];
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -367,11 +351,5 @@ mod tests {
             let e = new_budget(&s, &a).unwrap_err().to_string();
             assert!(e.contains(want), "{a:?}: {e}");
         }
-    }
-
-    #[test]
-    fn aligned_pads_columns() {
-        let t = aligned(&[vec!["A".into(), "BB".into()], vec!["CCC".into(), "D".into()]]);
-        assert_eq!(t, "A    BB\nCCC  D\n");
     }
 }

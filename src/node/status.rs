@@ -15,6 +15,7 @@ use crate::config::Settings;
 use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
 use crate::node::tags::{desired_tags, managed_keys, TagMap};
+use crate::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StatusArgs {
@@ -127,14 +128,20 @@ fn table(s: &Status) -> String {
         (true, None) => out += "owed      yes\n",
     }
     let keys: std::collections::BTreeSet<&String> = s.desired.keys().chain(s.actual.keys()).collect();
-    let width = keys.iter().map(|k| k.len()).max().unwrap_or(0).max(3);
-    out += &format!("\n{:width$}  {:8}  LEDGER -> INSTANCE\n", "TAG", "STATE");
+    let mut rows = vec![vec!["TAG".to_string(), "STATE".into(), "LEDGER -> INSTANCE".into()]];
     for k in keys {
         let (want, have) = (s.desired.get(k), s.actual.get(k));
         let state = if want == have { "ok" } else { "DIFFERS" };
         let show = |v: Option<&String>| v.map_or("(none)".to_string(), |v| format!("{v:?}"));
-        out += &format!("{k:width$}  {state:8}  {} -> {}\n", show(want), show(have));
+        rows.push(vec![
+            k.clone(),
+            state.into(),
+            format!("{} -> {}", show(want), show(have)),
+        ]);
     }
+    // STATE is 8 wide whatever the states, so the values stay put when a tag differs.
+    out += "\n";
+    out += &Columns::at_least(&[0, 8]).render(&rows);
     out += if s.in_sync {
         "\nin sync\n"
     } else {
@@ -163,5 +170,32 @@ mod tests {
         assert_eq!(d[1].have, None);
         assert_eq!(d[2].want, None);
         assert!(difference(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn table_keeps_the_values_column_in_place() {
+        let desired = map(&[("aws-parallelcluster-project", "P"), ("b", "2")]);
+        let actual = map(&[("aws-parallelcluster-project", "Q"), ("b", "2")]);
+        let s = Status {
+            instance_id: "i-1".into(),
+            region: "eu-west-1".into(),
+            jobs: Vec::new(),
+            difference: difference(&desired, &actual),
+            in_sync: false,
+            desired,
+            actual,
+            owed: false,
+            last_failure: None,
+        };
+        let t = table(&s);
+        assert!(
+            t.ends_with(
+                "\nTAG                          STATE     LEDGER -> INSTANCE\n\
+                 aws-parallelcluster-project  DIFFERS   \"P\" -> \"Q\"\n\
+                 b                            ok        \"2\" -> \"2\"\n\
+                 \nOUT OF SYNC: run `cost-tags reconcile`\n"
+            ),
+            "{t}"
+        );
     }
 }

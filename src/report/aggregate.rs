@@ -2,8 +2,7 @@
 //! bounded lists of unpriced reasons and skipped lines), never with the number of jobs:
 //! each record is folded in as it is read and then forgotten.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -51,54 +50,11 @@ impl Sums {
     }
 }
 
-/// The multiply-rotate hash of rustc (FxHash): several times quicker than the default
-/// SipHash on the short keys looked up once per record. Its weakness to crafted
-/// collisions does not matter here: keys are user, account, partition and validated
-/// project names, and a collision costs time, never a wrong sum.
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
-
-impl FxHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_i64(&mut self, i: i64) {
-        self.add(i as u64);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A HashMap with [`FxHasher`].
-pub type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// The maps looked up once per record: rustc's FxHash, several times quicker than the
+/// default SipHash on short keys. Its weakness to crafted collisions does not matter here:
+/// keys are user, account, partition and validated project names, and a collision costs
+/// time, never a wrong sum.
+pub type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Spend per group and period for one way of splitting time.
 pub struct SpendTable {

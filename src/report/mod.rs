@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod calendar;
 pub mod chart;
 pub mod job_ids;
+mod json_layout;
 pub mod output;
 pub mod pricing;
 pub mod sacct;

@@ -6,12 +6,13 @@ use std::io::{self, Write};
 
 use serde::ser::SerializeMap;
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use super::aggregate::{Sums, EXAMPLES};
-use super::calendar::{Rfc3339, Short, Timestamp};
+use super::calendar::{Every, Rfc3339, Short, Timestamp};
+use super::json_layout::ReportLayout;
 use super::{Dimension, Report};
 use crate::config::ProjectSource;
+use crate::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
 fn cost(x: f64) -> f64 {
@@ -106,16 +107,14 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
 
 /// The aligned table, then the notes.
 pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
-    let mut widths: Vec<usize> = Vec::new();
+    // Period and group columns on the left, figures on the right.
+    let first_figure = usize::from(r.options.every.is_some()) + r.options.by.len();
+    let mut columns = Columns::default().right_aligned_from(first_figure);
     let mut rows = 0usize;
     table_lines(r, &mut |cells| {
-        widths.resize(cells.len(), 0);
-        for (w, c) in widths.iter_mut().zip(cells) {
-            *w = (*w).max(c.chars().count());
-        }
+        columns.measure(cells);
         rows += 1;
     });
-    let first_number = widths.len() - 6;
     writeln!(out, "{}", window_title(r))?;
     writeln!(out)?;
     let mut n = 0usize;
@@ -124,26 +123,10 @@ pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
     table_lines(r, &mut |cells| {
         n += 1;
         if n == rows {
-            let rule = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-            text.push_str(&"-".repeat(rule));
+            text.push_str(&"-".repeat(columns.line_width()));
             text.push('\n');
         }
-        let start = text.len();
-        for (c, cell) in cells.iter().enumerate() {
-            if c > 0 {
-                text.push_str("  ");
-            }
-            let pad = " ".repeat(widths[c] - cell.chars().count());
-            if c >= first_number {
-                text.push_str(&pad);
-                text.push_str(cell);
-            } else {
-                text.push_str(cell);
-                text.push_str(&pad);
-            }
-        }
-        text.truncate(start + text[start..].trim_end().len());
-        text.push('\n');
+        columns.push_line(&mut text, cells);
         if text.len() > 1 << 16 && result.is_ok() {
             result = out.write_all(text.as_bytes());
             text.clear();
@@ -312,116 +295,152 @@ struct JsonRow<'a> {
     sums: JsonSums,
 }
 
-/// Writes `"key": value` pairs of one JSON object, one per line; arrays one element per
-/// line, each written as it comes, so the document is never held in memory whole.
-struct JsonWriter<'w, W: Write> {
-    out: &'w mut W,
-    first: bool,
-}
+/// Serializes as a JSON array of what the closure yields, one element at a time, so that
+/// the rows of a report of many groups and days are never all in memory.
+struct Records<F>(F);
 
-impl<W: Write> JsonWriter<'_, W> {
-    fn key(&mut self, key: &str) -> io::Result<()> {
-        let sep = if self.first { "{\n" } else { ",\n" };
-        self.first = false;
-        write!(self.out, "{sep}  {}: ", serde_json::to_string(key)?)
-    }
-
-    fn field(&mut self, key: &str, value: &impl Serialize) -> io::Result<()> {
-        self.key(key)?;
-        serde_json::to_writer(&mut *self.out, value)?;
-        Ok(())
-    }
-
-    fn array<T: Serialize>(&mut self, key: &str, items: impl Iterator<Item = T>) -> io::Result<()> {
-        self.key(key)?;
-        let mut first = true;
-        for item in items {
-            self.out.write_all(if first { b"[\n    " } else { b",\n    " })?;
-            first = false;
-            serde_json::to_writer(&mut *self.out, &item)?;
-        }
-        self.out.write_all(if first { b"[]" } else { b"\n  ]" })
-    }
-
-    fn end(self) -> io::Result<()> {
-        self.out.write_all(b"\n}\n")
+impl<F, I> Serialize for Records<F>
+where
+    F: Fn() -> I,
+    I: IntoIterator,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
     }
 }
 
-/// The whole report as one JSON document (schema in docs/report.md). Top-level keys come
-/// in a fixed order, each array element on its own line.
+/// The JSON document; fields in the order of its keys (docs/report.md). The record
+/// arrays are [`Records`].
+#[derive(Serialize)]
+struct JsonReport<'a, G, P, R> {
+    format: &'static str,
+    since: String,
+    until: String,
+    now: String,
+    currency: &'a str,
+    project_source: &'static str,
+    by: &'a [Dimension],
+    every: Option<Every>,
+    total: JsonSums,
+    groups: G,
+    other_groups: usize,
+    periods: P,
+    rows: R,
+    unpriced: JsonUnpriced<'a>,
+    skipped: JsonSkipped<'a>,
+    not_run: u64,
+    lines: u64,
+    warnings: &'a [String],
+}
+
+// The objects below were first written with `json!`, whose maps sort their keys: their
+// fields are in alphabetical order so that the output stays byte for byte the same.
+
+#[derive(Serialize)]
+struct JsonUnpriced<'a> {
+    jobs: u64,
+    reasons: Vec<JsonUnpricedReason<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonUnpricedReason<'a> {
+    elapsed_seconds: i64,
+    examples: &'a [String],
+    jobs: u64,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonSkipped<'a> {
+    first: Vec<JsonSkippedLine<'a>>,
+    lines: u64,
+}
+
+#[derive(Serialize)]
+struct JsonSkippedLine<'a> {
+    line: u64,
+    reason: &'a str,
+}
+
+/// The whole report as one JSON document (schema in docs/report.md), laid out by
+/// [`ReportLayout`]: top-level keys in a fixed order, each record on its own line.
 pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
     let d = &r.diagnostics;
     let period = |p: (Timestamp, Timestamp)| (Some(Rfc3339(p.0).to_string()), Some(Rfc3339(p.1).to_string()));
-    let mut w = JsonWriter { out, first: true };
-    w.field("format", &"cost-tags-report/1")?;
-    w.field("since", &Rfc3339(o.since).to_string())?;
-    w.field("until", &Rfc3339(o.until).to_string())?;
-    w.field("now", &Rfc3339(o.now).to_string())?;
-    w.field("currency", &r.currency)?;
-    w.field(
-        "project_source",
-        &match r.project_source {
+    let doc = JsonReport {
+        format: "cost-tags-report/1",
+        since: Rfc3339(o.since).to_string(),
+        until: Rfc3339(o.until).to_string(),
+        now: Rfc3339(o.now).to_string(),
+        currency: &r.currency,
+        project_source: match r.project_source {
             ProjectSource::Comment => "comment",
             ProjectSource::Account => "account",
             ProjectSource::Wckey => "wckey",
         },
-    )?;
-    w.field("by", &o.by)?;
-    w.field("every", &o.every)?;
-    w.field("total", &JsonSums::from(&s.total))?;
-    w.array(
-        "groups",
-        s.groups.iter().map(|(g, sums)| JsonRow {
-            period_start: None,
-            period_end: None,
-            group: Some(JsonGroup(&o.by, g)),
-            sums: sums.into(),
-        }),
-    )?;
-    w.field("other_groups", &s.other_groups)?;
-    w.array(
-        "periods",
-        s.periods.iter().map(|(p, sums)| {
-            let (period_start, period_end) = period(*p);
-            JsonRow {
-                period_start,
-                period_end,
-                group: None,
+        by: &o.by,
+        every: o.every,
+        total: JsonSums::from(&s.total),
+        groups: Records(|| {
+            s.groups.iter().map(|(g, sums)| JsonRow {
+                period_start: None,
+                period_end: None,
+                group: Some(JsonGroup(&o.by, g)),
                 sums: sums.into(),
-            }
+            })
         }),
-    )?;
-    w.array(
-        "rows",
-        s.rows.iter().map(|row| {
-            let (period_start, period_end) = period(row.period);
-            JsonRow {
-                period_start,
-                period_end,
-                group: Some(JsonGroup(&o.by, &s.groups[row.group].0)),
-                sums: (&row.sums).into(),
-            }
+        other_groups: s.other_groups,
+        periods: Records(|| {
+            s.periods.iter().map(|(p, sums)| {
+                let (period_start, period_end) = period(*p);
+                JsonRow {
+                    period_start,
+                    period_end,
+                    group: None,
+                    sums: sums.into(),
+                }
+            })
         }),
-    )?;
-    let reasons: Vec<Value> = d
-        .unpriced_reasons
-        .iter()
-        .map(|(reason, (runs, seconds, examples))| {
-            json!({"reason": reason, "jobs": runs, "elapsed_seconds": seconds, "examples": examples})
-        })
-        .collect();
-    w.field("unpriced", &json!({"jobs": d.unpriced, "reasons": reasons}))?;
-    let first: Vec<Value> = d
-        .first_skipped
-        .iter()
-        .map(|(line, reason)| json!({"line": line, "reason": reason}))
-        .collect();
-    w.field("skipped", &json!({"lines": d.skipped, "first": first}))?;
-    w.field("not_run", &d.not_run)?;
-    w.field("lines", &d.lines)?;
-    w.field("warnings", &d.warnings)?;
-    w.end()
+        rows: Records(|| {
+            s.rows.iter().map(|row| {
+                let (period_start, period_end) = period(row.period);
+                JsonRow {
+                    period_start,
+                    period_end,
+                    group: Some(JsonGroup(&o.by, &s.groups[row.group].0)),
+                    sums: (&row.sums).into(),
+                }
+            })
+        }),
+        unpriced: JsonUnpriced {
+            jobs: d.unpriced,
+            reasons: d
+                .unpriced_reasons
+                .iter()
+                .map(|(reason, (runs, seconds, examples))| JsonUnpricedReason {
+                    elapsed_seconds: *seconds,
+                    examples,
+                    jobs: *runs,
+                    reason,
+                })
+                .collect(),
+        },
+        skipped: JsonSkipped {
+            first: d
+                .first_skipped
+                .iter()
+                .map(|(line, reason)| JsonSkippedLine { line: *line, reason })
+                .collect(),
+            lines: d.skipped,
+        },
+        not_run: d.not_run,
+        lines: d.lines,
+        warnings: &d.warnings,
+    };
+    let mut serializer = serde_json::Serializer::with_formatter(&mut *out, ReportLayout::default());
+    doc.serialize(&mut serializer)?;
+    out.write_all(b"\n")
 }
