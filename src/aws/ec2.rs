@@ -55,14 +55,7 @@ impl Ec2Tags {
         }
         if !change.delete.is_empty() {
             let keys = change.delete.iter().map(|k| Tag::builder().key(k).build()).collect();
-            self.client
-                .delete_tags()
-                .resources(instance_id)
-                .set_tags(Some(keys))
-                .send()
-                .await
-                .map_err(summary)
-                .context("EC2 DeleteTags")?;
+            self.delete_tags(instance_id, keys).await?;
         }
         Ok(())
     }
@@ -107,11 +100,18 @@ impl Ec2Tags {
     /// rewritten meanwhile by a prolog is kept). Refuses an empty list, which EC2 would
     /// take as "every tag".
     pub async fn delete_if_unchanged(&self, instance_id: &str, tags: &TagMap) -> Result<()> {
-        anyhow::ensure!(!tags.is_empty(), "refusing a DeleteTags without keys");
         let tags = tags
             .iter()
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect();
+        self.delete_tags(instance_id, tags).await
+    }
+
+    /// The one way cost-tags sends DeleteTags. EC2 takes a DeleteTags without keys as
+    /// "delete every user tag" (ParallelCluster's own included), so an empty list is
+    /// refused here, whatever the caller computed.
+    async fn delete_tags(&self, instance_id: &str, tags: Vec<Tag>) -> Result<()> {
+        anyhow::ensure!(!tags.is_empty(), "refusing a DeleteTags without keys");
         self.client
             .delete_tags()
             .resources(instance_id)
@@ -142,5 +142,25 @@ impl Ec2Tags {
             }
         }
         Ok(tags)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Refused before anything is sent: the endpoint here could not answer anyway, so a
+    /// guard that let the call through would fail with a transport error instead.
+    #[test]
+    fn a_delete_without_keys_is_never_sent() {
+        let runtime = crate::aws::sdk::Runtime::new().unwrap();
+        let error = runtime.block_on(async {
+            let ec2 = Ec2Tags::new("us-east-1", Duration::from_millis(200)).await;
+            let empty = ec2.delete_if_unchanged("i-0123456789abcdef0", &TagMap::new()).await;
+            let direct = ec2.delete_tags("i-0123456789abcdef0", Vec::new()).await;
+            (empty.unwrap_err().to_string(), direct.unwrap_err().to_string())
+        });
+        assert_eq!(error.0, "refusing a DeleteTags without keys");
+        assert_eq!(error.1, "refusing a DeleteTags without keys");
     }
 }
