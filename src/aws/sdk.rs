@@ -43,6 +43,14 @@ impl Runtime {
             .expect("runtime is present until dropped")
             .block_on(work)
     }
+
+    /// Runs `work` until it ends or `deadline` passes, then returns at once, leaving
+    /// behind whatever has not finished.
+    pub fn within<T>(&self, deadline: Instant, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        let outcome = self.block_on(async { tokio::time::timeout(budget, work).await });
+        outcome.map_err(|_| anyhow::anyhow!("AWS did not answer within {:.1} s", budget.as_secs_f64()))?
+    }
 }
 
 impl Drop for Runtime {
@@ -51,14 +59,6 @@ impl Drop for Runtime {
             runtime.shutdown_background();
         }
     }
-}
-
-/// Runs `work` on a runtime of its own until it ends or `deadline` passes, then returns at
-/// once, leaving behind whatever has not finished (see [`Runtime`]).
-pub fn block_on_within<T>(deadline: Instant, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    let budget = deadline.saturating_duration_since(Instant::now());
-    let outcome = Runtime::new()?.block_on(async { tokio::time::timeout(budget, work).await });
-    outcome.map_err(|_| anyhow::anyhow!("AWS did not answer within {:.1} s", budget.as_secs_f64()))?
 }
 
 /// SDK settings from the standard environment (`AWS_ENDPOINT_URL`, credentials chain...)

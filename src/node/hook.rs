@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::aws::{ec2::Ec2Tags, imds, sdk};
 use crate::config::Settings;
+use crate::node::instance::InstanceSession;
 use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
 use crate::node::tags::{desired_tags, TagChange, TagMap};
@@ -50,7 +50,8 @@ pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
         Hook::Prolog => s.add(job.clone()),
         Hook::Epilog => s.remove(&job.id),
     })?;
-    let result = apply_owed(settings, &ledger, network_deadline);
+    let result = InstanceSession::new(settings)
+        .and_then(|mut instance| apply_owed(settings, &ledger, &mut instance, network_deadline));
     if let Err(e) = &result {
         let failure = Failure::now(&job.id, format!("{e:#}"));
         ledger
@@ -65,7 +66,12 @@ pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
 
 /// Applies the ledger's tag set if the instance may not have it. Holds the apply lock
 /// during the AWS calls so that calls never overtake each other.
-pub fn apply_owed(settings: &Settings, ledger: &Ledger, deadline: Instant) -> Result<Done> {
+pub fn apply_owed(
+    settings: &Settings,
+    ledger: &Ledger,
+    instance: &mut InstanceSession<'_>,
+    deadline: Instant,
+) -> Result<Done> {
     let _apply = ledger
         .lock_apply(deadline)
         .context("another run is still talking to AWS")?;
@@ -75,12 +81,7 @@ pub fn apply_owed(settings: &Settings, ledger: &Ledger, deadline: Instant) -> Re
         return Ok(Done::UpToDate);
     }
     let change = TagChange::new(&desired, &settings.tags);
-    sdk::block_on_within(deadline, async {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let identity = imds::identity(&settings.cache_dir, remaining).await?;
-        let ec2 = Ec2Tags::new(&identity.region, remaining).await;
-        ec2.apply(&identity.instance_id, &change).await
-    })?;
+    instance.apply(&change, deadline)?;
     ledger.update(deadline, |s| {
         s.applied = desired.clone();
         s.owed = false;

@@ -21,10 +21,11 @@ use anyhow::{Context, Result};
 use crate::config::Settings;
 use crate::log;
 use crate::node::hook::{self, Done};
+use crate::node::instance::InstanceSession;
 use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger, LedgerState};
-use crate::node::status::{difference, instance_tags, TagDifference};
-use crate::node::tags::desired_tags;
+use crate::node::status::{difference, TagDifference};
+use crate::node::tags::{desired_tags, managed_keys};
 use crate::reconcile::ReconcileArgs;
 use crate::slurm::command::run_program;
 use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_IDS_FORMAT, NODE_STATES};
@@ -96,6 +97,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
     let deadline = started + settings.deadline;
     let network_deadline = deadline - (settings.deadline / 10).min(Duration::from_millis(300));
     let ledger = Ledger::open(&settings.state_dir)?;
+    let mut instance = InstanceSession::new(settings)?;
     // The ledger before squeue is asked (see the module doc for why).
     let before = ledger.read().unwrap_or_default();
     let node = node_name(args)?;
@@ -127,7 +129,9 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
         let change = reconcile_jobs(&mut after, &before.jobs, &running);
         print_ledger_change(&node, &change, true);
         let desired = desired_tags(&after.jobs, &settings.tags);
-        let (_, actual) = instance_tags(settings, network_deadline).context("cannot read the instance's tags")?;
+        let (_, actual) = instance
+            .tags(&managed_keys(&settings.tags), network_deadline)
+            .context("cannot read the instance's tags")?;
         let diff = difference(&desired, &actual);
         if diff.is_empty() {
             println!("tags: in sync, nothing to change");
@@ -167,7 +171,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
         Ok(ExitCode::SUCCESS)
     };
     let desired = desired_tags(&state.jobs, &settings.tags);
-    let actual = match instance_tags(settings, network_deadline) {
+    let actual = match instance.tags(&managed_keys(&settings.tags), network_deadline) {
         Ok((_, actual)) => actual,
         Err(e) => return owe(format!("{e:#}")),
     };
@@ -189,7 +193,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
         log::info(&format!("node {node}: repairing tag {line}"));
     }
     ledger.update(deadline, |s| s.owed = true)?;
-    match hook::apply_owed(settings, &ledger, network_deadline) {
+    match hook::apply_owed(settings, &ledger, &mut instance, network_deadline) {
         Ok(Done::Applied(tags)) => {
             log::info(&format!("node {node}: instance tags now {tags:?}"));
             Ok(ExitCode::SUCCESS)

@@ -10,8 +10,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::aws::{ec2::Ec2Tags, imds, imds::InstanceIdentity, sdk};
 use crate::config::Settings;
+use crate::node::instance::InstanceSession;
 use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
 use crate::node::tags::{desired_tags, managed_keys, TagMap};
@@ -47,21 +47,6 @@ pub fn difference(desired: &TagMap, actual: &TagMap) -> Vec<TagDifference> {
         .collect()
 }
 
-/// The instance's identity and its managed tags as EC2 has them now, within `deadline`.
-pub fn instance_tags(settings: &Settings, deadline: Instant) -> Result<(InstanceIdentity, TagMap)> {
-    let keys = managed_keys(&settings.tags);
-    sdk::block_on_within(deadline, async {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let identity = imds::identity(&settings.cache_dir, remaining).await?;
-        if keys.is_empty() {
-            return Ok((identity, TagMap::new()));
-        }
-        let ec2 = Ec2Tags::new(&identity.region, remaining).await;
-        let tags = ec2.current(&identity.instance_id, &keys).await?;
-        Ok((identity, tags))
-    })
-}
-
 /// What `cost-tags status --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -83,7 +68,7 @@ pub fn status(settings: &Settings) -> Result<Status> {
         .read()
         .context("cannot read the node ledger")?;
     let desired = desired_tags(&state.jobs, &settings.tags);
-    let (identity, actual) = instance_tags(settings, deadline)?;
+    let (identity, actual) = InstanceSession::new(settings)?.tags(&managed_keys(&settings.tags), deadline)?;
     let difference = difference(&desired, &actual);
     Ok(Status {
         instance_id: identity.instance_id,
