@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::cache::{BudgetCache, BudgetSpend};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
+use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Settings};
 use crate::log;
 use crate::submit::project_name;
@@ -85,14 +86,10 @@ pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
     }
 }
 
-fn runtime() -> Result<crate::aws::sdk::Runtime> {
-    crate::aws::sdk::Runtime::new()
-}
-
 fn refresh(settings: &Settings) -> Result<ExitCode> {
     let b = &settings.budget;
     let now = SystemTime::now();
-    let read = runtime()?.block_on(async {
+    let read = Runtime::new()?.block_on(async {
         let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
         let found = api.all(now).await?;
         anyhow::Ok((api.account_id().to_string(), found))
@@ -124,7 +121,7 @@ fn refresh(settings: &Settings) -> Result<ExitCode> {
 
 fn create(settings: &Settings, args: &CreateArgs) -> Result<ExitCode> {
     let new = new_budget(settings, args)?;
-    runtime()?.block_on(async {
+    Runtime::new()?.block_on(async {
         let api = BudgetsApi::connect(&settings.budget.account_id, AWS_TIME).await?;
         api.create(&new).await
     })?;
@@ -227,7 +224,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
         );
         (cache.budgets, source)
     } else {
-        let found = runtime()?.block_on(async {
+        let found = Runtime::new()?.block_on(async {
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
             api.all(now).await
         })?;

@@ -50,8 +50,7 @@ pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
         Hook::Prolog => s.add(job.clone()),
         Hook::Epilog => s.remove(&job.id),
     })?;
-    let result = InstanceSession::new(settings)
-        .and_then(|mut instance| apply_owed(settings, &ledger, &mut instance, network_deadline));
+    let result = apply_owed(settings, &ledger, &mut InstanceSession::new(settings), network_deadline);
     if let Err(e) = &result {
         let failure = Failure::now(&job.id, format!("{e:#}"));
         ledger

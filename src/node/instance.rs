@@ -1,7 +1,8 @@
 //! This node's EC2 instance as one run sees it: its identity (IMDSv2, cached on disk) and
 //! one EC2 client, set up on first use and reused for the rest of the run, on one runtime
 //! that never waits for a blocked name lookup (see [`sdk::Runtime`]). `reconcile` on a
-//! node reads the tags, then repairs them: one set-up, not two.
+//! node reads the tags, then repairs them: one set-up, not two. A prolog whose tags are
+//! already applied sets up nothing, not even the runtime.
 
 use std::time::Instant;
 
@@ -12,28 +13,31 @@ use crate::aws::{ec2::Ec2Tags, sdk};
 use crate::config::Settings;
 use crate::node::tags::{TagChange, TagMap};
 
+/// The instance's identity and the EC2 client for its region.
+type Connection = (InstanceIdentity, Ec2Tags);
+
 /// The AWS side of one run on a node.
 pub struct InstanceSession<'s> {
     settings: &'s Settings,
-    runtime: sdk::Runtime,
-    connected: Option<(InstanceIdentity, Ec2Tags)>,
+    runtime: Option<sdk::Runtime>,
+    connected: Option<Connection>,
 }
 
 impl<'s> InstanceSession<'s> {
-    /// Nothing is asked of IMDS or AWS until a call needs it.
-    pub fn new(settings: &'s Settings) -> Result<InstanceSession<'s>> {
-        Ok(InstanceSession {
+    /// Nothing is set up, nor asked of IMDS or AWS, until a call needs it.
+    pub fn new(settings: &'s Settings) -> InstanceSession<'s> {
+        InstanceSession {
             settings,
-            runtime: sdk::Runtime::new()?,
+            runtime: None,
             connected: None,
-        })
+        }
     }
 
     /// The instance's identity and its tags among `keys` as EC2 has them now (no EC2 call
     /// for no keys), within `deadline`.
     pub fn tags(&mut self, keys: &[String], deadline: Instant) -> Result<(InstanceIdentity, TagMap)> {
-        let (settings, connected) = (self.settings, &mut self.connected);
-        self.runtime.within(deadline, async move {
+        let (settings, connected, runtime) = self.parts()?;
+        runtime.within(deadline, async move {
             let (identity, ec2) = connect(connected, settings, deadline).await?;
             let tags = if keys.is_empty() {
                 TagMap::new()
@@ -46,20 +50,29 @@ impl<'s> InstanceSession<'s> {
 
     /// Makes the instance's managed tags what `change` says, within `deadline`.
     pub fn apply(&mut self, change: &TagChange, deadline: Instant) -> Result<()> {
-        let (settings, connected) = (self.settings, &mut self.connected);
-        self.runtime.within(deadline, async move {
+        let (settings, connected, runtime) = self.parts()?;
+        runtime.within(deadline, async move {
             let (identity, ec2) = connect(connected, settings, deadline).await?;
             ec2.apply(&identity.instance_id, change).await
         })
+    }
+
+    /// The settings, the connection slot and the runtime (built on the first call).
+    fn parts(&mut self) -> Result<(&'s Settings, &mut Option<Connection>, &sdk::Runtime)> {
+        let runtime = match self.runtime.take() {
+            Some(runtime) => runtime,
+            None => sdk::Runtime::new()?,
+        };
+        Ok((self.settings, &mut self.connected, self.runtime.insert(runtime)))
     }
 }
 
 /// The identity and client, set up on the first call of the run.
 async fn connect<'c>(
-    connected: &'c mut Option<(InstanceIdentity, Ec2Tags)>,
+    connected: &'c mut Option<Connection>,
     settings: &Settings,
     deadline: Instant,
-) -> Result<&'c (InstanceIdentity, Ec2Tags)> {
+) -> Result<&'c Connection> {
     let pair = match connected.take() {
         Some(pair) => pair,
         None => {

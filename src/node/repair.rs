@@ -97,7 +97,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
     let deadline = started + settings.deadline;
     let network_deadline = deadline - (settings.deadline / 10).min(Duration::from_millis(300));
     let ledger = Ledger::open(&settings.state_dir)?;
-    let mut instance = InstanceSession::new(settings)?;
+    let mut instance = InstanceSession::new(settings);
     // The ledger before squeue is asked (see the module doc for why).
     let before = ledger.read().unwrap_or_default();
     let node = node_name(args)?;

@@ -68,7 +68,7 @@ pub fn status(settings: &Settings) -> Result<Status> {
         .read()
         .context("cannot read the node ledger")?;
     let desired = desired_tags(&state.jobs, &settings.tags);
-    let (identity, actual) = InstanceSession::new(settings)?.tags(&managed_keys(&settings.tags), deadline)?;
+    let (identity, actual) = InstanceSession::new(settings).tags(&managed_keys(&settings.tags), deadline)?;
     let difference = difference(&desired, &actual);
     Ok(Status {
         instance_id: identity.instance_id,
