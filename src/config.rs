@@ -28,23 +28,30 @@ pub enum ProjectSource {
 }
 
 impl ProjectSource {
+    /// Of a job's comment, account and wckey, the one this source names. Every reader of
+    /// a job's project (a submission, an sacct record, a squeue line) picks through here.
+    pub fn pick<T>(self, comment: T, account: T, wckey: T) -> T {
+        match self {
+            ProjectSource::Comment => comment,
+            ProjectSource::Account => account,
+            ProjectSource::Wckey => wckey,
+        }
+    }
+
+    /// Its name in the settings file and in the report's JSON.
+    pub fn name(self) -> &'static str {
+        self.pick("comment", "account", "wckey")
+    }
+
     /// The submission flag that sets this field, for messages users can act on.
     pub fn flag(self) -> &'static str {
-        match self {
-            ProjectSource::Comment => "--comment",
-            ProjectSource::Account => "--account",
-            ProjectSource::Wckey => "--wckey",
-        }
+        self.pick("--comment", "--account", "--wckey")
     }
 
     /// The variable slurmd gives prologs and epilogs for this field (`SLURM_WCKEY` only
     /// from Slurm 23.11 on).
     pub fn prolog_variable(self) -> &'static str {
-        match self {
-            ProjectSource::Comment => "SLURM_JOB_COMMENT",
-            ProjectSource::Account => "SLURM_JOB_ACCOUNT",
-            ProjectSource::Wckey => "SLURM_WCKEY",
-        }
+        self.pick("SLURM_JOB_COMMENT", "SLURM_JOB_ACCOUNT", "SLURM_WCKEY")
     }
 }
 
@@ -480,6 +487,15 @@ mod seconds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_project_source_is_named_as_the_settings_file_names_it() {
+        for source in [ProjectSource::Comment, ProjectSource::Account, ProjectSource::Wckey] {
+            let text = format!("project_source = \"{}\"\n", source.name());
+            assert_eq!(parse(&text).unwrap().project_source, source);
+            assert_eq!(source.flag(), format!("--{}", source.name()));
+        }
+    }
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {
         Settings::parse(text, Path::new("/etc/x.toml"))

@@ -25,20 +25,19 @@
 //! - [`config`] (the one settings file), [`atomic_file`] and [`trusted_dir`] (state on
 //!   disk that root can trust), [`log`] (syslog and stderr), [`text_table`] (every
 //!   table printed for people).
-//! - [`reconcile`]: the `cost-tags reconcile` command, which dispatches to node or cluster.
-//!
-//! The library does the work; the binaries in `src/bin` only parse arguments, call it,
-//! and map outcomes to exit codes.
+//! - [`cli`]: every command's arguments, printing and exit codes. The other modules do the
+//!   work and return values; the binaries in `src/bin` parse arguments, call `cli` and
+//!   exit.
 
 pub mod atomic_file;
 pub mod aws;
 pub mod budget;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod log;
 pub mod node;
 pub mod parallelcluster;
-pub mod reconcile;
 pub mod report;
 pub mod slurm;
 pub mod submit;

@@ -7,5 +7,6 @@
 //! failure exit 1.
 
 fn main() -> std::process::ExitCode {
-    cost_tags::node::hook_main::main(cost_tags::node::hook::Hook::Epilog)
+    use clap::Parser;
+    cost_tags::cli::hook::run(cost_tags::node::hook::Hook::Epilog, cost_tags::cli::hook::HookArgs::parse())
 }

@@ -6,5 +6,6 @@
 //! `strict = true` does a failure exit 1.
 
 fn main() -> std::process::ExitCode {
-    cost_tags::node::hook_main::main(cost_tags::node::hook::Hook::Prolog)
+    use clap::Parser;
+    cost_tags::cli::hook::run(cost_tags::node::hook::Hook::Prolog, cost_tags::cli::hook::HookArgs::parse())
 }

@@ -1,6 +1,7 @@
 //! cost-tags: the administrator's tool. Each subcommand is one job an administrator does
-//! on the head node; the work lives in the library (`cost_tags::report`, ...), this file
-//! only parses arguments, loads the settings once and maps outcomes to exit codes.
+//! on the head node; the work lives in the library (`cost_tags::report`, ...) and the
+//! printing in `cost_tags::cli`; this file only parses arguments, loads the settings once
+//! and maps errors to exit code 2.
 //!
 //! Exit codes: each subcommand documents its own; 2 always means it could not do its job
 //! (unusable settings, bad arguments, a failed Slurm command), with the reason on stderr.
@@ -9,11 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cost_tags::budget::command::BudgetArgs;
+use cost_tags::cli::budget::{self, BudgetArgs};
+use cost_tags::cli::reconcile::{self, ReconcileArgs};
+use cost_tags::cli::report::{self, ReportArgs};
+use cost_tags::cli::status::{self, StatusArgs};
 use cost_tags::config::Settings;
-use cost_tags::node::status::{self, StatusArgs};
-use cost_tags::reconcile::{self, ReconcileArgs};
-use cost_tags::report::{self, ReportArgs};
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(&settings, args),
         Command::Status(args) => status::run(&settings, args),
         Command::Reconcile(args) => reconcile::run(&settings, args),
-        Command::Budget(args) => cost_tags::budget::command::run(&settings, args),
+        Command::Budget(args) => budget::run(&settings, args),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("cost-tags: {e:#}");

@@ -6,6 +6,6 @@
 //! credentials on a ParallelCluster head node, and a submission must not wait on the
 //! network.
 
+pub mod admin;
 pub mod cache;
-pub mod command;
 pub mod gate;

@@ -14,8 +14,8 @@
 //! of milliseconds.
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::ExitCode;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -27,7 +27,6 @@ use crate::config::Settings;
 use crate::log;
 use crate::node::tags::{managed_keys, TagMap};
 use crate::parallelcluster::cfnconfig::cfnconfig_stack_name;
-use crate::reconcile::ReconcileArgs;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::{parse_scontrol_nodes, SlurmNode};
 use crate::slurm::squeue::{parse_busy_nodes, parse_job_ids, JOB_IDS_FORMAT};
@@ -70,8 +69,112 @@ fn jobs_on_node(squeue: &Path, node: &str) -> Result<BTreeSet<String>> {
     parse_job_ids(&text)
 }
 
-/// `cost-tags reconcile --cluster`.
-pub fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
+/// What `cost-tags reconcile --cluster` is asked to do.
+#[derive(Debug, Clone)]
+pub struct SweepOptions {
+    /// Say what would change; change nothing.
+    pub dry_run: bool,
+    /// The cluster's name (tag `parallelcluster:cluster-name`); else `stack_name` from
+    /// `cfnconfig`.
+    pub cluster_name: Option<String>,
+    pub cfnconfig: PathBuf,
+    /// At most this many EC2 calls per second.
+    pub rate: f64,
+    pub squeue: PathBuf,
+    pub scontrol: PathBuf,
+}
+
+/// One idle instance that carried cost tags, and what became of them.
+#[derive(Debug)]
+pub struct InstanceStep<'a> {
+    pub instance_id: &'a str,
+    /// Its Slurm node, if it is one.
+    pub node: Option<&'a str>,
+    /// Its cost tags when the sweep saw it.
+    pub tags: &'a TagMap,
+    pub outcome: InstanceOutcome,
+}
+
+#[derive(Debug)]
+pub enum InstanceOutcome {
+    /// A dry run: the tags would be removed.
+    WouldRemove,
+    Removed,
+    /// Slurm, asked again right before the call, lists these jobs on the node.
+    KeptJobStarted(Vec<String>),
+    /// Slurm could not be asked again, so the tags stay (a failure).
+    KeptSlurmUnanswered(String),
+    /// DeleteTags failed (a failure).
+    RemoveFailed(String),
+}
+
+impl InstanceOutcome {
+    pub fn is_failure(&self) -> bool {
+        matches!(self, InstanceOutcome::KeptSlurmUnanswered(_) | InstanceOutcome::RemoveFailed(_))
+    }
+}
+
+/// The line the command prints and logs for the instance.
+impl fmt::Display for InstanceStep<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.node {
+            Some(n) => write!(f, "{} (node {n}, no job): ", self.instance_id)?,
+            None => write!(f, "{} (no Slurm node): ", self.instance_id)?,
+        }
+        let listed = || {
+            let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+            tags.join(", ")
+        };
+        match &self.outcome {
+            InstanceOutcome::WouldRemove => write!(f, "would remove {}", listed()),
+            InstanceOutcome::Removed => write!(f, "removed {}", listed()),
+            InstanceOutcome::KeptJobStarted(ids) => write!(f, "kept, job {} started meanwhile", ids.join(", ")),
+            InstanceOutcome::KeptSlurmUnanswered(e) => write!(f, "kept, cannot ask Slurm again: {e}"),
+            InstanceOutcome::RemoveFailed(e) => write!(f, "could not remove cost tags: {e}"),
+        }
+    }
+}
+
+/// What the sweep did, in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SweepSummary {
+    pub cluster: String,
+    pub dry_run: bool,
+    /// The cluster's running instances.
+    pub instances: usize,
+    /// Those whose Slurm node runs a job.
+    pub busy: usize,
+    /// Untagged (or that would be, on a dry run).
+    pub changed: usize,
+    pub failed: usize,
+}
+
+impl fmt::Display for SweepSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster {}: {} running instances, {} with jobs, {} {}",
+            self.cluster,
+            self.instances,
+            self.busy,
+            self.changed,
+            if self.dry_run { "would be untagged" } else { "untagged" },
+        )?;
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        Ok(())
+    }
+}
+
+/// `cost-tags reconcile --cluster`, telling `progress` about each idle instance that
+/// carried cost tags. An error means the sweep could not start (no cluster name, EC2 or
+/// Slurm unreadable); failures on single instances are counted in the summary.
+pub fn reconcile_cluster(
+    settings: &Settings,
+    args: &SweepOptions,
+    mut progress: impl FnMut(&InstanceStep<'_>),
+) -> Result<SweepSummary> {
     anyhow::ensure!(args.rate > 0.0 && args.rate.is_finite(), "--rate must be more than 0");
     let name = match &args.cluster_name {
         Some(n) => n.clone(),
@@ -136,14 +239,15 @@ pub fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<Ex
         if node.is_some_and(|n| busy.contains(&n.name)) {
             continue;
         }
-        let who = match node {
-            Some(n) => format!("{} (node {}, no job)", instance.instance_id, n.name),
-            None => format!("{} (no Slurm node)", instance.instance_id),
+        let mut step = InstanceStep {
+            instance_id: &instance.instance_id,
+            node: node.map(|n| n.name.as_str()),
+            tags: &cost,
+            outcome: InstanceOutcome::WouldRemove,
         };
-        let listed: Vec<String> = cost.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         if args.dry_run {
-            println!("{who}: would remove {}", listed.join(", "));
             changed += 1;
+            progress(&step);
             continue;
         }
         pacer.wait();
@@ -151,58 +255,42 @@ pub fn reconcile_cluster(settings: &Settings, args: &ReconcileArgs) -> Result<Ex
         // node since then may already carry the same user and project tags, which the
         // value-conditional delete would take from it. So Slurm is asked again about this
         // node right before the call (see the module doc for the window that remains).
-        if let Some(n) = node {
-            match jobs_on_node(&args.squeue, &n.name) {
-                Ok(ids) if ids.is_empty() => {}
-                Ok(ids) => {
-                    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                    let line = format!("{who}: kept, job {} started meanwhile", ids.join(", "));
-                    println!("{line}");
-                    log::info(&line);
-                    continue;
-                }
-                Err(e) => {
-                    failed += 1;
-                    let line = format!("{who}: kept, cannot ask Slurm again: {e:#}");
-                    println!("{line}");
-                    log::error(&line);
-                    continue;
-                }
-            }
+        let asked_again = match node {
+            Some(n) => jobs_on_node(&args.squeue, &n.name).map(|ids| ids.into_iter().collect()),
+            None => Ok(Vec::new()),
+        };
+        step.outcome = match asked_again {
+            Ok(ids) if !ids.is_empty() => InstanceOutcome::KeptJobStarted(ids),
+            Err(e) => InstanceOutcome::KeptSlurmUnanswered(format!("{e:#}")),
+            Ok(_) => match runtime.block_on(ec2.delete_if_unchanged(&instance.instance_id, &cost)) {
+                Ok(()) => InstanceOutcome::Removed,
+                Err(e) => InstanceOutcome::RemoveFailed(format!("{e:#}")),
+            },
+        };
+        match &step.outcome {
+            InstanceOutcome::Removed => changed += 1,
+            o if o.is_failure() => failed += 1,
+            _ => {}
         }
-        match runtime.block_on(ec2.delete_if_unchanged(&instance.instance_id, &cost)) {
-            Ok(()) => {
-                changed += 1;
-                let line = format!("{who}: removed {}", listed.join(", "));
-                println!("{line}");
-                log::info(&line);
-            }
-            Err(e) => {
-                failed += 1;
-                let line = format!("{who}: could not remove cost tags: {e:#}");
-                println!("{line}");
-                log::error(&line);
-            }
+        let line = step.to_string();
+        if step.outcome.is_failure() {
+            log::error(&line);
+        } else {
+            log::info(&line);
         }
+        progress(&step);
     }
-    let busy_count = instances
+    let busy = instances
         .iter()
         .filter(|i| node_of(i, &nodes).is_some_and(|n| busy.contains(&n.name)))
         .count();
-    println!(
-        "cluster {name}: {} running instances, {busy_count} with jobs, {changed} {}{}",
-        instances.len(),
-        if args.dry_run { "would be untagged" } else { "untagged" },
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
-    );
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    Ok(SweepSummary {
+        cluster: name,
+        dry_run: args.dry_run,
+        instances: instances.len(),
+        busy,
+        changed,
+        failed,
     })
 }
 

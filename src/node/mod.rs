@@ -1,11 +1,11 @@
 //! A compute node: the [`job`] as slurmd describes it, the [`ledger`] of jobs on the node
 //! (the single source of truth), the instance [`tags`] computed from it, the prolog and
-//! epilog ([`hook`], [`hook_main`]) that apply them through the run's [`instance`] session, the [`env_file`] those read, and the
-//! administrator's view and repair of the node ([`status`], [`repair`]).
+//! epilog ([`hook`]) that apply them through the run's [`instance`] session, the
+//! [`env_file`] those read, and the administrator's view and repair of the node
+//! ([`status`], [`repair`]).
 
 pub mod env_file;
 pub mod hook;
-pub mod hook_main;
 pub mod instance;
 pub mod job;
 pub mod ledger;

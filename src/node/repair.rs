@@ -13,7 +13,7 @@
 //! exits 0, like the hooks; a failed squeue changes nothing and exits 2.
 
 use std::collections::BTreeSet;
-use std::process::ExitCode;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -26,9 +26,39 @@ use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger, LedgerState};
 use crate::node::status::{difference, TagDifference};
 use crate::node::tags::{desired_tags, managed_keys};
-use crate::reconcile::ReconcileArgs;
 use crate::slurm::command::run_program;
 use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_IDS_FORMAT, NODE_STATES};
+
+/// What `cost-tags reconcile` on a node is asked to do.
+#[derive(Debug, Clone)]
+pub struct RepairOptions {
+    /// Say what would change; change nothing.
+    pub dry_run: bool,
+    /// This node's Slurm name, if given; else read from `nodename_file`, else the short
+    /// host name.
+    pub node: Option<String>,
+    pub nodename_file: PathBuf,
+    pub squeue: PathBuf,
+}
+
+/// What [`reconcile_node`] reports as it goes, in order, for the command line to show:
+/// the ledger's change first, so it is seen even if AWS then takes the whole deadline.
+#[derive(Debug)]
+pub enum RepairStep<'a> {
+    /// The ledger brought in line with Slurm (or what would change, on a dry run).
+    Ledger {
+        node: &'a str,
+        change: &'a LedgerChange,
+        dry_run: bool,
+    },
+    /// The instance carries the ledger's tags.
+    TagsInSync { dry_run: bool },
+    /// A managed tag differs from the ledger's, and is being repaired (unless a dry run).
+    TagDiffers {
+        difference: &'a TagDifference,
+        dry_run: bool,
+    },
+}
 
 /// What reconciling changed in the ledger.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -60,7 +90,7 @@ pub fn reconcile_jobs(state: &mut LedgerState, before: &[Job], running: &[Job]) 
     change
 }
 
-fn node_name(args: &ReconcileArgs) -> Result<String> {
+fn node_name(args: &RepairOptions) -> Result<String> {
     if let Some(n) = &args.node {
         return Ok(n.clone());
     }
@@ -76,23 +106,20 @@ fn node_name(args: &ReconcileArgs) -> Result<String> {
     Ok(short)
 }
 
-fn describe_job(j: &Job) -> String {
+/// A job as the repair messages name it.
+pub fn describe_job(j: &Job) -> String {
     format!("{} (user {}, project {:?})", j.id, j.user, j.project)
 }
 
-fn describe_diff(d: &[TagDifference]) -> Vec<String> {
-    d.iter()
-        .map(|d| match (&d.want, &d.have) {
-            (Some(w), Some(h)) => format!("{}: {h:?} -> {w:?}", d.key),
-            (Some(w), None) => format!("{}: (none) -> {w:?}", d.key),
-            (None, Some(h)) => format!("{}: {h:?} -> (none)", d.key),
-            (None, None) => unreachable!("a difference has a side"),
-        })
-        .collect()
-}
-
-/// `cost-tags reconcile` on this node.
-pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
+/// `cost-tags reconcile` on this node, telling `progress` each step. Returns once the
+/// ledger and the tags are repaired, or the tags recorded as owed (an AWS failure is
+/// not an error, as in the hooks); an error means Slurm could not be asked or the ledger
+/// not be written, and then nothing changed.
+pub fn reconcile_node(
+    settings: &Settings,
+    args: &RepairOptions,
+    mut progress: impl FnMut(RepairStep<'_>),
+) -> Result<()> {
     let started = Instant::now();
     let deadline = started + settings.deadline;
     let network_deadline = deadline - (settings.deadline / 10).min(Duration::from_millis(300));
@@ -127,24 +154,31 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
     if args.dry_run {
         let mut after = before.clone();
         let change = reconcile_jobs(&mut after, &before.jobs, &running);
-        print_ledger_change(&node, &change, true);
+        progress(RepairStep::Ledger {
+            node: &node,
+            change: &change,
+            dry_run: true,
+        });
         let desired = desired_tags(&after.jobs, &settings.tags);
         let (_, actual) = instance
             .tags(&managed_keys(&settings.tags), network_deadline)
             .context("cannot read the instance's tags")?;
         let diff = difference(&desired, &actual);
         if diff.is_empty() {
-            println!("tags: in sync, nothing to change");
-        } else {
-            for line in describe_diff(&diff) {
-                println!("tags: would change {line}");
-            }
+            progress(RepairStep::TagsInSync { dry_run: true });
         }
-        return Ok(ExitCode::SUCCESS);
+        for difference in &diff {
+            progress(RepairStep::TagDiffers { difference, dry_run: true });
+        }
+        return Ok(());
     }
 
     let (change, state) = ledger.update(network_deadline, |s| reconcile_jobs(s, &before.jobs, &running))?;
-    print_ledger_change(&node, &change, false);
+    progress(RepairStep::Ledger {
+        node: &node,
+        change: &change,
+        dry_run: false,
+    });
     for j in &change.dropped {
         log::info(&format!(
             "node {node}: dropped job {} (no longer runs)",
@@ -158,7 +192,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
         ));
     }
 
-    let owe = |reason: String| -> Result<ExitCode> {
+    let owe = |reason: String| -> Result<()> {
         log::error(&format!(
             "node {node}: tags owed, will be applied by the next run: {reason}"
         ));
@@ -168,7 +202,7 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
                 s.last_failure = Some(Failure::now("", reason));
             })
             .context("cannot record that tags are owed")?;
-        Ok(ExitCode::SUCCESS)
+        Ok(())
     };
     let desired = desired_tags(&state.jobs, &settings.tags);
     let actual = match instance.tags(&managed_keys(&settings.tags), network_deadline) {
@@ -185,38 +219,24 @@ pub fn reconcile_node(settings: &Settings, args: &ReconcileArgs) -> Result<ExitC
                 s.last_failure = None;
             }
         })?;
-        println!("tags: in sync");
-        return Ok(ExitCode::SUCCESS);
+        progress(RepairStep::TagsInSync { dry_run: false });
+        return Ok(());
     }
-    for line in describe_diff(&diff) {
-        println!("tags: repairing {line}");
-        log::info(&format!("node {node}: repairing tag {line}"));
+    for difference in &diff {
+        progress(RepairStep::TagDiffers {
+            difference,
+            dry_run: false,
+        });
+        log::info(&format!("node {node}: repairing tag {difference}"));
     }
     ledger.update(deadline, |s| s.owed = true)?;
     match hook::apply_owed(settings, &ledger, &mut instance, network_deadline) {
         Ok(Done::Applied(tags)) => {
             log::info(&format!("node {node}: instance tags now {tags:?}"));
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
-        Ok(Done::UpToDate) => Ok(ExitCode::SUCCESS),
+        Ok(Done::UpToDate) => Ok(()),
         Err(e) => owe(format!("{e:#}")),
-    }
-}
-
-fn print_ledger_change(node: &str, change: &LedgerChange, dry_run: bool) {
-    let (drop, add) = if dry_run {
-        ("would drop", "would add")
-    } else {
-        ("dropped", "added")
-    };
-    for j in &change.dropped {
-        println!("ledger: {drop} job {} (no longer runs on {node})", describe_job(j));
-    }
-    for j in &change.added {
-        println!("ledger: {add} job {} (runs on {node})", describe_job(j));
-    }
-    if change.dropped.is_empty() && change.added.is_empty() {
-        println!("ledger: in line with Slurm on {node}");
     }
 }
 

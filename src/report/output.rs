@@ -11,7 +11,6 @@ use super::aggregate::{Sums, EXAMPLES};
 use super::calendar::{Every, Rfc3339, Short, Timestamp};
 use super::json_layout::ReportLayout;
 use super::{Dimension, Report};
-use crate::config::ProjectSource;
 use crate::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
@@ -376,11 +375,7 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
         until: Rfc3339(o.until).to_string(),
         now: Rfc3339(o.now).to_string(),
         currency: &r.currency,
-        project_source: match r.project_source {
-            ProjectSource::Comment => "comment",
-            ProjectSource::Account => "account",
-            ProjectSource::Wckey => "wckey",
-        },
+        project_source: r.project_source.name(),
         by: &o.by,
         every: o.every,
         total: JsonSums::from(&s.total),

@@ -24,11 +24,7 @@ pub enum ProjectField {
 impl ProjectField {
     /// The extra field `source` needs; `None` for the account, which is always asked.
     pub fn of(source: ProjectSource) -> Option<ProjectField> {
-        match source {
-            ProjectSource::Comment => Some(ProjectField::Comment),
-            ProjectSource::Wckey => Some(ProjectField::Wckey),
-            ProjectSource::Account => None,
-        }
+        source.pick(Some(ProjectField::Comment), None, Some(ProjectField::Wckey))
     }
 
     /// Its name in `sacct --format`.

@@ -48,11 +48,7 @@ impl Verdict {
 impl Submission {
     /// The project field `source` selects, as given (it may be absent or empty).
     pub fn project_field(&self, source: ProjectSource) -> Option<&str> {
-        match source {
-            ProjectSource::Comment => self.comment.as_deref(),
-            ProjectSource::Account => self.account.as_deref(),
-            ProjectSource::Wckey => self.wckey.as_deref(),
-        }
+        source.pick(self.comment.as_deref(), self.account.as_deref(), self.wckey.as_deref())
     }
 
     /// The free-text fields that were given, with the flag that sets each.

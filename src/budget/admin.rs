@@ -1,8 +1,8 @@
-//! `cost-tags budget`: refresh the cache project-check reads, create a project's budget,
-//! and list spend against limits.
+//! The administrator's budget operations, as the `cost-tags budget` commands use them:
+//! refresh the cache project-check reads, check and create a project's budget, and the
+//! spend-against-limit rows of `budget list`. Nothing here prints; see `cli::budget`.
 
 use std::collections::BTreeSet;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
@@ -16,79 +16,25 @@ use crate::config::{BudgetFallback, Settings};
 use crate::log;
 use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
-use crate::text_table::Columns;
 
 /// How long one budget command may talk to AWS, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
 /// AWS's limit on budget names.
 const MAX_BUDGET_NAME: usize = 100;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct BudgetArgs {
-    #[command(subcommand)]
-    pub command: BudgetCommand,
+/// What `budget refresh` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The cache was rewritten.
+    Written,
+    /// AWS could not be read: the old cache, if any, is kept, and the reason logged.
+    KeptOld,
 }
 
-#[derive(clap::Subcommand, Debug, Clone)]
-pub enum BudgetCommand {
-    /// Read every AWS Budget of the account and rewrite the cache project-check reads
-    /// (run by a timer on the head node, as root). On failure the old cache is kept; exit 1.
-    Refresh,
-    /// Create a COST budget counting the spend tagged with PROJECT, with notifications.
-    Create(CreateArgs),
-    /// Spend against limit for each project's budget, and the projects that have none.
-    List(ListArgs),
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct CreateArgs {
-    /// The project (as in projects_list.conf).
-    pub project: String,
-    /// The limit per period, a decimal amount (e.g. 500 or 1250.50).
-    #[arg(long, value_name = "AMOUNT")]
-    pub limit: String,
-    #[arg(long, value_enum, default_value = "monthly")]
-    pub period: Period,
-    #[arg(long, default_value = "USD")]
-    pub currency: String,
-    /// E-mail told when actual spend passes the matching --at (repeatable).
-    #[arg(long, value_name = "EMAIL")]
-    pub notify: Vec<String>,
-    /// Percent of the limit for the matching --notify: once for all, or once per --notify
-    /// in the same order (default 100).
-    #[arg(long, value_name = "PERCENT")]
-    pub at: Vec<f64>,
-}
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
-    Monthly,
-    Quarterly,
-    Annually,
-}
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ListArgs {
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// Read the cache instead of AWS (what project-check sees).
-    #[arg(long)]
-    pub cached: bool,
-}
-
-pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
-    log::init("cost-tags");
-    match &args.command {
-        BudgetCommand::Refresh => refresh(settings),
-        BudgetCommand::Create(c) => create(settings, c),
-        BudgetCommand::List(l) => list(settings, l),
-    }
-}
-
-fn refresh(settings: &Settings) -> Result<ExitCode> {
+/// Reads every budget of the account and rewrites the cache. An AWS failure is not an
+/// error: it is logged, and the old cache stays for project-check.
+pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     let b = &settings.budget;
-    let now = SystemTime::now();
     let read = Runtime::new()?.block_on(async {
         let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
         let found = api.all(now).await?;
@@ -102,7 +48,7 @@ fn refresh(settings: &Settings) -> Result<ExitCode> {
                 Err(e) => format!("and there is no usable cache ({e})"),
             };
             log::error(&format!("budget refresh failed, {old}: {e:#}"));
-            return Ok(ExitCode::from(1));
+            return Ok(Refreshed::KeptOld);
         }
     };
     for why in &found.skipped {
@@ -116,32 +62,36 @@ fn refresh(settings: &Settings) -> Result<ExitCode> {
         b.cache_file.display(),
         cache.budgets.len()
     ));
-    Ok(ExitCode::SUCCESS)
+    Ok(Refreshed::Written)
 }
 
-fn create(settings: &Settings, args: &CreateArgs) -> Result<ExitCode> {
-    let new = new_budget(settings, args)?;
+/// A project's budget as the administrator asks for it, before any check.
+#[derive(Debug, Clone)]
+pub struct BudgetRequest {
+    /// The project (as in projects_list.conf).
+    pub project: String,
+    /// The limit per period, a decimal amount as typed (sent to AWS as text).
+    pub limit: String,
+    pub period: TimeUnit,
+    pub currency: String,
+    /// E-mail addresses told when actual spend passes the matching `at`.
+    pub notify: Vec<String>,
+    /// Percent of the limit: once for all addresses, or once per address (default 100).
+    pub at: Vec<f64>,
+}
+
+/// Checks the request and creates the budget; nothing is sent unless every field is good.
+pub fn create(settings: &Settings, request: &BudgetRequest) -> Result<NewBudget> {
+    let new = new_budget(settings, request)?;
     Runtime::new()?.block_on(async {
         let api = BudgetsApi::connect(&settings.budget.account_id, AWS_TIME).await?;
         api.create(&new).await
     })?;
-    println!(
-        "created budget {} for project {}: {} {} {}, counting tag {}",
-        new.name,
-        args.project,
-        new.limit,
-        new.currency,
-        new.period.as_str().to_lowercase(),
-        new.tag_filter
-    );
-    if !settings.budget.enabled {
-        println!("note: [budget] enabled = false in the settings, so project-check does not enforce it yet");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(new)
 }
 
 /// Checks every argument before anything is sent.
-fn new_budget(settings: &Settings, args: &CreateArgs) -> Result<NewBudget> {
+fn new_budget(settings: &Settings, args: &BudgetRequest) -> Result<NewBudget> {
     project_name::validate(&args.project).map_err(anyhow::Error::msg)?;
     let name = settings.budget.budget_name(&args.project);
     if name.contains([':', '\\']) || name.len() > MAX_BUDGET_NAME {
@@ -190,11 +140,7 @@ fn new_budget(settings: &Settings, args: &CreateArgs) -> Result<NewBudget> {
         name,
         limit: limit.to_string(),
         currency: args.currency.clone(),
-        period: match args.period {
-            Period::Monthly => TimeUnit::Monthly,
-            Period::Quarterly => TimeUnit::Quarterly,
-            Period::Annually => TimeUnit::Annually,
-        },
+        period: args.period.clone(),
         tag_filter: format!("user:{}${}", settings.tags.project, args.project),
         notify,
     })
@@ -202,36 +148,41 @@ fn new_budget(settings: &Settings, args: &CreateArgs) -> Result<NewBudget> {
 
 /// One line of `budget list`.
 #[derive(Debug, Serialize)]
-struct ListRow {
-    project: String,
-    budget: Option<String>,
+pub struct ListRow {
+    pub project: String,
+    pub budget: Option<String>,
     #[serde(flatten)]
-    spend: Option<BudgetSpend>,
-    percent_used: Option<f64>,
+    pub spend: Option<BudgetSpend>,
+    pub percent_used: Option<f64>,
     /// What project-check does with a new job of this project now.
-    submissions: &'static str,
+    pub submissions: &'static str,
 }
 
-fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
+/// The rows of `budget list`: one per project named in the projects file or by a budget,
+/// from AWS (or the cache when `cached`), with where the figures came from and the
+/// budgets AWS returned that were skipped, and why.
+pub struct BudgetList {
+    pub rows: Vec<ListRow>,
+    pub source: String,
+    pub skipped: Vec<String>,
+}
+
+pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<BudgetList> {
     let b = &settings.budget;
-    let now = SystemTime::now();
-    let (budgets, source) = if args.cached {
+    let (budgets, source, skipped) = if cached {
         let cache = BudgetCache::read(&b.cache_file)?;
         let source = format!(
             "cache {}, {} s old",
             b.cache_file.display(),
             cache.header.age(now).as_secs()
         );
-        (cache.budgets, source)
+        (cache.budgets, source, Vec::new())
     } else {
         let found = Runtime::new()?.block_on(async {
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
             api.all(now).await
         })?;
-        for why in &found.skipped {
-            eprintln!("cost-tags: budget skipped: {why}");
-        }
-        (found.budgets, "AWS Budgets".to_string())
+        (found.budgets, "AWS Budgets".to_string(), found.skipped)
     };
     // Every project named in the projects file, so the ones without a budget show too.
     let text = std::fs::read(&settings.projects_file)
@@ -261,46 +212,18 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             }
         })
         .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("Budgets from {source}; threshold {}%", b.threshold_percent);
-    let mut table = vec![[
-        "PROJECT", "BUDGET", "PERIOD", "LIMIT", "ACTUAL", "USED", "FORECAST", "NEW JOBS",
-    ]
-    .map(String::from)
-    .to_vec()];
-    for r in &rows {
-        let s = r.spend.as_ref();
-        let money = |v: Option<f64>| {
-            v.map(|v| format!("{v:.2} {}", s.map_or("", |s| s.unit.as_str())))
-                .unwrap_or_default()
-        };
-        table.push(vec![
-            r.project.clone(),
-            r.budget.clone().unwrap_or_else(|| "(none)".into()),
-            s.map(|s| s.period.to_lowercase()).unwrap_or_default(),
-            money(s.map(|s| s.limit)),
-            money(s.map(|s| s.actual)),
-            r.percent_used.map(|p| format!("{p:.1}%")).unwrap_or_default(),
-            money(s.and_then(|s| s.forecast)),
-            r.submissions.to_string(),
-        ]);
-    }
-    print!("{}", Columns::default().render(&table));
-    Ok(ExitCode::SUCCESS)
+    Ok(BudgetList { rows, source, skipped })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(project: &str, limit: &str, notify: &[&str], at: &[f64]) -> CreateArgs {
-        CreateArgs {
+    fn args(project: &str, limit: &str, notify: &[&str], at: &[f64]) -> BudgetRequest {
+        BudgetRequest {
             project: project.into(),
             limit: limit.into(),
-            period: Period::Quarterly,
+            period: TimeUnit::Quarterly,
             currency: "USD".into(),
             notify: notify.iter().map(|s| s.to_string()).collect(),
             at: at.to_vec(),

@@ -1,6 +1,5 @@
-//! The shared `main` of cost-prolog and cost-epilog: arguments, the environment file,
-//! settings, the job from the environment, and the mapping of outcomes to exit codes (0
-//! unless `strict`).
+//! cost-prolog and cost-epilog: arguments, the environment file, settings, the job from
+//! the environment, and the mapping of outcomes to exit codes (0 unless `strict`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,14 +17,15 @@ use crate::node::job::Job;
     version,
     about = "Tag this node's EC2 instance with the Slurm jobs running on it (run by slurmd)."
 )]
-struct Args {
+pub struct HookArgs {
     /// Settings file (TOML); else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
 }
 
-pub fn main(hook: Hook) -> ExitCode {
-    let args = Args::parse();
+/// The prolog or epilog; the exit code is 0 unless `strict` and the job could not be
+/// recorded or its tags applied.
+pub fn run(hook: Hook, args: HookArgs) -> ExitCode {
     log::init(hook.name());
     // Before anything reads the environment (COST_TAGS_CONFIG, the AWS SDK), and while
     // this process has one thread.

@@ -1,0 +1,206 @@
+//! project-check: may this user charge this project? The arguments, the user database
+//! lookups, reading the files, and telling the user; the policy itself is
+//! [`crate::submit::decision`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use clap::Parser;
+
+use crate::budget::gate;
+use crate::config::Settings;
+use crate::log;
+use crate::submit::decision::{self, Submission, Verdict};
+use crate::submit::projects_file::{ReadError, SystemGroups, UserLines};
+
+#[derive(Parser)]
+#[command(
+    name = "project-check",
+    version,
+    about = "Check that a Slurm user may charge a project (the cost-tags submit filter).",
+    after_help = "\
+MODES:
+  project-check USER PROJECT   exit 0 if USER may use PROJECT, else exit 1 with
+                               \"You are not allowed to use the project PROJECT\"
+  project-check --list USER    print USER's projects, one per line
+  project-check --submit --uid UID [--user NAME] [--comment C] [--account A] [--wckey W]
+                               decide a submission the way job_submit.lua asks: the
+                               project is taken from the field `project_source` names
+                               (comment, account or wckey). No project: exit 1 with
+                               'You need to specify a project. \"--comment ProjectName\"'.
+                               Users in `exempt_users` (default root) always pass.
+                               With --modify (scontrol update), only a field being changed
+                               is checked, against the job owner's projects.
+
+PROJECTS FILE (projects_file, default /opt/slurm/etc/projects_list.conf):
+  alice = ProjectA, ProjectB   a user and the projects they may use; lines add up
+  *=Shared                     a project everyone may use
+  @physics=ProjectP            members of Unix group physics (system user database)
+  # comment                    comments and blank lines are ignored
+  Names match whole and case-sensitively. Project names: letters, digits and ._:/@+-,
+  at most 128 characters (valid EC2 tag values and AWS Budget names).
+
+SETTINGS: --config PATH, else $COST_TAGS_CONFIG, else /opt/slurm/etc/cost-tags.toml
+(built-in defaults if that file is absent).
+
+BUDGETS ([budget] enabled = true): an allowed project must also have budget left, as
+the cache written by `cost-tags budget refresh` says (AWS is never called here):
+  'The Project P does not have more budget allocated for this month.'
+  'The Project P does not have any associated budget. Please ask the administrator to
+   create it.' (on_missing = \"deny\", the default)
+  A stale or unreadable cache allows (on_stale = \"allow\", the default) or refuses, and
+  says why in syslog.
+
+EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
+)]
+pub struct Args {
+    /// Settings file (TOML).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the projects USER may use, one per line.
+    #[arg(long, value_name = "USER", conflicts_with_all = ["submit", "project"])]
+    list: Option<String>,
+    /// Decide a job submission (the job_submit.lua mode).
+    #[arg(long, requires = "uid")]
+    submit: bool,
+    /// With --submit: the job is being modified; only changed fields are given.
+    #[arg(long, requires = "submit")]
+    modify: bool,
+    /// With --submit: uid of the job's owner (authoritative; Slurm authenticated it).
+    #[arg(long, value_name = "UID", requires = "submit")]
+    uid: Option<u32>,
+    /// With --submit: name of the job's owner, used when the uid has no passwd entry.
+    #[arg(long = "user", value_name = "NAME", requires = "submit")]
+    user_name: Option<OsString>,
+    /// With --submit: uid of whoever submits or modifies, when not the owner.
+    #[arg(long, value_name = "UID", requires = "submit")]
+    by_uid: Option<u32>,
+    /// With --submit: the job's comment.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    comment: Option<OsString>,
+    /// With --submit: the job's account.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    account: Option<OsString>,
+    /// With --submit: the job's wckey.
+    #[arg(long, requires = "submit", allow_hyphen_values = true)]
+    wckey: Option<OsString>,
+    /// The user to check.
+    #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
+    user: Option<String>,
+    /// The project to check.
+    #[arg(required_unless_present_any = ["list", "submit"])]
+    project: Option<String>,
+}
+
+/// Why the answer could not be given (exit 2).
+#[derive(Debug)]
+pub struct Unusable(pub String);
+
+/// Decides, and tells the user on stderr when refused: true when the job may go in.
+pub fn run(args: Args) -> Result<bool, Unusable> {
+    // A value from the user that is not text is the user's to fix (exit 1), never a
+    // broken filter, even when the settings are unusable too.
+    let given = match submitted_fields(&args) {
+        Ok(given) => given,
+        Err(refusal) => return Ok(tell_user(refusal)),
+    };
+    let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
+    let user = match (&args.list, args.submit) {
+        (Some(user), _) => user.clone(),
+        (None, true) => owner_name(args.uid, given.user_name.as_deref())?,
+        (None, false) => args.user.clone().unwrap_or_default(),
+    };
+    let cannot_read = |e: std::io::Error| {
+        Unusable(format!(
+            "{}: cannot read projects file: {e}",
+            settings.projects_file.display()
+        ))
+    };
+    // The whole file is checked, but only lines that can concern this user are kept.
+    let file = std::fs::File::open(&settings.projects_file).map_err(cannot_read)?;
+    let kept = UserLines::read(file, &settings.projects_file, &user).map_err(|e| match e {
+        ReadError::Io(e) => cannot_read(e),
+        ReadError::Parse(e) => Unusable(e.to_string()),
+    })?;
+    let projects = kept.list();
+    let mut groups = SystemGroups::default();
+
+    if args.list.is_some() {
+        for project in projects.projects_for(&user, &mut groups) {
+            println!("{project}");
+        }
+        return Ok(true);
+    }
+
+    let verdict = if args.submit {
+        let by_user = match args.by_uid.filter(|&by| Some(by) != args.uid) {
+            Some(by) => Some(owner_name(Some(by), None)?),
+            None => None,
+        };
+        let submission = Submission {
+            user,
+            comment: given.comment,
+            account: given.account,
+            wckey: given.wckey,
+            modify: args.modify,
+            by_user,
+        };
+        decision::decide(&settings, &projects, &mut groups, &submission)
+    } else {
+        decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
+    };
+    let (verdict, note) = decision::with_budget(verdict, settings.budget.enabled, |project| {
+        gate::check(&settings.budget, project, SystemTime::now())
+    });
+    // For syslog only: on a refusal, stderr is the user's message.
+    if let Some(note) = note {
+        log::init("project-check");
+        log::warn_to_syslog(&note);
+    }
+    Ok(tell_user(verdict))
+}
+
+/// The fields Slurm passed on from the user, as text.
+struct GivenFields {
+    user_name: Option<String>,
+    comment: Option<String>,
+    account: Option<String>,
+    wckey: Option<String>,
+}
+
+/// Slurm passes the user's bytes as they were typed; a value that is not text is refused.
+fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
+    let text = |flag: &str, value: &Option<OsString>| value.clone().map(|v| decision::text_field(flag, v)).transpose();
+    Ok(GivenFields {
+        user_name: text("--user", &args.user_name)?,
+        comment: text("--comment", &args.comment)?,
+        account: text("--account", &args.account)?,
+        wckey: text("--wckey", &args.wckey)?,
+    })
+}
+
+/// Prints the refusal, if any, for the user; true when the job may go in.
+fn tell_user(verdict: Verdict) -> bool {
+    if let Verdict::Denied(message) = &verdict {
+        eprintln!("{message}");
+    }
+    verdict.is_allowed()
+}
+
+/// The job owner's name: from the uid Slurm authenticated when the user database knows
+/// it, else the name job_submit.lua passed.
+fn owner_name(uid: Option<u32>, name: Option<&str>) -> Result<String, Unusable> {
+    if let Some(uid) = uid {
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            return Ok(user.name);
+        }
+    }
+    match name.filter(|n| !n.is_empty()) {
+        Some(name) => Ok(name.to_string()),
+        None => Err(Unusable(format!(
+            "unknown user: uid {} has no entry in the user database and no user name was given",
+            uid.map_or("?".into(), |u| u.to_string())
+        ))),
+    }
+}

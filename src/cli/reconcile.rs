@@ -1,0 +1,103 @@
+//! `cost-tags reconcile`: repair what lost prologs and epilogs, crashes and AWS outages
+//! leave behind, on one compute node ([`crate::node::repair`]) or, with `--cluster`, across
+//! the whole cluster from the head node ([`crate::cluster::sweep`]). The arguments, what
+//! is printed as the work goes, and the exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::cluster::sweep::{reconcile_cluster, SweepOptions};
+use crate::config::Settings;
+use crate::log;
+use crate::node::repair::{describe_job, reconcile_node, RepairOptions, RepairStep};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReconcileArgs {
+    /// Print what would change; change nothing (no ledger write, no CreateTags/DeleteTags).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// This node's Slurm name; else /etc/parallelcluster/slurm_plugin/slurm_nodename, else
+    /// the short host name.
+    #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
+    pub node: Option<String>,
+    /// On the head node: remove the cost tags of every cluster instance that runs no job.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: the cluster's name (tag parallelcluster:cluster-name); else
+    /// `stack_name` from /etc/parallelcluster/cfnconfig.
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub cluster_name: Option<String>,
+    /// With --cluster: at most this many EC2 tag calls per second.
+    #[arg(long, value_name = "N", default_value_t = 5.0, requires = "cluster")]
+    pub rate: f64,
+    #[arg(long, hide = true, default_value = "squeue")]
+    pub squeue: PathBuf,
+    #[arg(long, hide = true, default_value = "scontrol")]
+    pub scontrol: PathBuf,
+    #[arg(long, hide = true, default_value = "/etc/parallelcluster/cfnconfig")]
+    pub cfnconfig: PathBuf,
+    #[arg(
+        long,
+        hide = true,
+        default_value = "/etc/parallelcluster/slurm_plugin/slurm_nodename"
+    )]
+    pub nodename_file: PathBuf,
+}
+
+/// `cost-tags reconcile [--cluster]`: on a node exit 0 once repaired or owed; with
+/// `--cluster`, exit 1 when an instance could not be handled. Errors are exit 2.
+pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
+    log::init("cost-tags-reconcile");
+    if args.cluster {
+        let options = SweepOptions {
+            dry_run: args.dry_run,
+            cluster_name: args.cluster_name.clone(),
+            cfnconfig: args.cfnconfig.clone(),
+            rate: args.rate,
+            squeue: args.squeue.clone(),
+            scontrol: args.scontrol.clone(),
+        };
+        let summary = reconcile_cluster(settings, &options, |step| println!("{step}"))?;
+        println!("{summary}");
+        return Ok(if summary.failed > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let options = RepairOptions {
+        dry_run: args.dry_run,
+        node: args.node.clone(),
+        nodename_file: args.nodename_file.clone(),
+        squeue: args.squeue.clone(),
+    };
+    reconcile_node(settings, &options, print_repair_step)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_repair_step(step: RepairStep<'_>) {
+    match step {
+        RepairStep::Ledger { node, change, dry_run } => {
+            let (drop, add) = if dry_run {
+                ("would drop", "would add")
+            } else {
+                ("dropped", "added")
+            };
+            for j in &change.dropped {
+                println!("ledger: {drop} job {} (no longer runs on {node})", describe_job(j));
+            }
+            for j in &change.added {
+                println!("ledger: {add} job {} (runs on {node})", describe_job(j));
+            }
+            if change.dropped.is_empty() && change.added.is_empty() {
+                println!("ledger: in line with Slurm on {node}");
+            }
+        }
+        RepairStep::TagsInSync { dry_run: true } => println!("tags: in sync, nothing to change"),
+        RepairStep::TagsInSync { dry_run: false } => println!("tags: in sync"),
+        RepairStep::TagDiffers { difference, dry_run: true } => println!("tags: would change {difference}"),
+        RepairStep::TagDiffers { difference, dry_run: false } => println!("tags: repairing {difference}"),
+    }
+}

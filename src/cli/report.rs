@@ -1,0 +1,212 @@
+//! `cost-tags report`: the arguments, the window they resolve to, and where the report
+//! goes (stdout in the chosen format, the chart to its file). The report itself is built
+//! in [`crate::report`].
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+
+use crate::config::Settings;
+use crate::report::calendar::{self, Every, Short, Timestamp};
+use crate::report::{build, chart, output, run_sacct, unix_now, with_fleet, Dimension, Options};
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people, with notes on what is not in the sums.
+    Table,
+    /// One row per group and period, then period and grand totals (see docs/report.md).
+    Csv,
+    /// One document with rows, totals, unpriced jobs and skipped lines (see docs/report.md).
+    Json,
+}
+
+fn parse_since(s: &str) -> Result<Timestamp, String> {
+    calendar::parse(s)
+        .map(|(t, _)| t)
+        .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
+}
+
+fn parse_until(s: &str) -> Result<Timestamp, String> {
+    // A bare date means "up to the end of that day": --until 2024-03-31 includes the 31st.
+    calendar::parse(s)
+        .map(|(t, timed)| if timed { t } else { t + 86_400 })
+        .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
+}
+
+/// `cost-tags report`: what jobs cost, per project, user, partition or account, over time.
+#[derive(clap::Args, Debug, Clone)]
+#[command(after_help = "\
+All times are UTC. A job is charged, for each second it ran inside the window and for each
+of its nodes, the node's hourly price (settings [pricing]) times the job's share of the
+node: its CPUs over the node's CPUs, or its GPU share if larger, at most the whole node
+(exclusive jobs hold every CPU, so they pay whole nodes). Requeued runs are each charged;
+running jobs are charged up to now. Jobs on nodes without a known price are listed as
+unpriced, never guessed. Without --sacct-file the report runs:
+  TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations
+    --duplicates --truncate -S SINCE -E UNTIL
+    --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList
+with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
+otherwise: Slurm prints free text raw, and a newline in it could forge a record). With the
+comment, the same command with --format=JobID runs first: a record whose job id it does not
+list (as often) is skipped as forged.
+Exit codes: 0 report printed, 2 no report (bad settings or arguments, sacct failed).")]
+pub struct ReportArgs {
+    /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
+    /// first day of this month]
+    #[arg(long, value_name = "DATE", value_parser = parse_since)]
+    pub since: Option<Timestamp>,
+    /// End of the report; a bare date includes that whole day [default: now]
+    #[arg(long, value_name = "DATE", value_parser = parse_until)]
+    pub until: Option<Timestamp>,
+    /// Group by these, in this order (comma-separated)
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',', default_value = "project")]
+    pub by: Vec<Dimension>,
+    /// Also split spend by calendar day, ISO week (from Monday) or month
+    #[arg(long, value_name = "PERIOD")]
+    pub every: Option<Every>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Draw cumulative spend over time, one line per group, into this SVG file (per
+    /// --every, else per day)
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+    /// Keep the N most expensive groups; add the others up as "(other)"
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub top: Option<u64>,
+    /// Read saved sacct output (made with the command below; "-" for stdin) instead of
+    /// running sacct
+    #[arg(long, value_name = "FILE")]
+    pub sacct_file: Option<PathBuf>,
+    /// Charge running jobs up to this instant instead of the current time (for a saved
+    /// file, the time it was saved)
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub now: Option<Timestamp>,
+}
+
+/// Resolves the defaults: the window runs from the first of this month to now, and never
+/// past now (nothing has been spent there yet).
+pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
+    let now = args.now.unwrap_or(clock);
+    let since = args.since.unwrap_or_else(|| calendar::month_start(now));
+    let until = args.until.unwrap_or(now).min(now);
+    if since >= until {
+        bail!(
+            "nothing to report: --since {} is not before the end of the window {} (--until, or now)",
+            Short(since),
+            Short(until)
+        );
+    }
+    let mut by = Vec::new();
+    for d in &args.by {
+        if by.contains(d) {
+            bail!("--by names {} twice", d.name());
+        }
+        by.push(*d);
+    }
+    Ok(Options {
+        since,
+        until,
+        now,
+        by,
+        every: args.every,
+        top: args.top.map(|n| n as usize),
+        chart: args.chart.as_ref().map(|_| args.every.unwrap_or(Every::Day)),
+    })
+}
+
+/// Runs the report: reads the records (running sacct unless `--sacct-file`), prints the
+/// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary).
+pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let options = options(args, unix_now())?;
+    let (settings, fleet_notes) = with_fleet(settings)?;
+    let settings = &settings;
+    let mut report = match &args.sacct_file {
+        Some(path) if path.as_os_str() == "-" => {
+            build(settings, &options, io::stdin().lock()).context("reading sacct records from stdin")?
+        }
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            build(settings, &options, BufReader::with_capacity(1 << 18, file))
+                .with_context(|| format!("reading {}", path.display()))?
+        }
+        None => run_sacct(settings, &options)?,
+    };
+    report.diagnostics.warnings.extend(fleet_notes);
+
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        Format::Table => output::table(&report, &mut out)?,
+        Format::Csv => {
+            output::csv(&report, &mut out)?;
+            output::notes(&report, &mut io::stderr().lock())?;
+        }
+        Format::Json => output::json(&report, &mut out)?,
+    }
+    out.flush()?;
+    if let (Some(path), Some(chart)) = (&args.chart, &report.chart) {
+        let svg = chart::svg(&report, chart);
+        std::fs::write(path, svg).with_context(|| format!("cannot write the chart {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::sacct;
+    use clap::Args;
+
+    #[test]
+    fn help_shows_the_exact_sacct_fields() {
+        let help = ReportArgs::augment_args(clap::Command::new("report"))
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(
+            help.contains(&format!("--format={}\n", sacct::FIELDS.join(","))),
+            "{help}"
+        );
+        assert!(help.contains("\",WCKey\"") && help.contains("\",Comment\""), "{help}");
+        for flag in [
+            "--parsable2",
+            "--noheader",
+            "--allusers",
+            "--allocations",
+            "--duplicates",
+            "--truncate",
+        ] {
+            assert!(help.contains(flag), "{flag} missing from {help}");
+        }
+    }
+
+    #[test]
+    fn window_defaults_to_this_month_so_far() {
+        let args = ReportArgs {
+            since: None,
+            until: None,
+            by: vec![Dimension::Project],
+            every: None,
+            format: Format::Table,
+            chart: None,
+            top: None,
+            sacct_file: None,
+            now: None,
+        };
+        let (now, _) = calendar::parse("2024-03-15T08:30:00").unwrap();
+        let o = options(&args, now).unwrap();
+        assert_eq!((o.since, o.until), (calendar::parse("2024-03-01").unwrap().0, now));
+        // --until in the future stops at now; nothing to report on the 1st at midnight.
+        let future = ReportArgs {
+            until: Some(now + 86_400),
+            ..args.clone()
+        };
+        assert_eq!(options(&future, now).unwrap().until, now);
+        let (first, _) = calendar::parse("2024-03-01").unwrap();
+        assert!(options(&args, first).is_err());
+    }
+}
