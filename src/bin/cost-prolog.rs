@@ -7,5 +7,8 @@
 
 fn main() -> std::process::ExitCode {
     use clap::Parser;
-    cost_tags::cli::hook::run(cost_tags::node::hook::Hook::Prolog, cost_tags::cli::hook::HookArgs::parse())
+    cost_tags::cli::hook::run(
+        cost_tags::node::hook::Hook::Prolog,
+        cost_tags::cli::hook::HookArgs::parse(),
+    )
 }

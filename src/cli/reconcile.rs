@@ -97,7 +97,13 @@ fn print_repair_step(step: RepairStep<'_>) {
         }
         RepairStep::TagsInSync { dry_run: true } => println!("tags: in sync, nothing to change"),
         RepairStep::TagsInSync { dry_run: false } => println!("tags: in sync"),
-        RepairStep::TagDiffers { difference, dry_run: true } => println!("tags: would change {difference}"),
-        RepairStep::TagDiffers { difference, dry_run: false } => println!("tags: repairing {difference}"),
+        RepairStep::TagDiffers {
+            difference,
+            dry_run: true,
+        } => println!("tags: would change {difference}"),
+        RepairStep::TagDiffers {
+            difference,
+            dry_run: false,
+        } => println!("tags: repairing {difference}"),
     }
 }

@@ -110,7 +110,10 @@ pub enum InstanceOutcome {
 
 impl InstanceOutcome {
     pub fn is_failure(&self) -> bool {
-        matches!(self, InstanceOutcome::KeptSlurmUnanswered(_) | InstanceOutcome::RemoveFailed(_))
+        matches!(
+            self,
+            InstanceOutcome::KeptSlurmUnanswered(_) | InstanceOutcome::RemoveFailed(_)
+        )
     }
 }
 

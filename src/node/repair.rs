@@ -168,7 +168,10 @@ pub fn reconcile_node(
             progress(RepairStep::TagsInSync { dry_run: true });
         }
         for difference in &diff {
-            progress(RepairStep::TagDiffers { difference, dry_run: true });
+            progress(RepairStep::TagDiffers {
+                difference,
+                dry_run: true,
+            });
         }
         return Ok(());
     }

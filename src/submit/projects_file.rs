@@ -180,13 +180,7 @@ impl UserLines {
     }
 
     /// Checks complete lines, keeping those that concern `user`.
-    fn check(
-        &mut self,
-        text: &[u8],
-        line: &mut usize,
-        path: &Path,
-        user: &str,
-    ) -> Result<(), ParseError> {
+    fn check(&mut self, text: &[u8], line: &mut usize, path: &Path, user: &str) -> Result<(), ParseError> {
         check_lines(text, line, path, Some(user), |raw, grant| {
             let start = self.text.len();
             self.text.extend_from_slice(raw);
@@ -202,9 +196,7 @@ impl UserLines {
             let raw = self.text.get(range.clone()).unwrap_or_default();
             // Checked once already, and checking is deterministic: never an error here.
             let mut before = line.saturating_sub(1);
-            let _ = check_lines(raw, &mut before, Path::new(""), None, |_, grant| {
-                grants.push(grant)
-            });
+            let _ = check_lines(raw, &mut before, Path::new(""), None, |_, grant| grants.push(grant));
         }
         ProjectsList { grants }
     }

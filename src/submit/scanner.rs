@@ -105,7 +105,11 @@ fn shape(line: &[u8]) -> Shape<'_> {
         None => line,
     };
     let Some(eq) = memchr::memchr(b'=', content) else {
-        return if every(content, is_blank_byte) { Shape::Blank } else { Shape::Unusual };
+        return if every(content, is_blank_byte) {
+            Shape::Blank
+        } else {
+            Shape::Unusual
+        };
     };
     let (Some(who), Some(what)) = (content.get(..eq), content.get(eq + 1..)) else {
         return Shape::Unusual;
