@@ -148,6 +148,9 @@ pub struct PricingSettings {
     /// ParallelCluster's fleet configuration, for node instance types and spot queues;
     /// unset: `/etc/parallelcluster/slurm_plugin/fleet-config.json` when it exists; "": off.
     pub fleet_config: Option<PathBuf>,
+    /// The price cache `cost-tags prices refresh` writes; unset:
+    /// `/var/spool/cost-tags/prices.json` (read when it exists); "": off.
+    pub cache_file: Option<PathBuf>,
 }
 
 impl Default for PricingSettings {
@@ -158,6 +161,7 @@ impl Default for PricingSettings {
             partitions: BTreeMap::new(),
             nodes: Vec::new(),
             fleet_config: None,
+            cache_file: None,
         }
     }
 }
@@ -213,29 +217,50 @@ impl PricingSettings {
                 return Err(format!("pricing.instances.{name:?}: cpus must be at least 1"));
             }
         }
+        for (n, p) in self.nodes.iter().enumerate() {
+            if p.pattern.is_empty() {
+                return Err(format!("pricing.nodes[{n}].pattern must not be empty"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The price cache to read: the one the settings name (an empty name switches it
+    /// off), else the default one when it exists.
+    pub fn cache_to_read(&self) -> Option<PathBuf> {
+        match &self.cache_file {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from(crate::prices::cache::DEFAULT_PATH)).filter(|p| p.exists()),
+        }
+    }
+
+    /// Checks that every instance type the partitions and node patterns name has a price,
+    /// once the price cache's types are added (`spot_known` says whether the cache has a
+    /// spot history for a type). The message names the setting.
+    pub fn check_references(&self, spot_known: impl Fn(&str) -> bool) -> Result<(), String> {
         let known = |field: String, instance: &str| {
             if self.instances.contains_key(instance) {
                 Ok(())
             } else {
                 Err(format!(
-                    "{field}: instance type {instance:?} is not in [pricing.instances]"
+                    "{field}: instance type {instance:?} is not in [pricing.instances] nor in the price cache \
+                     (run `cost-tags prices refresh`)"
                 ))
             }
         };
         for (name, p) in &self.partitions {
             if let Some(instance) = &p.instance {
                 known(format!("pricing.partitions.{name}.instance"), instance)?;
-                if p.spot && self.instances[instance].spot.is_none() {
+                if p.spot && self.instances[instance].spot.is_none() && !spot_known(instance) {
                     return Err(format!(
-                        "pricing.partitions.{name}: spot partition, but pricing.instances.{instance:?} has no spot price"
+                        "pricing.partitions.{name}: spot partition, but pricing.instances.{instance:?} has no spot price \
+                         and the price cache no spot history for it"
                     ));
                 }
             }
         }
         for (n, p) in self.nodes.iter().enumerate() {
-            if p.pattern.is_empty() {
-                return Err(format!("pricing.nodes[{n}].pattern must not be empty"));
-            }
             known(format!("pricing.nodes[{n}] ({})", p.pattern), &p.instance)?;
         }
         Ok(())
@@ -589,22 +614,29 @@ instance = "g4dn.xlarge"
     fn bad_pricing_is_refused() {
         let e = parse("[pricing]\ncurrencyy = \"USD\"\n").unwrap_err().to_string();
         assert!(e.contains("currencyy"), "{e}");
-        let e = parse(&PRICING.replace("instance = \"c5.xlarge\"", "instance = \"c5.xlarg\""))
-            .unwrap_err()
-            .to_string();
+        // A type nobody prices is refused where prices are used (the report, once the
+        // price cache's types are known), naming the setting; loading alone accepts it,
+        // so a pricing typo never stops the submit filter or the hooks.
+        let typo = parse(&PRICING.replace("instance = \"c5.xlarge\"", "instance = \"c5.xlarg\"")).unwrap();
+        let e = typo.pricing.check_references(|_| false).unwrap_err();
         assert!(
             e.contains("pricing.partitions.compute.instance") && e.contains("c5.xlarg"),
             "{e}"
         );
-        let e = parse(&PRICING.replace("spot = 0.07\n", "")).unwrap_err().to_string();
+        let no_spot = parse(&PRICING.replace("spot = 0.07\n", "")).unwrap().pricing;
+        let e = no_spot.check_references(|_| false).unwrap_err();
         assert!(e.contains("no spot price"), "{e}");
+        no_spot.check_references(|t| t == "c5.xlarge").unwrap();
+        parse(PRICING).unwrap().pricing.check_references(|_| false).unwrap();
         assert!(parse(&PRICING.replace("on_demand = 0.17", "on_demand = -1")).is_err());
         assert!(
             parse(&PRICING.replace("cpus = 4\n[pricing.instances.\"g4", "cpus = 0\n[pricing.instances.\"g4")).is_err()
         );
         let e = parse(&PRICING.replace("-*\"\ninstance = \"g4dn.xlarge\"", "-*\"\ninstance = \"p3\""))
-            .unwrap_err()
-            .to_string();
+            .unwrap()
+            .pricing
+            .check_references(|_| false)
+            .unwrap_err();
         assert!(e.contains("pricing.nodes[0]") && e.contains("p3"), "{e}");
         let e = parse("[pricing.instances.x]\non_demand = 1\ncpus = 1\nram = 2\n")
             .unwrap_err()

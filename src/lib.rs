@@ -38,6 +38,7 @@ pub mod config;
 pub mod log;
 pub mod node;
 pub mod parallelcluster;
+pub mod prices;
 pub mod report;
 pub mod slurm;
 pub mod submit;

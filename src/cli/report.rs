@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 
 use crate::config::Settings;
 use crate::report::calendar::{self, Every, Short, Timestamp};
-use crate::report::{build, chart, output, run_sacct, unix_now, with_fleet, Dimension, Options};
+use crate::report::{build_confirmed, chart, output, run_sacct, unix_now, with_prices, Dimension, Options};
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -122,20 +122,18 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
 /// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary).
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let options = options(args, unix_now())?;
-    let (settings, fleet_notes) = with_fleet(settings)?;
-    let settings = &settings;
+    let prices = with_prices(settings, unix_now())?;
     let mut report = match &args.sacct_file {
-        Some(path) if path.as_os_str() == "-" => {
-            build(settings, &options, io::stdin().lock()).context("reading sacct records from stdin")?
-        }
+        Some(path) if path.as_os_str() == "-" => build_confirmed(&prices, &options, io::stdin().lock(), None)
+            .context("reading sacct records from stdin")?,
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            build(settings, &options, BufReader::with_capacity(1 << 18, file))
+            build_confirmed(&prices, &options, BufReader::with_capacity(1 << 18, file), None)
                 .with_context(|| format!("reading {}", path.display()))?
         }
-        None => run_sacct(settings, &options)?,
+        None => run_sacct(&prices, &options)?,
     };
-    report.diagnostics.warnings.extend(fleet_notes);
+    report.diagnostics.warnings.extend(prices.notes);
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

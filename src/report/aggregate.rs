@@ -36,14 +36,17 @@ impl Sums {
         self.unpriced_jobs += o.unpriced_jobs;
     }
 
-    fn charge(&mut self, seconds: i64, cpus: u32, rate: Option<Rate>) {
+    /// One run of `[start, end)`, priced at `rate` (the cost of a spot run depends on
+    /// when it ran, not only on how long).
+    fn charge(&mut self, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<&Rate>) {
+        let seconds = end - start;
         self.jobs += 1;
         self.elapsed_seconds += seconds;
         self.cpu_seconds += seconds * i64::from(cpus);
         match rate {
             Some(r) => {
                 self.charged_node_seconds += r.nodes * seconds as f64;
-                self.cost += r.per_second * seconds as f64;
+                self.cost += r.cost(start, end);
             }
             None => self.unpriced_jobs += 1,
         }
@@ -101,13 +104,13 @@ impl SpendTable {
 
     /// Charges a run of `[start, end)` (already inside the window) to `group`, split over
     /// the periods it touches.
-    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<Rate>) {
-        self.groups[group as usize].1.charge(end - start, cpus, rate);
+    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<&Rate>) {
+        self.groups[group as usize].1.charge(start, end, cpus, rate);
         let Some(every) = self.every else {
             self.cells
                 .entry((group, self.since))
                 .or_default()
-                .charge(end - start, cpus, rate);
+                .charge(start, end, cpus, rate);
             return;
         };
         let mut t = start;
@@ -117,7 +120,7 @@ impl SpendTable {
             self.cells
                 .entry((group, period))
                 .or_default()
-                .charge(piece_end - t, cpus, rate);
+                .charge(t, piece_end, cpus, rate);
             t = piece_end;
         }
     }
@@ -284,7 +287,9 @@ mod tests {
         let rate = Rate {
             per_second: 1.0 / 3600.0,
             nodes: 1.0,
+            spot: Vec::new(),
         };
+        let rate = &rate;
         let a = table.group("A");
         let b = table.group("B");
         let c = table.group("C");

@@ -12,6 +12,7 @@ pub mod output;
 pub mod pricing;
 pub mod sacct;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -21,6 +22,8 @@ use serde::Serialize;
 
 use crate::config::{ProjectSource, Settings};
 use crate::parallelcluster::fleet_config;
+use crate::prices::cache::PriceCache;
+use crate::prices::merge::{self, PriceSource};
 use aggregate::{Diagnostics, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Timestamp};
 use job_ids::JobIds;
@@ -76,6 +79,8 @@ pub struct Report {
     pub diagnostics: Diagnostics,
     /// The chart's figures, when a chart was asked for.
     pub chart: Option<Summary>,
+    /// Where the price of each instance type that priced a job came from.
+    pub price_sources: BTreeMap<String, PriceSource>,
 }
 
 pub fn unix_now() -> Timestamp {
@@ -103,17 +108,19 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
 /// Reads sacct lines from `input` and builds the report. Only I/O errors fail; every
 /// line that cannot be used is counted in the report's diagnostics.
 pub fn build(settings: &Settings, options: &Options, input: impl BufRead) -> io::Result<Report> {
-    build_confirmed(settings, options, input, None)
+    build_confirmed(&Prices::settings_only(settings), options, input, None)
 }
 
-/// [`build`], charging only records whose job id `ids` still lists (see [`job_ids`]).
+/// [`build`] with `prices`, charging only records whose job id `ids` still lists (see
+/// [`job_ids`]).
 pub fn build_confirmed(
-    settings: &Settings,
+    prices: &Prices,
     options: &Options,
     mut input: impl BufRead,
     mut ids: Option<JobIds>,
 ) -> io::Result<Report> {
-    let mut pricer = Pricer::new(&settings.pricing);
+    let settings = &prices.settings;
+    let mut pricer = Pricer::new(&settings.pricing, prices.cache.clone());
     let mut table = SpendTable::new(options.every, options.since, options.until);
     let mut chart_table = options
         .chart
@@ -199,10 +206,10 @@ pub fn build_confirmed(
             }
         }
         let group = table.group(&key);
-        table.charge(group, from, to, record.cpus, rate);
+        table.charge(group, from, to, record.cpus, rate.as_ref());
         if let Some(c) = chart_table.as_mut() {
             let group = c.group(&key);
-            c.charge(group, from, to, record.cpus, rate);
+            c.charge(group, from, to, record.cpus, rate.as_ref());
         }
         diag.runs += 1;
     }
@@ -232,6 +239,17 @@ pub fn build_confirmed(
         Some(c) => c.summarize(Some(options.top.unwrap_or(CHART_TOP))),
         None => table.summarize(Some(options.top.unwrap_or(CHART_TOP))),
     });
+    let mut price_sources = BTreeMap::new();
+    for name in pricer.used_instance_types() {
+        if let Some(source) = prices.sources.get(name) {
+            price_sources.insert(name.to_string(), source.clone());
+        }
+    }
+    for ((name, partition), source) in pricer.spot_sources() {
+        if let Some(s) = price_sources.get_mut(name) {
+            s.spot.insert(partition.clone(), source.clone());
+        }
+    }
     Ok(Report {
         options: options.clone(),
         currency: settings.pricing.currency.clone(),
@@ -239,34 +257,78 @@ pub fn build_confirmed(
         summary,
         diagnostics: diag,
         chart,
+        price_sources,
     })
 }
 
-/// The settings with ParallelCluster's fleet configuration applied (see [`fleet_config`]), and
-/// notes on what it says that cannot be priced.
-pub fn with_fleet(settings: &Settings) -> anyhow::Result<(Settings, Vec<String>)> {
+/// What a report prices with: the settings with the price cache's instance types added
+/// and ParallelCluster's fleet configuration applied, the cache (for spot histories), and
+/// where each price comes from.
+#[derive(Debug, Clone)]
+pub struct Prices {
+    pub settings: Settings,
+    pub cache: Option<PriceCache>,
+    pub sources: BTreeMap<String, PriceSource>,
+    /// What the fleet configuration says that cannot be priced, and the like.
+    pub notes: Vec<String>,
+}
+
+impl Prices {
+    /// The `[pricing]` settings alone: no cache, no fleet configuration.
+    pub fn settings_only(settings: &Settings) -> Prices {
+        let (_, sources) = merge::with_cache(&settings.pricing, None, 0);
+        Prices {
+            settings: settings.clone(),
+            cache: None,
+            sources,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// Reads the price cache (see [`crate::prices`]) and the fleet configuration (see
+/// [`fleet_config`]) into the [`Prices`] of a report run at `now`. A price cache that is
+/// named but unreadable is an error; a partition or node pattern naming an instance type
+/// nobody prices is one too, naming the setting.
+pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices> {
     let mut settings = settings.clone();
-    let Some(path) = fleet_config::path_to_read(&settings.pricing) else {
-        return Ok((settings, Vec::new()));
+    let cache = match settings.pricing.cache_to_read() {
+        Some(path) => Some(PriceCache::read(&path)?),
+        None => None,
     };
-    let (pricing, notes) = fleet_config::apply_file(&settings.pricing, &path)?;
+    let (pricing, sources) = merge::with_cache(&settings.pricing, cache.as_ref(), now);
     settings.pricing = pricing;
-    Ok((settings, notes))
+    let mut notes = Vec::new();
+    if let Some(path) = fleet_config::path_to_read(&settings.pricing) {
+        let (pricing, fleet_notes) = fleet_config::apply_file(&settings.pricing, &path)?;
+        settings.pricing = pricing;
+        notes = fleet_notes;
+    }
+    settings
+        .pricing
+        .check_references(|name| cache.as_ref().is_some_and(|c| c.spot.get(name).is_some_and(|z| !z.is_empty())))
+        .map_err(anyhow::Error::msg)?;
+    Ok(Prices {
+        settings,
+        cache,
+        sources,
+        notes,
+    })
 }
 
 /// Runs sacct (no shell) and builds the report from its output as it arrives. When the
 /// comment is asked for, sacct first lists the window's job ids alone, to confirm the
 /// records with ([`job_ids`]): asked first, so a job that starts in between is only in
 /// the second answer, where its run (after the window's end) costs nothing.
-pub fn run_sacct(settings: &Settings, options: &Options) -> anyhow::Result<Report> {
-    let layout = sacct::Layout::new(settings.project_source);
+pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
+    let layout = sacct::Layout::new(prices.settings.project_source);
     let ids = if layout.has_comment() {
         Some(read_sacct(options, "JobID", JobIds::read)?)
     } else {
         None
     };
     read_sacct(options, &layout.format(), |out| {
-        build_confirmed(settings, options, out, ids)
+        build_confirmed(prices, options, out, ids)
     })
 }
 
@@ -293,4 +355,96 @@ fn read_sacct<T>(
         );
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prices::cache::{InstanceType, PriceCache};
+    use calendar::parse;
+
+    fn t(s: &str) -> Timestamp {
+        parse(s).unwrap().0
+    }
+
+    /// A month of on-demand and spot jobs priced from the price cache alone (no
+    /// `[pricing.instances]`), against the hand computation in the comments.
+    #[test]
+    fn a_month_priced_from_the_cache_is_the_hand_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prices.json");
+        let mut cache = PriceCache::new("us-east-1", t("2024-04-01"));
+        let shape = |vcpus, gpus, on_demand| InstanceType {
+            vcpus,
+            cores: vcpus / 2,
+            gpus,
+            on_demand: Some(on_demand),
+        };
+        cache.instance_types.insert("c5.xlarge".into(), shape(4, 0, 0.17));
+        cache.instance_types.insert("g4dn.xlarge".into(), shape(4, 1, 0.526));
+        cache.zones.insert("spot".into(), vec!["us-east-1a".into()]);
+        cache.spot.insert(
+            "c5.xlarge".into(),
+            [
+                ("us-east-1a".to_string(), vec![(t("2024-03-01"), 0.06), (t("2024-03-10T12:00"), 0.09)]),
+                ("us-east-1b".to_string(), vec![(t("2024-03-01"), 0.10)]),
+            ]
+            .into(),
+        );
+        cache.write(&path).unwrap();
+        let toml = format!(
+            "project_source = \"comment\"\n[pricing]\nfleet_config = \"\"\ncache_file = \"{}\"\n\
+             [pricing.partitions.compute]\ninstance = \"c5.xlarge\"\n\
+             [pricing.partitions.spot]\ninstance = \"c5.xlarge\"\nspot = true\n\
+             [pricing.partitions.wide]\ninstance = \"c5.xlarge\"\nspot = true\n\
+             [pricing.partitions.gpu]\ninstance = \"g4dn.xlarge\"\n",
+            path.display()
+        );
+        let settings = Settings::parse(&toml, std::path::Path::new("t.toml")).unwrap();
+        let prices = with_prices(&settings, t("2024-04-01T02:00")).unwrap();
+        let sacct = "\
+201|COMPLETED|u1|a|compute|2024-03-05T10:00:00|2024-03-05T12:00:00|1|2|cpu=2,node=1|compute-1|P1
+202|COMPLETED|u1|a|spot|2024-03-10T11:00:00|2024-03-10T14:00:00|1|4|cpu=4,node=1|spot-1|P1
+203|COMPLETED|u2|a|wide|2024-03-02T00:00:00|2024-03-02T02:00:00|2|8|cpu=8,node=2|wide-[1-2]|P2
+204|COMPLETED|u2|a|gpu|2024-03-20T00:00:00|2024-03-20T01:00:00|1|1|cpu=1,gres/gpu=1,node=1|gpu-1|P2
+";
+        let options = Options {
+            since: t("2024-03-01"),
+            until: t("2024-04-01"),
+            now: t("2024-04-01"),
+            by: vec![Dimension::Project],
+            every: None,
+            top: None,
+            chart: None,
+        };
+        let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
+        let cost = |project: &str| {
+            let (_, sums) = report.summary.groups.iter().find(|(g, _)| g[0] == project).unwrap();
+            (sums.cost * 1e6).round() / 1e6
+        };
+        // 201: on demand, 2 h x 0.17/h x 2 of 4 CPUs                         = 0.17
+        // 202: spot in us-east-1a, 1 h x 0.06 + 2 h x 0.09 (price changed at 12:00) = 0.24
+        assert_eq!(cost("P1"), 0.41);
+        // 203: spot, zone of "wide" unknown: the average of 1a and 1b,
+        //      (0.06 + 0.10) / 2 = 0.08/h, 2 nodes x 2 h                      = 0.32
+        // 204: 1 of 4 CPUs but the only GPU: the whole node, 1 h x 0.526    = 0.526
+        assert_eq!(cost("P2"), 0.846);
+        assert_eq!(report.diagnostics.unpriced, 0);
+        let c5 = &report.price_sources["c5.xlarge"];
+        assert_eq!((c5.on_demand, c5.age_seconds), ("price cache", Some(7200)));
+        assert_eq!(c5.spot["spot"], "spot price history, us-east-1a");
+        assert!(c5.spot["wide"].contains("average of 2 zones"), "{:?}", c5.spot);
+        assert!(report.price_sources.contains_key("g4dn.xlarge"));
+    }
+
+    #[test]
+    fn an_instance_type_nobody_prices_names_the_setting() {
+        let settings = Settings::parse(
+            "[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n[pricing.partitions.compute]\ninstance = \"c5.xlarge\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        assert!(e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"), "{e}");
+    }
 }

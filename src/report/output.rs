@@ -180,6 +180,24 @@ pub fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
     for w in &d.warnings {
         writeln!(out, "warning: {w}")?;
     }
+    price_notes(r, out)
+}
+
+/// Where prices came from, when not all from the settings: the price cache's age, and
+/// the spot histories used.
+fn price_notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
+    for (name, source) in &r.price_sources {
+        if let Some(age) = source.age_seconds {
+            writeln!(
+                out,
+                "price: {name} on demand from the price cache (AWS Price List), read {} hours ago.",
+                hours(age as f64)
+            )?;
+        }
+        for (partition, spot) in &source.spot {
+            writeln!(out, "price: {name} spot in partition {partition}: {spot}.")?;
+        }
+    }
     Ok(())
 }
 
@@ -331,6 +349,9 @@ struct JsonReport<'a, G, P, R> {
     not_run: u64,
     lines: u64,
     warnings: &'a [String],
+    /// Where each instance type's price came from (added after format 1's first release;
+    /// readers of format 1 ignore keys they do not know).
+    price_sources: &'a std::collections::BTreeMap<String, crate::prices::merge::PriceSource>,
 }
 
 // The objects below were first written with `json!`, whose maps sort their keys: their
@@ -434,6 +455,7 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
         not_run: d.not_run,
         lines: d.lines,
         warnings: &d.warnings,
+        price_sources: &r.price_sources,
     };
     let mut serializer = serde_json::Serializer::with_formatter(&mut *out, ReportLayout::default());
     doc.serialize(&mut serializer)?;

@@ -4,10 +4,19 @@
 //! has GPUs and that is larger, and never more than the whole node; an exclusive job is
 //! given every CPU of its nodes by Slurm, so it pays whole nodes. A node whose instance
 //! type is not known is never guessed: the job is reported as unpriced.
+//!
+//! A spot node's price is the settings' spot price when they give one, else the spot
+//! price history in the price cache for the partition's zone, which changes while a job
+//! runs: such a job is charged each price for the seconds it was in force.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::aggregate::FastMap;
+use super::calendar::Timestamp;
 use super::sacct::Record;
 use crate::config::PricingSettings;
+use crate::prices::cache::{self, PriceCache, SpotSeries};
 use crate::slurm::hostlist;
 
 struct Instance {
@@ -21,12 +30,20 @@ struct Instance {
 struct Partition {
     instance: Option<usize>,
     spot: bool,
+    /// Per instance index, the cache's spot history for nodes of this partition, looked
+    /// up on first use.
+    spot_series: Vec<Option<Option<Arc<SpotSeries>>>>,
 }
 
-/// Prices jobs from the `[pricing]` settings.
+/// Prices jobs from the `[pricing]` settings and, for spot, the price cache.
 pub struct Pricer {
     instances: Vec<Instance>,
     partitions: FastMap<String, Partition>,
+    cache: Option<PriceCache>,
+    /// How each (instance type, partition) spot price was found, for the report's notes.
+    spot_sources: BTreeMap<(String, String), String>,
+    /// Which instances priced at least one job.
+    used: Vec<bool>,
     patterns: Vec<(String, usize)>,
     /// Node name -> the instance its first matching pattern gives. Bounded by the number
     /// of nodes in the cluster, not of jobs.
@@ -36,12 +53,26 @@ pub struct Pricer {
 }
 
 /// The price of a job while it runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rate {
-    /// Currency per second.
+    /// Currency per second, for the nodes whose price does not change.
     pub per_second: f64,
     /// The job's shares of its nodes added up (2 whole nodes = 2.0, half of one = 0.5).
     pub nodes: f64,
+    /// Spot nodes priced from a history: the history and the job's share of such nodes.
+    pub spot: Vec<(Arc<SpotSeries>, f64)>,
+}
+
+impl Rate {
+    /// What the job costs over `[from, to)`.
+    pub fn cost(&self, from: Timestamp, to: Timestamp) -> f64 {
+        let spot: f64 = self
+            .spot
+            .iter()
+            .map(|(series, share)| share * cache::cost_over(series, from, to))
+            .sum();
+        self.per_second * (to - from) as f64 + spot
+    }
 }
 
 /// `*` matches any run of characters, `?` exactly one; everything else itself.
@@ -68,7 +99,9 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 impl Pricer {
-    pub fn new(settings: &PricingSettings) -> Pricer {
+    /// `settings` must already hold the cache's instance types (see
+    /// [`crate::prices::merge::with_cache`]); the cache is kept for spot histories.
+    pub fn new(settings: &PricingSettings, cache: Option<PriceCache>) -> Pricer {
         let instances: Vec<Instance> = settings
             .instances
             .iter()
@@ -86,7 +119,12 @@ impl Pricer {
             .iter()
             .map(|(name, p)| {
                 let instance = p.instance.as_deref().and_then(index);
-                (name.clone(), Partition { instance, spot: p.spot })
+                let partition = Partition {
+                    instance,
+                    spot: p.spot,
+                    spot_series: Vec::new(),
+                };
+                (name.clone(), partition)
             })
             .collect();
         let patterns = settings
@@ -97,6 +135,9 @@ impl Pricer {
         Pricer {
             instances,
             partitions,
+            used: vec![false; settings.instances.len()],
+            cache,
+            spot_sources: BTreeMap::new(),
             patterns,
             node_cache: FastMap::default(),
             scratch: Vec::new(),
@@ -106,6 +147,16 @@ impl Pricer {
     /// True when no price at all is configured (every job would be unpriced).
     pub fn is_empty(&self) -> bool {
         self.instances.is_empty()
+    }
+
+    /// How the spot histories used so far were found: (instance type, partition) -> source.
+    pub fn spot_sources(&self) -> &BTreeMap<(String, String), String> {
+        &self.spot_sources
+    }
+
+    /// The instance types that priced at least one job so far.
+    pub fn used_instance_types(&self) -> impl Iterator<Item = &str> {
+        self.instances.iter().zip(&self.used).filter(|(_, &u)| u).map(|(i, _)| i.name.as_str())
     }
 
     /// The job's rate, or why it cannot be priced.
@@ -140,33 +191,72 @@ impl Pricer {
         if per_node.is_empty() {
             return Err("no nodes allocated".into());
         }
+        let per_node = std::mem::take(&mut self.scratch);
+        let priced = self.price_nodes(job, spot, &per_node);
+        if priced.is_ok() {
+            for &i in &per_node {
+                self.used[i] = true;
+            }
+        }
+        self.scratch = per_node;
+        priced
+    }
+
+    /// The rate of a job on the nodes `per_node` (an instance index per node).
+    fn price_nodes(&mut self, job: &Record<'_>, spot: bool, per_node: &[usize]) -> Result<Rate, String> {
         let count = per_node.len() as f64;
         let (cpus, gpus) = (f64::from(job.cpus) / count, f64::from(job.gpus) / count);
         let mut rate = Rate {
             per_second: 0.0,
             nodes: 0.0,
+            spot: Vec::new(),
         };
-        for &i in per_node.iter() {
+        for &i in per_node {
             let inst = &self.instances[i];
-            let hourly = if spot {
-                inst.spot.ok_or_else(|| {
-                    format!(
-                        "partition {} is spot but instance type {} has no spot price",
-                        job.partition, inst.name
-                    )
-                })?
-            } else {
-                inst.on_demand
-            };
             let mut share = cpus / inst.cpus;
             if inst.gpus > 0.0 {
                 share = share.max(gpus / inst.gpus);
             }
             let share = share.min(1.0);
-            rate.per_second += hourly * share / 3600.0;
             rate.nodes += share;
+            match (spot, inst.spot) {
+                (false, _) => rate.per_second += inst.on_demand * share / 3600.0,
+                (true, Some(hourly)) => rate.per_second += hourly * share / 3600.0,
+                (true, None) => {
+                    let series = self.spot_history(job.partition, i).ok_or_else(|| {
+                        format!(
+                            "partition {} is spot but instance type {} has no spot price in the settings \
+                             nor a spot history in the price cache",
+                            job.partition, self.instances[i].name
+                        )
+                    })?;
+                    match rate.spot.iter_mut().find(|(s, _)| Arc::ptr_eq(s, &series)) {
+                        Some((_, total)) => *total += share,
+                        None => rate.spot.push((series, share)),
+                    }
+                }
+            }
         }
         Ok(rate)
+    }
+
+    /// The cache's spot history for instance `i` on a node of `partition`, found once.
+    fn spot_history(&mut self, partition: &str, i: usize) -> Option<Arc<SpotSeries>> {
+        let cache = self.cache.as_ref()?;
+        let p = self.partitions.get_mut(partition)?;
+        if p.spot_series.len() <= i {
+            p.spot_series.resize(i + 1, None);
+        }
+        if let Some(found) = &p.spot_series[i] {
+            return found.clone();
+        }
+        let name = &self.instances[i].name;
+        let found = cache.spot_series(name, partition).map(|(series, source)| {
+            self.spot_sources.insert((name.clone(), partition.to_string()), source);
+            Arc::new(series)
+        });
+        p.spot_series[i] = Some(found.clone());
+        found
     }
 }
 
@@ -211,7 +301,7 @@ mod tests {
              [pricing.partitions.compute]\ninstance = \"c5\"\n\
              [pricing.partitions.spot]\ninstance = \"c5\"\nspot = true\n{extra}"
         );
-        Pricer::new(&Settings::parse(&text, std::path::Path::new("t.toml")).unwrap().pricing)
+        Pricer::new(&Settings::parse(&text, std::path::Path::new("t.toml")).unwrap().pricing, None)
     }
 
     fn job<'a>(partition: &'a str, nodes: u32, cpus: u32, gpus: u32, list: &'a str) -> Record<'a> {
@@ -232,7 +322,7 @@ mod tests {
         }
     }
 
-    fn hourly(r: Rate) -> f64 {
+    fn hourly(r: &Rate) -> f64 {
         (r.per_second * 3600.0 * 1e9).round() / 1e9
     }
 
@@ -241,14 +331,14 @@ mod tests {
         let mut p = pricer("");
         // 1 of 4 CPUs of a 0.36/h node: 0.09/h, a quarter node.
         let r = p.rate(&job("compute", 1, 1, 0, "n1")).unwrap();
-        assert_eq!((hourly(r), r.nodes), (0.09, 0.25));
+        assert_eq!((hourly(&r), r.nodes), (0.09, 0.25));
         // Exclusive: all 4 CPUs on each of 2 nodes = 2 whole nodes, 0.72/h.
         let r = p.rate(&job("compute", 2, 8, 0, "n[1-2]")).unwrap();
-        assert_eq!((hourly(r), r.nodes), (0.72, 2.0));
+        assert_eq!((hourly(&r), r.nodes), (0.72, 2.0));
         // More CPUs than the settings know of is still one whole node.
-        assert_eq!(hourly(p.rate(&job("compute", 1, 64, 0, "n1")).unwrap()), 0.36);
+        assert_eq!(hourly(&p.rate(&job("compute", 1, 64, 0, "n1")).unwrap()), 0.36);
         // Spot partition: 2 of 4 CPUs at 0.18/h.
-        assert_eq!(hourly(p.rate(&job("spot", 1, 2, 0, "n1")).unwrap()), 0.09);
+        assert_eq!(hourly(&p.rate(&job("spot", 1, 2, 0, "n1")).unwrap()), 0.09);
         let e = p.rate(&job("debug", 1, 1, 0, "n1")).unwrap_err();
         assert!(e.contains("partition \"debug\""), "{e}");
     }
@@ -258,9 +348,9 @@ mod tests {
         let mut p = pricer("[[pricing.nodes]]\npattern = \"gpu-*-g4-*\"\ninstance = \"g4\"\n");
         // 1 of 2 GPUs but only 1 of 8 CPUs: pays the GPU share, half of 1.8/h.
         let r = p.rate(&job("gpu", 1, 1, 1, "gpu-dy-g4-3")).unwrap();
-        assert_eq!((hourly(r), r.nodes), (0.9, 0.5));
+        assert_eq!((hourly(&r), r.nodes), (0.9, 0.5));
         // Nodes of the compute partition fall back to the partition's type.
-        assert_eq!(hourly(p.rate(&job("compute", 2, 2, 0, "q-dy-c5-[1-2]")).unwrap()), 0.18);
+        assert_eq!(hourly(&p.rate(&job("compute", 2, 2, 0, "q-dy-c5-[1-2]")).unwrap()), 0.18);
         let e = p.rate(&job("gpu", 2, 2, 0, "gpu-dy-g4-1,other-1")).unwrap_err();
         assert!(e.contains("nodes of partition \"gpu\""), "{e}");
         assert!(p
