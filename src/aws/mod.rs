@@ -5,5 +5,7 @@
 
 pub mod budgets;
 pub mod ec2;
+pub mod ec2_catalog;
 pub mod imds;
+pub mod price_list;
 pub mod sdk;

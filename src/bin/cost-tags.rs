@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cost_tags::cli::budget::{self, BudgetArgs};
+use cost_tags::cli::prices::{self, PricesArgs};
 use cost_tags::cli::reconcile::{self, ReconcileArgs};
 use cost_tags::cli::report::{self, ReportArgs};
 use cost_tags::cli::status::{self, StatusArgs};
@@ -44,6 +45,8 @@ enum Command {
     Reconcile(ReconcileArgs),
     /// AWS Budgets per project: refresh the cache project-check reads, create, list.
     Budget(BudgetArgs),
+    /// Prices from AWS: refresh the price cache the report prices from.
+    Prices(PricesArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&settings, args),
         Command::Reconcile(args) => reconcile::run(&settings, args),
         Command::Budget(args) => budget::run(&settings, args),
+        Command::Prices(args) => prices::run(&settings, args),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("cost-tags: {e:#}");

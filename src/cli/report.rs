@@ -124,8 +124,9 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let options = options(args, unix_now())?;
     let prices = with_prices(settings, unix_now())?;
     let mut report = match &args.sacct_file {
-        Some(path) if path.as_os_str() == "-" => build_confirmed(&prices, &options, io::stdin().lock(), None)
-            .context("reading sacct records from stdin")?,
+        Some(path) if path.as_os_str() == "-" => {
+            build_confirmed(&prices, &options, io::stdin().lock(), None).context("reading sacct records from stdin")?
+        }
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             build_confirmed(&prices, &options, BufReader::with_capacity(1 << 18, file), None)

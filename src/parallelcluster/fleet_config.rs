@@ -7,7 +7,7 @@
 //! settings win: fleet patterns go after `[[pricing.nodes]]`, and a partition configured
 //! in `[pricing.partitions]` keeps its settings.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,6 +25,61 @@ struct ComputeResource {
     instances: Vec<InstanceEntry>,
     #[serde(rename = "CapacityType", default)]
     capacity_type: Option<String>,
+    #[serde(rename = "Networking", default)]
+    networking: Option<Networking>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Networking {
+    #[serde(rename = "SubnetIds", default)]
+    subnet_ids: Vec<String>,
+}
+
+impl ComputeResource {
+    fn is_spot(&self) -> bool {
+        self.capacity_type
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case("spot"))
+    }
+}
+
+/// A queue (a Slurm partition) as `prices refresh` needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Queue {
+    /// Every instance type its compute resources run.
+    pub instance_types: BTreeSet<String>,
+    /// Some compute resource of it runs spot.
+    pub spot: bool,
+    /// The subnets its nodes launch in.
+    pub subnets: BTreeSet<String>,
+}
+
+/// The queues of the fleet file at `path`.
+pub fn read_queues(path: &Path) -> Result<BTreeMap<String, Queue>> {
+    let fleet = read(path)?;
+    Ok(fleet
+        .iter()
+        .map(|(name, resources)| {
+            let mut queue = Queue::default();
+            for r in resources.values() {
+                queue.spot |= r.is_spot();
+                queue
+                    .instance_types
+                    .extend(r.instances.iter().map(|i| i.instance_type.clone()));
+                queue
+                    .subnets
+                    .extend(r.networking.iter().flat_map(|n| n.subnet_ids.iter().cloned()));
+            }
+            (name.clone(), queue)
+        })
+        .collect())
+}
+
+fn read(path: &Path) -> Result<FleetConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the fleet configuration {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a ParallelCluster fleet configuration", path.display()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,22 +103,14 @@ pub fn path_to_read(pricing: &PricingSettings) -> Option<PathBuf> {
 /// `pricing` with the fleet's node patterns and spot queues added, and notes on what the
 /// fleet says but the report cannot price.
 pub fn apply_file(pricing: &PricingSettings, path: &Path) -> Result<(PricingSettings, Vec<String>)> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the fleet configuration {}", path.display()))?;
-    let fleet: FleetConfig = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a ParallelCluster fleet configuration", path.display()))?;
-    Ok(apply(pricing, &fleet, path))
+    Ok(apply(pricing, &read(path)?, path))
 }
 
 fn apply(pricing: &PricingSettings, fleet: &FleetConfig, path: &Path) -> (PricingSettings, Vec<String>) {
     let mut out = pricing.clone();
     let mut notes = Vec::new();
     for (queue, resources) in fleet {
-        let spot = resources.values().any(|r| {
-            r.capacity_type
-                .as_deref()
-                .is_some_and(|c| c.eq_ignore_ascii_case("spot"))
-        });
+        let spot = resources.values().any(ComputeResource::is_spot);
         if spot && !pricing.partitions.contains_key(queue) {
             out.partitions.insert(
                 queue.clone(),
@@ -173,6 +220,23 @@ mod tests {
             notes[0]
         );
         assert!(notes[1].contains("x2.huge, which has no price"), "{}", notes[1]);
+    }
+
+    #[test]
+    fn queues_list_their_types_spot_and_subnets() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.json");
+        std::fs::write(&path, FLEET).unwrap();
+        let queues = read_queues(&path).unwrap();
+        let cpu = &queues["cpu"];
+        assert_eq!(
+            cpu.instance_types.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["c5.xlarge", "m5.xlarge", "x2.huge"]
+        );
+        assert!(!cpu.spot && cpu.subnets.is_empty());
+        let spot = &queues["spot"];
+        assert!(spot.spot);
+        assert_eq!(spot.subnets.iter().collect::<Vec<_>>(), ["subnet-1"]);
     }
 
     #[test]

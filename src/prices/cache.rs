@@ -86,7 +86,9 @@ impl PriceCache {
         let text = std::fs::read(path).with_context(|| format!("cannot read the price cache {}", path.display()))?;
         let cache: PriceCache = serde_json::from_slice(&text)
             .with_context(|| format!("{}: not a cost-tags price cache", path.display()))?;
-        cache.check().with_context(|| format!("{}: unusable price cache", path.display()))?;
+        cache
+            .check()
+            .with_context(|| format!("{}: unusable price cache", path.display()))?;
         Ok(cache)
     }
 
@@ -224,7 +226,10 @@ mod tests {
         let a = vec![(0, 0.10), (2 * H, 0.30)];
         let b = vec![(H, 0.20)];
         // At 0: a 0.10, b (not started) 0.20 -> 0.15; at 1 h: 0.15; at 2 h: 0.25.
-        let avg: Vec<(i64, f64)> = average(&[&a, &b]).into_iter().map(|(t, p)| (t, (p * 1e9).round() / 1e9)).collect();
+        let avg: Vec<(i64, f64)> = average(&[&a, &b])
+            .into_iter()
+            .map(|(t, p)| (t, (p * 1e9).round() / 1e9))
+            .collect();
         assert_eq!(avg, vec![(0, 0.15), (H, 0.15), (2 * H, 0.25)]);
         let mut cache = PriceCache::new("eu-west-1", 0);
         cache.spot.insert(
@@ -232,7 +237,9 @@ mod tests {
             [("eu-west-1a".to_string(), a.clone()), ("eu-west-1b".to_string(), b)].into(),
         );
         cache.zones.insert("spot".into(), vec!["eu-west-1a".into()]);
-        cache.zones.insert("wide".into(), vec!["eu-west-1a".into(), "eu-west-1b".into()]);
+        cache
+            .zones
+            .insert("wide".into(), vec!["eu-west-1a".into(), "eu-west-1b".into()]);
         let (series, note) = cache.spot_series("c5.xlarge", "spot").unwrap();
         assert_eq!((series, note.as_str()), (a, "spot price history, eu-west-1a"));
         let (series, note) = cache.spot_series("c5.xlarge", "wide").unwrap();
@@ -245,7 +252,10 @@ mod tests {
     fn merged_history_keeps_old_points_before_the_fetch() {
         let old = vec![(0, 0.1), (10, 0.2), (20, 0.3)];
         let new = vec![(15, 0.25), (30, 0.4)];
-        assert_eq!(merge_history(&old, 15, &new), vec![(0, 0.1), (10, 0.2), (15, 0.25), (30, 0.4)]);
+        assert_eq!(
+            merge_history(&old, 15, &new),
+            vec![(0, 0.1), (10, 0.2), (15, 0.25), (30, 0.4)]
+        );
     }
 
     #[test]
@@ -262,7 +272,9 @@ mod tests {
                 on_demand: Some(0.17),
             },
         );
-        cache.spot.insert("c5.xlarge".into(), [("us-east-1a".to_string(), vec![(0, 0.07)])].into());
+        cache
+            .spot
+            .insert("c5.xlarge".into(), [("us-east-1a".to_string(), vec![(0, 0.07)])].into());
         cache.write(&path).unwrap();
         assert_eq!(PriceCache::read(&path).unwrap(), cache);
         use std::os::unix::fs::PermissionsExt;
@@ -272,7 +284,8 @@ mod tests {
         let e = format!("{:#}", PriceCache::read(&path).unwrap_err());
         assert!(e.contains("prices.json"), "{e}");
         let mut bad = cache.clone();
-        bad.spot.insert("x".into(), [("z".to_string(), vec![(5, 0.1), (5, 0.2)])].into());
+        bad.spot
+            .insert("x".into(), [("z".to_string(), vec![(5, 0.1), (5, 0.2)])].into());
         assert!(bad.write(&path).is_err());
     }
 }

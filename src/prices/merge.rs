@@ -103,7 +103,13 @@ mod tests {
         let (merged, sources) = with_cache(&pricing, Some(&cache), 4600);
         assert_eq!(merged.instances["c5.xlarge"].on_demand, 0.2);
         assert_eq!(merged.instances["g4dn.xlarge"].on_demand, 0.526);
-        assert_eq!((merged.instances["g4dn.xlarge"].cpus, merged.instances["g4dn.xlarge"].gpus), (4, 1));
+        assert_eq!(
+            (
+                merged.instances["g4dn.xlarge"].cpus,
+                merged.instances["g4dn.xlarge"].gpus
+            ),
+            (4, 1)
+        );
         assert!(!merged.instances.contains_key("u-6tb1.metal"));
         assert_eq!(sources["c5.xlarge"].on_demand, "settings");
         assert_eq!(sources["g4dn.xlarge"].age_seconds, Some(3600));

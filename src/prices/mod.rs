@@ -5,3 +5,4 @@
 
 pub mod cache;
 pub mod merge;
+pub mod refresh;

@@ -306,7 +306,11 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
     }
     settings
         .pricing
-        .check_references(|name| cache.as_ref().is_some_and(|c| c.spot.get(name).is_some_and(|z| !z.is_empty())))
+        .check_references(|name| {
+            cache
+                .as_ref()
+                .is_some_and(|c| c.spot.get(name).is_some_and(|z| !z.is_empty()))
+        })
         .map_err(anyhow::Error::msg)?;
     Ok(Prices {
         settings,
@@ -386,7 +390,10 @@ mod tests {
         cache.spot.insert(
             "c5.xlarge".into(),
             [
-                ("us-east-1a".to_string(), vec![(t("2024-03-01"), 0.06), (t("2024-03-10T12:00"), 0.09)]),
+                (
+                    "us-east-1a".to_string(),
+                    vec![(t("2024-03-01"), 0.06), (t("2024-03-10T12:00"), 0.09)],
+                ),
                 ("us-east-1b".to_string(), vec![(t("2024-03-01"), 0.10)]),
             ]
             .into(),
@@ -445,6 +452,9 @@ mod tests {
         )
         .unwrap();
         let e = with_prices(&settings, 0).unwrap_err().to_string();
-        assert!(e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"), "{e}");
+        assert!(
+            e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"),
+            "{e}"
+        );
     }
 }

@@ -156,7 +156,11 @@ impl Pricer {
 
     /// The instance types that priced at least one job so far.
     pub fn used_instance_types(&self) -> impl Iterator<Item = &str> {
-        self.instances.iter().zip(&self.used).filter(|(_, &u)| u).map(|(i, _)| i.name.as_str())
+        self.instances
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, &u)| u)
+            .map(|(i, _)| i.name.as_str())
     }
 
     /// The job's rate, or why it cannot be priced.
@@ -301,7 +305,10 @@ mod tests {
              [pricing.partitions.compute]\ninstance = \"c5\"\n\
              [pricing.partitions.spot]\ninstance = \"c5\"\nspot = true\n{extra}"
         );
-        Pricer::new(&Settings::parse(&text, std::path::Path::new("t.toml")).unwrap().pricing, None)
+        Pricer::new(
+            &Settings::parse(&text, std::path::Path::new("t.toml")).unwrap().pricing,
+            None,
+        )
     }
 
     fn job<'a>(partition: &'a str, nodes: u32, cpus: u32, gpus: u32, list: &'a str) -> Record<'a> {
@@ -350,7 +357,10 @@ mod tests {
         let r = p.rate(&job("gpu", 1, 1, 1, "gpu-dy-g4-3")).unwrap();
         assert_eq!((hourly(&r), r.nodes), (0.9, 0.5));
         // Nodes of the compute partition fall back to the partition's type.
-        assert_eq!(hourly(&p.rate(&job("compute", 2, 2, 0, "q-dy-c5-[1-2]")).unwrap()), 0.18);
+        assert_eq!(
+            hourly(&p.rate(&job("compute", 2, 2, 0, "q-dy-c5-[1-2]")).unwrap()),
+            0.18
+        );
         let e = p.rate(&job("gpu", 2, 2, 0, "gpu-dy-g4-1,other-1")).unwrap_err();
         assert!(e.contains("nodes of partition \"gpu\""), "{e}");
         assert!(p
