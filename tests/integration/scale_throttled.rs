@@ -23,7 +23,7 @@
 //! Reported, not asserted: how many were tagged within the deadline, the wall time of
 //! the burst, proxy counts, why the others gave up. Run with `--nocapture` to see it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -24,7 +24,6 @@
 //! Needs root and the Debian packages `mariadb-server` and `slurmdbd` (plus what the Slurm
 //! fixture needs). When something is missing, `start` calls `super::require` and returns
 //! `None`.
-#![allow(dead_code)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -84,11 +83,6 @@ fn find_bins() -> Result<Bins, String> {
     } else {
         Err(missing.join(", "))
     }
-}
-
-/// True when the accounting database can be started here (programs present, root).
-pub fn available() -> bool {
-    find_bins().is_ok() && nix::unistd::geteuid().is_root()
 }
 
 impl SlurmDbd {
@@ -326,13 +320,9 @@ impl SlurmDbd {
             .output()
     }
 
-    /// The cluster name registered in the database; the Slurm fixture must use it.
+    /// slurmdbd's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.dbd_port
-    }
-
-    pub fn cluster_name(&self) -> &str {
-        &self.cluster
     }
 
     pub fn munge_socket(&self) -> PathBuf {

@@ -101,15 +101,6 @@ impl Imds {
         self.server.notify_change();
     }
 
-    pub fn mode(&self) -> ImdsMode {
-        self.state.lock().unwrap().mode
-    }
-
-    /// Changes the instance id served from now on.
-    pub fn set_instance_id(&self, instance_id: &str) {
-        self.state.lock().unwrap().instance_id = instance_id.to_string();
-    }
-
     /// Forgets every issued token: following GETs with an old token get 401.
     pub fn expire_tokens(&self) {
         self.state.lock().unwrap().tokens.clear();

@@ -5,7 +5,7 @@
 //! `tempfile::TempDir`): munge key and socket, `slurm.conf`, `job_submit.lua`,
 //! StateSaveLocation, SlurmdSpoolDir, pid files and logs. Ports are picked free on
 //! 127.0.0.1, the cluster and node names are random, so several fixtures (several test
-//! threads, several test binaries) can run at the same time. Dropping the fixture
+//! threads, several test processes) can run at the same time. Dropping the fixture
 //! cancels all jobs, then stops exactly the three processes it started, by pid
 //! (SIGTERM, bounded wait, SIGKILL, reap). Nothing is ever killed by name.
 //!
@@ -15,7 +15,7 @@
 //! missing, `start` calls `super::require` (skip loudly, or panic under `CI=true`) and
 //! returns `None`.
 //!
-//! # Facts established with Slurm 22.05.8 (Debian bookworm), checked by `tests/slurm_fixture.rs`
+//! # Facts established with Slurm 22.05.8 (Debian bookworm), checked by `tests/integration/slurm_fixture.rs`
 //!
 //! * **Prolog/Epilog environment.** slurmd does NOT pass its own environment to the
 //!   Prolog/Epilog: they are exec'd with a freshly built environment that holds only
@@ -41,7 +41,7 @@
 //!   uses `scontrol -o show job ID` (jobs stay visible for MinJobAge = 300 s).
 //! * `CommunicationParameters=NoInAddrAny` binds slurmd (and clients) to 127.0.0.1, but
 //!   slurmctld needs `NoCtldInAddrAny` as well, or it listens on 0.0.0.0; with both,
-//!   every daemon listens on loopback only (checked by `tests/slurm_fixture.rs`). Both
+//!   every daemon listens on loopback only (checked by `tests/integration/slurm_fixture.rs`). Both
 //!   bind to what the host name resolves to, which must be 127.0.0.1 (checked at start;
 //!   with Debian's 127.0.1.1 the daemons work but srun's I/O does not connect). Only
 //!   munge credentials made with this fixture's random key are accepted.
@@ -49,7 +49,6 @@
 //!   cluster.
 //! * If the test process is SIGKILLed, the daemons survive; their pids are in
 //!   `<dir>/run/*.pid` and `<dir>/munge/munged.pid`.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::fmt::Display;
@@ -438,11 +437,6 @@ impl SlurmCluster {
     pub fn slurmd_port(&self) -> u16 {
         self.slurmd_port
     }
-    /// Path of the private munge socket.
-    pub fn munge_socket(&self) -> PathBuf {
-        self.dir.path().join("munge/munge.sock")
-    }
-
     /// Environment a Slurm client needs to talk to this cluster.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![("SLURM_CONF".to_string(), self.conf.display().to_string())]
@@ -477,15 +471,6 @@ impl SlurmCluster {
     pub fn run_as<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S]) -> Output {
         self.command_as(user, program)
             .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
-    }
-
-    /// Like `run_as`, with extra environment variables.
-    pub fn run_as_env<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S], env: &[(&str, &str)]) -> Output {
-        self.command_as(user, program)
-            .args(args)
-            .envs(env.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
     }
@@ -636,12 +621,6 @@ impl SlurmCluster {
     pub fn slurmctld_log(&self) -> String {
         read_lossy(&self.dir.path().join("log/slurmctld.log"))
     }
-    pub fn slurmd_log(&self) -> String {
-        read_lossy(&self.dir.path().join("log/slurmd.log"))
-    }
-    pub fn munged_log(&self) -> String {
-        read_lossy(&self.dir.path().join("log/munged.log"))
-    }
 
     /// The last lines of every daemon log, for failure messages.
     pub fn log_tails(&self) -> String {
@@ -688,7 +667,7 @@ pub fn parse_job_id(sbatch_stdout: &[u8]) -> Option<u32> {
         .ok()
 }
 
-/// Creates (idempotently; safe when several test binaries race) the test accounts:
+/// Creates (idempotently; safe when several test processes race) the test accounts:
 /// `ctalice` (not in ctgpu), `ctbob` (supplementary member of group `ctgpu`), `ctcarol`
 /// (no special group). All are non-root, no home, shell /bin/sh, primary group `users`.
 /// Call it before starting a cluster (slurmctld caches group membership). Requires root.

@@ -2,7 +2,7 @@
 //! the fault-injecting proxy. They exercise the fixtures through the real SDK clients
 //! the product uses (aws-sdk-ec2, aws-config's IMDS client).
 
-mod support;
+use crate::support;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;

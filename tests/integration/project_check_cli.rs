@@ -1,7 +1,7 @@
 //! project-check as administrators and job_submit.lua run it: exit codes, messages, the
 //! settings file rules, and errors that name the file and line.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

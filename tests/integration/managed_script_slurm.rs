@@ -12,7 +12,7 @@
 //! new Prolog=/Epilog=, from an `include` line added to a running cluster's slurm.conf;
 //! removing them again takes effect the same way.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;

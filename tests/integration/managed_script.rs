@@ -13,7 +13,7 @@
 //! two-line wrappers that exec the binaries cargo built (a debug binary is over 500 MB;
 //! the script copies whatever is in bin/) and the repository's `scripts/slurm`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
