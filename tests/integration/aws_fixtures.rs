@@ -13,7 +13,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Tag;
 
 use support::aws_proxy::{AwsProxy, ProxyMode};
-use support::imds::http::{self, Request};
+use support::http::{self, Request};
 use support::imds::{Imds, ImdsMode};
 use support::moto::{self, block_on, ec2_client_with, MotoServer};
 

@@ -27,7 +27,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::imds::http::{self, Reply, Request, Response, Server};
+use super::http::{self, Reply, Request, Response, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyMode {
@@ -216,6 +216,11 @@ impl AwsProxy {
 
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().counters = Counters::default();
+    }
+
+    /// CPU time the proxy has spent answering requests.
+    pub fn cpu_time(&self) -> Duration {
+        self.server.cpu_time()
     }
 
     /// Connections currently open from clients.
