@@ -4,6 +4,7 @@
 //! loopback only and stops exactly the processes it started, by pid.
 
 pub mod aws_proxy;
+pub mod daemons;
 pub mod http;
 pub mod imds;
 pub mod local_cluster;
