@@ -17,10 +17,13 @@ use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use support::http::{Reply, Request, Response, Server};
 
 const BINS: [&str; 3] = ["project-check", "cost-prolog", "cost-epilog"];
 
@@ -38,7 +41,7 @@ fn tempdir(prefix: &str) -> tempfile::TempDir {
     d
 }
 
-fn write(path: &Path, content: &str, mode: u32) {
+pub(crate) fn write(path: &Path, content: &str, mode: u32) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, content).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
@@ -53,7 +56,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// Assembles a release directory `<parent>/cost-tags-x86_64` (bin/ + scripts/slurm/).
-fn make_release(parent: &Path) -> PathBuf {
+pub(crate) fn make_release(parent: &Path) -> PathBuf {
     let rel = parent.join("cost-tags-x86_64");
     for b in BINS {
         write(
@@ -158,26 +161,36 @@ fn assert_same(before: &Snapshot, after: &Snapshot, what: &str) {
     assert!(d.is_empty(), "{what}: the tree changed:\n{}", d.join("\n"));
 }
 
+/// The snapshot with the root's path replaced by ROOT and the manifest directory left out:
+/// two trees installed the same way compare equal.
+fn normalized(root: &Path) -> Snapshot {
+    snapshot(root)
+        .into_iter()
+        .filter(|(p, _)| !p.starts_with("opt/slurm/etc/cost-tags"))
+        .map(|(p, e)| match e {
+            Entry::File(m, b) => (
+                p,
+                Entry::File(
+                    m,
+                    String::from_utf8_lossy(&b)
+                        .replace(root.to_str().unwrap(), "ROOT")
+                        .into_bytes(),
+                ),
+            ),
+            other => (p, other),
+        })
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
 // ---------------------------------------------------------------------------------------
 // Running the script
 
-fn run_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new("bash");
-    c.arg(script())
-        .args(args)
-        .env("COST_TAGS_ROOT", root)
-        .env_remove("SLURM_CONF")
-        .envs(env.iter().copied())
-        .current_dir(root)
-        .stdin(Stdio::null());
-    c.output().expect("run cost-tags.sh")
-}
-
-fn run(root: &Path, args: &[&str]) -> Output {
-    run_env(root, args, &[])
-}
-
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -361,521 +374,595 @@ fn settings_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
+
+// ---------------------------------------------------------------------------------------
+// A case: a node tree, the release, the script's environment
+
+/// How a node tree is laid out before the script runs.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// A ParallelCluster 3.9+ head node ([`head_pc39`]).
+    Head,
+    /// A head node from before ParallelCluster 3.6 ([`head_old`]).
+    OldHead,
+    /// A compute or login node ([`compute`]) with this `cfn_node_type`.
+    Compute(&'static str),
+}
+
+/// One case's node tree, the release the script installs, and the environment the script
+/// runs in. A case builds one, runs the script on it and looks at the tree.
+struct Node {
+    /// Holds the release and the stand-ins' call records; shared with [`Node::sibling`]s.
+    work: Rc<tempfile::TempDir>,
+    release: PathBuf,
+    root_dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+impl Node {
+    /// A fresh release and a tree laid out as `layout`.
+    fn new(layout: Layout) -> Node {
+        let work = Rc::new(tempdir("ct-ms-"));
+        let release = make_release(work.path());
+        Node::lay_out(work, release, Vec::new(), layout)
+    }
+
+    /// Another tree laid out as `layout`, with the same release and environment.
+    fn sibling(&self, layout: Layout) -> Node {
+        Node::lay_out(self.work.clone(), self.release.clone(), self.env.clone(), layout)
+    }
+
+    fn lay_out(work: Rc<tempfile::TempDir>, release: PathBuf, env: Vec<(String, String)>, layout: Layout) -> Node {
+        let root_dir = tempdir("ct-node-");
+        match layout {
+            Layout::Head => head_pc39(root_dir.path()),
+            Layout::OldHead => head_old(root_dir.path()),
+            Layout::Compute(role) => compute(root_dir.path(), &release, role),
+        }
+        Node {
+            work,
+            release,
+            root_dir,
+            env,
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.root_dir.path()
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+    fn etc(&self) -> PathBuf {
+        self.path("opt/slurm/etc")
+    }
+    /// Scratch space beside the release, for stand-ins and their call records.
+    fn work(&self) -> &Path {
+        self.work.path()
+    }
+    fn release(&self) -> &Path {
+        &self.release
+    }
+    /// The release directory, as `--release` takes it.
+    fn rel(&self) -> &str {
+        self.release.to_str().unwrap()
+    }
+    fn read(&self, rel: &str) -> String {
+        read(&self.path(rel))
+    }
+    fn write(&self, rel: &str, content: &str, mode: u32) {
+        write(&self.path(rel), content, mode)
+    }
+    /// Creates directories under the root (`run/systemd/system` makes systemd present,
+    /// `etc/cron.d` cron).
+    fn mkdirs(&self, dirs: &[&str]) {
+        for d in dirs {
+            fs::create_dir_all(self.path(d)).unwrap();
+        }
+    }
+    fn snapshot(&self) -> Snapshot {
+        snapshot(self.root())
+    }
+    fn normalized(&self) -> Snapshot {
+        normalized(self.root())
+    }
+
+    /// Sets `key` for every run of the script from now on.
+    fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_string(), value.to_string()));
+    }
+    /// Puts `dir` first on the script's PATH.
+    fn prepend_path(&mut self, dir: &Path) {
+        let now = self.env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let now = now.unwrap_or_else(|| std::env::var("PATH").unwrap_or_default());
+        self.set_env("PATH", &format!("{}:{now}", dir.display()));
+    }
+
+    /// Runs the script under `COST_TAGS_ROOT` with `args` and the node's environment plus `env`.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new("bash")
+            .arg(script())
+            .args(args)
+            .env("COST_TAGS_ROOT", self.root())
+            .env_remove("SLURM_CONF")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(env.iter().copied())
+            .current_dir(self.root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cost-tags.sh")
+    }
+    /// Runs the script, which must succeed; returns its output.
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        ok(self.run_with(args, &[]))
+    }
+    /// Runs the script, which must fail saying `want`; returns its output.
+    #[track_caller]
+    fn fails(&self, args: &[&str], want: &str) -> String {
+        fails(self.run_with(args, &[]), want)
+    }
+    /// Like [`Node::fails`], and the tree must be as it was.
+    #[track_caller]
+    fn refuses(&self, args: &[&str], want: &str) -> String {
+        let before = self.snapshot();
+        let out = self.fails(args, want);
+        assert_same(&before, &self.snapshot(), want);
+        out
+    }
+
+    /// The cycle every install must pass: install with `args` (`check` gets the output and
+    /// the tree before and after), the same run again (nothing may change, byte or mode),
+    /// then `--uninstall` (the tree must be as before the install). Returns the outputs
+    /// of the second run and of the uninstall.
+    #[track_caller]
+    fn cycle(&self, args: &[&str], check: impl FnOnce(&str, &Snapshot, &Snapshot)) -> [String; 2] {
+        let before = self.snapshot();
+        let out = self.ok(args);
+        let after = self.snapshot();
+        check(&out, &before, &after);
+        let again = self.ok(args);
+        assert_same(&after, &self.snapshot(), "second install");
+        let uninstall = self.ok(&["--uninstall"]);
+        assert_same(&before, &self.snapshot(), "uninstall");
+        [again, uninstall]
+    }
+
+    /// The node's cost-tags binaries are the release's.
+    #[track_caller]
+    fn assert_release_bins(&self) {
+        for b in BINS {
+            let installed = self.path("opt/slurm/bin").join(b);
+            assert_eq!(
+                fs::read(&installed).unwrap(),
+                fs::read(self.release.join("bin").join(b)).unwrap(),
+                "{b}"
+            );
+        }
+    }
+
+    /// project-check loads the installed cost-tags.toml.
+    #[track_caller]
+    fn assert_settings_usable(&self) {
+        let check = Command::new(support::bin("project-check"))
+            .args(["--config", self.etc().join("cost-tags.toml").to_str().unwrap()])
+            .args(["--list", "nobody"])
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "installed settings unusable: {}", text(&check));
+    }
+
+    /// A `systemctl` first on the script's PATH that records its calls; returns the
+    /// calls file (the script must never create it under COST_TAGS_ROOT).
+    fn fake_systemctl(&mut self) -> PathBuf {
+        let bin = self.work().join("fake-systemctl");
+        let calls = self.work().join("systemctl.calls");
+        write(
+            &bin.join("systemctl"),
+            &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 0\n", calls.display()),
+            0o755,
+        );
+        self.prepend_path(&bin);
+        calls
+    }
+
+    /// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version and
+    /// records every other call with the FOO and PATH it got; returns the calls file.
+    fn fake_cost_tags(&self) -> PathBuf {
+        let calls = self.work().join("cost-tags.calls");
+        self.write(
+            "opt/slurm/bin/cost-tags",
+            &format!(
+                "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
+                 echo \"$* FOO=$FOO PATH=$PATH\" >> '{}'\n",
+                calls.display()
+            ),
+            0o755,
+        );
+        // The AWS settings file of the Slurm hooks, in the form the hooks source.
+        self.write("opt/slurm/etc/cost-tags.env", "export FOO='bar baz'\n", 0o600);
+        calls
+    }
+
+    /// Adds `bin/cost-tags` (optional in a release) to the release.
+    fn add_cost_tags(&self) {
+        write(
+            &self.release.join("bin/cost-tags"),
+            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin("cost-tags").display()),
+            0o755,
+        );
+    }
+
+    /// What a periodic job runs: `cost-tags <command>` after reading the hooks' env file.
+    fn job_command(&self, command: &str) -> String {
+        let r = self.root().display();
+        format!(
+            "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
+             exec {r}/opt/slurm/bin/cost-tags {command}"
+        )
+    }
+
+    /// Checks the oneshot service and the timer `<unit>.service`/`<unit>.timer` for
+    /// `cost-tags <command>`: run as root, the hooks' env file read, the timer's
+    /// OnBootSec, OnUnitActiveSec and RandomizedDelaySec as `timing`. Returns both texts.
+    #[track_caller]
+    fn assert_timer_units(&self, unit: &str, command: &str, timing: [&str; 3]) -> (String, String) {
+        let units = self.path("etc/systemd/system");
+        let service = read(&units.join(format!("{unit}.service")));
+        let timer = read(&units.join(format!("{unit}.timer")));
+        assert_eq!(unit_value(&service, "Type"), "oneshot");
+        let exec = format!("/bin/sh -c '{}'", self.job_command(command));
+        assert_eq!(unit_value(&service, "ExecStart"), exec);
+        assert!(!service.contains("User="), "runs as root:\n{service}");
+        for (key, want) in ["OnBootSec", "OnUnitActiveSec", "RandomizedDelaySec"].into_iter().zip(timing) {
+            assert_eq!(unit_value(&timer, key), want, "{key}");
+        }
+        assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
+        (service, timer)
+    }
+
+    /// The two lines of a cron file for `cost-tags <command>` every `minutes` minutes,
+    /// after a random sleep of up to `delay` seconds (and `delay` seconds after a reboot).
+    fn cron_lines(&self, command: &str, minutes: u32, delay: u32) -> [String; 2] {
+        let run = format!("{} >/dev/null 2>&1", self.job_command(command));
+        [
+            format!("*/{minutes} * * * * root sleep $((RANDOM \\% {delay})); {run}"),
+            format!("@reboot root sleep {delay}; {run}"),
+        ]
+    }
+}
+
+/// The value of the first `KEY=` line of a unit or cron file.
+fn unit_value(text: &str, key: &str) -> String {
+    let prefix = format!("{key}=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key}= in:\n{text}"))
+        .to_string()
+}
+
 // ---------------------------------------------------------------------------------------
 
 #[test]
 fn head_node_pc39_installs_idempotently_and_uninstalls_exactly() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
-    let rel = release.to_str().unwrap();
-
-    let out = ok(run(root, &["--release", rel, "--extra-tags", "partition,account"]));
-    assert!(out.contains("not running scontrol reconfigure"), "{out}");
-    assert!(out.contains("lists no projects yet"), "{out}");
-    let after = snapshot(root);
-
-    let etc = root.join("opt/slurm/etc");
-    // Binaries: the release's, 0755; Slurm's own untouched.
-    for b in BINS {
-        let p = root.join("opt/slurm/bin").join(b);
-        assert_eq!(
-            fs::read(&p).unwrap(),
-            fs::read(release.join("bin").join(b)).unwrap(),
-            "{b}"
+    let node = Node::new(Layout::Head);
+    let (root, etc, release) = (node.root(), node.etc(), node.release());
+    let args = ["--release", node.rel(), "--extra-tags", "partition,account"];
+    let [again, uninstall] = node.cycle(&args, |out, before, after| {
+        assert!(out.contains("not running scontrol reconfigure"), "{out}");
+        assert!(out.contains("lists no projects yet"), "{out}");
+        // Binaries: the release's, 0755; Slurm's own untouched.
+        node.assert_release_bins();
+        for b in BINS {
+            assert_eq!(mode(&root.join("opt/slurm/bin").join(b)), 0o755, "{b}");
+        }
+        // Hooks in prolog.d/epilog.d, next to ParallelCluster's, pointing under the root.
+        for (d, h) in [("prolog.d", "90_cost-tags-prolog"), ("epilog.d", "90_cost-tags-epilog")] {
+            let p = etc.join("scripts").join(d).join(h);
+            assert_eq!(read(&p), rooted(root, release, &format!("scripts/slurm/{h}")));
+            assert!(read(&p).contains(&format!(":-{}/opt/slurm/bin}}/cost-", root.display())));
+            assert!(read(&p).contains(&format!(":-{}/opt/slurm/etc/cost-tags.env}}", root.display())));
+            assert_eq!(mode(&p), 0o755);
+        }
+        assert!(
+            !etc.join("scripts/cost-tags").exists(),
+            "fallback hook dir used on a 3.9 layout"
         );
-        assert_eq!(mode(&p), 0o755, "{b}");
-    }
-    // Hooks in prolog.d/epilog.d, next to ParallelCluster's, pointing under the root.
-    for (d, h) in [("prolog.d", "90_cost-tags-prolog"), ("epilog.d", "90_cost-tags-epilog")] {
-        let p = etc.join("scripts").join(d).join(h);
-        assert_eq!(read(&p), rooted(root, &release, &format!("scripts/slurm/{h}")));
-        assert!(read(&p).contains(&format!(":-{}/opt/slurm/bin}}/cost-", root.display())));
-        assert!(read(&p).contains(&format!(":-{}/opt/slurm/etc/cost-tags.env}}", root.display())));
-        assert_eq!(mode(&p), 0o755);
-    }
-    assert!(
-        !etc.join("scripts/cost-tags").exists(),
-        "fallback hook dir used on a 3.9 layout"
-    );
-    // job_submit.lua beside slurm.conf.
-    assert_eq!(
-        read(&etc.join("job_submit.lua")),
-        rooted(root, &release, "scripts/slurm/job_submit.lua")
-    );
-    assert_eq!(mode(&etc.join("job_submit.lua")), 0o644);
-    // slurm.conf: JobSubmitPlugins extended in place (comment kept), one include at the end.
-    let want_conf = PC39_SLURM_CONF.replace(
-        "JobSubmitPlugins=require_timelimit   # added",
-        "JobSubmitPlugins=require_timelimit,lua   # added",
-    ) + "include cost-tags_slurm.conf\n";
-    assert_eq!(read(&etc.join("slurm.conf")), want_conf);
-    // PrologFlags extended where it is: the CustomSlurmSettings include file.
-    assert_eq!(
-        read(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf")),
-        "PrologFlags=Contain,Alloc\n"
-    );
-    // Our include holds only what exists nowhere else: job_comment (slurmdbd is in use).
-    assert_eq!(
-        settings_lines(&read(&etc.join("cost-tags_slurm.conf"))),
-        vec!["AccountingStoreFlags=job_comment"]
-    );
-    assert_eq!(read(&etc.join("slurm_parallelcluster.conf")), PC39_PARALLELCLUSTER_CONF);
-    // Settings and projects list: new, valid, with the chosen options.
-    let toml = read(&etc.join("cost-tags.toml"));
-    assert!(toml.contains("partition = \"aws-parallelcluster-partition\""), "{toml}");
-    assert!(toml.contains("account = \"aws-parallelcluster-account\""), "{toml}");
-    assert!(toml.contains("cluster = \"\""), "{toml}");
-    assert!(toml.contains("project_source = \"comment\""), "{toml}");
-    assert!(toml.contains(&format!(
-        "projects_file = \"{}/opt/slurm/etc/projects_list.conf\"",
-        root.display()
-    )));
-    assert!(settings_lines(&read(&etc.join("projects_list.conf"))).is_empty());
-    let check = Command::new(support::bin("project-check"))
-        .args([
-            "--config",
-            etc.join("cost-tags.toml").to_str().unwrap(),
-            "--list",
-            "nobody",
-        ])
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "installed settings unusable: {}", text(&check));
-    let check = Command::new(support::bin("project-check"))
-        .env("COST_TAGS_CONFIG", etc.join("cost-tags.toml"))
-        .args(["ctnobody", "ProjectA"])
-        .output()
-        .unwrap();
-    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
-    // Exactly these paths changed.
-    let mut changed = diff(&before, &after);
-    changed.retain(|l| !l.contains("opt/slurm/etc/cost-tags/"));
-    changed.sort();
-    let mut want: Vec<String> = [
-        "+ opt/slurm/bin/cost-epilog",
-        "+ opt/slurm/bin/cost-prolog",
-        "+ opt/slurm/bin/project-check",
-        "+ opt/slurm/etc/cost-tags",
-        "+ opt/slurm/etc/cost-tags.toml",
-        "+ opt/slurm/etc/cost-tags_slurm.conf",
-        "+ opt/slurm/etc/job_submit.lua",
-        "+ opt/slurm/etc/projects_list.conf",
-        "+ opt/slurm/etc/scripts/epilog.d/90_cost-tags-epilog",
-        "+ opt/slurm/etc/scripts/prolog.d/90_cost-tags-prolog",
-        "~ opt/slurm/etc/pcluster/custom_slurm_settings_include_file_slurm.conf",
-        "~ opt/slurm/etc/slurm.conf",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    want.sort();
-    assert_eq!(changed, want);
-    assert!(etc.join("cost-tags/manifest").is_file());
-
-    // Second run: nothing changes, not even the manifest.
-    let out = ok(run(root, &["--release", rel, "--extra-tags", "partition,account"]));
-    assert!(out.contains("already installed: nothing changed"), "{out}");
-    assert_same(&after, &snapshot(root), "second install");
-
-    // Uninstall: the tree is as before the install, byte for byte.
-    let out = ok(run(root, &["--uninstall"]));
-    assert!(out.contains("restored"), "{out}");
-    assert_same(&before, &snapshot(root), "uninstall");
+        // job_submit.lua beside slurm.conf.
+        assert_eq!(
+            read(&etc.join("job_submit.lua")),
+            rooted(root, release, "scripts/slurm/job_submit.lua")
+        );
+        assert_eq!(mode(&etc.join("job_submit.lua")), 0o644);
+        // slurm.conf: JobSubmitPlugins extended in place (comment kept), one include at the end.
+        let want_conf = PC39_SLURM_CONF.replace(
+            "JobSubmitPlugins=require_timelimit   # added",
+            "JobSubmitPlugins=require_timelimit,lua   # added",
+        ) + "include cost-tags_slurm.conf\n";
+        assert_eq!(read(&etc.join("slurm.conf")), want_conf);
+        // PrologFlags extended where it is: the CustomSlurmSettings include file.
+        assert_eq!(
+            read(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf")),
+            "PrologFlags=Contain,Alloc\n"
+        );
+        // Our include holds only what exists nowhere else: job_comment (slurmdbd is in use).
+        assert_eq!(
+            settings_lines(&read(&etc.join("cost-tags_slurm.conf"))),
+            vec!["AccountingStoreFlags=job_comment"]
+        );
+        assert_eq!(read(&etc.join("slurm_parallelcluster.conf")), PC39_PARALLELCLUSTER_CONF);
+        // Settings and projects list: new, valid, with the chosen options.
+        let toml = read(&etc.join("cost-tags.toml"));
+        assert!(toml.contains("partition = \"aws-parallelcluster-partition\""), "{toml}");
+        assert!(toml.contains("account = \"aws-parallelcluster-account\""), "{toml}");
+        assert!(toml.contains("cluster = \"\""), "{toml}");
+        assert!(toml.contains("project_source = \"comment\""), "{toml}");
+        assert!(toml.contains(&format!(
+            "projects_file = \"{}/opt/slurm/etc/projects_list.conf\"",
+            root.display()
+        )));
+        assert!(settings_lines(&read(&etc.join("projects_list.conf"))).is_empty());
+        node.assert_settings_usable();
+        let check = Command::new(support::bin("project-check"))
+            .env("COST_TAGS_CONFIG", etc.join("cost-tags.toml"))
+            .args(["ctnobody", "ProjectA"])
+            .output()
+            .unwrap();
+        assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+        // Exactly these paths changed.
+        let mut changed = diff(before, after);
+        changed.retain(|l| !l.contains("opt/slurm/etc/cost-tags/"));
+        let want = [
+            "+ opt/slurm/bin/cost-epilog",
+            "+ opt/slurm/bin/cost-prolog",
+            "+ opt/slurm/bin/project-check",
+            "+ opt/slurm/etc/cost-tags",
+            "+ opt/slurm/etc/cost-tags.toml",
+            "+ opt/slurm/etc/cost-tags_slurm.conf",
+            "+ opt/slurm/etc/job_submit.lua",
+            "+ opt/slurm/etc/projects_list.conf",
+            "+ opt/slurm/etc/scripts/epilog.d/90_cost-tags-epilog",
+            "+ opt/slurm/etc/scripts/prolog.d/90_cost-tags-prolog",
+            "~ opt/slurm/etc/pcluster/custom_slurm_settings_include_file_slurm.conf",
+            "~ opt/slurm/etc/slurm.conf",
+        ];
+        assert_eq!(sorted(changed), sorted(want.map(String::from).to_vec()));
+        assert!(etc.join("cost-tags/manifest").is_file());
+    });
+    // The second run changed nothing, not even the manifest; the uninstall restored the
+    // tree byte for byte.
+    assert!(again.contains("already installed: nothing changed"), "{again}");
+    assert!(uninstall.contains("restored"), "{uninstall}");
     // And once more: nothing to do.
-    let out = ok(run(root, &["--uninstall"]));
+    let before = node.snapshot();
+    let out = node.ok(&["--uninstall"]);
     assert!(out.contains("nothing installed"), "{out}");
-    assert_same(&before, &snapshot(root), "second uninstall");
+    assert_same(&before, &node.snapshot(), "second uninstall");
 }
 
 #[test]
 fn head_node_without_prolog_d_gets_prolog_lines_in_its_own_include() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-old-");
-    let root = root_dir.path();
-    head_old(root);
-    let before = snapshot(root);
-    let rel = release.to_str().unwrap();
-
-    ok(run(
-        root,
-        &["--release", rel, "--project-source", "account", "--strict"],
-    ));
-    let after = snapshot(root);
-    let etc = root.join("opt/slurm/etc");
-    let hooks = etc.join("scripts/cost-tags");
-    for h in ["90_cost-tags-prolog", "90_cost-tags-epilog"] {
+    let node = Node::new(Layout::OldHead);
+    let args = ["--release", node.rel(), "--project-source", "account", "--strict"];
+    node.cycle(&args, |_, _, _| {
+        let etc = node.etc();
+        let hooks = etc.join("scripts/cost-tags");
+        for h in ["90_cost-tags-prolog", "90_cost-tags-epilog"] {
+            let want = rooted(node.root(), node.release(), &format!("scripts/slurm/{h}"));
+            assert_eq!(read(&hooks.join(h)), want);
+            assert_eq!(mode(&hooks.join(h)), 0o755);
+        }
+        assert_eq!(mode(&etc.join("scripts")), 0o755);
         assert_eq!(
-            read(&hooks.join(h)),
-            rooted(root, &release, &format!("scripts/slurm/{h}"))
+            settings_lines(&read(&etc.join("cost-tags_slurm.conf"))),
+            vec![
+                "JobSubmitPlugins=lua".to_string(),
+                "PrologFlags=Alloc".to_string(),
+                format!("Prolog={}/90_cost-tags-prolog", hooks.display()),
+                format!("Epilog={}/90_cost-tags-epilog", hooks.display()),
+            ]
         );
-        assert_eq!(mode(&hooks.join(h)), 0o755);
-    }
-    assert_eq!(mode(&etc.join("scripts")), 0o755);
-    assert_eq!(
-        settings_lines(&read(&etc.join("cost-tags_slurm.conf"))),
-        vec![
-            "JobSubmitPlugins=lua".to_string(),
-            "PrologFlags=Alloc".to_string(),
-            format!("Prolog={}/90_cost-tags-prolog", hooks.display()),
-            format!("Epilog={}/90_cost-tags-epilog", hooks.display()),
-        ]
-    );
-    // slurm.conf had no final newline: one is added before the include line.
-    assert_eq!(
-        read(&etc.join("slurm.conf")),
-        "ClusterName=mycluster\nSlurmUser=slurm\nSchedulerType=sched/backfill\n\
-         AccountingStorageType=accounting_storage/slurmdbd\nAccountingStoreFlags=job_env,job_comment\n\
-         include slurm_parallelcluster.conf\ninclude cost-tags_slurm.conf\n"
-    );
-    let toml = read(&etc.join("cost-tags.toml"));
-    assert!(toml.contains("project_source = \"account\""), "{toml}");
-    assert!(toml.contains("strict = true"), "{toml}");
-    assert!(toml.contains("partition = \"\""), "{toml}");
-
-    ok(run(
-        root,
-        &["--release", rel, "--project-source", "account", "--strict"],
-    ));
-    assert_same(&after, &snapshot(root), "second install");
-    ok(run(root, &["--uninstall"]));
-    assert_same(&before, &snapshot(root), "uninstall");
+        // slurm.conf had no final newline: one is added before the include line.
+        assert_eq!(
+            read(&etc.join("slurm.conf")),
+            "ClusterName=mycluster\nSlurmUser=slurm\nSchedulerType=sched/backfill\n\
+             AccountingStorageType=accounting_storage/slurmdbd\nAccountingStoreFlags=job_env,job_comment\n\
+             include slurm_parallelcluster.conf\ninclude cost-tags_slurm.conf\n"
+        );
+        let toml = read(&etc.join("cost-tags.toml"));
+        assert!(toml.contains("project_source = \"account\""), "{toml}");
+        assert!(toml.contains("strict = true"), "{toml}");
+        assert!(toml.contains("partition = \"\""), "{toml}");
+    });
 }
 
 #[test]
 fn an_existing_prolog_is_never_replaced() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-old-");
-    let root = root_dir.path();
-    head_old(root);
-    write(
-        &root.join("opt/slurm/etc/slurm_parallelcluster.conf"),
+    let node = Node::new(Layout::OldHead);
+    node.write(
+        "opt/slurm/etc/slurm_parallelcluster.conf",
         "SlurmctldHost=h\nProlog=/opt/slurm/etc/pcluster/prolog\nPrologFlags=alloc,serial\n",
         0o644,
     );
-    let before = snapshot(root);
-    let out = fails(
-        run(root, &["--release", release.to_str().unwrap()]),
+    let out = node.refuses(
+        &["--release", node.rel()],
         "already sets Prolog=/opt/slurm/etc/pcluster/prolog",
     );
     assert!(out.contains("Nothing was changed"), "{out}");
-    assert_same(&before, &snapshot(root), "refused install");
 }
 
 #[test]
 fn flags_already_present_are_left_alone_in_any_case_and_spelling() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let etc = root.join("opt/slurm/etc");
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
     let conf = PC39_SLURM_CONF.replace(
         "JobSubmitPlugins=require_timelimit",
         "jobsubmitplugins = job_submit/lua",
     );
     write(&etc.join("slurm.conf"), &conf, 0o644);
-    write(
-        &etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"),
-        "PrologFlags=\"alloc,Contain\"\nAccountingStoreFlags=JOB_COMMENT\n",
-        0o644,
-    );
-    ok(run(root, &["--release", release.to_str().unwrap()]));
+    let custom = "PrologFlags=\"alloc,Contain\"\nAccountingStoreFlags=JOB_COMMENT\n";
+    write(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"), custom, 0o644);
+    node.ok(&["--release", node.rel()]);
     assert_eq!(read(&etc.join("slurm.conf")), conf + "include cost-tags_slurm.conf\n");
     assert_eq!(
         read(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf")),
-        "PrologFlags=\"alloc,Contain\"\nAccountingStoreFlags=JOB_COMMENT\n"
+        custom
     );
     assert!(settings_lines(&read(&etc.join("cost-tags_slurm.conf"))).is_empty());
 }
 
 #[test]
 fn compute_node_creates_its_state_dir_and_checks_the_binaries() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-compute-");
-    let root = root_dir.path();
-    compute(root, &release, "ComputeFleet");
-    let before = snapshot(root);
-
+    let node = Node::new(Layout::Compute("ComputeFleet"));
+    let before = node.snapshot();
     // The same Args as on the head node: --release is not needed here and is ignored.
-    let out = ok(run(
-        root,
-        &["--release", "s3://bucket/cost-tags.tar.gz", "--sha256", &"a".repeat(64)],
-    ));
+    let out = node.ok(&["--release", "s3://bucket/cost-tags.tar.gz", "--sha256", &"a".repeat(64)]);
     assert!(out.contains("run here"), "{out}");
-    let after = snapshot(root);
+    let after = node.snapshot();
     assert_eq!(diff(&before, &after), vec!["+ var/spool/cost-tags".to_string()]);
     assert_eq!(after[Path::new("var/spool/cost-tags")], Entry::Dir(0o755));
 
-    ok(run(root, &[]));
-    assert_same(&after, &snapshot(root), "second run");
-    ok(run(root, &["--uninstall"]));
-    assert_same(&before, &snapshot(root), "uninstall");
+    node.ok(&[]);
+    assert_same(&after, &node.snapshot(), "second run");
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
 }
 
 #[test]
 fn compute_node_without_the_head_nodes_install_fails_clearly() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-compute-");
-    let root = root_dir.path();
-    compute(root, &release, "ComputeFleet");
-    fs::remove_file(root.join("opt/slurm/bin/cost-epilog")).unwrap();
-    let before = snapshot(root);
-    fails(run(root, &[]), "run this script on the head node first");
-    assert_same(&before, &snapshot(root), "failed check");
+    let node = Node::new(Layout::Compute("ComputeFleet"));
+    fs::remove_file(node.path("opt/slurm/bin/cost-epilog")).unwrap();
+    node.refuses(&[], "run this script on the head node first");
 
     // A binary that does not run here (e.g. built against a newer glibc).
-    write(
-        &root.join("opt/slurm/bin/cost-epilog"),
+    node.write(
+        "opt/slurm/bin/cost-epilog",
         "#!/bin/sh\necho 'GLIBC_2.36 not found' >&2\nexit 1\n",
         0o755,
     );
-    let before = snapshot(root);
-    fails(run(root, &[]), "does not run on this node");
-    assert_same(&before, &snapshot(root), "failed check");
+    node.refuses(&[], "does not run on this node");
 }
 
 #[test]
 fn login_node_only_checks() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-login-");
-    let root = root_dir.path();
-    compute(root, &release, "LoginNode");
-    let before = snapshot(root);
-    let out = ok(run(root, &["--release", release.to_str().unwrap()]));
+    let node = Node::new(Layout::Compute("LoginNode"));
+    let before = node.snapshot();
+    let out = node.ok(&["--release", node.rel()]);
     assert!(out.contains("login node done"), "{out}");
-    assert_same(&before, &snapshot(root), "login node");
-    ok(run(root, &["--uninstall"]));
-    assert_same(&before, &snapshot(root), "login node uninstall");
+    assert_same(&before, &node.snapshot(), "login node");
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "login node uninstall");
 }
 
 #[test]
 fn tarball_with_sha256_installs_and_a_wrong_sha256_changes_nothing() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let tarball = make_tarball(&release);
+    let node = Node::new(Layout::Head);
+    let tarball = make_tarball(node.release());
     let good = sha256(&tarball);
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
     let tb = tarball.to_str().unwrap();
 
     let bad = format!("{}{}", if good.starts_with('0') { "1" } else { "0" }, &good[1..]);
-    let out = fails(run(root, &["--release", tb, "--sha256", &bad]), "sha256 mismatch");
+    let out = node.refuses(&["--release", tb, "--sha256", &bad], "sha256 mismatch");
     assert!(out.contains(&good) && out.contains(&bad), "{out}");
-    assert_same(&before, &snapshot(root), "bad checksum");
-
-    fails(
-        run(root, &["--release", tb, "--sha256", "1234"]),
-        "64 hexadecimal digits",
-    );
-    fails(
-        run(root, &["--release", release.to_str().unwrap(), "--sha256", &good]),
-        "is a directory",
-    );
-    assert_same(&before, &snapshot(root), "bad arguments");
+    node.refuses(&["--release", tb, "--sha256", "1234"], "64 hexadecimal digits");
+    node.refuses(&["--release", node.rel(), "--sha256", &good], "is a directory");
 
     // Upper-case hex is fine; the tarball's top-level directory is found.
-    let out = ok(run(root, &["--release", tb, "--sha256", &good.to_uppercase()]));
+    let out = node.ok(&["--release", tb, "--sha256", &good.to_uppercase()]);
     assert!(out.contains("checksum verified"), "{out}");
-    for b in BINS {
-        assert_eq!(
-            fs::read(root.join("opt/slurm/bin").join(b)).unwrap(),
-            fs::read(release.join("bin").join(b)).unwrap()
-        );
-    }
+    node.assert_release_bins();
     // The same release from a directory is the same install.
-    let after = snapshot(root);
-    ok(run(root, &["--release", release.to_str().unwrap()]));
-    assert_same(&after, &snapshot(root), "directory after tarball");
+    let after = node.snapshot();
+    node.ok(&["--release", node.rel()]);
+    assert_same(&after, &node.snapshot(), "directory after tarball");
 }
 
 #[test]
 fn bad_releases_fail_before_anything_changes() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
-
-    fails(run(root, &[]), "--release is required on the head node");
-    fails(
-        run(root, &["--release", "/nonexistent/release"]),
-        "no such file or directory",
-    );
-    fails(
-        run(root, &["--release", "ftp://example.com/x.tar.gz"]),
-        "unsupported scheme",
-    );
-    let junk = work.path().join("junk.tar.gz");
+    let node = Node::new(Layout::Head);
+    node.refuses(&[], "--release is required on the head node");
+    node.refuses(&["--release", "/nonexistent/release"], "no such file or directory");
+    node.refuses(&["--release", "ftp://example.com/x.tar.gz"], "unsupported scheme");
+    let junk = node.work().join("junk.tar.gz");
     fs::write(&junk, b"not a tarball").unwrap();
-    fails(
-        run(root, &["--release", junk.to_str().unwrap()]),
-        "cannot unpack the release",
-    );
-    fs::remove_file(release.join("scripts/slurm/job_submit.lua")).unwrap();
-    fails(
-        run(root, &["--release", release.to_str().unwrap()]),
-        "lacks: scripts/slurm/job_submit.lua",
-    );
-    fails(run(root, &["--project-source", "email"]), "--project-source must be");
-    fails(
-        run(root, &["--extra-tags", "partition,jobname"]),
-        "unknown tag 'jobname'",
-    );
-    fails(run(root, &["--bogus"]), "unknown argument '--bogus'");
-    assert_same(&before, &snapshot(root), "failed runs");
+    node.refuses(&["--release", junk.to_str().unwrap()], "cannot unpack the release");
+    fs::remove_file(node.release().join("scripts/slurm/job_submit.lua")).unwrap();
+    node.refuses(&["--release", node.rel()], "lacks: scripts/slurm/job_submit.lua");
+    node.refuses(&["--project-source", "email"], "--project-source must be");
+    node.refuses(&["--extra-tags", "partition,jobname"], "unknown tag 'jobname'");
+    node.refuses(&["--bogus"], "unknown argument '--bogus'");
 }
 
 #[test]
 fn unknown_role_and_missing_cfnconfig_fail() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let rel = release.to_str().unwrap();
-    write(
-        &root.join("etc/parallelcluster/cfnconfig"),
+    let node = Node::new(Layout::Head);
+    node.write(
+        "etc/parallelcluster/cfnconfig",
         "stack_name=mycluster\ncfn_node_type=MasterServer\n",
         0o644,
     );
-    let before = snapshot(root);
-    fails(
-        run(root, &["--release", rel]),
-        "unknown node role cfn_node_type=MasterServer",
-    );
-    assert_same(&before, &snapshot(root), "unknown role");
+    node.refuses(&["--release", node.rel()], "unknown node role cfn_node_type=MasterServer");
 
-    fs::remove_file(root.join("etc/parallelcluster/cfnconfig")).unwrap();
-    let before = snapshot(root);
-    fails(
-        run(root, &["--release", rel]),
-        "this is not an AWS ParallelCluster 3 node",
-    );
-    assert_same(&before, &snapshot(root), "no cfnconfig");
+    fs::remove_file(node.path("etc/parallelcluster/cfnconfig")).unwrap();
+    node.refuses(&["--release", node.rel()], "this is not an AWS ParallelCluster 3 node");
 
     // /opt/parallelcluster/cfnconfig is read too.
-    write(
-        &root.join("opt/parallelcluster/cfnconfig"),
-        "cfn_node_type=\"LoginNode\"\n",
-        0o644,
-    );
-    fails(run(root, &[]), "not found in");
+    node.write("opt/parallelcluster/cfnconfig", "cfn_node_type=\"LoginNode\"\n", 0o644);
+    node.fails(&[], "not found in");
 }
 
 #[test]
 fn unwritable_paths_and_a_foreign_job_submit_lua_change_nothing() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
+    let node = Node::new(Layout::Head);
+    fs::remove_dir_all(node.path("opt/slurm/bin")).unwrap();
+    node.write("opt/slurm/bin", "not a directory\n", 0o644);
+    node.refuses(&["--release", node.rel()], "is not a directory");
 
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    fs::remove_dir_all(root.join("opt/slurm/bin")).unwrap();
-    write(&root.join("opt/slurm/bin"), "not a directory\n", 0o644);
-    let before = snapshot(root);
-    fails(run(root, &["--release", rel]), "is not a directory");
-    assert_same(&before, &snapshot(root), "unwritable bin");
-
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    write(
-        &root.join("opt/slurm/etc/job_submit.lua"),
+    let node = node.sibling(Layout::Head);
+    node.write(
+        "opt/slurm/etc/job_submit.lua",
         "function slurm_job_submit() return 0 end\n",
         0o644,
     );
-    let before = snapshot(root);
-    fails(run(root, &["--release", rel]), "exists and is not cost-tags'");
-    assert_same(&before, &snapshot(root), "foreign job_submit.lua");
+    node.refuses(&["--release", node.rel()], "exists and is not cost-tags'");
 
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    fs::remove_file(root.join("opt/slurm/etc/slurm.conf")).unwrap();
-    let before = snapshot(root);
-    fails(run(root, &["--release", rel]), "no slurm.conf");
-    assert_same(&before, &snapshot(root), "no slurm.conf");
+    let node = node.sibling(Layout::Head);
+    fs::remove_file(node.path("opt/slurm/etc/slurm.conf")).unwrap();
+    node.refuses(&["--release", node.rel()], "no slurm.conf");
 }
 
 #[test]
 fn multi_runner_prefixed_arguments_work() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
+    let plain = Node::new(Layout::Head);
+    let rel = plain.rel();
+    plain.ok(&["--release", rel, "--extra-tags", "cluster", "--strict"]);
 
-    let plain_dir = tempdir("ct-head-");
-    head_pc39(plain_dir.path());
-    ok(run(
-        plain_dir.path(),
-        &["--release", rel, "--extra-tags", "cluster", "--strict"],
-    ));
-
-    let mr_dir = tempdir("ct-head-");
-    head_pc39(mr_dir.path());
+    let mr = plain.sibling(Layout::Head);
     let dashed = format!("-{rel}");
-    ok(run(
-        mr_dir.path(),
-        &["---release", &dashed, "---extra-tags", "-cluster", "---strict"],
-    ));
-    let toml = read(&mr_dir.path().join("opt/slurm/etc/cost-tags.toml"));
+    mr.ok(&["---release", &dashed, "---extra-tags", "-cluster", "---strict"]);
+    let toml = mr.read("opt/slurm/etc/cost-tags.toml");
     assert!(
         toml.contains("cluster = \"aws-parallelcluster-cluster\"") && toml.contains("strict = true"),
         "{toml}"
     );
     // The same install as with plain arguments (paths differ only by the root).
-    let norm = |root: &Path| -> BTreeMap<PathBuf, Entry> {
-        snapshot(root)
-            .into_iter()
-            .filter(|(p, _)| !p.starts_with("opt/slurm/etc/cost-tags"))
-            .map(|(p, e)| match e {
-                Entry::File(m, b) => (
-                    p,
-                    Entry::File(
-                        m,
-                        String::from_utf8_lossy(&b)
-                            .replace(root.to_str().unwrap(), "ROOT")
-                            .into_bytes(),
-                    ),
-                ),
-                other => (p, other),
-            })
-            .collect()
-    };
-    assert_same(&norm(plain_dir.path()), &norm(mr_dir.path()), "multi-runner vs plain");
+    assert_same(&plain.normalized(), &mr.normalized(), "multi-runner vs plain");
     // --option=value works too, in both forms.
-    let eq_dir = tempdir("ct-head-");
-    head_pc39(eq_dir.path());
-    ok(run(
-        eq_dir.path(),
-        &[&format!("---release={rel}"), "---extra-tags=cluster", "---strict"],
-    ));
-    assert_same(&norm(plain_dir.path()), &norm(eq_dir.path()), "--option=value");
+    let eq = plain.sibling(Layout::Head);
+    eq.ok(&[&format!("---release={rel}"), "---extra-tags=cluster", "---strict"]);
+    assert_same(&plain.normalized(), &eq.normalized(), "--option=value");
 
     // Uninstall in multi-runner form.
-    ok(run(mr_dir.path(), &["---uninstall"]));
-    let fresh = tempdir("ct-head-");
-    head_pc39(fresh.path());
-    assert_same(&norm(fresh.path()), &norm(mr_dir.path()), "multi-runner uninstall");
+    mr.ok(&["---uninstall"]);
+    let fresh = plain.sibling(Layout::Head);
+    assert_same(&fresh.normalized(), &mr.normalized(), "multi-runner uninstall");
 
     // A list that starts in multi-runner form must stay in it.
-    let out = fails(run(mr_dir.path(), &["---release", rel]), "lacks its leading '-'");
+    let out = mr.fails(&["---release", rel], "lacks its leading '-'");
     assert!(out.contains("multi-runner form"), "{out}");
     // Help in both forms.
     for args in [&["--help"][..], &["---help"][..], &["-h"][..]] {
-        let out = ok(run(mr_dir.path(), args));
+        let out = mr.ok(args);
         assert!(
             out.contains("Usage: cost-tags.sh") && out.contains("Multi-runner form"),
             "{out}"
@@ -885,32 +972,19 @@ fn multi_runner_prefixed_arguments_work() {
 
 #[test]
 fn admin_edits_survive_uninstall_and_are_never_overwritten() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let etc = root.join("opt/slurm/etc");
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
     // An older project-check installed by hand: replaced, and restored by the uninstall.
-    write(
-        &root.join("opt/slurm/bin/project-check"),
-        "#!/bin/sh\necho old\n",
-        0o750,
-    );
-    let before = snapshot(root);
+    node.write("opt/slurm/bin/project-check", "#!/bin/sh\necho old\n", 0o750);
+    let before = node.snapshot();
 
-    ok(run(root, &["--release", rel]));
+    node.ok(&["--release", node.rel()]);
     let projects = "ctalice = ProjectA\n";
     fs::write(etc.join("projects_list.conf"), projects).unwrap();
     // A new run leaves the edited file alone, and the toml too (options apply to a new one).
     let toml = read(&etc.join("cost-tags.toml"));
-    fs::write(
-        etc.join("cost-tags.toml"),
-        toml.replace("deadline = 10", "deadline = 7"),
-    )
-    .unwrap();
-    let out = ok(run(root, &["--release", rel, "--strict"]));
+    fs::write(etc.join("cost-tags.toml"), toml.replace("deadline = 10", "deadline = 7")).unwrap();
+    let out = node.ok(&["--release", node.rel(), "--strict"]);
     assert!(out.contains("apply to a new cost-tags.toml only"), "{out}");
     assert_eq!(read(&etc.join("projects_list.conf")), projects);
     assert!(read(&etc.join("cost-tags.toml")).contains("strict = false"));
@@ -919,12 +993,10 @@ fn admin_edits_survive_uninstall_and_are_never_overwritten() {
     conf.push_str("SlurmctldDebug=debug\n");
     fs::write(etc.join("slurm.conf"), &conf).unwrap();
 
-    let out = ok(run(root, &["--uninstall"]));
+    let out = node.ok(&["--uninstall"]);
+    let kept = etc.join("projects_list.conf");
     assert!(
-        out.contains(&format!(
-            "kept {}: it was changed since the install",
-            etc.join("projects_list.conf").display()
-        )),
+        out.contains(&format!("kept {}: it was changed since the install", kept.display())),
         "{out}"
     );
     assert!(out.contains("restored the previous"), "{out}");
@@ -941,39 +1013,29 @@ fn admin_edits_survive_uninstall_and_are_never_overwritten() {
         "opt/slurm/etc/slurm.conf".into(),
         Entry::File(0o644, format!("{PC39_SLURM_CONF}SlurmctldDebug=debug\n").into_bytes()),
     );
-    let now = snapshot(root);
-    let mut leftover: Vec<_> = diff(&expected, &now);
+    let mut leftover: Vec<_> = diff(&expected, &node.snapshot());
     leftover.retain(|l| !l.starts_with("+ opt/slurm/etc/cost-tags"));
     assert!(leftover.is_empty(), "{}", leftover.join("\n"));
     assert!(out.contains("its original is kept in"), "{out}");
-    assert_eq!(read(&root.join("opt/slurm/bin/project-check")), "#!/bin/sh\necho old\n");
-    assert_eq!(mode(&root.join("opt/slurm/bin/project-check")), 0o750);
+    assert_eq!(node.read("opt/slurm/bin/project-check"), "#!/bin/sh\necho old\n");
+    assert_eq!(mode(&node.path("opt/slurm/bin/project-check")), 0o750);
 }
 
 #[test]
 fn parallelcluster_rewriting_a_file_between_runs_is_followed() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let etc = root.join("opt/slurm/etc");
-    ok(run(root, &["--release", rel]));
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
+    node.ok(&["--release", node.rel()]);
     // pcluster update-cluster regenerates the CustomSlurmSettings file (our Alloc is gone)
     // and, say, slurm.conf with one more line (our include is gone).
     let custom = "PrologFlags=Contain\nMaxJobCount=20000\n";
-    write(
-        &etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"),
-        custom,
-        0o644,
-    );
+    write(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"), custom, 0o644);
     let rerendered = format!("{PC39_SLURM_CONF}MinJobAge=600\n");
     write(&etc.join("slurm.conf"), &rerendered, 0o644);
-    let updated = snapshot(root);
+    let updated = node.snapshot();
 
     // OnNodeUpdated runs the script again: it puts its settings back...
-    let out = ok(run(root, &["--release", rel]));
+    let out = node.ok(&["--release", node.rel()]);
     assert!(out.contains("changed since the last run"), "{out}");
     assert_eq!(
         read(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf")),
@@ -981,9 +1043,8 @@ fn parallelcluster_rewriting_a_file_between_runs_is_followed() {
     );
     assert!(read(&etc.join("slurm.conf")).ends_with("MinJobAge=600\ninclude cost-tags_slurm.conf\n"));
     // ...and an uninstall now returns to the regenerated files, not the first ones.
-    ok(run(root, &["--uninstall"]));
-    let now = snapshot(root);
-    let mut d = diff(&updated, &now);
+    node.ok(&["--uninstall"]);
+    let mut d = diff(&updated, &node.snapshot());
     d.retain(|l| {
         !l.contains("opt/slurm/bin/")
             && !l.contains("cost-tags")
@@ -1001,76 +1062,40 @@ fn parallelcluster_rewriting_a_file_between_runs_is_followed() {
 
 #[test]
 fn reconfigure_runs_scontrol_with_the_right_slurm_conf() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let calls = work.path().join("scontrol.calls");
+    let node = Node::new(Layout::Head);
+    let rel = node.rel();
+    let calls = node.work().join("scontrol.calls");
     // A stand-in scontrol in /opt/slurm/bin (where ParallelCluster has the real one).
-    write(
-        &root.join("opt/slurm/bin/scontrol"),
+    node.write(
+        "opt/slurm/bin/scontrol",
         &format!(
             "#!/bin/sh\necho \"$* SLURM_CONF=$SLURM_CONF\" >> '{}'\n[ \"$1\" = reconfigure ] && exit \"${{FAKE_RC:-0}}\"\nexit \"${{FAKE_PING_RC:-0}}\"\n",
             calls.display()
         ),
         0o755,
     );
-    let conf = root.join("opt/slurm/etc/slurm.conf");
+    let conf = node.etc().join("slurm.conf");
     let calls_text = || fs::read_to_string(&calls).unwrap_or_default();
 
-    let out = ok(run(root, &["--release", rel, "--reconfigure"]));
+    let out = node.ok(&["--release", rel, "--reconfigure"]);
     assert!(out.contains("scontrol reconfigure: done"), "{out}");
     assert_eq!(calls_text(), format!("reconfigure SLURM_CONF={}\n", conf.display()));
     // Nothing changed: no reconfigure.
-    ok(run(root, &["--release", rel, "--reconfigure"]));
+    node.ok(&["--release", rel, "--reconfigure"]);
     assert_eq!(calls_text().lines().count(), 1);
     // slurmctld down (cluster creation before it starts): a warning, not a failure.
-    ok(run(root, &["--uninstall", "--no-reconfigure"]));
+    node.ok(&["--uninstall", "--no-reconfigure"]);
     assert_eq!(calls_text().lines().count(), 1);
-    let out = ok(run_env(
-        root,
-        &["--release", rel, "--reconfigure"],
-        &[("FAKE_RC", "1"), ("FAKE_PING_RC", "1")],
-    ));
+    let down = [("FAKE_RC", "1"), ("FAKE_PING_RC", "1")];
+    let out = ok(node.run_with(&["--release", rel, "--reconfigure"], &down));
     assert!(out.contains("slurmctld is not reachable"), "{out}");
     // slurmctld up but refusing the configuration: a failure.
-    ok(run(root, &["--uninstall"]));
+    node.ok(&["--uninstall"]);
+    let refusing = [("FAKE_RC", "1"), ("FAKE_PING_RC", "0")];
     fails(
-        run_env(
-            root,
-            &["--release", rel, "--reconfigure"],
-            &[("FAKE_RC", "1"), ("FAKE_PING_RC", "0")],
-        ),
+        node.run_with(&["--release", rel, "--reconfigure"], &refusing),
         "scontrol reconfigure failed",
     );
-}
-
-/// Serves `body` once per connection on 127.0.0.1 (enough for curl).
-fn serve(body: Vec<u8>) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let (status, payload) = if req.starts_with("GET /cost-tags.tar.gz ") {
-                ("200 OK", body.clone())
-            } else {
-                ("404 Not Found", b"no".to_vec())
-            };
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                payload.len()
-            );
-            let _ = s.write_all(&payload);
-        }
-    });
-    port
 }
 
 #[test]
@@ -1079,32 +1104,28 @@ fn release_downloaded_over_http_is_verified() {
         support::require("curl", false);
         return;
     }
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let tarball = make_tarball(&release);
-    let port = serve(fs::read(&tarball).unwrap());
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
-    let env = [("NO_PROXY", "127.0.0.1"), ("no_proxy", "127.0.0.1")];
-    let url = format!("http://127.0.0.1:{port}/cost-tags.tar.gz");
+    let mut node = Node::new(Layout::Head);
+    node.set_env("NO_PROXY", "127.0.0.1");
+    node.set_env("no_proxy", "127.0.0.1");
+    let tarball = make_tarball(node.release());
+    let body = fs::read(&tarball).unwrap();
+    let server = Server::start(
+        "release",
+        Arc::new(move |req: &Request| match (req.method.as_str(), req.target.as_str()) {
+            ("GET", "/cost-tags.tar.gz") => Reply::Send(Response::new(200, body.clone())),
+            _ => Reply::Send(Response::new(404, "no")),
+        }),
+    )
+    .expect("start the release server");
+    let url = |file: &str| format!("http://127.0.0.1:{}/{file}", server.port());
 
-    fails(
-        run_env(
-            root,
-            &["--release", &format!("http://127.0.0.1:{port}/missing.tar.gz")],
-            &env,
-        ),
-        "cannot download",
-    );
-    fails(
-        run_env(root, &["--release", &url, "--sha256", &"0".repeat(64)], &env),
+    node.refuses(&["--release", &url("missing.tar.gz")], "cannot download");
+    node.refuses(
+        &["--release", &url("cost-tags.tar.gz"), "--sha256", &"0".repeat(64)],
         "sha256 mismatch",
     );
-    assert_same(&before, &snapshot(root), "failed downloads");
-    ok(run_env(root, &["--release", &url, "--sha256", &sha256(&tarball)], &env));
-    assert!(root.join("opt/slurm/etc/job_submit.lua").is_file());
+    node.ok(&["--release", &url("cost-tags.tar.gz"), "--sha256", &sha256(&tarball)]);
+    assert!(node.etc().join("job_submit.lua").is_file());
 }
 
 #[test]
@@ -1118,62 +1139,44 @@ fn release_downloaded_from_s3() {
     let Some(moto) = support::moto::MotoServer::start() else {
         return;
     };
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let tarball = make_tarball(&release);
-    let env_owned = support::moto::env_for(&moto.endpoint());
-    let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut node = Node::new(Layout::Head);
+    for (k, v) in support::moto::env_for(&moto.endpoint()) {
+        node.set_env(&k, &v);
+    }
+    let tarball = make_tarball(node.release());
     let aws = |args: &[&str]| {
         let out = Command::new("aws")
             .args(args)
-            .envs(env.iter().copied())
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .output()
             .unwrap();
         assert!(out.status.success(), "aws {args:?}: {}", text(&out));
     };
     aws(&["s3api", "create-bucket", "--bucket", "ct-releases"]);
-    aws(&[
-        "s3",
-        "cp",
-        tarball.to_str().unwrap(),
-        "s3://ct-releases/v1/cost-tags-x86_64.tar.gz",
-    ]);
+    let object = "s3://ct-releases/v1/cost-tags-x86_64.tar.gz";
+    aws(&["s3", "cp", tarball.to_str().unwrap(), object]);
 
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
-    fails(
-        run_env(root, &["--release", "s3://ct-releases/v1/nope.tar.gz"], &env),
+    node.refuses(
+        &["--release", "s3://ct-releases/v1/nope.tar.gz"],
         "cannot download s3://ct-releases/v1/nope.tar.gz",
     );
-    assert_same(&before, &snapshot(root), "failed download");
-    let out = ok(run_env(
-        root,
-        &[
-            "---release",
-            "-s3://ct-releases/v1/cost-tags-x86_64.tar.gz",
-            "---sha256",
-            &format!("-{}", sha256(&tarball)),
-        ],
-        &env,
-    ));
+    let sha = format!("-{}", sha256(&tarball));
+    let out = node.ok(&["---release", &format!("-{object}"), "---sha256", &sha]);
     assert!(out.contains("checksum verified"), "{out}");
-    assert!(root.join("opt/slurm/bin/cost-prolog").is_file());
+    assert!(node.path("opt/slurm/bin/cost-prolog").is_file());
 }
 
 /// `s3://` goes through `aws s3 cp --only-show-errors SRC DEST`: a stand-in `aws` on PATH
 /// serves a local directory as the bucket and records the calls.
 #[test]
 fn release_from_s3_uses_aws_s3_cp() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let tarball = make_tarball(&release);
-    let bucket = work.path().join("bucket");
+    let mut node = Node::new(Layout::Head);
+    let tarball = make_tarball(node.release());
+    let bucket = node.work().join("bucket");
     fs::create_dir_all(bucket.join("rel")).unwrap();
     fs::copy(&tarball, bucket.join("rel/cost-tags.tar.gz")).unwrap();
-    let bin = work.path().join("fake-bin");
-    let calls = work.path().join("aws.calls");
+    let bin = node.work().join("fake-bin");
+    let calls = node.work().join("aws.calls");
     write(
         &bin.join("aws"),
         &format!(
@@ -1184,29 +1187,15 @@ fn release_from_s3_uses_aws_s3_cp() {
         ),
         0o755,
     );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let env = [("PATH", path.as_str())];
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    let before = snapshot(root);
+    node.prepend_path(&bin);
 
-    let out = fails(
-        run_env(root, &["--release", "s3://my-bucket/rel/missing.tar.gz"], &env),
+    let out = node.refuses(
+        &["--release", "s3://my-bucket/rel/missing.tar.gz"],
         "cannot download s3://my-bucket/rel/missing.tar.gz",
     );
     assert!(out.contains("s3:GetObject"), "{out}");
-    assert_same(&before, &snapshot(root), "failed download");
-    let out = ok(run_env(
-        root,
-        &[
-            "--release",
-            "s3://my-bucket/rel/cost-tags.tar.gz",
-            "--sha256",
-            &sha256(&tarball),
-        ],
-        &env,
-    ));
+    let sha = sha256(&tarball);
+    let out = node.ok(&["--release", "s3://my-bucket/rel/cost-tags.tar.gz", "--sha256", &sha]);
     assert!(out.contains("checksum verified"), "{out}");
     let recorded = fs::read_to_string(&calls).unwrap();
     assert!(
@@ -1217,12 +1206,7 @@ fn release_from_s3_uses_aws_s3_cp() {
             .starts_with("s3 cp --only-show-errors s3://my-bucket/rel/cost-tags.tar.gz /"),
         "{recorded}"
     );
-    for b in BINS {
-        assert_eq!(
-            fs::read(root.join("opt/slurm/bin").join(b)).unwrap(),
-            fs::read(release.join("bin").join(b)).unwrap()
-        );
-    }
+    node.assert_release_bins();
 }
 
 #[test]
@@ -1241,172 +1225,60 @@ fn script_is_shellcheck_clean() {
 // <root>/run/systemd/system exists; else cron when <root>/etc/cron.d exists. A stand-in
 // `systemctl` first on PATH proves the script never runs it under COST_TAGS_ROOT.
 
-/// A `systemctl` that records its calls; returns (calls file, PATH to run the script with).
-fn fake_systemctl(work: &Path) -> (PathBuf, String) {
-    let bin = work.join("fake-systemctl");
-    let calls = work.join("systemctl.calls");
-    write(
-        &bin.join("systemctl"),
-        &format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 0\n", calls.display()),
-        0o755,
-    );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    (calls, path)
-}
-
-/// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version and records
-/// every other call with the FOO and PATH it got; returns the calls file.
-fn fake_cost_tags(root: &Path, work: &Path) -> PathBuf {
-    let calls = work.join("cost-tags.calls");
-    write(
-        &root.join("opt/slurm/bin/cost-tags"),
-        &format!(
-            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
-             echo \"$* FOO=$FOO PATH=$PATH\" >> '{}'\n",
-            calls.display()
-        ),
-        0o755,
-    );
-    // The AWS settings file of the Slurm hooks, in the form the hooks source.
-    write(
-        &root.join("opt/slurm/etc/cost-tags.env"),
-        "export FOO='bar baz'\n",
-        0o600,
-    );
-    calls
-}
-
-/// Adds `bin/cost-tags` (optional in a release) to a release made by `make_release`.
-fn add_cost_tags(release: &Path) {
-    write(
-        &release.join("bin/cost-tags"),
-        &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin("cost-tags").display()),
-        0o755,
-    );
-}
-
-/// The value of the first `KEY=` line of a unit or cron file.
-fn unit_value(text: &str, key: &str) -> String {
-    let prefix = format!("{key}=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .unwrap_or_else(|| panic!("no {key}= in:\n{text}"))
-        .to_string()
-}
-
-/// The snapshot with the root's path replaced by ROOT and the manifest directory left out:
-/// two trees installed the same way compare equal.
-fn normalized(root: &Path) -> Snapshot {
-    snapshot(root)
-        .into_iter()
-        .filter(|(p, _)| !p.starts_with("opt/slurm/etc/cost-tags"))
-        .map(|(p, e)| match e {
-            Entry::File(m, b) => (
-                p,
-                Entry::File(
-                    m,
-                    String::from_utf8_lossy(&b)
-                        .replace(root.to_str().unwrap(), "ROOT")
-                        .into_bytes(),
-                ),
-            ),
-            other => (p, other),
-        })
-        .collect()
-}
-
-fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
-    v
-}
-
 #[test]
 fn compute_node_schedules_reconcile_with_a_systemd_timer() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-compute-");
-    let root = root_dir.path();
-    compute(root, &release, "ComputeFleet");
-    let calls = fake_cost_tags(root, work.path());
-    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
-    let (systemctl_calls, path) = fake_systemctl(work.path());
-    let env = [("PATH", path.as_str())];
-    let before = snapshot(root);
+    let mut node = Node::new(Layout::Compute("ComputeFleet"));
+    let calls = node.fake_cost_tags();
+    node.mkdirs(&["run/systemd/system", "etc/systemd/system"]);
+    let systemctl_calls = node.fake_systemctl();
+    let units = node.path("etc/systemd/system");
 
-    let out = ok(run_env(root, &[], &env));
-    assert!(
-        out.contains("cost-tags reconcile scheduled every 5 minutes (systemd)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("COST_TAGS_ROOT is set: not running systemctl (a real node runs 'systemctl enable --now cost-tags-reconcile.timer')"),
-        "{out}"
-    );
-    let after = snapshot(root);
-    assert_eq!(
-        sorted(diff(&before, &after)),
-        vec![
-            "+ etc/systemd/system/cost-tags-reconcile.service",
-            "+ etc/systemd/system/cost-tags-reconcile.timer",
-            "+ var/spool/cost-tags",
-        ]
-    );
-    let units = root.join("etc/systemd/system");
-    let service = read(&units.join("cost-tags-reconcile.service"));
-    let timer = read(&units.join("cost-tags-reconcile.timer"));
-    for (f, t) in [("service", &service), ("timer", &timer)] {
-        assert!(t.starts_with("# cost-tags.sh: "), "{f}:\n{t}");
-        assert_eq!(mode(&units.join(format!("cost-tags-reconcile.{f}"))), 0o644);
-    }
-    let r = root.display();
-    assert_eq!(unit_value(&service, "Type"), "oneshot");
-    assert_eq!(
-        unit_value(&service, "ExecStart"),
-        format!(
-            "/bin/sh -c '[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
-             exec {r}/opt/slurm/bin/cost-tags reconcile'"
-        )
-    );
-    assert!(!service.contains("User="), "runs as root:\n{service}");
-    assert_eq!(unit_value(&timer, "OnBootSec"), "1min");
-    assert_eq!(unit_value(&timer, "OnUnitActiveSec"), "5min");
-    assert_eq!(unit_value(&timer, "RandomizedDelaySec"), "60");
-    assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
+    let [again, uninstall] = node.cycle(&[], |out, before, after| {
+        assert!(
+            out.contains("cost-tags reconcile scheduled every 5 minutes (systemd)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("COST_TAGS_ROOT is set: not running systemctl (a real node runs 'systemctl enable --now cost-tags-reconcile.timer')"),
+            "{out}"
+        );
+        assert_eq!(
+            sorted(diff(before, after)),
+            vec![
+                "+ etc/systemd/system/cost-tags-reconcile.service",
+                "+ etc/systemd/system/cost-tags-reconcile.timer",
+                "+ var/spool/cost-tags",
+            ]
+        );
+        let (service, timer) = node.assert_timer_units("cost-tags-reconcile", "reconcile", ["1min", "5min", "60"]);
+        for (f, t) in [("service", &service), ("timer", &timer)] {
+            assert!(t.starts_with("# cost-tags.sh: "), "{f}:\n{t}");
+            assert_eq!(mode(&units.join(format!("cost-tags-reconcile.{f}"))), 0o644);
+        }
 
-    // What systemd would run: it reads cost-tags.env as the hooks do (export lines) and
-    // finds Slurm's commands on PATH.
-    let exec = unit_value(&service, "ExecStart");
-    let inner = exec
-        .strip_prefix("/bin/sh -c '")
-        .and_then(|s| s.strip_suffix('\''))
-        .unwrap();
-    let unit_path = unit_value(&service, "Environment").replacen("PATH=", "", 1);
-    assert!(unit_path.starts_with(&format!("{r}/opt/slurm/bin:")), "{unit_path}");
-    let st = Command::new("/bin/sh")
-        .args(["-c", inner])
-        .env_clear()
-        .env("PATH", &unit_path)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={unit_path}\n"));
-
-    // Second run: byte-identical.
-    let out = ok(run_env(root, &[], &env));
-    assert!(!out.contains("installed"), "{out}");
-    assert_same(&after, &snapshot(root), "second run");
-
-    // Uninstall removes exactly these files.
-    let out = ok(run_env(root, &["--uninstall"], &env));
-    assert!(
-        out.contains(&format!(
-            "removed {}",
-            units.join("cost-tags-reconcile.timer").display()
-        )),
-        "{out}"
-    );
-    assert_same(&before, &snapshot(root), "uninstall");
+        // What systemd would run: it reads cost-tags.env as the hooks do (export lines) and
+        // finds Slurm's commands on PATH.
+        let exec = unit_value(&service, "ExecStart");
+        let inner = exec
+            .strip_prefix("/bin/sh -c '")
+            .and_then(|s| s.strip_suffix('\''))
+            .unwrap();
+        let unit_path = unit_value(&service, "Environment").replacen("PATH=", "", 1);
+        let bin = node.path("opt/slurm/bin");
+        assert!(unit_path.starts_with(&format!("{}:", bin.display())), "{unit_path}");
+        let st = Command::new("/bin/sh")
+            .args(["-c", inner])
+            .env_clear()
+            .env("PATH", &unit_path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={unit_path}\n"));
+    });
+    // The second run was byte-identical; the uninstall removed exactly these files.
+    assert!(!again.contains("installed"), "{again}");
+    let timer = units.join("cost-tags-reconcile.timer");
+    assert!(uninstall.contains(&format!("removed {}", timer.display())), "{uninstall}");
     assert!(
         !systemctl_calls.exists(),
         "systemctl ran under COST_TAGS_ROOT: {}",
@@ -1416,320 +1288,219 @@ fn compute_node_schedules_reconcile_with_a_systemd_timer() {
 
 #[test]
 fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-compute-");
-    let root = root_dir.path();
-    compute(root, &release, "ComputeFleet");
-    let calls = fake_cost_tags(root, work.path());
-    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
-    let (systemctl_calls, path) = fake_systemctl(work.path());
-    let env = [("PATH", path.as_str())];
-    let before = snapshot(root);
+    let mut node = Node::new(Layout::Compute("ComputeFleet"));
+    let calls = node.fake_cost_tags();
+    node.mkdirs(&["etc/cron.d"]);
+    let systemctl_calls = node.fake_systemctl();
+    let cron_file = node.path("etc/cron.d/cost-tags");
 
-    let out = ok(run_env(root, &[], &env));
-    assert!(
-        out.contains("cost-tags reconcile scheduled every 5 minutes (cron)"),
-        "{out}"
-    );
-    let after = snapshot(root);
-    assert_eq!(
-        sorted(diff(&before, &after)),
-        vec!["+ etc/cron.d/cost-tags", "+ var/spool/cost-tags"]
-    );
-    let cron_file = root.join("etc/cron.d/cost-tags");
-    assert_eq!(mode(&cron_file), 0o644);
-    let cron = read(&cron_file);
-    assert!(cron.starts_with("# cost-tags.sh: "), "{cron}");
-    let r = root.display();
-    let run_line = format!(
-        "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
-         exec {r}/opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1"
-    );
-    assert_eq!(
-        settings_lines(&cron),
-        vec![
-            "SHELL=/bin/bash".to_string(),
-            format!("PATH={r}/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-            format!("*/5 * * * * root sleep $((RANDOM \\% 60)); {run_line}"),
-            format!("@reboot root sleep 60; {run_line}"),
-        ]
-    );
-    // The command as cron runs it ('\%' becomes '%', SHELL and PATH from the file), with
-    // the random sleep cut short.
-    let every = settings_lines(&cron)[2].clone();
-    let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
-    let cron_path = unit_value(&cron, "PATH");
-    let st = Command::new("/bin/bash")
-        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
-        .env_clear()
-        .env("PATH", &cron_path)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={cron_path}\n"));
-
-    // Second run: no duplicate line, nothing changes.
-    ok(run_env(root, &[], &env));
-    assert_same(&after, &snapshot(root), "second run");
-    ok(run_env(root, &["--uninstall"], &env));
-    assert_same(&before, &snapshot(root), "uninstall");
+    // The second run writes no duplicate line and changes nothing.
+    node.cycle(&[], |out, before, after| {
+        assert!(
+            out.contains("cost-tags reconcile scheduled every 5 minutes (cron)"),
+            "{out}"
+        );
+        assert_eq!(
+            sorted(diff(before, after)),
+            vec!["+ etc/cron.d/cost-tags", "+ var/spool/cost-tags"]
+        );
+        assert_eq!(mode(&cron_file), 0o644);
+        let cron = read(&cron_file);
+        assert!(cron.starts_with("# cost-tags.sh: "), "{cron}");
+        let bin = node.path("opt/slurm/bin");
+        let path = format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        let [every, reboot] = node.cron_lines("reconcile", 5, 60);
+        assert_eq!(
+            settings_lines(&cron),
+            vec!["SHELL=/bin/bash".to_string(), format!("PATH={path}"), every, reboot]
+        );
+        // The command as cron runs it ('\%' becomes '%', SHELL and PATH from the file), with
+        // the random sleep cut short.
+        let every = settings_lines(&cron)[2].clone();
+        let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
+        let cron_path = unit_value(&cron, "PATH");
+        let st = Command::new("/bin/bash")
+            .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
+            .env_clear()
+            .env("PATH", &cron_path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={cron_path}\n"));
+    });
 
     // The node gains systemd (a new image): the timer replaces the cron file.
-    ok(run_env(root, &[], &env));
-    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
-    let out = ok(run_env(root, &[], &env));
+    let before = node.snapshot();
+    node.ok(&[]);
+    node.mkdirs(&["run/systemd/system", "etc/systemd/system"]);
+    let out = node.ok(&[]);
     assert!(out.contains("(this node now uses systemd)"), "{out}");
     assert!(!cron_file.exists());
-    assert!(root.join("etc/systemd/system/cost-tags-reconcile.timer").is_file());
-    ok(run_env(root, &["--uninstall"], &env));
-    assert!(!root.join("etc/systemd/system/cost-tags-reconcile.timer").exists());
-    assert!(!root.join("etc/systemd/system/cost-tags-reconcile.service").exists());
-    fs::remove_dir_all(root.join("run")).unwrap();
-    fs::remove_dir_all(root.join("etc/systemd")).unwrap();
-    assert_same(&before, &snapshot(root), "uninstall after the switch");
+    assert!(node.path("etc/systemd/system/cost-tags-reconcile.timer").is_file());
+    node.ok(&["--uninstall"]);
+    assert!(!node.path("etc/systemd/system/cost-tags-reconcile.timer").exists());
+    assert!(!node.path("etc/systemd/system/cost-tags-reconcile.service").exists());
+    fs::remove_dir_all(node.path("run")).unwrap();
+    fs::remove_dir_all(node.path("etc/systemd")).unwrap();
+    assert_same(&before, &node.snapshot(), "uninstall after the switch");
     assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
 }
 
 #[test]
 fn compute_node_without_cost_tags_in_the_release_schedules_nothing() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let root_dir = tempdir("ct-compute-");
-    let root = root_dir.path();
-    compute(root, &release, "ComputeFleet");
-    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
-    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
-    let (systemctl_calls, path) = fake_systemctl(work.path());
-    let env = [("PATH", path.as_str())];
-    let before = snapshot(root);
+    let mut node = Node::new(Layout::Compute("ComputeFleet"));
+    node.mkdirs(&["run/systemd/system", "etc/systemd/system", "etc/cron.d"]);
+    let systemctl_calls = node.fake_systemctl();
+    let before = node.snapshot();
 
-    let out = ok(run_env(root, &[], &env));
+    let out = node.ok(&[]);
+    let bin = node.path("opt/slurm/bin/cost-tags");
     assert!(
         out.contains(&format!(
-            "no {}/opt/slurm/bin/cost-tags (optional in a release): cost-tags reconcile is not scheduled on this node",
-            root.display()
+            "no {} (optional in a release): cost-tags reconcile is not scheduled on this node",
+            bin.display()
         )),
         "{out}"
     );
-    assert_eq!(
-        diff(&before, &snapshot(root)),
-        vec!["+ var/spool/cost-tags".to_string()]
-    );
+    assert_eq!(diff(&before, &node.snapshot()), vec!["+ var/spool/cost-tags".to_string()]);
 
     // A release without cost-tags after one with it: the earlier timer goes.
-    fake_cost_tags(root, work.path());
-    ok(run_env(root, &[], &env));
-    assert!(root.join("etc/systemd/system/cost-tags-reconcile.timer").is_file());
-    fs::remove_file(root.join("opt/slurm/bin/cost-tags")).unwrap();
-    let out = ok(run_env(root, &[], &env));
+    node.fake_cost_tags();
+    node.ok(&[]);
+    assert!(node.path("etc/systemd/system/cost-tags-reconcile.timer").is_file());
+    fs::remove_file(&bin).unwrap();
+    let out = node.ok(&[]);
     assert!(out.contains("is not scheduled on this node"), "{out}");
-    assert!(
-        !root.join("etc/systemd/system/cost-tags-reconcile.timer").exists(),
-        "{out}"
-    );
-    assert!(
-        !root.join("etc/systemd/system/cost-tags-reconcile.service").exists(),
-        "{out}"
-    );
+    for unit in ["timer", "service"] {
+        let path = node.path(&format!("etc/systemd/system/cost-tags-reconcile.{unit}"));
+        assert!(!path.exists(), "{out}");
+    }
     // A file of the same name the script did not write is never removed.
-    let foreign = root.join("etc/cron.d/cost-tags");
-    write(&foreign, "*/7 * * * * root /usr/local/bin/site-job\n", 0o644);
-    let out = ok(run_env(root, &["--uninstall"], &env));
+    let foreign = "*/7 * * * * root /usr/local/bin/site-job\n";
+    node.write("etc/cron.d/cost-tags", foreign, 0o644);
+    let out = node.ok(&["--uninstall"]);
     assert!(out.contains("it was not written by cost-tags.sh"), "{out}");
-    assert_eq!(read(&foreign), "*/7 * * * * root /usr/local/bin/site-job\n");
+    assert_eq!(node.read("etc/cron.d/cost-tags"), foreign);
     assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
 }
 
 #[test]
 fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    add_cost_tags(&release);
-    let rel = release.to_str().unwrap();
-    let (systemctl_calls, path) = fake_systemctl(work.path());
-    let env = [("PATH", path.as_str())];
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    let before = snapshot(root);
+    let mut node = Node::new(Layout::Head);
+    node.add_cost_tags();
+    let systemctl_calls = node.fake_systemctl();
+    node.mkdirs(&["run/systemd/system"]);
+    let args = ["--release", node.rel(), "--budgets"];
 
-    let out = ok(run_env(root, &["--release", rel, "--budgets"], &env));
-    assert!(
-        out.contains("cost-tags budget refresh scheduled every 10 minutes (systemd)"),
-        "{out}"
-    );
-    assert!(out.contains("not running systemctl"), "{out}");
-    let after = snapshot(root);
-    let etc = root.join("opt/slurm/etc");
-    // cost-tags.toml: a [budget] table, switched on, that the settings loader accepts.
-    let toml = read(&etc.join("cost-tags.toml"));
-    let table = toml
-        .split("\n[budget]")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no [budget]:\n{toml}"));
-    assert_eq!(
-        settings_lines(table)
-            .first()
-            .map(|l| l.split('#').next().unwrap().trim()),
-        Some("enabled = true"),
-        "{toml}"
-    );
-    let check = Command::new(support::bin("project-check"))
-        .args([
-            "--config",
-            etc.join("cost-tags.toml").to_str().unwrap(),
-            "--list",
-            "nobody",
-        ])
-        .output()
-        .unwrap();
-    assert!(check.status.success(), "installed settings unusable: {}", text(&check));
-    // The units, as root, recorded in the manifest.
-    let units = root.join("etc/systemd/system");
-    let service = read(&units.join("cost-tags-budget-refresh.service"));
-    let timer = read(&units.join("cost-tags-budget-refresh.timer"));
-    let r = root.display();
-    assert_eq!(unit_value(&service, "Type"), "oneshot");
-    assert_eq!(
-        unit_value(&service, "ExecStart"),
-        format!(
-            "/bin/sh -c '[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
-             exec {r}/opt/slurm/bin/cost-tags budget refresh'"
-        )
-    );
-    assert!(!service.contains("User="), "runs as root:\n{service}");
-    assert_eq!(unit_value(&timer, "OnBootSec"), "2min");
-    assert_eq!(unit_value(&timer, "OnUnitActiveSec"), "10min");
-    assert_eq!(unit_value(&timer, "RandomizedDelaySec"), "120");
-    assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
-    let manifest = read(&etc.join("cost-tags/manifest"));
-    for f in ["cost-tags-budget-refresh.service", "cost-tags-budget-refresh.timer"] {
+    let [again, _] = node.cycle(&args, |out, before, after| {
         assert!(
-            manifest.contains(&format!("file\t{}", units.join(f).display())),
-            "{manifest}"
+            out.contains("cost-tags budget refresh scheduled every 10 minutes (systemd)"),
+            "{out}"
         );
-    }
-    let mut changed = diff(&before, &after);
-    changed.retain(|l| l.contains("etc/systemd") || l.contains("cron") || l.contains("bin/cost-tags"));
-    assert_eq!(
-        sorted(changed),
-        vec![
-            "+ etc/systemd",
-            "+ etc/systemd/system",
-            "+ etc/systemd/system/cost-tags-budget-refresh.service",
-            "+ etc/systemd/system/cost-tags-budget-refresh.timer",
-            "+ opt/slurm/bin/cost-tags",
-        ]
-    );
-
-    let out = ok(run_env(root, &["--release", rel, "--budgets"], &env));
-    assert!(out.contains("already installed: nothing changed"), "{out}");
-    assert_same(&after, &snapshot(root), "second install");
-    ok(run_env(root, &["--uninstall"], &env));
-    assert_same(&before, &snapshot(root), "uninstall");
+        assert!(out.contains("not running systemctl"), "{out}");
+        // cost-tags.toml: a [budget] table, switched on, that the settings loader accepts.
+        let toml = node.read("opt/slurm/etc/cost-tags.toml");
+        let table = toml
+            .split("\n[budget]")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no [budget]:\n{toml}"));
+        assert_eq!(
+            settings_lines(table)
+                .first()
+                .map(|l| l.split('#').next().unwrap().trim()),
+            Some("enabled = true"),
+            "{toml}"
+        );
+        node.assert_settings_usable();
+        // The units, as root, recorded in the manifest.
+        node.assert_timer_units("cost-tags-budget-refresh", "budget refresh", ["2min", "10min", "120"]);
+        let manifest = node.read("opt/slurm/etc/cost-tags/manifest");
+        for f in ["cost-tags-budget-refresh.service", "cost-tags-budget-refresh.timer"] {
+            let unit = node.path("etc/systemd/system").join(f);
+            assert!(manifest.contains(&format!("file\t{}", unit.display())), "{manifest}");
+        }
+        let mut changed = diff(before, after);
+        changed.retain(|l| l.contains("etc/systemd") || l.contains("cron") || l.contains("bin/cost-tags"));
+        assert_eq!(
+            sorted(changed),
+            vec![
+                "+ etc/systemd",
+                "+ etc/systemd/system",
+                "+ etc/systemd/system/cost-tags-budget-refresh.service",
+                "+ etc/systemd/system/cost-tags-budget-refresh.timer",
+                "+ opt/slurm/bin/cost-tags",
+            ]
+        );
+    });
+    assert!(again.contains("already installed: nothing changed"), "{again}");
 
     // The multi-runner form installs the same.
-    let mr_dir = tempdir("ct-head-");
-    head_pc39(mr_dir.path());
-    fs::create_dir_all(mr_dir.path().join("run/systemd/system")).unwrap();
-    let mr_before = snapshot(mr_dir.path());
-    ok(run_env(
-        mr_dir.path(),
-        &["---release", &format!("-{rel}"), "---budgets"],
-        &env,
-    ));
-    ok(run_env(root, &["--release", rel, "--budgets"], &env));
-    assert_same(&normalized(root), &normalized(mr_dir.path()), "multi-runner vs plain");
-    ok(run_env(mr_dir.path(), &["---uninstall"], &env));
-    assert_same(&mr_before, &snapshot(mr_dir.path()), "multi-runner uninstall");
+    let mr = node.sibling(Layout::Head);
+    mr.mkdirs(&["run/systemd/system"]);
+    let mr_before = mr.snapshot();
+    mr.ok(&["---release", &format!("-{}", node.rel()), "---budgets"]);
+    node.ok(&args);
+    assert_same(&node.normalized(), &mr.normalized(), "multi-runner vs plain");
+    mr.ok(&["---uninstall"]);
+    assert_same(&mr_before, &mr.snapshot(), "multi-runner uninstall");
     assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
 }
 
 #[test]
 fn head_node_budgets_fall_back_to_cron_and_follow_the_option() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    add_cost_tags(&release);
-    let rel = release.to_str().unwrap();
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
-    let before = snapshot(root);
+    let node = Node::new(Layout::Head);
+    node.add_cost_tags();
+    let rel = node.rel();
+    node.mkdirs(&["etc/cron.d"]);
+    let before = node.snapshot();
 
-    let out = ok(run(root, &["--release", rel, "--budgets"]));
+    let out = node.ok(&["--release", rel, "--budgets"]);
     assert!(
         out.contains("cost-tags budget refresh scheduled every 10 minutes (cron)"),
         "{out}"
     );
-    let after = snapshot(root);
-    let cron_file = root.join("etc/cron.d/cost-tags-budget");
+    let after = node.snapshot();
+    let cron_file = node.path("etc/cron.d/cost-tags-budget");
     assert_eq!(mode(&cron_file), 0o644);
     let cron = read(&cron_file);
-    let r = root.display();
-    let run_line = format!(
-        "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
-         exec {r}/opt/slurm/bin/cost-tags budget refresh >/dev/null 2>&1"
-    );
-    assert_eq!(
-        settings_lines(&cron)[2..],
-        [
-            format!("*/10 * * * * root sleep $((RANDOM \\% 120)); {run_line}"),
-            format!("@reboot root sleep 120; {run_line}"),
-        ]
-    );
-    assert!(!root.join("etc/systemd").exists());
-    assert!(read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("\n[budget]"));
+    assert_eq!(settings_lines(&cron)[2..], node.cron_lines("budget refresh", 10, 120));
+    assert!(!node.path("etc/systemd").exists());
+    assert!(node.read("opt/slurm/etc/cost-tags.toml").contains("\n[budget]"));
 
-    ok(run(root, &["--release", rel, "--budgets"]));
-    assert_same(&after, &snapshot(root), "second install");
+    node.ok(&["--release", rel, "--budgets"]);
+    assert_same(&after, &node.snapshot(), "second install");
 
     // Without --budgets the script's own unedited settings and the cron file follow.
-    let out = ok(run(root, &["--release", rel]));
+    let out = node.ok(&["--release", rel]);
     assert!(out.contains(&format!("removed {}", cron_file.display())), "{out}");
     assert!(!cron_file.exists());
-    assert!(!read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("[budget]"));
-    ok(run(root, &["--uninstall"]));
-    assert_same(&before, &snapshot(root), "uninstall");
+    assert!(!node.read("opt/slurm/etc/cost-tags.toml").contains("[budget]"));
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
 }
 
 #[test]
 fn head_node_without_budgets_installs_no_budget_units() {
-    let work = tempdir("ct-ms-");
-    let release = make_release(work.path());
-    let rel = release.to_str().unwrap();
-    let root_dir = tempdir("ct-head-");
-    let root = root_dir.path();
-    head_pc39(root);
-    fs::create_dir_all(root.join("run/systemd/system")).unwrap();
-    fs::create_dir_all(root.join("etc/cron.d")).unwrap();
-    let before = snapshot(root);
+    let node = Node::new(Layout::Head);
+    let rel = node.rel();
+    node.mkdirs(&["run/systemd/system", "etc/cron.d"]);
 
     // --budgets needs cost-tags in the release: refused before anything changes.
-    let out = fails(
-        run(root, &["--release", rel, "--budgets"]),
-        "--budgets needs bin/cost-tags",
-    );
+    let out = node.refuses(&["--release", rel, "--budgets"], "--budgets needs bin/cost-tags");
     assert!(out.contains("Nothing was changed"), "{out}");
-    assert_same(&before, &snapshot(root), "refused --budgets");
 
-    add_cost_tags(&release);
-    let out = ok(run(root, &["--release", rel]));
+    node.add_cost_tags();
+    let before = node.snapshot();
+    let out = node.ok(&["--release", rel]);
     assert!(!out.contains("budget"), "{out}");
-    assert!(!root.join("etc/systemd").exists());
-    assert_eq!(fs::read_dir(root.join("etc/cron.d")).unwrap().count(), 0);
-    assert!(!read(&root.join("opt/slurm/etc/cost-tags.toml")).contains("[budget]"));
-    ok(run(root, &["--uninstall"]));
-    assert_same(&before, &snapshot(root), "uninstall");
+    assert!(!node.path("etc/systemd").exists());
+    assert_eq!(fs::read_dir(node.path("etc/cron.d")).unwrap().count(), 0);
+    assert!(!node.read("opt/slurm/etc/cost-tags.toml").contains("[budget]"));
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
 
     // Neither systemd nor cron: --budgets cannot be honoured, and says so.
-    fs::remove_dir_all(root.join("run")).unwrap();
-    fs::remove_dir_all(root.join("etc/cron.d")).unwrap();
-    let before = snapshot(root);
-    fails(run(root, &["--release", rel, "--budgets"]), "neither systemd nor cron");
-    assert_same(&before, &snapshot(root), "no scheduler");
+    fs::remove_dir_all(node.path("run")).unwrap();
+    fs::remove_dir_all(node.path("etc/cron.d")).unwrap();
+    node.refuses(&["--release", rel, "--budgets"], "neither systemd nor cron");
 }
