@@ -1,6 +1,6 @@
-//! Minimal threaded HTTP/1.1 server and parsing helpers shared by the IMDS emulator
-//! and the fault-injecting AWS proxy. Thread per connection, keep-alive, bodies by
-//! Content-Length or chunked. Loopback only.
+//! Minimal threaded HTTP/1.1 server and parsing helpers, the one the IMDS emulator, the
+//! fault-injecting AWS proxy and the managed-script release download run on. Thread per
+//! connection, keep-alive, bodies by Content-Length or chunked. Loopback only.
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
