@@ -374,7 +374,6 @@ fn settings_lines(text: &str) -> Vec<String> {
         .collect()
 }
 
-
 // ---------------------------------------------------------------------------------------
 // A case: a node tree, the release, the script's environment
 
@@ -614,7 +613,10 @@ impl Node {
         let exec = format!("/bin/sh -c '{}'", self.job_command(command));
         assert_eq!(unit_value(&service, "ExecStart"), exec);
         assert!(!service.contains("User="), "runs as root:\n{service}");
-        for (key, want) in ["OnBootSec", "OnUnitActiveSec", "RandomizedDelaySec"].into_iter().zip(timing) {
+        for (key, want) in ["OnBootSec", "OnUnitActiveSec", "RandomizedDelaySec"]
+            .into_iter()
+            .zip(timing)
+        {
             assert_eq!(unit_value(&timer, key), want, "{key}");
         }
         assert_eq!(unit_value(&timer, "WantedBy"), "timers.target");
@@ -801,7 +803,11 @@ fn flags_already_present_are_left_alone_in_any_case_and_spelling() {
     );
     write(&etc.join("slurm.conf"), &conf, 0o644);
     let custom = "PrologFlags=\"alloc,Contain\"\nAccountingStoreFlags=JOB_COMMENT\n";
-    write(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"), custom, 0o644);
+    write(
+        &etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"),
+        custom,
+        0o644,
+    );
     node.ok(&["--release", node.rel()]);
     assert_eq!(read(&etc.join("slurm.conf")), conf + "include cost-tags_slurm.conf\n");
     assert_eq!(
@@ -901,7 +907,10 @@ fn unknown_role_and_missing_cfnconfig_fail() {
         "stack_name=mycluster\ncfn_node_type=MasterServer\n",
         0o644,
     );
-    node.refuses(&["--release", node.rel()], "unknown node role cfn_node_type=MasterServer");
+    node.refuses(
+        &["--release", node.rel()],
+        "unknown node role cfn_node_type=MasterServer",
+    );
 
     fs::remove_file(node.path("etc/parallelcluster/cfnconfig")).unwrap();
     node.refuses(&["--release", node.rel()], "this is not an AWS ParallelCluster 3 node");
@@ -983,7 +992,11 @@ fn admin_edits_survive_uninstall_and_are_never_overwritten() {
     fs::write(etc.join("projects_list.conf"), projects).unwrap();
     // A new run leaves the edited file alone, and the toml too (options apply to a new one).
     let toml = read(&etc.join("cost-tags.toml"));
-    fs::write(etc.join("cost-tags.toml"), toml.replace("deadline = 10", "deadline = 7")).unwrap();
+    fs::write(
+        etc.join("cost-tags.toml"),
+        toml.replace("deadline = 10", "deadline = 7"),
+    )
+    .unwrap();
     let out = node.ok(&["--release", node.rel(), "--strict"]);
     assert!(out.contains("apply to a new cost-tags.toml only"), "{out}");
     assert_eq!(read(&etc.join("projects_list.conf")), projects);
@@ -1029,7 +1042,11 @@ fn parallelcluster_rewriting_a_file_between_runs_is_followed() {
     // pcluster update-cluster regenerates the CustomSlurmSettings file (our Alloc is gone)
     // and, say, slurm.conf with one more line (our include is gone).
     let custom = "PrologFlags=Contain\nMaxJobCount=20000\n";
-    write(&etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"), custom, 0o644);
+    write(
+        &etc.join("pcluster/custom_slurm_settings_include_file_slurm.conf"),
+        custom,
+        0o644,
+    );
     let rerendered = format!("{PC39_SLURM_CONF}MinJobAge=600\n");
     write(&etc.join("slurm.conf"), &rerendered, 0o644);
     let updated = node.snapshot();
@@ -1278,7 +1295,10 @@ fn compute_node_schedules_reconcile_with_a_systemd_timer() {
     // The second run was byte-identical; the uninstall removed exactly these files.
     assert!(!again.contains("installed"), "{again}");
     let timer = units.join("cost-tags-reconcile.timer");
-    assert!(uninstall.contains(&format!("removed {}", timer.display())), "{uninstall}");
+    assert!(
+        uninstall.contains(&format!("removed {}", timer.display())),
+        "{uninstall}"
+    );
     assert!(
         !systemctl_calls.exists(),
         "systemctl ran under COST_TAGS_ROOT: {}",
@@ -1308,7 +1328,10 @@ fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
         let cron = read(&cron_file);
         assert!(cron.starts_with("# cost-tags.sh: "), "{cron}");
         let bin = node.path("opt/slurm/bin");
-        let path = format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", bin.display());
+        let path = format!(
+            "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            bin.display()
+        );
         let [every, reboot] = node.cron_lines("reconcile", 5, 60);
         assert_eq!(
             settings_lines(&cron),
@@ -1362,7 +1385,10 @@ fn compute_node_without_cost_tags_in_the_release_schedules_nothing() {
         )),
         "{out}"
     );
-    assert_eq!(diff(&before, &node.snapshot()), vec!["+ var/spool/cost-tags".to_string()]);
+    assert_eq!(
+        diff(&before, &node.snapshot()),
+        vec!["+ var/spool/cost-tags".to_string()]
+    );
 
     // A release without cost-tags after one with it: the earlier timer goes.
     node.fake_cost_tags();

@@ -19,7 +19,12 @@ use super::process::{alive, append_file, find_program, read_lossy, stop_child, t
 /// `names` found on PATH or in the sbin/bin directories, or the missing ones, joined.
 pub fn find_programs<const N: usize>(names: [&str; N]) -> Result<[PathBuf; N], String> {
     let found = names.map(find_program);
-    let missing: Vec<&str> = names.iter().zip(&found).filter(|(_, p)| p.is_none()).map(|(n, _)| *n).collect();
+    let missing: Vec<&str> = names
+        .iter()
+        .zip(&found)
+        .filter(|(_, p)| p.is_none())
+        .map(|(n, _)| *n)
+        .collect();
     if missing.is_empty() {
         Ok(found.map(Option::unwrap))
     } else {
@@ -79,7 +84,10 @@ impl Daemons {
         tail_lines: usize,
         timeout: Duration,
     ) -> Daemons {
-        let dir = tempfile::Builder::new().prefix(prefix).tempdir().expect("create fixture dir");
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .expect("create fixture dir");
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
         for sub in ["log", "munge"].iter().chain(subdirs) {
             fs::create_dir_all(dir.path().join(sub)).unwrap();
@@ -130,7 +138,9 @@ impl Daemons {
             .arg(format!("--log-file={}", d.join("log/munged.log").display()))
             .arg(format!("--seed-file={}", d.join("munge/munged.seed").display()));
         self.spawn("munged", c, "munged.log", Duration::from_secs(5));
-        self.wait_for("munged socket", Duration::from_millis(20), || self.munge_socket().exists());
+        self.wait_for("munged socket", Duration::from_millis(20), || {
+            self.munge_socket().exists()
+        });
     }
 
     /// Starts `command` as daemon `name`: stdin empty, stdout and stderr appended to
@@ -154,7 +164,10 @@ impl Daemons {
     /// The daemons that were started and have exited.
     pub fn exited(&self) -> Vec<&'static str> {
         let mut daemons = self.daemons.lock().unwrap();
-        daemons.iter_mut().filter_map(|d| (!alive(&mut d.child)).then_some(d.name)).collect()
+        daemons
+            .iter_mut()
+            .filter_map(|d| (!alive(&mut d.child)).then_some(d.name))
+            .collect()
     }
 
     /// Polls `ready` every `poll` until it holds. Panics, with the log tails, when a
@@ -183,7 +196,10 @@ impl Daemons {
         let mut s = format!("{} dir: {}\n", self.fixture, self.path().display());
         for name in self.logs {
             let text = read_lossy(&self.path().join("log").join(name));
-            s.push_str(&format!("----- {name} (tail) -----\n{}\n", tail(&text, self.tail_lines)));
+            s.push_str(&format!(
+                "----- {name} (tail) -----\n{}\n",
+                tail(&text, self.tail_lines)
+            ));
         }
         s
     }
@@ -194,7 +210,13 @@ impl Drop for Daemons {
         if std::thread::panicking() && !self.logs_shown.load(Ordering::SeqCst) {
             eprintln!("{}: test panicked; logs:\n{}", self.fixture, self.log_tails());
         }
-        for d in self.daemons.get_mut().unwrap_or_else(|e| e.into_inner()).iter_mut().rev() {
+        for d in self
+            .daemons
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+            .rev()
+        {
             stop_child(&mut d.child, d.grace);
         }
         if std::env::var_os("CT_KEEP_SLURM_DIR").is_some() {

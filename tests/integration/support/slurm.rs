@@ -125,7 +125,15 @@ struct Bins {
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const PROGRAMS: [&str; 9] = [
-    "munged", "slurmctld", "slurmd", "sinfo", "squeue", "scontrol", "scancel", "setpriv", "sbatch",
+    "munged",
+    "slurmctld",
+    "slurmd",
+    "sinfo",
+    "squeue",
+    "scontrol",
+    "scancel",
+    "setpriv",
+    "sbatch",
 ];
 const LOGS: &[&str] = &[
     "munged.log",
@@ -305,9 +313,11 @@ impl SlurmCluster {
             },
             daemons,
         };
-        cluster_fx.daemons.wait_for("idle node", Duration::from_millis(200), || {
-            cluster_fx.node_state() == "idle"
-        });
+        cluster_fx
+            .daemons
+            .wait_for("idle node", Duration::from_millis(200), || {
+                cluster_fx.node_state() == "idle"
+            });
         Some(cluster_fx)
     }
 

@@ -57,10 +57,24 @@ impl SlurmDbd {
         let [mariadbd, install_db, mariadb, slurmdbd, sacctmgr, munged] = daemons::programs(
             "slurmdbd fixture",
             "Slurm accounting (mariadb-server + slurmdbd)",
-            ["mariadbd", "mariadb-install-db", "mariadb", "slurmdbd", "sacctmgr", "munged"],
+            [
+                "mariadbd",
+                "mariadb-install-db",
+                "mariadb",
+                "slurmdbd",
+                "sacctmgr",
+                "munged",
+            ],
         )?;
         require_host_name_on_127_0_0_1();
-        let daemons = Daemons::new("slurmdbd fixture", "cost-tags-slurmdbd-", &["run"], LOGS, 30, START_TIMEOUT);
+        let daemons = Daemons::new(
+            "slurmdbd fixture",
+            "cost-tags-slurmdbd-",
+            &["run"],
+            LOGS,
+            30,
+            START_TIMEOUT,
+        );
         let d = daemons.path().to_path_buf();
         let suffix: String = {
             let mut b = [0u8; 6];
@@ -165,7 +179,8 @@ impl SlurmDbd {
         fs::write(fx.client_conf(), client.join("\n") + "\n").unwrap();
         let mut dbd = Command::new(&slurmdbd);
         dbd.arg("-D").env("SLURM_CONF", fx.client_conf());
-        fx.daemons.spawn("slurmdbd", dbd, "slurmdbd.stderr", Duration::from_secs(15));
+        fx.daemons
+            .spawn("slurmdbd", dbd, "slurmdbd.stderr", Duration::from_secs(15));
         fx.daemons.wait_for("slurmdbd answering sacctmgr", POLL, || {
             fx.sacctmgr(&["-n", "-P", "list", "cluster"]).status.success()
         });
