@@ -1,4 +1,4 @@
-//! Self-tests of the AWS stand-ins in tests/support: moto, the IMDSv2 emulator and
+//! Self-tests of the AWS stand-ins in support/: moto, the IMDSv2 emulator and
 //! the fault-injecting proxy. They exercise the fixtures through the real SDK clients
 //! the product uses (aws-sdk-ec2, aws-config's IMDS client).
 
