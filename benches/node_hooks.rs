@@ -4,7 +4,8 @@
 //! create-tags` (the public scripts' way) for comparison when the CLI is installed.
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench node_hooks`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code)] // the benches use a few of the test fixtures
 mod support;
 
 use std::process::{Command, Stdio};

@@ -4,7 +4,8 @@
 //! memory (the child's maxrss from wait4). Target: under 3 s and under 100 MB. Prints
 //! figures; asserts nothing about time. Run: `cargo bench --bench report`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code)] // the benches use a few of the test fixtures
 mod support;
 
 use std::io::{BufWriter, Write};

@@ -5,7 +5,8 @@
 //! both see the same machine load. Prints medians; asserts nothing about time.
 //! Run: `cargo build --release --bins && cargo bench --bench submit_latency`.
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code)] // the benches use a few of the test fixtures
 mod support;
 
 use std::os::unix::fs::PermissionsExt;

@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build -j2 -q --bins
-cargo test -j2 -q --test demo -- --ignored --nocapture 2>&1 | grep -v '^running 1 test$\|^test result\|^$\|^test demo'
+cargo test -j2 -q --test integration demo:: -- --ignored --nocapture 2>&1 | grep -v '^running 1 test$\|^test result\|^$\|^test demo::'

@@ -30,7 +30,7 @@ if ! command -v aws >/dev/null 2>&1; then
     echo "install-deps: pip install awscli"
     python3 -m pip install -q awscli
 fi
-# tests/iam_policies.rs lints the IAM policies with parliament...
+# tests/integration/iam_policies.rs lints the IAM policies with parliament...
 if ! command -v parliament >/dev/null 2>&1; then
     echo "install-deps: pip install parliament"
     python3 -m pip install -q "parliament>=1.6"

@@ -71,7 +71,7 @@ pub async fn load(region: String, budget: Duration) -> SdkConfig {
         .build();
     let retries = RetryConfig::standard()
         // Under account-wide throttling many nodes retry at once; the deadline, not
-        // the attempt count, is what bounds the run (measured in tests/scale_throttled.rs:
+        // the attempt count, is what bounds the run (measured in tests/integration/scale_throttled.rs:
         // 10 attempts let nodes give up with seconds of deadline left).
         .with_max_attempts(30)
         .with_initial_backoff(Duration::from_millis(50))

@@ -5,7 +5,7 @@
 //! (which the real squeue prints raw) puts no forged job in the ledger, and the squeue
 //! stand-in of the other tests prints exactly what the real one does for it.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

@@ -43,7 +43,7 @@
 //!   (none): 117 = 1, 3600, 3600, 900, .09, 0
 //!   total: 15, 55800, 136200, 32700, 3.78, 2
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -152,7 +152,7 @@ fn every_day_splits_runs_that_cross_midnight() {
 
 /// Issue 11, item 1: with project_source = "account", mallory's comment holds a newline
 /// and, after it, a whole sacct line: a 500-node day charged to account chem. The report
-/// runs sacct itself (the stand-in of tests/support/slurm_standin.rs, first on PATH, which
+/// runs sacct itself (the stand-in of tests/integration/support/slurm_standin.rs, first on PATH, which
 /// prints the fields asked for as Slurm does, free text raw).
 #[test]
 fn a_newline_in_a_comment_cannot_forge_a_charge() {

@@ -3,7 +3,7 @@
 //! `budget create` makes the budget the issue asks for, `budget list` shows spend against
 //! limits. The real-Slurm submission path is in tests/submit_filter_budget.rs.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

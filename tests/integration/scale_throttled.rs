@@ -23,7 +23,7 @@
 //! Reported, not asserted: how many were tagged within the deadline, the wall time of
 //! the burst, proxy counts, why the others gave up. Run with `--nocapture` to see it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -209,15 +209,6 @@ fn release(children: &mut [Child]) -> Instant {
     at
 }
 
-/// CPU time (user + system) of `who` (RUSAGE_SELF or RUSAGE_CHILDREN: reaped children).
-fn rusage_cpu(who: libc::c_int) -> Duration {
-    // SAFETY: getrusage only writes into the struct we hand it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::getrusage(who, &mut ru) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// CPU time (user + system) of process `pid` from /proc (moto runs as our child but is
 /// reaped only at the end, so getrusage does not see it yet).
 fn proc_cpu(pid: u32) -> Duration {
@@ -231,34 +222,51 @@ fn proc_cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
+/// Reaps `child` once it has exited (at once with `block`): its exit code (None when a
+/// signal ended it) and the CPU time (user + system) it used, from wait4's rusage of that
+/// one child. (getrusage(RUSAGE_CHILDREN) would count every child the test process
+/// reaps, those of the tests running alongside included.) None while it runs.
+fn reap(child: &Child, block: bool) -> Option<(Option<i32>, Duration)> {
+    let mut status = 0;
+    // SAFETY: wait4 only writes into the two values we hand it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, flags, &mut ru) };
+    assert!(pid >= 0, "wait4({}): {}", child.id(), std::io::Error::last_os_error());
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (pid != 0).then(|| (code, tv(ru.ru_utime) + tv(ru.ru_stime)))
+}
+
 /// Waits for every child, polling, and returns (exit code, time from the instant paired
-/// with it to its observed exit) in order. A child still running at `hard_limit` is killed (it is ours,
-/// by pid) and reported with code None.
-fn wait_all(mut children: Vec<(Child, Instant)>, hard_limit: Duration) -> Vec<(Option<i32>, Duration)> {
+/// with it to its observed exit) in order, and the CPU time they used together. A child
+/// still running at `hard_limit` is killed (it is ours, by pid) and reported with code None.
+fn wait_all(mut children: Vec<(Child, Instant)>, hard_limit: Duration) -> (Vec<(Option<i32>, Duration)>, Duration) {
     let mut done: Vec<Option<(Option<i32>, Duration)>> = vec![None; children.len()];
+    let mut cpu = Duration::ZERO;
     let mut left = children.len();
     while left > 0 {
         for (i, (child, spawned)) in children.iter_mut().enumerate() {
             if done[i].is_some() {
                 continue;
             }
-            match child.try_wait().unwrap() {
-                Some(status) => {
-                    done[i] = Some((status.code(), spawned.elapsed()));
-                    left -= 1;
-                }
+            let ended = match reap(child, false) {
+                Some((code, used)) => Some((code, used)),
                 None if spawned.elapsed() > hard_limit => {
                     let _ = child.kill();
-                    let _ = child.wait();
-                    done[i] = Some((None, spawned.elapsed()));
-                    left -= 1;
+                    reap(child, true).map(|(_, used)| (None, used))
                 }
-                None => {}
+                None => None,
+            };
+            if let Some((code, used)) = ended {
+                done[i] = Some((code, spawned.elapsed()));
+                cpu += used;
+                left -= 1;
             }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    done.into_iter().map(Option::unwrap).collect()
+    (done.into_iter().map(Option::unwrap).collect(), cpu)
 }
 
 /// The instance's cost tags as moto has them (not through the proxy).
@@ -360,11 +368,10 @@ fn hundreds_of_prologs_against_a_throttled_account_lose_no_tags() {
         .collect();
     let spawn_time = spawning.elapsed();
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let children_cpu_before = rusage_cpu(libc::RUSAGE_CHILDREN);
-    let self_cpu_before = rusage_cpu(libc::RUSAGE_SELF);
+    let proxy_cpu_before = proxy.cpu_time();
     let moto_cpu_before = proc_cpu(moto.pid());
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (results, burst_time, timeline, released_at) = std::thread::scope(|scope| {
+    let ((results, prologs_cpu), burst_time, timeline, released_at) = std::thread::scope(|scope| {
         // Once a second: requests received, forwarded to moto, throttled, so far.
         let sampler = scope.spawn(|| {
             let mut rows = Vec::new();
@@ -382,8 +389,7 @@ fn hundreds_of_prologs_against_a_throttled_account_lose_no_tags() {
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         (results, burst_time, sampler.join().unwrap(), released_at)
     });
-    let children_cpu = rusage_cpu(libc::RUSAGE_CHILDREN) - children_cpu_before;
-    let self_cpu = rusage_cpu(libc::RUSAGE_SELF) - self_cpu_before;
+    let proxy_cpu = proxy.cpu_time() - proxy_cpu_before;
     let moto_cpu = proc_cpu(moto.pid()) - moto_cpu_before;
     let counts = proxy.counts();
     let throttled = proxy.throttled();
@@ -450,7 +456,7 @@ fn hundreds_of_prologs_against_a_throttled_account_lose_no_tags() {
          binaries: {} build; trust store: {}; load average before the burst: {}\n\
          moto RunInstances for {NODES} instances ({LAUNCH_BATCH} per call): {}\n\
          spawning {NODES} held processes took {}; whole burst (release to last exit): {}\n\
-         CPU during the burst: prologs {}, moto {}, test process incl. proxy {} (machine: {} cores x burst = {})\n\
+         CPU during the burst: prologs {}, moto {}, proxy {} (machine: {} cores x burst = {})\n\
          per-process time: min {}  p50 {}  p90 {}  p99 {}  max {}\n\
          owing nodes wrote their failure at (since release): {}\n\
          exit codes: {:?}\n\
@@ -467,9 +473,9 @@ fn hundreds_of_prologs_against_a_throttled_account_lose_no_tags() {
         fmt_secs(launch_time),
         fmt_secs(spawn_time),
         fmt_secs(burst_time),
-        fmt_secs(children_cpu),
+        fmt_secs(prologs_cpu),
         fmt_secs(moto_cpu),
-        fmt_secs(self_cpu),
+        fmt_secs(proxy_cpu),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         fmt_secs(burst_time * std::thread::available_parallelism().map_or(1, |n| n.get()) as u32),
         fmt_secs(durations[0]),
@@ -561,7 +567,7 @@ fn hundreds_of_prologs_against_a_throttled_account_lose_no_tags() {
                 (c, Instant::now())
             })
             .collect();
-        for (&i, (code, took)) in batch.iter().zip(wait_all(children, hard_limit)) {
+        for (&i, (code, took)) in batch.iter().zip(wait_all(children, hard_limit).0) {
             assert_eq!(
                 code,
                 Some(0),

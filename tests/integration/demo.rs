@@ -1,8 +1,8 @@
 //! The quick-start demonstration (`scripts/demo.sh`): cost-tags on a throwaway local
 //! cluster (private Slurm, moto as AWS, the IMDSv2 emulator), narrated. Ignored by the
-//! test suite; run it with `cargo test --test demo -- --ignored --nocapture`.
+//! test suite; run it with `cargo test --test integration demo:: -- --ignored --nocapture`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -12,15 +12,16 @@
 //! new Prolog=/Epilog=, from an `include` line added to a running cluster's slurm.conf;
 //! removing them again takes effect the same way.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::managed_script::{make_release, text, write};
 use support::imds::Imds;
 use support::local_cluster::PROJECTS;
 use support::moto::{env_for, MotoServer};
@@ -31,40 +32,8 @@ const U: &str = "aws-parallelcluster-username";
 const J: &str = "aws-parallelcluster-jobid";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn write(path: &Path, content: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, content).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
-}
-
-/// A release directory: bin/* exec the binaries cargo built; scripts/slurm from the repo.
-fn make_release(parent: &Path) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let rel = parent.join("cost-tags-x86_64");
-    for b in ["project-check", "cost-prolog", "cost-epilog"] {
-        write(
-            &rel.join("bin").join(b),
-            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin(b).display()),
-            0o755,
-        );
-    }
-    for f in ["job_submit.lua", "90_cost-tags-prolog", "90_cost-tags-epilog"] {
-        let text = fs::read_to_string(repo.join("scripts/slurm").join(f)).unwrap();
-        write(&rel.join("scripts/slurm").join(f), &text, 0o644);
-    }
-    rel
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs the script with `args` plus `--slurm-conf-dir DIR --reconfigure` (in multi-runner

@@ -27,7 +27,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::imds::http::{self, Reply, Request, Response, Server};
+use super::http::{self, Reply, Request, Response, Server};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProxyMode {
@@ -62,7 +62,6 @@ struct State {
 pub struct AwsProxy {
     state: Arc<Mutex<State>>,
     server: Server,
-    upstream: String,
 }
 
 /// Body EC2 sends with HTTP 503 when it throttles.
@@ -132,11 +131,7 @@ impl AwsProxy {
         let st = state.clone();
         let server =
             Server::start("aws-proxy", Arc::new(move |req: &Request| handle(&st, addr, req))).expect("start AWS proxy");
-        AwsProxy {
-            state,
-            server,
-            upstream: upstream_endpoint.to_string(),
-        }
+        AwsProxy { state, server }
     }
 
     /// `http://127.0.0.1:PORT`; stays the same across `Refuse` and back.
@@ -148,10 +143,6 @@ impl AwsProxy {
         self.server.port()
     }
 
-    pub fn upstream(&self) -> &str {
-        &self.upstream
-    }
-
     pub fn set_mode(&self, mode: ProxyMode) {
         {
             let mut s = self.state.lock().unwrap();
@@ -161,10 +152,6 @@ impl AwsProxy {
         self.server.set_refusing(mode == ProxyMode::Refuse);
         // Hung connections close (unanswered) on any mode change.
         self.server.notify_change();
-    }
-
-    pub fn mode(&self) -> ProxyMode {
-        self.state.lock().unwrap().mode
     }
 
     /// All requests received (every mode; none arrive while refusing).
@@ -229,6 +216,11 @@ impl AwsProxy {
 
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().counters = Counters::default();
+    }
+
+    /// CPU time the proxy has spent answering requests.
+    pub fn cpu_time(&self) -> Duration {
+        self.server.cpu_time()
     }
 
     /// Connections currently open from clients.

@@ -5,7 +5,7 @@
 //! `tempfile::TempDir`): munge key and socket, `slurm.conf`, `job_submit.lua`,
 //! StateSaveLocation, SlurmdSpoolDir, pid files and logs. Ports are picked free on
 //! 127.0.0.1, the cluster and node names are random, so several fixtures (several test
-//! threads, several test binaries) can run at the same time. Dropping the fixture
+//! threads, several test processes) can run at the same time. Dropping the fixture
 //! cancels all jobs, then stops exactly the three processes it started, by pid
 //! (SIGTERM, bounded wait, SIGKILL, reap). Nothing is ever killed by name.
 //!
@@ -15,7 +15,7 @@
 //! missing, `start` calls `super::require` (skip loudly, or panic under `CI=true`) and
 //! returns `None`.
 //!
-//! # Facts established with Slurm 22.05.8 (Debian bookworm), checked by `tests/slurm_fixture.rs`
+//! # Facts established with Slurm 22.05.8 (Debian bookworm), checked by `tests/integration/slurm_fixture.rs`
 //!
 //! * **Prolog/Epilog environment.** slurmd does NOT pass its own environment to the
 //!   Prolog/Epilog: they are exec'd with a freshly built environment that holds only
@@ -41,7 +41,7 @@
 //!   uses `scontrol -o show job ID` (jobs stay visible for MinJobAge = 300 s).
 //! * `CommunicationParameters=NoInAddrAny` binds slurmd (and clients) to 127.0.0.1, but
 //!   slurmctld needs `NoCtldInAddrAny` as well, or it listens on 0.0.0.0; with both,
-//!   every daemon listens on loopback only (checked by `tests/slurm_fixture.rs`). Both
+//!   every daemon listens on loopback only (checked by `tests/integration/slurm_fixture.rs`). Both
 //!   bind to what the host name resolves to, which must be 127.0.0.1 (checked at start;
 //!   with Debian's 127.0.1.1 the daemons work but srun's I/O does not connect). Only
 //!   munge credentials made with this fixture's random key are accepted.
@@ -49,22 +49,18 @@
 //!   cluster.
 //! * If the test process is SIGKILLed, the daemons survive; their pids are in
 //!   `<dir>/run/*.pid` and `<dir>/munge/munged.pid`.
-#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::fmt::Display;
-use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use super::process::find_program;
-use super::process::{
-    alive, append_file, free_port, read_lossy, require_host_name_on_127_0_0_1, short_hostname, stop_child, tail,
-};
+use super::daemons::{self, find_programs, Daemons};
+use super::process::{find_program, free_port, read_lossy, require_host_name_on_127_0_0_1, short_hostname};
 
 /// How the cluster is configured. `SlurmOptions::default()` gives a plain cluster
 /// (2 CPUs, partitions `compute` (default) and `gpu`, no plugins, no prolog).
@@ -107,25 +103,19 @@ impl Default for SlurmOptions {
 
 /// A running private cluster. Dropping it stops it.
 pub struct SlurmCluster {
-    dir: tempfile::TempDir,
     conf: PathBuf,
     node: String,
     cluster: String,
     ctld_port: u16,
     slurmd_port: u16,
-    munged: Option<Child>,
-    slurmctld: Option<Child>,
-    slurmd: Option<Child>,
     bins: Bins,
-    /// Set when a panic message already carries the log tails (Drop then stays quiet).
-    logs_shown: bool,
+    /// Declared last: dropped (the daemons stopped) after [`SlurmCluster`]'s own drop has
+    /// cancelled the jobs.
+    daemons: Daemons,
 }
 
 #[derive(Clone, Debug)]
 struct Bins {
-    munged: PathBuf,
-    slurmctld: PathBuf,
-    slurmd: PathBuf,
     sinfo: PathBuf,
     squeue: PathBuf,
     scontrol: PathBuf,
@@ -134,38 +124,28 @@ struct Bins {
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn find_bins() -> Result<Bins, String> {
-    let mut missing = Vec::new();
-    let mut f = |name: &str| {
-        find_program(name).unwrap_or_else(|| {
-            missing.push(name.to_string());
-            PathBuf::new()
-        })
-    };
-    let bins = Bins {
-        munged: f("munged"),
-        slurmctld: f("slurmctld"),
-        slurmd: f("slurmd"),
-        sinfo: f("sinfo"),
-        squeue: f("squeue"),
-        scontrol: f("scontrol"),
-        scancel: f("scancel"),
-        setpriv: f("setpriv"),
-    };
-    if find_program("sbatch").is_none() {
-        missing.push("sbatch".into());
-    }
-    if missing.is_empty() {
-        Ok(bins)
-    } else {
-        Err(missing.join(", "))
-    }
-}
+const PROGRAMS: [&str; 9] = [
+    "munged",
+    "slurmctld",
+    "slurmd",
+    "sinfo",
+    "squeue",
+    "scontrol",
+    "scancel",
+    "setpriv",
+    "sbatch",
+];
+const LOGS: &[&str] = &[
+    "munged.log",
+    "slurmctld.stderr",
+    "slurmctld.log",
+    "slurmd.stderr",
+    "slurmd.log",
+];
 
 /// True when a Slurm cluster can be started here (binaries present, running as root).
 pub fn available() -> bool {
-    find_bins().is_ok() && nix::unistd::geteuid().is_root()
+    find_programs(PROGRAMS).is_ok() && nix::unistd::geteuid().is_root()
 }
 
 fn unique_suffix() -> String {
@@ -193,31 +173,18 @@ impl SlurmCluster {
     /// Returns `None` (after `super::require`) when Slurm/munge are missing or not root.
     /// Panics, with the daemons' log tails, if the node is not idle within 60 s.
     pub fn start(opts: SlurmOptions) -> Option<SlurmCluster> {
-        let bins = match find_bins() {
-            Ok(b) => b,
-            Err(missing) => {
-                eprintln!("slurm fixture: missing programs: {missing}");
-                super::require("Slurm (slurm-wlm + munge)", false);
-                return None;
-            }
-        };
-        if !nix::unistd::geteuid().is_root() {
-            super::require("Slurm (slurm-wlm + munge) fixture running as root", false);
-            return None;
-        }
-
+        let [munged, slurmctld, slurmd, sinfo, squeue, scontrol, scancel, setpriv, _sbatch] =
+            daemons::programs("slurm fixture", "Slurm (slurm-wlm + munge)", PROGRAMS)?;
         require_host_name_on_127_0_0_1();
-        let dir = tempfile::Builder::new()
-            .prefix("cost-tags-slurm-")
-            .tempdir()
-            .expect("create fixture dir");
-        let d = dir.path().to_path_buf();
-        // Non-root users (sbatch via setpriv) must reach the munge socket and slurm.conf.
-        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
-        for sub in ["munge", "state", "spool", "log", "run"] {
-            fs::create_dir(d.join(sub)).unwrap();
-            fs::set_permissions(d.join(sub), fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        let daemons = Daemons::new(
+            "slurm fixture",
+            "cost-tags-slurm-",
+            &["state", "spool", "run"],
+            LOGS,
+            40,
+            START_TIMEOUT,
+        );
+        let d = daemons.path().to_path_buf();
 
         let id = unique_suffix();
         let cluster = format!("ct{id}");
@@ -227,21 +194,7 @@ impl SlurmCluster {
         while slurmd_port == ctld_port {
             slurmd_port = free_port();
         }
-
-        // munge key: 1024 random bytes, 0400.
-        let key_path = d.join("munge/munge.key");
-        {
-            let mut key = [0u8; 1024];
-            File::open("/dev/urandom").unwrap().read_exact(&mut key).unwrap();
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o400)
-                .open(&key_path)
-                .unwrap();
-            std::io::Write::write_all(&mut f, &key).unwrap();
-        }
-        let sock = d.join("munge/munge.sock");
+        let sock = daemons.munge_socket();
 
         // slurm.conf
         let mut lines: Vec<String> = vec![
@@ -323,100 +276,54 @@ impl SlurmCluster {
         fs::write(&conf, lines.join("\n") + "\n").unwrap();
         fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
 
-        let mut cluster_fx = SlurmCluster {
-            dir,
-            conf: conf.clone(),
-            node: node.clone(),
-            cluster,
-            ctld_port,
-            slurmd_port,
-            munged: None,
-            slurmctld: None,
-            slurmd: None,
-            bins: bins.clone(),
-            logs_shown: false,
-        };
-        // From here on, a panic drops `cluster_fx`, which stops whatever was started.
-
-        let started = Instant::now();
-        let munged_log = d.join("log/munged.log");
-        cluster_fx.munged = Some(
-            Command::new(&bins.munged)
-                .arg("--foreground")
-                .arg("--force")
-                .arg(format!("--socket={}", sock.display()))
-                .arg(format!("--key-file={}", key_path.display()))
-                .arg(format!("--pid-file={}", d.join("munge/munged.pid").display()))
-                .arg(format!("--log-file={}", munged_log.display()))
-                .arg(format!("--seed-file={}", d.join("munge/munged.seed").display()))
-                .stdin(Stdio::null())
-                .stdout(append_file(&munged_log))
-                .stderr(append_file(&munged_log))
-                .current_dir(&d)
-                .spawn()
-                .expect("spawn munged"),
-        );
-        while !sock.exists() {
-            if !alive(&mut cluster_fx.munged) || started.elapsed() > Duration::from_secs(15) {
-                cluster_fx.logs_shown = true;
-                panic!("munged did not create its socket:\n{}", cluster_fx.log_tails());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-
-        let daemon = |program: &Path, args: &[&str], stderr_name: &str| {
+        // From here on, a panic drops `daemons`, which stops whatever was started.
+        daemons.start_munged(&munged);
+        let daemon = |program: &Path, args: &[&str]| {
             let mut c = Command::new(program);
             c.args(args)
                 .env("SLURM_CONF", &conf)
-                .envs(opts.daemon_env.iter().map(|(k, v)| (k, v)))
-                .stdin(Stdio::null())
-                .stdout(append_file(&d.join("log").join(stderr_name)))
-                .stderr(append_file(&d.join("log").join(stderr_name)))
-                .current_dir(&d);
-            c.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+                .envs(opts.daemon_env.iter().map(|(k, v)| (k, v)));
+            c
         };
         let conf_s = conf.to_str().unwrap();
-        cluster_fx.slurmctld = Some(daemon(&bins.slurmctld, &["-D", "-f", conf_s], "slurmctld.stderr"));
-        cluster_fx.slurmd = Some(daemon(
-            &bins.slurmd,
-            &["-D", "-f", conf_s, "-N", &node],
+        daemons.spawn(
+            "slurmctld",
+            daemon(&slurmctld, &["-D", "-f", conf_s]),
+            "slurmctld.stderr",
+            Duration::from_secs(15),
+        );
+        daemons.spawn(
+            "slurmd",
+            daemon(&slurmd, &["-D", "-f", conf_s, "-N", &node]),
             "slurmd.stderr",
-        ));
-
-        loop {
-            let all_alive =
-                alive(&mut cluster_fx.munged) && alive(&mut cluster_fx.slurmctld) && alive(&mut cluster_fx.slurmd);
-            if all_alive && cluster_fx.node_state() == "idle" {
-                break;
-            }
-            let dead: Vec<&str> = [
-                ("munged", alive(&mut cluster_fx.munged)),
-                ("slurmctld", alive(&mut cluster_fx.slurmctld)),
-                ("slurmd", alive(&mut cluster_fx.slurmd)),
-            ]
-            .iter()
-            .filter(|(_, a)| !a)
-            .map(|(n, _)| *n)
-            .collect();
-            if !dead.is_empty() || started.elapsed() > START_TIMEOUT {
-                cluster_fx.logs_shown = true;
-                panic!(
-                    "slurm fixture: node {} not idle after {:?} (state {:?}; exited: {:?})\n{}",
-                    node,
-                    started.elapsed(),
-                    cluster_fx.node_state(),
-                    dead,
-                    cluster_fx.log_tails()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+            Duration::from_secs(10),
+        );
+        let cluster_fx = SlurmCluster {
+            conf: conf.clone(),
+            node,
+            cluster,
+            ctld_port,
+            slurmd_port,
+            bins: Bins {
+                sinfo,
+                squeue,
+                scontrol,
+                scancel,
+                setpriv,
+            },
+            daemons,
+        };
+        cluster_fx
+            .daemons
+            .wait_for("idle node", Duration::from_millis(200), || {
+                cluster_fx.node_state() == "idle"
+            });
         Some(cluster_fx)
     }
 
     /// The fixture's private directory (removed on drop).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.daemons.path()
     }
     /// Path of slurm.conf.
     pub fn conf_path(&self) -> &Path {
@@ -424,7 +331,7 @@ impl SlurmCluster {
     }
     /// Directory holding slurm.conf and job_submit.lua (same as `dir()`).
     pub fn conf_dir(&self) -> &Path {
-        self.dir.path()
+        self.dir()
     }
     pub fn node_name(&self) -> &str {
         &self.node
@@ -438,11 +345,6 @@ impl SlurmCluster {
     pub fn slurmd_port(&self) -> u16 {
         self.slurmd_port
     }
-    /// Path of the private munge socket.
-    pub fn munge_socket(&self) -> PathBuf {
-        self.dir.path().join("munge/munge.sock")
-    }
-
     /// Environment a Slurm client needs to talk to this cluster.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![("SLURM_CONF".to_string(), self.conf.display().to_string())]
@@ -477,15 +379,6 @@ impl SlurmCluster {
     pub fn run_as<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S]) -> Output {
         self.command_as(user, program)
             .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
-    }
-
-    /// Like `run_as`, with extra environment variables.
-    pub fn run_as_env<S: AsRef<OsStr>>(&self, user: &str, program: &str, args: &[S], env: &[(&str, &str)]) -> Output {
-        self.command_as(user, program)
-            .args(args)
-            .envs(env.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("run {program} as {user}: {e}"))
     }
@@ -634,47 +527,19 @@ impl SlurmCluster {
     }
 
     pub fn slurmctld_log(&self) -> String {
-        read_lossy(&self.dir.path().join("log/slurmctld.log"))
-    }
-    pub fn slurmd_log(&self) -> String {
-        read_lossy(&self.dir.path().join("log/slurmd.log"))
-    }
-    pub fn munged_log(&self) -> String {
-        read_lossy(&self.dir.path().join("log/munged.log"))
+        read_lossy(&self.dir().join("log/slurmctld.log"))
     }
 
     /// The last lines of every daemon log, for failure messages.
     pub fn log_tails(&self) -> String {
-        let mut s = format!("slurm fixture dir: {}\n", self.dir.path().display());
-        for name in [
-            "munged.log",
-            "slurmctld.stderr",
-            "slurmctld.log",
-            "slurmd.stderr",
-            "slurmd.log",
-        ] {
-            let text = read_lossy(&self.dir.path().join("log").join(name));
-            s.push_str(&format!("----- {name} (tail) -----\n{}\n", tail(&text, 40)));
-        }
-        s
+        self.daemons.log_tails()
     }
 }
 
 impl Drop for SlurmCluster {
     fn drop(&mut self) {
-        if std::thread::panicking() && !self.logs_shown {
-            eprintln!("slurm fixture: test panicked; daemon logs:\n{}", self.log_tails());
-        }
-        let running = alive(&mut self.slurmctld) && alive(&mut self.slurmd) && alive(&mut self.munged);
-        if running && !self.cancel_all_within(Duration::from_secs(20)) {
+        if self.daemons.exited().is_empty() && !self.cancel_all_within(Duration::from_secs(20)) {
             eprintln!("slurm fixture: jobs still active at teardown: {:?}", self.active_jobs());
-        }
-        stop_child(&mut self.slurmd, Duration::from_secs(10));
-        stop_child(&mut self.slurmctld, Duration::from_secs(15));
-        stop_child(&mut self.munged, Duration::from_secs(5));
-        if std::env::var_os("CT_KEEP_SLURM_DIR").is_some() {
-            self.dir.disable_cleanup(true);
-            eprintln!("slurm fixture: kept {}", self.dir.path().display());
         }
     }
 }
@@ -688,7 +553,7 @@ pub fn parse_job_id(sbatch_stdout: &[u8]) -> Option<u32> {
         .ok()
 }
 
-/// Creates (idempotently; safe when several test binaries race) the test accounts:
+/// Creates (idempotently; safe when several test processes race) the test accounts:
 /// `ctalice` (not in ctgpu), `ctbob` (supplementary member of group `ctgpu`), `ctcarol`
 /// (no special group). All are non-root, no home, shell /bin/sh, primary group `users`.
 /// Call it before starting a cluster (slurmctld caches group membership). Requires root.

@@ -2,7 +2,7 @@
 //! local moto server (behind a fault-injecting proxy) and IMDSv2 from the emulator.
 //! Tags are checked with DescribeTags on moto itself.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};

@@ -9,7 +9,7 @@
 //! are host names under `.test` (RFC 2606: never in DNS, and not in /etc/hosts), so the
 //! SDK must ask the resolver; the test checks that the queries arrived.
 
-mod support;
+use crate::support;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::{Path, PathBuf};

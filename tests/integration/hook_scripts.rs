@@ -9,7 +9,7 @@
 //! the script its real /opt/slurm, in a private mount namespace, so the defaults are
 //! tested too.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

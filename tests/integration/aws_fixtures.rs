@@ -1,8 +1,8 @@
-//! Self-tests of the AWS stand-ins in tests/support: moto, the IMDSv2 emulator and
+//! Self-tests of the AWS stand-ins in support/: moto, the IMDSv2 emulator and
 //! the fault-injecting proxy. They exercise the fixtures through the real SDK clients
 //! the product uses (aws-sdk-ec2, aws-config's IMDS client).
 
-mod support;
+use crate::support;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -13,7 +13,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Tag;
 
 use support::aws_proxy::{AwsProxy, ProxyMode};
-use support::imds::http::{self, Request};
+use support::http::{self, Request};
 use support::imds::{Imds, ImdsMode};
 use support::moto::{self, block_on, ec2_client_with, MotoServer};
 

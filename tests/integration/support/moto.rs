@@ -61,7 +61,8 @@ pub struct MotoServer {
     child: Child,
     port: u16,
     log: PathBuf,
-    dir: tempfile::TempDir,
+    /// Private to this server (holds the log); removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl MotoServer {
@@ -94,7 +95,7 @@ impl MotoServer {
             child,
             port: 0,
             log,
-            dir,
+            _dir: dir,
         };
         server.wait_ready(Duration::from_secs(30));
         server.warm_up();
@@ -182,15 +183,6 @@ impl MotoServer {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
-    }
-
-    pub fn log_path(&self) -> PathBuf {
-        self.log.clone()
-    }
-
-    /// Directory private to this server (holds the log); removed on drop.
-    pub fn dir(&self) -> &std::path::Path {
-        self.dir.path()
     }
 
     /// A client talking to this server directly (3 attempts).
@@ -316,13 +308,8 @@ pub fn apply_env(cmd: &mut Command, endpoint: &str) {
 
 /// An EC2 client for `endpoint` (moto or a proxy), built without reading any
 /// environment, profile or IMDS: region us-east-1, static "testing" credentials,
-/// standard retries with 3 attempts.
-pub async fn ec2_client(endpoint: &str) -> Client {
-    ec2_client_with(endpoint, 3)
-}
-
-/// Same as [`ec2_client`] with `max_attempts` attempts (1 = no retry) and a 30 s
-/// operation timeout.
+/// standard retries with `max_attempts` attempts (1 = no retry), a 30 s operation
+/// timeout.
 pub fn ec2_client_with(endpoint: &str, max_attempts: u32) -> Client {
     let conf = aws_sdk_ec2::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -402,7 +389,6 @@ where
 }
 
 /// A Budgets client for `endpoint`, built without reading any environment.
-#[allow(dead_code)]
 pub fn budgets_client(endpoint: &str) -> aws_sdk_budgets::Client {
     use aws_sdk_budgets::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_budgets::Config::builder()
@@ -416,7 +402,6 @@ pub fn budgets_client(endpoint: &str) -> aws_sdk_budgets::Client {
 
 /// Creates a monthly COST budget with the spend AWS would have calculated (moto keeps
 /// the CalculatedSpend it is given, so tests can say how much is spent).
-#[allow(dead_code)]
 pub async fn add_budget(client: &aws_sdk_budgets::Client, name: &str, limit: &str, actual: &str) {
     use aws_sdk_budgets::types::{Budget, BudgetType, CalculatedSpend, Spend, TimeUnit};
     let usd = |amount: &str| Spend::builder().amount(amount).unit("USD").build().unwrap();

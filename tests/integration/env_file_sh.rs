@@ -3,7 +3,7 @@
 //! line (the admin timers still source the file with sh). Lines the parser refuses are
 //! not compared: refusing is its answer to anything sh might read differently.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! project-check as administrators and job_submit.lua run it: exit codes, messages, the
 //! settings file rules, and errors that name the file and line.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -34,6 +34,12 @@ impl Setup {
             .env_remove("COST_TAGS_CONFIG")
             .output()
             .unwrap()
+    }
+
+    /// A submission (job_submit.lua's call) from uid 3999999, which has no passwd entry,
+    /// with the user name Slurm gave.
+    fn submit_named(&self, user: &str, comment: &str) -> Output {
+        self.run(&["--submit", "--uid", "3999999", "--user", user, "--comment", comment])
     }
 }
 
@@ -106,15 +112,7 @@ fn unknown_uid_without_name_is_a_clear_error() {
     let out = s.run(&["--submit", "--uid", "3999999", "--comment", "ProjectA"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("uid 3999999"), "{}", stderr(&out));
-    let named = s.run(&[
-        "--submit",
-        "--uid",
-        "3999999",
-        "--user",
-        "alice",
-        "--comment",
-        "ProjectA",
-    ]);
+    let named = s.submit_named("alice", "ProjectA");
     assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
 }
 
@@ -190,15 +188,7 @@ fn directory_service_user_names_work() {
     assert_eq!(s.run(&["alice@corp.example", "ProjectA"]).status.code(), Some(0));
     assert_eq!(s.run(&["alice", "ProjectA"]).status.code(), Some(1));
     assert_eq!(s.run(&["CORP\\bob", "ProjectB"]).status.code(), Some(0));
-    let named = s.run(&[
-        "--submit",
-        "--uid",
-        "3999999",
-        "--user",
-        "alice@corp.example",
-        "--comment",
-        "ProjectA",
-    ]);
+    let named = s.submit_named("alice@corp.example", "ProjectA");
     assert_eq!(named.status.code(), Some(0), "{}", stderr(&named));
 }
 

@@ -2,7 +2,7 @@
 //! job_submit.lua, which calls project-check, for sbatch, srun and salloc, for job arrays
 //! and for `scontrol update`. Hostile comments must be refused without running anything.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

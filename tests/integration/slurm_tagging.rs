@@ -3,7 +3,7 @@
 //! makes its tags appear; jobs sharing the node aggregate; an ending job leaves the
 //! others' tags; with AWS down, jobs still run and the node is never drained.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

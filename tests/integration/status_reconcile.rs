@@ -1,10 +1,10 @@
 //! `cost-tags status` and `cost-tags reconcile` as whole processes against moto (behind the
 //! fault proxy) and the IMDSv2 emulator. squeue is the stand-in of
-//! tests/support/slurm_standin.rs (it prints what Slurm prints for the `-o` it is given,
+//! tests/integration/support/slurm_standin.rs (it prints what Slurm prints for the `-o` it is given,
 //! free text raw), scontrol a tiny script with a fixed answer, both passed with the hidden
-//! `--squeue`/`--scontrol` options; the real-Slurm end to end is in tests/reconcile_slurm.rs.
+//! `--squeue`/`--scontrol` options; the real-Slurm end to end is in tests/integration/reconcile_slurm.rs.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -2,9 +2,10 @@
 //! (munged + slurmctld + slurmd on private ports and directories), a moto server for
 //! AWS, an IMDSv2 emulator, and a fault-injecting proxy. Each fixture listens on
 //! loopback only and stops exactly the processes it started, by pid.
-#![allow(dead_code)]
 
 pub mod aws_proxy;
+pub mod daemons;
+pub mod http;
 pub mod imds;
 pub mod local_cluster;
 pub mod moto;

@@ -1,0 +1,26 @@
+//! The integration tests: one test binary, so that `support` (the local Slurm, moto,
+//! IMDSv2 and proxy fixtures) is compiled once. Each module is one area; run one with
+//! `cargo test --test integration <module>::` (e.g. `dns_deadline::`).
+
+mod support;
+
+mod aws_fixtures;
+mod budgets;
+mod demo;
+mod dns_deadline;
+mod env_file_sh;
+mod hook_scripts;
+mod iam_policies;
+mod managed_script;
+mod managed_script_slurm;
+mod node_tagging;
+mod project_check_cli;
+mod reconcile_slurm;
+mod report_golden;
+mod report_slurmdbd;
+mod scale_throttled;
+mod slurm_fixture;
+mod slurm_tagging;
+mod state_files;
+mod status_reconcile;
+mod submit_filter;

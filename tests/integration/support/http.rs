@@ -1,0 +1,648 @@
+//! Minimal threaded HTTP/1.1 server and parsing helpers, the one the IMDS emulator, the
+//! fault-injecting AWS proxy and the managed-script release download run on. Thread per
+//! connection, keep-alive, bodies by Content-Length or chunked. Loopback only.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Largest head (request line + headers) or body accepted, as a guard.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    /// Request target as sent: path plus optional `?query`.
+    pub target: String,
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// First header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+    /// Path without query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+    /// True when the client asked to close the connection after this request.
+    pub fn wants_close(&self) -> bool {
+        let conn = self.header("connection").map(|c| c.to_ascii_lowercase());
+        match conn {
+            Some(c) if c.split(',').any(|t| t.trim() == "close") => true,
+            Some(c) if c.split(',').any(|t| t.trim() == "keep-alive") => false,
+            _ => self.version == "HTTP/1.0",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response {
+            status,
+            reason: reason(status).to_string(),
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        header(&self.headers, name)
+    }
+}
+
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+fn bad(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// Reads one CRLF- (or LF-) terminated line; `Ok(None)` on EOF before any byte.
+fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = r.by_ref().take(MAX_HEAD as u64).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() != Some(&b'\n') {
+        return Err(if n >= MAX_HEAD {
+            bad("line too long")
+        } else {
+            io::ErrorKind::UnexpectedEof.into()
+        });
+    }
+    while matches!(buf.last(), Some(b'\n') | Some(b'\r')) {
+        buf.pop();
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| bad("non-UTF-8 header line"))
+}
+
+fn read_headers<R: BufRead>(r: &mut R) -> io::Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    let mut size = 0;
+    loop {
+        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        if line.is_empty() {
+            return Ok(headers);
+        }
+        size += line.len();
+        if size > MAX_HEAD {
+            return Err(bad("headers too large"));
+        }
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+}
+
+fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("bad chunk size"))?;
+        if size == 0 {
+            // Trailers, up to the empty line.
+            read_headers(r)?;
+            return Ok(body);
+        }
+        if body.len() + size > MAX_BODY {
+            return Err(bad("body too large"));
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        r.read_exact(&mut body[start..])?;
+        let crlf = read_line(r)?;
+        if crlf.as_deref() != Some("") {
+            return Err(bad("missing CRLF after chunk"));
+        }
+    }
+}
+
+/// Reads a message body as framed by `headers`; `None` length means "until EOF"
+/// (only allowed where `until_eof` is true, i.e. for responses).
+fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)], until_eof: bool) -> io::Result<Vec<u8>> {
+    if header(headers, "transfer-encoding")
+        .map(|te| te.to_ascii_lowercase().contains("chunked"))
+        .unwrap_or(false)
+    {
+        return read_chunked(r);
+    }
+    if let Some(cl) = header(headers, "content-length") {
+        let n: usize = cl.trim().parse().map_err(|_| bad("bad Content-Length"))?;
+        if n > MAX_BODY {
+            return Err(bad("body too large"));
+        }
+        let mut body = vec![0; n];
+        r.read_exact(&mut body)?;
+        return Ok(body);
+    }
+    let mut body = Vec::new();
+    if until_eof {
+        r.take(MAX_BODY as u64).read_to_end(&mut body)?;
+    }
+    Ok(body)
+}
+
+/// Reads one request from a keep-alive connection. `Ok(None)` when the peer closed
+/// the connection cleanly between requests. `on_continue` is called when the client
+/// sent `Expect: 100-continue`, before the body is read.
+pub fn read_request<R: BufRead>(
+    r: &mut R,
+    mut on_continue: impl FnMut() -> io::Result<()>,
+) -> io::Result<Option<Request>> {
+    // Tolerate stray empty lines between requests (RFC 9112 2.2).
+    let line = loop {
+        match read_line(r)? {
+            None => return Ok(None),
+            Some(l) if l.is_empty() => continue,
+            Some(l) => break l,
+        }
+    };
+    let mut parts = line.split_whitespace();
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m.to_string(), t.to_string(), v.to_string()),
+        _ => return Err(bad(format!("bad request line {line:?}"))),
+    };
+    let headers = read_headers(r)?;
+    if header(&headers, "expect")
+        .map(|e| e.eq_ignore_ascii_case("100-continue"))
+        .unwrap_or(false)
+    {
+        on_continue()?;
+    }
+    let body = read_body(r, &headers, false)?;
+    Ok(Some(Request {
+        method,
+        target,
+        version,
+        headers,
+        body,
+    }))
+}
+
+/// Reads one response (status line, headers, body). `head` is true when it answers
+/// a HEAD request (no body).
+pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<Response> {
+    loop {
+        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        let mut parts = line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        if !version.starts_with("HTTP/1.") {
+            return Err(bad(format!("bad status line {line:?}")));
+        }
+        let status: u16 = parts
+            .next()
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| bad(format!("bad status line {line:?}")))?;
+        let reason = parts.next().unwrap_or("").to_string();
+        let headers = read_headers(r)?;
+        if (100..200).contains(&status) {
+            continue; // interim response
+        }
+        let body = if head || status == 204 || status == 304 {
+            Vec::new()
+        } else {
+            read_body(r, &headers, true)?
+        };
+        return Ok(Response {
+            status,
+            reason,
+            headers,
+            body,
+        });
+    }
+}
+
+/// Hop-by-hop and framing headers that a relay must not copy.
+pub fn is_hop_header(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "content-length",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Writes `resp` with a correct Content-Length and Connection header.
+pub fn write_response<W: Write>(w: &mut W, resp: &Response, close: bool, head: bool) -> io::Result<()> {
+    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
+    for (k, v) in &resp.headers {
+        if !is_hop_header(k) {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if !resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("date")) {
+        out.push_str(&format!("Date: {}\r\n", http_date()));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    out.push_str(if close {
+        "Connection: close\r\n\r\n"
+    } else {
+        "Connection: keep-alive\r\n\r\n"
+    });
+    let mut bytes = out.into_bytes();
+    if !head {
+        bytes.extend_from_slice(&resp.body);
+    }
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+/// Writes a request for a relay: hop-by-hop headers dropped, Content-Length set,
+/// `Connection: close`.
+pub fn write_request<W: Write>(w: &mut W, req: &Request) -> io::Result<()> {
+    let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
+    for (k, v) in &req.headers {
+        if !is_hop_header(k) {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if !req.body.is_empty() || !matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
+        out.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&req.body);
+    w.write_all(&bytes)?;
+    w.flush()
+}
+
+/// RFC 7231 date for the Date header.
+pub fn http_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][(days % 7) as usize];
+    // Civil from days (H. Hinnant).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if mo <= 2 { 1 } else { 0 };
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y} {h:02}:{m:02}:{s:02} GMT")
+}
+
+/// What a handler wants done with a request.
+pub enum Reply {
+    /// Send this response (connection kept alive unless the client asked otherwise).
+    Send(Response),
+    /// Close the connection without answering.
+    Close,
+    /// Never answer: hold the connection until [`Server::notify_change`] is called
+    /// or the server stops, then close it unanswered.
+    Hang,
+}
+
+pub type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+struct Inner {
+    name: String,
+    listener: TcpListener,
+    port: u16,
+    stop: AtomicBool,
+    /// Accept-and-close every connection at once.
+    closing_all: AtomicBool,
+    /// Listening state: false while refusing (listener shut down, port still bound).
+    refusing: Mutex<bool>,
+    /// Bumped by notify_change; hung connections wait on it.
+    epoch: Mutex<u64>,
+    changed: Condvar,
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+    /// CPU time the connection threads spent, in nanoseconds.
+    cpu_nanos: AtomicU64,
+    handler: Handler,
+}
+
+/// A thread-per-connection HTTP/1.1 server on 127.0.0.1. Dropping it stops the
+/// accept thread (joined), and shuts down every open connection so that the
+/// detached connection threads end.
+pub struct Server {
+    inner: Arc<Inner>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// Binds 127.0.0.1 on a free port chosen by the kernel, then re-binds that port
+/// explicitly: a socket bound to an explicit port keeps it while its listen queue
+/// is shut down (see [`Server::set_refusing`]), one bound to port 0 would lose it.
+fn bind_free_port() -> io::Result<TcpListener> {
+    let mut last = None;
+    for _ in 0..50 {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        match TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap())
+}
+
+impl Server {
+    pub fn start(name: &str, handler: Handler) -> io::Result<Server> {
+        let listener = bind_free_port()?;
+        let port = listener.local_addr()?.port();
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            listener,
+            port,
+            stop: AtomicBool::new(false),
+            closing_all: AtomicBool::new(false),
+            refusing: Mutex::new(false),
+            epoch: Mutex::new(0),
+            changed: Condvar::new(),
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            cpu_nanos: AtomicU64::new(0),
+            handler,
+        });
+        let i2 = inner.clone();
+        let acceptor = std::thread::Builder::new()
+            .name(format!("{name}-accept"))
+            .spawn(move || accept_loop(i2))?;
+        Ok(Server {
+            inner,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port
+    }
+
+    /// Wakes hung connections (they close unanswered) after a mode change.
+    pub fn notify_change(&self) {
+        *self.inner.epoch.lock().unwrap() += 1;
+        self.inner.changed.notify_all();
+    }
+
+    /// Accept-and-close mode: every new connection is closed before anything is
+    /// read; open connections are shut down when it is switched on.
+    pub fn set_closing_all(&self, on: bool) {
+        self.inner.closing_all.store(on, Ordering::SeqCst);
+        if on {
+            self.close_connections();
+        }
+    }
+
+    /// Real connection refusal. Switching on shuts the listening socket down: on
+    /// Linux it leaves LISTEN (the kernel answers new SYNs with RST, so connect()
+    /// fails with ECONNREFUSED) but stays bound to its port, so switching off
+    /// simply listen()s again on the same port, with no window in which another
+    /// socket could take it. Open connections are shut down too.
+    pub fn set_refusing(&self, on: bool) {
+        let mut refusing = self.inner.refusing.lock().unwrap();
+        if on == *refusing {
+            return;
+        }
+        let fd = self.inner.listener.as_raw_fd();
+        if on {
+            // SAFETY: plain syscall on a descriptor we own for our whole lifetime.
+            let rc = unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+            assert_eq!(
+                rc,
+                0,
+                "{}: shutdown(listener): {}",
+                self.inner.name,
+                io::Error::last_os_error()
+            );
+            *refusing = true;
+            drop(refusing);
+            self.close_connections();
+        } else {
+            // SAFETY: as above.
+            let rc = unsafe { libc::listen(fd, 1024) };
+            assert_eq!(
+                rc,
+                0,
+                "{}: listen() again on port {}: {}",
+                self.inner.name,
+                self.inner.port,
+                io::Error::last_os_error()
+            );
+            *refusing = false;
+            drop(refusing);
+        }
+        self.notify_change();
+    }
+
+    /// Shuts down every open connection (their threads end).
+    pub fn close_connections(&self) {
+        for (_, c) in self.inner.conns.lock().unwrap().drain() {
+            let _ = c.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Number of connections currently open.
+    /// CPU time (user + system) the server's connection threads have spent so far, each
+    /// request counted once it is answered: the server's own share of the test process.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.inner.cpu_nanos.load(Ordering::SeqCst))
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.inner.conns.lock().unwrap().len()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        {
+            let refusing = self.inner.refusing.lock().unwrap();
+            if !*refusing {
+                // Wakes the blocked accept() (it returns EINVAL).
+                // SAFETY: plain syscall on our own descriptor.
+                unsafe { libc::shutdown(self.inner.listener.as_raw_fd(), libc::SHUT_RD) };
+            }
+        }
+        self.notify_change();
+        self.close_connections();
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+        // Connections accepted while we were stopping.
+        self.close_connections();
+    }
+}
+
+fn accept_loop(inner: Arc<Inner>) {
+    loop {
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        {
+            // While refusing, wait for a change instead of spinning on EINVAL.
+            let mut epoch = inner.epoch.lock().unwrap();
+            while *inner.refusing.lock().unwrap() && !inner.stop.load(Ordering::SeqCst) {
+                epoch = inner.changed.wait(epoch).unwrap();
+            }
+        }
+        if inner.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        match inner.listener.accept() {
+            Ok((stream, _)) => {
+                if inner.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                if inner.closing_all.load(Ordering::SeqCst) {
+                    let _ = stream.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let id = inner.next_id.fetch_add(1, Ordering::SeqCst);
+                match stream.try_clone() {
+                    Ok(c) => {
+                        inner.conns.lock().unwrap().insert(id, c);
+                    }
+                    Err(_) => continue,
+                }
+                let i2 = inner.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("{}-conn", inner.name))
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        serve_connection(&i2, stream);
+                        i2.conns.lock().unwrap().remove(&id);
+                    });
+                if spawned.is_err() {
+                    if let Some(c) = inner.conns.lock().unwrap().remove(&id) {
+                        let _ = c.shutdown(Shutdown::Both);
+                    }
+                }
+            }
+            Err(_) => {
+                // EINVAL after shutdown (refusing or stopping), or a transient
+                // error such as EMFILE: back off briefly.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+fn serve_connection(inner: &Inner, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    let mut counted = thread_cpu();
+    loop {
+        if inner.stop.load(Ordering::SeqCst) || inner.closing_all.load(Ordering::SeqCst) {
+            break;
+        }
+        let req = {
+            let w = &mut writer;
+            match read_request(&mut reader, || w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")) {
+                Ok(Some(r)) => r,
+                Ok(None) => break,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        let _ = write_response(&mut writer, &Response::new(400, "bad request\n"), true, false);
+                    }
+                    break;
+                }
+            }
+        };
+        if inner.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let keep_alive = match (inner.handler)(&req) {
+            Reply::Send(resp) => {
+                let close = req.wants_close();
+                write_response(&mut writer, &resp, close, req.method == "HEAD").is_ok() && !close
+            }
+            Reply::Close => false,
+            Reply::Hang => {
+                let mut epoch = inner.epoch.lock().unwrap();
+                let start = *epoch;
+                while *epoch == start && !inner.stop.load(Ordering::SeqCst) {
+                    epoch = inner.changed.wait(epoch).unwrap();
+                }
+                false
+            }
+        };
+        let now = thread_cpu();
+        inner.cpu_nanos.fetch_add(now.saturating_sub(counted), Ordering::SeqCst);
+        counted = now;
+        if !keep_alive {
+            break;
+        }
+    }
+    let _ = writer.shutdown(Shutdown::Both);
+}
+
+/// CPU time of the calling thread, in nanoseconds.
+fn thread_cpu() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes into the struct we hand it.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
