@@ -14,6 +14,7 @@ mod iam_policies;
 mod managed_script;
 mod managed_script_slurm;
 mod node_tagging;
+mod prices;
 mod project_check_cli;
 mod reconcile_slurm;
 mod report_golden;

@@ -53,6 +53,9 @@ struct Counters {
 
 struct State {
     mode: ProxyMode,
+    /// EC2 actions the proxy answers itself (XML body), in `Pass` mode: a stand-in for
+    /// what moto serves too simply (its spot price history is one fixed price).
+    answers: BTreeMap<String, String>,
     counters: Counters,
     /// (UNIX second, requests passed in it) for RateLimit.
     window: (u64, u32),
@@ -125,6 +128,7 @@ impl AwsProxy {
             .expect("upstream address");
         let state = Arc::new(Mutex::new(State {
             mode: ProxyMode::Pass,
+            answers: BTreeMap::new(),
             counters: Counters::default(),
             window: (0, 0),
         }));
@@ -132,6 +136,15 @@ impl AwsProxy {
         let server =
             Server::start("aws-proxy", Arc::new(move |req: &Request| handle(&st, addr, req))).expect("start AWS proxy");
         AwsProxy { state, server }
+    }
+
+    /// Answers every `action` request with `xml` (HTTP 200) instead of forwarding it.
+    pub fn answer(&self, action: &str, xml: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .answers
+            .insert(action.to_string(), xml.to_string());
     }
 
     /// `http://127.0.0.1:PORT`; stays the same across `Refuse` and back.
@@ -237,6 +250,7 @@ fn unix_second() -> u64 {
 }
 
 enum Decision {
+    Answer(String),
     Forward,
     Throttle,
     Error500,
@@ -256,7 +270,10 @@ fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
             *s.counters.per_action.entry(action.clone()).or_insert(0) += 1;
             match s.mode {
                 ProxyMode::Refuse => Decision::Close,
-                ProxyMode::Pass => Decision::Forward,
+                ProxyMode::Pass => match s.answers.get(&action) {
+                    Some(body) => Decision::Answer(body.clone()),
+                    None => Decision::Forward,
+                },
                 ProxyMode::Error500 => {
                     s.counters.errors500 += 1;
                     Decision::Error500
@@ -287,6 +304,7 @@ fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
     };
     match decision {
         Decision::Close => Reply::Close,
+        Decision::Answer(body) => Reply::Send(xml(200, body)),
         Decision::Hang => Reply::Hang,
         Decision::Error500 => Reply::Send(xml(500, internal_error_body())),
         Decision::Throttle => Reply::Send(xml(503, throttle_body())),

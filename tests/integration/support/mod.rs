@@ -10,6 +10,7 @@ pub mod imds;
 pub mod local_cluster;
 pub mod moto;
 pub mod namespace;
+pub mod price_list;
 pub mod process;
 pub mod slurm;
 pub mod slurm_standin;

@@ -1,0 +1,273 @@
+//! `cost-tags prices refresh` through the real aws-sdk-ec2 and aws-sdk-pricing: EC2 from
+//! moto (DescribeInstanceTypes, DescribeSubnets) behind the proxy, which answers
+//! DescribeSpotPriceHistory itself with prices that change over time (moto's is one
+//! fixed price); the Price List from its stand-in. Then the report prices a month from
+//! the cache alone, checked against a hand computation.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::support::aws_proxy::AwsProxy;
+use crate::support::moto::{self, MotoServer};
+use crate::support::price_list::{ec2_product, linux_product, PriceListStandIn};
+use crate::support::{self};
+
+/// c5.xlarge spot prices: 0.06/h in us-east-1a until 12:00 on the 10th, then 0.09/h;
+/// 0.10/h throughout in us-east-1b.
+const SPOT_HISTORY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeSpotPriceHistoryResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>59dbff89-35bd-4eac-99ed-be587EXAMPLE</requestId>
+  <spotPriceHistorySet>
+    <item><instanceType>c5.xlarge</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>0.090000</spotPrice><timestamp>2024-03-10T12:00:00.000Z</timestamp><availabilityZone>us-east-1a</availabilityZone></item>
+    <item><instanceType>c5.xlarge</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>0.060000</spotPrice><timestamp>2024-03-01T00:00:00.000Z</timestamp><availabilityZone>us-east-1a</availabilityZone></item>
+    <item><instanceType>c5.xlarge</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>0.100000</spotPrice><timestamp>2024-03-01T00:00:00.000Z</timestamp><availabilityZone>us-east-1b</availabilityZone></item>
+  </spotPriceHistorySet>
+  <nextToken/>
+</DescribeSpotPriceHistoryResponse>"#;
+
+/// The products of the stand-in: one right price per type, and the decoys the filters
+/// must leave out (Windows, dedicated tenancy, unused reservation capacity, pre-installed
+/// SQL, another region).
+fn products() -> Vec<Value> {
+    let decoy = |sku: &str, field: &str, value: &str| {
+        let mut attrs = vec![
+            ("instanceType", "c5.xlarge"),
+            ("regionCode", "us-east-1"),
+            ("operatingSystem", "Linux"),
+            ("tenancy", "Shared"),
+            ("preInstalledSw", "NA"),
+            ("capacitystatus", "Used"),
+        ];
+        for a in attrs.iter_mut() {
+            if a.0 == field {
+                a.1 = value;
+            }
+        }
+        ec2_product(sku, &attrs, "9.99")
+    };
+    vec![
+        decoy("W", "operatingSystem", "Windows"),
+        linux_product("C5", "c5.xlarge", "us-east-1", "0.1700000000"),
+        decoy("D", "tenancy", "Dedicated"),
+        decoy("U", "capacitystatus", "UnusedCapacityReservation"),
+        decoy("S", "preInstalledSw", "SQL Std"),
+        linux_product("EU", "c5.xlarge", "eu-west-1", "0.1920000000"),
+        linux_product("G4", "g4dn.xlarge", "us-east-1", "0.5260000000"),
+    ]
+}
+
+struct Setup {
+    _moto: MotoServer,
+    proxy: AwsProxy,
+    dir: tempfile::TempDir,
+    subnet: String,
+}
+
+fn setup() -> Option<Setup> {
+    let moto = MotoServer::start()?;
+    let proxy = AwsProxy::start(&moto.endpoint());
+    proxy.answer("DescribeSpotPriceHistory", SPOT_HISTORY);
+    let client = moto.client();
+    let subnet = moto::block_on(async {
+        let vpc = client.create_vpc().cidr_block("10.0.0.0/16").send().await.unwrap();
+        let vpc_id = vpc.vpc().and_then(|v| v.vpc_id()).unwrap().to_string();
+        let subnet = client
+            .create_subnet()
+            .vpc_id(vpc_id)
+            .cidr_block("10.0.1.0/24")
+            .availability_zone("us-east-1a")
+            .send()
+            .await
+            .unwrap();
+        subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string()
+    });
+    Some(Setup {
+        _moto: moto,
+        proxy,
+        dir: tempfile::tempdir().unwrap(),
+        subnet,
+    })
+}
+
+impl Setup {
+    /// Settings with no `[pricing.instances]` at all: a spot queue of c5.xlarge in the
+    /// subnet, an on-demand queue of g4dn.xlarge.
+    fn config(&self) -> std::path::PathBuf {
+        let fleet = self.dir.path().join("fleet-config.json");
+        std::fs::write(
+            &fleet,
+            format!(
+                r#"{{"spot": {{"c5": {{"Api": "create-fleet", "CapacityType": "spot",
+                      "Instances": [{{"InstanceType": "c5.xlarge"}}], "Networking": {{"SubnetIds": ["{}"]}}}}}},
+                   "gpu": {{"g4": {{"Api": "run-instances", "CapacityType": "on-demand",
+                      "Instances": [{{"InstanceType": "g4dn.xlarge"}}]}}}}}}"#,
+                self.subnet
+            ),
+        )
+        .unwrap();
+        let config = self.dir.path().join("cost-tags.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "project_source = \"comment\"\ncache_dir = \"{dir}/run\"\n[pricing]\nfleet_config = \"{}\"\n\
+                 cache_file = \"{dir}/prices.json\"\n",
+                fleet.display(),
+                dir = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    fn cost_tags(&self, config: &Path, price_list: &PriceListStandIn, args: &[&str]) -> Output {
+        let mut cmd = Command::new(support::bin("cost-tags"));
+        moto::apply_env(&mut cmd, &self.proxy.endpoint());
+        cmd.env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
+            .env_remove("COST_TAGS_CONFIG")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cost-tags")
+    }
+
+    fn cache(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.dir.path().join("prices.json")).unwrap()).unwrap()
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn refresh_reads_aws_and_the_report_prices_a_month_from_the_cache() {
+    let Some(s) = setup() else { return };
+    let price_list = PriceListStandIn::start(products());
+    let config = s.config();
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let cache = s.cache();
+    assert_eq!(cache["format"], "cost-tags-prices/1");
+    assert_eq!(cache["region"], "us-east-1");
+    let c5 = &cache["instance_types"]["c5.xlarge"];
+    assert_eq!(
+        (c5["vcpus"].as_u64(), c5["cores"].as_u64()),
+        (Some(4), Some(2)),
+        "{cache}"
+    );
+    assert_eq!(
+        c5["on_demand"].as_f64(),
+        Some(0.17),
+        "the filters leave the one Linux price: {cache}"
+    );
+    let g4 = &cache["instance_types"]["g4dn.xlarge"];
+    assert_eq!(
+        (g4["gpus"].as_u64(), g4["on_demand"].as_f64()),
+        (Some(1), Some(0.526)),
+        "{cache}"
+    );
+    assert_eq!(cache["zones"]["spot"], serde_json::json!(["us-east-1a"]), "{cache}");
+    assert_eq!(
+        cache["spot"]["c5.xlarge"]["us-east-1a"].as_array().map(Vec::len),
+        Some(2),
+        "{cache}"
+    );
+    // One product a page and more than one product per query at first: every page read.
+    assert!(price_list.requests() >= 2);
+    assert_eq!(s.proxy.count("DescribeSpotPriceHistory"), 1);
+
+    let sacct = s.dir.path().join("sacct.txt");
+    std::fs::write(
+        &sacct,
+        "JobID|State|User|Account|Partition|Start|End|NNodes|NCPUS|AllocTRES|NodeList|Comment\n\
+         202|COMPLETED|u1|a|spot|2024-03-10T11:00:00|2024-03-10T14:00:00|1|4|cpu=4,node=1|spot-dy-c5-1|P1\n\
+         204|COMPLETED|u2|a|gpu|2024-03-20T00:00:00|2024-03-20T01:00:00|1|1|cpu=1,gres/gpu=1,node=1|gpu-dy-g4-1|P2\n",
+    )
+    .unwrap();
+    let args = [
+        "report",
+        "--sacct-file",
+        sacct.to_str().unwrap(),
+        "--since",
+        "2024-03-01",
+        "--until",
+        "2024-03-31",
+        "--format",
+        "json",
+    ];
+    let out = s.cost_tags(&config, &price_list, &args);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cost = |project: &str| {
+        let group = doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"]["project"] == project);
+        let cost = group.unwrap_or_else(|| panic!("{project} in {doc}"))["cost"]
+            .as_f64()
+            .unwrap();
+        (cost * 1e6).round() / 1e6
+    };
+    // 202: spot in the queue's zone us-east-1a, 1 h at 0.06 and 2 h at 0.09 = 0.24
+    assert_eq!(cost("P1"), 0.24, "{doc}");
+    // 204: one of 4 CPUs, but the node's only GPU: the whole node, 1 h x 0.526
+    assert_eq!(cost("P2"), 0.526, "{doc}");
+    assert_eq!(doc["unpriced"]["jobs"], 0, "{doc}");
+    let sources = &doc["price_sources"];
+    assert_eq!(sources["c5.xlarge"]["on_demand"], "price cache", "{doc}");
+    assert_eq!(
+        sources["c5.xlarge"]["spot"]["spot"], "spot price history, us-east-1a",
+        "{doc}"
+    );
+    assert!(sources["g4dn.xlarge"]["age_seconds"].as_i64().is_some(), "{doc}");
+
+    let table = s.cost_tags(&config, &price_list, &args[..args.len() - 2]);
+    let table = text(&table);
+    assert!(
+        table.contains("price: c5.xlarge spot in partition spot: spot price history, us-east-1a"),
+        "{table}"
+    );
+    assert!(
+        table.contains("price: g4dn.xlarge on demand from the price cache"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_failed_refresh_keeps_the_old_cache_and_exits_1() {
+    let Some(s) = setup() else { return };
+    let config = s.config();
+    let price_list = PriceListStandIn::start(products());
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = std::fs::read(s.dir.path().join("prices.json")).unwrap();
+
+    // Two Linux prices left for c5.xlarge after the filters: a guess would be wrong.
+    let mut ambiguous = products();
+    ambiguous.push(linux_product("C5B", "c5.xlarge", "us-east-1", "0.2000000000"));
+    let price_list = PriceListStandIn::start(ambiguous);
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 on-demand prices for c5.xlarge") && err.contains("old cache is kept"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
+
+    // EC2 refusing every call (the proxy closes connections): exit 1, old cache kept.
+    s.proxy.set_mode(crate::support::aws_proxy::ProxyMode::Refuse);
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
+}
