@@ -4,6 +4,7 @@
 //! the credentials chain) unchanged, and is bounded by the caller's deadline.
 
 pub mod budgets;
+pub mod cost_explorer;
 pub mod ec2;
 pub mod ec2_catalog;
 pub mod imds;

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Settings;
+use crate::parallelcluster::cfnconfig::cfnconfig_stack_name;
+use crate::report::billed::{self, Metric, Overhead};
 use crate::report::calendar::{self, Every, Short, Timestamp};
 use crate::report::{build_confirmed, chart, output, run_sacct, unix_now, with_prices, Dimension, Options};
 
@@ -85,6 +87,29 @@ pub struct ReportArgs {
     /// file, the time it was saved)
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub now: Option<Timestamp>,
+    /// Put what AWS billed beside the estimate (Cost Explorer, the cluster's cost by
+    /// project tag; needs `--by project`). Each Cost Explorer request costs 0.01 USD.
+    #[arg(long)]
+    pub billed: bool,
+    /// With --billed: the cluster (tag parallelcluster:cluster-name) [default: stack_name
+    /// in /etc/parallelcluster/cfnconfig]
+    #[arg(long, value_name = "NAME", requires = "billed")]
+    pub cluster_name: Option<String>,
+    /// With --billed: the Cost Explorer metric
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METRIC",
+        default_value = "UnblendedCost",
+        requires = "billed"
+    )]
+    pub billed_metric: Metric,
+    /// With --billed: leave the untagged cost on its own line (none) or spread it over the
+    /// projects in proportion to their estimated cost (proportional)
+    #[arg(long, value_enum, default_value = "none", requires = "billed")]
+    pub overhead: Overhead,
+    #[arg(long, hide = true, default_value = "/etc/parallelcluster/cfnconfig")]
+    pub cfnconfig: PathBuf,
 }
 
 /// Resolves the defaults: the window runs from the first of this month to now, and never
@@ -99,6 +124,9 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
             Short(since),
             Short(until)
         );
+    }
+    if args.billed && (args.by != [Dimension::Project] || args.top.is_some()) {
+        bail!("--billed compares per project: use it with --by project alone, and without --top");
     }
     let mut by = Vec::new();
     for d in &args.by {
@@ -135,6 +163,25 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         None => run_sacct(&prices, &options)?,
     };
     report.diagnostics.warnings.extend(prices.notes);
+    if args.billed {
+        let cluster = match &args.cluster_name {
+            Some(name) => name.clone(),
+            None => {
+                let text = std::fs::read_to_string(&args.cfnconfig)
+                    .with_context(|| format!("cannot read {} (or pass --cluster-name)", args.cfnconfig.display()))?;
+                cfnconfig_stack_name(&text)
+                    .with_context(|| format!("no stack_name in {} (pass --cluster-name)", args.cfnconfig.display()))?
+            }
+        };
+        let project_key = &prices.settings.tags.project;
+        report.billed = Some(billed::fetch(
+            &options,
+            &cluster,
+            project_key,
+            args.billed_metric,
+            args.overhead,
+        )?);
+    }
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -195,6 +242,11 @@ mod tests {
             top: None,
             sacct_file: None,
             now: None,
+            billed: false,
+            cluster_name: None,
+            billed_metric: Metric::UnblendedCost,
+            overhead: Overhead::None,
+            cfnconfig: PathBuf::new(),
         };
         let (now, _) = calendar::parse("2024-03-15T08:30:00").unwrap();
         let o = options(&args, now).unwrap();

@@ -4,6 +4,7 @@
 //! with an optional SVG chart of spend over time ([`chart`]).
 
 pub mod aggregate;
+pub mod billed;
 pub mod calendar;
 pub mod chart;
 pub mod job_ids;
@@ -81,6 +82,8 @@ pub struct Report {
     pub chart: Option<Summary>,
     /// Where the price of each instance type that priced a job came from.
     pub price_sources: BTreeMap<String, PriceSource>,
+    /// What AWS billed, with `--billed`.
+    pub billed: Option<billed::Billed>,
 }
 
 pub fn unix_now() -> Timestamp {
@@ -258,6 +261,7 @@ pub fn build_confirmed(
         diagnostics: diag,
         chart,
         price_sources,
+        billed: None,
     })
 }
 

@@ -29,6 +29,59 @@ fn hours(seconds: f64) -> String {
 /// Label of the group columns in rows that add several groups up.
 const ALL: &str = "(all)";
 
+/// The group that stands for the cluster's cost no project tag explains.
+pub const UNTAGGED: &str = "(untagged)";
+
+/// What the bill says beside one line of the report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct BillFigures {
+    /// Billed, the overhead share included.
+    billed: f64,
+    /// The untagged cost added (`--overhead proportional`).
+    overhead: f64,
+    /// The estimate minus `billed`.
+    diff: f64,
+}
+
+/// Which part of the bill a line of the report stands for.
+#[derive(Clone, Copy)]
+enum BillLine<'a> {
+    /// A project's line: its tagged cost, plus its overhead share of the period whose
+    /// estimates add up to the number given.
+    Project(&'a str, f64),
+    /// Every project of the period (a period total, the grand total).
+    All,
+    /// The cost without a project tag, on its own line.
+    Untagged,
+}
+
+fn bill_figures(r: &Report, line: BillLine<'_>, period: (Timestamp, Timestamp), estimate: f64) -> Option<BillFigures> {
+    let b = r.billed.as_ref()?;
+    let (billed, overhead) = match line {
+        BillLine::Project(project, all_estimates) => {
+            let overhead = b.overhead_share(period, estimate, all_estimates);
+            (b.project_in(project, period) + overhead, overhead)
+        }
+        BillLine::All => {
+            let spread = b.overhead == super::billed::Overhead::Proportional;
+            (b.all_in(period), if spread { b.project_in("", period) } else { 0.0 })
+        }
+        BillLine::Untagged => (b.project_in("", period), 0.0),
+    };
+    Some(BillFigures {
+        billed,
+        overhead,
+        diff: estimate - billed,
+    })
+}
+
+/// Whether the overhead column is shown.
+fn spreads_overhead(r: &Report) -> bool {
+    r.billed
+        .as_ref()
+        .is_some_and(|b| b.overhead == super::billed::Overhead::Proportional)
+}
+
 fn window_title(r: &Report) -> String {
     let o = &r.options;
     let by: Vec<&str> = o.by.iter().map(|d| d.name()).collect();
@@ -56,7 +109,30 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
     header.extend(["JOBS", "HOURS", "CPU-HOURS", "NODE-HOURS"].map(String::from));
     header.push(format!("COST ({})", r.currency));
     header.push("UNPRICED".into());
+    if let Some(b) = &r.billed {
+        header.push(format!("BILLED ({})", b.currency));
+        if spreads_overhead(r) {
+            header.push("OF WHICH OVERHEAD".into());
+        }
+        header.push("DIFF".into());
+    }
     line(&header);
+    let figures_before_bill = 6;
+    let bill = |cells: &mut Vec<String>, figures: Option<BillFigures>| {
+        if let Some(f) = figures {
+            cells.push(format!("{:.2}", f.billed));
+            if spreads_overhead(r) {
+                cells.push(format!("{:.2}", f.overhead));
+            }
+            cells.push(format!("{:+.2}", f.diff));
+        }
+    };
+    let period_estimate = |period: (Timestamp, Timestamp)| {
+        s.periods
+            .iter()
+            .find(|(p, _)| *p == period)
+            .map_or(s.total.cost, |(_, sums)| sums.cost)
+    };
 
     let numbers = |cells: &mut Vec<String>, sums: &Sums| {
         cells.extend([
@@ -79,8 +155,11 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
         if o.every.is_some() {
             cells.push(Short(row.period.0).to_string());
         }
-        cells.extend(s.groups[row.group].0.iter().cloned());
+        let group = &s.groups[row.group].0;
+        cells.extend(group.iter().cloned());
         numbers(&mut cells, &row.sums);
+        let project = BillLine::Project(&group[0], period_estimate(row.period));
+        bill(&mut cells, bill_figures(r, project, row.period, row.sums.cost));
         line(&cells);
         groups_in_period += 1;
         // After the last group of a period with several groups: the period's total.
@@ -93,15 +172,41 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
                 let mut cells = vec![Short(period.0).to_string()];
                 cells.extend(std::iter::repeat_n(ALL.to_string(), o.by.len()));
                 numbers(&mut cells, sums);
+                bill(&mut cells, bill_figures(r, BillLine::All, *period, sums.cost));
                 line(&cells);
             }
             groups_in_period = 0;
         }
     }
+    let window = (o.since, o.until);
+    let labels = header.len() - figures_before_bill - bill_columns(r);
+    if r.billed.is_some() && !spreads_overhead(r) {
+        let mut cells = Vec::with_capacity(header.len());
+        if o.every.is_some() {
+            cells.push(String::new());
+        }
+        cells.push(UNTAGGED.into());
+        cells.extend(std::iter::repeat_n(
+            String::new(),
+            labels - cells.len() + figures_before_bill,
+        ));
+        bill(&mut cells, bill_figures(r, BillLine::Untagged, window, 0.0));
+        line(&cells);
+    }
     let mut total = vec!["TOTAL".to_string()];
-    total.extend(std::iter::repeat_n(String::new(), header.len() - 7));
+    total.extend(std::iter::repeat_n(String::new(), labels - 1));
     numbers(&mut total, &s.total);
+    bill(&mut total, bill_figures(r, BillLine::All, window, s.total.cost));
     line(&total);
+}
+
+/// How many columns the bill adds to the table.
+fn bill_columns(r: &Report) -> usize {
+    match &r.billed {
+        None => 0,
+        Some(_) if spreads_overhead(r) => 3,
+        Some(_) => 2,
+    }
 }
 
 /// The aligned table, then the notes.
@@ -198,6 +303,9 @@ fn price_notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
             writeln!(out, "price: {name} spot in partition {partition}: {spot}.")?;
         }
     }
+    for note in r.billed.iter().flat_map(|b| &b.notes) {
+        writeln!(out, "{note}")?;
+    }
     Ok(())
 }
 
@@ -212,6 +320,9 @@ fn csv_field(s: &str) -> String {
 /// CSV, one row per line:
 /// `kind,period_start,period_end,<by...>,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency`
 /// where kind is `group`, `group_total` and `period_total` (with --every) or `total`.
+/// With `--billed`, `billed_cost,diff` (and `overhead_cost` between them with
+/// `--overhead proportional`) end each row, and an `untagged` row comes before `total`
+/// unless the overhead is spread.
 pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
@@ -226,7 +337,20 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
         "unpriced_jobs",
         "currency",
     ]);
+    if r.billed.is_some() {
+        header.push("billed_cost");
+        if spreads_overhead(r) {
+            header.push("overhead_cost");
+        }
+        header.push("diff");
+    }
     writeln!(out, "{}", header.join(","))?;
+    let period_estimate = |period: (Timestamp, Timestamp)| {
+        s.periods
+            .iter()
+            .find(|(p, _)| *p == period)
+            .map_or(s.total.cost, |(_, sums)| sums.cost)
+    };
     let mut line = |kind: &str, period: (Timestamp, Timestamp), group: &[String], sums: &Sums| {
         let mut cells = vec![
             kind.to_string(),
@@ -247,6 +371,19 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
             sums.unpriced_jobs.to_string(),
             csv_field(&r.currency),
         ]);
+        let bill_line = match (kind, group.first()) {
+            ("untagged", _) => BillLine::Untagged,
+            ("group", Some(project)) => BillLine::Project(project, period_estimate(period)),
+            ("group_total", Some(project)) => BillLine::Project(project, s.total.cost),
+            _ => BillLine::All,
+        };
+        if let Some(f) = bill_figures(r, bill_line, period, sums.cost) {
+            cells.push(format!("{:.6}", cost(f.billed)));
+            if spreads_overhead(r) {
+                cells.push(format!("{:.6}", cost(f.overhead)));
+            }
+            cells.push(format!("{:.6}", cost(f.diff)));
+        }
         writeln!(out, "{}", cells.join(","))
     };
     let window = (o.since, o.until);
@@ -260,6 +397,9 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
         for (period, sums) in &s.periods {
             line("period_total", *period, &[], sums)?;
         }
+    }
+    if r.billed.is_some() && !spreads_overhead(r) {
+        line("untagged", window, &[UNTAGGED.to_string()], &Sums::default())?;
     }
     line("total", window, &[], &s.total)
 }
@@ -310,6 +450,28 @@ struct JsonRow<'a> {
     group: Option<JsonGroup<'a>>,
     #[serde(flatten)]
     sums: JsonSums,
+    /// With `--billed`, in each row that has a project.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billed_cost: Option<f64>,
+    /// With `--overhead proportional`: the untagged cost included in `billed_cost`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overhead_cost: Option<f64>,
+}
+
+/// The top-level `billed` object.
+#[derive(Serialize)]
+struct JsonBilled<'a> {
+    metric: &'static str,
+    currency: &'a str,
+    cluster: &'a str,
+    window_start: String,
+    window_end: String,
+    total: f64,
+    untagged: f64,
+    by_project: std::collections::BTreeMap<String, f64>,
+    overhead: super::billed::Overhead,
+    requests: u32,
+    notes: &'a [String],
 }
 
 /// Serializes as a JSON array of what the closure yields, one element at a time, so that
@@ -352,6 +514,9 @@ struct JsonReport<'a, G, P, R> {
     /// Where each instance type's price came from (added after format 1's first release;
     /// readers of format 1 ignore keys they do not know).
     price_sources: &'a std::collections::BTreeMap<String, crate::prices::merge::PriceSource>,
+    /// What AWS billed, with `--billed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    billed: Option<JsonBilled<'a>>,
 }
 
 // The objects below were first written with `json!`, whose maps sort their keys: their
@@ -390,6 +555,18 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let s = &r.summary;
     let d = &r.diagnostics;
     let period = |p: (Timestamp, Timestamp)| (Some(Rfc3339(p.0).to_string()), Some(Rfc3339(p.1).to_string()));
+    let window = (o.since, o.until);
+    let period_estimate = |p: (Timestamp, Timestamp)| {
+        s.periods
+            .iter()
+            .find(|(q, _)| *q == p)
+            .map_or(s.total.cost, |(_, sums)| sums.cost)
+    };
+    // (billed_cost, overhead_cost) of a project's row.
+    let bill = |group: &[String], p: (Timestamp, Timestamp), estimate: f64, all: f64| {
+        let f = bill_figures(r, BillLine::Project(group.first()?, all), p, estimate)?;
+        Some((cost(f.billed), spreads_overhead(r).then(|| cost(f.overhead))))
+    };
     let doc = JsonReport {
         format: "cost-tags-report/1",
         since: Rfc3339(o.since).to_string(),
@@ -401,11 +578,16 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
         every: o.every,
         total: JsonSums::from(&s.total),
         groups: Records(|| {
-            s.groups.iter().map(|(g, sums)| JsonRow {
-                period_start: None,
-                period_end: None,
-                group: Some(JsonGroup(&o.by, g)),
-                sums: sums.into(),
+            s.groups.iter().map(|(g, sums)| {
+                let billed = bill(g, window, sums.cost, s.total.cost);
+                JsonRow {
+                    period_start: None,
+                    period_end: None,
+                    group: Some(JsonGroup(&o.by, g)),
+                    sums: sums.into(),
+                    billed_cost: billed.map(|b| b.0),
+                    overhead_cost: billed.and_then(|b| b.1),
+                }
             })
         }),
         other_groups: s.other_groups,
@@ -417,17 +599,23 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
                     period_end,
                     group: None,
                     sums: sums.into(),
+                    billed_cost: None,
+                    overhead_cost: None,
                 }
             })
         }),
         rows: Records(|| {
             s.rows.iter().map(|row| {
                 let (period_start, period_end) = period(row.period);
+                let group = &s.groups[row.group].0;
+                let billed = bill(group, row.period, row.sums.cost, period_estimate(row.period));
                 JsonRow {
                     period_start,
                     period_end,
-                    group: Some(JsonGroup(&o.by, &s.groups[row.group].0)),
+                    group: Some(JsonGroup(&o.by, group)),
                     sums: (&row.sums).into(),
+                    billed_cost: billed.map(|b| b.0),
+                    overhead_cost: billed.and_then(|b| b.1),
                 }
             })
         }),
@@ -456,6 +644,24 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
         lines: d.lines,
         warnings: &d.warnings,
         price_sources: &r.price_sources,
+        billed: r.billed.as_ref().map(|b| JsonBilled {
+            metric: b.metric.name(),
+            currency: &b.currency,
+            cluster: &b.cluster,
+            window_start: Rfc3339(b.window.0).to_string(),
+            window_end: Rfc3339(b.window.1).to_string(),
+            total: cost(b.total()),
+            untagged: cost(b.untagged()),
+            by_project: b
+                .by_project()
+                .into_iter()
+                .filter(|(p, _)| !p.is_empty())
+                .map(|(p, v)| (p, cost(v)))
+                .collect(),
+            overhead: b.overhead,
+            requests: b.requests,
+            notes: &b.notes,
+        }),
     };
     let mut serializer = serde_json::Serializer::with_formatter(&mut *out, ReportLayout::default());
     doc.serialize(&mut serializer)?;

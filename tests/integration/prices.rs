@@ -59,7 +59,7 @@ fn products() -> Vec<Value> {
 }
 
 struct Setup {
-    _moto: MotoServer,
+    moto: MotoServer,
     proxy: AwsProxy,
     dir: tempfile::TempDir,
     subnet: String,
@@ -84,7 +84,7 @@ fn setup() -> Option<Setup> {
         subnet.subnet().and_then(|s| s.subnet_id()).unwrap().to_string()
     });
     Some(Setup {
-        _moto: moto,
+        moto,
         proxy,
         dir: tempfile::tempdir().unwrap(),
         subnet,
@@ -270,4 +270,134 @@ fn a_failed_refresh_keeps_the_old_cache_and_exits_1() {
     let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
+}
+
+/// One day of Cost Explorer's answer: the cluster's cost per project tag value.
+fn ce_day(day: &str, next: &str, amounts: &[(&str, &str)]) -> Value {
+    let groups: Vec<Value> = amounts
+        .iter()
+        .map(|(project, amount)| {
+            serde_json::json!({
+                "Keys": [format!("aws-parallelcluster-project${project}")],
+                "Metrics": {"UnblendedCost": {"Amount": amount, "Unit": "USD"}}
+            })
+        })
+        .collect();
+    serde_json::json!({"TimePeriod": {"Start": day, "End": next}, "Total": {}, "Groups": groups, "Estimated": false})
+}
+
+#[test]
+fn report_billed_puts_the_bill_beside_the_estimate_and_it_all_adds_up() {
+    let Some(s) = setup() else { return };
+    let price_list = PriceListStandIn::start(products());
+    let config = s.config();
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Two pages: the second is asked for with the first one's token.
+    s.moto.queue_cost_and_usage(&[
+        serde_json::json!({
+            "ResultsByTime": [ce_day("2024-03-10", "2024-03-11", &[("P1", "0.30"), ("", "1.20")])],
+            "NextPageToken": "page-2"
+        }),
+        serde_json::json!({
+            "ResultsByTime": [ce_day("2024-03-20", "2024-03-21", &[("P2", "0.60"), ("", "0.80")])]
+        }),
+    ]);
+    let sacct = s.dir.path().join("sacct.txt");
+    std::fs::write(
+        &sacct,
+        "202|COMPLETED|u1|a|spot|2024-03-10T11:00:00|2024-03-10T14:00:00|1|4|cpu=4,node=1|spot-dy-c5-1|P1\n\
+         204|COMPLETED|u2|a|gpu|2024-03-20T00:00:00|2024-03-20T01:00:00|1|1|cpu=1,gres/gpu=1,node=1|gpu-dy-g4-1|P2\n",
+    )
+    .unwrap();
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--sacct-file",
+            sacct.to_str().unwrap(),
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-31",
+            "--billed",
+            "--cluster-name",
+            "mycluster",
+        ];
+        args.extend_from_slice(extra);
+        let out = s.cost_tags(&config, &price_list, &args);
+        assert!(out.status.success(), "{}", text(&out));
+        out
+    };
+    let round = |v: &Value| (v.as_f64().unwrap() * 1e6).round() / 1e6;
+    let group = |doc: &Value, project: &str| -> Value {
+        doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"]["project"] == project)
+            .unwrap()
+            .clone()
+    };
+
+    // Estimates (see the test above): P1 0.24, P2 0.526; together 0.766.
+    let doc: Value = serde_json::from_slice(&report(&["--format", "json"]).stdout).unwrap();
+    let billed = &doc["billed"];
+    assert_eq!(billed["metric"], "UnblendedCost");
+    assert_eq!(
+        (round(&billed["total"]), round(&billed["untagged"])),
+        (2.9, 2.0),
+        "{doc}"
+    );
+    assert_eq!(billed["by_project"], serde_json::json!({"P1": 0.3, "P2": 0.6}), "{doc}");
+    assert_eq!(billed["requests"], 2, "every page followed: {doc}");
+    assert_eq!(round(&group(&doc, "P1")["billed_cost"]), 0.3, "{doc}");
+    assert_eq!(round(&group(&doc, "P2")["billed_cost"]), 0.6, "{doc}");
+    let notes = billed["notes"].to_string();
+    assert!(
+        notes.contains("lags by up to a day") && notes.contains("0.01 USD each"),
+        "{notes}"
+    );
+
+    // Proportional: the untagged 2.00 goes 0.24/0.766 to P1 and 0.526/0.766 to P2.
+    let doc: Value =
+        serde_json::from_slice(&report(&["--format", "json", "--overhead", "proportional"]).stdout).unwrap();
+    let (p1, p2) = (group(&doc, "P1"), group(&doc, "P2"));
+    assert_eq!(round(&p1["overhead_cost"]), 0.626632, "2.00 x 0.24 / 0.766: {doc}");
+    assert_eq!(round(&p2["overhead_cost"]), 1.373368, "2.00 x 0.526 / 0.766: {doc}");
+    assert_eq!(round(&p1["billed_cost"]), 0.926632, "0.30 + its share: {doc}");
+    let sum = p1["billed_cost"].as_f64().unwrap() + p2["billed_cost"].as_f64().unwrap();
+    assert!(
+        (sum - 2.9).abs() < 1e-5,
+        "the projects' billed costs add up to the bill: {sum}"
+    );
+
+    let table = String::from_utf8(report(&[]).stdout).unwrap();
+    // The last columns of a line: COST, BILLED, DIFF (UNPRICED is empty).
+    let last = |label: &str, n: usize| {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {table}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - n..].join(" ")
+    };
+    assert!(table.contains("BILLED (USD)   DIFF"), "{table}");
+    assert_eq!(last("P1", 3), "0.24 0.30 -0.06", "{table}");
+    assert_eq!(
+        last("(untagged)", 3),
+        "(untagged) 2.00 -2.00",
+        "no estimate, all billed: {table}"
+    );
+    assert_eq!(last("TOTAL", 3), "0.77 2.90 -2.13", "{table}");
+    assert!(table.contains("lags by up to a day"), "{table}");
+    let csv = String::from_utf8(report(&["--format", "csv"]).stdout).unwrap();
+    assert!(
+        csv.lines().next().unwrap().ends_with(",currency,billed_cost,diff"),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("untagged,") && l.ends_with(",2.000000,-2.000000")),
+        "{csv}"
+    );
 }

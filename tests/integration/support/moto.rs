@@ -256,6 +256,28 @@ impl Drop for MotoServer {
     }
 }
 
+impl MotoServer {
+    /// Queues Cost Explorer answers: each GetCostAndUsage with new parameters (a next
+    /// page token included) takes the next one (moto's `/moto-api/static/ce/...`).
+    pub fn queue_cost_and_usage(&self, results: &[serde_json::Value]) {
+        let body = serde_json::json!({ "results": results }).to_string();
+        let req = super::http::Request {
+            method: "POST".into(),
+            target: "/moto-api/static/ce/cost-and-usage-results".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![
+                ("Host".into(), format!("127.0.0.1:{}", self.port)),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: body.into_bytes(),
+        };
+        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
+        super::http::write_request(&mut conn, &req).expect("send to moto");
+        let resp = super::http::read_response(&mut std::io::BufReader::new(conn), false).expect("moto's answer");
+        assert_eq!(resp.status, 201, "moto-api ce: {}", String::from_utf8_lossy(&resp.body));
+    }
+}
+
 /// True when something answers HTTP on 127.0.0.1:port.
 fn probe(port: u16) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));

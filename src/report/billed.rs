@@ -1,0 +1,300 @@
+//! The bill beside the estimate (`cost-tags report --billed`): what Cost Explorer says
+//! AWS billed the cluster over the report's window, per project tag, and the cost no
+//! project tag explains (idle and booting nodes, the head node, storage, the rest of the
+//! cluster's resources). With `--overhead proportional` that untagged cost is spread
+//! over the projects in proportion to their estimated cost.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::calendar::{self, Every, Timestamp};
+use super::Options;
+use crate::aws::cost_explorer::{Bill, CostExplorerApi, CLUSTER_TAG};
+use crate::aws::sdk::Runtime;
+
+/// How long Cost Explorer may take, retries included.
+const AWS_TIME: Duration = Duration::from_secs(60);
+
+/// Cost Explorer's metrics a report may compare with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Metric {
+    #[value(name = "UnblendedCost")]
+    UnblendedCost,
+    #[value(name = "NetAmortizedCost")]
+    NetAmortizedCost,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::UnblendedCost => "UnblendedCost",
+            Metric::NetAmortizedCost => "NetAmortizedCost",
+        }
+    }
+}
+
+/// What to do with the cost that carries no project tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overhead {
+    /// Show it on its own, as `(untagged)`.
+    None,
+    /// Add it to the projects in proportion to their estimated cost.
+    Proportional,
+}
+
+/// The bill over the report's window.
+#[derive(Debug, Clone)]
+pub struct Billed {
+    pub metric: Metric,
+    pub currency: String,
+    pub cluster: String,
+    pub overhead: Overhead,
+    /// (period start, period end, project; empty when untagged, amount).
+    pub amounts: Vec<(Timestamp, Timestamp, String, f64)>,
+    /// GetCostAndUsage requests made (0.01 USD each).
+    pub requests: u32,
+    /// The whole days the bill covers (Cost Explorer counts in days).
+    pub window: (Timestamp, Timestamp),
+    pub notes: Vec<String>,
+}
+
+impl Billed {
+    /// Billed to `project` (`""`: untagged) in `[from, to)`: the amounts of the days or
+    /// months that start there (`from` is taken from the start of its day, as Cost
+    /// Explorer counts whole days).
+    pub fn project_in(&self, project: &str, period: (Timestamp, Timestamp)) -> f64 {
+        self.in_period(period)
+            .filter(|(_, _, p, _)| p == project)
+            .map(|a| a.3)
+            .sum()
+    }
+
+    /// Billed to the cluster in `[from, to)`, tagged or not.
+    pub fn all_in(&self, period: (Timestamp, Timestamp)) -> f64 {
+        self.in_period(period).map(|a| a.3).sum()
+    }
+
+    fn in_period(
+        &self,
+        (from, to): (Timestamp, Timestamp),
+    ) -> impl Iterator<Item = &(Timestamp, Timestamp, String, f64)> {
+        let from = from.div_euclid(86_400) * 86_400;
+        self.amounts
+            .iter()
+            .filter(move |(start, ..)| (from..to).contains(start))
+    }
+
+    pub fn total(&self) -> f64 {
+        self.amounts.iter().map(|a| a.3).sum()
+    }
+
+    pub fn untagged(&self) -> f64 {
+        self.by_project().get("").copied().unwrap_or(0.0)
+    }
+
+    /// Billed per project tag value; `""` is the untagged cost.
+    pub fn by_project(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (_, _, p, amount) in &self.amounts {
+            *out.entry(p.clone()).or_insert(0.0) += amount;
+        }
+        out
+    }
+
+    /// The untagged cost of `[from, to)` that `--overhead proportional` adds to a project
+    /// whose estimate there is `estimate` out of `all_estimates`; 0 without it.
+    pub fn overhead_share(&self, period: (Timestamp, Timestamp), estimate: f64, all_estimates: f64) -> f64 {
+        if self.overhead == Overhead::None || all_estimates <= 0.0 {
+            return 0.0;
+        }
+        self.project_in("", period) * estimate / all_estimates
+    }
+}
+
+/// The window of whole UTC days Cost Explorer is asked about: from the day of `since` to
+/// the end of the day of `until` (Cost Explorer's end date is exclusive).
+pub fn days(options: &Options) -> (Timestamp, Timestamp) {
+    let day = 86_400;
+    let start = options.since.div_euclid(day) * day;
+    let end = (options.until + day - 1).div_euclid(day) * day;
+    (start, end.max(start + day))
+}
+
+/// The bill of cluster `cluster`, grouped by `project_key`, over the report's window:
+/// per day, or per month with `--every month`.
+pub fn fetch(
+    options: &Options,
+    cluster: &str,
+    project_key: &str,
+    metric: Metric,
+    overhead: Overhead,
+) -> Result<Billed> {
+    let window = days(options);
+    let monthly = options.every == Some(Every::Month);
+    let (start, end) = (date(window.0), date(window.1));
+    let bill = Runtime::new()?.block_on(async {
+        let api = CostExplorerApi::connect(AWS_TIME).await;
+        api.cost_by_project((&start, &end), monthly, cluster, project_key, metric.name())
+            .await
+    })?;
+    from_bill(bill, window, cluster, project_key, metric, overhead)
+}
+
+fn date(t: Timestamp) -> String {
+    calendar::Plain(t).to_string()[..10].to_string()
+}
+
+/// The report's view of what Cost Explorer answered, with the notes a reader needs.
+pub fn from_bill(
+    bill: Bill,
+    window: (Timestamp, Timestamp),
+    cluster: &str,
+    project_key: &str,
+    metric: Metric,
+    overhead: Overhead,
+) -> Result<Billed> {
+    let mut amounts = Vec::new();
+    let mut currency = None;
+    for a in &bill.amounts {
+        let parse = |d: &str| {
+            calendar::parse(d)
+                .map(|(t, _)| t)
+                .with_context(|| format!("Cost Explorer: {d:?} is not a date"))
+        };
+        amounts.push((parse(&a.start)?, parse(&a.end)?, a.project.clone(), a.amount));
+        currency.get_or_insert_with(|| a.unit.clone());
+    }
+    let mut billed = Billed {
+        metric,
+        currency: currency.unwrap_or_else(|| "USD".into()),
+        cluster: cluster.to_string(),
+        overhead,
+        amounts,
+        requests: bill.requests,
+        window,
+        notes: Vec::new(),
+    };
+    billed.notes.push(format!(
+        "billed: Cost Explorer {} of cluster {cluster} from {} to {} (whole days, UTC); it lags by up to a day, \
+         so the last day may still grow. {} request{} at 0.01 USD each.",
+        metric.name(),
+        calendar::Short(window.0),
+        calendar::Short(window.1),
+        billed.requests,
+        if billed.requests == 1 { "" } else { "s" },
+    ));
+    let total = billed.total();
+    if billed.amounts.is_empty() || total == 0.0 {
+        billed.notes.push(format!(
+            "billed: Cost Explorer has no cost for the tag {CLUSTER_TAG} = {cluster}. If the cluster ran in this \
+             window, activate {CLUSTER_TAG} as a cost allocation tag (Billing and Cost Management console, Cost \
+             allocation tags); it counts from activation on, after up to 24 hours."
+        ));
+    } else if billed.by_project().keys().all(String::is_empty) {
+        billed.notes.push(format!(
+            "billed: none of the cluster's cost carries the tag {project_key}. Activate {project_key} as a cost \
+             allocation tag (Billing and Cost Management console, Cost allocation tags); it counts from \
+             activation on, after up to 24 hours."
+        ));
+    }
+    Ok(billed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::cost_explorer::BilledAmount;
+
+    fn amount(start: &str, end: &str, project: &str, amount: f64) -> BilledAmount {
+        BilledAmount {
+            start: start.into(),
+            end: end.into(),
+            project: project.into(),
+            amount,
+            unit: "USD".into(),
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        calendar::parse(s).unwrap().0
+    }
+
+    #[test]
+    fn sums_per_project_period_and_overhead() {
+        let bill = Bill {
+            amounts: vec![
+                amount("2024-03-01", "2024-03-02", "A", 3.0),
+                amount("2024-03-01", "2024-03-02", "", 1.0),
+                amount("2024-03-02", "2024-03-03", "A", 2.0),
+                amount("2024-03-02", "2024-03-03", "B", 4.0),
+                amount("2024-03-02", "2024-03-03", "", 3.0),
+            ],
+            requests: 2,
+        };
+        let window = (t("2024-03-01"), t("2024-03-03"));
+        let b = from_bill(bill, window, "c", "k", Metric::UnblendedCost, Overhead::Proportional).unwrap();
+        assert_eq!((b.total(), b.untagged()), (13.0, 4.0));
+        assert_eq!(b.project_in("A", (t("2024-03-02"), t("2024-03-03"))), 2.0);
+        assert_eq!(b.by_project()["B"], 4.0);
+        // Day 2: 3.0 untagged; a project with 1 of the day's 4 estimated gets a quarter.
+        assert_eq!(b.overhead_share((t("2024-03-02"), t("2024-03-03")), 1.0, 4.0), 0.75);
+        assert!(b.notes[0].contains("2 requests at 0.01 USD"), "{:?}", b.notes);
+        let none = Billed {
+            overhead: Overhead::None,
+            ..b.clone()
+        };
+        assert_eq!(none.overhead_share(window, 1.0, 4.0), 0.0);
+    }
+
+    #[test]
+    fn says_which_tag_to_activate() {
+        let window = (t("2024-03-01"), t("2024-03-02"));
+        let empty = from_bill(
+            Bill::default(),
+            window,
+            "c1",
+            "proj",
+            Metric::UnblendedCost,
+            Overhead::None,
+        )
+        .unwrap();
+        assert!(
+            empty.notes[1].contains("activate parallelcluster:cluster-name"),
+            "{:?}",
+            empty.notes
+        );
+        let untagged = Bill {
+            amounts: vec![amount("2024-03-01", "2024-03-02", "", 5.0)],
+            requests: 1,
+        };
+        let b = from_bill(untagged, window, "c1", "proj", Metric::UnblendedCost, Overhead::None).unwrap();
+        assert!(
+            b.notes[1].contains("Activate proj as a cost allocation tag"),
+            "{:?}",
+            b.notes
+        );
+    }
+
+    #[test]
+    fn whole_days() {
+        let options = Options {
+            since: t("2024-03-01T10:00"),
+            until: t("2024-03-05T00:00"),
+            now: 0,
+            by: vec![],
+            every: None,
+            top: None,
+            chart: None,
+        };
+        assert_eq!(days(&options), (t("2024-03-01"), t("2024-03-05")));
+        let partial = Options {
+            until: t("2024-03-05T00:01"),
+            ..options
+        };
+        assert_eq!(days(&partial).1, t("2024-03-06"));
+    }
+}
