@@ -151,6 +151,20 @@ pub struct PricingSettings {
     /// The price cache `cost-tags prices refresh` writes; unset:
     /// `/var/spool/cost-tags/prices.json` (read when it exists); "": off.
     pub cache_file: Option<PathBuf>,
+    /// Other clusters sharing this slurmdbd (`report --clusters`): each one's node shapes.
+    /// Prices (`instances`, the cache) are shared; a cluster not named here is priced
+    /// with the settings above.
+    pub clusters: BTreeMap<String, ClusterPricing>,
+}
+
+/// `[pricing.clusters.NAME]`: how another cluster's nodes map to instance types.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterPricing {
+    /// That cluster's fleet-config.json (copied from its head node); unset: none.
+    pub fleet_config: Option<PathBuf>,
+    pub partitions: BTreeMap<String, PartitionPricing>,
+    pub nodes: Vec<NodePricing>,
 }
 
 impl Default for PricingSettings {
@@ -162,6 +176,7 @@ impl Default for PricingSettings {
             nodes: Vec::new(),
             fleet_config: None,
             cache_file: None,
+            clusters: BTreeMap::new(),
         }
     }
 }
@@ -202,6 +217,21 @@ pub struct NodePricing {
 }
 
 impl PricingSettings {
+    /// The pricing of cluster `name`: these prices with its own partitions, node patterns
+    /// and fleet file, or these settings as they are when it has no entry.
+    pub fn for_cluster(&self, name: &str) -> PricingSettings {
+        let Some(c) = self.clusters.get(name) else {
+            return self.clone();
+        };
+        PricingSettings {
+            partitions: c.partitions.clone(),
+            nodes: c.nodes.clone(),
+            fleet_config: Some(c.fleet_config.clone().unwrap_or_default()),
+            clusters: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.currency.trim().is_empty() {
             return Err("pricing.currency must not be empty".into());
@@ -220,6 +250,11 @@ impl PricingSettings {
         for (n, p) in self.nodes.iter().enumerate() {
             if p.pattern.is_empty() {
                 return Err(format!("pricing.nodes[{n}].pattern must not be empty"));
+            }
+        }
+        for (name, c) in &self.clusters {
+            if let Some((n, _)) = c.nodes.iter().enumerate().find(|(_, p)| p.pattern.is_empty()) {
+                return Err(format!("pricing.clusters.{name}.nodes[{n}].pattern must not be empty"));
             }
         }
         Ok(())

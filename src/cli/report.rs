@@ -87,6 +87,11 @@ pub struct ReportArgs {
     /// file, the time it was saved)
     #[arg(long, value_name = "TIME", value_parser = parse_since)]
     pub now: Option<Timestamp>,
+    /// The clusters whose jobs to report, comma-separated, or `all` (sacct --clusters;
+    /// their slurmdbd must be this one's); adds sacct's Cluster field, for `--by cluster`
+    /// and the per-cluster pricing of `[pricing.clusters.NAME]`
+    #[arg(long, value_name = "LIST|all")]
+    pub clusters: Option<String>,
     /// Put what AWS billed beside the estimate (Cost Explorer, the cluster's cost by
     /// project tag; needs `--by project`). Each Cost Explorer request costs 0.01 USD.
     #[arg(long)]
@@ -125,6 +130,17 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
             Short(until)
         );
     }
+    if args.by.contains(&Dimension::Cluster) && args.clusters.is_none() {
+        bail!("--by cluster needs --clusters (a list, or all)");
+    }
+    if let Some(list) = &args.clusters {
+        let names_ok = list
+            .split(',')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        if !names_ok {
+            bail!("--clusters {list:?}: expected cluster names separated by commas, or all");
+        }
+    }
     if args.billed && (args.by != [Dimension::Project] || args.top.is_some()) {
         bail!("--billed compares per project: use it with --by project alone, and without --top");
     }
@@ -143,6 +159,7 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
         every: args.every,
         top: args.top.map(|n| n as usize),
         chart: args.chart.as_ref().map(|_| args.every.unwrap_or(Every::Day)),
+        clusters: args.clusters.clone(),
     })
 }
 
@@ -243,6 +260,7 @@ mod tests {
             sacct_file: None,
             now: None,
             billed: false,
+            clusters: None,
             cluster_name: None,
             billed_metric: Metric::UnblendedCost,
             overhead: Overhead::None,

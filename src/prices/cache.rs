@@ -123,12 +123,13 @@ impl PriceCache {
         Ok(())
     }
 
-    /// The spot history of `instance_type` for a node of `partition`: its queue's zone
-    /// when the partition has exactly one, else the average over the region's zones (and
-    /// a note saying so). `None` when there is no spot history for the type.
-    pub fn spot_series(&self, instance_type: &str, partition: &str) -> Option<(SpotSeries, String)> {
+    /// The spot history of `instance_type` for a node of `partition` (of this cluster;
+    /// `None` for another one's): its queue's zone when the partition has exactly one,
+    /// else the average over the region's zones (and a note saying so). `None` when there
+    /// is no spot history for the type.
+    pub fn spot_series(&self, instance_type: &str, partition: Option<&str>) -> Option<(SpotSeries, String)> {
         let by_zone = self.spot.get(instance_type).filter(|z| !z.is_empty())?;
-        if let Some([zone]) = self.zones.get(partition).map(Vec::as_slice) {
+        if let Some([zone]) = partition.and_then(|p| self.zones.get(p)).map(Vec::as_slice) {
             if let Some(series) = by_zone.get(zone) {
                 return Some((series.clone(), format!("spot price history, {zone}")));
             }
@@ -240,12 +241,17 @@ mod tests {
         cache
             .zones
             .insert("wide".into(), vec!["eu-west-1a".into(), "eu-west-1b".into()]);
-        let (series, note) = cache.spot_series("c5.xlarge", "spot").unwrap();
+        let (series, note) = cache.spot_series("c5.xlarge", Some("spot")).unwrap();
         assert_eq!((series, note.as_str()), (a, "spot price history, eu-west-1a"));
-        let (series, note) = cache.spot_series("c5.xlarge", "wide").unwrap();
+        let (series, note) = cache.spot_series("c5.xlarge", Some("wide")).unwrap();
         assert_eq!(series.len(), 3);
         assert!(note.contains("average of 2 zones"), "{note}");
-        assert!(cache.spot_series("m5.large", "spot").is_none());
+        assert!(cache.spot_series("m5.large", Some("spot")).is_none());
+        let (_, note) = cache.spot_series("c5.xlarge", None).unwrap();
+        assert!(
+            note.contains("average of 2 zones"),
+            "another cluster's partition: {note}"
+        );
     }
 
     #[test]

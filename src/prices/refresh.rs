@@ -5,7 +5,8 @@
 //! the price cache; any failure leaves the old cache as it was.
 //!
 //! The instance types are those of the fleet configuration, those `[pricing]` names (its
-//! instances, partitions and node patterns) and any asked for on the command line.
+//! instances, partitions and node patterns, and those of `[pricing.clusters.NAME]` and
+//! their fleet files) and any asked for on the command line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -66,6 +67,17 @@ fn wanted(
         None => BTreeMap::new(),
     };
     types.extend(queues.values().flat_map(|q| q.instance_types.iter().cloned()));
+    // Other clusters' types too (their queues' zones are not looked up: their spot jobs
+    // are priced at the region's average, and the report says so).
+    for name in pricing.clusters.keys() {
+        let other = pricing.for_cluster(name);
+        types.extend(other.partitions.values().filter_map(|p| p.instance.clone()));
+        types.extend(other.nodes.iter().map(|n| n.instance.clone()));
+        if let Some(path) = fleet_config::path_to_read(&other) {
+            let queues = fleet_config::read_queues(&path)?;
+            types.extend(queues.values().flat_map(|q| q.instance_types.iter().cloned()));
+        }
+    }
     types.retain(|t| !t.is_empty());
     Ok((types, queues))
 }

@@ -289,6 +289,7 @@ mod tests {
             every: None,
             top: None,
             chart: None,
+            clusters: None,
         };
         assert_eq!(days(&options), (t("2024-03-01"), t("2024-03-05")));
         let partial = Options {

@@ -21,11 +21,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::config::{ProjectSource, Settings};
+use crate::config::{PricingSettings, ProjectSource, Settings};
 use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
-use aggregate::{Diagnostics, SpendTable, Summary, KEY_SEPARATOR};
+use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Timestamp};
 use job_ids::JobIds;
 use pricing::Pricer;
@@ -41,6 +41,8 @@ pub enum Dimension {
     Partition,
     /// The Slurm account.
     Account,
+    /// The Slurm cluster (with `--clusters`).
+    Cluster,
 }
 
 impl Dimension {
@@ -50,6 +52,7 @@ impl Dimension {
             Dimension::User => "user",
             Dimension::Partition => "partition",
             Dimension::Account => "account",
+            Dimension::Cluster => "cluster",
         }
     }
 }
@@ -68,6 +71,9 @@ pub struct Options {
     pub top: Option<usize>,
     /// The periods of the chart, when one is wanted.
     pub chart: Option<Every>,
+    /// `--clusters`: the clusters whose jobs sacct lists (a list, or `all`); `None`:
+    /// this cluster's.
+    pub clusters: Option<String>,
 }
 
 /// A finished report.
@@ -100,6 +106,7 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
         Dimension::User => record.user,
         Dimension::Partition => record.partition,
         Dimension::Account => record.account,
+        Dimension::Cluster => record.cluster,
     };
     if v.is_empty() {
         "(none)"
@@ -124,6 +131,12 @@ pub fn build_confirmed(
 ) -> io::Result<Report> {
     let settings = &prices.settings;
     let mut pricer = Pricer::new(&settings.pricing, prices.cache.clone());
+    // Other clusters' jobs (`--clusters`) with their own node shapes.
+    let mut cluster_pricers: FastMap<String, Pricer> = prices
+        .clusters
+        .iter()
+        .map(|(name, pricing)| (name.clone(), Pricer::for_cluster(pricing, prices.cache.clone(), false)))
+        .collect();
     let mut table = SpendTable::new(options.every, options.since, options.until);
     let mut chart_table = options
         .chart
@@ -131,7 +144,7 @@ pub fn build_confirmed(
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
-    let layout = sacct::Layout::new(source);
+    let layout = sacct::Layout::new(source, options.clusters.is_some());
 
     let mut buf = Vec::with_capacity(512);
     let mut key = String::with_capacity(128);
@@ -189,7 +202,11 @@ pub fn build_confirmed(
             diag.skip(line_no, format!("job {}: ran on 0 nodes (NNodes)", record.job_id));
             continue;
         }
-        let rate = match pricer.rate(&record) {
+        let record_pricer = match cluster_pricers.get_mut(record.cluster) {
+            Some(p) => p,
+            None => &mut pricer,
+        };
+        let rate = match record_pricer.rate(&record) {
             Ok(r) => Some(r),
             Err(reason) => {
                 diag.unpriced(reason, record.job_id, to - from);
@@ -243,12 +260,13 @@ pub fn build_confirmed(
         None => table.summarize(Some(options.top.unwrap_or(CHART_TOP))),
     });
     let mut price_sources = BTreeMap::new();
-    for name in pricer.used_instance_types() {
+    let all_pricers = || std::iter::once(&pricer).chain(cluster_pricers.values());
+    for name in all_pricers().flat_map(Pricer::used_instance_types) {
         if let Some(source) = prices.sources.get(name) {
             price_sources.insert(name.to_string(), source.clone());
         }
     }
-    for ((name, partition), source) in pricer.spot_sources() {
+    for ((name, partition), source) in all_pricers().flat_map(Pricer::spot_sources) {
         if let Some(s) = price_sources.get_mut(name) {
             s.spot.insert(partition.clone(), source.clone());
         }
@@ -271,6 +289,8 @@ pub fn build_confirmed(
 #[derive(Debug, Clone)]
 pub struct Prices {
     pub settings: Settings,
+    /// `[pricing.clusters.NAME]`, each resolved the same way.
+    pub clusters: BTreeMap<String, PricingSettings>,
     pub cache: Option<PriceCache>,
     pub sources: BTreeMap<String, PriceSource>,
     /// What the fleet configuration says that cannot be priced, and the like.
@@ -283,6 +303,7 @@ impl Prices {
         let (_, sources) = merge::with_cache(&settings.pricing, None, 0);
         Prices {
             settings: settings.clone(),
+            clusters: BTreeMap::new(),
             cache: None,
             sources,
             notes: Vec::new(),
@@ -301,23 +322,35 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
         None => None,
     };
     let (pricing, sources) = merge::with_cache(&settings.pricing, cache.as_ref(), now);
-    settings.pricing = pricing;
+    let spot_known = |name: &str| {
+        cache
+            .as_ref()
+            .is_some_and(|c| c.spot.get(name).is_some_and(|z| !z.is_empty()))
+    };
     let mut notes = Vec::new();
-    if let Some(path) = fleet_config::path_to_read(&settings.pricing) {
-        let (pricing, fleet_notes) = fleet_config::apply_file(&settings.pricing, &path)?;
-        settings.pricing = pricing;
-        notes = fleet_notes;
+    let mut resolve = |pricing: PricingSettings, what: &str| -> anyhow::Result<PricingSettings> {
+        let pricing = match fleet_config::path_to_read(&pricing) {
+            Some(path) => {
+                let (pricing, fleet_notes) = fleet_config::apply_file(&pricing, &path)?;
+                notes.extend(fleet_notes);
+                pricing
+            }
+            None => pricing,
+        };
+        pricing
+            .check_references(spot_known)
+            .map_err(|e| anyhow::anyhow!("{what}{e}"))?;
+        Ok(pricing)
+    };
+    let mut clusters = BTreeMap::new();
+    for name in pricing.clusters.keys() {
+        let resolved = resolve(pricing.for_cluster(name), &format!("cluster {name}: "))?;
+        clusters.insert(name.clone(), resolved);
     }
-    settings
-        .pricing
-        .check_references(|name| {
-            cache
-                .as_ref()
-                .is_some_and(|c| c.spot.get(name).is_some_and(|z| !z.is_empty()))
-        })
-        .map_err(anyhow::Error::msg)?;
+    settings.pricing = resolve(pricing, "")?;
     Ok(Prices {
         settings,
+        clusters,
         cache,
         sources,
         notes,
@@ -329,7 +362,7 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
 /// records with ([`job_ids`]): asked first, so a job that starts in between is only in
 /// the second answer, where its run (after the window's end) costs nothing.
 pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
-    let layout = sacct::Layout::new(prices.settings.project_source);
+    let layout = sacct::Layout::new(prices.settings.project_source, options.clusters.is_some());
     let ids = if layout.has_comment() {
         Some(read_sacct(options, "JobID", JobIds::read)?)
     } else {
@@ -346,7 +379,8 @@ fn read_sacct<T>(
     format: &str,
     read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, format)
+    let clusters = options.clusters.as_deref();
+    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, format, clusters)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -359,7 +393,7 @@ fn read_sacct<T>(
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(options.since, options.until, format)
+            sacct::command_line(options.since, options.until, format, clusters)
         );
     }
     Ok(value)
@@ -427,6 +461,7 @@ mod tests {
             every: None,
             top: None,
             chart: None,
+            clusters: None,
         };
         let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
         let cost = |project: &str| {
@@ -458,6 +493,55 @@ mod tests {
         let e = with_prices(&settings, 0).unwrap_err().to_string();
         assert!(
             e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"),
+            "{e}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod several_clusters {
+    use super::*;
+
+    /// Two clusters in one slurmdbd: the same partition name is c5.xlarge nodes on east
+    /// (the settings' own mapping) and m5.2xlarge nodes on west ([pricing.clusters.west]).
+    #[test]
+    fn each_cluster_prices_with_its_own_node_shapes() {
+        let toml = "project_source = \"account\"\n[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
+                    [pricing.instances.\"c5.xlarge\"]\non_demand = 0.2\ncpus = 4\n\
+                    [pricing.instances.\"m5.2xlarge\"]\non_demand = 0.4\ncpus = 8\n\
+                    [pricing.partitions.compute]\ninstance = \"c5.xlarge\"\n\
+                    [pricing.clusters.west.partitions.compute]\ninstance = \"m5.2xlarge\"\n";
+        let settings = Settings::parse(toml, std::path::Path::new("t.toml")).unwrap();
+        let prices = with_prices(&settings, 0).unwrap();
+        let t = |s: &str| calendar::parse(s).unwrap().0;
+        let options = Options {
+            since: t("2024-03-01"),
+            until: t("2024-04-01"),
+            now: t("2024-04-01"),
+            by: vec![Dimension::Cluster],
+            every: None,
+            top: None,
+            chart: None,
+            clusters: Some("all".into()),
+        };
+        // Each job: 4 CPUs for 1 h on one node of partition compute.
+        let sacct = "\
+1|COMPLETED|u|P|compute|2024-03-05T10:00:00|2024-03-05T11:00:00|1|4|cpu=4,node=1|n1|east
+1|COMPLETED|u|P|compute|2024-03-05T10:00:00|2024-03-05T11:00:00|1|4|cpu=4,node=1|n1|west
+";
+        let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
+        let cost = |cluster: &str| {
+            let (_, sums) = report.summary.groups.iter().find(|(g, _)| g[0] == cluster).unwrap();
+            (sums.cost * 1e6).round() / 1e6
+        };
+        assert_eq!(cost("east"), 0.2, "a whole c5.xlarge for 1 h");
+        assert_eq!(cost("west"), 0.2, "half an m5.2xlarge (4 of 8 CPUs) for 1 h");
+        let broken = "[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
+                      [pricing.clusters.west.partitions.compute]\ninstance = \"m5.24xlarge\"\n";
+        let settings = Settings::parse(broken, std::path::Path::new("t.toml")).unwrap();
+        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cluster west: pricing.partitions.compute.instance"),
             "{e}"
         );
     }

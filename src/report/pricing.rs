@@ -40,6 +40,8 @@ pub struct Pricer {
     instances: Vec<Instance>,
     partitions: FastMap<String, Partition>,
     cache: Option<PriceCache>,
+    /// The cache's zones name this cluster's partitions (not another one's).
+    zones_apply: bool,
     /// How each (instance type, partition) spot price was found, for the report's notes.
     spot_sources: BTreeMap<(String, String), String>,
     /// Which instances priced at least one job.
@@ -102,6 +104,12 @@ impl Pricer {
     /// `settings` must already hold the cache's instance types (see
     /// [`crate::prices::merge::with_cache`]); the cache is kept for spot histories.
     pub fn new(settings: &PricingSettings, cache: Option<PriceCache>) -> Pricer {
+        Pricer::for_cluster(settings, cache, true)
+    }
+
+    /// [`Pricer::new`] for the jobs of one cluster; `local` when it is the cluster whose
+    /// queues the cache's zones describe.
+    pub fn for_cluster(settings: &PricingSettings, cache: Option<PriceCache>, local: bool) -> Pricer {
         let instances: Vec<Instance> = settings
             .instances
             .iter()
@@ -137,6 +145,7 @@ impl Pricer {
             partitions,
             used: vec![false; settings.instances.len()],
             cache,
+            zones_apply: local,
             spot_sources: BTreeMap::new(),
             patterns,
             node_cache: FastMap::default(),
@@ -255,7 +264,8 @@ impl Pricer {
             return found.clone();
         }
         let name = &self.instances[i].name;
-        let found = cache.spot_series(name, partition).map(|(series, source)| {
+        let zone_of = self.zones_apply.then_some(partition);
+        let found = cache.spot_series(name, zone_of).map(|(series, source)| {
             self.spot_sources.insert((name.clone(), partition.to_string()), source);
             Arc::new(series)
         });
@@ -324,6 +334,7 @@ mod tests {
             cpus,
             gpus,
             node_list: list,
+            cluster: "",
             wckey: "",
             comment: "",
         }

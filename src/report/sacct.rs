@@ -27,17 +27,20 @@ pub const FIELDS: [&str; 11] = [
     "NodeList",
 ];
 
-/// The fields asked for under one `project_source`: [`FIELDS`], then `WCKey` or `Comment`
-/// when that is the project, and never otherwise (see [`crate::slurm::fields`]). The saved
-/// file of `--sacct-file` must be made with the same list.
+/// The fields asked for under one `project_source`: [`FIELDS`], `Cluster` when several
+/// clusters are asked about (`--clusters`), then `WCKey` or `Comment` when that is the
+/// project, and never otherwise (see [`crate::slurm::fields`]). The saved file of
+/// `--sacct-file` must be made with the same list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
+    cluster: bool,
     project: Option<ProjectField>,
 }
 
 impl Layout {
-    pub fn new(source: ProjectSource) -> Layout {
+    pub fn new(source: ProjectSource, cluster: bool) -> Layout {
         Layout {
+            cluster,
             project: ProjectField::of(source),
         }
     }
@@ -45,6 +48,9 @@ impl Layout {
     /// The field names, in order.
     pub fn fields(&self) -> Vec<&'static str> {
         let mut f = FIELDS.to_vec();
+        if self.cluster {
+            f.push("Cluster");
+        }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
     }
@@ -65,8 +71,9 @@ impl Layout {
 /// and the fields `format` (a [`Layout::format`], or just `JobID`).
 /// `--allocations`: one line per job allocation, never its steps (no double counting);
 /// `--duplicates`: every run of a requeued job is its own line, so each run is charged;
-/// `--truncate`: Start and End clipped to the window; `--allusers`: everyone's jobs.
-pub fn arguments(since: Timestamp, until: Timestamp, format: &str) -> Vec<String> {
+/// `--truncate`: Start and End clipped to the window; `--allusers`: everyone's jobs;
+/// `--clusters LIST` (or `all`) when given: those clusters' jobs instead of this one's.
+pub fn arguments(since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> Vec<String> {
     let mut args: Vec<String> = [
         "--parsable2",
         "--noheader",
@@ -85,24 +92,27 @@ pub fn arguments(since: Timestamp, until: Timestamp, format: &str) -> Vec<String
         Plain(until).to_string(),
         format!("--format={format}"),
     ]);
+    if let Some(clusters) = clusters {
+        args.extend(["--clusters".to_string(), clusters.to_string()]);
+    }
     args
 }
 
 /// The sacct process, without a shell: times in UTC, in sacct's standard format whatever
 /// `SLURM_TIME_FORMAT` the caller has.
-pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str) -> Command {
+pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> Command {
     let mut c = Command::new(program);
-    c.args(arguments(since, until, format))
+    c.args(arguments(since, until, format, clusters))
         .env("TZ", "UTC")
         .env("SLURM_TIME_FORMAT", "standard");
     c
 }
 
 /// The command line as a person would type it, for documentation and error messages.
-pub fn command_line(since: Timestamp, until: Timestamp, format: &str) -> String {
+pub fn command_line(since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> String {
     format!(
         "TZ=UTC SLURM_TIME_FORMAT=standard sacct {}",
-        arguments(since, until, format).join(" ")
+        arguments(since, until, format, clusters).join(" ")
     )
 }
 
@@ -122,6 +132,8 @@ pub struct Record<'a> {
     /// `gres/gpu=N` of AllocTRES (all nodes together), 0 when absent.
     pub gpus: u32,
     pub node_list: &'a str,
+    /// Empty unless several clusters are asked about.
+    pub cluster: &'a str,
     /// Empty unless `WCKey` is the project's field (and so asked for).
     pub wckey: &'a str,
     /// Empty unless `Comment` is the project's field (and so asked for).
@@ -199,7 +211,11 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
     if !fields::is_job_id(job_id) {
         return Err(Skip(format!("JobID {job_id:?} is not a job id")));
     }
-    let project = f.get(FIELDS.len()).copied().unwrap_or_default();
+    let cluster = if layout.cluster { f[FIELDS.len()] } else { "" };
+    let project = f
+        .get(FIELDS.len() + usize::from(layout.cluster))
+        .copied()
+        .unwrap_or_default();
     let (wckey, comment) = match layout.project {
         Some(ProjectField::Wckey) => (project.strip_prefix('*').unwrap_or(project), ""),
         Some(ProjectField::Comment) => ("", project),
@@ -217,6 +233,7 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
         cpus: count("NCPUS", f[8])?,
         gpus: gpus(f[9])?,
         node_list: f[10],
+        cluster,
         wckey,
         comment,
     }))
@@ -227,12 +244,30 @@ mod tests {
     use super::*;
 
     const COMMENT: Layout = Layout {
+        cluster: false,
         project: Some(ProjectField::Comment),
     };
-    const ACCOUNT: Layout = Layout { project: None };
+    const ACCOUNT: Layout = Layout {
+        cluster: false,
+        project: None,
+    };
     const WCKEY: Layout = Layout {
+        cluster: false,
         project: Some(ProjectField::Wckey),
     };
+
+    #[test]
+    fn several_clusters_add_the_cluster_before_the_free_text() {
+        let layout = Layout::new(ProjectSource::Comment, true);
+        assert_eq!(layout.fields()[FIELDS.len()..], ["Cluster", "Comment"]);
+        let Line::Job(r) = parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|P|x", layout).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.cluster, r.comment), ("east", "P|x"));
+        let args = arguments(0, 1, "JobID", Some("east,west"));
+        assert_eq!(args[args.len() - 2..], ["--clusters", "east,west"]);
+    }
 
     #[test]
     fn parses_an_allocation() {
@@ -274,13 +309,16 @@ mod tests {
 
     #[test]
     fn only_the_project_field_is_asked_and_last() {
-        assert_eq!(Layout::new(ProjectSource::Account).fields(), FIELDS);
-        assert_eq!(Layout::new(ProjectSource::Comment).fields().last(), Some(&"Comment"));
-        assert_eq!(Layout::new(ProjectSource::Wckey).fields().last(), Some(&"WCKey"));
+        assert_eq!(Layout::new(ProjectSource::Account, false).fields(), FIELDS);
+        assert_eq!(
+            Layout::new(ProjectSource::Comment, false).fields().last(),
+            Some(&"Comment")
+        );
+        assert_eq!(Layout::new(ProjectSource::Wckey, false).fields().last(), Some(&"WCKey"));
         for source in [ProjectSource::Account, ProjectSource::Wckey] {
-            assert!(!Layout::new(source).format().contains("Comment"), "{source:?}");
+            assert!(!Layout::new(source, false).format().contains("Comment"), "{source:?}");
         }
-        assert!(!Layout::new(ProjectSource::Comment).format().contains("WCKey"));
+        assert!(!Layout::new(ProjectSource::Comment, false).format().contains("WCKey"));
     }
 
     #[test]
@@ -331,12 +369,12 @@ mod tests {
         let (since, _) = calendar::parse("2024-03-01").unwrap();
         let (until, _) = calendar::parse("2024-04-01").unwrap();
         assert_eq!(
-            command_line(since, until, &COMMENT.format()),
+            command_line(since, until, &COMMENT.format(), None),
             "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations \
              --duplicates --truncate -S 2024-03-01T00:00:00 -E 2024-04-01T00:00:00 \
              --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
         );
-        assert!(command_line(since, until, &ACCOUNT.format())
+        assert!(command_line(since, until, &ACCOUNT.format(), None)
             .ends_with("--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList"));
     }
 }

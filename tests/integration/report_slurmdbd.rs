@@ -225,6 +225,30 @@ fn report_charges_what_slurm_accounted() {
     }
     assert_eq!(doc["groups"].as_array().unwrap().len(), 2, "{doc:#}");
 
+    // Several clusters in one slurmdbd (issue 13, item 5): the real sacct's --clusters and
+    // Cluster field, here with this fixture's one cluster, give the same total.
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--format", "json", "--by", "cluster"])
+        .args(["--clusters", cluster.cluster_name()])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report --clusters");
+    let by_cluster: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let groups = by_cluster["groups"].as_array().unwrap();
+    assert_eq!(
+        groups.len(),
+        1,
+        "{by_cluster:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(groups[0]["group"]["cluster"], cluster.cluster_name(), "{by_cluster:#}");
+    assert_eq!(by_cluster["skipped"]["lines"], 0, "{by_cluster:#}");
+    let total = |d: &Value| d["total"]["cost"].as_f64().unwrap();
+    assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
+
     // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
     // and then a whole sacct line in the shape the report used to ask for (all fields,
     // Comment last): a 500-node hour charged to account "victim". The real sacct prints

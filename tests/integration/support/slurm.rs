@@ -272,6 +272,12 @@ impl SlurmCluster {
             }
         }
         lines.extend(tail_lines);
+        // `extra_conf` may name the cluster (the slurmdbd fixture's): report that one.
+        let cluster = lines
+            .iter()
+            .find(|l| key_of(l) == "clustername")
+            .and_then(|l| l.split_once('='))
+            .map_or(cluster, |(_, name)| name.trim().to_string());
         let conf = d.join("slurm.conf");
         fs::write(&conf, lines.join("\n") + "\n").unwrap();
         fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
