@@ -30,7 +30,7 @@ const SPOT_HISTORY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 /// The products of the stand-in: one right price per type, and the decoys the filters
 /// must leave out (Windows, dedicated tenancy, unused reservation capacity, pre-installed
 /// SQL, another region).
-fn products() -> Vec<Value> {
+pub(crate) fn products() -> Vec<Value> {
     let decoy = |sku: &str, field: &str, value: &str| {
         let mut attrs = vec![
             ("instanceType", "c5.xlarge"),
@@ -273,7 +273,7 @@ fn a_failed_refresh_keeps_the_old_cache_and_exits_1() {
 }
 
 /// One day of Cost Explorer's answer: the cluster's cost per project tag value.
-fn ce_day(day: &str, next: &str, amounts: &[(&str, &str)]) -> Value {
+pub(crate) fn ce_day(day: &str, next: &str, amounts: &[(&str, &str)]) -> Value {
     let groups: Vec<Value> = amounts
         .iter()
         .map(|(project, amount)| {

@@ -14,6 +14,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use support::moto::{self, MotoServer};
+use support::price_list::{linux_product, PriceListStandIn};
 use support::slurm::{ensure_test_users, parse_job_id, SlurmCluster, SlurmOptions};
 use support::slurmdbd::SlurmDbd;
 
@@ -23,6 +25,8 @@ const SETTINGS: &str = r#"
 project_source = "comment"
 [pricing]
 currency = "EUR"
+fleet_config = ""
+cache_file = ""
 [pricing.instances.local]
 on_demand = 3.6
 spot = 1.8
@@ -249,6 +253,8 @@ fn report_charges_what_slurm_accounted() {
     let total = |d: &Value| d["total"]["cost"].as_f64().unwrap();
     assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
 
+    billed_beside_the_estimate(&cluster, since, &doc);
+
     // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
     // and then a whole sacct line in the shape the report used to ask for (all fields,
     // Comment last): a 500-node hour charged to account "victim". The real sacct prints
@@ -347,5 +353,103 @@ fn report_charges_what_slurm_accounted() {
     assert!(
         doc["skipped"].to_string().contains("job 9999998: not in sacct's list"),
         "{doc:#}"
+    );
+}
+
+/// Issue 13 end to end: prices from AWS (moto, the Price List stand-in), the estimate from
+/// the real sacct, the bill from Cost Explorer answers queued in moto. With the overhead
+/// spread, the projects' billed costs add up to the cluster's bill, each project's share of
+/// the untagged cost is its share of the estimate, and the cache priced every job.
+fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Value) {
+    let Some(moto) = MotoServer::start() else { return };
+    let mut products = crate::prices::products();
+    products.push(linux_product("C5L", "c5.large", "us-east-1", "0.0850000000"));
+    let price_list = PriceListStandIn::start(products);
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cost-tags.toml");
+    std::fs::write(
+        &settings,
+        format!(
+            "project_source = \"comment\"\ncache_dir = \"{d}/run\"\n[pricing]\nfleet_config = \"\"\n\
+             cache_file = \"{d}/prices.json\"\n[pricing.partitions.compute]\ninstance = \"c5.large\"\n\
+             [pricing.partitions.gpu]\ninstance = \"c5.large\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let cost_tags = |args: &[&str]| {
+        let mut cmd = Command::new(support::bin("cost-tags"));
+        moto::apply_env(&mut cmd, &moto.endpoint());
+        let out = cmd
+            .env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
+            .env("SLURM_CONF", cluster.conf_path())
+            .arg("--config")
+            .arg(&settings)
+            .args(args)
+            .output()
+            .expect("run cost-tags");
+        assert!(
+            out.status.success(),
+            "cost-tags {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    cost_tags(&["prices", "refresh"]);
+    // One day of bill, the day the window starts (whatever day it ends).
+    let (day, next) = (&utc(since)[..10], &utc(since + 86_400)[..10]);
+    let bill = crate::prices::ce_day(day, next, &[("ProjectA", "1.00"), ("ProjectB", "2.00"), ("", "3.00")]);
+    let results = vec![serde_json::json!({ "ResultsByTime": [bill] })];
+    moto.queue_cost_and_usage(&results);
+    let out = cost_tags(&[
+        "report",
+        "--since",
+        &utc(since),
+        "--format",
+        "json",
+        "--billed",
+        "--cluster-name",
+        "c1",
+        "--overhead",
+        "proportional",
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["unpriced"]["jobs"], 0, "the cache priced every job: {doc:#}");
+    assert_eq!(
+        doc["groups"].as_array().unwrap().len(),
+        accounted["groups"].as_array().unwrap().len(),
+        "{doc:#}"
+    );
+    let billed = &doc["billed"];
+    let total = billed["total"].as_f64().unwrap();
+    let untagged = billed["untagged"].as_f64().unwrap();
+    assert!((total - 6.0).abs() < 1e-9 && (untagged - 3.0).abs() < 1e-9, "{doc:#}");
+    let estimate: f64 = doc["total"]["cost"].as_f64().unwrap();
+    let mut sum = 0.0;
+    for g in doc["groups"].as_array().unwrap() {
+        let project = g["group"]["project"].as_str().unwrap();
+        let (cost, billed_cost, overhead) = (
+            g["cost"].as_f64().unwrap(),
+            g["billed_cost"].as_f64().unwrap(),
+            g["overhead_cost"].as_f64().unwrap(),
+        );
+        assert!(cost > 0.0, "{project}: {doc:#}");
+        // The costs are printed to 6 decimals and these jobs cost fractions of a cent:
+        // the share computed from the printed figures is that much less exact.
+        let rounding = 2.0 * untagged * 1e-6 / estimate;
+        assert!(
+            (overhead - untagged * cost / estimate).abs() <= rounding,
+            "{project}: share of the estimate: {doc:#}"
+        );
+        assert!(
+            (billed_cost - overhead - billed["by_project"][project].as_f64().unwrap()).abs() < 1e-5,
+            "{doc:#}"
+        );
+        sum += billed_cost;
+    }
+    assert!(
+        (sum - total).abs() < 1e-5,
+        "the projects' billed costs add up to the bill: {sum} vs {total}"
     );
 }
