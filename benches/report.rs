@@ -21,6 +21,8 @@ const RUNS: usize = 3;
 const SETTINGS: &str = r#"
 [pricing]
 currency = "USD"
+fleet_config = ""
+cache_file = ""
 [pricing.instances."c5.xlarge"]
 on_demand = 0.17
 spot = 0.07
@@ -46,6 +48,59 @@ instance = "g4dn.xlarge"
 pattern = "big-*"
 instance = "c5.4xlarge"
 "#;
+
+/// The same node shapes with no `[pricing.instances]`: every price from a price cache,
+/// and the spot partition charged from a spot history that changes every hour of March.
+const CACHE_SETTINGS: &str = r#"
+[pricing]
+currency = "USD"
+fleet_config = ""
+cache_file = "PRICES"
+[pricing.partitions.compute]
+instance = "c5.xlarge"
+[pricing.partitions.spot]
+instance = "c5.xlarge"
+spot = true
+[pricing.partitions.gpu]
+[[pricing.nodes]]
+pattern = "gpu-*-g4-*"
+instance = "g4dn.xlarge"
+[[pricing.nodes]]
+pattern = "big-*"
+instance = "c5.4xlarge"
+"#;
+
+/// The price cache for [`CACHE_SETTINGS`]: the prices of [`SETTINGS`], and 0.06 to
+/// 0.08/h spot for c5.xlarge changing every hour in two zones (1,488 changes).
+fn write_price_cache(path: &Path) {
+    use cost_tags::prices::cache::{InstanceType, PriceCache};
+    let month = 1_709_251_200i64;
+    let mut cache = PriceCache::new("us-east-1", month + 31 * 86_400);
+    for (name, vcpus, gpus, on_demand) in [
+        ("c5.xlarge", 4, 0, 0.17),
+        ("c5.4xlarge", 16, 0, 0.68),
+        ("g4dn.xlarge", 4, 1, 0.526),
+    ] {
+        let shape = InstanceType {
+            vcpus,
+            cores: vcpus / 2,
+            gpus,
+            on_demand: Some(on_demand),
+        };
+        cache.instance_types.insert(name.into(), shape);
+    }
+    for zone in ["us-east-1a", "us-east-1b"] {
+        let series = (0..31 * 24)
+            .map(|h| (month + h * 3600, 0.06 + 0.02 * ((h % 7) as f64 / 6.0)))
+            .collect();
+        cache
+            .spot
+            .entry("c5.xlarge".into())
+            .or_default()
+            .insert(zone.into(), series);
+    }
+    cache.write(path).unwrap();
+}
 
 fn time(t: i64) -> String {
     cost_tags::report::calendar::Plain(t).to_string()
@@ -152,6 +207,14 @@ fn main() {
     let data = dir.path().join("sacct.txt");
     let settings = dir.path().join("cost-tags.toml");
     std::fs::write(&settings, SETTINGS).unwrap();
+    let prices = dir.path().join("prices.json");
+    write_price_cache(&prices);
+    let cache_settings = dir.path().join("cost-tags-cache.toml");
+    std::fs::write(
+        &cache_settings,
+        CACHE_SETTINGS.replace("PRICES", &prices.display().to_string()),
+    )
+    .unwrap();
     let generated = Instant::now();
     generate(&data);
     let size = std::fs::metadata(&data).unwrap().len();
@@ -162,8 +225,9 @@ fn main() {
     );
 
     let bin = support::bin("cost-tags");
-    let cases: [&[&str]; 3] = [
+    let cases: [&[&str]; 4] = [
         &["--by", "project"],
+        &["--by", "project", "(prices from the price cache, spot by the hour)"],
         &["--by", "project,user", "--every", "day", "--format", "csv"],
         &[
             "--by",
@@ -179,9 +243,11 @@ fn main() {
         let mut walls = Vec::new();
         let mut peak = 0;
         for _ in 0..RUNS {
+            let from_cache = case.last().is_some_and(|a| a.starts_with('('));
+            let case = if from_cache { &case[..case.len() - 1] } else { case };
             let mut cmd = Command::new(&bin);
             cmd.arg("--config")
-                .arg(&settings)
+                .arg(if from_cache { &cache_settings } else { &settings })
                 .args(["report", "--sacct-file"])
                 .arg(&data)
                 .args([

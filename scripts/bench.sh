@@ -6,7 +6,9 @@
 #  2. sbatch latency through a real slurmctld, with and without the submit filter (cargo
 #     bench; two throwaway local Slurm clusters, so run as root);
 #  3. cost-prolog / cost-epilog against loopback moto + IMDSv2 (cargo bench);
-#  4. cost-tags report over 1,000,000 generated sacct lines (cargo bench).
+#  4. cost-tags report over 1,000,000 generated sacct lines (cargo bench), with prices
+#     from the settings and from a price cache;
+#  5. cost-tags prices refresh for 20 instance types against loopback stand-ins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -64,3 +66,6 @@ cargo bench -j2 -q --bench node_hooks 2>/dev/null
 
 echo "== cost-tags report, 1,000,000 sacct lines"
 cargo bench -j2 -q --bench report 2>/dev/null
+
+echo "== cost-tags prices refresh, 20 instance types"
+cargo bench -j2 -q --bench prices_refresh 2>/dev/null
