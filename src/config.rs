@@ -340,6 +340,46 @@ pub struct BudgetSettings {
     pub threshold_percent: f64,
     /// The AWS account that holds the budgets; empty: the caller's (STS GetCallerIdentity).
     pub account_id: String,
+    /// `spent`: refuse once what AWS says was spent reaches the threshold. `committed`:
+    /// also count what accrued since, what running jobs may still cost, and this job's
+    /// worst case. Unset: `committed` when the cache knows the partitions' prices.
+    pub enforce: Option<Enforce>,
+    /// Limits per project without AWS Budgets (`ProjectA = 500`): spend is what Slurm
+    /// accounting says, over `period`. When set, AWS Budgets is not read.
+    pub limits: BTreeMap<String, f64>,
+    /// The period of `limits`.
+    pub period: LimitPeriod,
+    /// On acceptance, tell the submitter what the job may cost and what is left.
+    pub tell_users: bool,
+}
+
+/// How a budget is enforced at submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforce {
+    Spent,
+    Committed,
+}
+
+/// The period of `[budget.limits]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitPeriod {
+    #[default]
+    Month,
+    Quarter,
+    Year,
+}
+
+impl LimitPeriod {
+    /// AWS's name for the period, as the budget cache records it.
+    pub fn aws_name(self) -> &'static str {
+        match self {
+            LimitPeriod::Month => "MONTHLY",
+            LimitPeriod::Quarter => "QUARTERLY",
+            LimitPeriod::Year => "ANNUALLY",
+        }
+    }
 }
 
 /// What to do when the budget cannot tell.
@@ -361,6 +401,10 @@ impl Default for BudgetSettings {
             on_stale: BudgetFallback::Allow,
             threshold_percent: 100.0,
             account_id: String::new(),
+            enforce: None,
+            limits: BTreeMap::new(),
+            period: LimitPeriod::Month,
+            tell_users: true,
         }
     }
 }
@@ -405,6 +449,12 @@ impl BudgetSettings {
         let twelve_digits = self.account_id.len() == 12 && self.account_id.bytes().all(|b| b.is_ascii_digit());
         if !self.account_id.is_empty() && !twelve_digits {
             return Err(format!("budget.account_id {:?} must be 12 digits", self.account_id));
+        }
+        for (project, limit) in &self.limits {
+            crate::submit::project_name::validate(project).map_err(|e| format!("budget.limits: {e}"))?;
+            if !(limit.is_finite() && *limit > 0.0) {
+                return Err(format!("budget.limits.{project}: the limit must be a number above 0"));
+            }
         }
         Ok(())
     }

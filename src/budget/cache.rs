@@ -34,17 +34,41 @@ pub const FORMAT: u32 = 1;
 pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 
 /// The first line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheHeader {
     pub format: u32,
     /// Seconds since the epoch when the budgets were read.
     pub refreshed_at: u64,
     pub account_id: String,
+    /// What a node-hour of each partition costs and how long a job may run there, for
+    /// the worst case of a submission (`enforce = "committed"`); empty when prices are
+    /// not known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions: BTreeMap<String, PartitionCost>,
+}
+
+/// A partition as project-check prices a submission's worst case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionCost {
+    /// The instance type of its nodes (the most expensive when they differ).
+    pub instance: String,
+    /// Price of one node per hour (the latest spot price for a spot partition).
+    pub hourly: f64,
+    /// CPUs and GPUs of one node.
+    pub cpus: u32,
+    #[serde(default)]
+    pub gpus: u32,
+    /// Slurm's DefaultTime and MaxTime in minutes; `None`: not set (or UNLIMITED).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_minutes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_minutes: Option<u64>,
 }
 
 /// One budget for its current period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetSpend {
     pub limit: f64,
@@ -55,6 +79,19 @@ pub struct BudgetSpend {
     pub unit: String,
     /// AWS's time unit: `MONTHLY`, `QUARTERLY`, `ANNUALLY`, `DAILY`, `CUSTOM`.
     pub period: String,
+    /// When AWS last updated `actual` (seconds since the epoch), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<u64>,
+    /// Spent since `actual` was last updated, from Slurm accounting (priced like the
+    /// report); with `[budget.limits]`, everything spent this period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accrued: Option<f64>,
+    /// What the running jobs may still cost up to their time limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<f64>,
+    /// Jobs of the project running at the refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_jobs: Option<u64>,
 }
 
 /// A budget line: the name first, so a line can be found by its start. (serde cannot
@@ -91,6 +128,12 @@ impl BudgetSpend {
             "ANNUALLY" => "year",
             _ => "period",
         }
+    }
+
+    /// Spent or committed: AWS's actual spend, what accrued since, what running jobs
+    /// may still cost.
+    pub fn committed_total(&self) -> f64 {
+        self.actual + self.accrued.unwrap_or(0.0) + self.committed.unwrap_or(0.0)
     }
 
     /// Actual spend as a percentage of the limit (infinite for a zero limit with spend).
@@ -229,6 +272,7 @@ impl BudgetCache {
                 format: FORMAT,
                 refreshed_at: unix_seconds(now),
                 account_id: account_id.to_string(),
+                partitions: BTreeMap::new(),
             },
             budgets: BTreeMap::new(),
         }
@@ -320,6 +364,7 @@ mod tests {
             forecast: Some(90.0),
             unit: "USD".into(),
             period: "MONTHLY".into(),
+            ..Default::default()
         }
     }
 

@@ -131,6 +131,7 @@ mod tests {
                     forecast: None,
                     unit: "USD".into(),
                     period: period.into(),
+                    ..Default::default()
                 },
             );
         }

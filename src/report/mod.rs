@@ -146,61 +146,26 @@ pub fn build_confirmed(
     let source = settings.project_source;
     let layout = sacct::Layout::new(source, options.clusters.is_some());
 
-    let mut buf = Vec::with_capacity(512);
     let mut key = String::with_capacity(128);
-    let mut line_no = 0u64;
-    let mut forged = 0u64;
-    loop {
-        buf.clear();
-        if input.read_until(b'\n', &mut buf)? == 0 {
-            break;
-        }
-        line_no += 1;
-        diag.lines += 1;
-        let text = String::from_utf8_lossy(&buf);
-        let record = match sacct::parse_line(&text, layout) {
-            Ok(Line::Job(r)) => r,
-            Ok(Line::Header | Line::Blank) => continue,
-            Err(Skip(why)) => {
-                diag.skip(line_no, why);
-                continue;
-            }
-        };
-        if let Some(ids) = ids.as_mut() {
-            if !ids.take(record.job_id) {
-                forged += 1;
-                diag.skip(
-                    line_no,
-                    format!(
-                        "job {}: not in sacct's list of job ids (or listed fewer times): a line forged \
-                         by a newline in a job comment",
-                        record.job_id
-                    ),
-                );
-                continue;
-            }
-        }
-        if !record.comment.trim().is_empty() {
-            diag.comments += 1;
-        }
+    let forged = records(&mut input, layout, ids.as_mut(), &mut diag, |line_no, record, diag| {
         let Some(start) = record.start else {
             diag.not_run += 1;
-            continue;
+            return;
         };
         // No End yet: still running (or suspended, holding its nodes): charged up to now.
         let end = record.end.unwrap_or(options.now);
         if end < start {
             diag.skip(line_no, format!("job {}: End is before Start", record.job_id));
-            continue;
+            return;
         }
         let (from, to) = (start.max(options.since), end.min(options.until));
         if to <= from {
             diag.not_run += 1;
-            continue;
+            return;
         }
         if record.nodes == 0 {
             diag.skip(line_no, format!("job {}: ran on 0 nodes (NNodes)", record.job_id));
-            continue;
+            return;
         }
         let record_pricer = match cluster_pricers.get_mut(record.cluster) {
             Some(p) => p,
@@ -232,7 +197,7 @@ pub fn build_confirmed(
             c.charge(group, from, to, record.cpus, rate.as_ref());
         }
         diag.runs += 1;
-    }
+    })?;
 
     if pricer.is_empty() && diag.runs > 0 {
         diag.warnings
@@ -281,6 +246,57 @@ pub fn build_confirmed(
         price_sources,
         billed: None,
     })
+}
+
+/// Reads sacct lines from `input` and hands each usable record to `each`, with its line
+/// number: lines that cannot be used are counted in `diag` and, with `ids` (the comment
+/// is asked for), so are records whose job id sacct's bare list does not hold (a line
+/// forged by a newline in a job comment). Returns how many lines were forged.
+pub fn records(
+    input: &mut impl BufRead,
+    layout: sacct::Layout,
+    mut ids: Option<&mut JobIds>,
+    diag: &mut Diagnostics,
+    mut each: impl FnMut(u64, sacct::Record<'_>, &mut Diagnostics),
+) -> io::Result<u64> {
+    let mut buf = Vec::with_capacity(512);
+    let mut line_no = 0u64;
+    let mut forged = 0u64;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            return Ok(forged);
+        }
+        line_no += 1;
+        diag.lines += 1;
+        let text = String::from_utf8_lossy(&buf);
+        let record = match sacct::parse_line(&text, layout) {
+            Ok(Line::Job(r)) => r,
+            Ok(Line::Header | Line::Blank) => continue,
+            Err(Skip(why)) => {
+                diag.skip(line_no, why);
+                continue;
+            }
+        };
+        if let Some(ids) = ids.as_deref_mut() {
+            if !ids.take(record.job_id) {
+                forged += 1;
+                diag.skip(
+                    line_no,
+                    format!(
+                        "job {}: not in sacct's list of job ids (or listed fewer times): a line forged \
+                         by a newline in a job comment",
+                        record.job_id
+                    ),
+                );
+                continue;
+            }
+        }
+        if !record.comment.trim().is_empty() {
+            diag.comments += 1;
+        }
+        each(line_no, record, diag);
+    }
 }
 
 /// What a report prices with: the settings with the price cache's instance types added
