@@ -34,6 +34,7 @@ pub const FIELDS: [&str; 11] = [
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     cluster: bool,
+    time_limit: bool,
     project: Option<ProjectField>,
 }
 
@@ -41,7 +42,16 @@ impl Layout {
     pub fn new(source: ProjectSource, cluster: bool) -> Layout {
         Layout {
             cluster,
+            time_limit: false,
             project: ProjectField::of(source),
+        }
+    }
+
+    /// The same with `TimelimitRaw` (after `Cluster`), for what running jobs commit.
+    pub fn with_time_limit(self) -> Layout {
+        Layout {
+            time_limit: true,
+            ..self
         }
     }
 
@@ -50,6 +60,9 @@ impl Layout {
         let mut f = FIELDS.to_vec();
         if self.cluster {
             f.push("Cluster");
+        }
+        if self.time_limit {
+            f.push("TimelimitRaw");
         }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
@@ -134,6 +147,8 @@ pub struct Record<'a> {
     pub node_list: &'a str,
     /// Empty unless several clusters are asked about.
     pub cluster: &'a str,
+    /// The time limit in minutes when asked for and set (`None`: UNLIMITED, or not asked).
+    pub time_limit: Option<u64>,
     /// Empty unless `WCKey` is the project's field (and so asked for).
     pub wckey: &'a str,
     /// Empty unless `Comment` is the project's field (and so asked for).
@@ -211,11 +226,15 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
     if !fields::is_job_id(job_id) {
         return Err(Skip(format!("JobID {job_id:?} is not a job id")));
     }
-    let cluster = if layout.cluster { f[FIELDS.len()] } else { "" };
-    let project = f
-        .get(FIELDS.len() + usize::from(layout.cluster))
-        .copied()
-        .unwrap_or_default();
+    let mut next = FIELDS.len();
+    let mut optional = |asked: bool| {
+        let value = asked.then(|| f.get(next).copied().unwrap_or_default());
+        next += usize::from(asked);
+        value
+    };
+    let cluster = optional(layout.cluster).unwrap_or_default();
+    let time_limit = optional(layout.time_limit).and_then(|t| t.parse().ok());
+    let project = optional(layout.project.is_some()).unwrap_or_default();
     let (wckey, comment) = match layout.project {
         Some(ProjectField::Wckey) => (project.strip_prefix('*').unwrap_or(project), ""),
         Some(ProjectField::Comment) => ("", project),
@@ -234,6 +253,7 @@ pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
         gpus: gpus(f[9])?,
         node_list: f[10],
         cluster,
+        time_limit,
         wckey,
         comment,
     }))
@@ -245,14 +265,17 @@ mod tests {
 
     const COMMENT: Layout = Layout {
         cluster: false,
+        time_limit: false,
         project: Some(ProjectField::Comment),
     };
     const ACCOUNT: Layout = Layout {
         cluster: false,
+        time_limit: false,
         project: None,
     };
     const WCKEY: Layout = Layout {
         cluster: false,
+        time_limit: false,
         project: Some(ProjectField::Wckey),
     };
 
@@ -265,6 +288,20 @@ mod tests {
             panic!()
         };
         assert_eq!((r.cluster, r.comment), ("east", "P|x"));
+        let limited = layout.with_time_limit();
+        assert_eq!(limited.fields()[FIELDS.len()..], ["Cluster", "TimelimitRaw", "Comment"]);
+        let Line::Job(r) =
+            parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|120|P", limited).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.cluster, r.time_limit, r.comment), ("east", Some(120), "P"));
+        let Line::Job(r) =
+            parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|UNLIMITED|P", limited).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(r.time_limit, None);
         let args = arguments(0, 1, "JobID", Some("east,west"));
         assert_eq!(args[args.len() - 2..], ["--clusters", "east,west"]);
     }
