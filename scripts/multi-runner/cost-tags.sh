@@ -24,6 +24,13 @@
 #                     minutes, up to 120 s of random delay, first 2 minutes after boot, as
 #                     root): /etc/systemd/system/cost-tags-budget-refresh.{service,timer},
 #                     or without systemd /etc/cron.d/cost-tags-budget
+#                   when the release has bin/cost-tags, unless --no-prices: the daily
+#                     `cost-tags prices refresh` (first 5 minutes after boot, then every
+#                     1440 minutes, up to 30 minutes of random delay, as root), which keeps
+#                     the price cache /var/spool/cost-tags/prices.json that `cost-tags
+#                     report` reads: /etc/systemd/system/cost-tags-prices-refresh.{service,
+#                     timer}, or without systemd /etc/cron.d/cost-tags-prices (@daily and
+#                     @reboot)
 #                 then runs `scontrol reconfigure`.
 #   ComputeFleet  creates the state directory /var/spool/cost-tags, checks that the
 #                 binaries in /opt/slurm/bin are there and run on this node, and, when
@@ -38,11 +45,20 @@
 # Periodic jobs. systemd is used when `systemctl` exists and /run/systemd/system is a
 # directory (the sd_booted() test); otherwise cron, when /etc/cron.d exists (cron files
 # set SHELL=/bin/bash for the $RANDOM delay); otherwise the job is not scheduled (a
-# warning on a compute node, an error with --budgets). The jobs read
+# warning for reconcile and the price refresh, an error with --budgets). The jobs read
 # /opt/slurm/etc/cost-tags.env exactly as the Slurm hooks do (a shell fragment: `export
 # NAME=value` lines work), with /opt/slurm/bin first on PATH; their messages go to syslog.
 # A timer is (re)enabled with `systemctl enable --now` only when its units changed or it
 # is not enabled and active; --uninstall disables it before removing the units.
+#
+# Why the price refresh is on by default and budgets are not: --budgets changes what users
+# may do (jobs of a spent project are refused), so it must be asked for. The price refresh
+# changes nothing for jobs or Slurm: it only reads public prices (free, read-only calls,
+# once a day per cluster) into a cache, and it is what lets `cost-tags report` price a
+# ParallelCluster head node with no [pricing.instances] written by hand. Like reconcile on
+# compute nodes it follows bin/cost-tags in the release. Where it cannot work (no route
+# to the Price List, a role without the head policy) it fails once a day in syslog and
+# keeps the old cache; --no-prices is for such sites.
 #
 # Every step is idempotent: a second run changes nothing. What the head node added or
 # changed is recorded in /opt/slurm/etc/cost-tags/manifest (with backups of the edited
@@ -69,6 +85,10 @@
 #                          without it, budget units an earlier run installed are removed
 #                          (these four go into cost-tags.toml when the script writes it:
 #                          when none exists, or the one it wrote is still unedited)
+#   --no-prices            do not schedule the daily `cost-tags prices refresh` on the head
+#                          node (removes the units an earlier run installed); for a
+#                          head node that cannot reach the Price List or whose role lacks
+#                          the head policy's pricing:GetProducts and ec2:Describe* rights
 #   --slurm-conf-dir DIR   where slurm.conf is (default /opt/slurm/etc)
 #   --reconfigure          run `scontrol reconfigure` even when COST_TAGS_ROOT is set
 #   --no-reconfigure       never run it
@@ -136,6 +156,7 @@ PROJECT_SOURCE=""
 EXTRA_TAGS=""
 STRICT=0
 BUDGETS=0
+PRICES=1
 UNINSTALL=0
 RECONF=auto
 CONF_DIR_OPT=""
@@ -176,6 +197,7 @@ parse_args() {
             --slurm-conf-dir) CONF_DIR_OPT=$val ;;
             --strict) STRICT=1 ;;
             --budgets) BUDGETS=1 ;;
+            --no-prices) PRICES=0 ;;
             --uninstall) UNINSTALL=1 ;;
             --reconfigure) RECONF=yes ;;
             --no-reconfigure) RECONF=no ;;
@@ -784,7 +806,8 @@ reconfigure() {
 # ---------------------------------------------------------------------------------------
 # Periodic jobs: a systemd service + timer pair, or a cron.d file where systemd is absent
 
-# Sets the J_* description of job $1: reconcile (compute nodes) or budget (head node).
+# Sets the J_* description of job $1: reconcile (compute nodes), budget or prices (head
+# node). J_WHEN is the cron schedule: every J_EVERY minutes, or @daily for a day.
 job_spec() {
     case $1 in
         reconcile)
@@ -805,8 +828,23 @@ job_spec() {
             J_EVERY=10
             J_JITTER=120
             ;;
+        prices)
+            # Daily: on-demand prices change a few times a year, and spot prices are
+            # fetched as a history, so a later refresh corrects what a report of the last
+            # day priced at the previous price. Up to 30 min of random delay spreads a
+            # fleet of clusters (all on cron's @daily, or started together) over the
+            # Price List.
+            J_NAME=cost-tags-prices-refresh
+            J_CRON=cost-tags-prices
+            J_CMD="prices refresh"
+            J_WHAT="refresh the price cache that cost-tags report reads"
+            J_BOOT=5
+            J_EVERY=1440
+            J_JITTER=1800
+            ;;
         *) die "internal error: unknown periodic job '$1'" ;;
     esac
+    if [ "$J_EVERY" = 1440 ]; then J_WHEN=@daily; else J_WHEN="*/$J_EVERY * * * *"; fi
     J_SERVICE=$UNIT_DIR/$J_NAME.service
     J_TIMER=$UNIT_DIR/$J_NAME.timer
     J_CRONFILE=$CRON_DIR/$J_CRON
@@ -876,7 +914,7 @@ write_job_files() {
         echo "SHELL=/bin/bash"
         echo "PATH=$path"
         # shellcheck disable=SC2016 # $RANDOM is for cron's bash, not this one
-        printf '*/%s * * * * root sleep $((RANDOM \\%% %s)); %s >/dev/null 2>&1\n' "$J_EVERY" "$J_JITTER" "$run"
+        printf '%s root sleep $((RANDOM \\%% %s)); %s >/dev/null 2>&1\n' "$J_WHEN" "$J_JITTER" "$run"
         printf '@reboot root sleep %s; %s >/dev/null 2>&1\n' "$((J_BOOT * 60))" "$run"
     } >"$dir/cron"
 }
@@ -1016,8 +1054,33 @@ budget_check() {
     [ -f "$REL/bin/cost-tags" ] || die "--budgets needs bin/cost-tags (cost-tags budget refresh), which the release $RELEASE lacks. Nothing was changed."
     detect_init
     [ "$INIT" != none ] || die "--budgets: neither systemd nor cron ($CRON_DIR) on this node to run cost-tags budget refresh. Nothing was changed."
-    mkdir -p "$WORK/budget" || die "cannot write in $WORK"
-    write_job_files budget "$WORK/budget"
+    stage_head_job budget
+}
+
+# Head node, before anything changes: unless --no-prices, the daily price refresh when the
+# release has cost-tags and the node systemd or cron. Unlike --budgets, nothing depends on
+# it (the report falls back to [pricing] settings), so what prevents it is said, not fatal.
+# Sets PRICES_ON.
+prices_check() {
+    PRICES_ON=0
+    [ "$PRICES" = 1 ] || return 0
+    if [ ! -f "$REL/bin/cost-tags" ]; then
+        log "the release has no bin/cost-tags (optional): cost-tags prices refresh is not scheduled"
+        return 0
+    fi
+    detect_init
+    if [ "$INIT" = none ]; then
+        warn "neither systemd nor cron ($CRON_DIR) on this node: cost-tags prices refresh is not scheduled; run '$BIN_DIR/cost-tags prices refresh' daily from your own scheduler (or pass --no-prices)"
+        return 0
+    fi
+    stage_head_job prices
+    PRICES_ON=1
+}
+
+# Stages the files of head-node job $1 in $WORK/$1 and checks that they can be written.
+stage_head_job() {
+    mkdir -p "$WORK/$1" || die "cannot write in $WORK"
+    write_job_files "$1" "$WORK/$1"
     local f
     if [ "$INIT" = systemd ]; then
         check_dir_writable "$UNIT_DIR"
@@ -1040,23 +1103,24 @@ drop_recorded() {
 
 recorded() { mf_has "file	$1" || mf_has "replaced	$1"; }
 
-# Head node, while applying: the budget refresh units follow --budgets; they are recorded
-# in the manifest. Sets BUDGET_UNITS_CHANGED.
-budget_apply() {
-    job_spec budget
+# Head node, while applying: the units of job $1 (budget, prices) are installed when $2 is
+# 1 (from the files stage_head_job staged), else those an earlier run installed are
+# removed, the timer disabled first; all recorded in the manifest. Sets UNITS_CHANGED.
+head_job_apply() {
+    job_spec "$1"
     local before=$CHANGES
-    BUDGET_UNITS_CHANGED=0
-    if [ "$BUDGETS" = 1 ] && [ "$INIT" = systemd ]; then
+    UNITS_CHANGED=0
+    if [ "$2" = 1 ] && [ "$INIT" = systemd ]; then
         ensure_dir "$UNIT_DIR" 755
-        put_file "$WORK/budget/service" "$J_SERVICE" 644
-        put_file "$WORK/budget/timer" "$J_TIMER" 644
-        [ "$CHANGES" = "$before" ] || BUDGET_UNITS_CHANGED=1
+        put_file "$WORK/$1/service" "$J_SERVICE" 644
+        put_file "$WORK/$1/timer" "$J_TIMER" 644
+        [ "$CHANGES" = "$before" ] || UNITS_CHANGED=1
         drop_recorded "$J_CRONFILE"
         return 0
     fi
-    if [ "$BUDGETS" = 1 ]; then
+    if [ "$2" = 1 ]; then
         ensure_dir "$CRON_DIR" 755
-        put_file "$WORK/budget/cron" "$J_CRONFILE" 644
+        put_file "$WORK/$1/cron" "$J_CRONFILE" 644
     else
         drop_recorded "$J_CRONFILE"
     fi
@@ -1157,6 +1221,7 @@ head_install() {
     write_toml "$WORK/stage/cost-tags.toml"
     write_projects "$WORK/stage/projects_list.conf"
     budget_check
+    prices_check
     if [ -e "$LUA" ] || [ -L "$LUA" ]; then
         if mf_has "file	$LUA" || mf_has "replaced	$LUA"; then
             local rec
@@ -1240,14 +1305,22 @@ head_install() {
         mf_set "line	$SLURM_CONF_FILE	$INCLUDE_LINE" ""
         changed "$SLURM_CONF_FILE: added '$INCLUDE_LINE'"
     fi
-    budget_apply
+    head_job_apply budget "$BUDGETS"
+    local budget_units_changed=$UNITS_CHANGED
+    head_job_apply prices "$PRICES_ON"
+    local prices_units_changed=$UNITS_CHANGED
     finish_edited
     mf_save
     APPLYING=0
     if [ "$BUDGETS" = 1 ]; then
         job_spec budget
-        [ "$INIT" = systemd ] && timer_activate "$BUDGET_UNITS_CHANGED"
+        [ "$INIT" = systemd ] && timer_activate "$budget_units_changed"
         log "cost-tags budget refresh scheduled every $J_EVERY minutes ($INIT)"
+    fi
+    if [ "$PRICES_ON" = 1 ]; then
+        job_spec prices
+        [ "$INIT" = systemd ] && timer_activate "$prices_units_changed"
+        log "cost-tags prices refresh scheduled daily ($INIT)"
     fi
 
     if [ "$CHANGES" -eq 0 ]; then
@@ -1293,10 +1366,12 @@ head_uninstall() {
     fi
     reconfigure
     # 2. Files, newest first; a timer is stopped before its units go.
-    job_spec budget
-    local units=0
-    if recorded "$J_TIMER" || recorded "$J_SERVICE"; then units=1; fi
-    recorded "$J_TIMER" && timer_disable
+    local units=0 job
+    for job in budget prices; do
+        job_spec "$job"
+        if recorded "$J_TIMER" || recorded "$J_SERVICE"; then units=1; fi
+        recorded "$J_TIMER" && timer_disable
+    done
     for ((i = ${#MF_ORDER[@]} - 1; i >= 0; i--)); do
         k=${MF_ORDER[$i]}
         case $k in
@@ -1469,6 +1544,7 @@ main() {
         ComputeFleet)
             [ -z "$RELEASE" ] || [ "$UNINSTALL" = 1 ] || log "compute node: --release is used on the head node only"
             [ "$BUDGETS" = 0 ] || [ "$UNINSTALL" = 1 ] || log "compute node: --budgets is used on the head node only"
+            [ "$PRICES" = 1 ] || [ "$UNINSTALL" = 1 ] || log "compute node: --no-prices is used on the head node only"
             if [ "$UNINSTALL" = 1 ]; then compute_uninstall; else compute_install; fi
             ;;
         LoginNode)

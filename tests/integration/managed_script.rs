@@ -1238,7 +1238,7 @@ fn script_is_shellcheck_clean() {
 
 // ---------------------------------------------------------------------------------------
 // Periodic jobs: `cost-tags reconcile` on compute nodes, `cost-tags budget refresh` on the
-// head node with --budgets. systemd counts as present under COST_TAGS_ROOT when
+// head node with --budgets, `cost-tags prices refresh` on the head node unless --no-prices. systemd counts as present under COST_TAGS_ROOT when
 // <root>/run/systemd/system exists; else cron when <root>/etc/cron.d exists. A stand-in
 // `systemctl` first on PATH proves the script never runs it under COST_TAGS_ROOT.
 
@@ -1445,6 +1445,7 @@ fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
             let unit = node.path("etc/systemd/system").join(f);
             assert!(manifest.contains(&format!("file\t{}", unit.display())), "{manifest}");
         }
+        // Beside them the daily price refresh, on by default with bin/cost-tags.
         let mut changed = diff(before, after);
         changed.retain(|l| l.contains("etc/systemd") || l.contains("cron") || l.contains("bin/cost-tags"));
         assert_eq!(
@@ -1454,6 +1455,8 @@ fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
                 "+ etc/systemd/system",
                 "+ etc/systemd/system/cost-tags-budget-refresh.service",
                 "+ etc/systemd/system/cost-tags-budget-refresh.timer",
+                "+ etc/systemd/system/cost-tags-prices-refresh.service",
+                "+ etc/systemd/system/cost-tags-prices-refresh.timer",
                 "+ opt/slurm/bin/cost-tags",
             ]
         );
@@ -1519,7 +1522,16 @@ fn head_node_without_budgets_installs_no_budget_units() {
     let before = node.snapshot();
     let out = node.ok(&["--release", rel]);
     assert!(!out.contains("budget"), "{out}");
-    assert!(!node.path("etc/systemd").exists());
+    // Only the daily price refresh (on by default with bin/cost-tags) has units.
+    let mut units: Vec<_> = fs::read_dir(node.path("etc/systemd/system"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    units.sort();
+    assert_eq!(
+        units,
+        ["cost-tags-prices-refresh.service", "cost-tags-prices-refresh.timer"]
+    );
     assert_eq!(fs::read_dir(node.path("etc/cron.d")).unwrap().count(), 0);
     assert!(!node.read("opt/slurm/etc/cost-tags.toml").contains("[budget]"));
     node.ok(&["--uninstall"]);
@@ -1529,4 +1541,218 @@ fn head_node_without_budgets_installs_no_budget_units() {
     fs::remove_dir_all(node.path("run")).unwrap();
     fs::remove_dir_all(node.path("etc/cron.d")).unwrap();
     node.refuses(&["--release", rel, "--budgets"], "neither systemd nor cron");
+}
+
+#[test]
+fn head_node_prices_refresh_runs_daily_from_a_systemd_timer() {
+    let mut node = Node::new(Layout::Head);
+    node.add_cost_tags();
+    let systemctl_calls = node.fake_systemctl();
+    node.mkdirs(&["run/systemd/system"]);
+    let args = ["--release", node.rel()];
+    let units = node.path("etc/systemd/system");
+
+    let [again, uninstall] = node.cycle(&args, |out, before, after| {
+        assert!(
+            out.contains("cost-tags prices refresh scheduled daily (systemd)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("a real node runs 'systemctl enable --now cost-tags-prices-refresh.timer'"),
+            "{out}"
+        );
+        // 5 minutes after boot, then once a day, up to 30 minutes late at random; as root.
+        let (service, timer) = node.assert_timer_units(
+            "cost-tags-prices-refresh",
+            "prices refresh",
+            ["5min", "1440min", "1800"],
+        );
+        for (f, t) in [("service", &service), ("timer", &timer)] {
+            assert!(t.starts_with("# cost-tags.sh: "), "{f}:\n{t}");
+            assert_eq!(mode(&units.join(format!("cost-tags-prices-refresh.{f}"))), 0o644);
+        }
+        // Recorded in the manifest, so the uninstall removes them.
+        let manifest = node.read("opt/slurm/etc/cost-tags/manifest");
+        for f in ["cost-tags-prices-refresh.service", "cost-tags-prices-refresh.timer"] {
+            assert!(
+                manifest.contains(&format!("file\t{}", units.join(f).display())),
+                "{manifest}"
+            );
+        }
+        let mut changed = diff(before, after);
+        changed.retain(|l| l.contains("etc/systemd") || l.contains("cron") || l.contains("bin/cost-tags"));
+        assert_eq!(
+            sorted(changed),
+            vec![
+                "+ etc/systemd",
+                "+ etc/systemd/system",
+                "+ etc/systemd/system/cost-tags-prices-refresh.service",
+                "+ etc/systemd/system/cost-tags-prices-refresh.timer",
+                "+ opt/slurm/bin/cost-tags",
+            ]
+        );
+    });
+    assert!(again.contains("already installed: nothing changed"), "{again}");
+    // The timer is disabled before its units go.
+    let disable = uninstall
+        .find("a real node runs 'systemctl disable --now cost-tags-prices-refresh.timer'")
+        .unwrap_or_else(|| panic!("{uninstall}"));
+    let removed = uninstall
+        .find(&format!(
+            "removed {}",
+            units.join("cost-tags-prices-refresh.timer").display()
+        ))
+        .unwrap_or_else(|| panic!("{uninstall}"));
+    assert!(disable < removed, "{uninstall}");
+
+    // Both argument forms install the same: plain with --option=value, and the
+    // multi-runner's.
+    let eq = node.sibling(Layout::Head);
+    eq.mkdirs(&["run/systemd/system"]);
+    eq.ok(&[&format!("--release={}", node.rel())]);
+    let mr = node.sibling(Layout::Head);
+    mr.mkdirs(&["run/systemd/system"]);
+    let mr_before = mr.snapshot();
+    mr.ok(&["---release", &format!("-{}", node.rel())]);
+    node.ok(&args);
+    assert_same(&node.normalized(), &eq.normalized(), "--release=SRC vs plain");
+    assert_same(&node.normalized(), &mr.normalized(), "multi-runner vs plain");
+    // --no-prices in the multi-runner form takes the units away again, timer first.
+    let out = mr.ok(&["---release", &format!("-{}", node.rel()), "---no-prices"]);
+    assert!(
+        out.contains("systemctl disable --now cost-tags-prices-refresh.timer"),
+        "{out}"
+    );
+    assert!(
+        !mr.path("etc/systemd/system/cost-tags-prices-refresh.timer").exists(),
+        "{out}"
+    );
+    assert!(
+        !mr.path("etc/systemd/system/cost-tags-prices-refresh.service").exists(),
+        "{out}"
+    );
+    mr.ok(&["---uninstall"]);
+    assert_same(&mr_before, &mr.snapshot(), "multi-runner uninstall");
+    assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
+}
+
+#[test]
+fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
+    let node = Node::new(Layout::Head);
+    node.add_cost_tags();
+    let rel = node.rel();
+    node.mkdirs(&["etc/cron.d"]);
+    let cron_file = node.path("etc/cron.d/cost-tags-prices");
+
+    node.cycle(&["--release", rel], |out, before, after| {
+        assert!(out.contains("cost-tags prices refresh scheduled daily (cron)"), "{out}");
+        assert_eq!(mode(&cron_file), 0o644);
+        let cron = read(&cron_file);
+        assert!(cron.starts_with("# cost-tags.sh: "), "{cron}");
+        // A daily line and one 5 minutes after a reboot, like the other jobs.
+        let run = format!("{} >/dev/null 2>&1", node.job_command("prices refresh"));
+        assert_eq!(
+            settings_lines(&cron)[2..],
+            [
+                format!("@daily root sleep $((RANDOM \\% 1800)); {run}"),
+                format!("@reboot root sleep 300; {run}"),
+            ]
+        );
+        assert!(!node.path("etc/systemd").exists());
+        let mut changed = diff(before, after);
+        changed.retain(|l| l.contains("cron") || l.contains("bin/cost-tags"));
+        assert_eq!(
+            sorted(changed),
+            vec!["+ etc/cron.d/cost-tags-prices", "+ opt/slurm/bin/cost-tags"]
+        );
+    });
+
+    // --no-prices installs none, and takes away the one an earlier run installed.
+    let before = node.snapshot();
+    node.ok(&["--release", rel, "--no-prices"]);
+    assert!(!cron_file.exists());
+    node.ok(&["--release", rel]);
+    assert!(cron_file.is_file());
+    let out = node.ok(&["--release", rel, "--no-prices"]);
+    assert!(out.contains(&format!("removed {}", cron_file.display())), "{out}");
+    assert!(!cron_file.exists());
+    let after = node.snapshot();
+    node.ok(&["--release", rel, "--no-prices"]);
+    assert_same(&after, &node.snapshot(), "second --no-prices install");
+
+    // With --budgets too: two cron files, each its own.
+    node.ok(&["--release", rel, "--budgets"]);
+    assert!(cron_file.is_file());
+    assert!(node.path("etc/cron.d/cost-tags-budget").is_file());
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
+
+    // What cron runs: cost-tags.env read as the hooks do, then `cost-tags prices refresh`
+    // (a stand-in in place of the installed binary; the random sleep cut short).
+    node.ok(&["--release", rel]);
+    let calls = node.fake_cost_tags();
+    let cron = read(&cron_file);
+    let daily = settings_lines(&cron)[2].clone();
+    let cmd = daily.strip_prefix("@daily root ").unwrap().replace("\\%", "%");
+    let cron_path = unit_value(&cron, "PATH");
+    let st = Command::new("/bin/bash")
+        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
+        .env_clear()
+        .env("PATH", &cron_path)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(read(&calls), format!("prices refresh FOO=bar baz PATH={cron_path}\n"));
+}
+
+#[test]
+fn head_node_without_cost_tags_schedules_no_price_refresh() {
+    let node = Node::new(Layout::Head);
+    let rel = node.rel();
+    node.mkdirs(&["run/systemd/system", "etc/cron.d"]);
+
+    // bin/cost-tags is optional in a release: without it the install goes on, and says so.
+    let before = node.snapshot();
+    let out = node.ok(&["--release", rel]);
+    assert!(
+        out.contains("the release has no bin/cost-tags (optional): cost-tags prices refresh is not scheduled"),
+        "{out}"
+    );
+    assert!(!out.contains("WARNING: neither"), "{out}");
+    assert!(!node.path("etc/systemd").exists());
+    assert_eq!(fs::read_dir(node.path("etc/cron.d")).unwrap().count(), 0);
+
+    // A release with it, then one without: the earlier units go.
+    node.add_cost_tags();
+    node.ok(&["--release", rel]);
+    let timer = node.path("etc/systemd/system/cost-tags-prices-refresh.timer");
+    assert!(timer.is_file());
+    fs::remove_file(node.release().join("bin/cost-tags")).unwrap();
+    let out = node.ok(&["--release", rel]);
+    assert!(out.contains("prices refresh is not scheduled"), "{out}");
+    assert!(out.contains(&format!("removed {}", timer.display())), "{out}");
+    assert!(!node
+        .path("etc/systemd/system/cost-tags-prices-refresh.service")
+        .exists());
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
+
+    // Neither systemd nor cron: unlike --budgets, not an error (nothing depends on the
+    // cache being fresh); a warning says how to run it, and nothing is scheduled.
+    node.add_cost_tags();
+    fs::remove_dir_all(node.path("run")).unwrap();
+    fs::remove_dir_all(node.path("etc/cron.d")).unwrap();
+    let before = node.snapshot();
+    let out = node.ok(&["--release", rel]);
+    assert!(
+        out.contains("WARNING: neither systemd nor cron") && out.contains("prices refresh is not scheduled"),
+        "{out}"
+    );
+    assert!(!node.path("etc/systemd").exists());
+    assert!(!node.path("etc/cron.d").exists());
+    // --no-prices silences it.
+    let out = node.ok(&["--release", rel, "--no-prices"]);
+    assert!(!out.contains("WARNING: neither systemd nor cron"), "{out}");
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
 }
