@@ -167,9 +167,7 @@ fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, String> {
         forecast: spend.and_then(|s| s.forecasted_spend()).and_then(|s| amount(s).ok()),
         unit: limit.unit().to_string(),
         period: budget.time_unit().as_str().to_string(),
-        updated_at: budget
-            .last_updated_time()
-            .and_then(|t| u64::try_from(t.secs()).ok()),
+        updated_at: budget.last_updated_time().and_then(|t| u64::try_from(t.secs()).ok()),
         accrued: None,
         committed: None,
         running_jobs: None,

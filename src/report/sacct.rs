@@ -290,15 +290,19 @@ mod tests {
         assert_eq!((r.cluster, r.comment), ("east", "P|x"));
         let limited = layout.with_time_limit();
         assert_eq!(limited.fields()[FIELDS.len()..], ["Cluster", "TimelimitRaw", "Comment"]);
-        let Line::Job(r) =
-            parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|120|P", limited).unwrap()
-        else {
+        let Line::Job(r) = parse_line(
+            "9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|120|P",
+            limited,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!((r.cluster, r.time_limit, r.comment), ("east", Some(120), "P"));
-        let Line::Job(r) =
-            parse_line("9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|UNLIMITED|P", limited).unwrap()
-        else {
+        let Line::Job(r) = parse_line(
+            "9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1||n1|east|UNLIMITED|P",
+            limited,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(r.time_limit, None);

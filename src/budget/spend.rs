@@ -1,0 +1,164 @@
+//! What each project spent and committed according to Slurm accounting, priced the way the
+//! report prices jobs: `budget refresh` adds it to what AWS Budgets last said.
+//!
+//! * **Accrued**: every job-second from the cut-off to now (completed and running jobs).
+//!   The cut-off is when AWS last updated the budgets' actual spend (the oldest update of
+//!   the account's budgets, so a second is never left out; one AWS already counted may be
+//!   counted twice, which errs on the side of refusing), or the period's start with
+//!   `[budget.limits]`.
+//! * **Committed**: what each running job may still cost, from now to its start plus its
+//!   time limit (a job without one commits nothing more and is named in the log).
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use anyhow::Result;
+
+use crate::report::aggregate::Diagnostics;
+use crate::report::calendar::Timestamp;
+use crate::report::job_ids::JobIds;
+use crate::report::pricing::Pricer;
+use crate::report::{records, sacct, Prices};
+
+/// One project's spend from Slurm accounting.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProjectSpend {
+    pub accrued: f64,
+    pub committed: f64,
+    pub running_jobs: u64,
+}
+
+/// What a pass over sacct's records found.
+#[derive(Debug, Default)]
+pub struct Accounted {
+    pub projects: BTreeMap<String, ProjectSpend>,
+    /// Jobs that could not be priced, running jobs without a time limit, skipped lines.
+    pub notes: Vec<String>,
+}
+
+/// The sacct fields this reads: the report's, with the time limit.
+pub fn layout(prices: &Prices) -> sacct::Layout {
+    sacct::Layout::new(prices.settings.project_source, false).with_time_limit()
+}
+
+/// Sums accrued and committed spend per project from sacct lines over `[cut_off, now)`.
+pub fn from_records(
+    prices: &Prices,
+    input: &mut impl BufRead,
+    ids: Option<JobIds>,
+    cut_off: Timestamp,
+    now: Timestamp,
+) -> Result<Accounted> {
+    let mut pricer = Pricer::new(&prices.settings.pricing, prices.cache.clone());
+    let source = prices.settings.project_source;
+    let mut found = Accounted::default();
+    let mut diag = Diagnostics::default();
+    let mut ids = ids;
+    let mut unlimited = Vec::new();
+    records(input, layout(prices), ids.as_mut(), &mut diag, |_, record, diag| {
+        let Some(start) = record.start else { return };
+        let project = source.pick(record.comment.trim(), record.account, record.wckey);
+        if project.is_empty() || record.nodes == 0 {
+            return;
+        }
+        let end = record.end.unwrap_or(now);
+        let (from, to) = (start.max(cut_off), end.min(now));
+        let running = record.end.is_none();
+        let rate = match pricer.rate(&record) {
+            Ok(rate) => rate,
+            Err(reason) => {
+                diag.unpriced(reason, record.job_id, (to - from).max(0));
+                return;
+            }
+        };
+        let spend = found.projects.entry(project.to_string()).or_default();
+        if to > from {
+            spend.accrued += rate.cost(from, to);
+        }
+        if running {
+            spend.running_jobs += 1;
+            match record.time_limit {
+                Some(minutes) => {
+                    let limit_end = start + minutes as Timestamp * 60;
+                    if limit_end > now {
+                        spend.committed += rate.cost(now, limit_end);
+                    }
+                }
+                None => unlimited.push(record.job_id.to_string()),
+            }
+        }
+    })?;
+    if diag.unpriced > 0 {
+        found.notes.push(format!(
+            "{} job runs could not be priced and count nothing: {}",
+            diag.unpriced,
+            diag.unpriced_reasons.keys().cloned().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    if !unlimited.is_empty() {
+        found.notes.push(format!(
+            "running jobs without a time limit commit nothing beyond now: {}",
+            unlimited.join(", ")
+        ));
+    }
+    if diag.skipped > 0 {
+        found
+            .notes
+            .push(format!("{} sacct lines could not be used", diag.skipped));
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::report::calendar::parse;
+
+    fn t(s: &str) -> Timestamp {
+        parse(s).unwrap().0
+    }
+
+    #[test]
+    fn accrued_from_the_cut_off_and_committed_to_the_time_limit() {
+        let settings = Settings::parse(
+            "project_source = \"comment\"\n[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
+             [pricing.instances.n]\non_demand = 3.6\ncpus = 4\n[pricing.partitions.p]\ninstance = \"n\"\n",
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let prices = Prices::settings_only(&settings);
+        // cut-off 10:00, now 12:00; a whole node is 3.6/h, 0.001/s.
+        let sacct = "\
+1|COMPLETED|u|a|p|2024-03-01T09:00:00|2024-03-01T11:00:00|1|4|cpu=4|n1|60|A
+2|RUNNING|u|a|p|2024-03-01T11:00:00|Unknown|2|8|cpu=8|n[1-2]|180|A
+3|RUNNING|u|a|p|2024-03-01T11:30:00|Unknown|1|2|cpu=2|n3|UNLIMITED|B
+4|PENDING|u|a|p|Unknown|Unknown|1|4|cpu=4|None assigned|60|B
+";
+        let found = from_records(
+            &prices,
+            &mut sacct.as_bytes(),
+            None,
+            t("2024-03-01T10:00"),
+            t("2024-03-01T12:00"),
+        )
+        .unwrap();
+        let a = &found.projects["A"];
+        // Job 1: 10:00-11:00 after the cut-off, 1 h x 3.6 = 3.6; job 2: 11:00-12:00 on 2
+        // nodes = 7.2. Job 2 commits 12:00-14:00 (3 h limit from 11:00) x 2 nodes = 14.4.
+        assert!((a.accrued - 10.8).abs() < 1e-9, "{a:?}");
+        assert!((a.committed - 14.4).abs() < 1e-9, "{a:?}");
+        assert_eq!(a.running_jobs, 1);
+        // Job 3: half a node for 30 min = 0.9; no time limit: commits nothing, and said.
+        let b = &found.projects["B"];
+        assert!((b.accrued - 0.9).abs() < 1e-9 && b.committed == 0.0, "{b:?}");
+        assert!(
+            found
+                .notes
+                .iter()
+                .any(|n| n.contains("without a time limit") && n.contains('3')),
+            "{:?}",
+            found.notes
+        );
+    }
+}
