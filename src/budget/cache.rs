@@ -65,6 +65,9 @@ pub struct PartitionCost {
     pub default_minutes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_minutes: Option<u64>,
+    /// Slurm's default partition (jobs without `--partition` go there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_default: bool,
 }
 
 /// One budget for its current period.

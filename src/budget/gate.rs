@@ -5,12 +5,14 @@
 use std::time::{Duration, SystemTime};
 
 use super::cache::{self, CacheError, Lookup};
-use crate::config::{BudgetFallback, BudgetSettings};
+use super::worst_case::{worst_case, JobSize};
+use crate::config::{BudgetFallback, BudgetSettings, Enforce};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BudgetVerdict {
-    /// Within budget, or (with `on_missing = "allow"`) no budget to check.
-    Allowed,
+    /// Within budget, or (with `on_missing = "allow"`) no budget to check; `tell` is the
+    /// line for the submitter (what the job may cost, what is left) when there is one.
+    Allowed { tell: Option<String> },
     /// Let through although the cache could not tell (`on_stale = "allow"`); the reason is
     /// for the administrator's log.
     AllowedUnchecked(String),
@@ -20,16 +22,20 @@ pub enum BudgetVerdict {
 }
 
 /// Looks the project's budget up in the cache and decides (see [`decide`]).
-pub fn check(settings: &BudgetSettings, project: &str, now: SystemTime) -> BudgetVerdict {
+pub fn check(settings: &BudgetSettings, project: &str, size: Option<&JobSize>, now: SystemTime) -> BudgetVerdict {
     let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
-    decide(settings, &found, project, now)
+    decide(settings, &found, project, size, now)
 }
 
-/// Decides for `project` from what the cache held for its budget, read at `now`.
+/// Decides for `project` from what the cache held for its budget, read at `now`. With
+/// `enforce = "spent"` (or no prices in the cache), a project is refused once AWS's actual
+/// spend reaches `threshold_percent` of its limit. With `committed`, once actual +
+/// accrued + committed spend would, with this job's worst case (`size`) added.
 pub fn decide(
     settings: &BudgetSettings,
     found: &Result<Lookup, CacheError>,
     project: &str,
+    size: Option<&JobSize>,
     now: SystemTime,
 ) -> BudgetVerdict {
     let fresh = match found {
@@ -68,7 +74,7 @@ pub fn decide(
     };
     let Some(budget) = &found.budget else {
         return match settings.on_missing {
-            BudgetFallback::Allow => BudgetVerdict::Allowed,
+            BudgetFallback::Allow => BudgetVerdict::Allowed { tell: None },
             BudgetFallback::Deny => BudgetVerdict::Denied {
                 message: format!(
                     "The Project {project} does not have any associated budget. Please ask the administrator to create it."
@@ -77,16 +83,59 @@ pub fn decide(
             },
         };
     };
-    if budget.percent_used() >= settings.threshold_percent {
-        return BudgetVerdict::Denied {
-            message: format!(
-                "The Project {project} does not have more budget allocated for this {}.",
-                budget.period_word()
-            ),
-            log: None,
+    let spent_message = || BudgetVerdict::Denied {
+        message: format!(
+            "The Project {project} does not have more budget allocated for this {}.",
+            budget.period_word()
+        ),
+        log: None,
+    };
+    let partitions = &found.header.partitions;
+    let committed = match settings.enforce {
+        Some(Enforce::Committed) => true,
+        Some(Enforce::Spent) => false,
+        None => !partitions.is_empty(),
+    };
+    if !committed {
+        return if budget.percent_used() >= settings.threshold_percent {
+            spent_message()
+        } else {
+            BudgetVerdict::Allowed { tell: None }
         };
     }
-    BudgetVerdict::Allowed
+    let allowed = budget.limit * settings.threshold_percent / 100.0;
+    let used = budget.committed_total();
+    if used >= allowed {
+        return spent_message();
+    }
+    let left = allowed - used;
+    let Some(size) = size else {
+        return BudgetVerdict::Allowed { tell: None };
+    };
+    let (unit, period) = (&budget.unit, budget.period_word());
+    match worst_case(size, partitions) {
+        Ok(w) if w.cost > left => BudgetVerdict::Denied {
+            message: format!(
+                "The project {project} has {left:.2} {unit} left this {period}; this job may cost up to {:.2} {unit} \
+                 ({}). Ask for less time or fewer nodes, or ask the administrator.",
+                w.cost,
+                w.describe()
+            ),
+            log: None,
+        },
+        Ok(w) => BudgetVerdict::Allowed {
+            tell: settings.tell_users.then(|| {
+                format!(
+                    "cost-tags: {project}: this job may cost up to {:.2} {unit}; {left:.2} {unit} left this {period}",
+                    w.cost
+                )
+            }),
+        },
+        Err(why) => BudgetVerdict::AllowedUnchecked(format!(
+            "project {project}: this job's worst case cannot be priced ({why}); allowed on the spend and \
+             commitments so far ({left:.2} {unit} left)"
+        )),
+    }
 }
 
 /// `95 s`, `31 min`, `26 h`: enough to read an age in a log line.
@@ -143,7 +192,7 @@ mod tests {
             header: c.header.clone(),
             budget: c.budgets.get(&s.budget_name(project)).cloned(),
         };
-        super::decide(s, &Ok(found), project, now)
+        super::decide(s, &Ok(found), project, None, now)
     }
 
     fn denied(v: BudgetVerdict) -> String {
@@ -161,7 +210,10 @@ mod tests {
             ("Above", 100.0, 250.0, "MONTHLY"),
         ]);
         let s = settings();
-        assert_eq!(decide(&s, &c, "Below", at(T0 + 60)), BudgetVerdict::Allowed);
+        assert!(matches!(
+            decide(&s, &c, "Below", at(T0 + 60)),
+            BudgetVerdict::Allowed { .. }
+        ));
         assert_eq!(
             denied(decide(&s, &c, "At", at(T0 + 60))),
             "The Project At does not have more budget allocated for this month."
@@ -175,7 +227,7 @@ mod tests {
             ..settings()
         };
         let c = cache(&[("P", 1000.0, 899.0, "MONTHLY"), ("Q", 1000.0, 900.0, "QUARTERLY")]);
-        assert_eq!(decide(&s90, &c, "P", at(T0)), BudgetVerdict::Allowed);
+        assert!(matches!(decide(&s90, &c, "P", at(T0)), BudgetVerdict::Allowed { .. }));
         assert_eq!(
             denied(decide(&s90, &c, "Q", at(T0))),
             "The Project Q does not have more budget allocated for this quarter."
@@ -185,7 +237,10 @@ mod tests {
     #[test]
     fn a_zero_limit_is_spent_as_soon_as_anything_is() {
         let c = cache(&[("Zero", 0.0, 0.0, "MONTHLY"), ("ZeroSpent", 0.0, 0.01, "MONTHLY")]);
-        assert_eq!(decide(&settings(), &c, "Zero", at(T0)), BudgetVerdict::Allowed);
+        assert!(matches!(
+            decide(&settings(), &c, "Zero", at(T0)),
+            BudgetVerdict::Allowed { .. }
+        ));
         denied(decide(&settings(), &c, "ZeroSpent", at(T0)));
     }
 
@@ -210,7 +265,10 @@ mod tests {
             on_missing: BudgetFallback::Allow,
             ..settings()
         };
-        assert_eq!(decide(&allow, &c, "NoBudget", at(T0)), BudgetVerdict::Allowed);
+        assert!(matches!(
+            decide(&allow, &c, "NoBudget", at(T0)),
+            BudgetVerdict::Allowed { .. }
+        ));
     }
 
     #[test]
@@ -246,7 +304,7 @@ mod tests {
         ];
         for c in &broken {
             assert!(matches!(
-                super::decide(&s, c, "P", at(T0)),
+                super::decide(&s, c, "P", None, at(T0)),
                 BudgetVerdict::AllowedUnchecked(_)
             ));
         }
@@ -259,11 +317,11 @@ mod tests {
             budget: spent.budgets.get("P").cloned(),
         });
         assert!(matches!(
-            super::decide(&strict, &stale_spent, "P", at(T0 - 86_400)),
+            super::decide(&strict, &stale_spent, "P", None, at(T0 - 86_400)),
             BudgetVerdict::Denied { .. }
         ));
         for c in broken.iter().chain([&stale_spent]) {
-            match super::decide(&strict, c, "P", at(T0 + 7200)) {
+            match super::decide(&strict, c, "P", None, at(T0 + 7200)) {
                 BudgetVerdict::Denied { message, log } => {
                     assert_eq!(
                         message,
@@ -274,5 +332,149 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    /// A cache with prices (so `committed` is the default): ProjectA has a 500 USD limit,
+    /// 400 spent as AWS last said, 30 accrued since and 20 committed by running jobs:
+    /// 50 left. A c5.xlarge node of partition compute costs 5 USD an hour.
+    fn committed_cache() -> BudgetCache {
+        let mut c = BudgetCache::new("123456789012", at(T0));
+        c.header.partitions.insert(
+            "compute".into(),
+            crate::budget::cache::PartitionCost {
+                instance: "c5.xlarge".into(),
+                hourly: 5.0,
+                cpus: 4,
+                gpus: 0,
+                default_minutes: Some(60),
+                max_minutes: None,
+                is_default: true,
+            },
+        );
+        c.header.partitions.insert(
+            "gpu".into(),
+            crate::budget::cache::PartitionCost {
+                instance: "g4dn.12xlarge".into(),
+                hourly: 4.0,
+                cpus: 48,
+                gpus: 4,
+                default_minutes: None,
+                max_minutes: None,
+                is_default: false,
+            },
+        );
+        c.budgets.insert(
+            "ProjectA".into(),
+            BudgetSpend {
+                limit: 500.0,
+                actual: 400.0,
+                unit: "USD".into(),
+                period: "MONTHLY".into(),
+                accrued: Some(30.0),
+                committed: Some(20.0),
+                ..Default::default()
+            },
+        );
+        c
+    }
+
+    fn job(partition: &str, minutes: Option<u64>, nodes: u32) -> JobSize {
+        JobSize {
+            partition: Some(partition.into()),
+            time_limit_minutes: minutes,
+            nodes: Some(nodes),
+            cpus: None,
+            gpus: None,
+        }
+    }
+
+    fn decide_job(s: &BudgetSettings, c: &BudgetCache, size: &JobSize) -> BudgetVerdict {
+        let found = Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get("ProjectA").cloned(),
+        };
+        super::decide(s, &Ok(found), "ProjectA", Some(size), at(T0 + 60))
+    }
+
+    #[test]
+    fn committed_spend_and_the_worst_case_of_the_job() {
+        let s = settings();
+        let c = committed_cache();
+        // 5 nodes x 2 h x 5 = 50: exactly what is left, accepted, and the submitter told.
+        match decide_job(&s, &c, &job("compute", Some(120), 5)) {
+            BudgetVerdict::Allowed { tell: Some(line) } => assert_eq!(
+                line,
+                "cost-tags: ProjectA: this job may cost up to 50.00 USD; 50.00 USD left this month"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // One minute more: 50.42 > 50, refused with what is left and what it may cost.
+        assert_eq!(
+            denied(decide_job(&s, &c, &job("compute", Some(121), 5))),
+            "The project ProjectA has 50.00 USD left this month; this job may cost up to 50.42 USD \
+             (5 nodes x 2.02 h of c5.xlarge). Ask for less time or fewer nodes, or ask the administrator."
+        );
+        // A smaller job of the same project goes in.
+        assert!(matches!(
+            decide_job(&s, &c, &job("compute", Some(60), 2)),
+            BudgetVerdict::Allowed { .. }
+        ));
+        // No time limit: the partition's DefaultTime (1 h): 10 nodes x 1 h x 5 = 50, in.
+        assert!(matches!(
+            decide_job(&s, &c, &job("compute", None, 10)),
+            BudgetVerdict::Allowed { .. }
+        ));
+        // A GPU job: 1 CPU but 2 of the node's 4 GPUs, half a node: 24 h x 4 x 0.5 = 48.
+        let gpu = JobSize {
+            cpus: Some(1),
+            gpus: Some(2),
+            ..job("gpu", Some(24 * 60), 1)
+        };
+        assert!(matches!(decide_job(&s, &c, &gpu), BudgetVerdict::Allowed { .. }));
+        let gpus = JobSize { gpus: Some(3), ..gpu };
+        assert!(denied(decide_job(&s, &c, &gpus)).contains("may cost up to 72.00 USD"));
+        // No time limit anywhere (gpu has no DefaultTime or MaxTime), or a partition
+        // without a price: allowed on the spend so far, with a note for syslog.
+        for size in [job("gpu", None, 1), job("debug", Some(60), 1)] {
+            match decide_job(&s, &c, &size) {
+                BudgetVerdict::AllowedUnchecked(note) => assert!(note.contains("cannot be priced"), "{note}"),
+                other => panic!("{size:?}: {other:?}"),
+            }
+        }
+        // Spent and committed already at the limit: refused whatever the job.
+        let mut full = c.clone();
+        full.budgets.get_mut("ProjectA").unwrap().committed = Some(70.0);
+        assert!(denied(decide_job(&s, &full, &job("compute", Some(1), 1))).contains("does not have more budget"));
+        // enforce = "spent": only AWS's actual spend counts (400 of 500), the job is not priced.
+        let spent_only = BudgetSettings {
+            enforce: Some(crate::config::Enforce::Spent),
+            ..settings()
+        };
+        assert_eq!(
+            decide_job(&spent_only, &full, &job("compute", Some(6000), 50)),
+            BudgetVerdict::Allowed { tell: None }
+        );
+        // tell_users = false: accepted without the line.
+        let quiet = BudgetSettings {
+            tell_users: false,
+            ..settings()
+        };
+        assert_eq!(
+            decide_job(&quiet, &c, &job("compute", Some(60), 1)),
+            BudgetVerdict::Allowed { tell: None }
+        );
+        // A stale cache decides as before, committed or not (on_stale).
+        let found = Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get("ProjectA").cloned(),
+        };
+        let stale = super::decide(
+            &s,
+            &Ok(found),
+            "ProjectA",
+            Some(&job("compute", Some(60), 1)),
+            at(T0 + 7200),
+        );
+        assert!(matches!(stale, BudgetVerdict::AllowedUnchecked(_)), "{stale:?}");
     }
 }

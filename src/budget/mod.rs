@@ -10,3 +10,4 @@ pub mod admin;
 pub mod cache;
 pub mod gate;
 pub mod spend;
+pub mod worst_case;

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use clap::Parser;
 
 use crate::budget::gate;
+use crate::budget::worst_case::JobSize;
 use crate::config::Settings;
 use crate::log;
 use crate::submit::decision::{self, Submission, Verdict};
@@ -85,6 +86,22 @@ pub struct Args {
     /// With --submit: the job's wckey.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
     wckey: Option<OsString>,
+    /// With --submit: the job's time limit in minutes (Slurm's time_limit), for its worst
+    /// case under `enforce = "committed"`.
+    #[arg(long, value_name = "MINUTES", requires = "submit")]
+    time_limit: Option<u64>,
+    /// With --submit: the job's minimum node count.
+    #[arg(long, value_name = "N", requires = "submit")]
+    nodes: Option<u32>,
+    /// With --submit: the CPUs of the whole job (Slurm's min_cpus, all nodes together).
+    #[arg(long, value_name = "N", requires = "submit")]
+    cpus: Option<u32>,
+    /// With --submit: GPUs per node.
+    #[arg(long, value_name = "N", requires = "submit")]
+    gpus: Option<u32>,
+    /// With --submit: the partition(s) asked for (comma-separated); unset: the default.
+    #[arg(long, value_name = "NAME", requires = "submit")]
+    partition: Option<String>,
     /// The user to check.
     #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
     user: Option<String>,
@@ -150,15 +167,26 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
     } else {
         decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
-    let (verdict, note) = decision::with_budget(verdict, settings.budget.enabled, |project| {
-        gate::check(&settings.budget, project, SystemTime::now())
+    let size = args.submit.then(|| JobSize {
+        partition: args.partition.clone(),
+        time_limit_minutes: args.time_limit,
+        nodes: args.nodes,
+        cpus: args.cpus,
+        gpus: args.gpus,
+    });
+    let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
+        gate::check(&settings.budget, project, size.as_ref(), SystemTime::now())
     });
     // For syslog only: on a refusal, stderr is the user's message.
-    if let Some(note) = note {
+    if let Some(note) = decided.log {
         log::init("project-check");
         log::warn_to_syslog(&note);
     }
-    Ok(tell_user(verdict))
+    // On acceptance, job_submit.lua shows what project-check prints to the submitter.
+    if let (Some(line), true) = (&decided.tell, decided.verdict.is_allowed()) {
+        println!("{line}");
+    }
+    Ok(tell_user(decided.verdict))
 }
 
 /// The fields Slurm passed on from the user, as text.

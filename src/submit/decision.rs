@@ -139,23 +139,35 @@ pub fn decide_project(
     }
 }
 
+/// A submission's final answer: the verdict, a note for the administrator's log, and a
+/// line for the submitter on acceptance (what the job may cost, what is left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    pub verdict: Verdict,
+    pub log: Option<String>,
+    pub tell: Option<String>,
+}
+
 /// Combines the projects file's verdict with the budget's: when budgets are on, an allowed
 /// project also needs budget left, as `budget` (the cache lookup) says; it is asked only
-/// for an allowed project. Returns the verdict and a note for the administrator's log.
-pub fn with_budget(
-    verdict: Verdict,
-    budgets_on: bool,
-    budget: impl FnOnce(&str) -> BudgetVerdict,
-) -> (Verdict, Option<String>) {
+/// for an allowed project.
+pub fn with_budget(verdict: Verdict, budgets_on: bool, budget: impl FnOnce(&str) -> BudgetVerdict) -> Decided {
     let project = match verdict {
         Verdict::Allowed { project } if budgets_on => project,
-        other => return (other, None),
+        verdict => {
+            return Decided {
+                verdict,
+                log: None,
+                tell: None,
+            }
+        }
     };
-    match budget(&project) {
-        BudgetVerdict::Allowed => (Verdict::Allowed { project }, None),
-        BudgetVerdict::AllowedUnchecked(why) => (Verdict::Allowed { project }, Some(why)),
-        BudgetVerdict::Denied { message, log } => (Verdict::Denied(message), log),
-    }
+    let (verdict, log, tell) = match budget(&project) {
+        BudgetVerdict::Allowed { tell } => (Verdict::Allowed { project }, None, tell),
+        BudgetVerdict::AllowedUnchecked(why) => (Verdict::Allowed { project }, Some(why), None),
+        BudgetVerdict::Denied { message, log } => (Verdict::Denied(message), log, None),
+    };
+    Decided { verdict, log, tell }
 }
 
 /// The refusal for a job that names no project.
@@ -362,17 +374,30 @@ mod tests {
     fn the_budget_is_asked_only_for_an_allowed_project_with_budgets_on() {
         let allowed = || Verdict::Allowed { project: "P".into() };
         let never = |_: &str| -> BudgetVerdict { panic!("the budget was asked") };
-        assert_eq!(with_budget(allowed(), false, never), (allowed(), None));
-        assert_eq!(with_budget(Verdict::Exempt, true, never), (Verdict::Exempt, None));
+        let plain = |verdict: Verdict| Decided {
+            verdict,
+            log: None,
+            tell: None,
+        };
+        assert_eq!(with_budget(allowed(), false, never), plain(allowed()));
+        assert_eq!(with_budget(Verdict::Exempt, true, never), plain(Verdict::Exempt));
         let denied = Verdict::Denied("no".into());
-        assert_eq!(with_budget(denied.clone(), true, never), (denied, None));
+        assert_eq!(with_budget(denied.clone(), true, never), plain(denied));
         assert_eq!(
-            with_budget(allowed(), true, |_| BudgetVerdict::Allowed),
-            (allowed(), None)
+            with_budget(allowed(), true, |_| BudgetVerdict::Allowed {
+                tell: Some("cost".into())
+            }),
+            Decided {
+                tell: Some("cost".into()),
+                ..plain(allowed())
+            }
         );
         assert_eq!(
             with_budget(allowed(), true, |_| BudgetVerdict::AllowedUnchecked("stale".into())),
-            (allowed(), Some("stale".into()))
+            Decided {
+                log: Some("stale".into()),
+                ..plain(allowed())
+            }
         );
         let spent = |p: &str| BudgetVerdict::Denied {
             message: format!("{p} spent"),
@@ -380,7 +405,10 @@ mod tests {
         };
         assert_eq!(
             with_budget(allowed(), true, spent),
-            (Verdict::Denied("P spent".into()), Some("note".into()))
+            Decided {
+                log: Some("note".into()),
+                ..plain(Verdict::Denied("P spent".into()))
+            }
         );
     }
 }
