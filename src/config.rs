@@ -372,6 +372,15 @@ pub enum LimitPeriod {
 }
 
 impl LimitPeriod {
+    /// How many months the period has.
+    pub fn months(self) -> u32 {
+        match self {
+            LimitPeriod::Month => 1,
+            LimitPeriod::Quarter => 3,
+            LimitPeriod::Year => 12,
+        }
+    }
+
     /// AWS's name for the period, as the budget cache records it.
     pub fn aws_name(self) -> &'static str {
         match self {

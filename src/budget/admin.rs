@@ -2,23 +2,32 @@
 //! refresh the cache project-check reads, check and create a project's budget, and the
 //! spend-against-limit rows of `budget list`. Nothing here prints; see `cli::budget`.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
-use super::cache::{BudgetCache, BudgetSpend};
+use super::cache::{unix_seconds, BudgetCache, BudgetSpend, PartitionCost};
+use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Settings};
 use crate::log;
 use crate::submit::project_name;
+use crate::report::calendar::{self, Timestamp};
+use crate::report::job_ids::JobIds;
+use crate::slurm::command::run_program;
+use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::submit::projects_file::ProjectsList;
+use crate::report;
 
 /// How long one budget command may talk to AWS, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
+/// How long a Slurm query may take.
+const SLURM_TIME: Duration = Duration::from_secs(60);
 /// AWS's limit on budget names.
 const MAX_BUDGET_NAME: usize = 100;
 
@@ -31,38 +40,131 @@ pub enum Refreshed {
     KeptOld,
 }
 
-/// Reads every budget of the account and rewrites the cache. An AWS failure is not an
-/// error: it is logged, and the old cache stays for project-check.
+/// Reads every budget of the account (or takes `[budget.limits]`), adds what Slurm
+/// accounting says each project accrued and committed since AWS last counted (see
+/// [`super::spend`]) and what each partition's node-hour costs (see
+/// [`super::worst_case`]), and rewrites the cache. An AWS failure is not an error: it is
+/// logged, and the old cache stays for project-check. A Slurm or pricing failure is logged
+/// and the cache written without those figures (project-check then enforces what was
+/// spent), except with `[budget.limits]`, whose spend is Slurm's alone.
 pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     let b = &settings.budget;
-    let read = Runtime::new()?.block_on(async {
-        let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
-        let found = api.all(now).await?;
-        anyhow::Ok((api.account_id().to_string(), found))
-    });
-    let (account, found) = match read {
-        Ok(r) => r,
+    let now_ts = unix_seconds(now) as Timestamp;
+    let (account, budgets, cut_off) = if b.limits.is_empty() {
+        let read = Runtime::new()?.block_on(async {
+            let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
+            let found = api.all(now).await?;
+            anyhow::Ok((api.account_id().to_string(), found))
+        });
+        let (account, found) = match read {
+            Ok(r) => r,
+            Err(e) => {
+                let old = match BudgetCache::read(&b.cache_file) {
+                    Ok(c) => format!("keeping the cache of {} s ago", c.header.age(now).as_secs()),
+                    Err(e) => format!("and there is no usable cache ({e})"),
+                };
+                log::error(&format!("budget refresh failed, {old}: {e:#}"));
+                return Ok(Refreshed::KeptOld);
+            }
+        };
+        for why in &found.skipped {
+            log::warn(&format!("budget skipped: {why}"));
+        }
+        // AWS's figures are as of each budget's last update; Slurm's count from the oldest.
+        let cut_off = found
+            .budgets
+            .values()
+            .filter_map(|s| s.updated_at)
+            .min()
+            .map_or(now_ts, |t| t as Timestamp);
+        (account, found.budgets, cut_off)
+    } else {
+        let start = calendar::months_start(now_ts, b.period.months());
+        let budgets = b
+            .limits
+            .iter()
+            .map(|(project, &limit)| {
+                let spend = BudgetSpend {
+                    limit,
+                    unit: settings.pricing.currency.clone(),
+                    period: b.period.aws_name().to_string(),
+                    ..Default::default()
+                };
+                (b.budget_name(project), spend)
+            })
+            .collect();
+        (String::new(), budgets, start)
+    };
+    let mut cache = BudgetCache::new(&account, now);
+    cache.budgets = budgets;
+    match from_slurm(settings, cut_off, now_ts) {
+        Ok((accounted, partitions)) => {
+            for note in &accounted.notes {
+                log::warn(&format!("budget refresh: {note}"));
+            }
+            for (name, spend) in cache.budgets.iter_mut() {
+                let found = b
+                    .project_of(name)
+                    .and_then(|p| accounted.projects.get(p))
+                    .cloned()
+                    .unwrap_or_default();
+                spend.accrued = Some(found.accrued);
+                spend.committed = Some(found.committed);
+                spend.running_jobs = Some(found.running_jobs);
+            }
+            cache.header.partitions = partitions;
+        }
+        Err(e) if b.limits.is_empty() => log::warn(&format!(
+            "budget refresh: no spend from Slurm accounting ({e:#}); the cache holds AWS's figures alone"
+        )),
         Err(e) => {
-            let old = match BudgetCache::read(&b.cache_file) {
-                Ok(c) => format!("keeping the cache of {} s ago", c.header.age(now).as_secs()),
-                Err(e) => format!("and there is no usable cache ({e})"),
-            };
-            log::error(&format!("budget refresh failed, {old}: {e:#}"));
+            log::error(&format!(
+                "budget refresh failed: [budget.limits] needs Slurm accounting ({e:#}); keeping the old cache"
+            ));
             return Ok(Refreshed::KeptOld);
         }
-    };
-    for why in &found.skipped {
-        log::warn(&format!("budget skipped: {why}"));
     }
-    let mut cache = BudgetCache::new(&account, now);
-    cache.budgets = found.budgets;
     cache.write(&b.cache_file)?;
     log::info(&format!(
-        "budget cache {} refreshed: {} budgets of account {account}",
+        "budget cache {} refreshed: {} budgets{}",
         b.cache_file.display(),
-        cache.budgets.len()
+        cache.budgets.len(),
+        if account.is_empty() { String::new() } else { format!(" of account {account}") }
     ));
     Ok(Refreshed::Written)
+}
+
+/// What Slurm accounting says each project accrued since `cut_off` and committed, and
+/// each partition's node-hour, priced like the report.
+fn from_slurm(
+    settings: &Settings,
+    cut_off: Timestamp,
+    now: Timestamp,
+) -> Result<(spend::Accounted, BTreeMap<String, PartitionCost>)> {
+    let prices = report::with_prices(settings, now)?;
+    let slurm_partitions = match run_program(
+        Path::new("scontrol"),
+        &["show", "partitions", "-o"],
+        Instant::now() + SLURM_TIME,
+    ) {
+        Ok(text) => parse_scontrol_partitions(&text),
+        Err(e) => {
+            log::warn(&format!("budget refresh: no partition time limits ({e:#})"));
+            Vec::new()
+        }
+    };
+    let partitions = worst_case::partition_costs(&prices, &slurm_partitions);
+    let layout = spend::layout(&prices);
+    let window = (cut_off.min(now - 1), now);
+    let ids = if layout.has_comment() {
+        Some(report::read_sacct(window, None, "JobID", JobIds::read)?)
+    } else {
+        None
+    };
+    let accounted = report::read_sacct(window, None, &layout.format(), |mut out| {
+        spend::from_records(&prices, &mut out, ids, cut_off, now).map_err(std::io::Error::other)
+    })?;
+    Ok((accounted, partitions))
 }
 
 /// A project's budget as the administrator asks for it, before any check.
@@ -196,9 +298,15 @@ pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<Budget
         .map(|project| {
             let name = b.budget_name(&project);
             let spend = budgets.get(&name).cloned();
+            // What counts: AWS's actual spend, or with committed budgets (and figures from
+            // Slurm in the cache) everything spent and committed.
+            let counts = |s: &BudgetSpend| match (b.enforce, s.accrued) {
+                (Some(crate::config::Enforce::Spent), _) | (_, None) => s.actual,
+                _ => s.committed_total(),
+            };
             let submissions = match (&spend, b.enabled) {
                 (_, false) => "not checked",
-                (Some(s), true) if s.percent_used() >= b.threshold_percent => "refused",
+                (Some(s), true) if counts(s) >= s.limit * b.threshold_percent / 100.0 => "refused",
                 (Some(_), true) => "allowed",
                 (None, true) if b.on_missing == BudgetFallback::Allow => "allowed",
                 (None, true) => "refused",

@@ -121,7 +121,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     }
     println!("Budgets from {}; threshold {}%", list.source, b.threshold_percent);
     let mut table = vec![[
-        "PROJECT", "BUDGET", "PERIOD", "LIMIT", "ACTUAL", "USED", "FORECAST", "NEW JOBS",
+        "PROJECT", "BUDGET", "PERIOD", "LIMIT", "ACTUAL", "ACCRUED", "COMMITTED", "USED", "FORECAST", "NEW JOBS",
     ]
     .map(String::from)
     .to_vec()];
@@ -137,6 +137,8 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             s.map(|s| s.period.to_lowercase()).unwrap_or_default(),
             money(s.map(|s| s.limit)),
             money(s.map(|s| s.actual)),
+            money(s.and_then(|s| s.accrued)),
+            money(s.and_then(|s| s.committed)),
             r.percent_used.map(|p| format!("{p:.1}%")).unwrap_or_default(),
             money(s.and_then(|s| s.forecast)),
             r.submissions.to_string(),

@@ -121,8 +121,15 @@ impl fmt::Display for Short {
 
 /// The first instant of the month holding `t`.
 pub fn month_start(t: Timestamp) -> Timestamp {
+    months_start(t, 1)
+}
+
+/// The first instant of the calendar period of `months` months (1: month, 3: quarter,
+/// 12: year) holding `t`.
+pub fn months_start(t: Timestamp, months: u32) -> Timestamp {
     let (y, m, _) = civil_from_days(t.div_euclid(DAY));
-    days_from_civil(y, m, 1) * DAY
+    let first = (m - 1) / months.max(1) * months.max(1) + 1;
+    days_from_civil(y, first, 1) * DAY
 }
 
 /// How spend is split over time.
@@ -211,5 +218,8 @@ mod tests {
         let (feb, _) = parse("2024-02-10").unwrap();
         assert_eq!(Every::Month.period(feb).1 - Every::Month.period(feb).0, 29 * DAY);
         assert_eq!(month_start(t), parse("2024-03-01").unwrap().0);
+        assert_eq!(months_start(t, 3), parse("2024-01-01").unwrap().0);
+        assert_eq!(months_start(parse("2024-11-30").unwrap().0, 3), parse("2024-10-01").unwrap().0);
+        assert_eq!(months_start(t, 12), parse("2024-01-01").unwrap().0);
     }
 }

@@ -379,24 +379,27 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
 /// the second answer, where its run (after the window's end) costs nothing.
 pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
     let layout = sacct::Layout::new(prices.settings.project_source, options.clusters.is_some());
+    let window = (options.since, options.until);
+    let clusters = options.clusters.as_deref();
     let ids = if layout.has_comment() {
-        Some(read_sacct(options, "JobID", JobIds::read)?)
+        Some(read_sacct(window, clusters, "JobID", JobIds::read)?)
     } else {
         None
     };
-    read_sacct(options, &layout.format(), |out| {
+    read_sacct(window, clusters, &layout.format(), |out| {
         build_confirmed(prices, options, out, ids)
     })
 }
 
-/// Runs sacct for `format` and hands its output, as it arrives, to `read`.
-fn read_sacct<T>(
-    options: &Options,
+/// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to
+/// `read`. No shell; sacct's own messages go to stderr.
+pub fn read_sacct<T>(
+    (since, until): (Timestamp, Timestamp),
+    clusters: Option<&str>,
     format: &str,
     read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
 ) -> anyhow::Result<T> {
-    let clusters = options.clusters.as_deref();
-    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, format, clusters)
+    let mut child = sacct::command("sacct".as_ref(), since, until, format, clusters)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -409,7 +412,7 @@ fn read_sacct<T>(
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(options.since, options.until, format, clusters)
+            sacct::command_line(since, until, format, clusters)
         );
     }
     Ok(value)
