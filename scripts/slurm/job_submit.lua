@@ -76,6 +76,34 @@ local function add_fields(args, desc)
 	return nil
 end
 
+-- Slurm's "not set" for 32-bit numbers (NO_VAL, and INFINITE above it).
+local UNSET = 4294967294
+
+-- Appends the job's size (time limit, nodes, CPUs, GPUs per node, partition), as far as
+-- the user set it, for the worst case project-check prices under committed budgets.
+local function add_size(args, desc)
+	local function number(flag, value)
+		if type(value) == "number" and value >= 0 and value < UNSET then
+			table.insert(args, flag)
+			table.insert(args, string.format("%d", value))
+		end
+	end
+	number("--time-limit", desc.time_limit)
+	number("--nodes", desc.min_nodes)
+	-- An exclusive job (`shared` 0) holds whole nodes whatever CPUs it asks for.
+	if desc.shared ~= 0 then
+		number("--cpus", desc.min_cpus)
+	end
+	-- "gres:gpu:2", "gres/gpu:2" or "gres:gpu:a100:2": the count follows the last colon.
+	local gpus = string.match(desc.tres_per_node or "", "gpu[^,]*:(%d+)")
+	number("--gpus", tonumber(gpus))
+	-- A partition name longer than any real one is Slurm's to refuse, not ours to pass.
+	if desc.partition ~= nil and desc.partition ~= "" and string.len(desc.partition) <= 1024 then
+		table.insert(args, "--partition")
+		table.insert(args, desc.partition)
+	end
+end
+
 local function refuse(message)
 	-- Also in slurmctld's log: `scontrol update` in Slurm 22.05 shows the user only
 	-- "Unspecified error", so the reason must be findable there.
@@ -90,6 +118,10 @@ local function decide(args, too_long)
 	end
 	local code, message = project_check(args)
 	if code == 0 then
+		-- What the job may cost and what is left, when project-check says it.
+		if message ~= nil and message ~= "" then
+			slurm.log_user("%s", message)
+		end
 		return slurm.SUCCESS
 	end
 	if code == 1 then
@@ -117,6 +149,7 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 		table.insert(args, "--user")
 		table.insert(args, job_desc.user_name)
 	end
+	add_size(args, job_desc)
 	return decide(args, add_fields(args, job_desc))
 end
 

@@ -16,13 +16,13 @@ use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Settings};
 use crate::log;
-use crate::submit::project_name;
+use crate::report;
 use crate::report::calendar::{self, Timestamp};
 use crate::report::job_ids::JobIds;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
+use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
-use crate::report;
 
 /// How long one budget command may talk to AWS, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -129,7 +129,11 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
         "budget cache {} refreshed: {} budgets{}",
         b.cache_file.display(),
         cache.budgets.len(),
-        if account.is_empty() { String::new() } else { format!(" of account {account}") }
+        if account.is_empty() {
+            String::new()
+        } else {
+            format!(" of account {account}")
+        }
     ));
     Ok(Refreshed::Written)
 }

@@ -121,7 +121,16 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     }
     println!("Budgets from {}; threshold {}%", list.source, b.threshold_percent);
     let mut table = vec![[
-        "PROJECT", "BUDGET", "PERIOD", "LIMIT", "ACTUAL", "ACCRUED", "COMMITTED", "USED", "FORECAST", "NEW JOBS",
+        "PROJECT",
+        "BUDGET",
+        "PERIOD",
+        "LIMIT",
+        "ACTUAL",
+        "ACCRUED",
+        "COMMITTED",
+        "USED",
+        "FORECAST",
+        "NEW JOBS",
     ]
     .map(String::from)
     .to_vec()];

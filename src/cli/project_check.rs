@@ -100,7 +100,7 @@ pub struct Args {
     #[arg(long, value_name = "N", requires = "submit")]
     gpus: Option<u32>,
     /// With --submit: the partition(s) asked for (comma-separated); unset: the default.
-    #[arg(long, value_name = "NAME", requires = "submit")]
+    #[arg(long, value_name = "NAME", requires = "submit", allow_hyphen_values = true)]
     partition: Option<String>,
     /// The user to check.
     #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]

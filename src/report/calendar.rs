@@ -219,7 +219,10 @@ mod tests {
         assert_eq!(Every::Month.period(feb).1 - Every::Month.period(feb).0, 29 * DAY);
         assert_eq!(month_start(t), parse("2024-03-01").unwrap().0);
         assert_eq!(months_start(t, 3), parse("2024-01-01").unwrap().0);
-        assert_eq!(months_start(parse("2024-11-30").unwrap().0, 3), parse("2024-10-01").unwrap().0);
+        assert_eq!(
+            months_start(parse("2024-11-30").unwrap().0, 3),
+            parse("2024-10-01").unwrap().0
+        );
         assert_eq!(months_start(t, 12), parse("2024-01-01").unwrap().0);
     }
 }

@@ -342,6 +342,74 @@ fn spent_budgets_are_refused_at_submission() {
     );
 }
 
+/// Committed budgets through the real submission path (issue 14): the cache `budget
+/// refresh` writes says ProjectA has 100 USD, 40 spent as AWS last said, 5 accrued since and
+/// 5 committed by running jobs (50 left), and that a node of partition compute costs 10 USD
+/// an hour. sbatch shows the submitter the refusal, or on acceptance what the job may cost.
+#[test]
+fn committed_budgets_price_the_job_at_submission() {
+    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache_file = cache.path().join("budgets.jsonl");
+    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        &cache_file,
+        format!(
+            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\"compute\":\
+             {{\"instance\":\"c5.large\",\"hourly\":10.0,\"cpus\":2,\"default_minutes\":30,\"is_default\":true}}}}}}\n\
+             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":40.0,\"unit\":\"USD\",\"period\":\"MONTHLY\",\
+             \"accrued\":5.0,\"committed\":5.0}}\n"
+        ),
+    )
+    .unwrap();
+    // 12 h of one of the node's 2 CPUs (sbatch's default): 60 USD, more than the 50 left.
+    f.refused(
+        f.sbatch(
+            "ctalice",
+            &[
+                "--comment",
+                "ProjectA",
+                "--time",
+                "12:00:00",
+                "-N",
+                "1",
+                "--wrap",
+                "true",
+            ],
+        ),
+        "The project ProjectA has 50.00 USD left this month; this job may cost up to 60.00 USD \
+         (1 node x 12 h of c5.large). Ask for less time or fewer nodes, or ask the administrator.",
+        "a job whose worst case passes what is left",
+    );
+    // 1 h of one of the node's 2 CPUs: 5 USD. Accepted, and sbatch says so.
+    let out = f.sbatch(
+        "ctalice",
+        &["--comment", "ProjectA", "--time", "60", "-n", "1", "--wrap", "true"],
+    );
+    assert!(out.status.success(), "a smaller job: {}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cost-tags: ProjectA: this job may cost up to 5.00 USD; 50.00 USD left this month"),
+        "the acceptance line: {}",
+        text(&out)
+    );
+    // No --time: the partition's DefaultTime in the cache; --exclusive: the whole node
+    // (30 min x 10 USD = 5 USD).
+    let out = f.sbatch("ctalice", &["--comment", "ProjectA", "--exclusive", "--wrap", "true"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("may cost up to 5.00 USD"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// Text a user types is the user's to fix: whatever it holds, the answer is a plain
 /// refusal naming the field, never "the project check is broken" (which any user could
 /// otherwise raise at will in the administrator's log). A newline in a comment would
