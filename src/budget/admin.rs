@@ -21,6 +21,7 @@ use crate::report::calendar::{self, Timestamp};
 use crate::report::job_ids::JobIds;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
+use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_IDS_FORMAT};
 use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
 
@@ -138,6 +139,23 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     Ok(Refreshed::Written)
 }
 
+/// The project of each running job, as squeue says it (sacct has no comment for a job
+/// until it ends). Asked twice, the second time for job ids alone, so a forged line
+/// (a newline in a comment) names no job (see [`crate::slurm::squeue::confirm_jobs`]).
+fn running_projects(settings: &Settings) -> Result<BTreeMap<String, String>> {
+    let source = settings.project_source;
+    let ask = |format: &str| {
+        run_program(
+            Path::new("squeue"),
+            &["-h", "-a", "-t", "RUNNING", "-o", format],
+            Instant::now() + SLURM_TIME,
+        )
+    };
+    let jobs = parse_node_jobs(&ask(&node_jobs_format(source))?, source, "")?;
+    let jobs = confirm_jobs(jobs, &ask(JOB_IDS_FORMAT)?)?;
+    Ok(jobs.into_iter().map(|j| (j.id, j.project)).collect())
+}
+
 /// What Slurm accounting says each project accrued since `cut_off` and committed, and
 /// each partition's node-hour, priced like the report.
 fn from_slurm(
@@ -165,8 +183,9 @@ fn from_slurm(
     } else {
         None
     };
+    let live = running_projects(settings)?;
     let accounted = report::read_sacct(window, None, &layout.format(), |mut out| {
-        spend::from_records(&prices, &mut out, ids, cut_off, now).map_err(std::io::Error::other)
+        spend::from_records(&prices, &mut out, ids, &live, cut_off, now).map_err(std::io::Error::other)
     })?;
     Ok((accounted, partitions))
 }

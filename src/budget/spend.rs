@@ -42,10 +42,13 @@ pub fn layout(prices: &Prices) -> sacct::Layout {
 }
 
 /// Sums accrued and committed spend per project from sacct lines over `[cut_off, now)`.
+/// `live` gives the project of running jobs by job id, as squeue says it: slurmdbd learns
+/// a job's comment only when the job ends, so sacct shows running jobs without one.
 pub fn from_records(
     prices: &Prices,
     input: &mut impl BufRead,
     ids: Option<JobIds>,
+    live: &BTreeMap<String, String>,
     cut_off: Timestamp,
     now: Timestamp,
 ) -> Result<Accounted> {
@@ -57,13 +60,18 @@ pub fn from_records(
     let mut unlimited = Vec::new();
     records(input, layout(prices), ids.as_mut(), &mut diag, |_, record, diag| {
         let Some(start) = record.start else { return };
-        let project = source.pick(record.comment.trim(), record.account, record.wckey);
+        // sacct's --truncate gives a running job the window's end as its End: the state
+        // says it still runs.
+        let running = record.end.is_none() || record.state == "RUNNING";
+        let mut project = source.pick(record.comment.trim(), record.account, record.wckey);
+        if project.is_empty() && running {
+            project = live.get(record.job_id).map_or("", String::as_str);
+        }
         if project.is_empty() || record.nodes == 0 {
             return;
         }
         let end = record.end.unwrap_or(now);
         let (from, to) = (start.max(cut_off), end.min(now));
-        let running = record.end.is_none();
         let rate = match pricer.rate(&record) {
             Ok(rate) => rate,
             Err(reason) => {
@@ -131,14 +139,18 @@ mod tests {
         // cut-off 10:00, now 12:00; a whole node is 3.6/h, 0.001/s.
         let sacct = "\
 1|COMPLETED|u|a|p|2024-03-01T09:00:00|2024-03-01T11:00:00|1|4|cpu=4|n1|60|A
-2|RUNNING|u|a|p|2024-03-01T11:00:00|Unknown|2|8|cpu=8|n[1-2]|180|A
+2|RUNNING|u|a|p|2024-03-01T11:00:00|2024-03-01T12:00:00|2|8|cpu=8|n[1-2]|180|A
 3|RUNNING|u|a|p|2024-03-01T11:30:00|Unknown|1|2|cpu=2|n3|UNLIMITED|B
 4|PENDING|u|a|p|Unknown|Unknown|1|4|cpu=4|None assigned|60|B
 ";
+        // Job 5 runs; sacct has no comment for it yet, squeue does.
+        let sacct = format!("{sacct}5|RUNNING|u|a|p|2024-03-01T11:00:00|Unknown|1|4|cpu=4|n4|120|\n");
+        let live = [("5".to_string(), "B".to_string())].into();
         let found = from_records(
             &prices,
             &mut sacct.as_bytes(),
             None,
+            &live,
             t("2024-03-01T10:00"),
             t("2024-03-01T12:00"),
         )
@@ -150,8 +162,13 @@ mod tests {
         assert!((a.committed - 14.4).abs() < 1e-9, "{a:?}");
         assert_eq!(a.running_jobs, 1);
         // Job 3: half a node for 30 min = 0.9; no time limit: commits nothing, and said.
+        // Job 5 (project from squeue): 1 h so far = 3.6, commits 12:00-13:00 = 3.6.
         let b = &found.projects["B"];
-        assert!((b.accrued - 0.9).abs() < 1e-9 && b.committed == 0.0, "{b:?}");
+        assert!(
+            (b.accrued - 4.5).abs() < 1e-9 && (b.committed - 3.6).abs() < 1e-9,
+            "{b:?}"
+        );
+        assert_eq!(b.running_jobs, 2);
         assert!(
             found
                 .notes

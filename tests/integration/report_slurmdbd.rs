@@ -254,6 +254,7 @@ fn report_charges_what_slurm_accounted() {
     assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
 
     billed_beside_the_estimate(&cluster, since, &doc);
+    committed_spend_of_a_running_job(&cluster);
 
     // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
     // and then a whole sacct line in the shape the report used to ask for (all fields,
@@ -452,4 +453,100 @@ fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Va
         (sum - total).abs() < 1e-5,
         "the projects' billed costs add up to the bill: {sum} vs {total}"
     );
+}
+
+/// Issue 14: `budget refresh` with `[budget.limits]` (no AWS Budgets) counts what a running
+/// job has spent so far and what it commits up to its time limit, from the real sacct and
+/// scontrol: a whole 2-CPU node at 3.6/h (0.001/s) for a 10-minute limit makes 0.6 in all.
+fn committed_spend_of_a_running_job(cluster: &SlurmCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cost-tags.toml");
+    let cache = dir.path().join("budgets.jsonl");
+    std::fs::write(
+        &settings,
+        format!("{SETTINGS}[budget]\nenabled = true\ncache_file = {cache:?}\n[budget.limits]\nProjectC = 100\n"),
+    )
+    .unwrap();
+    let out = cluster.run_as(
+        "ctalice",
+        "sbatch",
+        &[
+            "-o",
+            "/dev/null",
+            "-p",
+            "compute",
+            "-N1",
+            "--exclusive",
+            "--time",
+            "10",
+            "--comment",
+            "ProjectC",
+            "--wrap",
+            "sleep 120",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = parse_job_id(&out.stdout).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(
+        &cluster
+            .run_root("squeue", &["-h", "-j", &job.to_string(), "-o", "%T"])
+            .stdout,
+    )
+    .contains("RUNNING")
+    {
+        let queue = cluster.run_root("squeue", &["-h", "-a", "-o", "%i %T %r %P"]);
+        assert!(
+            Instant::now() < deadline,
+            "job {job} never ran: {}",
+            String::from_utf8_lossy(&queue.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // slurmctld tells slurmdbd of the start a moment later: wait until sacct knows it.
+    while !String::from_utf8_lossy(
+        &Command::new("sacct")
+            .args(["-n", "-X", "-o", "State", "-j", &job.to_string()])
+            .env("SLURM_CONF", cluster.conf_path())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .contains("RUNNING")
+    {
+        assert!(Instant::now() < deadline, "sacct never listed job {job} as running");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Two seconds of it spent by the refresh, the rest of its 10 minutes committed.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["budget", "refresh"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("budget refresh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    cluster.run_root("scancel", &[&job.to_string()]);
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let text = format!("{text}\nbudget refresh said: {}", String::from_utf8_lossy(&out.stderr));
+    let line = text
+        .lines()
+        .find(|l| l.contains("\"ProjectC\""))
+        .unwrap_or_else(|| panic!("{text}"));
+    let spend: Value = serde_json::from_str(line).unwrap();
+    let (accrued, committed) = (spend["accrued"].as_f64().unwrap(), spend["committed"].as_f64().unwrap());
+    assert_eq!(spend["running_jobs"], 1, "{text}");
+    assert_eq!(spend["actual"], 0.0, "no AWS Budgets: Slurm's figures alone: {text}");
+    assert!(accrued > 0.0 && committed > 0.0, "{text}");
+    // Spent so far plus committed to the limit is the whole 10 minutes (Slurm counts
+    // whole seconds, and the refresh took a moment between its two instants).
+    assert!(
+        (accrued + committed - 0.6).abs() < 0.01,
+        "{accrued} + {committed}: {text}"
+    );
+    // The header records the partitions' prices and time limits for project-check.
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(header["partitions"]["compute"]["hourly"], 3.6, "{text}");
+    assert_eq!(header["partitions"]["compute"]["is_default"], true, "{text}");
 }
