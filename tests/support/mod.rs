@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod aws_proxy;
+pub mod https_parts;
 pub mod imds;
 pub mod local_cluster;
 pub mod moto;
