@@ -120,7 +120,11 @@ fn assert_tagged(node: &Node, stderr: &str) {
 /// tags owed, none in moto, and the TLS endpoint saw the client refuse its CA.
 fn assert_refused_unknown_ca(node: &Node, front: &TlsFront, stderr: &str) {
     assert!(stderr.contains("tags owed"), "expected tags owed:\n{stderr}");
-    assert_eq!(node.cost_tags().get(PROJECT), None, "tagged through an untrusted certificate");
+    assert_eq!(
+        node.cost_tags().get(PROJECT),
+        None,
+        "tagged through an untrusted certificate"
+    );
     assert_eq!(front.served(), 0, "a request got through the TLS endpoint");
     let errors = front.handshake_errors();
     assert!(
@@ -160,7 +164,12 @@ fn http_proxy_carries_plain_http_and_no_proxy_goes_around_it() {
     let (_, stderr) = run(c);
     assert_tagged(&node, &stderr);
     assert_eq!(node.cost_tags()["aws-parallelcluster-jobid"], "101 102");
-    assert_eq!(proxy.seen().len(), 1, "a NO_PROXY host went through the proxy: {:?}", proxy.seen());
+    assert_eq!(
+        proxy.seen().len(),
+        1,
+        "a NO_PROXY host went through the proxy: {:?}",
+        proxy.seen()
+    );
 }
 
 #[test]

@@ -178,9 +178,8 @@ impl TlsFront {
                         return;
                     }
                 };
-                let resp = relay(&upstream, &req).unwrap_or_else(|e| {
-                    http::Response::new(502, format!("TLS front: upstream {upstream}: {e}"))
-                });
+                let resp = relay(&upstream, &req)
+                    .unwrap_or_else(|e| http::Response::new(502, format!("TLS front: upstream {upstream}: {e}")));
                 served2.fetch_add(1, Ordering::SeqCst);
                 let close = req.wants_close();
                 if http::write_response(reader.get_mut(), &resp, close, req.method == "HEAD").is_err() || close {
@@ -243,9 +242,8 @@ fn serve_proxy(client: TcpStream, seen: &Mutex<Vec<String>>) -> io::Result<()> {
     let mut reader = BufReader::new(client);
     loop {
         let mut continue_to = to_client.try_clone()?;
-        let Some(mut req) = http::read_request(&mut reader, || {
-            continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-        })?
+        let Some(mut req) =
+            http::read_request(&mut reader, || continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"))?
         else {
             return Ok(());
         };
@@ -254,7 +252,8 @@ fn serve_proxy(client: TcpStream, seen: &Mutex<Vec<String>>) -> io::Result<()> {
             let upstream = match TcpStream::connect(req.target.as_str()) {
                 Ok(s) => s,
                 Err(_) => {
-                    to_client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+                    to_client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
                     return Ok(());
                 }
             };
@@ -283,7 +282,8 @@ fn serve_proxy(client: TcpStream, seen: &Mutex<Vec<String>>) -> io::Result<()> {
             None => (rest.to_string(), "/".to_string()),
         };
         req.target = path;
-        req.headers.retain(|(k, _)| !k.to_ascii_lowercase().starts_with("proxy-"));
+        req.headers
+            .retain(|(k, _)| !k.to_ascii_lowercase().starts_with("proxy-"));
         let resp = relay(&authority, &req)
             .unwrap_or_else(|e| http::Response::new(502, format!("HTTP proxy: upstream {authority}: {e}")));
         let close = req.wants_close();
