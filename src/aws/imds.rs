@@ -53,9 +53,20 @@ pub async fn identity(cache_dir: &Path, timeout: Duration) -> Result<InstanceIde
     Ok(identity)
 }
 
-/// One token request and one identity-document request to IMDSv2.
+/// One token request and one identity-document request to IMDSv2, never through a proxy.
+///
+/// The SDK's default client takes `HTTP_PROXY` from the environment for IMDS too (it is
+/// http://), unless `NO_PROXY` lists its address. A proxy cannot reach this instance's
+/// IMDS: it fails, or answers with the identity of the instance the proxy runs on, and
+/// that instance would get the job's tags. So the IMDS client is the same hyper 1 /
+/// rustls client without proxy settings.
 async fn fetch(timeout: Duration) -> Result<InstanceIdentity> {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let direct = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+        .build_https();
     let client = aws_config::imds::client::Client::builder()
+        .configure(&aws_config::provider_config::ProviderConfig::default().with_http_client(direct))
         .max_attempts(3)
         .connect_timeout(Duration::from_millis(500).min(timeout))
         .read_timeout(Duration::from_secs(2).min(timeout))

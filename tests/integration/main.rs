@@ -10,6 +10,7 @@ mod demo;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;
+mod https_stack;
 mod iam_policies;
 mod managed_script;
 mod managed_script_slurm;

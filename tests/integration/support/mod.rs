@@ -6,6 +6,7 @@
 pub mod aws_proxy;
 pub mod daemons;
 pub mod http;
+pub mod https_parts;
 pub mod imds;
 pub mod local_cluster;
 pub mod moto;
