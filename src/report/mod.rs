@@ -74,6 +74,8 @@ pub struct Options {
     /// `--clusters`: the clusters whose jobs sacct lists (a list, or `all`); `None`:
     /// this cluster's.
     pub clusters: Option<String>,
+    /// Everyone's jobs (`--allusers`, root) or the caller's own (an ordinary user).
+    pub users: sacct::Users,
 }
 
 /// A finished report.
@@ -396,7 +398,17 @@ fn read_sacct<T>(
     read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
 ) -> anyhow::Result<T> {
     let clusters = options.clusters.as_deref();
-    let mut child = sacct::command("sacct".as_ref(), options.since, options.until, format, clusters)
+    let args = sacct::arguments_for(options.users, options.since, options.until, format, clusters);
+    spawn_sacct(&args, read)
+}
+
+/// Runs sacct with `args` and hands its output, as it arrives, to `read`; a failure
+/// names the command line.
+fn spawn_sacct<T>(
+    args: &[String],
+    read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
+) -> anyhow::Result<T> {
+    let mut child = sacct::command_with("sacct".as_ref(), args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -409,7 +421,7 @@ fn read_sacct<T>(
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(options.since, options.until, format, clusters)
+            sacct::line_of(args)
         );
     }
     Ok(value)
@@ -478,6 +490,7 @@ mod tests {
             top: None,
             chart: None,
             clusters: None,
+            users: sacct::Users::All,
         };
         let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
         let cost = |project: &str| {
@@ -539,6 +552,7 @@ mod several_clusters {
             top: None,
             chart: None,
             clusters: Some("all".into()),
+            users: sacct::Users::All,
         };
         // Each job: 4 CPUs for 1 h on one node of partition compute.
         let sacct = "\
