@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod hook;
+pub mod job;
 pub mod prices;
 pub mod project_check;
 pub mod reconcile;

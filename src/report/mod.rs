@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod billed;
 pub mod calendar;
 pub mod chart;
+pub mod job;
 pub mod job_ids;
 mod json_layout;
 pub mod output;
@@ -404,7 +405,7 @@ fn read_sacct<T>(
 
 /// Runs sacct with `args` and hands its output, as it arrives, to `read`; a failure
 /// names the command line.
-fn spawn_sacct<T>(
+pub(crate) fn spawn_sacct<T>(
     args: &[String],
     read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
 ) -> anyhow::Result<T> {
