@@ -13,6 +13,7 @@ mod hook_scripts;
 mod iam_policies;
 mod managed_script;
 mod managed_script_slurm;
+mod metrics;
 mod node_tagging;
 mod prices;
 mod project_check_cli;
