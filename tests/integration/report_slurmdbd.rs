@@ -82,7 +82,7 @@ fn report_charges_what_slurm_accounted() {
         parse_job_id(&out.stdout).expect("job id")
     };
     // ProjectA: one CPU of two (half the node), then the whole node (--exclusive).
-    submit(
+    let alice_half = submit(
         "ctalice",
         &["-p", "compute", "-n1", "--comment", "ProjectA", "--wrap", "sleep 2"],
     );
@@ -253,6 +253,7 @@ fn report_charges_what_slurm_accounted() {
     let total = |d: &Value| d["total"]["cost"].as_f64().unwrap();
     assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
 
+    users_see_their_own(&cluster, since, &settings, &alice_half.to_string(), expected["ProjectA"].1);
     billed_beside_the_estimate(&cluster, since, &doc);
 
     // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
@@ -360,6 +361,83 @@ fn report_charges_what_slurm_accounted() {
 /// the real sacct, the bill from Cost Explorer answers queued in moto. With the overhead
 /// spread, the projects' billed costs add up to the cluster's bill, each project's share of
 /// the untagged cost is its share of the estimate, and the cache priced every job.
+/// Issue 14, items 4b and 4c, as ctalice: `cost-tags job` shows her half-node job at what
+/// its accounted seconds are worth, and `cost-tags report` reports her own jobs (ProjectA
+/// alone, at what the report charged it for everyone) and says so.
+fn users_see_their_own(cluster: &SlurmCluster, since: u64, settings: &std::path::Path, job: &str, project_a: f64) {
+    let dir = settings.parent().unwrap();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(settings, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let cost_tags = support::bin("cost-tags");
+    let as_alice = |args: &[&str]| {
+        let mut all = vec!["--config", settings.to_str().unwrap()];
+        all.extend(args);
+        cluster.run_as("ctalice", cost_tags.to_str().unwrap(), &all)
+    };
+
+    let out = as_alice(&["job", job, "--json"]);
+    assert!(
+        out.status.success(),
+        "cost-tags job {job} as ctalice: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = shown["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{shown:#}");
+    let run = &runs[0];
+    assert_eq!(
+        (run["user"].as_str(), run["project"].as_str()),
+        (Some("ctalice"), Some("ProjectA")),
+        "{shown:#}"
+    );
+    assert_eq!(run["state"], "COMPLETED", "{shown:#}");
+    // What Slurm accounted for the job, and its worth: half of a 3.6/h node.
+    let elapsed = cluster.run_root(
+        "sacct",
+        &[
+            "--parsable2",
+            "--noheader",
+            "--allocations",
+            "-j",
+            job,
+            "--format=ElapsedRaw",
+        ],
+    );
+    let elapsed: i64 = String::from_utf8_lossy(&elapsed.stdout).trim().parse().unwrap();
+    assert_eq!(run["seconds"].as_i64(), Some(elapsed), "{shown:#}");
+    let cost = run["cost"].as_f64().unwrap();
+    assert!((cost - elapsed as f64 * 0.0005).abs() < 1e-9, "{shown:#}");
+    assert_eq!(shown["price_sources"]["local"]["on_demand"], "settings", "{shown:#}");
+    let table = as_alice(&["job", job]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("ProjectA") && text.contains("Cost in all: ") && text.contains("price: local"),
+        "{text}"
+    );
+    // No such job (or not hers): exit 1.
+    let out = as_alice(&["job", "999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = as_alice(&["report", "--since", &utc(since), "--format", "json", "--by", "project"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = doc["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "ctalice sees only ProjectA: {doc:#}");
+    assert_eq!(groups[0]["group"]["project"], "ProjectA");
+    assert!(
+        (groups[0]["cost"].as_f64().unwrap() - project_a).abs() < 1e-6,
+        "{doc:#}"
+    );
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == cost_tags::cli::report::OWN_JOBS),
+        "{doc:#}"
+    );
+}
+
 fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Value) {
     let Some(moto) = MotoServer::start() else { return };
     let mut products = crate::prices::products();
