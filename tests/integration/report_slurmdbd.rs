@@ -253,7 +253,13 @@ fn report_charges_what_slurm_accounted() {
     let total = |d: &Value| d["total"]["cost"].as_f64().unwrap();
     assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
 
-    users_see_their_own(&cluster, since, &settings, &alice_half.to_string(), expected["ProjectA"].1);
+    users_see_their_own(
+        &cluster,
+        since,
+        &settings,
+        &alice_half.to_string(),
+        expected["ProjectA"].1,
+    );
     billed_beside_the_estimate(&cluster, since, &doc);
 
     // Issue 11, item 1: with project_source = "account", ctbob's comment holds a newline
