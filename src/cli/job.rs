@@ -122,7 +122,7 @@ pub fn table(job: &JobCost) -> String {
                 r.partition.clone(),
                 format!("{} ({})", r.nodes, r.node_list),
                 time(r.start, "-"),
-                time(r.end, if r.start.is_some() { "(running)" } else { "-" }),
+                time(r.end, if r.running() { "(running)" } else { "-" }),
                 duration(r.seconds),
                 match r.cost {
                     Some(c) => format!("{c:.2}"),

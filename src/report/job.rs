@@ -48,9 +48,9 @@ pub struct JobRun {
 }
 
 impl JobRun {
-    /// Still running (or suspended): started, and no end yet.
+    /// Still running (or suspended): started on its nodes, and no end yet.
     pub fn running(&self) -> bool {
-        self.start.is_some() && self.end.is_none()
+        self.start.is_some() && self.end.is_none() && self.nodes > 0
     }
 }
 
@@ -103,10 +103,12 @@ pub fn from_records(
     let mut ids = ids;
     let mut runs = Vec::new();
     records(input, layout(prices), ids.as_mut(), &mut diag, |_, record, _| {
-        let (seconds, priced) = match record.start {
+        // A record on no nodes held nothing (slurmdbd may have a pending job's start
+        // before its allocation): nothing to charge, as the report skips it.
+        let (seconds, priced) = match record.start.filter(|_| record.nodes > 0) {
             Some(start) => {
                 let end = record.end.unwrap_or(now).max(start);
-                let priced = if record.nodes == 0 || end == start {
+                let priced = if end == start {
                     Ok(0.0)
                 } else {
                     pricer.rate(&record).map(|rate| rate.cost(start, end))
@@ -231,17 +233,19 @@ mod tests {
     fn pending_unpriced_and_forged_lines() {
         let prices = prices();
         let now = t("2024-03-01T12:00");
-        // 8 is pending; 9 ran in a partition nobody prices; the line of 10 came from a
+        // 8 is pending (slurmdbd may know a start before the nodes); 9 ran in a partition nobody prices; the line of 10 came from a
         // newline in a comment: sacct's list of ids does not have it.
         let sacct = "\
-8|PENDING|bob|physics|p|Unknown|Unknown|1|4|cpu=4|None assigned|60|B
+8|PENDING|bob|physics|p|2024-03-01T11:00:00|Unknown|0|0||n1|60|B
 9|COMPLETED|bob|physics|x|2024-03-01T10:00:00|2024-03-01T11:00:00|1|4|cpu=4,node=1|x1|60|B
 10|COMPLETED|bob|physics|p|2024-03-01T10:00:00|2024-03-01T11:00:00|1|4|cpu=4,node=1|n1|60|B
 ";
         let ids = JobIds::read("8\n9\n".as_bytes()).unwrap();
         let job = from_records(&prices, "8", &mut sacct.as_bytes(), Some(ids), now).unwrap();
         assert_eq!(job.runs.len(), 2, "{job:?}");
+        // Pending, though slurmdbd already has a start: no nodes, nothing run.
         assert_eq!((job.runs[0].seconds, job.runs[0].cost), (0, Some(0.0)));
+        assert!(!job.runs[0].running());
         assert_eq!(job.runs[1].cost, None);
         assert!(job.runs[1].unpriced.as_deref().unwrap().contains('x'), "{job:?}");
         assert!(job.notes.iter().any(|n| n.contains("job 10")), "{:?}", job.notes);

@@ -361,12 +361,67 @@ fn report_charges_what_slurm_accounted() {
         doc["skipped"].to_string().contains("job 9999998: not in sacct's list"),
         "{doc:#}"
     );
+
+    a_running_job_costs_so_far(&cluster, &settings);
 }
 
-/// Issue 13 end to end: prices from AWS (moto, the Price List stand-in), the estimate from
-/// the real sacct, the bill from Cost Explorer answers queued in moto. With the overhead
-/// spread, the projects' billed costs add up to the cluster's bill, each project's share of
-/// the untagged cost is its share of the estimate, and the cache priced every job.
+/// Issue 14, item 4b: while ctalice's job runs, `cost-tags job` (as her) charges it up to
+/// now: the seconds since its start, at half a 3.6/h node, and says "so far".
+fn a_running_job_costs_so_far(cluster: &SlurmCluster, settings: &std::path::Path) {
+    let out = cluster.run_as(
+        "ctalice",
+        "sbatch",
+        &["-p", "compute", "-n1", "--comment", "ProjectA", "--wrap", "sleep 120"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = parse_job_id(&out.stdout).expect("job id").to_string();
+    let cost_tags = support::bin("cost-tags");
+    let show = |json: bool| {
+        let mut args = vec!["--config", settings.to_str().unwrap(), "job", &job];
+        if json {
+            args.push("--json");
+        }
+        cluster.run_as("ctalice", cost_tags.to_str().unwrap(), &args)
+    };
+    // slurmdbd has the start a moment after slurmctld.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let out = show(true);
+        if out.status.success() {
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let run = &doc["runs"][0];
+            if run["state"] == "RUNNING" && run["nodes"].as_u64() > Some(0) && run["seconds"].as_i64() > Some(0) {
+                break doc;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} never showed as running: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let run = &shown["runs"][0];
+    assert!(run["end"].is_null(), "{shown:#}");
+    assert_eq!(run["state"], "RUNNING", "{shown:#}");
+    let seconds = run["seconds"].as_i64().unwrap();
+    assert_eq!(
+        shown["now"].as_i64().unwrap() - run["start"].as_i64().unwrap(),
+        seconds,
+        "{shown:#}"
+    );
+    assert!(
+        (run["cost"].as_f64().unwrap() - seconds as f64 * 0.0005).abs() < 1e-9,
+        "{shown:#}"
+    );
+    let table = String::from_utf8_lossy(&show(false).stdout).into_owned();
+    assert!(
+        table.contains("(running)") && table.contains("Cost so far: "),
+        "{table}"
+    );
+    cluster.run_root("scancel", &[&job]);
+}
+
 /// Issue 14, items 4b and 4c, as ctalice: `cost-tags job` shows her half-node job at what
 /// its accounted seconds are worth, and `cost-tags report` reports her own jobs (ProjectA
 /// alone, at what the report charged it for everyone) and says so.
@@ -444,6 +499,10 @@ fn users_see_their_own(cluster: &SlurmCluster, since: u64, settings: &std::path:
     );
 }
 
+/// Issue 13 end to end: prices from AWS (moto, the Price List stand-in), the estimate from
+/// the real sacct, the bill from Cost Explorer answers queued in moto. With the overhead
+/// spread, the projects' billed costs add up to the cluster's bill, each project's share of
+/// the untagged cost is its share of the estimate, and the cache priced every job.
 fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Value) {
     let Some(moto) = MotoServer::start() else { return };
     let mut products = crate::prices::products();
