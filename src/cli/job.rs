@@ -30,9 +30,8 @@ fn parse_job_id(s: &str) -> Result<String, String> {
 The job is priced as `cost-tags report` prices it (see its --help): a running job up to now.
 Every run of a requeued job and every task of an array job is a line; the cost is their sum.
 sacct is asked for this job alone, without --allusers:
-  TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allocations --duplicates
-    -j JOBID --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,
-    NodeList,TimelimitRaw
+  TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allocations --duplicates -j JOBID
+    --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,TimelimitRaw
 (with \",WCKey\" or \",Comment\" as for the report), so an ordinary user sees their own jobs,
 and others' only as Slurm's PrivateData allows.
 Exit codes: 0 shown, 1 sacct shows no such job (or not to you), 2 cannot tell (bad settings,
@@ -131,7 +130,7 @@ pub fn table(job: &JobCost) -> String {
             ]
         })
         .collect();
-    let mut columns = Columns::default();
+    let mut columns = Columns::default().right_aligned_from(8);
     columns.measure(&header);
     for row in &rows {
         columns.measure(row);
@@ -189,6 +188,24 @@ pub fn table(job: &JobCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ProjectSource;
+    use crate::report::sacct::{self, Layout};
+    use clap::Args;
+
+    #[test]
+    fn help_shows_the_exact_sacct_command() {
+        let help = JobArgs::augment_args(clap::Command::new("job"))
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let layout = Layout::new(ProjectSource::Account, false).with_time_limit();
+        let line = sacct::line_of(&sacct::job_arguments("JOBID", &layout.format()));
+        let (command, format) = line.split_once(" --format=").unwrap();
+        assert!(
+            help.contains(&format!("{command}\n    --format={format}\n")),
+            "{line}\n{help}"
+        );
+    }
     use crate::prices::merge::PriceSource;
     use crate::report::job::JobRun;
 
