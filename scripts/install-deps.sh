@@ -24,6 +24,12 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask'
     echo "install-deps: pip install moto[server]"
     python3 -m pip install -q "moto[server]>=5"
 fi
+# `cost-tags metrics` is checked by prometheus-client's OpenMetrics parser
+# (tests/integration/metrics.rs).
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+    echo "install-deps: pip install prometheus-client"
+    python3 -m pip install -q "prometheus-client>=0.17"
+fi
 # The managed script's s3:// path is tested with the real AWS CLI against moto, and the
 # benchmark compares one `aws ec2 create-tags` with cost-prolog.
 if ! command -v aws >/dev/null 2>&1; then

@@ -13,12 +13,16 @@
 //!     reconcile --cluster                                            cluster/
 //!     budget refresh|create|list                                     budget/
 //!     report (sacct -> priced jobs -> groups -> table/CSV/JSON/SVG)  report/
+//!     job JOBID (one job, priced like the report; any user)          report/job
+//!     metrics (budget cache + sacct -> OpenMetrics text)             metrics
 //! ```
 //!
 //! - [`submit`]: the submit decision (all policy), the projects file, project names.
 //! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
 //! - [`cluster`]: the head node's sweep over the cluster's instances.
-//! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct.
+//! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
+//!   job's cost ([`report::job`]).
+//! - [`metrics`]: spend per project and user as OpenMetrics text for Prometheus.
 //! - [`slurm`], [`parallelcluster`], [`aws`]: the outside world. `aws` is the only code
 //!   that talks to AWS, `slurm` runs and reads Slurm's commands, `parallelcluster` reads
 //!   the files ParallelCluster writes on its nodes.
@@ -36,6 +40,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod log;
+pub mod metrics;
 pub mod node;
 pub mod parallelcluster;
 pub mod prices;

@@ -31,6 +31,12 @@
 #                     report` reads: /etc/systemd/system/cost-tags-prices-refresh.{service,
 #                     timer}, or without systemd /etc/cron.d/cost-tags-prices (@daily and
 #                     @reboot)
+#                   with --metrics DIR: `cost-tags metrics --output DIR/cost_tags.prom`
+#                     every 5 minutes (first 3 minutes after boot, up to 30 s of random
+#                     delay, as root), for node_exporter's textfile collector reading DIR:
+#                     /etc/systemd/system/cost-tags-metrics.{service,timer}, or without
+#                     systemd /etc/cron.d/cost-tags-metrics; the uninstall (or a run
+#                     without --metrics, or with another DIR) also removes the file
 #                 then runs `scontrol reconfigure`.
 #   ComputeFleet  creates the state directory /var/spool/cost-tags, checks that the
 #                 binaries in /opt/slurm/bin are there and run on this node, and, when
@@ -89,6 +95,10 @@
 #                          node (removes the units an earlier run installed); for a
 #                          head node that cannot reach the Price List or whose role lacks
 #                          the head policy's pricing:GetProducts and ec2:Describe* rights
+#   --metrics DIR          on the head node, write spend metrics (OpenMetrics) to
+#                          DIR/cost_tags.prom every 5 minutes (`cost-tags metrics`; needs
+#                          bin/cost-tags): DIR is node_exporter's --collector.textfile.directory
+#                          and must exist (an absolute path of letters, digits, . _ - /)
 #   --slurm-conf-dir DIR   where slurm.conf is (default /opt/slurm/etc)
 #   --reconfigure          run `scontrol reconfigure` even when COST_TAGS_ROOT is set
 #   --no-reconfigure       never run it
@@ -157,6 +167,7 @@ EXTRA_TAGS=""
 STRICT=0
 BUDGETS=0
 PRICES=1
+METRICS_DIR=""
 UNINSTALL=0
 RECONF=auto
 CONF_DIR_OPT=""
@@ -182,7 +193,7 @@ parse_args() {
                 ;;
         esac
         case $opt in
-            --release | --sha256 | --project-source | --extra-tags | --slurm-conf-dir)
+            --release | --sha256 | --project-source | --extra-tags | --slurm-conf-dir | --metrics)
                 [ $# -ge 2 ] || die "$opt needs a value (see --help)"
                 val=$2
                 shift 2
@@ -195,6 +206,7 @@ parse_args() {
             --project-source) PROJECT_SOURCE=$val ;;
             --extra-tags) EXTRA_TAGS=$val ;;
             --slurm-conf-dir) CONF_DIR_OPT=$val ;;
+            --metrics) METRICS_DIR=$val ;;
             --strict) STRICT=1 ;;
             --budgets) BUDGETS=1 ;;
             --no-prices) PRICES=0 ;;
@@ -215,6 +227,17 @@ parse_args() {
             *[!0-9a-f]*) die "--sha256 must be 64 hexadecimal digits, got '$SHA256'" ;;
         esac
         [ ${#SHA256} -eq 64 ] || die "--sha256 must be 64 hexadecimal digits, got '$SHA256'"
+    fi
+    if [ -n "$METRICS_DIR" ]; then
+        # It goes into a unit file and a cron line unquoted: no room for interpretation.
+        case $METRICS_DIR in
+            /*) ;;
+            *) die "--metrics needs an absolute directory, got '$METRICS_DIR'" ;;
+        esac
+        case $METRICS_DIR in
+            *[!A-Za-z0-9._/-]*) die "--metrics: only letters, digits, '.', '_', '-' and '/' in the directory, got '$METRICS_DIR'" ;;
+        esac
+        while [ "${METRICS_DIR%/}" != "$METRICS_DIR" ] && [ "$METRICS_DIR" != / ]; do METRICS_DIR=${METRICS_DIR%/}; done
     fi
     case ${PROJECT_SOURCE:-comment} in
         comment | account | wckey) ;;
@@ -842,6 +865,17 @@ job_spec() {
             J_EVERY=1440
             J_JITTER=1800
             ;;
+        metrics)
+            # node_exporter reads the file at every scrape: 5 minutes keeps per user
+            # spend (a sacct pass) current without loading slurmdbd.
+            J_NAME=cost-tags-metrics
+            J_CRON=cost-tags-metrics
+            J_CMD="metrics --output $METRICS_FILE"
+            J_WHAT="write the spend metrics node_exporter's textfile collector reads"
+            J_BOOT=3
+            J_EVERY=5
+            J_JITTER=30
+            ;;
         *) die "internal error: unknown periodic job '$1'" ;;
     esac
     if [ "$J_EVERY" = 1440 ]; then J_WHEN=@daily; else J_WHEN="*/$J_EVERY * * * *"; fi
@@ -1077,6 +1111,43 @@ prices_check() {
     PRICES_ON=1
 }
 
+# Head node, before anything changes: with --metrics DIR, check that DIR is there and the
+# job can be scheduled, and stage its files.
+metrics_check() {
+    [ -n "$METRICS_DIR" ] || return 0
+    [ -f "$REL/bin/cost-tags" ] || die "--metrics needs bin/cost-tags (cost-tags metrics), which the release $RELEASE lacks. Nothing was changed."
+    [ -d "$ROOT$METRICS_DIR" ] || die "--metrics $METRICS_DIR: no such directory (node_exporter's textfile directory must exist). Nothing was changed."
+    detect_init
+    [ "$INIT" != none ] || die "--metrics: neither systemd nor cron ($CRON_DIR) on this node to run cost-tags metrics. Nothing was changed."
+    stage_head_job metrics
+}
+
+# The metrics file the installed metrics job writes (from its recorded service or cron
+# file), or nothing.
+metrics_installed_output() {
+    job_spec metrics
+    local f
+    for f in "$J_SERVICE" "$J_CRONFILE"; do
+        if ! recorded "$f" || [ ! -f "$f" ]; then continue; fi
+        # The command lines only (the first, a comment, names the command too).
+        sed -n '/^#/d; s|.* metrics --output \([^ ;'"'"']*\).*|\1|p' "$f" | head -n 1
+        return 0
+    done
+}
+
+# Removes the metrics file an earlier run's job wrote, unless it is $1 (still written):
+# once the job stops, a file left behind would show frozen figures forever.
+metrics_output_forget() {
+    local old
+    old=$(metrics_installed_output)
+    [ -n "$old" ] && [ "$old" != "$1" ] || return 0
+    if [ -f "$old" ] && [ ! -L "$old" ]; then
+        rm -f "$old" || die "cannot remove $old"
+        changed "removed $old (the metrics the job wrote)"
+    fi
+    return 0
+}
+
 # Stages the files of head-node job $1 in $WORK/$1 and checks that they can be written.
 stage_head_job() {
     mkdir -p "$WORK/$1" || die "cannot write in $WORK"
@@ -1222,6 +1293,7 @@ head_install() {
     write_projects "$WORK/stage/projects_list.conf"
     budget_check
     prices_check
+    metrics_check
     if [ -e "$LUA" ] || [ -L "$LUA" ]; then
         if mf_has "file	$LUA" || mf_has "replaced	$LUA"; then
             local rec
@@ -1309,6 +1381,11 @@ head_install() {
     local budget_units_changed=$UNITS_CHANGED
     head_job_apply prices "$PRICES_ON"
     local prices_units_changed=$UNITS_CHANGED
+    local metrics_on=0
+    [ -n "$METRICS_DIR" ] && metrics_on=1
+    metrics_output_forget "$([ "$metrics_on" = 1 ] && printf '%s' "$METRICS_FILE")"
+    head_job_apply metrics "$metrics_on"
+    local metrics_units_changed=$UNITS_CHANGED
     finish_edited
     mf_save
     APPLYING=0
@@ -1321,6 +1398,11 @@ head_install() {
         job_spec prices
         [ "$INIT" = systemd ] && timer_activate "$prices_units_changed"
         log "cost-tags prices refresh scheduled daily ($INIT)"
+    fi
+    if [ "$metrics_on" = 1 ]; then
+        job_spec metrics
+        [ "$INIT" = systemd ] && timer_activate "$metrics_units_changed"
+        log "cost-tags metrics writes $METRICS_FILE every $J_EVERY minutes ($INIT)"
     fi
 
     if [ "$CHANGES" -eq 0 ]; then
@@ -1367,7 +1449,8 @@ head_uninstall() {
     reconfigure
     # 2. Files, newest first; a timer is stopped before its units go.
     local units=0 job
-    for job in budget prices; do
+    metrics_output_forget ""
+    for job in budget prices metrics; do
         job_spec "$job"
         if recorded "$J_TIMER" || recorded "$J_SERVICE"; then units=1; fi
         recorded "$J_TIMER" && timer_disable
@@ -1514,6 +1597,8 @@ main() {
     UNIT_DIR=$ROOT/etc/systemd/system
     CRON_DIR=$ROOT/etc/cron.d
     CONF_DIR=${CONF_DIR_OPT:-$ETC_DIR}
+    METRICS_FILE=""
+    [ -z "$METRICS_DIR" ] || METRICS_FILE=$ROOT${METRICS_DIR%/}/cost_tags.prom
     if [ -d "$CONF_DIR" ]; then CONF_DIR=$(cd "$CONF_DIR" && pwd -P); fi
     case $CONF_DIR in *$'\t'* | *$'\n'*) die "--slurm-conf-dir must not contain tabs or newlines" ;; esac
     SLURM_CONF_FILE=$CONF_DIR/slurm.conf
@@ -1545,6 +1630,7 @@ main() {
             [ -z "$RELEASE" ] || [ "$UNINSTALL" = 1 ] || log "compute node: --release is used on the head node only"
             [ "$BUDGETS" = 0 ] || [ "$UNINSTALL" = 1 ] || log "compute node: --budgets is used on the head node only"
             [ "$PRICES" = 1 ] || [ "$UNINSTALL" = 1 ] || log "compute node: --no-prices is used on the head node only"
+            [ -z "$METRICS_DIR" ] || [ "$UNINSTALL" = 1 ] || log "compute node: --metrics is used on the head node only"
             if [ "$UNINSTALL" = 1 ]; then compute_uninstall; else compute_install; fi
             ;;
         LoginNode)

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cost_tags::cli::budget::{self, BudgetArgs};
+use cost_tags::cli::job::{self, JobArgs};
+use cost_tags::cli::metrics::{self, MetricsArgs};
 use cost_tags::cli::prices::{self, PricesArgs};
 use cost_tags::cli::reconcile::{self, ReconcileArgs};
 use cost_tags::cli::report::{self, ReportArgs};
@@ -37,6 +39,12 @@ struct Cli {
 enum Command {
     /// What jobs cost, per project, user, partition or account, over time (from sacct).
     Report(ReportArgs),
+    /// One job's project, nodes, time and cost so far (or final), and its price source;
+    /// anyone may run it on the jobs sacct shows them (exit 0 shown, 1 no such job).
+    Job(JobArgs),
+    /// OpenMetrics text for node_exporter's textfile collector: per project spend, limit,
+    /// committed and running jobs (budget cache); per user spend this month (sacct).
+    Metrics(MetricsArgs),
     /// On a compute node: the instance's cost tags against the jobs in the node ledger
     /// (exit 0 in sync, 1 out of sync, 2 cannot tell).
     Status(StatusArgs),
@@ -60,6 +68,8 @@ fn main() -> ExitCode {
     };
     let outcome = match &cli.command {
         Command::Report(args) => report::run(&settings, args),
+        Command::Job(args) => job::run(&settings, args),
+        Command::Metrics(args) => metrics::run(&settings, args),
         Command::Status(args) => status::run(&settings, args),
         Command::Reconcile(args) => reconcile::run(&settings, args),
         Command::Budget(args) => budget::run(&settings, args),

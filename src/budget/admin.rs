@@ -19,6 +19,7 @@ use crate::log;
 use crate::report;
 use crate::report::calendar::{self, Timestamp};
 use crate::report::job_ids::JobIds;
+use crate::report::sacct::Users;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_IDS_FORMAT};
@@ -179,12 +180,12 @@ fn from_slurm(
     let layout = spend::layout(&prices);
     let window = (cut_off.min(now - 1), now);
     let ids = if layout.has_comment() {
-        Some(report::read_sacct(window, None, "JobID", JobIds::read)?)
+        Some(report::read_sacct(Users::All, window, None, "JobID", JobIds::read)?)
     } else {
         None
     };
     let live = running_projects(settings)?;
-    let accounted = report::read_sacct(window, None, &layout.format(), |mut out| {
+    let accounted = report::read_sacct(Users::All, window, None, &layout.format(), |mut out| {
         spend::from_records(&prices, &mut out, ids, &live, cut_off, now).map_err(std::io::Error::other)
     })?;
     Ok((accounted, partitions))

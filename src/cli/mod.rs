@@ -5,6 +5,8 @@
 
 pub mod budget;
 pub mod hook;
+pub mod job;
+pub mod metrics;
 pub mod prices;
 pub mod project_check;
 pub mod reconcile;

@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::cfnconfig_stack_name;
 use crate::report::billed::{self, Metric, Overhead};
 use crate::report::calendar::{self, Every, Short, Timestamp};
-use crate::report::{build_confirmed, chart, output, run_sacct, unix_now, with_prices, Dimension, Options};
+use crate::report::{build_confirmed, chart, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options};
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +54,8 @@ unpriced, never guessed. Without --sacct-file the report runs:
 with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
 otherwise: Slurm prints free text raw, and a newline in it could forge a record). With the
 comment, the same command with --format=JobID runs first: a record whose job id it does not
-list (as often) is skipped as forged.
+list (as often) is skipped as forged. Run by anyone but root, the command has no --allusers:
+sacct shows an ordinary user only their own jobs, and the report says so.
 Exit codes: 0 report printed, 2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
     /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
@@ -117,6 +118,9 @@ pub struct ReportArgs {
     pub cfnconfig: PathBuf,
 }
 
+/// The note on an ordinary user's report: sacct showed them only their own jobs.
+pub const OWN_JOBS: &str = "report of your own jobs (ordinary users see only theirs)";
+
 /// Resolves the defaults: the window runs from the first of this month to now, and never
 /// past now (nothing has been spent there yet).
 pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
@@ -160,6 +164,7 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
         top: args.top.map(|n| n as usize),
         chart: args.chart.as_ref().map(|_| args.every.unwrap_or(Every::Day)),
         clusters: args.clusters.clone(),
+        users: sacct::Users::of_caller(),
     })
 }
 
@@ -180,6 +185,9 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         None => run_sacct(&prices, &options)?,
     };
     report.diagnostics.warnings.extend(prices.notes);
+    if args.sacct_file.is_none() && options.users == sacct::Users::Own {
+        report.diagnostics.warnings.push(OWN_JOBS.into());
+    }
     if args.billed {
         let cluster = match &args.cluster_name {
             Some(name) => name.clone(),
@@ -221,7 +229,6 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::sacct;
     use clap::Args;
 
     #[test]

@@ -290,6 +290,7 @@ mod tests {
             top: None,
             chart: None,
             clusters: None,
+            users: crate::report::sacct::Users::All,
         };
         assert_eq!(days(&options), (t("2024-03-01"), t("2024-03-05")));
         let partial = Options {

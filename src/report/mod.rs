@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod billed;
 pub mod calendar;
 pub mod chart;
+pub mod job;
 pub mod job_ids;
 mod json_layout;
 pub mod output;
@@ -74,6 +75,8 @@ pub struct Options {
     /// `--clusters`: the clusters whose jobs sacct lists (a list, or `all`); `None`:
     /// this cluster's.
     pub clusters: Option<String>,
+    /// Everyone's jobs (`--allusers`, root) or the caller's own (an ordinary user).
+    pub users: sacct::Users,
 }
 
 /// A finished report.
@@ -382,11 +385,11 @@ pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
     let window = (options.since, options.until);
     let clusters = options.clusters.as_deref();
     let ids = if layout.has_comment() {
-        Some(read_sacct(window, clusters, "JobID", JobIds::read)?)
+        Some(read_sacct(options.users, window, clusters, "JobID", JobIds::read)?)
     } else {
         None
     };
-    read_sacct(window, clusters, &layout.format(), |out| {
+    read_sacct(options.users, window, clusters, &layout.format(), |out| {
         build_confirmed(prices, options, out, ids)
     })
 }
@@ -394,12 +397,23 @@ pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
 /// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to
 /// `read`. No shell; sacct's own messages go to stderr.
 pub fn read_sacct<T>(
+    users: sacct::Users,
     (since, until): (Timestamp, Timestamp),
     clusters: Option<&str>,
     format: &str,
     read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
 ) -> anyhow::Result<T> {
-    let mut child = sacct::command("sacct".as_ref(), since, until, format, clusters)
+    let args = sacct::arguments_for(users, since, until, format, clusters);
+    spawn_sacct(&args, read)
+}
+
+/// Runs sacct with `args` and hands its output, as it arrives, to `read`; a failure
+/// names the command line.
+pub(crate) fn spawn_sacct<T>(
+    args: &[String],
+    read: impl FnOnce(BufReader<std::process::ChildStdout>) -> io::Result<T>,
+) -> anyhow::Result<T> {
+    let mut child = sacct::command_with("sacct".as_ref(), args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -412,7 +426,7 @@ pub fn read_sacct<T>(
     if !status.success() {
         bail!(
             "sacct failed ({status}); its message is above. The command was: {}",
-            sacct::command_line(since, until, format, clusters)
+            sacct::line_of(args)
         );
     }
     Ok(value)
@@ -481,6 +495,7 @@ mod tests {
             top: None,
             chart: None,
             clusters: None,
+            users: sacct::Users::All,
         };
         let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
         let cost = |project: &str| {
@@ -542,6 +557,7 @@ mod several_clusters {
             top: None,
             chart: None,
             clusters: Some("all".into()),
+            users: sacct::Users::All,
         };
         // Each job: 4 CPUs for 1 h on one node of partition compute.
         let sacct = "\

@@ -80,6 +80,28 @@ impl Layout {
     }
 }
 
+/// Whose jobs sacct is asked about. sacct lists everyone's jobs only to root (or
+/// SlurmUser, or an operator); for anyone else `--allusers` is ignored, so the report says
+/// what it covers instead of passing a flag that does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Users {
+    /// `--allusers`: everyone's jobs.
+    All,
+    /// No `--allusers`: the caller's own jobs.
+    Own,
+}
+
+impl Users {
+    /// `All` for root, `Own` for anyone else (an ordinary user running the report).
+    pub fn of_caller() -> Users {
+        if nix::unistd::geteuid().is_root() {
+            Users::All
+        } else {
+            Users::Own
+        }
+    }
+}
+
 /// The arguments of the sacct run (after the program name) for the window `[since, until)`
 /// and the fields `format` (a [`Layout::format`], or just `JobID`).
 /// `--allocations`: one line per job allocation, never its steps (no double counting);
@@ -87,17 +109,22 @@ impl Layout {
 /// `--truncate`: Start and End clipped to the window; `--allusers`: everyone's jobs;
 /// `--clusters LIST` (or `all`) when given: those clusters' jobs instead of this one's.
 pub fn arguments(since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--parsable2",
-        "--noheader",
-        "--allusers",
-        "--allocations",
-        "--duplicates",
-        "--truncate",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    arguments_for(Users::All, since, until, format, clusters)
+}
+
+/// [`arguments`] for `users`: without `--allusers` for [`Users::Own`].
+pub fn arguments_for(
+    users: Users,
+    since: Timestamp,
+    until: Timestamp,
+    format: &str,
+    clusters: Option<&str>,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--parsable2".into(), "--noheader".into()];
+    if users == Users::All {
+        args.push("--allusers".into());
+    }
+    args.extend(["--allocations", "--duplicates", "--truncate"].map(String::from));
     args.extend([
         "-S".to_string(),
         Plain(since).to_string(),
@@ -111,22 +138,46 @@ pub fn arguments(since: Timestamp, until: Timestamp, format: &str, clusters: Opt
     args
 }
 
-/// The sacct process, without a shell: times in UTC, in sacct's standard format whatever
-/// `SLURM_TIME_FORMAT` the caller has.
-pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> Command {
+/// The arguments that list one job's allocations (each run of it, with `--duplicates`)
+/// whatever their time: sacct's default window with `-j` starts at the epoch. No
+/// `--allusers`: sacct shows an ordinary user their own jobs (or everyone's, as
+/// PrivateData allows) and root every job.
+pub fn job_arguments(job_id: &str, format: &str) -> Vec<String> {
+    [
+        "--parsable2",
+        "--noheader",
+        "--allocations",
+        "--duplicates",
+        "-j",
+        job_id,
+    ]
+    .map(String::from)
+    .into_iter()
+    .chain([format!("--format={format}")])
+    .collect()
+}
+
+/// The sacct process for `args`, without a shell: times in UTC, in sacct's standard
+/// format whatever `SLURM_TIME_FORMAT` the caller has.
+pub fn command_with(program: &Path, args: &[String]) -> Command {
     let mut c = Command::new(program);
-    c.args(arguments(since, until, format, clusters))
-        .env("TZ", "UTC")
-        .env("SLURM_TIME_FORMAT", "standard");
+    c.args(args).env("TZ", "UTC").env("SLURM_TIME_FORMAT", "standard");
     c
 }
 
-/// The command line as a person would type it, for documentation and error messages.
+/// `args` as a person would type them, for documentation and error messages.
+pub fn line_of(args: &[String]) -> String {
+    format!("TZ=UTC SLURM_TIME_FORMAT=standard sacct {}", args.join(" "))
+}
+
+/// The sacct process of [`arguments`] (everyone's jobs).
+pub fn command(program: &Path, since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> Command {
+    command_with(program, &arguments(since, until, format, clusters))
+}
+
+/// The command line of [`arguments`] as a person would type it.
 pub fn command_line(since: Timestamp, until: Timestamp, format: &str, clusters: Option<&str>) -> String {
-    format!(
-        "TZ=UTC SLURM_TIME_FORMAT=standard sacct {}",
-        arguments(since, until, format, clusters).join(" ")
-    )
+    line_of(&arguments(since, until, format, clusters))
 }
 
 /// One job allocation (or one run of it) as sacct reports it. Times are `None` when sacct
@@ -311,6 +362,24 @@ mod tests {
         assert_eq!(r.time_limit, None);
         let args = arguments(0, 1, "JobID", Some("east,west"));
         assert_eq!(args[args.len() - 2..], ["--clusters", "east,west"]);
+    }
+
+    #[test]
+    fn an_ordinary_users_command_omits_allusers_and_says_so() {
+        let all = arguments_for(Users::All, 0, 1, "JobID", None);
+        let own = arguments_for(Users::Own, 0, 1, "JobID", None);
+        assert!(all.contains(&"--allusers".to_string()));
+        assert!(!own.contains(&"--allusers".to_string()));
+        assert_eq!(all.len(), own.len() + 1);
+        // What the error message shows is what ran.
+        assert!(!line_of(&own).contains("--allusers"), "{}", line_of(&own));
+        assert_eq!(line_of(&all), command_line(0, 1, "JobID", None));
+        let job = job_arguments("42_3", "JobID,State");
+        assert_eq!(
+            line_of(&job),
+            "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allocations --duplicates \
+             -j 42_3 --format=JobID,State"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod https_stack;
 mod iam_policies;
 mod managed_script;
 mod managed_script_slurm;
+mod metrics;
 mod node_tagging;
 mod prices;
 mod project_check_cli;

@@ -1756,3 +1756,110 @@ fn head_node_without_cost_tags_schedules_no_price_refresh() {
     node.ok(&["--uninstall"]);
     assert_same(&before, &node.snapshot(), "uninstall");
 }
+
+#[test]
+fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job() {
+    let node = Node::new(Layout::Head);
+    node.add_cost_tags();
+    let rel = node.rel();
+    node.mkdirs(&["run/systemd/system", "var/lib/node_exporter/textfile", "srv/metrics"]);
+    let prom = node.path("var/lib/node_exporter/textfile/cost_tags.prom");
+    let command = format!("metrics --output {}", prom.display());
+    // A trailing slash is the same directory.
+    let args = ["--release", rel, "--metrics", "/var/lib/node_exporter/textfile/"];
+
+    let [again, _] = node.cycle(&args, |out, before, after| {
+        assert!(
+            out.contains(&format!(
+                "cost-tags metrics writes {} every 5 minutes (systemd)",
+                prom.display()
+            )),
+            "{out}"
+        );
+        // 3 minutes after boot, then every 5, up to 30 s late at random; as root.
+        node.assert_timer_units("cost-tags-metrics", &command, ["3min", "5min", "30"]);
+        let manifest = node.read("opt/slurm/etc/cost-tags/manifest");
+        assert!(manifest.contains("cost-tags-metrics.timer"), "{manifest}");
+        let mut changed = diff(before, after);
+        changed.retain(|l| l.contains("metrics") || l.contains("node_exporter"));
+        assert_eq!(
+            sorted(changed),
+            vec![
+                "+ etc/systemd/system/cost-tags-metrics.service",
+                "+ etc/systemd/system/cost-tags-metrics.timer",
+            ]
+        );
+    });
+    assert!(again.contains("already installed: nothing changed"), "{again}");
+
+    // Once the timer has written the file, the uninstall takes it too: figures nobody
+    // updates any more must not stay on the dashboards.
+    let before = node.snapshot();
+    node.ok(&args);
+    write(&prom, "# EOF\n", 0o644);
+    let out = node.ok(&["--uninstall"]);
+    assert!(out.contains(&format!("removed {}", prom.display())), "{out}");
+    assert_same(&before, &node.snapshot(), "uninstall after the timer ran");
+
+    // Another directory moves the job and drops the old file; no --metrics drops both.
+    node.ok(&args);
+    write(&prom, "# EOF\n", 0o644);
+    let out = node.ok(&["--release", rel, "--metrics", "/srv/metrics"]);
+    assert!(!prom.exists(), "{out}");
+    let moved = node.path("srv/metrics/cost_tags.prom");
+    node.assert_timer_units(
+        "cost-tags-metrics",
+        &format!("metrics --output {}", moved.display()),
+        ["3min", "5min", "30"],
+    );
+    write(&moved, "# EOF\n", 0o644);
+    let out = node.ok(&["--release", rel]);
+    assert!(!moved.exists(), "{out}");
+    assert!(
+        !node.path("etc/systemd/system/cost-tags-metrics.timer").exists(),
+        "{out}"
+    );
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall after moving and dropping");
+
+    // Without systemd: a cron file, whose line runs `cost-tags metrics --output FILE`.
+    fs::remove_dir_all(node.path("run")).unwrap();
+    node.mkdirs(&["etc/cron.d"]);
+    node.ok(&args);
+    let cron = read(&node.path("etc/cron.d/cost-tags-metrics"));
+    let run = format!("{} >/dev/null 2>&1", node.job_command(&command));
+    assert_eq!(
+        settings_lines(&cron)[2..],
+        [
+            format!("*/5 * * * * root sleep $((RANDOM \\% 30)); {run}"),
+            format!("@reboot root sleep 180; {run}"),
+        ]
+    );
+    let calls = node.fake_cost_tags();
+    let every = settings_lines(&cron)[2].clone();
+    let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
+    let st = Command::new("/bin/bash")
+        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
+        .env_clear()
+        .env("PATH", unit_value(&cron, "PATH"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(
+        read(&calls).starts_with(&format!("{command} FOO=bar baz")),
+        "{}",
+        read(&calls)
+    );
+    node.ok(&["--uninstall"]);
+
+    // What cannot work is refused before anything changes.
+    node.refuses(&["--release", rel, "--metrics", "var/lib"], "absolute directory");
+    node.refuses(&["--release", rel, "--metrics", "/var/lib/a b"], "only letters");
+    node.refuses(&["--release", rel, "--metrics", "/nonexistent"], "no such directory");
+    let bare = Node::new(Layout::Head);
+    bare.mkdirs(&["etc/cron.d", "srv/metrics"]);
+    bare.refuses(
+        &["--release", bare.rel(), "--metrics", "/srv/metrics"],
+        "needs bin/cost-tags",
+    );
+}

@@ -82,7 +82,7 @@ fn report_charges_what_slurm_accounted() {
         parse_job_id(&out.stdout).expect("job id")
     };
     // ProjectA: one CPU of two (half the node), then the whole node (--exclusive).
-    submit(
+    let alice_half = submit(
         "ctalice",
         &["-p", "compute", "-n1", "--comment", "ProjectA", "--wrap", "sleep 2"],
     );
@@ -253,6 +253,13 @@ fn report_charges_what_slurm_accounted() {
     let total = |d: &Value| d["total"]["cost"].as_f64().unwrap();
     assert!((total(&by_cluster) - total(&doc)).abs() < 1e-6, "{by_cluster:#}");
 
+    users_see_their_own(
+        &cluster,
+        since,
+        &settings,
+        &alice_half.to_string(),
+        expected["ProjectA"].1,
+    );
     billed_beside_the_estimate(&cluster, since, &doc);
     committed_spend_of_a_running_job(&cluster);
 
@@ -353,6 +360,142 @@ fn report_charges_what_slurm_accounted() {
     assert_eq!(doc["skipped"]["lines"], 2, "{doc:#}");
     assert!(
         doc["skipped"].to_string().contains("job 9999998: not in sacct's list"),
+        "{doc:#}"
+    );
+
+    a_running_job_costs_so_far(&cluster, &settings);
+}
+
+/// Issue 14, item 4b: while ctalice's job runs, `cost-tags job` (as her) charges it up to
+/// now: the seconds since its start, at half a 3.6/h node, and says "so far".
+fn a_running_job_costs_so_far(cluster: &SlurmCluster, settings: &std::path::Path) {
+    let out = cluster.run_as(
+        "ctalice",
+        "sbatch",
+        &["-p", "compute", "-n1", "--comment", "ProjectA", "--wrap", "sleep 120"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let job = parse_job_id(&out.stdout).expect("job id").to_string();
+    let cost_tags = support::bin("cost-tags");
+    let show = |json: bool| {
+        let mut args = vec!["--config", settings.to_str().unwrap(), "job", &job];
+        if json {
+            args.push("--json");
+        }
+        cluster.run_as("ctalice", cost_tags.to_str().unwrap(), &args)
+    };
+    // slurmdbd has the start a moment after slurmctld.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shown = loop {
+        let out = show(true);
+        if out.status.success() {
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let run = &doc["runs"][0];
+            if run["state"] == "RUNNING" && run["nodes"].as_u64() > Some(0) && run["seconds"].as_i64() > Some(0) {
+                break doc;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {job} never showed as running: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let run = &shown["runs"][0];
+    assert!(run["end"].is_null(), "{shown:#}");
+    assert_eq!(run["state"], "RUNNING", "{shown:#}");
+    let seconds = run["seconds"].as_i64().unwrap();
+    assert_eq!(
+        shown["now"].as_i64().unwrap() - run["start"].as_i64().unwrap(),
+        seconds,
+        "{shown:#}"
+    );
+    assert!(
+        (run["cost"].as_f64().unwrap() - seconds as f64 * 0.0005).abs() < 1e-9,
+        "{shown:#}"
+    );
+    let table = String::from_utf8_lossy(&show(false).stdout).into_owned();
+    assert!(
+        table.contains("(running)") && table.contains("Cost so far: "),
+        "{table}"
+    );
+    cluster.run_root("scancel", &[&job]);
+}
+
+/// Issue 14, items 4b and 4c, as ctalice: `cost-tags job` shows her half-node job at what
+/// its accounted seconds are worth, and `cost-tags report` reports her own jobs (ProjectA
+/// alone, at what the report charged it for everyone) and says so.
+fn users_see_their_own(cluster: &SlurmCluster, since: u64, settings: &std::path::Path, job: &str, project_a: f64) {
+    let dir = settings.parent().unwrap();
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(settings, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let cost_tags = support::bin("cost-tags");
+    let as_alice = |args: &[&str]| {
+        let mut all = vec!["--config", settings.to_str().unwrap()];
+        all.extend(args);
+        cluster.run_as("ctalice", cost_tags.to_str().unwrap(), &all)
+    };
+
+    let out = as_alice(&["job", job, "--json"]);
+    assert!(
+        out.status.success(),
+        "cost-tags job {job} as ctalice: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = shown["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{shown:#}");
+    let run = &runs[0];
+    assert_eq!(
+        (run["user"].as_str(), run["project"].as_str()),
+        (Some("ctalice"), Some("ProjectA")),
+        "{shown:#}"
+    );
+    assert_eq!(run["state"], "COMPLETED", "{shown:#}");
+    // What Slurm accounted for the job, and its worth: half of a 3.6/h node.
+    let elapsed = cluster.run_root(
+        "sacct",
+        &[
+            "--parsable2",
+            "--noheader",
+            "--allocations",
+            "-j",
+            job,
+            "--format=ElapsedRaw",
+        ],
+    );
+    let elapsed: i64 = String::from_utf8_lossy(&elapsed.stdout).trim().parse().unwrap();
+    assert_eq!(run["seconds"].as_i64(), Some(elapsed), "{shown:#}");
+    let cost = run["cost"].as_f64().unwrap();
+    assert!((cost - elapsed as f64 * 0.0005).abs() < 1e-9, "{shown:#}");
+    assert_eq!(shown["price_sources"]["local"]["on_demand"], "settings", "{shown:#}");
+    let table = as_alice(&["job", job]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("ProjectA") && text.contains("Cost in all: ") && text.contains("price: local"),
+        "{text}"
+    );
+    // No such job (or not hers): exit 1.
+    let out = as_alice(&["job", "999999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = as_alice(&["report", "--since", &utc(since), "--format", "json", "--by", "project"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups = doc["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "ctalice sees only ProjectA: {doc:#}");
+    assert_eq!(groups[0]["group"]["project"], "ProjectA");
+    assert!(
+        (groups[0]["cost"].as_f64().unwrap() - project_a).abs() < 1e-6,
+        "{doc:#}"
+    );
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == cost_tags::cli::report::OWN_JOBS),
         "{doc:#}"
     );
 }
