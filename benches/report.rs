@@ -328,7 +328,10 @@ fn budget_refresh(dir: &Path, data: &Path, bin: &Path) {
     let mut peak = 0;
     for _ in 0..RUNS {
         let mut cmd = Command::new(bin);
-        cmd.arg("--config").arg(&settings).args(["budget", "refresh"]).env("PATH", &path);
+        cmd.arg("--config")
+            .arg(&settings)
+            .args(["budget", "refresh"])
+            .env("PATH", &path);
         let (wall, rss) = measure(&mut cmd);
         walls.push(wall);
         peak = peak.max(rss);

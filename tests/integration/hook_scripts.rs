@@ -16,8 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::imds::Imds;
-use support::moto::{env_for, MotoServer};
+use support::moto::{env_for, MotoInstance};
 use support::{namespace, process::find_program};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,25 +88,18 @@ fn built_bin_dir() -> PathBuf {
 
 /// An instance in moto, its IMDS, and an env file that wires cost-prolog to both, with
 /// one broken line (an unterminated quote, which made dash exit 2) in the middle.
-struct Node {
-    moto: MotoServer,
-    imds: Imds,
-    instance: String,
-    dir: tempfile::TempDir,
+struct Node(MotoInstance);
+
+impl std::ops::Deref for Node {
+    type Target = MotoInstance;
+    fn deref(&self) -> &MotoInstance {
+        &self.0
+    }
 }
 
 impl Node {
     fn start() -> Option<Node> {
-        let moto = MotoServer::start()?;
-        let instance = moto.run_instances(1).remove(0);
-        let imds = Imds::start(&instance, "us-east-1");
-        let dir = tempfile::tempdir().unwrap();
-        Some(Node {
-            moto,
-            imds,
-            instance,
-            dir,
-        })
+        MotoInstance::start().map(Node)
     }
 
     /// Env file lines, a broken one third, and COST_TAGS_CONFIG when `config` is given.

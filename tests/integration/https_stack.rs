@@ -13,8 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use support::https_parts::{HttpProxy, TestCa, TlsFront};
-use support::imds::Imds;
-use support::moto::{apply_env, MotoServer};
+use support::moto::{apply_env, MotoInstance};
 use support::namespace;
 
 const PROJECT: &str = "aws-parallelcluster-project";
@@ -35,20 +34,19 @@ const PROXY_AND_TRUST_ENV: &[&str] = &[
 ];
 
 /// One compute node: its instance in moto, its IMDS, its state and settings.
-struct Node {
-    moto: MotoServer,
-    imds: Imds,
-    instance: String,
-    dir: tempfile::TempDir,
+struct Node(MotoInstance);
+
+impl std::ops::Deref for Node {
+    type Target = MotoInstance;
+    fn deref(&self) -> &MotoInstance {
+        &self.0
+    }
 }
 
 impl Node {
     fn start() -> Option<Node> {
-        let moto = MotoServer::start()?;
-        let instance = moto.run_instances(1).remove(0);
-        let imds = Imds::start(&instance, "us-east-1");
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
+        let node = MotoInstance::start()?;
+        let d = node.dir.path();
         std::fs::write(
             d.join("cost-tags.toml"),
             format!(
@@ -58,12 +56,7 @@ impl Node {
             ),
         )
         .unwrap();
-        Some(Node {
-            moto,
-            imds,
-            instance,
-            dir,
-        })
+        Some(Node(node))
     }
 
     /// Environment of a hook for `job` talking to AWS at `endpoint`, with no proxy and

@@ -1337,18 +1337,7 @@ fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
             settings_lines(&cron),
             vec!["SHELL=/bin/bash".to_string(), format!("PATH={path}"), every, reboot]
         );
-        // The command as cron runs it ('\%' becomes '%', SHELL and PATH from the file), with
-        // the random sleep cut short.
-        let every = settings_lines(&cron)[2].clone();
-        let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
-        let cron_path = unit_value(&cron, "PATH");
-        let st = Command::new("/bin/bash")
-            .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
-            .env_clear()
-            .env("PATH", &cron_path)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let cron_path = run_cron_line(&cron, "*/5 * * * * root ");
         assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={cron_path}\n"));
     });
 
@@ -1691,17 +1680,7 @@ fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
     // (a stand-in in place of the installed binary; the random sleep cut short).
     node.ok(&["--release", rel]);
     let calls = node.fake_cost_tags();
-    let cron = read(&cron_file);
-    let daily = settings_lines(&cron)[2].clone();
-    let cmd = daily.strip_prefix("@daily root ").unwrap().replace("\\%", "%");
-    let cron_path = unit_value(&cron, "PATH");
-    let st = Command::new("/bin/bash")
-        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
-        .env_clear()
-        .env("PATH", &cron_path)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let cron_path = run_cron_line(&read(&cron_file), "@daily root ");
     assert_eq!(read(&calls), format!("prices refresh FOO=bar baz PATH={cron_path}\n"));
 }
 
@@ -1862,4 +1841,21 @@ fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job(
         &["--release", bare.rel(), "--metrics", "/srv/metrics"],
         "needs bin/cost-tags",
     );
+}
+
+/// Runs the first job line of cron file `cron` (the line after SHELL= and PATH=, which
+/// starts with `schedule`) as cron would: '\%' becomes '%', with only the file's PATH, and
+/// the random sleep cut short. Returns that PATH.
+fn run_cron_line(cron: &str, schedule: &str) -> String {
+    let line = settings_lines(cron)[2].clone();
+    let cmd = line.strip_prefix(schedule).unwrap().replace("\\%", "%");
+    let cron_path = unit_value(cron, "PATH");
+    let st = Command::new("/bin/bash")
+        .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
+        .env_clear()
+        .env("PATH", &cron_path)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{line}");
+    cron_path
 }

@@ -278,6 +278,31 @@ impl MotoServer {
     }
 }
 
+/// One compute node's AWS side: a fresh moto server with one instance, the IMDSv2
+/// emulator answering as that instance, and a private directory for its files.
+pub struct MotoInstance {
+    pub moto: MotoServer,
+    pub imds: super::imds::Imds,
+    pub instance: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl MotoInstance {
+    /// None (after [`super::require`]) without moto.
+    pub fn start() -> Option<MotoInstance> {
+        let moto = MotoServer::start()?;
+        let instance = moto.run_instances(1).remove(0);
+        let imds = super::imds::Imds::start(&instance, REGION);
+        let dir = tempfile::tempdir().unwrap();
+        Some(MotoInstance {
+            moto,
+            imds,
+            instance,
+            dir,
+        })
+    }
+}
+
 /// True when something answers HTTP on 127.0.0.1:port.
 fn probe(port: u16) -> bool {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
