@@ -62,12 +62,29 @@ pub trait GroupMembership {
 
 impl<'a> ProjectsList<'a> {
     /// Parses the whole file; `path` is only used to name the file in errors. One pass
-    /// over the bytes, so the cost is linear in the file size (see
-    /// [`check_lines`]). A single decision needs only [`UserLines`].
+    /// over the bytes, so the cost is linear in the file size, a block of whole lines at a
+    /// time (see [`check_lines`]). A single decision needs only [`UserLines`].
     pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
+        /// About this many bytes at a time, so the scanner's index of the block stays small.
+        const BLOCK: usize = 32 * 1024;
         let mut grants = Vec::new();
+        let mut separators = scanner::Separators::default();
         let mut line = 0;
-        check_lines(text, &mut line, path, None, |_, grant| grants.push(grant))?;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let end = match rest.get(..BLOCK) {
+                Some(block) if rest.len() > BLOCK => match memchr::memrchr(b'\n', block) {
+                    Some(newline) => newline + 1,
+                    None => memchr::memchr(b'\n', &rest[BLOCK..]).map_or(rest.len(), |newline| BLOCK + newline + 1),
+                },
+                _ => rest.len(),
+            };
+            let (block, after) = rest.split_at(end);
+            check_lines(block, &mut separators, &mut line, path, None, |_, grant| {
+                grants.push(grant)
+            })?;
+            rest = after;
+        }
         Ok(ProjectsList { grants })
     }
 
@@ -134,6 +151,7 @@ impl UserLines {
         let mut kept = UserLines::default();
         let mut buf = vec![0; first.max(1)];
         let mut filled = 0;
+        let mut separators = scanner::Separators::default();
         let mut line = 0;
         let mut malformed = None;
         loop {
@@ -156,7 +174,7 @@ impl UserLines {
                 continue;
             };
             let complete = before + last + 1;
-            if let Err(e) = kept.check(&buf[..complete], &mut line, path, user) {
+            if let Err(e) = kept.check(&buf[..complete], &mut separators, &mut line, path, user) {
                 malformed = Some(e);
                 filled = 0;
                 continue;
@@ -169,7 +187,7 @@ impl UserLines {
             }
         }
         if malformed.is_none() {
-            if let Err(e) = kept.check(&buf[..filled], &mut line, path, user) {
+            if let Err(e) = kept.check(&buf[..filled], &mut separators, &mut line, path, user) {
                 malformed = Some(e);
             }
         }
@@ -180,8 +198,15 @@ impl UserLines {
     }
 
     /// Checks complete lines, keeping those that concern `user`.
-    fn check(&mut self, text: &[u8], line: &mut usize, path: &Path, user: &str) -> Result<(), ParseError> {
-        check_lines(text, line, path, Some(user), |raw, grant| {
+    fn check(
+        &mut self,
+        text: &[u8],
+        separators: &mut scanner::Separators,
+        line: &mut usize,
+        path: &Path,
+        user: &str,
+    ) -> Result<(), ParseError> {
+        check_lines(text, separators, line, path, Some(user), |raw, grant| {
             let start = self.text.len();
             self.text.extend_from_slice(raw);
             self.lines.push((grant.line, start..self.text.len()));
@@ -192,11 +217,14 @@ impl UserLines {
     /// whole file that can concern the user.
     pub fn list(&self) -> ProjectsList<'_> {
         let mut grants = Vec::with_capacity(self.lines.len());
+        let mut separators = scanner::Separators::default();
         for (line, range) in &self.lines {
             let raw = self.text.get(range.clone()).unwrap_or_default();
             // Checked once already, and checking is deterministic: never an error here.
             let mut before = line.saturating_sub(1);
-            let _ = check_lines(raw, &mut before, Path::new(""), None, |_, grant| grants.push(grant));
+            let _ = check_lines(raw, &mut separators, &mut before, Path::new(""), None, |_, grant| {
+                grants.push(grant)
+            });
         }
         ProjectsList { grants }
     }
@@ -236,12 +264,13 @@ fn parse_line<'a>(raw: &'a [u8], line: usize, path: &Path) -> Result<Option<Gran
 /// also writes the error messages.
 fn check_lines<'a>(
     text: &'a [u8],
+    separators: &mut scanner::Separators,
     line: &mut usize,
     path: &Path,
     user: Option<&str>,
     mut keep: impl FnMut(&'a [u8], Grant<'a>),
 ) -> Result<(), ParseError> {
-    for (raw, shape) in scanner::lines(text) {
+    for (raw, shape) in separators.lines(text) {
         *line += 1;
         let grant = match shape {
             scanner::Shape::Blank => None,
