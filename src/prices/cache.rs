@@ -180,17 +180,23 @@ pub fn cost_over(series: &[(Timestamp, f64)], from: Timestamp, to: Timestamp) ->
     if to <= from || series.is_empty() {
         return 0.0;
     }
-    let mut total = 0.0;
-    let mut t = from;
+    // One binary search; then each change in the run is read in order.
     let mut next = series.partition_point(|&(at, _)| at <= from);
+    let mut price = match next {
+        0 => series[0].1,
+        n => series[n - 1].1,
+    };
+    let (mut total, mut t) = (0.0, from);
     while t < to {
-        let price = price_at(series, t);
         let until = series.get(next).map_or(to, |&(at, _)| at.min(to));
-        total += price * (until - t) as f64 / 3600.0;
+        total += price * (until - t) as f64;
+        if let Some(&(_, p)) = series.get(next) {
+            price = p;
+        }
         t = until;
         next += 1;
     }
-    total
+    total / 3600.0
 }
 
 /// Keeps the history already cached before `fetched_from` and the freshly read history
