@@ -60,7 +60,13 @@ pub fn worst_case(size: &JobSize, partitions: &BTreeMap<String, PartitionCost>) 
             .split(',')
             .filter_map(|n| partitions.get(n).map(|p| (n.to_string(), p)))
             .max_by(|a, b| a.1.hourly.total_cmp(&b.1.hourly))
-            .ok_or_else(|| format!("partition {list} has no known price"))?,
+            .ok_or_else(|| {
+                // The user typed it: printed escaped and cut, never raw into syslog.
+                format!(
+                    "partition {} has no known price",
+                    crate::submit::project_name::printable(list)
+                )
+            })?,
         None => partitions
             .iter()
             .find(|(_, p)| p.is_default)

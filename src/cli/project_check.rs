@@ -167,7 +167,8 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
     } else {
         decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
-    let size = args.submit.then(|| JobSize {
+    // A modification (`scontrol update`) is not a new job: its size is not priced.
+    let size = (args.submit && !args.modify).then(|| JobSize {
         partition: args.partition.clone(),
         time_limit_minutes: args.time_limit,
         nodes: args.nodes,
