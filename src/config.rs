@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the settings live when nobody says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
@@ -15,7 +15,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
 
 /// Which job field names the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectSource {
     /// `sbatch --comment Project` (what users of the public scripts already do).
@@ -57,7 +57,7 @@ impl ProjectSource {
 
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
 /// falls back to a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// The `user=ProjectA, ProjectB` file.
@@ -102,7 +102,7 @@ impl Default for Settings {
 
 /// The `[tags]` table: the key used for each job attribute, an empty string switching
 /// that key off.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TagSettings {
     pub project: String,
@@ -134,7 +134,7 @@ impl Default for TagSettings {
 /// The `[pricing]` table: what a node-hour costs, for `cost-tags report`. A node's
 /// instance type comes from the first `nodes` pattern its name matches, else from its
 /// partition; whether it runs as spot is a property of its partition.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PricingSettings {
     /// Printed beside every amount; prices are taken as they are written.
@@ -158,7 +158,7 @@ pub struct PricingSettings {
 }
 
 /// `[pricing.clusters.NAME]`: how another cluster's nodes map to instance types.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterPricing {
     /// That cluster's fleet-config.json (copied from its head node); unset: none.
@@ -182,7 +182,7 @@ impl Default for PricingSettings {
 }
 
 /// `[pricing.instances."c5.xlarge"]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct InstancePricing {
     /// On-demand price per instance-hour.
@@ -198,7 +198,7 @@ pub struct InstancePricing {
 }
 
 /// `[pricing.partitions.NAME]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PartitionPricing {
     /// Instance type of the partition's nodes (may be left to `nodes` patterns).
@@ -208,7 +208,7 @@ pub struct PartitionPricing {
 }
 
 /// `[[pricing.nodes]]`
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodePricing {
     /// Node-name glob: `*` any characters, `?` one character.
@@ -320,7 +320,7 @@ impl std::error::Error for ConfigError {}
 /// The `[budget]` table. project-check reads only `cache_file`, which `cost-tags budget
 /// refresh` (root, on the head node, from a timer) writes: the submit path never waits on
 /// AWS, and slurmctld's user needs no AWS credentials.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetSettings {
     /// Refuse projects whose budget is spent (off by default).
@@ -330,7 +330,7 @@ pub struct BudgetSettings {
     /// The budgets as last read from AWS.
     pub cache_file: PathBuf,
     /// A cache older than this is stale (a refresh has been failing).
-    #[serde(deserialize_with = "seconds::up_to_a_week")]
+    #[serde(deserialize_with = "seconds::up_to_a_week", serialize_with = "seconds::serialize")]
     pub max_age: Duration,
     /// A project with no budget (in a fresh cache).
     pub on_missing: BudgetFallback,
@@ -354,7 +354,7 @@ pub struct BudgetSettings {
 }
 
 /// How a budget is enforced at submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Enforce {
     Spent,
@@ -362,7 +362,7 @@ pub enum Enforce {
 }
 
 /// The period of `[budget.limits]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitPeriod {
     #[default]
@@ -392,7 +392,7 @@ impl LimitPeriod {
 }
 
 /// What to do when the budget cannot tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BudgetFallback {
     Allow,
@@ -503,6 +503,28 @@ impl Settings {
         Ok(settings)
     }
 
+    /// The settings as the text of a settings file, which [`Settings::parse`] reads back
+    /// as the same value: the installer writes cost-tags.toml with it, so the file it
+    /// writes and the type that reads it cannot drift apart. Every top-level key and
+    /// `[tags]` are written out (what an administrator edits first); in the other tables
+    /// only what differs from the built-in default, so a file stays short.
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        let defaults = toml::Table::try_from(Settings::default())?;
+        let mut table = toml::Table::try_from(self)?;
+        for key in ["pricing", "budget"] {
+            let (Some(toml::Value::Table(ours)), Some(toml::Value::Table(default))) =
+                (table.get_mut(key), defaults.get(key))
+            else {
+                continue;
+            };
+            ours.retain(|k, v| default.get(k) != Some(v));
+            if ours.is_empty() {
+                table.remove(key);
+            }
+        }
+        toml::to_string(&table)
+    }
+
     fn validate(&self) -> Result<(), String> {
         if self.deadline.is_zero() {
             return Err("deadline must be more than 0 seconds".into());
@@ -581,8 +603,17 @@ fn one_line(message: &str) -> String {
 
 /// Durations are written as whole or fractional seconds (`deadline = 10`).
 mod seconds {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    /// Whole seconds as an integer (`deadline = 10`), others as a float.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 {
+            s.serialize_u64(d.as_secs())
+        } else {
+            s.serialize_f64(d.as_secs_f64())
+        }
+    }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         up_to(d, 3600.0)
@@ -614,6 +645,29 @@ mod tests {
             assert_eq!(parse(&text).unwrap().project_source, source);
             assert_eq!(source.flag(), format!("--{}", source.name()));
         }
+    }
+
+    #[test]
+    fn written_settings_read_back_as_the_same_settings() {
+        let mut s = Settings::default();
+        assert_eq!(parse(&s.to_toml().unwrap()).unwrap(), s);
+        assert!(!s.to_toml().unwrap().contains("[budget]"), "defaults are not written");
+        s.projects_file = PathBuf::from("/x/\"quoted\" projects");
+        s.project_source = ProjectSource::Wckey;
+        s.strict = true;
+        s.deadline = Duration::from_millis(2500);
+        s.tags.partition = "aws-parallelcluster-partition".into();
+        s.budget.enabled = true;
+        s.budget.limits.insert("ProjectA".into(), 500.0);
+        s.pricing.nodes.push(NodePricing {
+            pattern: "q1-*".into(),
+            instance: "c5.xlarge".into(),
+        });
+        let text = s.to_toml().unwrap();
+        assert_eq!(parse(&text).unwrap(), s, "{text}");
+        assert!(text.contains("[budget]\nenabled = true\n"), "{text}");
+        assert!(!text.contains("name_template"), "only what differs: {text}");
+        assert!(text.contains("deadline = 2.5"), "{text}");
     }
 
     fn parse(text: &str) -> Result<Settings, ConfigError> {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Settings;
-use crate::parallelcluster::cfnconfig::cfnconfig_stack_name;
+use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
 use crate::report::calendar::{self, Every, Short, Timestamp};
 use crate::report::{build_confirmed, chart, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options};
@@ -194,7 +194,9 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
             None => {
                 let text = std::fs::read_to_string(&args.cfnconfig)
                     .with_context(|| format!("cannot read {} (or pass --cluster-name)", args.cfnconfig.display()))?;
-                cfnconfig_stack_name(&text)
+                Cfnconfig::parse(&text)
+                    .stack_name()
+                    .map(str::to_string)
                     .with_context(|| format!("no stack_name in {} (pass --cluster-name)", args.cfnconfig.display()))?
             }
         };

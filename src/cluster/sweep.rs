@@ -26,7 +26,7 @@ use crate::cluster::pacer::Pacer;
 use crate::config::Settings;
 use crate::log;
 use crate::node::tags::{managed_keys, TagMap};
-use crate::parallelcluster::cfnconfig::cfnconfig_stack_name;
+use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::{parse_scontrol_nodes, SlurmNode};
 use crate::slurm::squeue::{parse_busy_nodes, parse_job_ids, JOB_IDS_FORMAT};
@@ -184,7 +184,9 @@ pub fn reconcile_cluster(
         None => {
             let text = std::fs::read_to_string(&args.cfnconfig)
                 .with_context(|| format!("cannot read {} (or pass --cluster-name)", args.cfnconfig.display()))?;
-            cfnconfig_stack_name(&text)
+            Cfnconfig::parse(&text)
+                .stack_name()
+                .map(str::to_string)
                 .with_context(|| format!("no stack_name in {} (pass --cluster-name)", args.cfnconfig.display()))?
         }
     };

@@ -1,14 +1,110 @@
-//! ParallelCluster's /etc/parallelcluster/cfnconfig, written on every node: the cluster's
-//! name (`stack_name`) for commands that must find the cluster's instances.
+//! ParallelCluster's /etc/parallelcluster/cfnconfig, written on every node: the node's
+//! role (`cfn_node_type`), the cluster's name (`stack_name`) and region (`cfn_region`).
+//! One parser serves every reader (the installer, the report, the cluster sweep).
 
-/// `stack_name` from ParallelCluster's cfnconfig (`key=value` lines, maybe quoted).
-pub fn cfnconfig_stack_name(text: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let line = line.trim().trim_start_matches("export ");
-        let value = line.strip_prefix("stack_name=")?;
-        let value = value.trim().trim_matches('"').trim_matches('\'');
-        (!value.is_empty()).then(|| value.to_string())
-    })
+use std::path::Path;
+
+/// Where ParallelCluster 3 writes cfnconfig, newest layout first.
+pub const PATHS: [&str; 2] = ["/etc/parallelcluster/cfnconfig", "/opt/parallelcluster/cfnconfig"];
+
+/// The `key=value` lines of a cfnconfig. The file is a shell fragment that
+/// ParallelCluster's own scripts source, so a later line wins, `export ` is allowed and
+/// values may be quoted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cfnconfig {
+    pairs: Vec<(String, String)>,
+}
+
+/// A node's role in the cluster, from `cfn_node_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRole {
+    Head,
+    Compute,
+    Login,
+}
+
+impl NodeRole {
+    /// The role from its `cfn_node_type` value (`HeadNode`, `ComputeFleet`, `LoginNode`).
+    pub fn from_node_type(value: &str) -> Option<NodeRole> {
+        match value {
+            "HeadNode" => Some(NodeRole::Head),
+            "ComputeFleet" => Some(NodeRole::Compute),
+            "LoginNode" => Some(NodeRole::Login),
+            _ => None,
+        }
+    }
+
+    /// The role as `--role` takes it (`head`, `compute`, `login`).
+    pub fn from_option(value: &str) -> Option<NodeRole> {
+        match value {
+            "head" => Some(NodeRole::Head),
+            "compute" => Some(NodeRole::Compute),
+            "login" => Some(NodeRole::Login),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeRole::Head => "head",
+            NodeRole::Compute => "compute",
+            NodeRole::Login => "login",
+        }
+    }
+}
+
+impl Cfnconfig {
+    pub fn parse(text: &str) -> Cfnconfig {
+        let pairs = text
+            .lines()
+            .filter_map(|line| {
+                let line = line.trim();
+                let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
+                if line.starts_with('#') {
+                    return None;
+                }
+                let (key, value) = line.split_once('=')?;
+                let value = value.trim();
+                let value = strip_quotes(value, '"')
+                    .or_else(|| strip_quotes(value, '\''))
+                    .unwrap_or(value);
+                Some((key.trim().to_string(), value.to_string()))
+            })
+            .collect();
+        Cfnconfig { pairs }
+    }
+
+    /// Reads and parses `path`.
+    pub fn read(path: &Path) -> std::io::Result<Cfnconfig> {
+        std::fs::read_to_string(path).map(|text| Cfnconfig::parse(&text))
+    }
+
+    /// The value of `key` (its last line), `None` when absent or empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn stack_name(&self) -> Option<&str> {
+        self.get("stack_name")
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        self.get("cfn_region")
+    }
+
+    /// `cfn_node_type` as written (`HeadNode`, ...); see [`NodeRole::from_node_type`].
+    pub fn node_type(&self) -> Option<&str> {
+        self.get("cfn_node_type")
+    }
+}
+
+fn strip_quotes(value: &str, quote: char) -> Option<&str> {
+    value.strip_prefix(quote)?.strip_suffix(quote)
 }
 
 #[cfg(test)]
@@ -17,11 +113,23 @@ mod tests {
 
     #[test]
     fn stack_name() {
-        assert_eq!(
-            cfnconfig_stack_name("cfn_region=us-east-1\nstack_name=my-cluster\n").as_deref(),
-            Some("my-cluster")
+        let c = Cfnconfig::parse("cfn_region=us-east-1\nstack_name=my-cluster\n");
+        assert_eq!(c.stack_name(), Some("my-cluster"));
+        assert_eq!(c.region(), Some("us-east-1"));
+        assert_eq!(Cfnconfig::parse("stack_name=\"q\"").stack_name(), Some("q"));
+        assert_eq!(Cfnconfig::parse("stack_name='q r'").stack_name(), Some("q r"));
+        assert_eq!(Cfnconfig::parse("x=1").stack_name(), None);
+        assert_eq!(Cfnconfig::parse("stack_name=").stack_name(), None);
+    }
+
+    #[test]
+    fn the_last_line_wins_as_when_sourced() {
+        let c = Cfnconfig::parse(
+            "cfn_node_type=ComputeFleet\n# cfn_node_type=LoginNode\nexport cfn_node_type = HeadNode\n",
         );
-        assert_eq!(cfnconfig_stack_name("stack_name=\"q\"").as_deref(), Some("q"));
-        assert_eq!(cfnconfig_stack_name("x=1"), None);
+        assert_eq!(c.node_type(), Some("HeadNode"));
+        assert_eq!(NodeRole::from_node_type(c.node_type().unwrap()), Some(NodeRole::Head));
+        assert_eq!(NodeRole::from_node_type("Head"), None);
+        assert_eq!(NodeRole::from_option("login"), Some(NodeRole::Login));
     }
 }
