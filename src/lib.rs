@@ -15,6 +15,8 @@
 //!     report (sacct -> priced jobs -> groups -> table/CSV/JSON/SVG)  report/
 //!     job JOBID (one job, priced like the report; any user)          report/job
 //!     metrics (budget cache + sacct -> OpenMetrics text)             metrics
+//! ParallelCluster custom action cost-tags.sh (fetch, check, unpack)
+//!     -> cost-tags install|uninstall                                install/
 //! ```
 //!
 //! - [`submit`]: the submit decision (all policy), the projects file, project names.
@@ -22,6 +24,8 @@
 //! - [`cluster`]: the head node's sweep over the cluster's instances.
 //! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
 //!   job's cost ([`report::job`]).
+//! - [`install`]: `cost-tags install`: the release, Slurm's settings, the periodic jobs
+//!   of each node role, and the manifest the uninstall reads.
 //! - [`metrics`]: spend per project and user as OpenMetrics text for Prometheus.
 //! - [`slurm`], [`parallelcluster`], [`aws`]: the outside world. `aws` is the only code
 //!   that talks to AWS, `slurm` runs and reads Slurm's commands, `parallelcluster` reads
@@ -39,6 +43,7 @@ pub mod budget;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod install;
 pub mod log;
 pub mod metrics;
 pub mod node;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use cost_tags::cli::budget::{self, BudgetArgs};
+use cost_tags::cli::install::{self, InstallArgs};
 use cost_tags::cli::job::{self, JobArgs};
 use cost_tags::cli::metrics::{self, MetricsArgs};
 use cost_tags::cli::prices::{self, PricesArgs};
@@ -55,9 +56,20 @@ enum Command {
     Budget(BudgetArgs),
     /// Prices from AWS: refresh the price cache the report prices from.
     Prices(PricesArgs),
+    /// Install on this ParallelCluster node what its role needs (run by the custom action
+    /// scripts/multi-runner/cost-tags.sh; exit 0 done, 1 failed, nothing changed).
+    Install(InstallArgs),
+    /// Remove what `install` added on this node and restore what it changed.
+    Uninstall(InstallArgs),
 }
 
 fn main() -> ExitCode {
+    // The installer takes the custom action's arguments in either of ParallelCluster's
+    // forms, and runs before any settings file exists (or with a broken one).
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(sub @ ("install" | "uninstall")) = args.get(1).map(String::as_str) {
+        return install::main(sub, args[2..].to_vec());
+    }
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -67,6 +79,8 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match &cli.command {
+        Command::Install(args) => return install::run(args, false, "cost-tags install"),
+        Command::Uninstall(args) => return install::run(args, true, "cost-tags uninstall"),
         Command::Report(args) => report::run(&settings, args),
         Command::Job(args) => job::run(&settings, args),
         Command::Metrics(args) => metrics::run(&settings, args),

@@ -5,6 +5,7 @@
 
 pub mod budget;
 pub mod hook;
+pub mod install;
 pub mod job;
 pub mod metrics;
 pub mod prices;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use support::http::{Reply, Request, Response, Server};
 
-const BINS: [&str; 3] = ["project-check", "cost-prolog", "cost-epilog"];
+const BINS: [&str; 4] = ["project-check", "cost-prolog", "cost-epilog", "cost-tags"];
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -565,15 +565,17 @@ impl Node {
         calls
     }
 
-    /// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version and
-    /// records every other call with the FOO and PATH it got; returns the calls file.
+    /// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version, runs
+    /// `install` with the real one, and records every other call with the FOO and PATH it got; returns the calls file.
     fn fake_cost_tags(&self) -> PathBuf {
         let calls = self.work().join("cost-tags.calls");
         self.write(
             "opt/slurm/bin/cost-tags",
             &format!(
                 "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
+                 [ \"$1\" = install ] && exec '{}' \"$@\"\n\
                  echo \"$* FOO=$FOO PATH=$PATH\" >> '{}'\n",
+                support::bin("cost-tags").display(),
                 calls.display()
             ),
             0o755,
@@ -581,15 +583,6 @@ impl Node {
         // The AWS settings file of the Slurm hooks, in the form the hooks source.
         self.write("opt/slurm/etc/cost-tags.env", "export FOO='bar baz'\n", 0o600);
         calls
-    }
-
-    /// Adds `bin/cost-tags` (optional in a release) to the release.
-    fn add_cost_tags(&self) {
-        write(
-            &self.release.join("bin/cost-tags"),
-            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin("cost-tags").display()),
-            0o755,
-        );
     }
 
     /// What a periodic job runs: `cost-tags <command>` after reading the hooks' env file.
@@ -717,6 +710,7 @@ fn head_node_pc39_installs_idempotently_and_uninstalls_exactly() {
         let want = [
             "+ opt/slurm/bin/cost-epilog",
             "+ opt/slurm/bin/cost-prolog",
+            "+ opt/slurm/bin/cost-tags",
             "+ opt/slurm/bin/project-check",
             "+ opt/slurm/etc/cost-tags",
             "+ opt/slurm/etc/cost-tags.toml",
@@ -894,9 +888,9 @@ fn bad_releases_fail_before_anything_changes() {
     node.refuses(&["--release", junk.to_str().unwrap()], "cannot unpack the release");
     fs::remove_file(node.release().join("scripts/slurm/job_submit.lua")).unwrap();
     node.refuses(&["--release", node.rel()], "lacks: scripts/slurm/job_submit.lua");
-    node.refuses(&["--project-source", "email"], "--project-source must be");
-    node.refuses(&["--extra-tags", "partition,jobname"], "unknown tag 'jobname'");
-    node.refuses(&["--bogus"], "unknown argument '--bogus'");
+    node.refuses(&["--release", node.rel(), "--project-source", "email"], "--project-source must be");
+    node.refuses(&["--release", node.rel(), "--extra-tags", "partition,jobname"], "unknown tag 'jobname'");
+    node.refuses(&["--release", node.rel(), "--bogus"], "unknown argument '--bogus'");
 }
 
 #[test]
@@ -1359,50 +1353,29 @@ fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
 }
 
 #[test]
-fn compute_node_without_cost_tags_in_the_release_schedules_nothing() {
+fn compute_node_keeps_files_it_did_not_write() {
+    // cost-tags is part of every release now (it runs the install), so a compute node
+    // always schedules reconcile; what it never does is touch a file of the same name
+    // that it did not write.
     let mut node = Node::new(Layout::Compute("ComputeFleet"));
-    node.mkdirs(&["run/systemd/system", "etc/systemd/system", "etc/cron.d"]);
+    node.mkdirs(&["etc/cron.d"]);
     let systemctl_calls = node.fake_systemctl();
-    let before = node.snapshot();
-
-    let out = node.ok(&[]);
-    let bin = node.path("opt/slurm/bin/cost-tags");
-    assert!(
-        out.contains(&format!(
-            "no {} (optional in a release): cost-tags reconcile is not scheduled on this node",
-            bin.display()
-        )),
-        "{out}"
-    );
-    assert_eq!(
-        diff(&before, &node.snapshot()),
-        vec!["+ var/spool/cost-tags".to_string()]
-    );
-
-    // A release without cost-tags after one with it: the earlier timer goes.
-    node.fake_cost_tags();
-    node.ok(&[]);
-    assert!(node.path("etc/systemd/system/cost-tags-reconcile.timer").is_file());
-    fs::remove_file(&bin).unwrap();
-    let out = node.ok(&[]);
-    assert!(out.contains("is not scheduled on this node"), "{out}");
-    for unit in ["timer", "service"] {
-        let path = node.path(&format!("etc/systemd/system/cost-tags-reconcile.{unit}"));
-        assert!(!path.exists(), "{out}");
-    }
-    // A file of the same name the script did not write is never removed.
     let foreign = "*/7 * * * * root /usr/local/bin/site-job\n";
     node.write("etc/cron.d/cost-tags", foreign, 0o644);
+    let before = node.snapshot();
+    let out = node.ok(&[]);
+    assert!(out.contains("was not written by cost-tags.sh: left as it is"), "{out}");
+    assert_eq!(diff(&before, &node.snapshot()), vec!["+ var/spool/cost-tags".to_string()]);
     let out = node.ok(&["--uninstall"]);
     assert!(out.contains("it was not written by cost-tags.sh"), "{out}");
     assert_eq!(node.read("etc/cron.d/cost-tags"), foreign);
+    assert_same(&before, &node.snapshot(), "uninstall");
     assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
 }
 
 #[test]
 fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
     let mut node = Node::new(Layout::Head);
-    node.add_cost_tags();
     let systemctl_calls = node.fake_systemctl();
     node.mkdirs(&["run/systemd/system"]);
     let args = ["--release", node.rel(), "--budgets"];
@@ -1467,7 +1440,6 @@ fn head_node_budgets_install_the_refresh_timer_and_uninstall_exactly() {
 #[test]
 fn head_node_budgets_fall_back_to_cron_and_follow_the_option() {
     let node = Node::new(Layout::Head);
-    node.add_cost_tags();
     let rel = node.rel();
     node.mkdirs(&["etc/cron.d"]);
     let before = node.snapshot();
@@ -1503,15 +1475,10 @@ fn head_node_without_budgets_installs_no_budget_units() {
     let rel = node.rel();
     node.mkdirs(&["run/systemd/system", "etc/cron.d"]);
 
-    // --budgets needs cost-tags in the release: refused before anything changes.
-    let out = node.refuses(&["--release", rel, "--budgets"], "--budgets needs bin/cost-tags");
-    assert!(out.contains("Nothing was changed"), "{out}");
-
-    node.add_cost_tags();
     let before = node.snapshot();
     let out = node.ok(&["--release", rel]);
     assert!(!out.contains("budget"), "{out}");
-    // Only the daily price refresh (on by default with bin/cost-tags) has units.
+    // Only the daily price refresh (on by default) has units.
     let mut units: Vec<_> = fs::read_dir(node.path("etc/systemd/system"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -1535,7 +1502,6 @@ fn head_node_without_budgets_installs_no_budget_units() {
 #[test]
 fn head_node_prices_refresh_runs_daily_from_a_systemd_timer() {
     let mut node = Node::new(Layout::Head);
-    node.add_cost_tags();
     let systemctl_calls = node.fake_systemctl();
     node.mkdirs(&["run/systemd/system"]);
     let args = ["--release", node.rel()];
@@ -1628,7 +1594,6 @@ fn head_node_prices_refresh_runs_daily_from_a_systemd_timer() {
 #[test]
 fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
     let node = Node::new(Layout::Head);
-    node.add_cost_tags();
     let rel = node.rel();
     node.mkdirs(&["etc/cron.d"]);
     let cron_file = node.path("etc/cron.d/cost-tags-prices");
@@ -1685,42 +1650,19 @@ fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
 }
 
 #[test]
-fn head_node_without_cost_tags_schedules_no_price_refresh() {
+fn a_release_without_cost_tags_is_refused_and_no_init_means_no_price_refresh() {
     let node = Node::new(Layout::Head);
     let rel = node.rel();
-    node.mkdirs(&["run/systemd/system", "etc/cron.d"]);
 
-    // bin/cost-tags is optional in a release: without it the install goes on, and says so.
-    let before = node.snapshot();
-    let out = node.ok(&["--release", rel]);
-    assert!(
-        out.contains("the release has no bin/cost-tags (optional): cost-tags prices refresh is not scheduled"),
-        "{out}"
-    );
-    assert!(!out.contains("WARNING: neither"), "{out}");
-    assert!(!node.path("etc/systemd").exists());
-    assert_eq!(fs::read_dir(node.path("etc/cron.d")).unwrap().count(), 0);
-
-    // A release with it, then one without: the earlier units go.
-    node.add_cost_tags();
-    node.ok(&["--release", rel]);
-    let timer = node.path("etc/systemd/system/cost-tags-prices-refresh.timer");
-    assert!(timer.is_file());
-    fs::remove_file(node.release().join("bin/cost-tags")).unwrap();
-    let out = node.ok(&["--release", rel]);
-    assert!(out.contains("prices refresh is not scheduled"), "{out}");
-    assert!(out.contains(&format!("removed {}", timer.display())), "{out}");
-    assert!(!node
-        .path("etc/systemd/system/cost-tags-prices-refresh.service")
-        .exists());
-    node.ok(&["--uninstall"]);
-    assert_same(&before, &node.snapshot(), "uninstall");
+    // bin/cost-tags runs the install itself: a release without it is refused.
+    let cost_tags = node.release().join("bin/cost-tags");
+    let kept = read(&cost_tags);
+    fs::remove_file(&cost_tags).unwrap();
+    node.refuses(&["--release", rel], "lacks: cost-tags");
+    write(&cost_tags, &kept, 0o755);
 
     // Neither systemd nor cron: unlike --budgets, not an error (nothing depends on the
     // cache being fresh); a warning says how to run it, and nothing is scheduled.
-    node.add_cost_tags();
-    fs::remove_dir_all(node.path("run")).unwrap();
-    fs::remove_dir_all(node.path("etc/cron.d")).unwrap();
     let before = node.snapshot();
     let out = node.ok(&["--release", rel]);
     assert!(
@@ -1734,12 +1676,21 @@ fn head_node_without_cost_tags_schedules_no_price_refresh() {
     assert!(!out.contains("WARNING: neither systemd nor cron"), "{out}");
     node.ok(&["--uninstall"]);
     assert_same(&before, &node.snapshot(), "uninstall");
+
+    // With systemd, a later run with --no-prices removes the units an earlier one wrote.
+    node.mkdirs(&["run/systemd/system"]);
+    node.ok(&["--release", rel]);
+    let timer = node.path("etc/systemd/system/cost-tags-prices-refresh.timer");
+    assert!(timer.is_file());
+    let out = node.ok(&["--release", rel, "--no-prices"]);
+    assert!(out.contains(&format!("removed {}", timer.display())), "{out}");
+    assert!(!node.path("etc/systemd/system/cost-tags-prices-refresh.service").exists());
+    node.ok(&["--uninstall"]);
 }
 
 #[test]
 fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job() {
     let node = Node::new(Layout::Head);
-    node.add_cost_tags();
     let rel = node.rel();
     node.mkdirs(&["run/systemd/system", "var/lib/node_exporter/textfile", "srv/metrics"]);
     let prom = node.path("var/lib/node_exporter/textfile/cost_tags.prom");
@@ -1836,10 +1787,10 @@ fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job(
     node.refuses(&["--release", rel, "--metrics", "/var/lib/a b"], "only letters");
     node.refuses(&["--release", rel, "--metrics", "/nonexistent"], "no such directory");
     let bare = Node::new(Layout::Head);
-    bare.mkdirs(&["etc/cron.d", "srv/metrics"]);
+    bare.mkdirs(&["srv/metrics"]);
     bare.refuses(
         &["--release", bare.rel(), "--metrics", "/srv/metrics"],
-        "needs bin/cost-tags",
+        "--metrics: neither systemd nor cron",
     );
 }
 

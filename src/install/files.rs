@@ -1,0 +1,267 @@
+//! Files the install writes, replaces, backs up and removes, each step recorded in the
+//! manifest so that a later run updates only its own files and the uninstall removes
+//! exactly them. Writes are atomic (a temporary file renamed over the old one) and keep
+//! the owner of a file they replace; a file the install did not write is saved before it
+//! is replaced, and one an administrator changed since is never removed.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::manifest::{sha_and_backup, Key};
+use super::Session;
+
+/// The SHA-256 of a file's content, in lowercase hexadecimal.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    Ok(sha256(&fs::read(path)?))
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The permission bits of `path` (not following a symlink).
+pub fn mode_of(path: &Path) -> Option<u32> {
+    fs::symlink_metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
+}
+
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+/// Whether `dest` is a regular file holding `content` with mode `mode`.
+pub fn same_file(content: &[u8], dest: &Path, mode: u32) -> bool {
+    match fs::symlink_metadata(dest) {
+        Ok(m) if m.is_file() => m.permissions().mode() & 0o7777 == mode && fs::read(dest).is_ok_and(|c| c == content),
+        _ => false,
+    }
+}
+
+/// Writes `content` to `dest` with mode `mode` atomically, keeping the owner of an
+/// existing `dest` (a site's slurm.conf may belong to slurm).
+pub fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
+    let owner = fs::metadata(dest).ok().map(|m| (m.uid(), m.gid()));
+    crate::atomic_file::replace(dest, content, mode).with_context(|| format!("cannot write {}", dest.display()))?;
+    if let Some((uid, gid)) = owner {
+        // Best effort, as `chown --reference` was: only root may give a file away.
+        let _ = std::os::unix::fs::chown(dest, Some(uid), Some(gid));
+    }
+    Ok(())
+}
+
+/// A copy of `from` at `to` as `cp -a` makes it: a symlink stays a symlink; a file keeps
+/// its content, mode and (for root) owner. `to` is replaced atomically.
+pub fn copy_exact(from: &Path, to: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(from).with_context(|| format!("cannot read {}", from.display()))?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(from)?;
+        let tmp = temporary_beside(to);
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&target, &tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        return fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()));
+    }
+    let content = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    crate::atomic_file::replace(to, &content, meta.permissions().mode() & 0o7777)
+        .with_context(|| format!("cannot write {}", to.display()))?;
+    let _ = std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()));
+    Ok(())
+}
+
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.cost-tags.{}", std::process::id()))
+}
+
+/// The nearest existing ancestor of `path` (or `path`) must be a writable directory:
+/// checked before anything changes, so a read-only /opt/slurm fails the run cleanly.
+pub fn check_dir_writable(path: &Path) -> Result<()> {
+    let mut p = path;
+    while !exists(p) {
+        match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => p = parent,
+            _ => {
+                p = Path::new("/");
+                break;
+            }
+        }
+    }
+    if !p.is_dir() {
+        bail!("cannot create {}: {} is not a directory", path.display(), p.display());
+    }
+    if nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_err() {
+        bail!("cannot write in {} (read-only file system or permissions)", p.display());
+    }
+    Ok(())
+}
+
+/// `path` is absent or a regular file (a directory or device there stops the install).
+pub fn check_target_file(path: &Path) -> Result<()> {
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => bail!("{} exists and is not a regular file", path.display()),
+        _ => Ok(()),
+    }
+}
+
+impl Session<'_> {
+    /// Writes the manifest (or removes it once it holds nothing), only when it changed.
+    pub fn save_manifest(&mut self) -> Result<()> {
+        let path = self.paths.manifest.clone();
+        match self.manifest.text() {
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot remove {}", path.display()))
+                }
+                _ => Ok(()),
+            },
+            Some(text) => {
+                let dir = self.paths.manifest_dir.clone();
+                self.ensure_dir(&dir, 0o755, false)?;
+                if !same_file(text.as_bytes(), &path, 0o644) {
+                    write_atomic(&path, text.as_bytes(), 0o644)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates `dir` and its missing parents with `mode`; each one created is recorded
+    /// (removed by the uninstall when empty) unless `record` is false.
+    pub fn ensure_dir(&mut self, dir: &Path, mode: u32, record: bool) -> Result<()> {
+        let mut missing = Vec::new();
+        let mut p = dir;
+        while !exists(p) {
+            missing.push(p.to_path_buf());
+            p = p.parent().unwrap_or(Path::new("/"));
+        }
+        if !p.is_dir() {
+            bail!("cannot create {}: {} is not a directory", dir.display(), p.display());
+        }
+        for d in missing.into_iter().rev() {
+            fs::create_dir(&d).with_context(|| format!("cannot create directory {}", d.display()))?;
+            fs::set_permissions(&d, fs::Permissions::from_mode(mode))?;
+            if record {
+                self.manifest.set(Key::Dir(d), String::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Saves `path` as it is now into the backup directory; returns the backup's name.
+    pub fn back_up(&mut self, path: &Path) -> Result<String> {
+        let backup_dir = self.paths.backup_dir.clone();
+        self.ensure_dir(&backup_dir, 0o700, false)?;
+        let name = self.paths.backup_name(path);
+        copy_exact(path, &backup_dir.join(&name)).with_context(|| format!("cannot save {}", path.display()))?;
+        Ok(name)
+    }
+
+    /// A file from the release (binaries, hooks, job_submit.lua, our slurm.conf include):
+    /// always made equal to `content`. A file that was there before and is not ours is
+    /// saved first, and put back by the uninstall.
+    pub fn put_file(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<()> {
+        let recorded = self.manifest.written(dest);
+        if recorded.is_some() && same_file(content, dest, mode) {
+            return Ok(());
+        }
+        let key = match recorded {
+            Some(key) => key,
+            None if exists(dest) => {
+                let backup = self.back_up(dest)?;
+                let key = Key::Replaced(dest.to_path_buf());
+                self.manifest.set(key.clone(), format!("pending\t{backup}"));
+                key
+            }
+            None => Key::File(dest.to_path_buf()),
+        };
+        let was_recorded = self.manifest.has(&key);
+        write_atomic(dest, content, mode)?;
+        let sha = sha256(content);
+        match &key {
+            Key::Replaced(_) => {
+                let backup = sha_and_backup(self.manifest.get(&key).unwrap_or_default()).1.to_string();
+                self.manifest.set(key, format!("{sha}\t{backup}"));
+                self.out.changed(format!("installed {} (the previous one is saved)", dest.display()));
+            }
+            _ => {
+                self.manifest.set(key, sha);
+                let verb = if was_recorded { "updated" } else { "installed" };
+                self.out.changed(format!("{verb} {}", dest.display()));
+            }
+        }
+        Ok(())
+    }
+
+    /// A settings file written only where none exists. One the install wrote and nobody
+    /// changed since follows the options of the latest run; any other is left alone
+    /// (returns false then).
+    pub fn put_once(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<bool> {
+        let key = Key::File(dest.to_path_buf());
+        if exists(dest) {
+            let ours = self.manifest.get(&key).map(str::to_string);
+            if ours.is_some() && sha256_file(dest).ok() == ours {
+                if !same_file(content, dest, mode) {
+                    write_atomic(dest, content, mode)?;
+                    self.manifest.set(key, sha256(content));
+                    self.out.changed(format!("updated {}", dest.display()));
+                }
+                return Ok(true);
+            }
+            return Ok(false);
+        }
+        write_atomic(dest, content, mode)?;
+        self.manifest.set(key, sha256(content));
+        self.out.changed(format!("installed {}", dest.display()));
+        Ok(true)
+    }
+
+    /// Removes (a `file` record) or restores (a `replaced` one) a recorded file, unless it
+    /// changed since the install; returns true when it was kept for that reason.
+    pub fn remove_recorded(&mut self, key: &Key) -> Result<bool> {
+        let Some(value) = self.manifest.get(key).map(str::to_string) else {
+            return Ok(false);
+        };
+        let path = key.path().to_path_buf();
+        self.manifest.remove(key);
+        if !exists(&path) {
+            return Ok(false);
+        }
+        let (sha, backup) = sha_and_backup(&value);
+        if sha256_file(&path).ok().as_deref() != Some(sha) {
+            self.out.warn(format!("kept {}: it was changed since the install", path.display()));
+            return Ok(true);
+        }
+        match key {
+            Key::Replaced(_) => {
+                let saved = self.paths.backup_dir.join(backup);
+                copy_exact(&saved, &path).with_context(|| format!("cannot restore {}", path.display()))?;
+                let _ = fs::remove_file(&saved);
+                self.out.log(format!("restored the previous {}", path.display()));
+            }
+            _ => {
+                fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+                self.out.log(format!("removed {}", path.display()));
+            }
+        }
+        Ok(false)
+    }
+
+    /// Removes (or restores) the recorded file `path`, counting it as a change.
+    pub fn drop_recorded(&mut self, path: &Path) -> Result<()> {
+        for key in [Key::File(path.to_path_buf()), Key::Replaced(path.to_path_buf())] {
+            if self.manifest.has(&key) {
+                self.remove_recorded(&key)?;
+                self.out.count_change();
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the install wrote `path` (a `file` or `replaced` record).
+    pub fn recorded(&self, path: &Path) -> bool {
+        self.manifest.written(path).is_some()
+    }
+}
