@@ -26,8 +26,8 @@ command -v cargo-zigbuild >/dev/null 2>&1 || cargo install -q --locked cargo-zig
 rustup target list --installed 2>/dev/null | grep -qx "$triple" || rustup target add "$triple"
 
 cargo zigbuild -j2 -q --release --target "$triple.$floor" --bins
-bins=(project-check cost-prolog cost-epilog)
-[ -f "$tdir/$triple/release/cost-tags" ] && bins+=(cost-tags)
+# All four: cost-tags runs the install (scripts/multi-runner/cost-tags.sh hands over to it).
+bins=(project-check cost-prolog cost-epilog cost-tags)
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
