@@ -68,14 +68,21 @@ impl InstallArgs {
         Ok(Options {
             release: self.release.clone(),
             sha256: self.sha256.as_deref().map(options::sha256).transpose()?,
-            project_source: self.project_source.as_deref().map(options::project_source).transpose()?,
+            project_source: self
+                .project_source
+                .as_deref()
+                .map(options::project_source)
+                .transpose()?,
             extra_tags: self.extra_tags.as_deref().map(options::ExtraTags::parse).transpose()?,
             strict: self.strict,
             budgets: self.budgets,
             prices: !self.no_prices,
             metrics_dir: self.metrics.as_deref().map(options::metrics_dir).transpose()?,
             // The default is written out for --help; under COST_TAGS_ROOT it moves.
-            slurm_conf_dir: self.slurm_conf_dir.clone().filter(|d| d.as_os_str() != "/opt/slurm/etc"),
+            slurm_conf_dir: self
+                .slurm_conf_dir
+                .clone()
+                .filter(|d| d.as_os_str() != "/opt/slurm/etc"),
             reconfigure: match (self.reconfigure, self.no_reconfigure) {
                 (true, _) => options::Reconfigure::Always,
                 (_, true) => options::Reconfigure::Never,
@@ -129,8 +136,12 @@ pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
     };
     let request = Request {
         options,
-        root: std::env::var_os("COST_TAGS_ROOT").filter(|r| !r.is_empty()).map(PathBuf::from),
-        release_dir: std::env::var_os("COST_TAGS_RELEASE_DIR").filter(|r| !r.is_empty()).map(PathBuf::from),
+        root: std::env::var_os("COST_TAGS_ROOT")
+            .filter(|r| !r.is_empty())
+            .map(PathBuf::from),
+        release_dir: std::env::var_os("COST_TAGS_RELEASE_DIR")
+            .filter(|r| !r.is_empty())
+            .map(PathBuf::from),
     };
     let mut print = |level: Level, line: &str| match level {
         Level::Info => println!("{prefix}: {line}"),

@@ -21,13 +21,16 @@ pub fn install(s: &mut Session, options: &Options) -> Result<()> {
     ];
     for (given, option) in head_only {
         if given {
-            s.out.log(format!("compute node: {option} is used on the head node only"));
+            s.out
+                .log(format!("compute node: {option} is used on the head node only"));
         }
     }
     let p = &s.paths;
     if !p.prolog_d.join("90_cost-tags-prolog").is_file() && !p.hook_dir.join("90_cost-tags-prolog").is_file() {
         let dir = p.scripts_dir.display().to_string();
-        s.out.warn(format!("no cost-tags prolog hook under {dir}: jobs on this node will not be tagged"));
+        s.out.warn(format!(
+            "no cost-tags prolog hook under {dir}: jobs on this node will not be tagged"
+        ));
     }
     let state = s.paths.state_dir.clone();
     if state.is_dir() {
@@ -54,7 +57,8 @@ pub fn uninstall(s: &mut Session) -> Result<()> {
     for dir in [s.paths.state_dir.clone(), s.paths.cache_dir.clone()] {
         if dir.is_dir() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
-            s.out.log(format!("removed {} (the node's job ledger and cache)", dir.display()));
+            s.out
+                .log(format!("removed {} (the node's job ledger and cache)", dir.display()));
         }
     }
     remove_reconcile(s)?;
@@ -80,10 +84,16 @@ fn schedule_reconcile(s: &mut Session) -> Result<()> {
             return Ok(());
         }
         Init::Systemd => (
-            vec![(paths.service.clone(), files.service), (paths.timer.clone(), files.timer)],
+            vec![
+                (paths.service.clone(), files.service),
+                (paths.timer.clone(), files.timer),
+            ],
             vec![paths.cron.clone()],
         ),
-        Init::Cron => (vec![(paths.cron.clone(), files.cron)], vec![paths.service.clone(), paths.timer.clone()]),
+        Init::Cron => (
+            vec![(paths.cron.clone(), files.cron)],
+            vec![paths.service.clone(), paths.timer.clone()],
+        ),
     };
     for (path, _) in &want {
         if fs::symlink_metadata(path).is_ok() && !is_ours(path) {
@@ -110,12 +120,19 @@ fn schedule_reconcile(s: &mut Session) -> Result<()> {
     for path in other {
         if is_ours(&path) {
             fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
-            s.out.changed(format!("removed {} (this node now uses {})", path.display(), init.init.name()));
+            s.out.changed(format!(
+                "removed {} (this node now uses {})",
+                path.display(),
+                init.init.name()
+            ));
         }
     }
     s.timer_activate(&job, init, units_changed)?;
     let every = job.spec().every_min;
-    s.out.log(format!("cost-tags reconcile scheduled every {every} minutes ({})", init.init.name()));
+    s.out.log(format!(
+        "cost-tags reconcile scheduled every {every} minutes ({})",
+        init.init.name()
+    ));
     Ok(())
 }
 
@@ -136,7 +153,8 @@ fn remove_reconcile(s: &mut Session) -> Result<()> {
             s.out.log(format!("removed {}", path.display()));
             gone = true;
         } else {
-            s.out.warn(format!("kept {}: it was not written by cost-tags.sh", path.display()));
+            s.out
+                .warn(format!("kept {}: it was not written by cost-tags.sh", path.display()));
         }
     }
     if gone {

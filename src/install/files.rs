@@ -72,7 +72,10 @@ pub fn copy_exact(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn temporary_beside(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.cost-tags.{}", std::process::id()))
 }
 
@@ -182,9 +185,12 @@ impl Session<'_> {
         let sha = sha256(content);
         match &key {
             Key::Replaced(_) => {
-                let backup = sha_and_backup(self.manifest.get(&key).unwrap_or_default()).1.to_string();
+                let backup = sha_and_backup(self.manifest.get(&key).unwrap_or_default())
+                    .1
+                    .to_string();
                 self.manifest.set(key, format!("{sha}\t{backup}"));
-                self.out.changed(format!("installed {} (the previous one is saved)", dest.display()));
+                self.out
+                    .changed(format!("installed {} (the previous one is saved)", dest.display()));
             }
             _ => {
                 self.manifest.set(key, sha);
@@ -231,7 +237,8 @@ impl Session<'_> {
         }
         let (sha, backup) = sha_and_backup(&value);
         if sha256_file(&path).ok().as_deref() != Some(sha) {
-            self.out.warn(format!("kept {}: it was changed since the install", path.display()));
+            self.out
+                .warn(format!("kept {}: it was changed since the install", path.display()));
             return Ok(true);
         }
         match key {
@@ -263,5 +270,107 @@ impl Session<'_> {
     /// Whether the install wrote `path` (a `file` or `replaced` record).
     pub fn recorded(&self, path: &Path) -> bool {
         self.manifest.written(path).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::install::manifest::Manifest;
+    use crate::install::paths::Paths;
+    use crate::install::{Level, Progress};
+
+    fn session<'a>(root: &Path, sink: &'a mut dyn FnMut(Level, &str)) -> Session<'a> {
+        Session {
+            paths: Paths::new(Some(root), None).unwrap(),
+            manifest: Manifest::default(),
+            out: Progress::new(sink),
+            units_written: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_foreign_file_is_saved_replaced_and_restored_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut said = Vec::new();
+        let mut sink = |_: Level, line: &str| said.push(line.to_string());
+        let mut s = session(&root, &mut sink);
+        let dest = root.join("opt/slurm/bin/project-check");
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::write(&dest, "old\n").unwrap();
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o750)).unwrap();
+
+        s.put_file(b"new\n", &dest, 0o755).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new\n");
+        assert_eq!(mode_of(&dest), Some(0o755));
+        let key = Key::Replaced(dest.clone());
+        let (sha, backup) = sha_and_backup(s.manifest.get(&key).unwrap());
+        assert_eq!(
+            (sha, backup),
+            (sha256(b"new\n").as_str(), "opt%slurm%bin%project-check")
+        );
+        // Again: nothing to do, nothing said.
+        s.put_file(b"new\n", &dest, 0o755).unwrap();
+        assert_eq!(s.out.changes(), 1);
+
+        assert!(!s.remove_recorded(&key).unwrap());
+        assert_eq!(fs::read(&dest).unwrap(), b"old\n");
+        assert_eq!(mode_of(&dest), Some(0o750));
+        assert!(s.manifest.is_empty());
+        drop(s);
+        assert!(said[0].contains("(the previous one is saved)"), "{said:?}");
+    }
+
+    #[test]
+    fn a_file_changed_since_the_install_is_kept_and_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut said = Vec::new();
+        let mut sink = |level: Level, line: &str| said.push((level, line.to_string()));
+        let mut s = session(&root, &mut sink);
+        let dest = root.join("opt/slurm/etc/projects_list.conf");
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        assert!(s.put_once(b"# template\n", &dest, 0o644).unwrap());
+        // Ours and unedited: follows the latest run.
+        assert!(s.put_once(b"# template 2\n", &dest, 0o644).unwrap());
+        assert_eq!(fs::read(&dest).unwrap(), b"# template 2\n");
+        fs::write(&dest, "alice = A\n").unwrap();
+        assert!(
+            !s.put_once(b"# template 3\n", &dest, 0o644).unwrap(),
+            "an edited file is left alone"
+        );
+        assert!(s.remove_recorded(&Key::File(dest.clone())).unwrap());
+        assert_eq!(fs::read(&dest).unwrap(), b"alice = A\n");
+        drop(s);
+        assert!(said
+            .iter()
+            .any(|(l, m)| *l == Level::Warning && m.contains("it was changed since the install")));
+    }
+
+    #[test]
+    fn directories_created_are_recorded_parents_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let mut sink = |_: Level, _: &str| {};
+        let mut s = session(&root, &mut sink);
+        let deep = root.join("etc/systemd/system");
+        s.ensure_dir(&deep, 0o755, true).unwrap();
+        assert_eq!(
+            s.manifest.keys(),
+            vec![
+                Key::Dir(root.join("etc")),
+                Key::Dir(root.join("etc/systemd")),
+                Key::Dir(deep.clone())
+            ]
+        );
+        assert_eq!(mode_of(&deep), Some(0o755));
+        fs::write(root.join("file"), "").unwrap();
+        let e = s.ensure_dir(&root.join("file/sub"), 0o755, true).unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        assert!(check_target_file(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
     }
 }

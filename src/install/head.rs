@@ -64,7 +64,10 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         );
     }
     if !p.slurm_conf.is_file() {
-        bail!("no slurm.conf in {} (is this a ParallelCluster head node with Slurm?)", p.conf_dir.display());
+        bail!(
+            "no slurm.conf in {} (is this a ParallelCluster head node with Slurm?)",
+            p.conf_dir.display()
+        );
     }
     let _lock = lock(&p.conf_dir)?;
     let source = options.release.clone().unwrap_or_else(|| release.display().to_string());
@@ -99,7 +102,15 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
     for b in RELEASE_BINS {
         check_target_file(&p.bin_dir.join(b))?;
     }
-    for f in [&hooks.prolog, &hooks.epilog, &p.lua, &p.our_conf, &p.settings, &p.projects, &p.manifest] {
+    for f in [
+        &hooks.prolog,
+        &hooks.epilog,
+        &p.lua,
+        &p.our_conf,
+        &p.settings,
+        &p.projects,
+        &p.manifest,
+    ] {
         check_target_file(f)?;
     }
 
@@ -130,7 +141,10 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         let init_name = init.init.name();
         let spec = head_job.job.spec();
         s.out.log(match &head_job.job {
-            Job::Budget => format!("cost-tags budget refresh scheduled every {} minutes ({init_name})", spec.every_min),
+            Job::Budget => format!(
+                "cost-tags budget refresh scheduled every {} minutes ({init_name})",
+                spec.every_min
+            ),
             Job::Prices => format!("cost-tags prices refresh scheduled daily ({init_name})"),
             Job::Metrics { output } => format!(
                 "cost-tags metrics writes {} every {} minutes ({init_name})",
@@ -146,7 +160,11 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         reconfigure(s, options)?;
     }
     let projects = fs::read_to_string(&p.projects).unwrap_or_default();
-    if projects.lines().map(str::trim).all(|l| l.is_empty() || l.starts_with('#')) {
+    if projects
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#'))
+    {
         s.out.warn(format!(
             "{} lists no projects yet: every job is refused until you add lines such as 'alice = ProjectA'",
             p.projects.display()
@@ -209,7 +227,10 @@ fn apply(s: &mut Session, options: &Options, staged: &Staged) -> Result<()> {
     if !s.put_once(PROJECTS_TEMPLATE.as_bytes(), &p.projects, 0o644)? {
         s.out.log(format!("{} exists: left as it is", p.projects.display()));
     }
-    for (content, dest) in [(&staged.prolog, &staged.hooks.prolog), (&staged.epilog, &staged.hooks.epilog)] {
+    for (content, dest) in [
+        (&staged.prolog, &staged.hooks.prolog),
+        (&staged.epilog, &staged.hooks.epilog),
+    ] {
         s.ensure_dir(dest.parent().unwrap_or(Path::new("/")), 0o755, true)?;
         s.put_file(content, dest, 0o755)?;
     }
@@ -275,8 +296,10 @@ fn slurm_settings(s: &mut Session, staged: &Staged) -> Result<()> {
             ours.push(format!("Epilog={}", staged.hooks.epilog.display()));
         }
     }
+    // The header cost-tags.sh 1.x wrote, kept word for word: an upgrade then finds the
+    // file unchanged and has no reason to reconfigure slurmctld.
     let mut text = String::from(
-        "# cost-tags: Slurm settings added by cost-tags install, included from slurm.conf.\n\
+        "# cost-tags: Slurm settings added by cost-tags.sh, included from slurm.conf.\n\
          # Settings that already existed elsewhere were extended where they are; only those\n\
          # found nowhere are here. cost-tags.sh --uninstall removes this file and its include.\n",
     );
@@ -296,7 +319,8 @@ fn slurm_settings(s: &mut Session, staged: &Staged) -> Result<()> {
             },
             String::new(),
         );
-        s.out.changed(format!("{}: added '{INCLUDE_LINE}'", p.slurm_conf.display()));
+        s.out
+            .changed(format!("{}: added '{INCLUDE_LINE}'", p.slurm_conf.display()));
     }
     Ok(())
 }
@@ -329,7 +353,10 @@ fn refresh_edited(s: &mut Session) -> Result<()> {
         let value = s.manifest.get(&key).unwrap_or_default().to_string();
         let (sha, backup) = sha_and_backup(&value);
         if !file.is_file() {
-            s.out.warn(format!("{} (edited by an earlier run) is gone; forgetting its edits", file.display()));
+            s.out.warn(format!(
+                "{} (edited by an earlier run) is gone; forgetting its edits",
+                file.display()
+            ));
             s.manifest.remove(&key);
             for (change_key, _) in s.manifest.changes_to(file) {
                 s.manifest.remove(&change_key);
@@ -350,7 +377,10 @@ fn refresh_edited(s: &mut Session) -> Result<()> {
         s.ensure_dir(&backup_dir, 0o700, false)?;
         copy_exact(file, &saved)?;
         write_conf(&saved, &reverted.text)?;
-        s.out.log(format!("{} changed since the last run: its saved original is refreshed", file.display()));
+        s.out.log(format!(
+            "{} changed since the last run: its saved original is refreshed",
+            file.display()
+        ));
         let now = sha256_file(file)?;
         s.manifest.set(key.clone(), format!("{now}\t{backup}"));
     }
@@ -386,7 +416,8 @@ fn scan(s: &mut Session) -> Result<Scan> {
     let scan = slurm_conf::scan(&p.slurm_conf, &includes, &mut read)
         .with_context(|| format!("cannot read {} or a file it includes", p.slurm_conf.display()))?;
     for missing in &scan.missing_includes {
-        s.out.warn(format!("included file {} not found (ignored)", missing.display()));
+        s.out
+            .warn(format!("included file {} not found (ignored)", missing.display()));
     }
     Ok(scan)
 }
@@ -464,7 +495,13 @@ fn settings_file(options: &Options, s: &Session) -> Result<Vec<u8>> {
         ..Settings::default()
     };
     let extra = options.extra_tags.unwrap_or_default();
-    let key = |on: bool, name: &str| if on { format!("aws-parallelcluster-{name}") } else { String::new() };
+    let key = |on: bool, name: &str| {
+        if on {
+            format!("aws-parallelcluster-{name}")
+        } else {
+            String::new()
+        }
+    };
     st.tags.partition = key(extra.partition, "partition");
     st.tags.account = key(extra.account, "account");
     st.tags.cluster = key(extra.cluster, "cluster");
@@ -508,7 +545,10 @@ fn head_jobs(s: &mut Session, options: &Options, init: InitSystem) -> Result<Vec
             job: Job::Budget,
             on: options.budgets,
         },
-        HeadJob { job: Job::Prices, on: prices },
+        HeadJob {
+            job: Job::Prices,
+            on: prices,
+        },
         HeadJob {
             on: metrics.is_some(),
             job: Job::Metrics {
@@ -594,7 +634,8 @@ fn metrics_output_forget(s: &mut Session, keep: Option<&Path>) -> Result<()> {
     }
     if fs::symlink_metadata(&old).is_ok_and(|m| m.is_file()) {
         fs::remove_file(&old).with_context(|| format!("cannot remove {}", old.display()))?;
-        s.out.changed(format!("removed {} (the metrics the job wrote)", old.display()));
+        s.out
+            .changed(format!("removed {} (the metrics the job wrote)", old.display()));
     }
     Ok(())
 }
@@ -629,11 +670,13 @@ fn check_lua(s: &Session, staged: &[u8]) -> Result<()> {
 fn reconfigure(s: &mut Session, options: &Options) -> Result<()> {
     match options.reconfigure {
         Reconfigure::Never => {
-            s.out.log("not running scontrol reconfigure (--no-reconfigure); run it to apply the Slurm settings");
+            s.out
+                .log("not running scontrol reconfigure (--no-reconfigure); run it to apply the Slurm settings");
             return Ok(());
         }
         Reconfigure::Auto if s.paths.root.is_some() => {
-            s.out.log("COST_TAGS_ROOT is set: not running scontrol reconfigure (--reconfigure forces it)");
+            s.out
+                .log("COST_TAGS_ROOT is set: not running scontrol reconfigure (--reconfigure forces it)");
             return Ok(());
         }
         _ => {}
@@ -644,7 +687,8 @@ fn reconfigure(s: &mut Session, options: &Options) -> Result<()> {
     } else if let Some(found) = on_path("scontrol") {
         found
     } else {
-        s.out.warn("scontrol not found: run 'scontrol reconfigure' to apply the Slurm settings");
+        s.out
+            .warn("scontrol not found: run 'scontrol reconfigure' to apply the Slurm settings");
         return Ok(());
     };
     let run = |verb: &str| {
@@ -659,7 +703,11 @@ fn reconfigure(s: &mut Session, options: &Options) -> Result<()> {
         s.out.log("scontrol reconfigure: done");
         return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = text.trim_end();
     if !run("ping").is_ok_and(|o| o.status.success()) {
         s.out.warn(format!(
@@ -677,7 +725,9 @@ fn is_executable(path: &Path) -> bool {
 
 fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
 }
 
 /// Holds an exclusive lock on the Slurm configuration directory while the install runs:
@@ -700,7 +750,11 @@ fn lock(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
 
 pub fn uninstall(s: &mut Session, options: &Options) -> Result<()> {
     let p = s.paths.clone();
-    let _lock = if p.conf_dir.is_dir() { Some(lock(&p.conf_dir)?) } else { None };
+    let _lock = if p.conf_dir.is_dir() {
+        Some(lock(&p.conf_dir)?)
+    } else {
+        None
+    };
     s.manifest = Manifest::load(&p.manifest)?;
     if s.manifest.is_empty() {
         s.out.log(format!(
@@ -718,7 +772,8 @@ pub fn uninstall(s: &mut Session, options: &Options) -> Result<()> {
         let (sha, backup) = sha_and_backup(&value);
         let saved = p.backup_dir.join(backup);
         if !file.is_file() {
-            s.out.warn(format!("{} is gone; nothing to restore there", file.display()));
+            s.out
+                .warn(format!("{} is gone; nothing to restore there", file.display()));
         } else if sha256_file(file).ok().as_deref() == Some(sha) && fs::symlink_metadata(&saved).is_ok() {
             copy_exact(&saved, file)?;
             let _ = fs::remove_file(&saved);

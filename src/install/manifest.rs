@@ -20,7 +20,8 @@ use anyhow::{bail, Context, Result};
 use super::slurm_conf::Change;
 
 /// The first line of the manifest.
-const HEADER: &str = "# cost-tags.sh: what the install added or changed on this cluster; read by --uninstall. Do not edit.";
+const HEADER: &str =
+    "# cost-tags.sh: what the install added or changed on this cluster; read by --uninstall. Do not edit.";
 
 /// What a record is about: its kind and the fields that identify it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,7 +205,8 @@ impl Manifest {
 mod tests {
     use super::*;
 
-    const WRITTEN_BY_THE_SCRIPT: &str = "# cost-tags.sh: what the install added or changed on this cluster; read by --uninstall. Do not edit.
+    const WRITTEN_BY_THE_SCRIPT: &str =
+        "# cost-tags.sh: what the install added or changed on this cluster; read by --uninstall. Do not edit.
 dir\t/r/opt/slurm/etc/cost-tags
 file\t/r/opt/slurm/bin/project-check\tabc
 replaced\t/r/opt/slurm/etc/job_submit.lua\tdef\topt%slurm%etc%job_submit.lua

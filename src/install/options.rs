@@ -75,7 +75,9 @@ pub fn plain_form(args: Vec<String>) -> Result<Vec<String>> {
     args.into_iter()
         .map(|a| match a.strip_prefix('-') {
             Some(rest) => Ok(rest.to_string()),
-            None => bail!("multi-runner form (the first argument starts with '---'): argument '{a}' lacks its leading '-'"),
+            None => {
+                bail!("multi-runner form (the first argument starts with '---'): argument '{a}' lacks its leading '-'")
+            }
         })
         .collect()
 }
@@ -141,17 +143,32 @@ mod tests {
     fn values_are_checked() {
         let sha = "A".repeat(64);
         assert_eq!(sha256(&sha).unwrap(), "a".repeat(64));
-        assert!(sha256("1234").unwrap_err().to_string().contains("64 hexadecimal digits"));
+        assert!(sha256("1234")
+            .unwrap_err()
+            .to_string()
+            .contains("64 hexadecimal digits"));
         assert!(sha256(&"g".repeat(64)).is_err());
         assert_eq!(metrics_dir("/var/lib/ne/").unwrap(), "/var/lib/ne");
-        assert!(metrics_dir("var/lib").unwrap_err().to_string().contains("absolute directory"));
-        assert!(metrics_dir("/var/lib/a b").unwrap_err().to_string().contains("only letters"));
+        assert!(metrics_dir("var/lib")
+            .unwrap_err()
+            .to_string()
+            .contains("absolute directory"));
+        assert!(metrics_dir("/var/lib/a b")
+            .unwrap_err()
+            .to_string()
+            .contains("only letters"));
         assert!(metrics_dir("/x;rm").is_err());
         assert_eq!(project_source("wckey").unwrap(), ProjectSource::Wckey);
-        assert!(project_source("email").unwrap_err().to_string().contains("--project-source must be"));
+        assert!(project_source("email")
+            .unwrap_err()
+            .to_string()
+            .contains("--project-source must be"));
         let t = ExtraTags::parse("partition,cluster").unwrap();
         assert!(t.partition && t.cluster && !t.account);
-        assert!(ExtraTags::parse("partition,jobname").unwrap_err().to_string().contains("unknown tag 'jobname'"));
+        assert!(ExtraTags::parse("partition,jobname")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown tag 'jobname'"));
         assert_eq!(role("compute").unwrap(), NodeRole::Compute);
         assert!(role("HeadNode").is_err());
     }

@@ -142,10 +142,16 @@ mod tests {
         assert_eq!(p.bin_dir, root.join("opt/slurm/bin"));
         assert_eq!(p.unit_dir, root.join("etc/systemd/system"));
         assert_eq!(p.slurm_conf, root.join("opt/slurm/etc/slurm.conf"));
-        assert_eq!(p.backup_name(&root.join("opt/slurm/etc/slurm.conf")), "opt%slurm%etc%slurm.conf");
+        assert_eq!(
+            p.backup_name(&root.join("opt/slurm/etc/slurm.conf")),
+            "opt%slurm%etc%slurm.conf"
+        );
         let plain = Paths::new(None, None).unwrap();
         assert_eq!(plain.lua, PathBuf::from("/opt/slurm/etc/job_submit.lua"));
-        assert_eq!(plain.backup_name(Path::new("/opt/slurm/etc/a.conf")), "opt%slurm%etc%a.conf");
+        assert_eq!(
+            plain.backup_name(Path::new("/opt/slurm/etc/a.conf")),
+            "opt%slurm%etc%a.conf"
+        );
     }
 
     #[test]

@@ -888,8 +888,14 @@ fn bad_releases_fail_before_anything_changes() {
     node.refuses(&["--release", junk.to_str().unwrap()], "cannot unpack the release");
     fs::remove_file(node.release().join("scripts/slurm/job_submit.lua")).unwrap();
     node.refuses(&["--release", node.rel()], "lacks: scripts/slurm/job_submit.lua");
-    node.refuses(&["--release", node.rel(), "--project-source", "email"], "--project-source must be");
-    node.refuses(&["--release", node.rel(), "--extra-tags", "partition,jobname"], "unknown tag 'jobname'");
+    node.refuses(
+        &["--release", node.rel(), "--project-source", "email"],
+        "--project-source must be",
+    );
+    node.refuses(
+        &["--release", node.rel(), "--extra-tags", "partition,jobname"],
+        "unknown tag 'jobname'",
+    );
     node.refuses(&["--release", node.rel(), "--bogus"], "unknown argument '--bogus'");
 }
 
@@ -1365,7 +1371,10 @@ fn compute_node_keeps_files_it_did_not_write() {
     let before = node.snapshot();
     let out = node.ok(&[]);
     assert!(out.contains("was not written by cost-tags.sh: left as it is"), "{out}");
-    assert_eq!(diff(&before, &node.snapshot()), vec!["+ var/spool/cost-tags".to_string()]);
+    assert_eq!(
+        diff(&before, &node.snapshot()),
+        vec!["+ var/spool/cost-tags".to_string()]
+    );
     let out = node.ok(&["--uninstall"]);
     assert!(out.contains("it was not written by cost-tags.sh"), "{out}");
     assert_eq!(node.read("etc/cron.d/cost-tags"), foreign);
@@ -1684,7 +1693,9 @@ fn a_release_without_cost_tags_is_refused_and_no_init_means_no_price_refresh() {
     assert!(timer.is_file());
     let out = node.ok(&["--release", rel, "--no-prices"]);
     assert!(out.contains(&format!("removed {}", timer.display())), "{out}");
-    assert!(!node.path("etc/systemd/system/cost-tags-prices-refresh.service").exists());
+    assert!(!node
+        .path("etc/systemd/system/cost-tags-prices-refresh.service")
+        .exists());
     node.ok(&["--uninstall"]);
 }
 
