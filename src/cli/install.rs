@@ -16,7 +16,16 @@ use crate::install::{self, options, Level, Options, Request};
 /// Slurm's settings, the periodic jobs; compute: the state directory and `cost-tags
 /// reconcile`; login: nothing), or uninstall exactly what an earlier install added.
 #[derive(Parser, Debug, Default)]
-#[command(args_override_self = true)]
+#[command(
+    args_override_self = true,
+    after_help = "Arguments also take the form --option=value, and the multi-runner form (each with one more \
+                  leading '-', when the first starts with '---').\n\
+                  Environment: COST_TAGS_ROOT, a prefix for every path (tests); COST_TAGS_RELEASE_DIR, the \
+                  release cost-tags.sh unpacked.\n\
+                  Exit status: 0 installed (or nothing to do), 1 failure; the checks that can fail run before \
+                  anything is changed. Every step is idempotent; the head node records what it did in \
+                  /opt/slurm/etc/cost-tags/manifest, which --uninstall reads."
+)]
 pub struct InstallArgs {
     /// The release cost-tags.sh fetched and unpacked (a path, https:// or s3:// as given
     /// to it); this command reads the directory itself. Needed on the head node only.
