@@ -107,14 +107,7 @@ impl InstallArgs {
 /// and subcommand): both argument forms, clap's errors in the installer's words.
 pub fn main(subcommand: &str, args: Vec<String>) -> ExitCode {
     let prefix = format!("cost-tags {subcommand}");
-    let fail = |message: &str| {
-        let mut lines = message.lines();
-        eprintln!("{prefix}: ERROR: {}", lines.next().unwrap_or_default());
-        for line in lines {
-            eprintln!("{prefix}: {line}");
-        }
-        ExitCode::from(1)
-    };
+    let fail = |message: &str| failed(&prefix, message);
     let args = match options::plain_form(args) {
         Ok(a) => a,
         Err(e) => return fail(&e.to_string()),
@@ -138,10 +131,7 @@ pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let options = match args.options(uninstall) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("{prefix}: ERROR: {e:#}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return failed(prefix, &format!("{e:#}")),
     };
     let request = Request {
         options,
@@ -158,16 +148,19 @@ pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
     };
     match install::run(&request, &mut print) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let text = format!("{e:#}");
-            let mut lines = text.lines();
-            eprintln!("{prefix}: ERROR: {}", lines.next().unwrap_or_default());
-            for line in lines {
-                eprintln!("{prefix}: {line}");
-            }
-            ExitCode::from(1)
-        }
+        Err(e) => failed(prefix, &format!("{e:#}")),
     }
+}
+
+/// Prints a failure (its first line marked ERROR, as the custom action's log is searched
+/// for) and gives exit status 1.
+fn failed(prefix: &str, message: &str) -> ExitCode {
+    let mut lines = message.lines();
+    eprintln!("{prefix}: ERROR: {}", lines.next().unwrap_or_default());
+    for line in lines {
+        eprintln!("{prefix}: {line}");
+    }
+    ExitCode::from(1)
 }
 
 /// clap's error as one line, an unknown argument named as cost-tags.sh named it.
