@@ -22,7 +22,9 @@ use crate::report::job_ids::JobIds;
 use crate::report::sacct::Users;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
-use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_IDS_FORMAT};
+use crate::slurm::squeue::{
+    confirm_jobs, node_jobs_format, parse_node_jobs, parse_shown_ids, JOB_IDS_FORMAT, SHOWN_IDS_FORMAT,
+};
 use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
 
@@ -154,7 +156,12 @@ fn running_projects(settings: &Settings) -> Result<BTreeMap<String, String>> {
     };
     let jobs = parse_node_jobs(&ask(&node_jobs_format(source))?, source, "")?;
     let jobs = confirm_jobs(jobs, &ask(JOB_IDS_FORMAT)?)?;
-    Ok(jobs.into_iter().map(|j| (j.id, j.project)).collect())
+    // sacct names a task of an array job `4_1`, squeue's %A another number.
+    let shown = parse_shown_ids(&ask(SHOWN_IDS_FORMAT)?)?;
+    Ok(jobs
+        .into_iter()
+        .map(|j| (shown.get(&j.id).cloned().unwrap_or(j.id), j.project))
+        .collect())
 }
 
 /// What Slurm accounting says each project accrued since `cut_off` and committed, and

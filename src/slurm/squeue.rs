@@ -106,6 +106,27 @@ pub fn confirm_jobs(jobs: Vec<Job>, ids: &str) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// squeue's format pairing each job's id with the id sacct shows for it: `4_1` for task 1
+/// of array job 4, whose own id is another number. Neither field is free text.
+pub const SHOWN_IDS_FORMAT: &str = "%A|%i";
+
+/// Parses squeue's [`SHOWN_IDS_FORMAT`] answer into job id -> the id sacct shows. A job
+/// whose shown id is not `N` or `N_M` (a pending array's `4_[2-5]`) keeps its own id.
+pub fn parse_shown_ids(text: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mut shown = std::collections::BTreeMap::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (id, as_shown) = line.split_once('|').unwrap_or((line, line));
+        anyhow::ensure!(digits(id), "squeue printed {line:?} where a job id belongs");
+        let task = match as_shown.split_once('_') {
+            Some((array, index)) => digits(array) && digits(index),
+            None => digits(as_shown),
+        };
+        shown.insert(id.to_string(), if task { as_shown } else { id }.to_string());
+    }
+    Ok(shown)
+}
+
 /// Parses squeue's [`JOB_IDS_FORMAT`] answer: one job id a line.
 pub fn parse_job_ids(text: &str) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
@@ -137,6 +158,15 @@ pub fn parse_busy_nodes(text: &str) -> Result<BTreeSet<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_tasks_are_known_by_the_id_sacct_shows() {
+        let shown = parse_shown_ids("7|7\n12|4_1\n13|4_[2-5]\n").unwrap();
+        assert_eq!(shown["7"], "7");
+        assert_eq!(shown["12"], "4_1");
+        assert_eq!(shown["13"], "13");
+        assert!(parse_shown_ids("x|4_1\n").is_err());
+    }
 
     #[test]
     fn squeue_is_asked_for_the_comment_only_when_it_is_the_project() {

@@ -364,7 +364,8 @@ fn report_charges_what_slurm_accounted() {
 
     a_running_job_costs_so_far(&cluster, &settings);
     // Last: its job would count in the reports above.
-    committed_spend_of_a_running_job(&cluster);
+    committed_spend_of_a_running_job(&cluster, false);
+    committed_spend_of_a_running_job(&cluster, true);
 }
 
 /// Issue 14, item 4b: while ctalice's job runs, `cost-tags job` (as her) charges it up to
@@ -610,33 +611,37 @@ fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Va
 /// Issue 14: `budget refresh` with `[budget.limits]` (no AWS Budgets) counts what a running
 /// job has spent so far and what it commits up to its time limit, from the real sacct and
 /// scontrol: a whole 2-CPU node at 3.6/h (0.001/s) for a 10-minute limit makes 0.6 in all.
-fn committed_spend_of_a_running_job(cluster: &SlurmCluster) {
+/// With `array`, the job is task 1 of an array: sacct names it `N_1`, squeue's %A by
+/// another number, and its project (from squeue while it runs) must still be found.
+fn committed_spend_of_a_running_job(cluster: &SlurmCluster, array: bool) {
+    // Another project for the array, so that the first call's job is not counted again.
+    let project = if array { "ProjectD" } else { "ProjectC" };
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("cost-tags.toml");
     let cache = dir.path().join("budgets.jsonl");
     std::fs::write(
         &settings,
-        format!("{SETTINGS}[budget]\nenabled = true\ncache_file = {cache:?}\n[budget.limits]\nProjectC = 100\n"),
+        format!("{SETTINGS}[budget]\nenabled = true\ncache_file = {cache:?}\n[budget.limits]\n{project} = 100\n"),
     )
     .unwrap();
-    let out = cluster.run_as(
-        "ctalice",
-        "sbatch",
-        &[
-            "-o",
-            "/dev/null",
-            "-p",
-            "compute",
-            "-N1",
-            "--exclusive",
-            "--time",
-            "10",
-            "--comment",
-            "ProjectC",
-            "--wrap",
-            "sleep 120",
-        ],
-    );
+    let mut args = vec![
+        "-o",
+        "/dev/null",
+        "-p",
+        "compute",
+        "-N1",
+        "--exclusive",
+        "--time",
+        "10",
+        "--comment",
+        project,
+        "--wrap",
+        "sleep 120",
+    ];
+    if array {
+        args.extend(["--array", "1-1"]);
+    }
+    let out = cluster.run_as("ctalice", "sbatch", &args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = parse_job_id(&out.stdout).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -684,7 +689,7 @@ fn committed_spend_of_a_running_job(cluster: &SlurmCluster) {
     let text = format!("{text}\nbudget refresh said: {}", String::from_utf8_lossy(&out.stderr));
     let line = text
         .lines()
-        .find(|l| l.contains("\"ProjectC\""))
+        .find(|l| l.contains(&format!("\"{project}\"")))
         .unwrap_or_else(|| panic!("{text}"));
     let spend: Value = serde_json::from_str(line).unwrap();
     let (accrued, committed) = (spend["accrued"].as_f64().unwrap(), spend["committed"].as_f64().unwrap());
