@@ -33,6 +33,41 @@ pub fn require(what: &str, available: bool) -> bool {
     false
 }
 
+/// The project's Python virtual environment (`.venv/bin` at the top of the repository,
+/// made by scripts/install-deps.sh), when it exists.
+pub fn venv_bin() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    dir.is_dir().then_some(dir)
+}
+
+/// Where a tool installed by scripts/install-deps.sh (`moto_server`, `aws`, `parliament`,
+/// `python3`) is: the project's virtual environment first, then PATH.
+pub fn tool(program: &str) -> Option<PathBuf> {
+    if let Some(p) = venv_bin().map(|d| d.join(program)).filter(|p| p.is_file()) {
+        return Some(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|p| p.is_file()))
+}
+
+/// A command for a tool from [`tool`] (the bare name if it is nowhere, so spawning fails
+/// as before), with the virtual environment first on the child's PATH: what it runs in
+/// turn (`aws` run by a script) is found there too.
+pub fn tool_command(program: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(tool(program).unwrap_or_else(|| PathBuf::from(program)));
+    if let Some(path) = path_with_venv() {
+        c.env("PATH", path);
+    }
+    c
+}
+
+/// PATH with the virtual environment's bin directory first, if there is one.
+pub fn path_with_venv() -> Option<std::ffi::OsString> {
+    let venv = venv_bin()?;
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&rest))).ok()
+}
+
 /// Path of a binary built from this package. Tests run from `target/<profile>/deps`,
 /// examples and the demo from `target/<profile>/examples`; the binaries sit one level up.
 pub fn bin(name: &str) -> PathBuf {
