@@ -46,7 +46,7 @@ if [ "$(printf '%s\n%s\n' "$need" "${have%%-*}" | sort -V | head -n 1)" != "$nee
 fi
 step 1 "cargo $have (>= $need): already there"
 
-# 2-3. Debian packages, only those the tests use, without recommends.
+# 2-3. Debian packages, only those the build and the tests use, without recommends.
 py=/usr/bin/python3
 need_apt=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
@@ -56,6 +56,10 @@ for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
 ls /usr/lib/*/slurm-wlm/job_submit_lua.so >/dev/null 2>&1 || need_apt+=(slurm-wlm-basic-plugins)
+# Rust links with the system C compiler, and the aws-lc crypto library is C: rustup does
+# not install them.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+[ -e /usr/include/stdio.h ] || need_apt+=(libc6-dev)
 # cargo and curl need the CA certificates to fetch crates over https.
 [ -s /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 { [ -x "$py" ] && "$py" -c 'import ensurepip, venv' 2>/dev/null; } || need_apt+=(python3-venv)
@@ -68,7 +72,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     quiet apt-get install -y --no-install-recommends "${need_apt[@]}"
 else
     step 2 "apt-get update: not needed"
-    step 3 "Debian packages (slurm, munge, mariadb, python3-venv, ...): already there"
+    step 3 "Debian packages (gcc, slurm, munge, mariadb, python3-venv, ...): already there"
 fi
 
 # 4-5. moto, the AWS CLI, prometheus-client and parliament in .venv/ at the top of the
