@@ -47,7 +47,7 @@ fn report_skip(what: &str) {
     use std::io::Write;
     let thread = std::thread::current();
     let test = thread.name().filter(|n| *n != "main").unwrap_or("this program");
-    let line = format!("SKIPPED {test}: {what} is not available on this machine (scripts/install-deps.sh installs it)");
+    let line = format!("SKIPPED {test}: {what} is not available on this machine");
     let _ = writeln!(std::io::stderr(), "{line}");
     let mut skipped = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
     if skipped.is_empty() {
