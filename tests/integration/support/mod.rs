@@ -84,8 +84,7 @@ pub fn tool(program: &str) -> Option<PathBuf> {
     if let Some(p) = venv_bin().map(|d| d.join(program)).filter(|p| p.is_file()) {
         return Some(p);
     }
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(program)).find(|p| p.is_file()))
 }
 
 /// A command for a tool from [`tool`] (the bare name if it is nowhere, so spawning fails

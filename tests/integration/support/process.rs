@@ -121,7 +121,9 @@ fn add_hosts_line(name: &str, unresolved: bool) {
     }
     let tmp = Path::new("/etc/.hosts.cost-tags.tmp");
     let renamed = fs::write(tmp, format!("{line}{old}")).is_ok()
-        && fs::metadata(hosts).and_then(|m| fs::set_permissions(tmp, m.permissions())).is_ok()
+        && fs::metadata(hosts)
+            .and_then(|m| fs::set_permissions(tmp, m.permissions()))
+            .is_ok()
         && fs::rename(tmp, hosts).is_ok();
     let _ = fs::remove_file(tmp);
     let added = renamed
@@ -129,7 +131,19 @@ fn add_hosts_line(name: &str, unresolved: bool) {
             && OpenOptions::new()
                 .append(true)
                 .open(hosts)
-                .and_then(|mut f| f.write_all(format!("{}{line}", if old.ends_with('\n') || old.is_empty() { "" } else { "\n" }).as_bytes()))
+                .and_then(|mut f| {
+                    f.write_all(
+                        format!(
+                            "{}{line}",
+                            if old.ends_with('\n') || old.is_empty() {
+                                ""
+                            } else {
+                                "\n"
+                            }
+                        )
+                        .as_bytes(),
+                    )
+                })
                 .is_ok());
     if added {
         let _ = writeln!(
