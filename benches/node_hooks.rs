@@ -83,10 +83,10 @@ fn main() {
     );
     println!("  IMDS calls once cached       {}", imds.requests());
 
-    if support::on_path("aws") {
+    if support::tool("aws").is_some() {
         let mut cli = Vec::new();
         for i in 0..5 {
-            let mut c = Command::new("aws");
+            let mut c = support::tool_command("aws");
             apply_env(&mut c, &moto.endpoint());
             c.args([
                 "ec2",

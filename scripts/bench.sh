@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+export PATH="$PWD/.venv/bin:$PATH"
 cargo build -j2 --release --bins -q
 
 work=$(mktemp -d)

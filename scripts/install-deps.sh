@@ -1,52 +1,109 @@
 #!/usr/bin/env bash
-# Installs what the tests, the demo and the benchmark need on a Debian/Ubuntu machine:
-# a real Slurm (slurm-wlm + munge + the Lua job_submit plugin), a real local AWS endpoint
-# (moto server), hyperfine for the benchmark, and the IAM policy and cluster configuration
-# checkers (parliament, ParallelCluster). Already-installed parts are skipped.
+# Installs what the tests, the demo and the benchmark need on a Debian/Ubuntu machine, as
+# root: a real Slurm (slurmctld, slurmd, slurmdbd with MariaDB, munge, the Lua job_submit
+# plugin), and in a project-local Python virtual environment (.venv/, made with Debian's
+# python3-venv: a stock Debian 12 refuses `pip install` into the system Python) a real
+# local AWS endpoint (moto server), the AWS CLI, prometheus-client and the IAM policy
+# linter parliament; ParallelCluster in a virtual environment of its own. Prints one line
+# per step; what is already there is skipped, so a second run takes about a second.
+#
+# Rust itself is not installed here: it comes from rustup (see README).
 set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+steps=6
+step() { echo "install-deps: [$1/$steps] $2"; }
 
+# Runs a noisy command with its output in a log; shows the log's end if it fails.
+quiet() {
+    local log
+    log=$(mktemp /tmp/install-deps.XXXXXX)
+    if "$@" >"$log" 2>&1; then
+        rm -f "$log"
+    else
+        local rc=$?
+        echo "install-deps: failed ($rc): $*" >&2
+        tail -n 30 "$log" >&2
+        echo "install-deps: full output in $log" >&2
+        return "$rc"
+    fi
+}
+
+# 1. Rust: cargo at or above the crate's rust-version.
+need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$repo/Cargo.toml")
+if ! command -v cargo >/dev/null 2>&1; then
+    cat >&2 <<EOF
+install-deps: cargo not found. cost-tags needs Rust $need or newer, from rustup:
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
+    . "\$HOME/.cargo/env"
+(apt-get install curl ca-certificates first if curl is missing). Then run this again.
+EOF
+    exit 1
+fi
+have=$(cargo --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "${have%%-*}" | sort -V | head -n 1)" != "$need" ]; then
+    echo "install-deps: cargo $have is older than $need (rust-version in Cargo.toml); update it: rustup update stable" >&2
+    exit 1
+fi
+step 1 "cargo $have (>= $need): already there"
+
+# 2-3. Debian packages, only those the build and the tests use, without recommends.
+py=/usr/bin/python3
 need_apt=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
-            setpriv:util-linux hyperfine:hyperfine shellcheck:shellcheck slurmdbd:slurmdbd mariadbd:mariadb-server; do
+            slurmdbd:slurmdbd mariadbd:mariadb-server setpriv:util-linux unshare:util-linux \
+            mount:mount curl:curl shellcheck:shellcheck hyperfine:hyperfine; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done
 ls /usr/lib/*/slurm-wlm/job_submit_lua.so >/dev/null 2>&1 || need_apt+=(slurm-wlm-basic-plugins)
+# Rust links with the system C compiler, and the aws-lc crypto library is C: rustup does
+# not install them.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+[ -e /usr/include/stdio.h ] || need_apt+=(libc6-dev)
+# cargo and curl need the CA certificates to fetch crates over https.
+[ -s /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+{ [ -x "$py" ] && "$py" -c 'import ensurepip, venv' 2>/dev/null; } || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "install-deps: apt-get install ${need_apt[*]}"
+    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1 || {
-        apt-get update -q >/dev/null
-        apt-get install -y -q "${need_apt[@]}"
-    }
+    step 2 "apt-get update"
+    quiet apt-get update
+    step 3 "apt-get install --no-install-recommends ${need_apt[*]} (a few minutes on a fresh machine)"
+    quiet apt-get install -y --no-install-recommends "${need_apt[@]}"
+else
+    step 2 "apt-get update: not needed"
+    step 3 "Debian packages (gcc, slurm, munge, mariadb, python3-venv, ...): already there"
 fi
-if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask' 2>/dev/null; then
-    echo "install-deps: pip install moto[server]"
-    python3 -m pip install -q "moto[server]>=5"
+
+# 4-5. moto, the AWS CLI, prometheus-client and parliament in .venv/ at the top of the
+# repository: git-ignored, and outside target/ so that `cargo clean` keeps it. The tests
+# and scripts look there first (tests/integration/support/mod.rs `tool`, and
+# scripts/test.sh, demo.sh and bench.sh put .venv/bin first on PATH).
+venv="$repo/.venv"
+if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import pip' 2>/dev/null; then
+    step 4 "virtual environment $venv: already there"
+else
+    step 4 "python3 -m venv $venv"
+    rm -rf "$venv"
+    quiet "$py" -m venv "$venv"
 fi
-# `cost-tags metrics` is checked by prometheus-client's OpenMetrics parser
-# (tests/integration/metrics.rs).
-if ! python3 -c 'import prometheus_client' 2>/dev/null; then
-    echo "install-deps: pip install prometheus-client"
-    python3 -m pip install -q "prometheus-client>=0.17"
+if [ -x "$venv/bin/moto_server" ] && [ -x "$venv/bin/aws" ] && [ -x "$venv/bin/parliament" ] \
+    && "$venv/bin/python3" -c 'import moto, flask, prometheus_client' 2>/dev/null; then
+    step 5 "moto[server], awscli, prometheus-client, parliament in .venv: already there"
+else
+    step 5 "pip install moto[server] awscli prometheus-client parliament into .venv (about a minute)"
+    quiet "$venv/bin/python3" -m pip install --disable-pip-version-check \
+        "moto[server]>=5" awscli "prometheus-client>=0.17" "parliament>=1.6"
 fi
-# The managed script's s3:// path is tested with the real AWS CLI against moto, and the
-# benchmark compares one `aws ec2 create-tags` with cost-prolog.
-if ! command -v aws >/dev/null 2>&1; then
-    echo "install-deps: pip install awscli"
-    python3 -m pip install -q awscli
-fi
-# tests/integration/iam_policies.rs lints the IAM policies with parliament...
-if ! command -v parliament >/dev/null 2>&1; then
-    echo "install-deps: pip install parliament"
-    python3 -m pip install -q "parliament>=1.6"
-fi
-# ...and loads the example cluster configuration with ParallelCluster's own schema. It pins
-# dozens of packages (attrs, aws-cdk 1.x, ...): a virtual environment of its own keeps
-# them from changing the ones moto runs with.
-pcluster_venv="$(cd "$(dirname "$0")/.." && pwd)/target/venv-pcluster"
-if ! "$pcluster_venv/bin/python3" -c 'import pcluster.schemas.cluster_schema' 2>/dev/null; then
-    echo "install-deps: pip install aws-parallelcluster into $pcluster_venv"
-    python3 -m venv "$pcluster_venv"
-    "$pcluster_venv/bin/python3" -m pip install -q "aws-parallelcluster>=3.6,<4"
+
+# 6. tests/integration/iam_policies.rs loads the example cluster configuration with
+# ParallelCluster's own schema. It pins dozens of packages (attrs, aws-cdk 1.x, ...): a
+# virtual environment of its own keeps them from changing the ones moto runs with.
+pcluster_venv="$repo/target/venv-pcluster"
+if "$pcluster_venv/bin/python3" -c 'import pcluster.schemas.cluster_schema' 2>/dev/null; then
+    step 6 "aws-parallelcluster in $pcluster_venv: already there"
+else
+    step 6 "pip install aws-parallelcluster into $pcluster_venv (a few minutes)"
+    quiet "$py" -m venv "$pcluster_venv"
+    quiet "$pcluster_venv/bin/python3" -m pip install --disable-pip-version-check "aws-parallelcluster>=3.6,<4"
 fi

@@ -6,4 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# moto_server, the AWS CLI, parliament and prometheus-client live in the project's virtual
+# environment (the tests look there too; scripts the tests run find `aws` through PATH).
+export PATH="$PWD/.venv/bin:$PATH"
 cargo test -j2 "$@"

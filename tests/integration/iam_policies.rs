@@ -10,6 +10,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::support::{self, require};
+
 /// The policies' placeholders and the values scripts/iam/README.md's `sed` puts there.
 const PLACEHOLDERS: [(&str, &str); 3] = [
     ("CLUSTER_NAME", "mycluster"),
@@ -33,21 +35,6 @@ print(json.dumps({
     "queues": {q.name: [p.policy for p in q.iam.additional_iam_policies] for q in config.scheduling.queues},
 }))
 "#;
-
-/// Skips loudly on a developer machine, fails under CI=true: the same rule as
-/// `support::require`, written out here so that this small test does not compile the
-/// whole Slurm/moto/IMDS support tree.
-fn require(what: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} is required under CI=true but is not available; run scripts/install-deps.sh"
-    );
-    eprintln!("\n!!!!!! SKIPPING: {what} is not available on this machine (scripts/install-deps.sh) !!!!!!\n");
-    false
-}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -136,7 +123,7 @@ fn every_statement_is_explained_in_the_readme() {
 
 #[test]
 fn parliament_finds_nothing_in_any_policy() {
-    let available = Command::new("parliament")
+    let available = support::tool_command("parliament")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -148,7 +135,7 @@ fn parliament_finds_nothing_in_any_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lint = |path: &Path| {
         // stdin must not be a pipe: parliament would take it for a policy.
-        let out = Command::new("parliament")
+        let out = support::tool_command("parliament")
             .arg("--json")
             .arg("--files")
             .arg(path)

@@ -6,7 +6,6 @@ mod support;
 
 mod aws_fixtures;
 mod budgets;
-mod demo;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;

@@ -25,7 +25,7 @@ print(json.dumps(out))
 "#;
 
 fn parser_available() -> bool {
-    Command::new("python3")
+    support::tool_command("python3")
         .args(["-c", "import prometheus_client.openmetrics.parser"])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -105,7 +105,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
         .collect();
     assert_eq!(names, ["cost_tags.prom"]);
 
-    let mut python = Command::new("python3")
+    let mut python = support::tool_command("python3")
         .args(["-c", PARSE])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

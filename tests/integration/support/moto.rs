@@ -69,10 +69,10 @@ impl MotoServer {
     /// Starts a fresh moto server, or returns None (after [`super::require`], which
     /// panics under CI=true) when `moto_server` is not installed.
     pub fn start() -> Option<MotoServer> {
-        if !super::on_path("moto_server") {
+        let Some(moto_server) = super::tool("moto_server") else {
             super::require("moto server (pip install 'moto[server]')", false);
             return None;
-        }
+        };
         let dir = tempfile::Builder::new()
             .prefix("moto-")
             .tempdir()
@@ -80,7 +80,7 @@ impl MotoServer {
         let log = dir.path().join("moto_server.log");
         let out = std::fs::File::create(&log).expect("create moto log");
         let err = out.try_clone().expect("dup moto log");
-        let mut cmd = Command::new("moto_server");
+        let mut cmd = Command::new(moto_server);
         cmd.args(["-H", "127.0.0.1", "-p", "0"])
             .current_dir(dir.path())
             .stdin(Stdio::null())

@@ -51,15 +51,39 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Panics, saying what to change, unless the host name resolves to 127.0.0.1. Under
-/// `CommunicationParameters=NoInAddrAny`/`NoCtldInAddrAny`, which keep the Slurm fixtures
-/// on loopback, Slurm's daemons and srun bind to the address the host name resolves to;
-/// with Debian's installer default (127.0.1.1) slurmctld and slurmd still work, but
-/// srun's I/O connection does not, and a test would hang rather than fail. Checked once
-/// per fixture start.
+/// Makes sure the host name resolves to 127.0.0.1 first, or panics saying what to change.
+/// Under `CommunicationParameters=NoInAddrAny`/`NoCtldInAddrAny`, which keep the Slurm
+/// fixtures on loopback, Slurm's daemons and srun bind to the address the host name
+/// resolves to; with Debian's installer default (127.0.1.1) slurmctld and slurmd still
+/// work, but srun's I/O connection does not, and a test would hang rather than fail.
+///
+/// A fresh container or chroot often does not resolve its host name at all, and a Debian
+/// installation resolves it to 127.0.1.1: in these two cases (no address, or loopback
+/// addresses only) the fixture adds one line to /etc/hosts, before the others and marked
+/// with [`HOSTS_MARK`], once (the next start finds it). A name that resolves to a
+/// non-loopback address (a real network name, maybe a real cluster's) is left alone: the
+/// panic says which line to add by hand on a machine where that is acceptable. Checked
+/// once per fixture start.
 pub fn require_host_name_on_127_0_0_1() {
     let name = hostname();
-    let found: Vec<Ipv4Addr> = (name.as_str(), 0)
+    let mut found = resolve_v4(&name);
+    if found.first() != Some(&Ipv4Addr::LOCALHOST) && found.iter().all(|a| a.is_loopback()) {
+        add_hosts_line(&name, found.is_empty());
+        found = resolve_v4(&name);
+    }
+    assert!(
+        found.first() == Some(&Ipv4Addr::LOCALHOST),
+        "the host name {name:?} resolves to {found:?}, not 127.0.0.1: the Slurm fixtures bind to \
+         it (they listen on loopback only) and srun needs it to be 127.0.0.1; add `127.0.0.1 {name}` \
+         to /etc/hosts, before any other line for {name:?}"
+    );
+}
+
+/// Ends the line the fixtures add to /etc/hosts, so that it can be found and removed.
+pub const HOSTS_MARK: &str = "# added by the cost-tags test fixtures: Slurm binds to the host name";
+
+fn resolve_v4(name: &str) -> Vec<Ipv4Addr> {
+    (name, 0)
         .to_socket_addrs()
         .map(|addrs| {
             addrs
@@ -69,13 +93,64 @@ pub fn require_host_name_on_127_0_0_1() {
                 })
                 .collect()
         })
-        .unwrap_or_default();
-    assert!(
-        found.first() == Some(&Ipv4Addr::LOCALHOST),
-        "the host name {name:?} resolves to {found:?}, not 127.0.0.1: the Slurm fixtures bind to \
-         it (they listen on loopback only) and srun needs it to be 127.0.0.1; add `127.0.0.1 {name}` \
-         to /etc/hosts, before any other line for {name:?}"
-    );
+        .unwrap_or_default()
+}
+
+/// Puts `127.0.0.1 NAME  # HOSTS_MARK` first in /etc/hosts, once: a new file renamed over
+/// the old one (its mode kept), so /etc/hosts is never seen half written. Where /etc/hosts
+/// is a mount point (Docker binds it) the rename fails; then, if the name resolved to
+/// nothing, the line is appended instead (one `write` in append mode). Several test
+/// threads and processes may get here at once: a lock file serialises them, and the line
+/// is added only if it is not there yet.
+fn add_hosts_line(name: &str, unresolved: bool) {
+    use std::io::Write;
+    let hosts = Path::new("/etc/hosts");
+    let line = format!("127.0.0.1 {name}  {HOSTS_MARK}\n");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/tmp/.cost-tags-etc-hosts.lock");
+    let Ok(lock) = lock else { return };
+    if lock.lock().is_err() {
+        return;
+    }
+    let old = fs::read_to_string(hosts).unwrap_or_default();
+    if old.lines().any(|l| l.trim_end() == line.trim_end()) {
+        return;
+    }
+    let tmp = Path::new("/etc/.hosts.cost-tags.tmp");
+    let renamed = fs::write(tmp, format!("{line}{old}")).is_ok()
+        && fs::metadata(hosts)
+            .and_then(|m| fs::set_permissions(tmp, m.permissions()))
+            .is_ok()
+        && fs::rename(tmp, hosts).is_ok();
+    let _ = fs::remove_file(tmp);
+    let added = renamed
+        || (unresolved
+            && OpenOptions::new()
+                .append(true)
+                .open(hosts)
+                .and_then(|mut f| {
+                    f.write_all(
+                        format!(
+                            "{}{line}",
+                            if old.ends_with('\n') || old.is_empty() {
+                                ""
+                            } else {
+                                "\n"
+                            }
+                        )
+                        .as_bytes(),
+                    )
+                })
+                .is_ok());
+    if added {
+        let _ = writeln!(
+            std::io::stderr(),
+            "cost-tags tests: added `127.0.0.1 {name}` to /etc/hosts (marked \"{HOSTS_MARK}\")"
+        );
+    }
 }
 
 /// A log file a daemon's stdout and stderr are appended to.

@@ -1,8 +1,12 @@
 //! The quick-start demonstration (`scripts/demo.sh`): cost-tags on a throwaway local
-//! cluster (private Slurm, moto as AWS, the IMDSv2 emulator), narrated. Ignored by the
-//! test suite; run it with `cargo test --test integration demo:: -- --ignored --nocapture`.
+//! cluster (private Slurm, moto as AWS, the IMDSv2 emulator), narrated. An example rather
+//! than a test, so that the demo builds the binaries, the fixtures it uses and itself in one
+//! `cargo build --bins --example demo`, not the whole integration test tree; run it as
+//! root with `scripts/demo.sh`.
 
-use crate::support;
+#[path = "../tests/integration/support/mod.rs"]
+#[allow(dead_code)] // the demo uses a few of the test fixtures
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -108,9 +112,7 @@ fn budgets(c: &LocalCluster) {
     submit(c, "ctalice", &["--comment", "ProjectA", "--hold", "--wrap", "hostname"]);
 }
 
-#[test]
-#[ignore = "demonstration; run by scripts/demo.sh"]
-fn demo() {
+fn main() {
     println!("\n== cost-tags demo: starting a private Slurm cluster, moto (AWS) and IMDSv2 ...");
     let Some(c) = LocalCluster::start() else { return };
     println!(
