@@ -1147,12 +1147,12 @@ fn release_downloaded_over_http_is_verified() {
 
 #[test]
 fn release_downloaded_from_s3() {
-    // The AWS CLI is on ParallelCluster's AMIs, not among this repository's test
-    // dependencies: without it this test only says so (the next one always runs).
-    if !support::on_path("aws") {
-        eprintln!("\n!!!!!! SKIPPING: the AWS CLI (aws) is not installed; s3:// tested with a stand-in only !!!!!!\n");
+    // The AWS CLI is on ParallelCluster's AMIs; install-deps puts it in the project's
+    // .venv (the next test, with a stand-in, always runs).
+    let Some(aws_cli) = support::tool("aws") else {
+        support::require("the AWS CLI (aws)", false);
         return;
-    }
+    };
     let Some(moto) = support::moto::MotoServer::start() else {
         return;
     };
@@ -1160,9 +1160,11 @@ fn release_downloaded_from_s3() {
     for (k, v) in support::moto::env_for(&moto.endpoint()) {
         node.set_env(&k, &v);
     }
+    // The script finds `aws` on PATH, as on a node.
+    node.prepend_path(aws_cli.parent().unwrap());
     let tarball = make_tarball(node.release());
     let aws = |args: &[&str]| {
-        let out = Command::new("aws")
+        let out = Command::new(&aws_cli)
             .args(args)
             .envs(node.env.iter().map(|(k, v)| (k, v)))
             .output()
@@ -1228,8 +1230,7 @@ fn release_from_s3_uses_aws_s3_cp() {
 
 #[test]
 fn script_is_shellcheck_clean() {
-    if !support::on_path("shellcheck") {
-        eprintln!("\n!!!!!! SKIPPING: shellcheck is not installed (apt-get install shellcheck) !!!!!!\n");
+    if !support::require("shellcheck", support::on_path("shellcheck")) {
         return;
     }
     let out = Command::new("shellcheck").arg(script()).output().unwrap();
