@@ -38,6 +38,33 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::shared::IntoShared;
 
+/// Starts the TLS stack's random number generator on a thread of its own, when this
+/// process's AWS endpoint will likely be `https://`, and returns at once.
+///
+/// aws-lc seeds its generator once per process, at the first use, from two sources: the
+/// kernel (`getrandom`) and CPU jitter entropy, which takes some 25 ms of CPU. The first use
+/// is the TLS handshake's ClientHello, so a prolog paid all of it between the TCP connect
+/// and the handshake, on its one thread. Started here, the seeding runs while the main
+/// thread updates the ledger, loads the SDK settings and roots and connects. Same
+/// generator, same sources, same seed quality: only when it happens changes. Skipped when
+/// `AWS_ENDPOINT_URL_EC2` or `AWS_ENDPOINT_URL` is `http://` (the requests make no TLS,
+/// so nothing would use it); anywhere else (the real EC2 endpoint) the work was going to be
+/// done anyway. The thread is never joined: if the process ends first, it ends with it.
+///
+/// Call it only once the environment is final (no `set_var` after): it starts a thread.
+pub fn start_rng() {
+    let endpoint = ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()));
+    if endpoint.is_some_and(|e| is_scheme(e.trim(), "http://")) && !env_proxy_is_https(|v| std::env::var(v).ok()) {
+        return;
+    }
+    let _ = std::thread::Builder::new().name("rng-seed".into()).spawn(|| {
+        let mut bytes = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut bytes);
+    });
+}
+
 /// Whether the proxy settings come from the environment (the SDK's default) or are off
 /// (IMDS: a proxy cannot reach this instance's IMDS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
