@@ -8,11 +8,12 @@
 //! only `SSL_CERT_FILE` / `SSL_CERT_DIR` when either is set, else the distribution's bundle
 //! and certificate directories (`/etc/ssl/certs/ca-certificates.crt` and `/etc/ssl/certs` on
 //! Debian and Ubuntu, `/etc/pki/tls/certs/ca-bundle.crt` and `/etc/pki/tls/certs` on Amazon
-//! Linux and RHEL). Building that connector reads and parses every one of those
-//! certificates, and the SDK builds it twice per client: once when the client is made (to
-//! load them early) and once at the first request. On a Debian store (the 144-certificate
-//! bundle plus the 145 files of `/etc/ssl/certs`) that was about 3 ms of cost-prolog's
-//! 9 ms, on every run, also for a plain `http://` endpoint that never uses them.
+//! Linux and RHEL). Building that connector reads every one of those files (once per
+//! process) and parses the certificates into a trust store (at each build), and the SDK
+//! builds it twice per client: once when the client is made (only to load them early) and
+//! once at the first request. On a Debian store (the 144-certificate bundle plus the 145
+//! files of `/etc/ssl/certs`) that was about 2.7 ms of cost-prolog's 8.6 ms, on every run,
+//! also for a plain `http://` endpoint that never uses them.
 //!
 //! This client keeps two connectors made by the same SDK builder with the same settings
 //! (timeouts, sleep, proxy from the environment): one without TLS, for `http://` requests,
