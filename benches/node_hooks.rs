@@ -122,13 +122,12 @@ fn main() {
     }
 }
 
+/// Runs one hook at an endpoint with extra trust settings, and times it.
+type RunAt<'a> = dyn Fn(&str, &[(&str, &std::path::Path)], &str, usize) -> Duration + 'a;
+
 /// cost-prolog's median over HTTPS with the whole system store trusted (see the module's
 /// documentation), or a note when this system has no bundle where Debian or RHEL keep it.
-fn https(
-    run_at: &dyn Fn(&str, &[(&str, &std::path::Path)], &str, usize) -> Duration,
-    upstream: &str,
-    dir: &std::path::Path,
-) {
+fn https(run_at: &RunAt, upstream: &str, dir: &std::path::Path) {
     let system_bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
         .into_iter()
         .find(|p| std::path::Path::new(p).is_file());
