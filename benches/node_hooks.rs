@@ -2,6 +2,10 @@
 //! endpoints (moto behind a counting proxy, the IMDSv2 emulator): median time per run,
 //! AWS calls per job, IMDS calls once the identity is cached, and one `aws ec2
 //! create-tags` (the public scripts' way) for comparison when the CLI is installed.
+//! Then cost-prolog over HTTPS as in production: a TLS endpoint in front of the same
+//! moto, whose certificate a test CA signed, trusted as a site CA is on Debian or Ubuntu
+//! (the system bundle with the CA added, plus the system's certificate directory), so
+//! the whole system store is loaded and a TLS handshake made on each run.
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench node_hooks`.
 
 #[path = "../tests/integration/support/mod.rs"]
@@ -12,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::aws_proxy::AwsProxy;
+use support::https_parts::{TestCa, TlsFront};
 use support::imds::Imds;
 use support::moto::{apply_env, MotoServer};
 
@@ -42,10 +47,11 @@ fn main() {
         ),
     )
     .unwrap();
-    let run = |bin: &str, job: usize| {
+    let run_at = |endpoint: &str, trust: &[(&str, &std::path::Path)], bin: &str, job: usize| {
         let mut c = Command::new(support::bin(bin));
-        apply_env(&mut c, &proxy.endpoint());
-        c.envs(imds.env())
+        apply_env(&mut c, endpoint);
+        c.envs(trust.iter().copied())
+            .envs(imds.env())
             .env("COST_TAGS_CONFIG", &settings)
             .env("SLURM_JOB_ID", job.to_string())
             .env("SLURM_JOB_USER", "alice")
@@ -57,6 +63,7 @@ fn main() {
         assert!(status.success());
         started.elapsed()
     };
+    let run = |bin: &str, job: usize| run_at(&proxy.endpoint(), &[], bin, job);
 
     // Warm-up: the first run fills the identity cache (IMDS) and the page cache.
     run("cost-prolog", 1);
@@ -82,6 +89,8 @@ fn main() {
         calls.values().sum::<u64>() as f64 / JOBS as f64
     );
     println!("  IMDS calls once cached       {}", imds.requests());
+
+    https(&run_at, &proxy.endpoint(), dir.path());
 
     if support::tool("aws").is_some() {
         let mut cli = Vec::new();
@@ -111,4 +120,47 @@ fn main() {
     } else {
         println!("  aws CLI not installed: no comparison");
     }
+}
+
+/// Runs one hook at an endpoint with extra trust settings, and times it.
+type RunAt<'a> = dyn Fn(&str, &[(&str, &std::path::Path)], &str, usize) -> Duration + 'a;
+
+/// cost-prolog's median over HTTPS with the whole system store trusted (see the module's
+/// documentation), or a note when this system has no bundle where Debian or RHEL keep it.
+fn https(run_at: &RunAt, upstream: &str, dir: &std::path::Path) {
+    let system_bundle = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_file());
+    let system_dir = ["/etc/ssl/certs", "/etc/pki/tls/certs"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).is_dir());
+    let (Some(system_bundle), Some(system_dir)) = (system_bundle, system_dir) else {
+        println!("  no system CA bundle and directory: no HTTPS figure");
+        return;
+    };
+    let ca = TestCa::new("cost-tags bench site CA");
+    let (cert, key) = ca.server_cert();
+    let front = TlsFront::start(upstream, cert, key);
+    let bundle = dir.join("ca-certificates.crt");
+    let mut pem = std::fs::read(system_bundle).unwrap();
+    pem.extend_from_slice(&std::fs::read(ca.write_pem(&dir.join("site-ca.pem"))).unwrap());
+    std::fs::write(&bundle, pem).unwrap();
+    let endpoint = format!("https://localhost:{}", front.port());
+    let trust: [(&str, &std::path::Path); 2] = [
+        ("SSL_CERT_FILE", &bundle),
+        ("SSL_CERT_DIR", std::path::Path::new(system_dir)),
+    ];
+    let mut prologs = Vec::new();
+    for job in 1000..1000 + JOBS {
+        prologs.push(run_at(&endpoint, &trust, "cost-prolog", job));
+        run_at(&endpoint, &trust, "cost-epilog", job);
+    }
+    assert!(
+        front.served() >= 2 * JOBS as u64,
+        "the hooks did not go through the TLS endpoint"
+    );
+    println!(
+        "  cost-prolog median, HTTPS    {} (system store: {system_bundle} + site CA, {system_dir})",
+        ms(median(prologs))
+    );
 }

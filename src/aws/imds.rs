@@ -59,12 +59,10 @@ pub async fn identity(cache_dir: &Path, timeout: Duration) -> Result<InstanceIde
 /// http://), unless `NO_PROXY` lists its address. A proxy cannot reach this instance's
 /// IMDS: it fails, or answers with the identity of the instance the proxy runs on, and
 /// that instance would get the job's tags. So the IMDS client is the same hyper 1 /
-/// rustls client without proxy settings.
+/// rustls client without proxy settings (whose roots are loaded only for an `https://`
+/// IMDS endpoint).
 async fn fetch(timeout: Duration) -> Result<InstanceIdentity> {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    let direct = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-        .build_https();
+    let direct = super::http_client::client(super::http_client::Proxy::None);
     let client = aws_config::imds::client::Client::builder()
         .configure(&aws_config::provider_config::ProviderConfig::default().with_http_client(direct))
         .max_attempts(3)

@@ -7,6 +7,7 @@ pub mod budgets;
 pub mod cost_explorer;
 pub mod ec2;
 pub mod ec2_catalog;
+pub mod http_client;
 pub mod imds;
 pub mod price_list;
 pub mod sdk;

@@ -62,7 +62,9 @@ impl Drop for Runtime {
 }
 
 /// SDK settings from the standard environment (`AWS_ENDPOINT_URL`, credentials chain...)
-/// whose every operation, retries included, ends within `budget`.
+/// whose every operation, retries included, ends within `budget`. The HTTP client is the
+/// SDK's default HTTPS client, whose system roots are loaded only once a request needs TLS
+/// ([`super::http_client`]).
 pub async fn load(region: String, budget: Duration) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1).min(budget))
@@ -77,6 +79,7 @@ pub async fn load(region: String, budget: Duration) -> SdkConfig {
         .with_initial_backoff(Duration::from_millis(50))
         .with_max_backoff(Duration::from_secs(2));
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(super::http_client::client(super::http_client::Proxy::FromEnv))
         .region(Region::new(region))
         .timeout_config(timeouts)
         .retry_config(retries)

@@ -30,6 +30,8 @@ pub fn run(hook: Hook, args: HookArgs) -> ExitCode {
     // Before anything reads the environment (COST_TAGS_CONFIG, the AWS SDK), and while
     // this process has one thread.
     env_file::apply();
+    // The environment is final: the TLS stack's random generator can start seeding.
+    crate::aws::http_client::start_rng();
     let settings = match Settings::load(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -1,8 +1,8 @@
 //! The binaries' one HTTPS stack (the SDK's default client: hyper 1, rustls 0.23), as
 //! sites use it: through an HTTP proxy named by `HTTP_PROXY` / `HTTPS_PROXY` (and around
 //! it for `NO_PROXY` hosts), and trusting the roots of the system store, or of
-//! `SSL_CERT_FILE`, which is how a TLS-intercepting proxy's CA is trusted. cost-prolog
-//! runs as a whole process against moto (plain HTTP, or behind a TLS endpoint whose
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR`, which is how a TLS-intercepting proxy's CA is
+//! trusted. cost-prolog runs as a whole process against moto (plain HTTP, or behind a TLS endpoint whose
 //! certificate a per-test CA signed) with the IMDSv2 emulator; the proxy and the TLS
 //! endpoint record what reached them.
 
@@ -234,6 +234,33 @@ fn tls_trusts_the_system_store() {
     let mounts: [(&Path, &Path); 1] = [(store.path(), Path::new("/etc/ssl/certs"))];
     let mut c = namespace::command(&mounts, &support::bin("cost-prolog"));
     node.hook_env(&mut c, &endpoint, "402");
+    let (_, stderr) = run(c);
+    assert_tagged(&node, &stderr);
+    assert!(front.served() > 0);
+}
+
+#[test]
+fn tls_trusts_a_ca_only_in_ssl_cert_dir() {
+    let Some(node) = Node::start() else { return };
+    let ca = TestCa::new("cost-tags test CA (directory)");
+    let front = tls_front(&node, &ca);
+    let endpoint = format!("https://localhost:{}", front.port());
+
+    // A directory holding another CA: the endpoint's certificate is refused.
+    let other = tempfile::tempdir().unwrap();
+    TestCa::new("cost-tags test CA nobody trusts").write_pem(&other.path().join("stranger.pem"));
+    let mut c = node.prolog(&endpoint, "501");
+    c.env("SSL_CERT_DIR", other.path());
+    let (_, stderr) = run(c);
+    assert_refused_unknown_ca(&node, &front, &stderr);
+
+    // The CA in a directory named by SSL_CERT_DIR alone (no SSL_CERT_FILE), as a site
+    // keeps one beside the distribution's bundle: trusted. The roots are loaded only for
+    // this https:// endpoint, from the same variables as the SDK's default client.
+    let dir = tempfile::tempdir().unwrap();
+    ca.write_pem(&dir.path().join("site-ca.pem"));
+    let mut c = node.prolog(&endpoint, "502");
+    c.env("SSL_CERT_DIR", dir.path());
     let (_, stderr) = run(c);
     assert_tagged(&node, &stderr);
     assert!(front.served() > 0);

@@ -160,6 +160,9 @@ impl TlsFront {
         let (served2, errors2) = (served.clone(), handshake_errors.clone());
         let listener = Listener::start("tls-front", move |tcp| {
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+            // A response goes out as several TLS records; without this, Nagle's algorithm
+            // holds the last one until the client's delayed ACK (about 40 ms a request).
+            let _ = tcp.set_nodelay(true);
             let conn = rustls::ServerConnection::new(config.clone()).expect("TLS server connection");
             let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
             loop {
