@@ -16,9 +16,8 @@
 //! change when the Rust installer runs again.
 
 use std::ffi::OsString;
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -332,7 +331,12 @@ pub fn is_ours(path: &Path) -> bool {
     if !meta.file_type().is_file() {
         return false;
     }
-    let Ok(file) = File::open(path) else {
+    // Never through a symlink, and never blocking on a FIFO swapped in meanwhile.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path);
+    let Ok(file) = opened else {
         return false;
     };
     match file.metadata() {
