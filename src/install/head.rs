@@ -140,7 +140,7 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         s.timer_activate(&head_job.job, init, units_changed)?;
         let init_name = init.init.name();
         let spec = head_job.job.spec();
-        s.out.log(match &head_job.job {
+        let scheduled = match &head_job.job {
             Job::Budget => format!(
                 "cost-tags budget refresh scheduled every {} minutes ({init_name})",
                 spec.every_min
@@ -151,8 +151,10 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
                 output.display(),
                 spec.every_min
             ),
-            Job::Reconcile => String::new(),
-        });
+            // Compute nodes' job, never among the head node's.
+            Job::Reconcile => continue,
+        };
+        s.out.log(scheduled);
     }
     if s.out.changes() == 0 {
         s.out.log("already installed: nothing changed");
