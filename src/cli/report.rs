@@ -189,17 +189,7 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         report.diagnostics.warnings.push(OWN_JOBS.into());
     }
     if args.billed {
-        let cluster = match &args.cluster_name {
-            Some(name) => name.clone(),
-            None => {
-                let text = std::fs::read_to_string(&args.cfnconfig)
-                    .with_context(|| format!("cannot read {} (or pass --cluster-name)", args.cfnconfig.display()))?;
-                Cfnconfig::parse(&text)
-                    .stack_name()
-                    .map(str::to_string)
-                    .with_context(|| format!("no stack_name in {} (pass --cluster-name)", args.cfnconfig.display()))?
-            }
-        };
+        let cluster = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
         let project_key = &prices.settings.tags.project;
         report.billed = Some(billed::fetch(
             &options,

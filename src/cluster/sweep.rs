@@ -179,17 +179,7 @@ pub fn reconcile_cluster(
     mut progress: impl FnMut(&InstanceStep<'_>),
 ) -> Result<SweepSummary> {
     anyhow::ensure!(args.rate > 0.0 && args.rate.is_finite(), "--rate must be more than 0");
-    let name = match &args.cluster_name {
-        Some(n) => n.clone(),
-        None => {
-            let text = std::fs::read_to_string(&args.cfnconfig)
-                .with_context(|| format!("cannot read {} (or pass --cluster-name)", args.cfnconfig.display()))?;
-            Cfnconfig::parse(&text)
-                .stack_name()
-                .map(str::to_string)
-                .with_context(|| format!("no stack_name in {} (pass --cluster-name)", args.cfnconfig.display()))?
-        }
-    };
+    let name = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
     let keys = managed_keys(&settings.tags);
     let runtime = crate::aws::sdk::Runtime::new()?;
     let budget = settings.deadline;

@@ -79,6 +79,20 @@ impl Cfnconfig {
         std::fs::read_to_string(path).map(|text| Cfnconfig::parse(&text))
     }
 
+    /// The cluster's name: `explicit` (`--cluster-name`) when given, else `stack_name` from
+    /// the cfnconfig at `path`, with an error saying to pass `--cluster-name` otherwise.
+    pub fn cluster_name(explicit: Option<&str>, path: &Path) -> anyhow::Result<String> {
+        use anyhow::Context;
+        if let Some(name) = explicit {
+            return Ok(name.to_string());
+        }
+        let cfn = Cfnconfig::read(path)
+            .with_context(|| format!("cannot read {} (or pass --cluster-name)", path.display()))?;
+        cfn.stack_name()
+            .map(str::to_string)
+            .with_context(|| format!("no stack_name in {} (pass --cluster-name)", path.display()))
+    }
+
     /// The value of `key` (its last line), `None` when absent or empty.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
@@ -120,6 +134,19 @@ mod tests {
         assert_eq!(Cfnconfig::parse("stack_name='q r'").stack_name(), Some("q r"));
         assert_eq!(Cfnconfig::parse("x=1").stack_name(), None);
         assert_eq!(Cfnconfig::parse("stack_name=").stack_name(), None);
+    }
+
+    #[test]
+    fn the_cluster_name_is_the_option_else_the_stack_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cfnconfig");
+        assert_eq!(Cfnconfig::cluster_name(Some("x"), &path).unwrap(), "x");
+        let e = Cfnconfig::cluster_name(None, &path).unwrap_err();
+        assert!(format!("{e:#}").contains("or pass --cluster-name"), "{e:#}");
+        std::fs::write(&path, "stack_name=c1\n").unwrap();
+        assert_eq!(Cfnconfig::cluster_name(None, &path).unwrap(), "c1");
+        std::fs::write(&path, "cfn_region=x\n").unwrap();
+        assert!(format!("{:#}", Cfnconfig::cluster_name(None, &path).unwrap_err()).contains("no stack_name"));
     }
 
     #[test]
