@@ -95,6 +95,11 @@ fn schedule_reconcile(s: &mut Session) -> Result<()> {
             vec![paths.service.clone(), paths.timer.clone()],
         ),
     };
+    // A link is written through to its target, as on the head node (files::target).
+    let want = want
+        .into_iter()
+        .map(|(path, text)| Ok((s.target(&path)?, text)))
+        .collect::<Result<Vec<_>>>()?;
     for (path, _) in &want {
         if fs::symlink_metadata(path).is_ok() && !is_ours(path) {
             s.out.warn(format!(

@@ -3,13 +3,23 @@
 //! exactly them. Writes are atomic (a temporary file renamed over the old one) and keep
 //! the owner of a file they replace; a file the install did not write is saved before it
 //! is replaced, and one an administrator changed since is never removed.
+//!
+//! Symbolic links, one policy for every file ([`target`]): sites keep slurm.conf under
+//! configuration management or on NFS and link it into /opt/slurm/etc. Renaming a new
+//! file over such a link would detach the managed copy (and once gave the new file the
+//! link's own mode, 0777). So a link is followed and its target edited in place, through
+//! a temporary file in the target's own directory, keeping the target's owner and mode;
+//! the link itself is never replaced. A link whose target is missing, is not a regular
+//! file, or lies outside the tree the link is in (`/opt/slurm`, the Slurm configuration
+//! directory, the unit or cron directory) is refused, naming the link and its target.
+//! Nothing the install writes is group- or other-writable, whatever mode it found.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{sha_and_backup, Key};
@@ -29,6 +39,64 @@ pub fn mode_of(path: &Path) -> Option<u32> {
     fs::symlink_metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
 }
 
+/// Mode bits the install never writes: whoever could write slurm.conf, a hook or a unit
+/// could run code as root on every node.
+const NEVER_WRITABLE_BY: u32 = 0o022;
+
+/// Where a write to `dest` goes (see the module's doc): `dest` itself when it is absent
+/// or a regular file; the target of a symbolic link when that is an existing regular
+/// file inside one of the `trees` that hold the link. Anything else is refused with a
+/// message naming the link and where it points.
+pub fn target(dest: &Path, trees: &[PathBuf]) -> Result<PathBuf> {
+    let meta = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(dest.to_path_buf()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dest.display())),
+        Ok(m) => m,
+    };
+    if meta.is_file() {
+        return Ok(dest.to_path_buf());
+    }
+    if !meta.file_type().is_symlink() {
+        bail!("{} exists and is not a regular file", dest.display());
+    }
+    let points_to = fs::read_link(dest).unwrap_or_default();
+    let refuse = |why: &str| {
+        anyhow!(
+            "{} is a symbolic link to {} {why}: refusing to write through it (replace the link by the file, or give --slurm-conf-dir the directory the file is in)",
+            dest.display(),
+            points_to.display()
+        )
+    };
+    let Ok(resolved) = fs::canonicalize(dest) else {
+        return Err(refuse("which does not exist"));
+    };
+    let link_dir = dest.parent().and_then(|d| fs::canonicalize(d).ok()).unwrap_or_default();
+    let inside = trees
+        .iter()
+        .filter(|t| link_dir.starts_with(t))
+        .any(|t| resolved.starts_with(t));
+    if !inside {
+        let held = trees
+            .iter()
+            .filter(|t| link_dir.starts_with(t))
+            .min_by_key(|t| t.as_os_str().len());
+        return Err(match held {
+            Some(tree) => refuse(&format!("({}), outside {}", resolved.display(), tree.display())),
+            None => refuse(&format!(
+                "({}), outside the directories cost-tags installs into",
+                resolved.display()
+            )),
+        });
+    }
+    if !fs::metadata(&resolved).is_ok_and(|m| m.is_file()) {
+        return Err(refuse(&format!(
+            "({}), which is not a regular file",
+            resolved.display()
+        )));
+    }
+    Ok(resolved)
+}
+
 fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
@@ -41,11 +109,16 @@ pub fn same_file(content: &[u8], dest: &Path, mode: u32) -> bool {
     }
 }
 
-/// Writes `content` to `dest` with mode `mode` atomically, keeping the owner of an
-/// existing `dest` (a site's slurm.conf may belong to slurm).
+/// Writes `content` to `dest` (a path [`target`] returned) with mode `mode` less any
+/// group or other write bit, atomically, keeping the owner of an existing `dest` (a
+/// site's slurm.conf may belong to slurm).
 pub fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
+    if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("{} is a symbolic link: not replaced", dest.display());
+    }
     let owner = fs::metadata(dest).ok().map(|m| (m.uid(), m.gid()));
-    crate::atomic_file::replace(dest, content, mode).with_context(|| format!("cannot write {}", dest.display()))?;
+    crate::atomic_file::replace(dest, content, mode & !NEVER_WRITABLE_BY)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     if let Some((uid, gid)) = owner {
         // Best effort, as `chown --reference` was: only root may give a file away.
         let _ = std::os::unix::fs::chown(dest, Some(uid), Some(gid));
@@ -101,15 +174,11 @@ pub fn check_dir_writable(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `path` is absent or a regular file (a directory or device there stops the install).
-pub fn check_target_file(path: &Path) -> Result<()> {
-    match fs::metadata(path) {
-        Ok(m) if !m.is_file() => bail!("{} exists and is not a regular file", path.display()),
-        _ => Ok(()),
-    }
-}
-
 impl Session<'_> {
+    /// Where a write to `dest` goes: [`target`] within this node's trees.
+    pub fn target(&self, dest: &Path) -> Result<PathBuf> {
+        target(dest, &self.paths.trees())
+    }
     /// Writes the manifest (or removes it once it holds nothing), only when it changed.
     pub fn save_manifest(&mut self) -> Result<()> {
         let path = self.paths.manifest.clone();
@@ -123,6 +192,7 @@ impl Session<'_> {
             Some(text) => {
                 let dir = self.paths.manifest_dir.clone();
                 self.ensure_dir(&dir, 0o755, false)?;
+                let path = self.target(&path)?;
                 if !same_file(text.as_bytes(), &path, 0o644) {
                     write_atomic(&path, text.as_bytes(), 0o644)?;
                 }
@@ -155,6 +225,7 @@ impl Session<'_> {
 
     /// Saves `path` as it is now into the backup directory; returns the backup's name.
     pub fn back_up(&mut self, path: &Path) -> Result<String> {
+        let path = &self.target(path)?;
         let backup_dir = self.paths.backup_dir.clone();
         self.ensure_dir(&backup_dir, 0o700, false)?;
         let name = self.paths.backup_name(path);
@@ -166,6 +237,7 @@ impl Session<'_> {
     /// always made equal to `content`. A file that was there before and is not ours is
     /// saved first, and put back by the uninstall.
     pub fn put_file(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<()> {
+        let dest = &self.target(dest)?;
         let recorded = self.manifest.written(dest);
         if recorded.is_some() && same_file(content, dest, mode) {
             return Ok(());
@@ -205,6 +277,7 @@ impl Session<'_> {
     /// changed since follows the options of the latest run; any other is left alone
     /// (returns false then).
     pub fn put_once(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<bool> {
+        let dest = &self.target(dest)?;
         let key = Key::File(dest.to_path_buf());
         if exists(dest) {
             let ours = self.manifest.get(&key).map(str::to_string);
@@ -258,6 +331,7 @@ impl Session<'_> {
 
     /// Removes (or restores) the recorded file `path`, counting it as a change.
     pub fn drop_recorded(&mut self, path: &Path) -> Result<()> {
+        let path = &self.recorded_path(path);
         for key in [Key::File(path.to_path_buf()), Key::Replaced(path.to_path_buf())] {
             if self.manifest.has(&key) {
                 self.remove_recorded(&key)?;
@@ -269,7 +343,12 @@ impl Session<'_> {
 
     /// Whether the install wrote `path` (a `file` or `replaced` record).
     pub fn recorded(&self, path: &Path) -> bool {
-        self.manifest.written(path).is_some()
+        self.manifest.written(&self.recorded_path(path)).is_some()
+    }
+
+    /// The path the manifest knows `path` by: a link's target, as the install wrote it.
+    fn recorded_path(&self, path: &Path) -> PathBuf {
+        self.target(path).unwrap_or_else(|_| path.to_path_buf())
     }
 }
 
@@ -368,7 +447,7 @@ mod tests {
         fs::write(root.join("file"), "").unwrap();
         let e = s.ensure_dir(&root.join("file/sub"), 0o755, true).unwrap_err();
         assert!(e.to_string().contains("is not a directory"), "{e}");
-        assert!(check_target_file(&deep)
+        assert!(target(&deep, &[])
             .unwrap_err()
             .to_string()
             .contains("not a regular file"));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::files::{check_dir_writable, check_target_file, copy_exact, mode_of, sha256_file, write_atomic};
+use super::files::{check_dir_writable, copy_exact, mode_of, sha256_file, write_atomic};
 use super::manifest::{sha_and_backup, Key, Manifest};
 use super::options::Reconfigure;
 use super::periodic::{self, Init, InitSystem, Job};
@@ -63,7 +63,9 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
             p.conf_dir.display()
         );
     }
-    if !p.slurm_conf.is_file() {
+    // slurm.conf and every include are edited where their links point (files::target).
+    s.paths.slurm_conf = s.target(&p.slurm_conf)?;
+    if !s.paths.slurm_conf.is_file() {
         bail!(
             "no slurm.conf in {} (is this a ParallelCluster head node with Slurm?)",
             p.conf_dir.display()
@@ -74,6 +76,7 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
     check_release(release, &source)?;
     s.manifest = Manifest::load(&p.manifest)?;
     let scan = scan(s)?;
+    let scan = edited_where_linked(s, scan)?;
     let hooks = hooks(s, &scan)?;
 
     // Stage every file and check for conflicts before changing anything.
@@ -100,7 +103,7 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         check_dir_writable(f.parent().unwrap_or(Path::new("/")))?;
     }
     for b in RELEASE_BINS {
-        check_target_file(&p.bin_dir.join(b))?;
+        s.target(&p.bin_dir.join(b))?;
     }
     for f in [
         &hooks.prolog,
@@ -111,7 +114,7 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         &p.projects,
         &p.manifest,
     ] {
-        check_target_file(f)?;
+        s.target(f)?;
     }
 
     // Apply. A failure from here on leaves the manifest saying what was done.
@@ -402,6 +405,19 @@ fn finish_edited(s: &mut Session) -> Result<()> {
     Ok(())
 }
 
+/// The scan with each file named where a write to it goes: an include that is a link
+/// is edited at its target, and recorded by that name; one that cannot be is refused
+/// here, before anything changes.
+fn edited_where_linked(s: &Session, mut scan: Scan) -> Result<Scan> {
+    for file in &mut scan.files {
+        *file = s.target(file)?;
+    }
+    for at in scan.keys.values_mut() {
+        at.file = s.target(&at.file)?;
+    }
+    Ok(scan)
+}
+
 /// Reads slurm.conf and its includes, warning about includes that are not there.
 fn scan(s: &mut Session) -> Result<Scan> {
     let p = &s.paths;
@@ -562,11 +578,11 @@ fn head_jobs(s: &mut Session, options: &Options, init: InitSystem) -> Result<Vec
         let paths = j.job.paths(&p.unit_dir, &p.cron_dir);
         if init.init == Init::Systemd {
             check_dir_writable(&p.unit_dir)?;
-            check_target_file(&paths.service)?;
-            check_target_file(&paths.timer)?;
+            s.target(&paths.service)?;
+            s.target(&paths.timer)?;
         } else {
             check_dir_writable(&p.cron_dir)?;
-            check_target_file(&paths.cron)?;
+            s.target(&paths.cron)?;
         }
     }
     Ok(jobs)
@@ -644,7 +660,7 @@ fn metrics_output_forget(s: &mut Session, keep: Option<&Path>) -> Result<()> {
 
 /// Refuses a job_submit.lua that is not cost-tags' (Slurm loads only one).
 fn check_lua(s: &Session, staged: &[u8]) -> Result<()> {
-    let lua = &s.paths.lua;
+    let lua = &s.target(&s.paths.lua)?;
     if fs::symlink_metadata(lua).is_err() {
         return Ok(());
     }

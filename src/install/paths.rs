@@ -102,6 +102,17 @@ impl Paths {
         })
     }
 
+    /// The trees the install writes files into: /opt/slurm, the Slurm configuration
+    /// directory, the unit and the cron directories, each as the kernel resolves it. A
+    /// symbolic link the install writes through must point inside the tree it is in
+    /// (`files::target`).
+    pub fn trees(&self) -> Vec<PathBuf> {
+        [&self.opt, &self.conf_dir, &self.unit_dir, &self.cron_dir]
+            .into_iter()
+            .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
+            .collect()
+    }
+
     /// An absolute path as this node sees it: under the root when one is set.
     pub fn under_root(&self, path: &str) -> PathBuf {
         match &self.root {
