@@ -71,6 +71,11 @@ fn main() -> ExitCode {
         return install::main(sub, args[2..].to_vec());
     }
     let cli = Cli::parse();
+    // cost-tags.env holds the AWS settings of this node (region, proxy, profile), which
+    // the scheduled jobs and an administrator's commands need as the hooks do. Read here,
+    // with the hooks' checks, before anything reads the environment and while this
+    // process has one thread; never by a shell (a file root does not own would run as root).
+    cost_tags::node::env_file::apply();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {

@@ -21,6 +21,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::node::env_file::PATH_ENV as ENV_FILE_VAR;
+
 /// The first line of every job file the installer writes: how a later run (and the
 /// uninstall of a compute node, which keeps no manifest) knows its own files. Unchanged
 /// from cost-tags.sh so files written by it are recognised.
@@ -178,10 +180,10 @@ impl Job {
     /// Paths are joined as the script joined them (`$DIR/name`) and are not quoted: the
     /// installer's directories hold no spaces nor shell characters.
     ///
-    /// The command runs through `/bin/sh -c` that first reads `cost-tags.env`, as the
-    /// Slurm hooks read it: it is a shell fragment (`export NAME=value` lines, which
-    /// systemd's `EnvironmentFile=` would ignore, and which cron cannot read at all), and
-    /// a job must see the settings the hooks see. `exec` leaves no shell behind the job.
+    /// No shell reads `cost-tags.env`: `cost-tags` reads it itself (`node::env_file`),
+    /// with the checks the hooks make, so a file someone other than root can write is
+    /// ignored and logged rather than run as root. The jobs name the file in
+    /// `COST_TAGS_ENV_FILE`. (Sourcing it ran `$(...)` in a group-writable file as root.)
     ///
     /// The timer has no `Persistent=`: it applies to `OnCalendar=` timers only, and these
     /// are monotonic (`OnBootSec=` + `OnUnitActiveSec=`), so a run missed while the node
@@ -203,7 +205,7 @@ impl Job {
         let env = format!("{}/cost-tags.env", etc_dir.display());
         let bin = format!("{}/cost-tags", bin_dir.display());
         let path = format!("{}:{SYSTEM_PATH}", bin_dir.display());
-        let run = format!("[ -r {env} ] && . {env}; exec {bin} {cmd}");
+        let run = format!("exec {bin} {cmd}");
         let service = format!(
             "{JOB_MARK}runs `cost-tags {cmd}`, from {name}.timer. Written by the\n\
              # ParallelCluster custom action cost-tags.sh (its --uninstall removes it); a new run overwrites it.\n\
@@ -216,9 +218,10 @@ impl Job {
              [Service]\n\
              Type=oneshot\n\
              Environment=PATH={path}\n\
-             # cost-tags.env is read as the Slurm hooks read it: a shell fragment, whose\n\
-             # 'export NAME=value' lines EnvironmentFile= would ignore. Messages go to syslog.\n\
-             ExecStart=/bin/sh -c '{run}'\n"
+             # cost-tags reads this file itself, as the Slurm hooks do (never a shell).\n\
+             Environment={ENV_FILE_VAR}={env}\n\
+             # Messages go to syslog.\n\
+             ExecStart={bin} {cmd}\n"
         );
         let timer = format!(
             "{JOB_MARK}runs {name}.service {boot_min} min after boot, then every {every_min} min,\n\
@@ -245,6 +248,7 @@ impl Job {
              # Messages go to syslog. cron reads '\\%' as '%'.\n\
              SHELL=/bin/bash\n\
              PATH={path}\n\
+             {ENV_FILE_VAR}={env}\n\
              {when} root sleep $((RANDOM \\% {jitter_s})); {run} >/dev/null 2>&1\n\
              @reboot root sleep {boot_s}; {run} >/dev/null 2>&1\n"
         );
@@ -398,9 +402,9 @@ pub fn timer_running(timer_unit: &str) -> bool {
 mod tests {
     use super::*;
 
-    // The expected texts are what `write_job_files` of cost-tags.sh 1.x (the bash
-    // installer) wrote with ETC_DIR=/opt/slurm/etc and BIN_DIR=/opt/slurm/bin: nodes it
-    // installed keep these files, and a rerun must find them unchanged.
+    // The expected texts with ETC_DIR=/opt/slurm/etc and BIN_DIR=/opt/slurm/bin. They
+    // differ from what cost-tags.sh 1.x wrote only where it sourced cost-tags.env with a
+    // shell (issue 20): a rerun on such a node rewrites them once.
 
     const RECONCILE_SERVICE: &str = r#"# cost-tags.sh: runs `cost-tags reconcile`, from cost-tags-reconcile.timer. Written by the
 # ParallelCluster custom action cost-tags.sh (its --uninstall removes it); a new run overwrites it.
@@ -413,9 +417,10 @@ ConditionFileIsExecutable=/opt/slurm/bin/cost-tags
 [Service]
 Type=oneshot
 Environment=PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-# cost-tags.env is read as the Slurm hooks read it: a shell fragment, whose
-# 'export NAME=value' lines EnvironmentFile= would ignore. Messages go to syslog.
-ExecStart=/bin/sh -c '[ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; exec /opt/slurm/bin/cost-tags reconcile'
+# cost-tags reads this file itself, as the Slurm hooks do (never a shell).
+Environment=COST_TAGS_ENV_FILE=/opt/slurm/etc/cost-tags.env
+# Messages go to syslog.
+ExecStart=/opt/slurm/bin/cost-tags reconcile
 "#;
 
     const RECONCILE_TIMER: &str = r#"# cost-tags.sh: runs cost-tags-reconcile.service 1 min after boot, then every 5 min,
@@ -440,8 +445,9 @@ WantedBy=timers.target
 # Messages go to syslog. cron reads '\%' as '%'.
 SHELL=/bin/bash
 PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-*/5 * * * * root sleep $((RANDOM \% 60)); [ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; exec /opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1
-@reboot root sleep 60; [ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; exec /opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1
+COST_TAGS_ENV_FILE=/opt/slurm/etc/cost-tags.env
+*/5 * * * * root sleep $((RANDOM \% 60)); exec /opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1
+@reboot root sleep 60; exec /opt/slurm/bin/cost-tags reconcile >/dev/null 2>&1
 "#;
 
     const PRICES_CRON: &str = r#"# cost-tags.sh: runs `cost-tags prices refresh` 5 min after boot and every 1440 min,
@@ -450,8 +456,9 @@ PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # Messages go to syslog. cron reads '\%' as '%'.
 SHELL=/bin/bash
 PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-@daily root sleep $((RANDOM \% 1800)); [ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; exec /opt/slurm/bin/cost-tags prices refresh >/dev/null 2>&1
-@reboot root sleep 300; [ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; exec /opt/slurm/bin/cost-tags prices refresh >/dev/null 2>&1
+COST_TAGS_ENV_FILE=/opt/slurm/etc/cost-tags.env
+@daily root sleep $((RANDOM \% 1800)); exec /opt/slurm/bin/cost-tags prices refresh >/dev/null 2>&1
+@reboot root sleep 300; exec /opt/slurm/bin/cost-tags prices refresh >/dev/null 2>&1
 "#;
 
     fn metrics() -> Job {
@@ -485,7 +492,7 @@ PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
         assert!(
             budget
                 .service
-                .contains("exec /opt/slurm/bin/cost-tags budget refresh'\n"),
+                .contains("\nExecStart=/opt/slurm/bin/cost-tags budget refresh\n"),
             "{}",
             budget.service
         );
@@ -498,13 +505,14 @@ PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
             budget.cron
         );
         let m = files(&metrics());
-        let exec =
-            "exec /opt/slurm/bin/cost-tags metrics --output /var/lib/node_exporter/textfile_collector/cost_tags.prom";
-        assert!(m.service.contains(&format!("{exec}'\n")), "{}", m.service);
+        let exec = "/opt/slurm/bin/cost-tags metrics --output /var/lib/node_exporter/textfile_collector/cost_tags.prom";
+        assert!(m.service.contains(&format!("\nExecStart={exec}\n")), "{}", m.service);
         assert!(m
             .timer
             .contains("\nOnBootSec=3min\nOnUnitActiveSec=5min\nRandomizedDelaySec=30\n"));
-        assert!(m.cron.contains(&format!("\n@reboot root sleep 180; [ -r /opt/slurm/etc/cost-tags.env ] && . /opt/slurm/etc/cost-tags.env; {exec} >/dev/null 2>&1\n")));
+        assert!(m
+            .cron
+            .contains(&format!("\n@reboot root sleep 180; exec {exec} >/dev/null 2>&1\n")));
     }
 
     #[test]
@@ -524,9 +532,13 @@ PATH=/opt/slurm/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
             .service
             .contains("ConditionFileIsExecutable=/r/opt/slurm/bin/cost-tags\n"));
         assert!(f.service.contains("Environment=PATH=/r/opt/slurm/bin:/usr/local/sbin:"));
+        assert!(f.cron.contains("\nCOST_TAGS_ENV_FILE=/r/opt/slurm/etc/cost-tags.env\n"));
         assert!(f
-            .cron
-            .contains("[ -r /r/opt/slurm/etc/cost-tags.env ] && . /r/opt/slurm/etc/cost-tags.env;"));
+            .service
+            .contains("\nEnvironment=COST_TAGS_ENV_FILE=/r/opt/slurm/etc/cost-tags.env\n"));
+        for text in [&f.service, &f.cron] {
+            assert!(!text.contains(". /r/opt/slurm/etc/cost-tags.env"), "{text}");
+        }
     }
 
     #[test]

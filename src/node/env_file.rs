@@ -19,9 +19,10 @@
 //!   and an optional comment (`#` after a blank);
 //! - the line is UTF-8, and has no NUL byte and no carriage return (outside a comment).
 //!
-//! Nothing is expanded. Every accepted line means the same to /bin/sh, so the admin
-//! timers that still source the file read what the hooks read; what sh would expand or
-//! read differently (`$`, a backquote, a backslash, several words) is refused, not
+//! Nothing is expanded, and no installed job sources the file with a shell any more
+//! (`cost-tags` reads it as the hooks do). Every accepted line still means the same to
+//! /bin/sh, for an administrator who sources it by hand; what sh would expand or read
+//! differently (`$`, a backquote, a backslash, several words) is refused, not
 //! guessed at. Both forms export the variable (a plain `NAME=value` did not reach the
 //! binary when the scripts sourced the file, although that is clearly what it meant).
 //!
@@ -105,6 +106,11 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
     let file = match File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // A user's own `cost-tags report` or `job`: a file kept 0600 (it may hold a proxy
+        // password) is root's, not theirs, and not a fault worth a line on every run.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !nix::unistd::geteuid().is_root() => {
+            return Ok(None)
+        }
         Err(e) => return Err(format!("cannot open: {e}")),
     };
     let meta = file.metadata().map_err(|e| format!("cannot stat: {e}"))?;

@@ -566,7 +566,8 @@ impl Node {
     }
 
     /// A stand-in `cost-tags` in the node's /opt/slurm/bin that answers --version, runs
-    /// `install` with the real one, and records every other call with the FOO and PATH it got; returns the calls file.
+    /// `install` with the real one, and records every other call with the FOO,
+    /// COST_TAGS_ENV_FILE and PATH it got; returns the calls file.
     fn fake_cost_tags(&self) -> PathBuf {
         let calls = self.work().join("cost-tags.calls");
         self.write(
@@ -574,24 +575,30 @@ impl Node {
             &format!(
                 "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
                  [ \"$1\" = install ] && exec '{}' \"$@\"\n\
-                 echo \"$* FOO=$FOO PATH=$PATH\" >> '{}'\n",
+                 echo \"$* FOO=$FOO ENV=$COST_TAGS_ENV_FILE PATH=$PATH\" >> '{}'\n",
                 support::bin("cost-tags").display(),
                 calls.display()
             ),
             0o755,
         );
-        // The AWS settings file of the Slurm hooks, in the form the hooks source.
+        // The AWS settings file of the Slurm hooks: no job may source it with a shell
+        // (FOO stays unset); cost-tags reads it itself, named by COST_TAGS_ENV_FILE.
         self.write("opt/slurm/etc/cost-tags.env", "export FOO='bar baz'\n", 0o600);
         calls
     }
 
-    /// What a periodic job runs: `cost-tags <command>` after reading the hooks' env file.
+    /// What a periodic job runs from cron: `cost-tags <command>`, no shell reading the
+    /// hooks' env file first.
     fn job_command(&self, command: &str) -> String {
-        let r = self.root().display();
-        format!(
-            "[ -r {r}/opt/slurm/etc/cost-tags.env ] && . {r}/opt/slurm/etc/cost-tags.env; \
-             exec {r}/opt/slurm/bin/cost-tags {command}"
-        )
+        format!("exec {}", self.job_exec(command))
+    }
+    fn job_exec(&self, command: &str) -> String {
+        format!("{}/opt/slurm/bin/cost-tags {command}", self.root().display())
+    }
+    /// What a stand-in from [`Node::fake_cost_tags`] records for `command`, run by a job.
+    fn job_call(&self, command: &str, path: &str) -> String {
+        let env = self.etc().join("cost-tags.env");
+        format!("{command} FOO= ENV={} PATH={path}\n", env.display())
     }
 
     /// Checks the oneshot service and the timer `<unit>.service`/`<unit>.timer` for
@@ -603,8 +610,12 @@ impl Node {
         let service = read(&units.join(format!("{unit}.service")));
         let timer = read(&units.join(format!("{unit}.timer")));
         assert_eq!(unit_value(&service, "Type"), "oneshot");
-        let exec = format!("/bin/sh -c '{}'", self.job_command(command));
-        assert_eq!(unit_value(&service, "ExecStart"), exec);
+        assert_eq!(unit_value(&service, "ExecStart"), self.job_exec(command));
+        let env = self.etc().join("cost-tags.env");
+        assert!(
+            service.contains(&format!("\nEnvironment=COST_TAGS_ENV_FILE={}\n", env.display())),
+            "{service}"
+        );
         assert!(!service.contains("User="), "runs as root:\n{service}");
         for (key, want) in ["OnBootSec", "OnUnitActiveSec", "RandomizedDelaySec"]
             .into_iter()
@@ -1276,22 +1287,11 @@ fn compute_node_schedules_reconcile_with_a_systemd_timer() {
 
         // What systemd would run: it reads cost-tags.env as the hooks do (export lines) and
         // finds Slurm's commands on PATH.
-        let exec = unit_value(&service, "ExecStart");
-        let inner = exec
-            .strip_prefix("/bin/sh -c '")
-            .and_then(|s| s.strip_suffix('\''))
-            .unwrap();
         let unit_path = unit_value(&service, "Environment").replacen("PATH=", "", 1);
         let bin = node.path("opt/slurm/bin");
         assert!(unit_path.starts_with(&format!("{}:", bin.display())), "{unit_path}");
-        let st = Command::new("/bin/sh")
-            .args(["-c", inner])
-            .env_clear()
-            .env("PATH", &unit_path)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={unit_path}\n"));
+        assert!(run_unit(&service, &[]).status.success());
+        assert_eq!(read(&calls), node.job_call("reconcile", &unit_path));
     });
     // The second run was byte-identical; the uninstall removed exactly these files.
     assert!(!again.contains("installed"), "{again}");
@@ -1336,10 +1336,16 @@ fn compute_node_without_systemd_schedules_reconcile_from_cron_d() {
         let [every, reboot] = node.cron_lines("reconcile", 5, 60);
         assert_eq!(
             settings_lines(&cron),
-            vec!["SHELL=/bin/bash".to_string(), format!("PATH={path}"), every, reboot]
+            vec![
+                "SHELL=/bin/bash".to_string(),
+                format!("PATH={path}"),
+                format!("COST_TAGS_ENV_FILE={}", node.etc().join("cost-tags.env").display()),
+                every,
+                reboot
+            ]
         );
         let cron_path = run_cron_line(&cron, "*/5 * * * * root ");
-        assert_eq!(read(&calls), format!("reconcile FOO=bar baz PATH={cron_path}\n"));
+        assert_eq!(read(&calls), node.job_call("reconcile", &cron_path));
     });
 
     // The node gains systemd (a new image): the timer replaces the cron file.
@@ -1463,7 +1469,7 @@ fn head_node_budgets_fall_back_to_cron_and_follow_the_option() {
     let cron_file = node.path("etc/cron.d/cost-tags-budget");
     assert_eq!(mode(&cron_file), 0o644);
     let cron = read(&cron_file);
-    assert_eq!(settings_lines(&cron)[2..], node.cron_lines("budget refresh", 10, 120));
+    assert_eq!(settings_lines(&cron)[3..], node.cron_lines("budget refresh", 10, 120));
     assert!(!node.path("etc/systemd").exists());
     assert!(node.read("opt/slurm/etc/cost-tags.toml").contains("\n[budget]"));
 
@@ -1616,7 +1622,7 @@ fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
         // A daily line and one 5 minutes after a reboot, like the other jobs.
         let run = format!("{} >/dev/null 2>&1", node.job_command("prices refresh"));
         assert_eq!(
-            settings_lines(&cron)[2..],
+            settings_lines(&cron)[3..],
             [
                 format!("@daily root sleep $((RANDOM \\% 1800)); {run}"),
                 format!("@reboot root sleep 300; {run}"),
@@ -1656,7 +1662,7 @@ fn head_node_prices_refresh_falls_back_to_cron_and_no_prices_removes_it() {
     node.ok(&["--release", rel]);
     let calls = node.fake_cost_tags();
     let cron_path = run_cron_line(&read(&cron_file), "@daily root ");
-    assert_eq!(read(&calls), format!("prices refresh FOO=bar baz PATH={cron_path}\n"));
+    assert_eq!(read(&calls), node.job_call("prices refresh", &cron_path));
 }
 
 #[test]
@@ -1771,14 +1777,14 @@ fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job(
     let cron = read(&node.path("etc/cron.d/cost-tags-metrics"));
     let run = format!("{} >/dev/null 2>&1", node.job_command(&command));
     assert_eq!(
-        settings_lines(&cron)[2..],
+        settings_lines(&cron)[3..],
         [
             format!("*/5 * * * * root sleep $((RANDOM \\% 30)); {run}"),
             format!("@reboot root sleep 180; {run}"),
         ]
     );
     let calls = node.fake_cost_tags();
-    let every = settings_lines(&cron)[2].clone();
+    let every = settings_lines(&cron)[3].clone();
     let cmd = every.strip_prefix("*/5 * * * * root ").unwrap().replace("\\%", "%");
     let st = Command::new("/bin/bash")
         .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
@@ -1788,7 +1794,7 @@ fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job(
         .unwrap();
     assert!(st.success());
     assert!(
-        read(&calls).starts_with(&format!("{command} FOO=bar baz")),
+        read(&calls).starts_with(&format!("{command} FOO= ENV=")),
         "{}",
         read(&calls)
     );
@@ -1809,16 +1815,256 @@ fn head_node_metrics_for_node_exporter_every_five_minutes_and_gone_with_the_job(
 /// Runs the first job line of cron file `cron` (the line after SHELL= and PATH=, which
 /// starts with `schedule`) as cron would: '\%' becomes '%', with only the file's PATH, and
 /// the random sleep cut short. Returns that PATH.
+/// Runs a service as systemd would: ExecStart split on blanks (no shell), with only
+/// the unit's `Environment=` variables and `extra`.
+fn run_unit(service: &str, extra: &[(&str, &str)]) -> Output {
+    let exec = unit_value(service, "ExecStart");
+    let mut words = exec.split(' ');
+    let env = service
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment=")?.split_once('='));
+    Command::new(words.next().unwrap())
+        .args(words)
+        .env_clear()
+        .envs(env)
+        .envs(extra.iter().copied())
+        .output()
+        .unwrap()
+}
+
 fn run_cron_line(cron: &str, schedule: &str) -> String {
-    let line = settings_lines(cron)[2].clone();
+    let line = settings_lines(cron)[3].clone();
     let cmd = line.strip_prefix(schedule).unwrap().replace("\\%", "%");
     let cron_path = unit_value(cron, "PATH");
+    // cron puts a crontab's variable lines into the job's environment.
     let st = Command::new("/bin/bash")
         .args(["-c", &format!("sleep() {{ :; }}; {cmd}")])
         .env_clear()
         .env("PATH", &cron_path)
+        .env("COST_TAGS_ENV_FILE", unit_value(cron, "COST_TAGS_ENV_FILE"))
         .status()
         .unwrap();
     assert!(st.success(), "{line}");
     cron_path
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 20: the admin path. Scheduled jobs never source cost-tags.env with a shell, and
+// every file the install edits is written through a symbolic link only to a target in
+// the same tree, keeping that target's mode; anything else is refused, nothing changed.
+
+/// Every installed job's command, run as its init system would run it; returns the
+/// combined output of each.
+fn run_installed_jobs(node: &Node, env: &[(&str, &str)]) -> Vec<String> {
+    let mut outputs = Vec::new();
+    for dir in ["etc/systemd/system", "etc/cron.d"] {
+        let Ok(entries) = fs::read_dir(node.path(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.starts_with("cost-tags") || name.ends_with(".timer") {
+                continue;
+            }
+            let text = read(&path);
+            let out = if name.ends_with(".service") {
+                run_unit(&text, env)
+            } else {
+                let line = settings_lines(&text)[3].clone();
+                let (_, cmd) = line.split_once(" root ").unwrap();
+                // Kept from the job's own output (cron's goes nowhere; it logs to syslog).
+                let cmd = cmd.replace(" >/dev/null 2>&1", "");
+                let mut c = Command::new("/bin/bash");
+                c.args(["-c", &format!("sleep() {{ :; }}; {}", cmd.replace("\\%", "%"))])
+                    .env_clear();
+                for l in &settings_lines(&text)[..3] {
+                    let (k, v) = l.split_once('=').unwrap();
+                    c.env(k, v);
+                }
+                c.envs(env.iter().copied()).output().unwrap()
+            };
+            outputs.push(format!("{name}: {}", text_of(&out)));
+        }
+    }
+    outputs
+}
+
+fn text_of(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_group_writable_env_file_runs_nothing_from_any_installed_job() {
+    for init in ["run/systemd/system", "etc/cron.d"] {
+        let head = Node::new(Layout::Head);
+        head.mkdirs(&[init, "var/lib/node_exporter/textfile"]);
+        let out = head.ok(&[
+            "--release",
+            head.rel(),
+            "--budgets",
+            "--metrics",
+            "/var/lib/node_exporter/textfile",
+        ]);
+        assert!(out.contains("cost-tags metrics writes"), "{out}");
+        let compute = head.sibling(Layout::Compute("ComputeFleet"));
+        compute.mkdirs(&[init]);
+        compute.ok(&[]);
+        let marker = head.work().join("sourced");
+        for node in [&head, &compute] {
+            // What a shell would run when sourcing it, in a file root does not alone control.
+            node.write(
+                "opt/slurm/etc/cost-tags.env",
+                &format!(
+                    "HTTPS_PROXY=$(touch {})\nexport AWS_REGION=`touch {}`\n",
+                    marker.display(),
+                    marker.display()
+                ),
+                0o664,
+            );
+            // The jobs' AWS calls fail fast: no instance metadata, no credentials, settings
+            // from the node's tree.
+            let settings = node.etc().join("cost-tags.toml");
+            let env = [
+                ("AWS_EC2_METADATA_DISABLED", "true"),
+                ("COST_TAGS_CONFIG", settings.to_str().unwrap()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"),
+            ];
+            let outputs = run_installed_jobs(node, &env);
+            let want = if node.path("opt/slurm/etc/slurm.conf").exists() {
+                3
+            } else {
+                1
+            };
+            assert_eq!(outputs.len(), want, "{outputs:#?}");
+            for out in &outputs {
+                assert!(
+                    out.contains("cost-tags.env: writable by group or others (mode 664)")
+                        && out.contains("file ignored"),
+                    "{out}"
+                );
+            }
+        }
+        assert!(!marker.exists(), "a job ran the env file's command substitution");
+    }
+}
+
+/// A head node whose slurm.conf is a link to `target` (made by `place`), relative to etc.
+fn head_with_linked(file: &str, target: &str) -> Node {
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
+    let real = etc.join(target);
+    fs::create_dir_all(real.parent().unwrap()).unwrap();
+    fs::rename(etc.join(file), &real).unwrap();
+    std::os::unix::fs::symlink(target, etc.join(file)).unwrap();
+    node
+}
+
+#[test]
+fn a_symlinked_slurm_conf_is_edited_at_its_target_keeping_its_mode() {
+    let node = head_with_linked("slurm.conf", "managed/slurm.conf");
+    let etc = node.etc();
+    let link = etc.join("slurm.conf");
+    let real = etc.join("managed/slurm.conf");
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o600)).unwrap();
+    let original = read(&real);
+    let args = ["--release", node.rel()];
+    node.cycle(&args, |out, _, _| {
+        assert!(
+            fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "the link stays"
+        );
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("managed/slurm.conf"));
+        assert_eq!(mode(&real), 0o600, "{out}");
+        let text = read(&real);
+        assert!(text.contains("include cost-tags_slurm.conf"), "{text}");
+    });
+    // A 0664 target is edited and leaves group-unwritable; the uninstall gives back 0664.
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o664)).unwrap();
+    node.ok(&args);
+    assert_eq!(mode(&real), 0o644);
+    node.ok(&["--uninstall"]);
+    assert_eq!(read(&real), original);
+}
+
+#[test]
+fn a_symlinked_include_is_edited_at_its_target() {
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
+    // The key the install extends (JobSubmitPlugins) in an include that is a link.
+    let conf = read(&etc.join("slurm.conf"));
+    fs::write(etc.join("slurm.conf"), format!("{conf}include site/submit.conf\n")).unwrap();
+    fs::create_dir_all(etc.join("site/real")).unwrap();
+    write(&etc.join("site/real/submit.conf"), "JobSubmitPlugins=pbs\n", 0o640);
+    std::os::unix::fs::symlink("real/submit.conf", etc.join("site/submit.conf")).unwrap();
+    node.cycle(&["--release", node.rel()], |out, _, _| {
+        assert!(fs::symlink_metadata(etc.join("site/submit.conf"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            read(&etc.join("site/real/submit.conf")),
+            "JobSubmitPlugins=pbs,lua\n",
+            "{out}"
+        );
+        assert_eq!(mode(&etc.join("site/real/submit.conf")), 0o640);
+    });
+}
+
+#[test]
+fn links_that_leave_the_tree_or_dangle_are_refused_and_nothing_changes() {
+    // slurm.conf pointing outside the node's tree (as /etc/... would on a real node).
+    let outside = tempdir("ct-outside-");
+    let node = Node::new(Layout::Head);
+    let etc = node.etc();
+    let elsewhere = outside.path().join("slurm.conf");
+    fs::rename(etc.join("slurm.conf"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, etc.join("slurm.conf")).unwrap();
+    let out = node.refuses(&["--release", node.rel()], "is a symbolic link to");
+    assert!(out.contains(&etc.join("slurm.conf").display().to_string()), "{out}");
+    assert!(out.contains("outside"), "{out}");
+
+    // A dangling job_submit.lua, and a unit pointing out of the unit directory.
+    let node = Node::new(Layout::Head);
+    std::os::unix::fs::symlink("gone.lua", node.etc().join("job_submit.lua")).unwrap();
+    let out = node.refuses(&["--release", node.rel()], "which does not exist");
+    assert!(out.contains("job_submit.lua is a symbolic link to gone.lua"), "{out}");
+
+    let node = Node::new(Layout::Head);
+    node.mkdirs(&["run/systemd/system", "etc/systemd/system"]);
+    let victim = node.etc().join("projects_list.conf");
+    fs::write(&victim, "").unwrap();
+    std::os::unix::fs::symlink(
+        &victim,
+        node.path("etc/systemd/system/cost-tags-prices-refresh.service"),
+    )
+    .unwrap();
+    let out = node.refuses(&["--release", node.rel()], "outside");
+    assert!(out.contains("cost-tags-prices-refresh.service"), "{out}");
+}
+
+#[test]
+fn a_slurm_conf_with_mode_0600_stays_0600_and_nothing_written_is_group_writable() {
+    let node = Node::new(Layout::Head);
+    node.mkdirs(&["run/systemd/system"]);
+    let etc = node.etc();
+    fs::set_permissions(etc.join("slurm.conf"), fs::Permissions::from_mode(0o600)).unwrap();
+    node.cycle(&["--release", node.rel(), "--budgets"], |_, before, after| {
+        assert_eq!(mode(&etc.join("slurm.conf")), 0o600);
+        for line in diff(before, after) {
+            let rel = line.trim_start_matches(['+', '~', ' ']).trim();
+            let path = node.path(rel.split_whitespace().next().unwrap());
+            let m = fs::symlink_metadata(&path).unwrap();
+            assert_eq!(
+                m.permissions().mode() & 0o022,
+                0,
+                "{line}: mode {:o}",
+                m.permissions().mode()
+            );
+        }
+    });
 }
