@@ -76,31 +76,27 @@ local function add_fields(args, desc)
 	return nil
 end
 
--- Slurm's "not set" for 32-bit numbers (NO_VAL, and INFINITE above it).
-local UNSET = 4294967294
+-- The job_desc fields that size a job, passed on raw: project-check (tested Rust) reads
+-- Slurm's sentinels (NO_VAL, INFINITE), the TRES strings and the array expression.
+local SIZE_FIELDS = {
+	"time_limit", "min_nodes", "max_nodes", "num_tasks", "cpus_per_task", "ntasks_per_node",
+	"min_cpus", "shared", "array_inx", "tres_per_job", "tres_per_node", "tres_per_task", "partition",
+}
 
--- Appends the job's size (time limit, nodes, CPUs, GPUs per node, partition), as far as
--- the user set it, for the worst case project-check prices under committed budgets.
+-- Appends `--field value` for each size field Slurm set, as Slurm gave it.
 local function add_size(args, desc)
-	local function number(flag, value)
-		if type(value) == "number" and value >= 0 and value < UNSET then
-			table.insert(args, flag)
-			table.insert(args, string.format("%d", value))
+	for _, field in ipairs(SIZE_FIELDS) do
+		local value = desc[field]
+		if value ~= nil and value ~= "" then
+			if type(value) == "number" then
+				value = string.format("%d", value)
+			end
+			-- A value longer than any real one is Slurm's to refuse, not ours to pass.
+			if string.len(tostring(value)) <= 1024 then
+				table.insert(args, "--" .. string.gsub(field, "_", "-"))
+				table.insert(args, tostring(value))
+			end
 		end
-	end
-	number("--time-limit", desc.time_limit)
-	number("--nodes", desc.min_nodes)
-	-- An exclusive job (`shared` 0) holds whole nodes whatever CPUs it asks for.
-	if desc.shared ~= 0 then
-		number("--cpus", desc.min_cpus)
-	end
-	-- "gres:gpu:2", "gres/gpu:2" or "gres:gpu:a100:2": the count follows the last colon.
-	local gpus = string.match(desc.tres_per_node or "", "gpu[^,]*:(%d+)")
-	number("--gpus", tonumber(gpus))
-	-- A partition name longer than any real one is Slurm's to refuse, not ours to pass.
-	if desc.partition ~= nil and desc.partition ~= "" and string.len(desc.partition) <= 1024 then
-		table.insert(args, "--partition")
-		table.insert(args, desc.partition)
 	end
 end
 

@@ -133,6 +133,27 @@ impl BudgetSpend {
         }
     }
 
+    /// Hours from `now` to the end of the budget's current period: all a job with no
+    /// time bound can cost this budget. A custom period counts as a month.
+    pub fn hours_left(&self, now: SystemTime) -> f64 {
+        use crate::report::calendar::{months_start, Timestamp};
+        const DAY: Timestamp = 86_400;
+        let t = unix_seconds(now) as Timestamp;
+        let end = match self.period.as_str() {
+            "DAILY" => (t.div_euclid(DAY) + 1) * DAY,
+            other => {
+                let months = match other {
+                    "QUARTERLY" => 3,
+                    "ANNUALLY" => 12,
+                    _ => 1,
+                };
+                // 31 days a month past the period's start is always in the next period.
+                months_start(months_start(t, months) + i64::from(months) * 31 * DAY, months)
+            }
+        };
+        (end - t).max(0) as f64 / 3600.0
+    }
+
     /// Spent or committed: AWS's actual spend, what accrued since, what running jobs
     /// may still cost.
     pub fn committed_total(&self) -> f64 {

@@ -5,8 +5,9 @@
 use std::time::{Duration, SystemTime};
 
 use super::cache::{self, CacheError, Lookup};
-use super::worst_case::{worst_case, JobSize};
+use super::worst_case::worst_case;
 use crate::config::{BudgetFallback, BudgetSettings, Enforce};
+use crate::slurm::job_request::JobRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BudgetVerdict {
@@ -22,7 +23,7 @@ pub enum BudgetVerdict {
 }
 
 /// Looks the project's budget up in the cache and decides (see [`decide`]).
-pub fn check(settings: &BudgetSettings, project: &str, size: Option<&JobSize>, now: SystemTime) -> BudgetVerdict {
+pub fn check(settings: &BudgetSettings, project: &str, size: Option<&JobRequest>, now: SystemTime) -> BudgetVerdict {
     let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
     decide(settings, &found, project, size, now)
 }
@@ -35,7 +36,7 @@ pub fn decide(
     settings: &BudgetSettings,
     found: &Result<Lookup, CacheError>,
     project: &str,
-    size: Option<&JobSize>,
+    size: Option<&JobRequest>,
     now: SystemTime,
 ) -> BudgetVerdict {
     let fresh = match found {
@@ -113,7 +114,7 @@ pub fn decide(
         return BudgetVerdict::Allowed { tell: None };
     };
     let (unit, period) = (&budget.unit, budget.period_word());
-    match worst_case(size, partitions) {
+    match worst_case(size, partitions, Some(budget.hours_left(now))) {
         Ok(w) if w.cost > left => BudgetVerdict::Denied {
             message: format!(
                 "The project {project} has {left:.2} {unit} left this {period}; this job may cost up to {:.2} {unit} \
@@ -155,6 +156,8 @@ mod tests {
     use std::time::UNIX_EPOCH;
 
     const T0: u64 = 1_700_000_000;
+
+    use crate::slurm::job_request::TimeLimit;
 
     fn settings() -> BudgetSettings {
         BudgetSettings {
@@ -378,17 +381,17 @@ mod tests {
         c
     }
 
-    fn job(partition: &str, minutes: Option<u64>, nodes: u32) -> JobSize {
-        JobSize {
-            partition: Some(partition.into()),
-            time_limit_minutes: minutes,
-            nodes: Some(nodes),
-            cpus: None,
-            gpus: None,
+    fn job(partition: &str, minutes: Option<u64>, nodes: u32) -> JobRequest {
+        JobRequest {
+            partitions: vec![partition.into()],
+            time_limit: minutes.map_or(TimeLimit::Unset, TimeLimit::Minutes),
+            min_nodes: Some(nodes),
+            array_tasks: 1,
+            ..Default::default()
         }
     }
 
-    fn decide_job(s: &BudgetSettings, c: &BudgetCache, size: &JobSize) -> BudgetVerdict {
+    fn decide_job(s: &BudgetSettings, c: &BudgetCache, size: &JobRequest) -> BudgetVerdict {
         let found = Lookup {
             header: c.header.clone(),
             budget: c.budgets.get("ProjectA").cloned(),
@@ -425,21 +428,24 @@ mod tests {
             BudgetVerdict::Allowed { .. }
         ));
         // A GPU job: 1 CPU but 2 of the node's 4 GPUs, half a node: 24 h x 4 x 0.5 = 48.
-        let gpu = JobSize {
-            cpus: Some(1),
-            gpus: Some(2),
+        let gpu = JobRequest {
+            min_cpus: Some(1),
+            gpus_per_node: Some(2),
             ..job("gpu", Some(24 * 60), 1)
         };
         assert!(matches!(decide_job(&s, &c, &gpu), BudgetVerdict::Allowed { .. }));
-        let gpus = JobSize { gpus: Some(3), ..gpu };
+        let gpus = JobRequest {
+            gpus_per_node: Some(3),
+            ..gpu
+        };
         assert!(denied(decide_job(&s, &c, &gpus)).contains("may cost up to 72.00 USD"));
-        // No time limit anywhere (gpu has no DefaultTime or MaxTime), or a partition
-        // without a price: allowed on the spend so far, with a note for syslog.
-        for size in [job("gpu", None, 1), job("debug", Some(60), 1)] {
-            match decide_job(&s, &c, &size) {
-                BudgetVerdict::AllowedUnchecked(note) => assert!(note.contains("cannot be priced"), "{note}"),
-                other => panic!("{size:?}: {other:?}"),
-            }
+        // No time limit anywhere (gpu has no DefaultTime or MaxTime): priced until the end
+        // of the budget's month, far more than is left.
+        assert!(denied(decide_job(&s, &c, &job("gpu", None, 1))).contains("may cost up to"));
+        // A partition without a price: allowed on the spend so far, with a note for syslog.
+        match decide_job(&s, &c, &job("debug", Some(60), 1)) {
+            BudgetVerdict::AllowedUnchecked(note) => assert!(note.contains("cannot be priced"), "{note}"),
+            other => panic!("{other:?}"),
         }
         // Spent and committed already at the limit: refused whatever the job.
         let mut full = c.clone();

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod hook;
 pub mod install;
 pub mod job;
+pub mod job_size;
 pub mod metrics;
 pub mod prices;
 pub mod project_check;

@@ -9,9 +9,10 @@ use std::time::SystemTime;
 use clap::Parser;
 
 use crate::budget::gate;
-use crate::budget::worst_case::JobSize;
+use crate::cli::job_size::SizeArgs;
 use crate::config::Settings;
 use crate::log;
+use crate::slurm::job_request::JobRequest;
 use crate::submit::decision::{self, Submission, Verdict};
 use crate::submit::projects_file::{ReadError, SystemGroups, UserLines};
 
@@ -86,22 +87,9 @@ pub struct Args {
     /// With --submit: the job's wckey.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
     wckey: Option<OsString>,
-    /// With --submit: the job's time limit in minutes (Slurm's time_limit), for its worst
-    /// case under `enforce = "committed"`.
-    #[arg(long, value_name = "MINUTES", requires = "submit")]
-    time_limit: Option<u64>,
-    /// With --submit: the job's minimum node count.
-    #[arg(long, value_name = "N", requires = "submit")]
-    nodes: Option<u32>,
-    /// With --submit: the CPUs of the whole job (Slurm's min_cpus, all nodes together).
-    #[arg(long, value_name = "N", requires = "submit")]
-    cpus: Option<u32>,
-    /// With --submit: GPUs per node.
-    #[arg(long, value_name = "N", requires = "submit")]
-    gpus: Option<u32>,
-    /// With --submit: the partition(s) asked for (comma-separated); unset: the default.
-    #[arg(long, value_name = "NAME", requires = "submit", allow_hyphen_values = true)]
-    partition: Option<String>,
+    /// With --submit: the job's size, for its worst case under `enforce = "committed"`.
+    #[command(flatten)]
+    size: SizeArgs,
     /// The user to check.
     #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
     user: Option<String>,
@@ -168,13 +156,7 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
         decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
     };
     // A modification (`scontrol update`) is not a new job: its size is not priced.
-    let size = (args.submit && !args.modify).then(|| JobSize {
-        partition: args.partition.clone(),
-        time_limit_minutes: args.time_limit,
-        nodes: args.nodes,
-        cpus: args.cpus,
-        gpus: args.gpus,
-    });
+    let size = (args.submit && !args.modify).then_some(given.request);
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
         gate::check(&settings.budget, project, size.as_ref(), SystemTime::now())
     });
@@ -196,9 +178,11 @@ struct GivenFields {
     comment: Option<String>,
     account: Option<String>,
     wckey: Option<String>,
+    request: JobRequest,
 }
 
-/// Slurm passes the user's bytes as they were typed; a value that is not text is refused.
+/// Slurm passes the user's bytes as they were typed; a value that is not text, or a size
+/// that is not what Slurm writes, is refused.
 fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
     let text = |flag: &str, value: &Option<OsString>| value.clone().map(|v| decision::text_field(flag, v)).transpose();
     Ok(GivenFields {
@@ -206,6 +190,10 @@ fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
         comment: text("--comment", &args.comment)?,
         account: text("--account", &args.account)?,
         wckey: text("--wckey", &args.wckey)?,
+        request: args
+            .size
+            .request()
+            .map_err(|bad| Verdict::Denied(format!("Job refused: {bad}. Please tell the cluster administrator.")))?,
     })
 }
 

@@ -1,0 +1,177 @@
+//! project-check's size arguments: job_submit.lua passes `job_desc`'s fields raw (Slurm's
+//! sentinels, TRES strings, the array expression), each as bytes that may not be text;
+//! [`crate::slurm::job_request`] reads them into the request the budget prices.
+
+use std::ffi::{OsStr, OsString};
+
+use clap::Args;
+
+use crate::slurm::job_request::{self, BadField, JobRequest};
+
+/// The job's size, as job_submit.lua passes it from `job_desc` (all raw, all optional).
+#[derive(Args, Debug, Default, Clone)]
+pub struct SizeArgs {
+    /// With --submit: every partition asked for, comma-separated; unset: the default.
+    #[arg(long, value_name = "NAMES", requires = "submit", allow_hyphen_values = true)]
+    partition: Option<OsString>,
+    /// With --submit: `time_limit` in minutes; 4294967295 (INFINITE) is UNLIMITED,
+    /// 4294967294 (NO_VAL) unset.
+    #[arg(long, value_name = "MINUTES", requires = "submit", allow_hyphen_values = true)]
+    time_limit: Option<OsString>,
+    /// With --submit: `min_nodes` and `max_nodes` (`-N 1-10`).
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    min_nodes: Option<OsString>,
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    max_nodes: Option<OsString>,
+    /// With --submit: `num_tasks`, `cpus_per_task`, `ntasks_per_node`, `min_cpus`.
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    num_tasks: Option<OsString>,
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    cpus_per_task: Option<OsString>,
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    ntasks_per_node: Option<OsString>,
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    min_cpus: Option<OsString>,
+    /// With --submit: `shared`; 0 is --exclusive.
+    #[arg(long, value_name = "N", requires = "submit", allow_hyphen_values = true)]
+    shared: Option<OsString>,
+    /// With --submit: `array_inx`, the array's index expression (`0-9`, `1-9:2%4`).
+    #[arg(long, value_name = "EXPR", requires = "submit", allow_hyphen_values = true)]
+    array_inx: Option<OsString>,
+    /// With --submit: `tres_per_job`, `tres_per_node`, `tres_per_task` (`gres/gpu:8`,
+    /// `gres:gpu:a100:2`, `gpu:8`).
+    #[arg(long, value_name = "TRES", requires = "submit", allow_hyphen_values = true)]
+    tres_per_job: Option<OsString>,
+    #[arg(long, value_name = "TRES", requires = "submit", allow_hyphen_values = true)]
+    tres_per_node: Option<OsString>,
+    #[arg(long, value_name = "TRES", requires = "submit", allow_hyphen_values = true)]
+    tres_per_task: Option<OsString>,
+}
+
+impl SizeArgs {
+    /// The request these fields describe, or the first field that is not what Slurm
+    /// writes (a message for the submitter: exit 1, not a broken filter).
+    pub fn request(&self) -> Result<JobRequest, BadField> {
+        let text = |field: &'static str, raw: &Option<OsString>| -> Result<Option<String>, BadField> {
+            raw.as_deref().map(|v| utf8(field, v)).transpose()
+        };
+        let count32 = |field, raw: &Option<OsString>| match text(field, raw)? {
+            Some(t) => job_request::count32(field, &t),
+            None => Ok(None),
+        };
+        let count16 = |field, raw: &Option<OsString>| match text(field, raw)? {
+            Some(t) => job_request::count16(field, &t),
+            None => Ok(None),
+        };
+        let gpus = |field, raw: &Option<OsString>| match text(field, raw)? {
+            Some(t) => job_request::gpus_in_tres(field, &t),
+            None => Ok(None),
+        };
+        Ok(JobRequest {
+            partitions: text("partition", &self.partition)?
+                .map(|p| {
+                    p.split(',')
+                        .map(str::trim)
+                        .filter(|n| !n.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            time_limit: match text("time_limit", &self.time_limit)? {
+                Some(t) => job_request::time_limit(&t)?,
+                None => Default::default(),
+            },
+            min_nodes: count32("min_nodes", &self.min_nodes)?,
+            max_nodes: count32("max_nodes", &self.max_nodes)?,
+            num_tasks: count32("num_tasks", &self.num_tasks)?,
+            cpus_per_task: count16("cpus_per_task", &self.cpus_per_task)?,
+            ntasks_per_node: count16("ntasks_per_node", &self.ntasks_per_node)?,
+            min_cpus: count32("min_cpus", &self.min_cpus)?,
+            exclusive: match text("shared", &self.shared)? {
+                Some(t) => job_request::exclusive(&t)?,
+                None => false,
+            },
+            array_tasks: match text("array_inx", &self.array_inx)? {
+                Some(t) if !t.trim().is_empty() => job_request::array_task_count(&t)?,
+                _ => 1,
+            },
+            gpus_per_job: gpus("tres_per_job", &self.tres_per_job)?,
+            gpus_per_node: gpus("tres_per_node", &self.tres_per_node)?,
+            gpus_per_task: gpus("tres_per_task", &self.tres_per_task)?,
+        })
+    }
+}
+
+fn utf8(field: &'static str, raw: &OsStr) -> Result<String, BadField> {
+    raw.to_str().map(str::to_string).ok_or(BadField {
+        field,
+        why: "is not UTF-8 text".to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slurm::job_request::TimeLimit;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[arg(long)]
+        submit: bool,
+        #[command(flatten)]
+        size: SizeArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<JobRequest, BadField> {
+        let mut argv = vec!["t", "--submit"];
+        argv.extend_from_slice(args);
+        Cli::parse_from(argv).size.request()
+    }
+
+    #[test]
+    fn raw_job_desc_fields() {
+        let r = parse(&[
+            "--partition",
+            "a,b",
+            "--time-limit",
+            "4294967295",
+            "--min-nodes",
+            "1",
+            "--max-nodes",
+            "10",
+            "--num-tasks",
+            "4294967294",
+            "--cpus-per-task",
+            "65534",
+            "--shared",
+            "0",
+            "--array-inx",
+            "1-9:2%4",
+            "--tres-per-job",
+            "gres/gpu:8",
+        ])
+        .unwrap();
+        assert_eq!(r.partitions, ["a", "b"]);
+        assert_eq!(r.time_limit, TimeLimit::Unlimited);
+        assert_eq!(
+            (r.min_nodes, r.max_nodes, r.num_tasks, r.cpus_per_task),
+            (Some(1), Some(10), None, None)
+        );
+        assert!(r.exclusive);
+        assert_eq!(r.array_tasks, 5);
+        assert_eq!(r.gpus_per_job, Some(8));
+        let plain = parse(&[]).unwrap();
+        assert_eq!((plain.array_tasks, plain.time_limit), (1, TimeLimit::Unset));
+        assert_eq!(parse(&["--min-nodes", "x"]).unwrap_err().field, "min_nodes");
+    }
+
+    #[test]
+    fn bytes_that_are_not_text_name_the_field() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = OsStr::from_bytes(b"gpu\xff");
+        let argv: Vec<OsString> = vec!["t".into(), "--submit".into(), "--tres-per-node".into(), bad.into()];
+        let e = Cli::parse_from(argv).size.request().unwrap_err();
+        assert_eq!(e.to_string(), "the job's tres_per_node is not UTF-8 text");
+    }
+}
