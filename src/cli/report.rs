@@ -56,7 +56,10 @@ otherwise: Slurm prints free text raw, and a newline in it could forge a record)
 comment, the same command with --format=JobID runs first: a record whose job id it does not
 list (as often) is skipped as forged. Run by anyone but root, the command has no --allusers:
 sacct shows an ordinary user only their own jobs, and the report says so.
-Exit codes: 0 report printed, 2 no report (bad settings or arguments, sacct failed).")]
+A saved file (--sacct-file) with a header line is read by the header's field names, in any
+order, other fields ignored.
+Exit codes: 0 report printed, 1 the saved file's header lacks a field the report reads,
+2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
     /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
     /// first day of this month]
@@ -173,15 +176,28 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let options = options(args, unix_now())?;
     let prices = with_prices(settings, unix_now())?;
-    let mut report = match &args.sacct_file {
-        Some(path) if path.as_os_str() == "-" => {
-            build_confirmed(&prices, &options, io::stdin().lock(), None).context("reading sacct records from stdin")?
-        }
+    let read = match &args.sacct_file {
+        Some(path) if path.as_os_str() == "-" => Some((
+            "sacct records from stdin".to_string(),
+            build_confirmed(&prices, &options, io::stdin().lock(), None),
+        )),
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            build_confirmed(&prices, &options, BufReader::with_capacity(1 << 18, file), None)
-                .with_context(|| format!("reading {}", path.display()))?
+            Some((
+                path.display().to_string(),
+                build_confirmed(&prices, &options, BufReader::with_capacity(1 << 18, file), None),
+            ))
         }
+        None => None,
+    };
+    let mut report = match read {
+        Some((_, Ok(report))) => report,
+        // The file is readable but not by the report: the caller's to fix, like a bad line.
+        Some((name, Err(e))) if sacct::MissingField::of(&e).is_some() => {
+            eprintln!("cost-tags: reading {name}: {e}");
+            return Ok(ExitCode::from(1));
+        }
+        Some((name, Err(e))) => return Err(e).with_context(|| format!("reading {name}")),
         None => run_sacct(&prices, &options)?,
     };
     report.diagnostics.warnings.extend(prices.notes);

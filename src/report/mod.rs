@@ -255,6 +255,12 @@ pub fn build_confirmed(
 /// number: lines that cannot be used are counted in `diag` and, with `ids` (the comment
 /// is asked for), so are records whose job id sacct's bare list does not hold (a line
 /// forged by a newline in a job comment). Returns how many lines were forged.
+///
+/// When the first line that is not blank is a header (a saved file made without
+/// `--noheader`), the fields are read by the header's names, so a file made with another
+/// release's `--format`, or with the fields in another order, still reads; a header
+/// without a field `layout` needs is an `InvalidData` error holding a
+/// [`sacct::MissingField`]. Without a header, lines hold exactly `layout`'s fields.
 pub fn records(
     input: &mut impl BufRead,
     layout: sacct::Layout,
@@ -265,6 +271,8 @@ pub fn records(
     let mut buf = Vec::with_capacity(512);
     let mut line_no = 0u64;
     let mut forged = 0u64;
+    let mut columns = sacct::Columns::of(layout);
+    let mut first = true;
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
@@ -273,7 +281,14 @@ pub fn records(
         line_no += 1;
         diag.lines += 1;
         let text = String::from_utf8_lossy(&buf);
-        let record = match sacct::parse_line(&text, layout) {
+        if first && !text.trim().is_empty() {
+            first = false;
+            if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
+                columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                continue;
+            }
+        }
+        let record = match columns.parse(&text) {
             Ok(Line::Job(r)) => r,
             Ok(Line::Header | Line::Blank) => continue,
             Err(Skip(why)) => {

@@ -245,72 +245,238 @@ fn gpus(tres: &str) -> Result<u32, Skip> {
     }
 }
 
-/// Parses one line of `sacct --parsable2` output made with `layout`. A line with another
-/// number of fields, or whose JobID is not a job id, is skipped: it is not what sacct
-/// prints for a job, whatever made it (a newline in a free-text field, or a file made with
-/// other fields).
-pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
-    let line = line.strip_suffix('\n').unwrap_or(line);
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    if line.trim().is_empty() {
-        return Ok(Line::Blank);
+/// Where a value goes in [`Columns::parse`]: [`FIELDS`] by their index, then these.
+const CLUSTER: usize = FIELDS.len();
+const TIME_LIMIT: usize = FIELDS.len() + 1;
+const PROJECT: usize = FIELDS.len() + 2;
+const SLOTS: usize = FIELDS.len() + 3;
+/// A column the report does not read (an extra field of a header).
+const UNREAD: u8 = u8::MAX;
+
+/// sacct fields whose value a person writes and sacct prints raw, `|` included. When one
+/// is the last column of a file with a header, a `|` in it stays in it, as with the
+/// project's own field last in the report's command.
+const FREE_TEXT: [&str; 9] = [
+    "Comment",
+    "AdminComment",
+    "SystemComment",
+    "WCKey",
+    "JobName",
+    "SubmitLine",
+    "WorkDir",
+    "Constraints",
+    "Extra",
+];
+
+/// A header names no field the report needs: the file cannot be read by name, and
+/// guessing by position would charge the wrong fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingField {
+    /// The field, as the report asks sacct for it.
+    pub field: &'static str,
+    /// The header's line number (1 unless blank lines come first).
+    pub line: u64,
+    /// The fields the report reads with this `project_source`, comma-separated.
+    pub format: String,
+}
+
+impl std::fmt::Display for MissingField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {}: the header has no {} field, which the report needs (make the file with \
+             sacct --parsable2 --format={})",
+            self.line, self.field, self.format
+        )
     }
-    let names = layout.fields();
-    let Some(f) = fields::split(line, names.len(), layout.project.is_some()) else {
-        return Err(Skip(format!(
-            "{} fields instead of {} (was the file made with --parsable2 --format={}?)",
-            line.split('|').count(),
-            names.len(),
-            layout.format()
-        )));
-    };
-    if f[0] == FIELDS[0] && f[1] == FIELDS[1] {
-        return if f == names {
-            Ok(Line::Header)
-        } else {
-            Err(Skip(format!("header with other fields than {}", layout.format())))
+}
+
+impl std::error::Error for MissingField {}
+
+impl MissingField {
+    /// The [`MissingField`] inside an I/O error from reading records, if that is what it is.
+    pub fn of(e: &std::io::Error) -> Option<&MissingField> {
+        e.get_ref().and_then(|inner| inner.downcast_ref())
+    }
+}
+
+/// Where each field the report reads sits in a line, worked out once per input (from the
+/// header when it has one) so that each of a million lines is only split and indexed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    layout: Layout,
+    /// For each column, the slot its value goes to ([`UNREAD`]: not read).
+    slot: Vec<u8>,
+    /// The last column may hold `|` (free text): lines are split into at most as many
+    /// fields as there are columns; otherwise a `|` more is a field too many.
+    last_is_text: bool,
+    /// The header line, when the input has one: the same line again later (files joined
+    /// with `cat`) is skipped as a header.
+    header: Option<String>,
+}
+
+impl Columns {
+    /// The columns of a file without a header: exactly `layout`'s fields, in its order.
+    pub fn of(layout: Layout) -> Columns {
+        let mut slot: Vec<u8> = (0..FIELDS.len() as u8).collect();
+        for (asked, s) in [
+            (layout.cluster, CLUSTER),
+            (layout.time_limit, TIME_LIMIT),
+            (layout.project.is_some(), PROJECT),
+        ] {
+            if asked {
+                slot.push(s as u8);
+            }
+        }
+        Columns {
+            layout,
+            slot,
+            last_is_text: layout.project.is_some(),
+            header: None,
+        }
+    }
+
+    /// The columns a header line names, when `line` (the input's first line that is not
+    /// blank, number `line_no`) is one: `None` when it is not a header (a record). A header
+    /// is what sacct prints without `--noheader`: field names only, `JobID` among them
+    /// (a record's fields include its times and an empty or `=`-holding AllocTRES, so no
+    /// record reads as one). Names compare case-insensitively, as sacct's `--format` does;
+    /// the order is free and fields the report does not read are ignored.
+    pub fn from_header(line: &str, layout: Layout, line_no: u64) -> Option<Result<Columns, MissingField>> {
+        let line = trim_end(line);
+        let names: Vec<&str> = line.split('|').collect();
+        let is_name = |n: &&str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !names.iter().all(is_name) || !names.iter().any(|n| n.eq_ignore_ascii_case(FIELDS[0])) {
+            return None;
+        }
+        let mut slot = vec![UNREAD; names.len()];
+        let wanted = Columns::of(layout);
+        for (name, &s) in layout.fields().into_iter().zip(&wanted.slot) {
+            match names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                // A name given twice: the first is the one read.
+                Some(i) if slot[i] == UNREAD => slot[i] = s,
+                Some(_) => {}
+                None => {
+                    return Some(Err(MissingField {
+                        field: name,
+                        line: line_no,
+                        format: layout.format(),
+                    }))
+                }
+            }
+        }
+        let last_is_text = names
+            .last()
+            .is_some_and(|last| FREE_TEXT.iter().any(|t| t.eq_ignore_ascii_case(last)));
+        Some(Ok(Columns {
+            layout,
+            slot,
+            last_is_text,
+            header: Some(line.to_string()),
+        }))
+    }
+
+    /// How many fields a line has.
+    fn count(&self) -> usize {
+        self.slot.len()
+    }
+
+    /// Parses one line of `sacct --parsable2` output with these columns. A line with another
+    /// number of fields, or whose JobID is not a job id, is skipped: it is not what sacct
+    /// prints for a job, whatever made it (a newline in a free-text field, or a file made
+    /// with other fields).
+    pub fn parse<'a>(&self, line: &'a str) -> Result<Line<'a>, Skip> {
+        let line = trim_end(line);
+        if line.trim().is_empty() {
+            return Ok(Line::Blank);
+        }
+        let columns = self.count();
+        // One piece more than the columns when the last is not text: a `|` too many shows.
+        let pieces = if self.last_is_text { columns } else { columns + 1 };
+        let mut f = [""; SLOTS];
+        let mut n = 0;
+        for (i, value) in line.splitn(pieces, '|').enumerate() {
+            if let Some(&s) = self.slot.get(i) {
+                if s != UNREAD {
+                    f[usize::from(s)] = value;
+                }
+            }
+            n = i + 1;
+        }
+        if n != columns {
+            let n = line.split('|').count();
+            return Err(Skip(match self.header {
+                Some(_) => format!("{n} fields instead of {columns} (the header's fields)"),
+                None => format!(
+                    "{n} fields instead of {columns} (was the file made with --parsable2 --format={}?)",
+                    self.layout.format()
+                ),
+            }));
+        }
+        if let Some(header) = &self.header {
+            if f[0].eq_ignore_ascii_case(FIELDS[0]) {
+                return if line == header {
+                    Ok(Line::Header)
+                } else {
+                    Err(Skip("a header with other fields than the file's first".into()))
+                };
+            }
+        } else if f[0] == FIELDS[0] && f[1] == FIELDS[1] {
+            let names = self.layout.fields();
+            return if line.split('|').eq(names.iter().copied()) {
+                Ok(Line::Header)
+            } else {
+                Err(Skip(format!("header with other fields than {}", self.layout.format())))
+            };
+        }
+        let job_id = f[0];
+        if job_id.contains('.') && fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
+            return Err(Skip(format!(
+                "job step {job_id} (only allocations are charged; run sacct with --allocations)"
+            )));
+        }
+        if !fields::is_job_id(job_id) {
+            return Err(Skip(format!("JobID {job_id:?} is not a job id")));
+        }
+        let project = f[PROJECT];
+        let (wckey, comment) = match self.layout.project {
+            Some(ProjectField::Wckey) => (project.strip_prefix('*').unwrap_or(project), ""),
+            Some(ProjectField::Comment) => ("", project),
+            None => ("", ""),
         };
+        Ok(Line::Job(Record {
+            job_id,
+            state: f[1],
+            user: f[2],
+            account: f[3],
+            partition: f[4],
+            start: time("Start", f[5])?,
+            end: time("End", f[6])?,
+            nodes: count("NNodes", f[7])?,
+            cpus: count("NCPUS", f[8])?,
+            gpus: gpus(f[9])?,
+            node_list: f[10],
+            cluster: f[CLUSTER],
+            time_limit: if self.layout.time_limit {
+                f[TIME_LIMIT].parse().ok()
+            } else {
+                None
+            },
+            wckey,
+            comment,
+        }))
     }
-    let job_id = f[0];
-    if job_id.contains('.') && fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
-        return Err(Skip(format!(
-            "job step {job_id} (only allocations are charged; run sacct with --allocations)"
-        )));
-    }
-    if !fields::is_job_id(job_id) {
-        return Err(Skip(format!("JobID {job_id:?} is not a job id")));
-    }
-    let mut next = FIELDS.len();
-    let mut optional = |asked: bool| {
-        let value = asked.then(|| f.get(next).copied().unwrap_or_default());
-        next += usize::from(asked);
-        value
-    };
-    let cluster = optional(layout.cluster).unwrap_or_default();
-    let time_limit = optional(layout.time_limit).and_then(|t| t.parse().ok());
-    let project = optional(layout.project.is_some()).unwrap_or_default();
-    let (wckey, comment) = match layout.project {
-        Some(ProjectField::Wckey) => (project.strip_prefix('*').unwrap_or(project), ""),
-        Some(ProjectField::Comment) => ("", project),
-        None => ("", ""),
-    };
-    Ok(Line::Job(Record {
-        job_id,
-        state: f[1],
-        user: f[2],
-        account: f[3],
-        partition: f[4],
-        start: time("Start", f[5])?,
-        end: time("End", f[6])?,
-        nodes: count("NNodes", f[7])?,
-        cpus: count("NCPUS", f[8])?,
-        gpus: gpus(f[9])?,
-        node_list: f[10],
-        cluster,
-        time_limit,
-        wckey,
-        comment,
-    }))
+}
+
+/// `line` without its line ending.
+fn trim_end(line: &str) -> &str {
+    let line = line.strip_suffix('\n').unwrap_or(line);
+    line.strip_suffix('\r').unwrap_or(line)
+}
+
+/// Parses one line of a file without a header made with `layout` (see [`Columns::parse`]).
+pub fn parse_line(line: &str, layout: Layout) -> Result<Line<'_>, Skip> {
+    Columns::of(layout).parse(line)
 }
 
 #[cfg(test)]
@@ -474,6 +640,96 @@ mod tests {
         for (layout, line, want) in cases {
             let e = parse_line(line, layout).unwrap_err().0;
             assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    /// What the previous release's documented command asked for: `WCKey` sixth and
+    /// `Comment` last, whatever the project.
+    const PREVIOUS: &str = "JobID|State|User|Account|Partition|WCKey|Start|End|NNodes|NCPUS|AllocTRES|NodeList|Comment";
+
+    fn header(line: &str, layout: Layout) -> Columns {
+        Columns::from_header(line, layout, 1)
+            .expect("a header")
+            .expect("every field")
+    }
+
+    fn job<'a>(columns: &Columns, line: &'a str) -> Record<'a> {
+        match columns.parse(line) {
+            Ok(Line::Job(r)) => r,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_previous_release_reads_by_its_header() {
+        let line = "7|COMPLETED|alice|physics|compute|*wk|2024-03-01T10:00:00|2024-03-01T11:00:00|2|8|\
+                    gres/gpu=2|q-dy-c5-[1-2]|Project|A\n";
+        let r = job(&header(PREVIOUS, WCKEY), line);
+        assert_eq!((r.job_id, r.account, r.wckey, r.comment), ("7", "physics", "wk", ""));
+        assert_eq!((r.start, r.end), (Some(1_709_287_200), Some(1_709_290_800)));
+        assert_eq!((r.nodes, r.cpus, r.gpus, r.node_list), (2, 8, 2, "q-dy-c5-[1-2]"));
+        // Comment is last there: a `|` in it stays in it.
+        let r = job(&header(PREVIOUS, COMMENT), line);
+        assert_eq!((r.wckey, r.comment), ("", "Project|A"));
+        let r = job(&header(PREVIOUS, ACCOUNT), line);
+        assert_eq!((r.account, r.wckey, r.comment), ("physics", "", ""));
+        // The same header again (files joined with cat) is a header; another is skipped.
+        assert_eq!(
+            header(PREVIOUS, WCKEY).parse(&format!("{PREVIOUS}\r\n")),
+            Ok(Line::Header)
+        );
+        assert!(header(PREVIOUS, WCKEY).parse(&FIELDS.join("|")).is_err());
+        // Today's rule for a file without a header: every line of it is skipped.
+        assert!(parse_line(line, WCKEY).is_err());
+    }
+
+    #[test]
+    fn a_header_in_any_order_and_case_with_extra_fields() {
+        let canonical = Layout::new(ProjectSource::Comment, true).with_time_limit();
+        let names = "nodelist|JobIDRaw|Comment|CLUSTER|jobid|Elapsed|AllocTRES|End|Start|NNodes|\
+                     NCPUS|Partition|Account|User|State|TimelimitRaw|JobName";
+        let columns = header(names, canonical);
+        let line = "n1|9|P|x|east|9|00:10:00|gres/gpu=1|2024-03-01T11:00:00|2024-03-01T10:00:00|1|4|\
+                    gpu|phys|bob|COMPLETED|60|my|job";
+        // The comment is not last here: a `|` in it shifts the fields after it, and then
+        // the JobID column holds the cluster (JobName, last, absorbs the extra field).
+        let e = columns.parse(line).unwrap_err().0;
+        assert!(e.contains("JobID \"east\""), "{e}");
+        let line = line.replacen("P|x", "P x", 1);
+        let same = "9|COMPLETED|bob|phys|gpu|2024-03-01T10:00:00|2024-03-01T11:00:00|1|4|gres/gpu=1|n1|east|60|P x";
+        assert_eq!(job(&columns, &line), job(&Columns::of(canonical), same));
+        // A field too many or too few, with the last not free text: skipped.
+        let columns = header(
+            "Start|End|JobID|State|User|Account|Partition|NNodes|NCPUS|AllocTRES|NodeList|Comment|Elapsed",
+            COMMENT,
+        );
+        let ok = "2024-03-01T10:00:00|Unknown|9|RUNNING|a|b|c|1|1||n1|P|00:01:00";
+        assert_eq!(job(&columns, ok).comment, "P");
+        for bad in [format!("{ok}|x"), ok.rsplit_once('|').unwrap().0.to_string()] {
+            let e = columns.parse(&bad).unwrap_err().0;
+            assert!(e.contains("instead of 13 (the header's fields)"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_header_without_a_needed_field_names_it() {
+        let no_wckey = PREVIOUS.replace("|WCKey", "");
+        let e = Columns::from_header(&no_wckey, WCKEY, 3).unwrap().unwrap_err();
+        assert_eq!((e.field, e.line), ("WCKey", 3));
+        assert!(e.to_string().contains("line 3: the header has no WCKey field"), "{e}");
+        let e = Columns::from_header("JobID|State", ACCOUNT, 1).unwrap().unwrap_err();
+        assert_eq!(e.field, "User");
+        let limited = Layout::new(ProjectSource::Account, false).with_time_limit();
+        let e = Columns::from_header(PREVIOUS, limited, 1).unwrap().unwrap_err();
+        assert_eq!(e.field, "TimelimitRaw");
+        // What is not a header: records, pending or not, and garbage.
+        for line in [
+            "9|PENDING|a|b|c|Unknown|Unknown|1|1||None assigned",
+            "9|RUNNING|a|b|c|2024-03-01T10:00:00|Unknown|1|1|cpu=1|n1",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(Columns::from_header(line, ACCOUNT, 1), None, "{line}");
         }
     }
 

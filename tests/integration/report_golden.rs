@@ -561,3 +561,209 @@ fn parallelcluster_fleet_config_gives_node_types_and_spot_queues() {
         "{warnings}"
     );
 }
+
+/// Issue 20, item 6: saved files are read by their header. `month.txt` rewritten with
+/// `columns`: each line of the twelve canonical fields becomes those fields, by name, in
+/// that order (`Extra`-like names not among them get `x`); other lines (garbage, blank)
+/// stay as they are. Returns the new file's path.
+fn rewritten(dir: &Path, name: &str, columns: &[&str], value: impl Fn(&str, &[&str]) -> Option<String>) -> String {
+    const CANONICAL: [&str; 12] = [
+        "JobID",
+        "State",
+        "User",
+        "Account",
+        "Partition",
+        "Start",
+        "End",
+        "NNodes",
+        "NCPUS",
+        "AllocTRES",
+        "NodeList",
+        "Comment",
+    ];
+    let month = std::fs::read_to_string(data("month.txt")).unwrap();
+    let mut out = String::new();
+    for (i, line) in month.lines().enumerate() {
+        let fields: Vec<&str> = line.split('|').collect();
+        if fields.len() != CANONICAL.len() {
+            out.push_str(line);
+        } else if i == 0 {
+            out.push_str(&columns.join("|"));
+        } else {
+            let row: Vec<String> = columns
+                .iter()
+                .map(|c| match CANONICAL.iter().position(|f| f.eq_ignore_ascii_case(c)) {
+                    Some(at) => fields[at].to_string(),
+                    None => value(c, &fields).unwrap_or_else(|| "x".into()),
+                })
+                .collect();
+            out.push_str(&row.join("|"));
+        }
+        out.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// The JSON report without what may differ between two layouts of the same records: the
+/// wording of a garbage line's skip reason (it names the expected fields) and the
+/// project_source.
+fn figures(out: &Output) -> Value {
+    let mut doc: Value = serde_json::from_str(&ok_stdout(out)).unwrap();
+    doc["project_source"] = Value::Null;
+    for skip in doc["skipped"]["first"].as_array_mut().unwrap() {
+        if skip["reason"].as_str().unwrap().contains(" fields instead of ") {
+            skip["reason"] = "fields instead of".into();
+        }
+    }
+    doc
+}
+
+fn with_source(dir: &Path, source: &str) -> PathBuf {
+    let config = dir.join(format!("{source}.toml"));
+    let pricing = std::fs::read_to_string(data("pricing.toml")).unwrap();
+    std::fs::write(
+        &config,
+        pricing.replace(
+            "project_source = \"comment\"",
+            &format!("project_source = \"{source}\""),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The previous release documented `--format=JobID,State,User,Account,Partition,WCKey,Start,
+/// End,NNodes,NCPUS,AllocTRES,NodeList,Comment`. A file saved with it loads with its
+/// projects, whether they are the WCKey (here `*`-prefixed, sacct's default-wckey mark) or
+/// the comment.
+#[test]
+fn a_file_saved_by_the_previous_release_loads_with_its_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let previous = [
+        "JobID",
+        "State",
+        "User",
+        "Account",
+        "Partition",
+        "WCKey",
+        "Start",
+        "End",
+        "NNodes",
+        "NCPUS",
+        "AllocTRES",
+        "NodeList",
+        "Comment",
+    ];
+    let wckey_of = |c: &str, fields: &[&str]| {
+        (c == "WCKey").then(|| match fields[11] {
+            "" => String::new(),
+            project => format!("*{project}"),
+        })
+    };
+    let file = rewritten(dir.path(), "previous.txt", &previous, wckey_of);
+    let canonical = figures(&report(&["--format", "json"]));
+    let args: Vec<&str> = WINDOW.iter().copied().chain(["--format", "json"]).collect();
+    let by_wckey = report_with(&with_source(dir.path(), "wckey"), &file, &args);
+    assert_eq!(figures(&by_wckey), canonical);
+    assert_eq!(cost_of(&figures(&by_wckey)["groups"], "project", "ProjectA"), 2.16);
+    let by_comment = report_with(&data("pricing.toml"), &file, &args);
+    assert_eq!(figures(&by_comment), canonical);
+}
+
+/// A header in another order, in other case, with fields the report does not read, gives
+/// the same report as the canonical order; a row with a field more or fewer than that
+/// header is skipped and counted.
+#[test]
+fn a_header_in_another_order_with_extra_fields_gives_the_same_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = [
+        "NodeList",
+        "jobidraw",
+        "Comment",
+        "ALLOCTRES",
+        "NCPUS",
+        "NNodes",
+        "JobName",
+        "end",
+        "Start",
+        "Partition",
+        "Account",
+        "User",
+        "State",
+        "JobID",
+        "Elapsed",
+    ];
+    let file = rewritten(dir.path(), "reordered.txt", &columns, |c, f| {
+        (c == "JobName").then(|| format!("run-{}", f[0]))
+    });
+    let args: Vec<&str> = WINDOW.iter().copied().chain(["--format", "json"]).collect();
+    let reordered = report_with(&data("pricing.toml"), &file, &args);
+    assert_eq!(figures(&reordered), figures(&report(&["--format", "json"])));
+
+    // Two rows more, after the header: a field too many, a field too few.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (header, rest) = text.split_once('\n').unwrap();
+    let row = "q-dy-c5-1|120|ProjectA|cpu=4|4|1|run|2024-03-01T03:00:00|2024-03-01T02:00:00|compute|\
+               physics|ctalice|COMPLETED|120|01:00:00";
+    let more = row.replacen("ProjectA", "Project|A", 1);
+    let fewer = row.replacen("|run", "", 1);
+    std::fs::write(&file, format!("{header}\n{more}\n{fewer}\n{rest}")).unwrap();
+    let doc: Value = serde_json::from_str(&ok_stdout(&report_with(&data("pricing.toml"), &file, &args))).unwrap();
+    assert_eq!(doc["lines"], 26, "{doc}");
+    assert_eq!(doc["skipped"]["lines"], 6, "{doc}");
+    assert_eq!(doc["total"]["cost"], 3.78, "{doc}");
+    let first = &doc["skipped"]["first"];
+    assert_eq!(
+        (first[0]["line"].as_u64(), first[1]["line"].as_u64()),
+        (Some(2), Some(3)),
+        "{doc}"
+    );
+    assert!(
+        first[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("16 fields instead of 15 (the header's fields)"),
+        "{doc}"
+    );
+    assert!(
+        first[1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("14 fields instead of 15 (the header's fields)"),
+        "{doc}"
+    );
+}
+
+/// A header without a field the report reads: exit 1, naming the field and the file,
+/// and no report.
+#[test]
+fn a_header_missing_a_field_is_exit_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let columns = [
+        "JobID",
+        "State",
+        "User",
+        "Account",
+        "Partition",
+        "Start",
+        "End",
+        "NNodes",
+        "AllocTRES",
+        "NodeList",
+        "Comment",
+    ];
+    let file = rewritten(dir.path(), "no-ncpus.txt", &columns, |_, _| None);
+    let out = report_with(&data("pricing.toml"), &file, &WINDOW);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains(&file), "{stderr}");
+    assert!(stderr.contains("line 1: the header has no NCPUS field"), "{stderr}");
+    // month.txt, made for project_source = "comment", has no WCKey to read a project from.
+    let wckey = with_source(dir.path(), "wckey");
+    let out = report_with(&wckey, "month.txt", &WINDOW);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no WCKey field"));
+}
