@@ -134,6 +134,39 @@ impl Setup {
             .expect("run cost-tags")
     }
 
+    /// [`Setup::cost_tags`] killed (by its pid) if it runs longer than `limit`: `None` then.
+    fn cost_tags_within(
+        &self,
+        config: &Path,
+        price_list: &PriceListStandIn,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> Option<Output> {
+        let mut cmd = Command::new(support::bin("cost-tags"));
+        moto::apply_env(&mut cmd, &self.proxy.endpoint());
+        let mut child = cmd
+            .env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
+            .env_remove("COST_TAGS_CONFIG")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cost-tags");
+        let until = std::time::Instant::now() + limit;
+        while child.try_wait().expect("wait for cost-tags").is_none() {
+            if std::time::Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(child.wait_with_output().expect("cost-tags' output"))
+    }
+
     fn cache(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.dir.path().join("prices.json")).unwrap()).unwrap()
     }
@@ -269,6 +302,51 @@ fn a_failed_refresh_keeps_the_old_cache_and_exits_1() {
     s.proxy.set_mode(crate::support::aws_proxy::ProxyMode::Refuse);
     let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
+}
+
+/// Issue 20, item 4: a Price List endpoint that always hands out a new NextToken. The
+/// refresh stops after its page bound, names the instance type, exits 1 and keeps the
+/// old cache byte for byte.
+#[test]
+fn endless_price_list_pages_stop_at_the_bound_and_keep_the_old_cache() {
+    let Some(s) = setup() else { return };
+    let config = s.config();
+    let out = s.cost_tags(&config, &PriceListStandIn::start(products()), &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = std::fs::read(s.dir.path().join("prices.json")).unwrap();
+
+    let endless = PriceListStandIn::endless(products());
+    let started = std::time::Instant::now();
+    let out = s
+        .cost_tags_within(
+            &config,
+            &endless,
+            &["prices", "refresh"],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "prices refresh still running after 60 s and {} Price List requests",
+                endless.requests()
+            )
+        });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the on-demand price of ")
+            && err.contains("still a next page after 20 pages")
+            && (err.contains("c5.xlarge in us-east-1") || err.contains("g4dn.xlarge in us-east-1"))
+            && err.contains("old cache is kept"),
+        "{err}"
+    );
+    // Two instance types, 20 pages each at most.
+    assert!(endless.requests() <= 40, "{} requests", endless.requests());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
 }
 
