@@ -479,3 +479,99 @@ fn report_billed_puts_the_bill_beside_the_estimate_and_it_all_adds_up() {
         "{csv}"
     );
 }
+
+/// Issue 20, item 3: Cost Explorer amounts that are not finite (`NaN`, `1e400`) are
+/// refused where they are read: exit 1 naming the period, the project and the field, no
+/// report, and no `NaN` or `inf` printed. Negative amounts (credits, refunds) are kept, and
+/// the notes say so.
+#[test]
+fn report_billed_refuses_non_finite_amounts_and_keeps_credits() {
+    let Some(s) = setup() else { return };
+    let price_list = PriceListStandIn::start(products());
+    let config = s.config();
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sacct = s.dir.path().join("sacct.txt");
+    std::fs::write(
+        &sacct,
+        "202|COMPLETED|u1|a|spot|2024-03-10T11:00:00|2024-03-10T14:00:00|1|4|cpu=4,node=1|spot-dy-c5-1|P1\n",
+    )
+    .unwrap();
+    // moto keeps one queued answer per distinct request: a cluster name per case.
+    let report = |cluster: &str, format: &str| {
+        let args = [
+            "report",
+            "--sacct-file",
+            sacct.to_str().unwrap(),
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-31",
+            "--billed",
+            "--cluster-name",
+            cluster,
+            "--format",
+            format,
+        ];
+        s.cost_tags(&config, &price_list, &args)
+    };
+
+    for (cluster, bad) in [("nan-cluster", "NaN"), ("huge-cluster", "1e400")] {
+        s.moto.queue_cost_and_usage(&[serde_json::json!({
+            "ResultsByTime": [ce_day("2024-03-10", "2024-03-11", &[("P1", "0.30"), ("P2", bad)])]
+        })]);
+        for format in ["table", "csv", "json"] {
+            let out = report(cluster, format);
+            assert_eq!(out.status.code(), Some(1), "{bad} {format}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(
+                    "Metrics.UnblendedCost.Amount of project \"P2\" for 2024-03-10 to 2024-03-11 is not a finite number"
+                ),
+                "{bad} {format}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{bad} {format}: no report: {}", text(&out));
+            let all = text(&out).to_lowercase();
+            assert!(!all.contains("nan") && !all.contains("inf"), "{bad} {format}: {all}");
+        }
+    }
+
+    // Credits: P1 0.30 then -0.10, and -0.50 untagged.
+    s.moto.queue_cost_and_usage(&[serde_json::json!({
+        "ResultsByTime": [
+            ce_day("2024-03-10", "2024-03-11", &[("P1", "0.30")]),
+            ce_day("2024-03-11", "2024-03-12", &[("P1", "-0.10"), ("", "-0.50")]),
+        ]
+    })]);
+    let out = report("credited", "table");
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let last = |label: &str| {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {table}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - 3..].join(" ")
+    };
+    assert_eq!(last("P1"), "0.24 0.20 +0.04", "{table}");
+    assert_eq!(last("(untagged)"), "(untagged) -0.50 +0.50", "{table}");
+    assert_eq!(last("TOTAL"), "0.24 -0.30 +0.54", "{table}");
+    assert!(
+        table.contains("2 amounts below 0 (-0.60 USD in all): credits or refunds, counted as billed"),
+        "{table}"
+    );
+    let out = report("credited", "csv");
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("untagged,") && l.ends_with(",-0.500000,0.500000")),
+        "{csv}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credits or refunds"),
+        "{}",
+        text(&out)
+    );
+}
