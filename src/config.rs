@@ -829,6 +829,26 @@ instance = "g4dn.xlarge"
             ("[budget]\non_stale = \"maybe\"", "unknown variant"),
             ("[budget]\naccount_id = \"12\"", "12 digits"),
             ("[budget]\nenable = true", "enable"),
+            (
+                "[budget.limits]\nP = nan",
+                "budget.limits.P: the limit must be a number above 0",
+            ),
+            (
+                "[budget.limits]\nP = inf",
+                "budget.limits.P: the limit must be a number above 0",
+            ),
+            (
+                "[budget.limits]\nP = -inf",
+                "budget.limits.P: the limit must be a number above 0",
+            ),
+            (
+                "[budget.limits]\nP = 0",
+                "budget.limits.P: the limit must be a number above 0",
+            ),
+            (
+                "[budget.limits]\nP = -1.5",
+                "budget.limits.P: the limit must be a number above 0",
+            ),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains("/etc/x.toml") && e.contains(want), "{text}: {e}");

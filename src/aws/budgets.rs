@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_budgets::types::{
     Budget, BudgetType, ComparisonOperator, Notification, NotificationType, NotificationWithSubscribers, Spend,
     Subscriber, SubscriptionType, ThresholdType, TimeUnit,
@@ -37,11 +37,23 @@ pub struct NewBudget {
     pub notify: Vec<(String, f64)>,
 }
 
-/// What `all` could read: budgets by name, and one reason per budget it could not use.
+/// What `all` could read: budgets by name, and one reason per budget it could not use
+/// (one without a limit for the current period).
 #[derive(Debug, Default)]
 pub struct AccountBudgets {
     pub budgets: BTreeMap<String, BudgetSpend>,
     pub skipped: Vec<String>,
+}
+
+/// Why a budget cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+enum Unusable {
+    /// No limit for the current period: the budget is left out, as if it did not exist.
+    NoLimit(String),
+    /// An amount that is not a finite number, or a limit not above 0. Nothing of the answer
+    /// is used: a cache holding it would read as corrupt (JSON has no NaN), and a corrupt
+    /// cache follows `on_stale`, which may admit what `on_missing` refuses.
+    BadAmount(String),
 }
 
 impl BudgetsApi {
@@ -85,11 +97,13 @@ impl BudgetsApi {
         while let Some(page) = pages.next().await {
             let page = page.map_err(summary).context("Budgets DescribeBudgets")?;
             for budget in page.budgets() {
+                let name = budget.budget_name();
                 match spend_of(budget, now) {
                     Ok(spend) => {
-                        found.budgets.insert(budget.budget_name().to_string(), spend);
+                        found.budgets.insert(name.to_string(), spend);
                     }
-                    Err(why) => found.skipped.push(format!("{}: {why}", budget.budget_name())),
+                    Err(Unusable::NoLimit(why)) => found.skipped.push(format!("{name}: {why}")),
+                    Err(Unusable::BadAmount(why)) => bail!("Budgets DescribeBudgets: budget {name:?}: {why}"),
                 }
             }
         }
@@ -136,35 +150,38 @@ impl BudgetsApi {
 
 /// Limit and spend for the period containing `now`. A budget with planned limits uses
 /// the one whose period started last.
-fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, String> {
-    let limit = match (budget.budget_limit(), budget.planned_budget_limits()) {
-        (Some(limit), _) => limit,
+fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, Unusable> {
+    let (limit, limit_field) = match (budget.budget_limit(), budget.planned_budget_limits()) {
+        (Some(limit), _) => (limit, "BudgetLimit.Amount".to_string()),
         (None, Some(planned)) => {
             let now = unix_seconds(now);
             planned
                 .iter()
-                .filter_map(|(start, spend)| Some((start.parse::<u64>().ok()?, spend)))
-                .filter(|(start, _)| *start <= now)
-                .max_by_key(|(start, _)| *start)
-                .map(|(_, spend)| spend)
-                .ok_or("no planned limit for the current period")?
+                .filter_map(|(start, spend)| Some((start.parse::<u64>().ok()?, start, spend)))
+                .filter(|(start, ..)| *start <= now)
+                .max_by_key(|(start, ..)| *start)
+                .map(|(_, start, spend)| (spend, format!("PlannedBudgetLimits.{start}.Amount")))
+                .ok_or_else(|| Unusable::NoLimit("no planned limit for the current period".into()))?
         }
-        (None, None) => return Err("no limit".into()),
-    };
-    let amount = |s: &Spend| {
-        s.amount()
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("amount {:?} is not a number", s.amount()))
+        (None, None) => return Err(Unusable::NoLimit("no limit".into())),
     };
     let spend = budget.calculated_spend();
+    let limit_value = amount(limit, &limit_field)?;
+    if limit_value <= 0.0 {
+        return Err(Unusable::BadAmount(format!(
+            "its limit ({limit_field}) is {limit_value}, not above 0"
+        )));
+    }
     Ok(BudgetSpend {
-        limit: amount(limit)?,
+        limit: limit_value,
         actual: match spend.and_then(|s| s.actual_spend()) {
-            Some(s) => amount(s)?,
+            Some(s) => amount(s, "CalculatedSpend.ActualSpend.Amount")?,
             None => 0.0,
         },
-        forecast: spend.and_then(|s| s.forecasted_spend()).and_then(|s| amount(s).ok()),
+        forecast: match spend.and_then(|s| s.forecasted_spend()) {
+            Some(s) => Some(amount(s, "CalculatedSpend.ForecastedSpend.Amount")?),
+            None => None,
+        },
         unit: limit.unit().to_string(),
         period: budget.time_unit().as_str().to_string(),
         updated_at: budget.last_updated_time().and_then(|t| u64::try_from(t.secs()).ok()),
@@ -172,6 +189,18 @@ fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, String> {
         committed: None,
         running_jobs: None,
     })
+}
+
+/// The amount of `spend`, a finite number. `field` names it as AWS does. A text that is not
+/// a number is quoted; `NaN`, `inf` and `1e400` (which Rust reads as infinite) are not, so
+/// that no such word reaches a log or a cache.
+fn amount(spend: &Spend, field: &str) -> Result<f64, Unusable> {
+    let text = spend.amount().trim();
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => Ok(value),
+        Ok(_) => Err(Unusable::BadAmount(format!("{field} is not a finite number"))),
+        Err(_) => Err(Unusable::BadAmount(format!("{field} {text:?} is not a number"))),
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +248,10 @@ mod tests {
             .unwrap();
         let s = spend_of(&b, UNIX_EPOCH + Duration::from_secs(2500)).unwrap();
         assert_eq!((s.limit, s.actual), (20.0, 0.0));
-        assert!(spend_of(&b, UNIX_EPOCH + Duration::from_secs(500)).is_err());
+        assert!(matches!(
+            spend_of(&b, UNIX_EPOCH + Duration::from_secs(500)),
+            Err(Unusable::NoLimit(_))
+        ));
     }
 
     #[test]
@@ -231,6 +263,50 @@ mod tests {
             .budget_limit(spend("lots"))
             .build()
             .unwrap();
-        assert!(spend_of(&b, UNIX_EPOCH).unwrap_err().contains("lots"));
+        let Unusable::BadAmount(why) = spend_of(&b, UNIX_EPOCH).unwrap_err() else {
+            panic!("a bad amount")
+        };
+        assert!(why.contains("lots") && why.contains("BudgetLimit.Amount"), "{why}");
+    }
+
+    #[test]
+    fn amounts_must_be_finite_and_limits_above_0() {
+        let budget = |limit: &str, actual: &str, forecast: &str| {
+            Budget::builder()
+                .budget_name("P")
+                .budget_type(BudgetType::Cost)
+                .time_unit(TimeUnit::Monthly)
+                .budget_limit(spend(limit))
+                .calculated_spend(
+                    CalculatedSpend::builder()
+                        .actual_spend(spend(actual))
+                        .forecasted_spend(spend(forecast))
+                        .build(),
+                )
+                .build()
+                .unwrap()
+        };
+        for (b, field) in [
+            (budget("NaN", "1", "1"), "BudgetLimit.Amount is not a finite number"),
+            (budget("inf", "1", "1"), "BudgetLimit.Amount is not a finite number"),
+            (budget("1e400", "1", "1"), "BudgetLimit.Amount is not a finite number"),
+            (budget("0", "1", "1"), "BudgetLimit.Amount) is 0, not above 0"),
+            (budget("-5", "1", "1"), "BudgetLimit.Amount) is -5, not above 0"),
+            (budget("100", "NaN", "1"), "ActualSpend.Amount is not a finite number"),
+            (
+                budget("100", "1", "-inf"),
+                "ForecastedSpend.Amount is not a finite number",
+            ),
+        ] {
+            match spend_of(&b, UNIX_EPOCH) {
+                Err(Unusable::BadAmount(why)) => {
+                    assert!(why.contains(field), "{why}");
+                    assert!(!why.to_lowercase().contains("nan") && !why.contains("inf"), "{why}");
+                }
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        // A credit makes actual spend negative: a real amount, kept.
+        assert_eq!(spend_of(&budget("100", "-2.5", "0"), UNIX_EPOCH).unwrap().actual, -2.5);
     }
 }

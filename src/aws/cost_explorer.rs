@@ -109,7 +109,7 @@ impl CostExplorerApi {
                     // "aws-parallelcluster-project$ProjectA"; "...$" when untagged.
                     let project = key.split_once('$').map_or("", |(_, v)| v);
                     bill.amounts
-                        .push(amount(start, end, project, value.amount(), value.unit())?);
+                        .push(amount((start, end), project, metric, value.amount(), value.unit())?);
                 }
             }
             match page.next_page_token().filter(|t| !t.is_empty()) {
@@ -124,11 +124,30 @@ impl CostExplorerApi {
     }
 }
 
-fn amount(start: &str, end: &str, project: &str, amount: Option<&str>, unit: Option<&str>) -> Result<BilledAmount> {
-    let text = amount.unwrap_or("0");
-    let value: f64 = text
-        .parse()
-        .with_context(|| format!("Cost Explorer: amount {text:?} is not a number"))?;
+/// One amount of the answer, a finite number: credits and refunds are negative and kept,
+/// but `NaN` or an infinity (`1e400` reads as one) would make every sum it enters `NaN`,
+/// printed as such in the table and the CSV. The error names the period, the project and
+/// the field; a text that is not a number is quoted, a non-finite one is not, so no `NaN`
+/// or `inf` is ever printed.
+fn amount(
+    (start, end): (&str, &str),
+    project: &str,
+    metric: &str,
+    amount: Option<&str>,
+    unit: Option<&str>,
+) -> Result<BilledAmount> {
+    let text = amount.unwrap_or("0").trim();
+    let field = format!("Metrics.{metric}.Amount");
+    let whose = if project.is_empty() {
+        "the untagged cost".to_string()
+    } else {
+        format!("project {project:?}")
+    };
+    let value = match text.parse::<f64>() {
+        Ok(value) if value.is_finite() => value,
+        Ok(_) => bail!("Cost Explorer: {field} of {whose} for {start} to {end} is not a finite number"),
+        Err(_) => bail!("Cost Explorer: {field} {text:?} of {whose} for {start} to {end} is not a number"),
+    };
     Ok(BilledAmount {
         start: start.to_string(),
         end: end.to_string(),
@@ -136,4 +155,30 @@ fn amount(start: &str, end: &str, project: &str, amount: Option<&str>, unit: Opt
         amount: value,
         unit: unit.unwrap_or("USD").to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_finite_numbers_and_credits_are_kept() {
+        let period = ("2024-03-10", "2024-03-11");
+        let read = |text: &str| amount(period, "P1", "UnblendedCost", Some(text), Some("USD"));
+        assert_eq!(read("1.25").unwrap().amount, 1.25);
+        assert_eq!(read("-0.40").unwrap().amount, -0.4, "a credit");
+        for text in ["NaN", "nan", "inf", "-Infinity", "1e400", "-1e400"] {
+            let e = read(text).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                "Cost Explorer: Metrics.UnblendedCost.Amount of project \"P1\" for 2024-03-10 to 2024-03-11 \
+                 is not a finite number",
+                "{text}"
+            );
+        }
+        let e = read("lots").unwrap_err().to_string();
+        assert!(e.contains("\"lots\"") && e.contains("2024-03-10 to 2024-03-11"), "{e}");
+        let untagged = amount(period, "", "UnblendedCost", Some("NaN"), None).unwrap_err();
+        assert!(untagged.to_string().contains("of the untagged cost for"), "{untagged}");
+    }
 }

@@ -2,7 +2,7 @@
 //! on-demand Linux price of an instance type in a region. The API answers from
 //! us-east-1 whatever region is priced; `AWS_ENDPOINT_URL_PRICING` points it elsewhere.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_pricing::types::{Filter, FilterType};
@@ -23,6 +23,15 @@ pub const FILTERS: [(&str, &str); 4] = [
     ("capacitystatus", "Used"),
 ];
 
+/// The most GetProducts pages read for one instance type. With the filters of
+/// [`FILTERS`] and the type and region named, AWS answers with one product (one page, two
+/// when it ends a page with a token and then an empty page); 20 is ten times that, and at
+/// the default page size of 100 products it is 2,000 products, far more than the product
+/// lines of one type in one region. An endpoint that hands out a new `NextToken` for ever
+/// (a broken proxy, a bug on AWS's side) would otherwise keep a oneshot timer running for
+/// ever: 17,800 requests in 25 s, measured against such an endpoint.
+pub const MAX_PAGES: u32 = 20;
+
 pub struct PriceListApi {
     client: aws_sdk_pricing::Client,
 }
@@ -36,10 +45,11 @@ impl PriceListApi {
         }
     }
 
-    /// The on-demand hourly price (USD) of `instance_type` in `region`, every page read.
-    /// `None` when the type is not sold there; an error when the filters leave more than
-    /// one price, since picking one would be a guess.
-    pub async fn on_demand_hourly(&self, instance_type: &str, region: &str) -> Result<Option<f64>> {
+    /// The on-demand hourly price (USD) of `instance_type` in `region`, every page read, at
+    /// most [`MAX_PAGES`] of them and none after `deadline` (the command's). `None` when the
+    /// type is not sold there; an error when the filters leave more than one price, since
+    /// picking one would be a guess, or when the pages do not end in time.
+    pub async fn on_demand_hourly(&self, instance_type: &str, region: &str, deadline: Instant) -> Result<Option<f64>> {
         let term = |field: &str, value: &str| {
             Filter::builder()
                 .r#type(FilterType::TermMatch)
@@ -59,11 +69,32 @@ impl PriceListApi {
             request = request.filters(term(field, value));
         }
         let mut prices = Vec::new();
-        let mut pages = request.into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(summary).context("Price List GetProducts")?;
+        let mut token: Option<String> = None;
+        for page_number in 1.. {
+            if page_number > MAX_PAGES {
+                bail!(
+                    "Price List GetProducts for {instance_type} in {region}: still a next page after {MAX_PAGES} \
+                     pages; one instance type takes one or two, so the endpoint is not answering as AWS does"
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let page = tokio::time::timeout(left, request.clone().set_next_token(token.take()).send())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "Price List GetProducts for {instance_type} in {region}: no last page before the \
+                         command's deadline ({} pages read)",
+                        page_number - 1
+                    )
+                })?
+                .map_err(summary)
+                .with_context(|| format!("Price List GetProducts for {instance_type} in {region}"))?;
             for product in page.price_list() {
                 prices.extend(on_demand_prices(product).context("Price List GetProducts: a product")?);
+            }
+            match page.next_token().filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t.to_string()),
+                None => break,
             }
         }
         match prices[..] {

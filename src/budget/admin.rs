@@ -234,7 +234,7 @@ fn new_budget(settings: &Settings, args: &BudgetRequest) -> Result<NewBudget> {
     let valid_amount = !limit.is_empty()
         && limit.chars().all(|c| c.is_ascii_digit() || c == '.')
         && limit.matches('.').count() <= 1
-        && limit.parse::<f64>().is_ok_and(|v| v > 0.0);
+        && limit.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0);
     if !valid_amount {
         bail!(
             "--limit {:?}: expected a positive decimal amount such as 500 or 1250.50",

@@ -172,7 +172,8 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
 }
 
 /// Runs the report: reads the records (running sacct unless `--sacct-file`), prints the
-/// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary).
+/// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary);
+/// so does exit 1, when Cost Explorer cannot be read or its answer used for `--billed`.
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let options = options(args, unix_now())?;
     let prices = with_prices(settings, unix_now())?;
@@ -207,13 +208,15 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     if args.billed {
         let cluster = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
         let project_key = &prices.settings.tags.project;
-        report.billed = Some(billed::fetch(
-            &options,
-            &cluster,
-            project_key,
-            args.billed_metric,
-            args.overhead,
-        )?);
+        // Exit 1, like the refresh commands when AWS cannot be read: Cost Explorer failed
+        // or answered an amount that is not a number; no report is printed.
+        match billed::fetch(&options, &cluster, project_key, args.billed_metric, args.overhead) {
+            Ok(b) => report.billed = Some(b),
+            Err(e) => {
+                eprintln!("cost-tags: no report: {e:#}");
+                return Ok(ExitCode::from(1));
+            }
+        }
     }
 
     let stdout = io::stdout();

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures_util::future::join_all;
@@ -26,6 +26,10 @@ use crate::report::calendar::Timestamp;
 
 /// How long each AWS call may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
+/// How long the whole refresh may take. It runs from a oneshot timer (and cron), which
+/// must end: each call is bounded by [`AWS_TIME`], but a run of calls (pages, chunks of
+/// instance types) needs a bound of its own.
+const REFRESH_TIME: Duration = Duration::from_secs(600);
 /// How many calls to the Price List run at once.
 const PARALLEL_PRICE_QUERIES: usize = 8;
 
@@ -98,8 +102,12 @@ pub fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) ->
     let types: Vec<String> = types.into_iter().collect();
     let old = PriceCache::read(&path).ok();
     let runtime = Runtime::new()?;
+    let deadline = Instant::now() + REFRESH_TIME;
     let spot_from = now - i64::from(options.spot_days) * 86_400;
-    let (region, shapes, prices, spot, subnet_zones) = runtime.block_on(async {
+    // The Price List stops at `deadline` naming the instance type; this is the backstop
+    // for the other calls, a second later so that the named error wins.
+    let backstop = deadline + Duration::from_secs(1);
+    let (region, shapes, prices, spot, subnet_zones) = runtime.within(backstop, async {
         let region = match ["AWS_REGION", "AWS_DEFAULT_REGION"]
             .iter()
             .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
@@ -118,7 +126,7 @@ pub fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) ->
         let price_list = PriceListApi::connect(AWS_TIME).await;
         let mut prices = BTreeMap::new();
         for chunk in known.chunks(PARALLEL_PRICE_QUERIES) {
-            let answers = join_all(chunk.iter().map(|t| price_list.on_demand_hourly(t, &region))).await;
+            let answers = join_all(chunk.iter().map(|t| price_list.on_demand_hourly(t, &region, deadline))).await;
             for (t, answer) in chunk.iter().zip(answers) {
                 prices.insert(
                     t.clone(),

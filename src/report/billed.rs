@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use super::calendar::{self, Every, Timestamp};
@@ -165,6 +165,17 @@ pub fn from_bill(
                 .map(|(t, _)| t)
                 .with_context(|| format!("Cost Explorer: {d:?} is not a date"))
         };
+        // Cost Explorer's reader refuses these already; a Bill made elsewhere must not put
+        // NaN into every sum the table and the CSV print.
+        if !a.amount.is_finite() {
+            bail!(
+                "Cost Explorer: Metrics.{}.Amount of project {:?} for {} to {} is not a finite number",
+                metric.name(),
+                a.project,
+                a.start,
+                a.end
+            );
+        }
         amounts.push((parse(&a.start)?, parse(&a.end)?, a.project.clone(), a.amount));
         currency.get_or_insert_with(|| a.unit.clone());
     }
@@ -187,6 +198,17 @@ pub fn from_bill(
         billed.requests,
         if billed.requests == 1 { "" } else { "s" },
     ));
+    let credits: Vec<f64> = billed.amounts.iter().map(|a| a.3).filter(|a| *a < 0.0).collect();
+    if !credits.is_empty() {
+        billed.notes.push(format!(
+            "billed: {} amount{} below 0 ({:.2} {} in all): credits or refunds, counted as billed, so a \
+             project's billed cost can be below its estimate, or below 0.",
+            credits.len(),
+            if credits.len() == 1 { "" } else { "s" },
+            credits.iter().sum::<f64>(),
+            billed.currency,
+        ));
+    }
     let total = billed.total();
     if billed.amounts.is_empty() || total == 0.0 {
         billed.notes.push(format!(
@@ -248,6 +270,42 @@ mod tests {
             ..b.clone()
         };
         assert_eq!(none.overhead_share(window, 1.0, 4.0), 0.0);
+    }
+
+    #[test]
+    fn credits_are_kept_and_noted_and_non_finite_amounts_refused() {
+        let window = (t("2024-03-01"), t("2024-03-02"));
+        let bill = Bill {
+            amounts: vec![
+                amount("2024-03-01", "2024-03-02", "A", 3.0),
+                amount("2024-03-01", "2024-03-02", "A", -1.25),
+                amount("2024-03-01", "2024-03-02", "", -0.5),
+            ],
+            requests: 1,
+        };
+        let b = from_bill(bill, window, "c", "k", Metric::UnblendedCost, Overhead::None).unwrap();
+        assert_eq!((b.total(), b.by_project()["A"], b.untagged()), (1.25, 1.75, -0.5));
+        assert!(
+            b.notes
+                .iter()
+                .any(|n| n.contains("2 amounts below 0 (-1.75 USD in all): credits or refunds")),
+            "{:?}",
+            b.notes
+        );
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let bill = Bill {
+                amounts: vec![amount("2024-03-01", "2024-03-02", "A", bad)],
+                requests: 1,
+            };
+            let e = from_bill(bill, window, "c", "k", Metric::UnblendedCost, Overhead::None)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                e,
+                "Cost Explorer: Metrics.UnblendedCost.Amount of project \"A\" for 2024-03-01 to 2024-03-02 is not a \
+                 finite number"
+            );
+        }
     }
 
     #[test]

@@ -196,6 +196,67 @@ fn a_failed_refresh_keeps_the_old_cache() {
     assert_refused(&s.project_check("alice", "Spent"), SPENT);
 }
 
+/// Issue 20, item 3: AWS answering a limit that is not a finite number above 0, or a spend
+/// that is not finite. The refresh refuses the answer where it reads it: exit 1 naming the
+/// budget and the field, never writing `NaN` or `inf`, the old cache kept byte for byte (a
+/// cache with `"limit":null` reads as corrupt, and a corrupt cache follows `on_stale`).
+#[test]
+fn non_finite_or_non_positive_budget_amounts_are_refused_and_the_cache_kept() {
+    let Some(s) = Setup::start("") else { return };
+    s.seed();
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    let before = std::fs::read(s.cache()).unwrap();
+    let client = budgets_client(&s.moto.endpoint());
+    for (limit, actual, field) in [
+        ("NaN", "1", "BudgetLimit.Amount is not a finite number"),
+        ("1e400", "1", "BudgetLimit.Amount is not a finite number"),
+        ("0", "1", "its limit (BudgetLimit.Amount) is 0, not above 0"),
+        ("-100", "1", "its limit (BudgetLimit.Amount) is -100, not above 0"),
+        (
+            "100",
+            "NaN",
+            "CalculatedSpend.ActualSpend.Amount is not a finite number",
+        ),
+        (
+            "100",
+            "-1e400",
+            "CalculatedSpend.ActualSpend.Amount is not a finite number",
+        ),
+    ] {
+        block_on(add_budget(&client, "NoBudget", limit, actual));
+        let out = s.cost_tags(&["budget", "refresh"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "limit {limit}, actual {actual}: {err}");
+        assert!(
+            err.contains("budget refresh failed, keeping the cache of")
+                && err.contains(&format!("budget \"NoBudget\": {field}")),
+            "limit {limit}, actual {actual}: {err}"
+        );
+        let lower = err.to_lowercase();
+        assert!(!lower.contains("nan") && !lower.contains("inf"), "{err}");
+        assert_eq!(
+            std::fs::read(s.cache()).unwrap(),
+            before,
+            "limit {limit}, actual {actual}"
+        );
+        // The cache still decides: a project without a budget is refused (on_missing).
+        assert_refused(&s.project_check("alice", "NoBudget"), NO_BUDGET);
+        block_on(async {
+            client
+                .delete_budget()
+                .account_id(ACCOUNT_ID)
+                .budget_name("NoBudget")
+                .send()
+                .await
+                .unwrap()
+        });
+    }
+    // A credit (negative actual spend) is a real amount: kept.
+    block_on(add_budget(&client, "Credited", "100", "-2.50"));
+    assert_eq!(s.cost_tags(&["budget", "refresh"]).status.code(), Some(0));
+    assert_eq!(read_cache(&s.cache()).1["Credited"]["actual"], -2.5);
+}
+
 #[test]
 fn stale_missing_and_corrupt_caches_follow_on_stale() {
     let Some(s) = Setup::start("") else { return };

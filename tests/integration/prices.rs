@@ -134,6 +134,39 @@ impl Setup {
             .expect("run cost-tags")
     }
 
+    /// [`Setup::cost_tags`] killed (by its pid) if it runs longer than `limit`: `None` then.
+    fn cost_tags_within(
+        &self,
+        config: &Path,
+        price_list: &PriceListStandIn,
+        args: &[&str],
+        limit: std::time::Duration,
+    ) -> Option<Output> {
+        let mut cmd = Command::new(support::bin("cost-tags"));
+        moto::apply_env(&mut cmd, &self.proxy.endpoint());
+        let mut child = cmd
+            .env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
+            .env_remove("COST_TAGS_CONFIG")
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cost-tags");
+        let until = std::time::Instant::now() + limit;
+        while child.try_wait().expect("wait for cost-tags").is_none() {
+            if std::time::Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(child.wait_with_output().expect("cost-tags' output"))
+    }
+
     fn cache(&self) -> Value {
         serde_json::from_slice(&std::fs::read(self.dir.path().join("prices.json")).unwrap()).unwrap()
     }
@@ -272,6 +305,51 @@ fn a_failed_refresh_keeps_the_old_cache_and_exits_1() {
     assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
 }
 
+/// Issue 20, item 4: a Price List endpoint that always hands out a new NextToken. The
+/// refresh stops after its page bound, names the instance type, exits 1 and keeps the
+/// old cache byte for byte.
+#[test]
+fn endless_price_list_pages_stop_at_the_bound_and_keep_the_old_cache() {
+    let Some(s) = setup() else { return };
+    let config = s.config();
+    let out = s.cost_tags(&config, &PriceListStandIn::start(products()), &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let before = std::fs::read(s.dir.path().join("prices.json")).unwrap();
+
+    let endless = PriceListStandIn::endless(products());
+    let started = std::time::Instant::now();
+    let out = s
+        .cost_tags_within(
+            &config,
+            &endless,
+            &["prices", "refresh"],
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap_or_else(|| {
+            panic!(
+                "prices refresh still running after 60 s and {} Price List requests",
+                endless.requests()
+            )
+        });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the on-demand price of ")
+            && err.contains("still a next page after 20 pages")
+            && (err.contains("c5.xlarge in us-east-1") || err.contains("g4dn.xlarge in us-east-1"))
+            && err.contains("old cache is kept"),
+        "{err}"
+    );
+    // Two instance types, 20 pages each at most.
+    assert!(endless.requests() <= 40, "{} requests", endless.requests());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(std::fs::read(s.dir.path().join("prices.json")).unwrap(), before);
+}
+
 /// One day of Cost Explorer's answer: the cluster's cost per project tag value.
 pub(crate) fn ce_day(day: &str, next: &str, amounts: &[(&str, &str)]) -> Value {
     let groups: Vec<Value> = amounts
@@ -399,5 +477,101 @@ fn report_billed_puts_the_bill_beside_the_estimate_and_it_all_adds_up() {
         csv.lines()
             .any(|l| l.starts_with("untagged,") && l.ends_with(",2.000000,-2.000000")),
         "{csv}"
+    );
+}
+
+/// Issue 20, item 3: Cost Explorer amounts that are not finite (`NaN`, `1e400`) are
+/// refused where they are read: exit 1 naming the period, the project and the field, no
+/// report, and no `NaN` or `inf` printed. Negative amounts (credits, refunds) are kept, and
+/// the notes say so.
+#[test]
+fn report_billed_refuses_non_finite_amounts_and_keeps_credits() {
+    let Some(s) = setup() else { return };
+    let price_list = PriceListStandIn::start(products());
+    let config = s.config();
+    let out = s.cost_tags(&config, &price_list, &["prices", "refresh"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let sacct = s.dir.path().join("sacct.txt");
+    std::fs::write(
+        &sacct,
+        "202|COMPLETED|u1|a|spot|2024-03-10T11:00:00|2024-03-10T14:00:00|1|4|cpu=4,node=1|spot-dy-c5-1|P1\n",
+    )
+    .unwrap();
+    // moto keeps one queued answer per distinct request: a cluster name per case.
+    let report = |cluster: &str, format: &str| {
+        let args = [
+            "report",
+            "--sacct-file",
+            sacct.to_str().unwrap(),
+            "--since",
+            "2024-03-01",
+            "--until",
+            "2024-03-31",
+            "--billed",
+            "--cluster-name",
+            cluster,
+            "--format",
+            format,
+        ];
+        s.cost_tags(&config, &price_list, &args)
+    };
+
+    for (cluster, bad) in [("nan-cluster", "NaN"), ("huge-cluster", "1e400")] {
+        s.moto.queue_cost_and_usage(&[serde_json::json!({
+            "ResultsByTime": [ce_day("2024-03-10", "2024-03-11", &[("P1", "0.30"), ("P2", bad)])]
+        })]);
+        for format in ["table", "csv", "json"] {
+            let out = report(cluster, format);
+            assert_eq!(out.status.code(), Some(1), "{bad} {format}: {}", text(&out));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(
+                    "Metrics.UnblendedCost.Amount of project \"P2\" for 2024-03-10 to 2024-03-11 is not a finite number"
+                ),
+                "{bad} {format}: {err}"
+            );
+            assert!(out.stdout.is_empty(), "{bad} {format}: no report: {}", text(&out));
+            let all = text(&out).to_lowercase();
+            assert!(!all.contains("nan") && !all.contains("inf"), "{bad} {format}: {all}");
+        }
+    }
+
+    // Credits: P1 0.30 then -0.10, and -0.50 untagged.
+    s.moto.queue_cost_and_usage(&[serde_json::json!({
+        "ResultsByTime": [
+            ce_day("2024-03-10", "2024-03-11", &[("P1", "0.30")]),
+            ce_day("2024-03-11", "2024-03-12", &[("P1", "-0.10"), ("", "-0.50")]),
+        ]
+    })]);
+    let out = report("credited", "table");
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let last = |label: &str| {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("{label}: {table}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words[words.len() - 3..].join(" ")
+    };
+    assert_eq!(last("P1"), "0.24 0.20 +0.04", "{table}");
+    assert_eq!(last("(untagged)"), "(untagged) -0.50 +0.50", "{table}");
+    assert_eq!(last("TOTAL"), "0.24 -0.30 +0.54", "{table}");
+    assert!(
+        table.contains("2 amounts below 0 (-0.60 USD in all): credits or refunds, counted as billed"),
+        "{table}"
+    );
+    let out = report("credited", "csv");
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("untagged,") && l.ends_with(",-0.500000,0.500000")),
+        "{csv}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("credits or refunds"),
+        "{}",
+        text(&out)
     );
 }

@@ -3,7 +3,8 @@
 //! an answer whose `PriceList` is an array of JSON documents serialised as strings. It
 //! honours `ServiceCode`, every `TERM_MATCH` filter (on the product's attributes),
 //! `MaxResults` and `NextToken`; without `MaxResults` it answers one product a page, so
-//! a client that does not follow pages is caught.
+//! a client that does not follow pages is caught. [`PriceListStandIn::endless`] gives a
+//! new `NextToken` with every page, for ever, so a client that trusts it never ends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -63,7 +64,7 @@ fn error(status: u16, kind: &str, message: &str) -> Reply {
     Reply::Send(Response::new(status, body).header("Content-Type", "application/x-amz-json-1.1"))
 }
 
-fn get_products(products: &[Value], req: &Request) -> Reply {
+fn get_products(products: &[Value], endless: bool, req: &Request) -> Reply {
     if req.method != "POST" || req.header("x-amz-target") != Some("AWSPriceListService.GetProducts") {
         return error(
             400,
@@ -104,8 +105,9 @@ fn get_products(products: &[Value], req: &Request) -> Reply {
         .map(|p| p.to_string())
         .collect();
     let mut answer = json!({"FormatVersion": "aws_v1", "PriceList": list});
-    if end < matching.len() {
-        answer["NextToken"] = json!(end.to_string());
+    if end < matching.len() || endless {
+        // Endless: past the products, empty pages whose token is always a new one.
+        answer["NextToken"] = json!((start + page).to_string());
     }
     Reply::Send(Response::new(200, answer.to_string()).header("Content-Type", "application/x-amz-json-1.1"))
 }
@@ -113,6 +115,15 @@ fn get_products(products: &[Value], req: &Request) -> Reply {
 impl PriceListStandIn {
     /// Serves `products` on 127.0.0.1, on a free port.
     pub fn start(products: Vec<Value>) -> PriceListStandIn {
+        PriceListStandIn::serve(products, false)
+    }
+
+    /// Serves `products`, then empty pages, each with a new `NextToken`, never a last one.
+    pub fn endless(products: Vec<Value>) -> PriceListStandIn {
+        PriceListStandIn::serve(products, true)
+    }
+
+    fn serve(products: Vec<Value>, endless: bool) -> PriceListStandIn {
         let requests = Arc::new(AtomicU64::new(0));
         let counter = requests.clone();
         let products = Arc::new(products);
@@ -120,7 +131,7 @@ impl PriceListStandIn {
             "price-list",
             Arc::new(move |req: &Request| {
                 counter.fetch_add(1, Ordering::SeqCst);
-                get_products(&products, req)
+                get_products(&products, endless, req)
             }),
         )
         .expect("start the Price List stand-in");
