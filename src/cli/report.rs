@@ -58,8 +58,8 @@ list (as often) is skipped as forged. Run by anyone but root, the command has no
 sacct shows an ordinary user only their own jobs, and the report says so.
 A saved file (--sacct-file) with a header line is read by the header's field names, in any
 order, other fields ignored.
-Exit codes: 0 report printed, 1 the saved file's header lacks a field the report reads,
-2 no report (bad settings or arguments, sacct failed).")]
+Exit codes: 0 report printed, 1 the saved file's header lacks a field the report reads or
+--billed could not use Cost Explorer, 2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
     /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
     /// first day of this month]
