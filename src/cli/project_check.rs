@@ -55,6 +55,11 @@ the cache written by `cost-tags budget refresh` says (AWS is never called here):
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]
+///
+/// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, turned
+/// into text by [`submitted_fields`]: bytes that are not UTF-8 are then the user's
+/// refusal (exit 1), where clap would have called them bad usage (exit 2), which the
+/// filter shows as "the project check is broken".
 pub struct Args {
     /// Settings file (TOML).
     #[arg(long, value_name = "PATH")]
@@ -70,13 +75,13 @@ pub struct Args {
     modify: bool,
     /// With --submit: uid of the job's owner (authoritative; Slurm authenticated it).
     #[arg(long, value_name = "UID", requires = "submit")]
-    uid: Option<u32>,
+    uid: Option<OsString>,
     /// With --submit: name of the job's owner, used when the uid has no passwd entry.
     #[arg(long = "user", value_name = "NAME", requires = "submit")]
     user_name: Option<OsString>,
     /// With --submit: uid of whoever submits or modifies, when not the owner.
     #[arg(long, value_name = "UID", requires = "submit")]
-    by_uid: Option<u32>,
+    by_uid: Option<OsString>,
     /// With --submit: the job's comment.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
     comment: Option<OsString>,
@@ -89,19 +94,19 @@ pub struct Args {
     /// With --submit: the job's time limit in minutes (Slurm's time_limit), for its worst
     /// case under `enforce = "committed"`.
     #[arg(long, value_name = "MINUTES", requires = "submit")]
-    time_limit: Option<u64>,
+    time_limit: Option<OsString>,
     /// With --submit: the job's minimum node count.
     #[arg(long, value_name = "N", requires = "submit")]
-    nodes: Option<u32>,
+    nodes: Option<OsString>,
     /// With --submit: the CPUs of the whole job (Slurm's min_cpus, all nodes together).
     #[arg(long, value_name = "N", requires = "submit")]
-    cpus: Option<u32>,
+    cpus: Option<OsString>,
     /// With --submit: GPUs per node.
     #[arg(long, value_name = "N", requires = "submit")]
-    gpus: Option<u32>,
+    gpus: Option<OsString>,
     /// With --submit: the partition(s) asked for (comma-separated); unset: the default.
     #[arg(long, value_name = "NAME", requires = "submit", allow_hyphen_values = true)]
-    partition: Option<String>,
+    partition: Option<OsString>,
     /// The user to check.
     #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
     user: Option<String>,
@@ -114,18 +119,28 @@ pub struct Args {
 #[derive(Debug)]
 pub struct Unusable(pub String);
 
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
 /// Decides, and tells the user on stderr when refused: true when the job may go in.
-pub fn run(args: Args) -> Result<bool, Unusable> {
+/// Errors are [`Unusable`], or stdout closed under `--list` (see [`super::exit_code`]).
+pub fn run(args: Args) -> anyhow::Result<bool> {
     // A value from the user that is not text is the user's to fix (exit 1), never a
     // broken filter, even when the settings are unusable too.
     let given = match submitted_fields(&args) {
         Ok(given) => given,
-        Err(refusal) => return Ok(tell_user(refusal)),
+        Err(FieldError::User(refusal)) => return Ok(tell_user(refusal)),
+        Err(FieldError::Usage(why)) => return Err(why.into()),
     };
     let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
     let user = match (&args.list, args.submit) {
         (Some(user), _) => user.clone(),
-        (None, true) => owner_name(args.uid, given.user_name.as_deref())?,
+        (None, true) => owner_name(given.uid, given.user_name.as_deref())?,
         (None, false) => args.user.clone().unwrap_or_default(),
     };
     let cannot_read = |e: std::io::Error| {
@@ -145,13 +160,13 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
 
     if args.list.is_some() {
         for project in projects.projects_for(&user, &mut groups) {
-            println!("{project}");
+            outln!("{project}")?;
         }
         return Ok(true);
     }
 
     let verdict = if args.submit {
-        let by_user = match args.by_uid.filter(|&by| Some(by) != args.uid) {
+        let by_user = match given.by_uid.filter(|&by| Some(by) != given.uid) {
             Some(by) => Some(owner_name(Some(by), None)?),
             None => None,
         };
@@ -169,11 +184,11 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
     };
     // A modification (`scontrol update`) is not a new job: its size is not priced.
     let size = (args.submit && !args.modify).then(|| JobSize {
-        partition: args.partition.clone(),
-        time_limit_minutes: args.time_limit,
-        nodes: args.nodes,
-        cpus: args.cpus,
-        gpus: args.gpus,
+        partition: given.partition.clone(),
+        time_limit_minutes: given.time_limit,
+        nodes: given.nodes,
+        cpus: given.cpus,
+        gpus: given.gpus,
     });
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
         gate::check(&settings.budget, project, size.as_ref(), SystemTime::now())
@@ -185,27 +200,65 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
     }
     // On acceptance, job_submit.lua shows what project-check prints to the submitter.
     if let (Some(line), true) = (&decided.tell, decided.verdict.is_allowed()) {
-        println!("{line}");
+        outln!("{line}")?;
     }
     Ok(tell_user(decided.verdict))
 }
 
-/// The fields Slurm passed on from the user, as text.
+/// The values job_submit.lua passed on, as text and numbers.
 struct GivenFields {
+    uid: Option<u32>,
+    by_uid: Option<u32>,
     user_name: Option<String>,
     comment: Option<String>,
     account: Option<String>,
     wckey: Option<String>,
+    partition: Option<String>,
+    time_limit: Option<u64>,
+    nodes: Option<u32>,
+    cpus: Option<u32>,
+    gpus: Option<u32>,
 }
 
-/// Slurm passes the user's bytes as they were typed; a value that is not text is refused.
-fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
-    let text = |flag: &str, value: &Option<OsString>| value.clone().map(|v| decision::text_field(flag, v)).transpose();
+/// Why the values passed cannot be used.
+enum FieldError {
+    /// Bytes that are not text: the user's to fix (Slurm passes what was typed).
+    User(Verdict),
+    /// Text where job_submit.lua writes a number: the filter's fault.
+    Usage(Unusable),
+}
+
+/// Slurm passes the user's bytes as they were typed; a value that is not text is refused,
+/// whichever flag it came in (even a number: the message must not depend on which
+/// field a future job_submit.lua passes).
+fn submitted_fields(args: &Args) -> Result<GivenFields, FieldError> {
+    let text = |flag: &str, value: &Option<OsString>| {
+        value
+            .clone()
+            .map(|v| decision::text_field(flag, v))
+            .transpose()
+            .map_err(FieldError::User)
+    };
+    fn number<N: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<Option<N>, FieldError> {
+        value
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| FieldError::Usage(Unusable(format!("{flag} takes a number, not {v:?}"))))
+            })
+            .transpose()
+    }
     Ok(GivenFields {
+        uid: number("--uid", text("--uid", &args.uid)?)?,
+        by_uid: number("--by-uid", text("--by-uid", &args.by_uid)?)?,
         user_name: text("--user", &args.user_name)?,
         comment: text("--comment", &args.comment)?,
         account: text("--account", &args.account)?,
         wckey: text("--wckey", &args.wckey)?,
+        partition: text("--partition", &args.partition)?,
+        time_limit: number("--time-limit", text("--time-limit", &args.time_limit)?)?,
+        nodes: number("--nodes", text("--nodes", &args.nodes)?)?,
+        cpus: number("--cpus", text("--cpus", &args.cpus)?)?,
+        gpus: number("--gpus", text("--gpus", &args.gpus)?)?,
     })
 }
 
