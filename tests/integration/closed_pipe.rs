@@ -95,8 +95,20 @@ fn every_printing_command_exits_0_quietly_into_a_closed_pipe() {
     for format in ["csv", "table", "json"] {
         assert_quiet_success(&with_closed_stdout(&mut report(&sacct, format)), format);
     }
+    // project-check --list prints with println! before: a panic, exit 101.
+    std::fs::write(dir.path().join("projects_list.conf"), "alice = ProjectA, ProjectB\n").unwrap();
     let settings = dir.path().join("cost-tags.toml");
-    std::fs::write(&settings, "").unwrap();
+    std::fs::write(
+        &settings,
+        format!("projects_file = {:?}\n", dir.path().join("projects_list.conf")),
+    )
+    .unwrap();
+    let mut list = Command::new(support::bin("project-check"));
+    list.arg("--config")
+        .arg(&settings)
+        .args(["--list", "alice"])
+        .env_remove("COST_TAGS_CONFIG");
+    assert_quiet_success(&with_closed_stdout(&mut list), "project-check --list");
     // budget list from the cache (none yet: an empty table, still printed).
     let mut budgets = Command::new(support::bin("cost-tags"));
     budgets
