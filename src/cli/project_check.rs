@@ -55,11 +55,10 @@ the cache written by `cost-tags budget refresh` says (AWS is never called here):
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]
-///
-/// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, turned
-/// into text by [`submitted_fields`]: bytes that are not UTF-8 are then the user's
-/// refusal (exit 1), where clap would have called them bad usage (exit 2), which the
-/// filter shows as "the project check is broken".
+// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, made text
+// by `submitted_fields`: bytes that are not UTF-8 are then the user's refusal (exit 1),
+// where clap would call them bad usage (exit 2), which the filter shows as "the project
+// check is broken". (Not a doc comment: clap would print it in --help.)
 pub struct Args {
     /// Settings file (TOML).
     #[arg(long, value_name = "PATH")]
@@ -284,5 +283,44 @@ fn owner_name(uid: Option<u32>, name: Option<&str>) -> Result<String, Unusable> 
             "unknown user: uid {} has no entry in the user database and no user name was given",
             uid.map_or("?".into(), |u| u.to_string())
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn given(extra: &[OsString]) -> Result<GivenFields, FieldError> {
+        let mut argv: Vec<OsString> = ["project-check", "--submit", "--uid", "1000"]
+            .map(OsString::from)
+            .to_vec();
+        argv.extend_from_slice(extra);
+        submitted_fields(&Args::try_parse_from(argv).expect("clap takes any bytes"))
+    }
+
+    #[test]
+    fn bytes_are_the_user_s_and_a_non_number_is_the_filter_s() {
+        let bad = OsString::from_vec(b"4\xff".to_vec());
+        for flag in ["--partition", "--nodes", "--by-uid"] {
+            match given(&[flag.into(), bad.clone()]) {
+                Err(FieldError::User(Verdict::Denied(message))) => assert_eq!(
+                    message,
+                    format!("The {flag} value is not valid UTF-8 text. Use plain text.")
+                ),
+                _ => panic!("{flag}: bytes that are not UTF-8 are the user's refusal"),
+            }
+        }
+        match given(&["--nodes".into(), "two\n".into()]) {
+            Err(FieldError::Usage(Unusable(why))) => assert_eq!(why, r#"--nodes takes a number, not "two\n""#),
+            _ => panic!("a non-number where the Lua writes a number is the filter's fault"),
+        }
+        let ok = given(&["--nodes".into(), "2".into(), "--partition".into(), "gpu".into()])
+            .ok()
+            .unwrap();
+        assert_eq!(
+            (ok.uid, ok.nodes, ok.partition.as_deref()),
+            (Some(1000), Some(2), Some("gpu"))
+        );
     }
 }
