@@ -59,9 +59,10 @@ pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
             squeue: args.squeue.clone(),
             scontrol: args.scontrol.clone(),
         };
-        // A closed stdout drops the progress lines, never the sweep half done.
+        // A closed stdout drops the lines, never the sweep half done, and the exit status
+        // stays the sweep's (1 when an instance could not be handled).
         let summary = reconcile_cluster(settings, &options, |step| drop(outln!("{step}")))?;
-        outln!("{summary}")?;
+        drop(outln!("{summary}"));
         return Ok(if summary.failed > 0 {
             ExitCode::from(1)
         } else {
