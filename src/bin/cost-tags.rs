@@ -1,7 +1,7 @@
 //! cost-tags: the administrator's tool. Each subcommand is one job an administrator does
 //! on the head node; the work lives in the library (`cost_tags::report`, ...) and the
 //! printing in `cost_tags::cli`; this file only parses arguments, loads the settings once
-//! and maps errors to exit code 2.
+//! and maps errors to exit code 2 (a reader that went away, `| head`, to a quiet 0).
 //!
 //! Exit codes: each subcommand documents its own; 2 always means it could not do its job
 //! (unusable settings, bad arguments, a failed Slurm command), with the reason on stderr.
@@ -94,8 +94,5 @@ fn main() -> ExitCode {
         Command::Budget(args) => budget::run(&settings, args),
         Command::Prices(args) => prices::run(&settings, args),
     };
-    outcome.unwrap_or_else(|e| {
-        eprintln!("cost-tags: {e:#}");
-        ExitCode::from(2)
-    })
+    cost_tags::cli::exit_code("cost-tags", outcome)
 }

@@ -7,15 +7,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use cost_tags::cli::project_check::{run, Args, Unusable};
+use cost_tags::cli::project_check::{run, Args};
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(Unusable(why)) => {
-            eprintln!("project-check: {why}");
-            ExitCode::from(2)
-        }
-    }
+    let outcome = run(Args::parse()).map(|allowed| if allowed { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    cost_tags::cli::exit_code("project-check", outcome)
 }

@@ -93,7 +93,7 @@ fn create(settings: &Settings, args: &CreateArgs) -> Result<ExitCode> {
         at: args.at.clone(),
     };
     let new = admin::create(settings, &request)?;
-    println!(
+    outln!(
         "created budget {} for project {}: {} {} {}, counting tag {}",
         new.name,
         args.project,
@@ -101,9 +101,9 @@ fn create(settings: &Settings, args: &CreateArgs) -> Result<ExitCode> {
         new.currency,
         new.period.as_str().to_lowercase(),
         new.tag_filter
-    );
+    )?;
     if !settings.budget.enabled {
-        println!("note: [budget] enabled = false in the settings, so project-check does not enforce it yet");
+        outln!("note: [budget] enabled = false in the settings, so project-check does not enforce it yet")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -116,10 +116,10 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     }
     let rows = list.rows;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Budgets from {}; threshold {}%", list.source, b.threshold_percent);
+    outln!("Budgets from {}; threshold {}%", list.source, b.threshold_percent)?;
     let mut table = vec![[
         "PROJECT",
         "BUDGET",
@@ -153,6 +153,6 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             r.submissions.to_string(),
         ]);
     }
-    print!("{}", Columns::default().render(&table));
+    super::print(&Columns::default().render(&table))?;
     Ok(ExitCode::SUCCESS)
 }

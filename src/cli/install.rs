@@ -143,7 +143,9 @@ pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
             .map(PathBuf::from),
     };
     let mut print = |level: Level, line: &str| match level {
-        Level::Info => println!("{prefix}: {line}"),
+        // A closed stdout drops the progress lines, never the install half done: the
+        // exit status is the install's.
+        Level::Info => drop(outln!("{prefix}: {line}")),
         Level::Warning => eprintln!("{prefix}: WARNING: {line}"),
     };
     match install::run(&request, &mut print) {

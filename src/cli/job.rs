@@ -3,7 +3,7 @@
 //! [`crate::report::job`].
 
 use std::fmt::Write as _;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,7 +66,7 @@ pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
     } else {
         table(&job)
     };
-    io::stdout().lock().write_all(text.as_bytes())?;
+    super::print(&text)?;
     if job.runs.is_empty() {
         eprintln!(
             "cost-tags: sacct shows no job {} (no such job, or not yours to see)",

@@ -49,23 +49,29 @@ pub struct SizeArgs {
 }
 
 impl SizeArgs {
-    /// The request these fields describe, or the first field that is not what Slurm
-    /// writes (a message for the submitter: exit 1, not a broken filter).
-    pub fn request(&self) -> Result<JobRequest, BadField> {
-        let text = |field: &'static str, raw: &Option<OsString>| -> Result<Option<String>, BadField> {
+    /// The request these fields describe, or the first field that is not text (the
+    /// user's bytes: their refusal) or not what Slurm writes (the filter's fault).
+    pub fn request(&self) -> Result<JobRequest, SizeError> {
+        let text = |field: &'static str, raw: &Option<OsString>| -> Result<Option<String>, SizeError> {
             raw.as_deref().map(|v| utf8(field, v)).transpose()
         };
-        let count32 = |field, raw: &Option<OsString>| match text(field, raw)? {
-            Some(t) => job_request::count32(field, &t),
-            None => Ok(None),
+        let count32 = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
+            Ok(match text(field, raw)? {
+                Some(t) => job_request::count32(field, &t)?,
+                None => None,
+            })
         };
-        let count16 = |field, raw: &Option<OsString>| match text(field, raw)? {
-            Some(t) => job_request::count16(field, &t),
-            None => Ok(None),
+        let count16 = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
+            Ok(match text(field, raw)? {
+                Some(t) => job_request::count16(field, &t)?,
+                None => None,
+            })
         };
-        let gpus = |field, raw: &Option<OsString>| match text(field, raw)? {
-            Some(t) => job_request::gpus_in_tres(field, &t),
-            None => Ok(None),
+        let gpus = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
+            Ok(match text(field, raw)? {
+                Some(t) => job_request::gpus_in_tres(field, &t)?,
+                None => None,
+            })
         };
         Ok(JobRequest {
             partitions: text("partition", &self.partition)?
@@ -102,11 +108,41 @@ impl SizeArgs {
     }
 }
 
-fn utf8(field: &'static str, raw: &OsStr) -> Result<String, BadField> {
-    raw.to_str().map(str::to_string).ok_or(BadField {
-        field,
-        why: "is not UTF-8 text".to_string(),
-    })
+/// Why the size fields cannot be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SizeError {
+    /// The bytes under this flag are not UTF-8 text.
+    NotText(&'static str),
+    Bad(BadField),
+}
+
+impl From<BadField> for SizeError {
+    fn from(bad: BadField) -> SizeError {
+        SizeError::Bad(bad)
+    }
+}
+
+/// The flag a job_desc field comes in.
+fn flag(field: &'static str) -> &'static str {
+    match field {
+        "partition" => "--partition",
+        "time_limit" => "--time-limit",
+        "min_nodes" => "--min-nodes",
+        "max_nodes" => "--max-nodes",
+        "num_tasks" => "--num-tasks",
+        "cpus_per_task" => "--cpus-per-task",
+        "ntasks_per_node" => "--ntasks-per-node",
+        "min_cpus" => "--min-cpus",
+        "shared" => "--shared",
+        "array_inx" => "--array-inx",
+        "tres_per_job" => "--tres-per-job",
+        "tres_per_node" => "--tres-per-node",
+        _ => "--tres-per-task",
+    }
+}
+
+fn utf8(field: &'static str, raw: &OsStr) -> Result<String, SizeError> {
+    raw.to_str().map(str::to_string).ok_or(SizeError::NotText(flag(field)))
 }
 
 #[cfg(test)]
@@ -123,7 +159,7 @@ mod tests {
         size: SizeArgs,
     }
 
-    fn parse(args: &[&str]) -> Result<JobRequest, BadField> {
+    fn parse(args: &[&str]) -> Result<JobRequest, SizeError> {
         let mut argv = vec!["t", "--submit"];
         argv.extend_from_slice(args);
         Cli::parse_from(argv).size.request()
@@ -163,7 +199,7 @@ mod tests {
         assert_eq!(r.gpus_per_job, Some(8));
         let plain = parse(&[]).unwrap();
         assert_eq!((plain.array_tasks, plain.time_limit), (1, TimeLimit::Unset));
-        assert_eq!(parse(&["--min-nodes", "x"]).unwrap_err().field, "min_nodes");
+        assert!(matches!(parse(&["--min-nodes", "x"]), Err(SizeError::Bad(b)) if b.field == "min_nodes"));
     }
 
     #[test]
@@ -172,6 +208,6 @@ mod tests {
         let bad = OsStr::from_bytes(b"gpu\xff");
         let argv: Vec<OsString> = vec!["t".into(), "--submit".into(), "--tres-per-node".into(), bad.into()];
         let e = Cli::parse_from(argv).size.request().unwrap_err();
-        assert_eq!(e.to_string(), "the job's tres_per_node is not UTF-8 text");
+        assert_eq!(e, SizeError::NotText("--tres-per-node"));
     }
 }

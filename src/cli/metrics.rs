@@ -3,7 +3,7 @@
 //! at any moment, reads the old exposition or the new one, never half of one.
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -83,7 +83,7 @@ pub fn run(settings: &Settings, args: &MetricsArgs) -> anyhow::Result<ExitCode> 
     match &args.output {
         Some(path) => atomic_file::replace(path, text.as_bytes(), 0o644)
             .with_context(|| format!("cannot write {}", path.display()))?,
-        None => io::stdout().lock().write_all(text.as_bytes())?,
+        None => super::print(&text)?,
     }
     Ok(ExitCode::SUCCESS)
 }

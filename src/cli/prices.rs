@@ -56,7 +56,7 @@ pub fn run(settings: &Settings, args: &PricesArgs) -> Result<ExitCode> {
                 done.spot_series
             );
             log::info(&line);
-            println!("{line}");
+            outln!("{line}")?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use clap::Parser;
 
 use crate::budget::gate;
-use crate::cli::job_size::SizeArgs;
+use crate::cli::job_size::{SizeArgs, SizeError};
 use crate::config::Settings;
 use crate::log;
 use crate::slurm::job_request::JobRequest;
@@ -56,6 +56,10 @@ the cache written by `cost-tags budget refresh` says (AWS is never called here):
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]
+// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, made text
+// by `submitted_fields`: bytes that are not UTF-8 are then the user's refusal (exit 1),
+// where clap would call them bad usage (exit 2), which the filter shows as "the project
+// check is broken". (Not a doc comment: clap would print it in --help.)
 pub struct Args {
     /// Settings file (TOML).
     #[arg(long, value_name = "PATH")]
@@ -71,13 +75,13 @@ pub struct Args {
     modify: bool,
     /// With --submit: uid of the job's owner (authoritative; Slurm authenticated it).
     #[arg(long, value_name = "UID", requires = "submit")]
-    uid: Option<u32>,
+    uid: Option<OsString>,
     /// With --submit: name of the job's owner, used when the uid has no passwd entry.
     #[arg(long = "user", value_name = "NAME", requires = "submit")]
     user_name: Option<OsString>,
     /// With --submit: uid of whoever submits or modifies, when not the owner.
     #[arg(long, value_name = "UID", requires = "submit")]
-    by_uid: Option<u32>,
+    by_uid: Option<OsString>,
     /// With --submit: the job's comment.
     #[arg(long, requires = "submit", allow_hyphen_values = true)]
     comment: Option<OsString>,
@@ -102,18 +106,28 @@ pub struct Args {
 #[derive(Debug)]
 pub struct Unusable(pub String);
 
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
 /// Decides, and tells the user on stderr when refused: true when the job may go in.
-pub fn run(args: Args) -> Result<bool, Unusable> {
+/// Errors are [`Unusable`], or stdout closed under `--list` (see [`super::exit_code`]).
+pub fn run(args: Args) -> anyhow::Result<bool> {
     // A value from the user that is not text is the user's to fix (exit 1), never a
     // broken filter, even when the settings are unusable too.
     let given = match submitted_fields(&args) {
         Ok(given) => given,
-        Err(refusal) => return Ok(tell_user(refusal)),
+        Err(FieldError::User(refusal)) => return Ok(tell_user(refusal)),
+        Err(FieldError::Usage(why)) => return Err(why.into()),
     };
     let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
     let user = match (&args.list, args.submit) {
         (Some(user), _) => user.clone(),
-        (None, true) => owner_name(args.uid, given.user_name.as_deref())?,
+        (None, true) => owner_name(given.uid, given.user_name.as_deref())?,
         (None, false) => args.user.clone().unwrap_or_default(),
     };
     let cannot_read = |e: std::io::Error| {
@@ -133,13 +147,13 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
 
     if args.list.is_some() {
         for project in projects.projects_for(&user, &mut groups) {
-            println!("{project}");
+            outln!("{project}")?;
         }
         return Ok(true);
     }
 
     let verdict = if args.submit {
-        let by_user = match args.by_uid.filter(|&by| Some(by) != args.uid) {
+        let by_user = match given.by_uid.filter(|&by| Some(by) != given.uid) {
             Some(by) => Some(owner_name(Some(by), None)?),
             None => None,
         };
@@ -167,13 +181,15 @@ pub fn run(args: Args) -> Result<bool, Unusable> {
     }
     // On acceptance, job_submit.lua shows what project-check prints to the submitter.
     if let (Some(line), true) = (&decided.tell, decided.verdict.is_allowed()) {
-        println!("{line}");
+        outln!("{line}")?;
     }
     Ok(tell_user(decided.verdict))
 }
 
-/// The fields Slurm passed on from the user, as text.
+/// The values job_submit.lua passed on, as text and numbers.
 struct GivenFields {
+    uid: Option<u32>,
+    by_uid: Option<u32>,
     user_name: Option<String>,
     comment: Option<String>,
     account: Option<String>,
@@ -181,19 +197,44 @@ struct GivenFields {
     request: JobRequest,
 }
 
-/// Slurm passes the user's bytes as they were typed; a value that is not text, or a size
-/// that is not what Slurm writes, is refused.
-fn submitted_fields(args: &Args) -> Result<GivenFields, Verdict> {
-    let text = |flag: &str, value: &Option<OsString>| value.clone().map(|v| decision::text_field(flag, v)).transpose();
+/// Why the values passed cannot be used.
+enum FieldError {
+    /// Bytes that are not text: the user's to fix (Slurm passes what was typed).
+    User(Verdict),
+    /// Text where job_submit.lua writes a number: the filter's fault.
+    Usage(Unusable),
+}
+
+/// Slurm passes the user's bytes as they were typed; a value that is not text is refused,
+/// whichever flag it came in (even a number: the message must not depend on which
+/// field a future job_submit.lua passes).
+fn submitted_fields(args: &Args) -> Result<GivenFields, FieldError> {
+    let text = |flag: &str, value: &Option<OsString>| {
+        value
+            .clone()
+            .map(|v| decision::text_field(flag, v))
+            .transpose()
+            .map_err(FieldError::User)
+    };
+    fn number<N: std::str::FromStr>(flag: &str, value: Option<String>) -> Result<Option<N>, FieldError> {
+        value
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| FieldError::Usage(Unusable(format!("{flag} takes a number, not {v:?}"))))
+            })
+            .transpose()
+    }
     Ok(GivenFields {
+        uid: number("--uid", text("--uid", &args.uid)?)?,
+        by_uid: number("--by-uid", text("--by-uid", &args.by_uid)?)?,
         user_name: text("--user", &args.user_name)?,
         comment: text("--comment", &args.comment)?,
         account: text("--account", &args.account)?,
         wckey: text("--wckey", &args.wckey)?,
-        request: args
-            .size
-            .request()
-            .map_err(|bad| Verdict::Denied(format!("Job refused: {bad}. Please tell the cluster administrator.")))?,
+        request: args.size.request().map_err(|e| match e {
+            SizeError::NotText(flag) => FieldError::User(decision::not_text_refusal(flag)),
+            SizeError::Bad(bad) => FieldError::Usage(Unusable(bad.to_string())),
+        })?,
     })
 }
 
@@ -219,5 +260,44 @@ fn owner_name(uid: Option<u32>, name: Option<&str>) -> Result<String, Unusable> 
             "unknown user: uid {} has no entry in the user database and no user name was given",
             uid.map_or("?".into(), |u| u.to_string())
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStringExt;
+
+    fn given(extra: &[OsString]) -> Result<GivenFields, FieldError> {
+        let mut argv: Vec<OsString> = ["project-check", "--submit", "--uid", "1000"]
+            .map(OsString::from)
+            .to_vec();
+        argv.extend_from_slice(extra);
+        submitted_fields(&Args::try_parse_from(argv).expect("clap takes any bytes"))
+    }
+
+    #[test]
+    fn bytes_are_the_user_s_and_a_non_number_is_the_filter_s() {
+        let bad = OsString::from_vec(b"4\xff".to_vec());
+        for flag in ["--partition", "--min-nodes", "--by-uid"] {
+            match given(&[flag.into(), bad.clone()]) {
+                Err(FieldError::User(Verdict::Denied(message))) => assert_eq!(
+                    message,
+                    format!("The {flag} value is not valid UTF-8 text. Use plain text.")
+                ),
+                _ => panic!("{flag}: bytes that are not UTF-8 are the user's refusal"),
+            }
+        }
+        match given(&["--min-nodes".into(), "two\n".into()]) {
+            Err(FieldError::Usage(Unusable(why))) => assert_eq!(why, r"the job's min_nodes is not a count ('two\n')"),
+            _ => panic!("a non-number where the Lua writes a number is the filter's fault"),
+        }
+        let ok = given(&["--min-nodes".into(), "2".into(), "--partition".into(), "gpu".into()])
+            .ok()
+            .unwrap();
+        assert_eq!(
+            (ok.uid, ok.request.min_nodes, ok.request.partitions),
+            (Some(1000), Some(2), vec!["gpu".to_string()])
+        );
     }
 }

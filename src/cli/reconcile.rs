@@ -59,8 +59,10 @@ pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
             squeue: args.squeue.clone(),
             scontrol: args.scontrol.clone(),
         };
-        let summary = reconcile_cluster(settings, &options, |step| println!("{step}"))?;
-        println!("{summary}");
+        // A closed stdout drops the lines, never the sweep half done, and the exit status
+        // stays the sweep's (1 when an instance could not be handled).
+        let summary = reconcile_cluster(settings, &options, |step| drop(outln!("{step}")))?;
+        drop(outln!("{summary}"));
         return Ok(if summary.failed > 0 {
             ExitCode::from(1)
         } else {
@@ -77,33 +79,37 @@ pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One repair step on stdout; a closed stdout drops the line, never the repair half done.
 fn print_repair_step(step: RepairStep<'_>) {
     match step {
         RepairStep::Ledger { node, change, dry_run } => {
-            let (drop, add) = if dry_run {
+            let (dropped, added) = if dry_run {
                 ("would drop", "would add")
             } else {
                 ("dropped", "added")
             };
             for j in &change.dropped {
-                println!("ledger: {drop} job {} (no longer runs on {node})", describe_job(j));
+                drop(outln!(
+                    "ledger: {dropped} job {} (no longer runs on {node})",
+                    describe_job(j)
+                ));
             }
             for j in &change.added {
-                println!("ledger: {add} job {} (runs on {node})", describe_job(j));
+                drop(outln!("ledger: {added} job {} (runs on {node})", describe_job(j)));
             }
             if change.dropped.is_empty() && change.added.is_empty() {
-                println!("ledger: in line with Slurm on {node}");
+                drop(outln!("ledger: in line with Slurm on {node}"));
             }
         }
-        RepairStep::TagsInSync { dry_run: true } => println!("tags: in sync, nothing to change"),
-        RepairStep::TagsInSync { dry_run: false } => println!("tags: in sync"),
+        RepairStep::TagsInSync { dry_run: true } => drop(outln!("tags: in sync, nothing to change")),
+        RepairStep::TagsInSync { dry_run: false } => drop(outln!("tags: in sync")),
         RepairStep::TagDiffers {
             difference,
             dry_run: true,
-        } => println!("tags: would change {difference}"),
+        } => drop(outln!("tags: would change {difference}")),
         RepairStep::TagDiffers {
             difference,
             dry_run: false,
-        } => println!("tags: repairing {difference}"),
+        } => drop(outln!("tags: repairing {difference}")),
     }
 }

@@ -221,15 +221,15 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    match args.format {
-        Format::Table => output::table(&report, &mut out)?,
-        Format::Csv => {
-            output::csv(&report, &mut out)?;
-            output::notes(&report, &mut io::stderr().lock())?;
-        }
-        Format::Json => output::json(&report, &mut out)?,
+    let printed = match args.format {
+        Format::Table => output::table(&report, &mut out),
+        Format::Csv => output::csv(&report, &mut out),
+        Format::Json => output::json(&report, &mut out),
+    };
+    printed.and_then(|()| out.flush()).map_err(super::StdoutError)?;
+    if args.format == Format::Csv {
+        output::notes(&report, &mut io::stderr().lock())?;
     }
-    out.flush()?;
     if let (Some(path), Some(chart)) = (&args.chart, &report.chart) {
         let svg = chart::svg(&report, chart);
         std::fs::write(path, svg).with_context(|| format!("cannot write the chart {}", path.display()))?;

@@ -20,9 +20,9 @@ pub struct StatusArgs {
 pub fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
     let s = status(settings)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
+        outln!("{}", serde_json::to_string_pretty(&s)?)?;
     } else {
-        print!("{}", table(&s));
+        super::print(&table(&s))?;
     }
     Ok(if s.in_sync {
         ExitCode::SUCCESS

@@ -66,9 +66,12 @@ impl Submission {
 /// A field value job_submit.lua passed as raw bytes: text, or the refusal a user gets
 /// for a value that is not (a user's typo must never look like a broken filter).
 pub fn text_field(flag: &str, value: std::ffi::OsString) -> Result<String, Verdict> {
-    value
-        .into_string()
-        .map_err(|_| Verdict::Denied(format!("The {flag} value is not valid UTF-8 text. Use plain text.")))
+    value.into_string().map_err(|_| not_text_refusal(flag))
+}
+
+/// The refusal for a value job_submit.lua passed under `flag` that is not UTF-8 text.
+pub fn not_text_refusal(flag: &str) -> Verdict {
+    Verdict::Denied(format!("The {flag} value is not valid UTF-8 text. Use plain text."))
 }
 
 /// The refusal for a control character (bytes below 0x20, and DEL) in a free-text field,

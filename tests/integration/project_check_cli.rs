@@ -228,3 +228,126 @@ fn user_text_that_is_not_text_is_refused_not_an_error() {
         stderr(&out)
     );
 }
+
+/// The options job_submit.lua passes to project-check, read from the script itself so
+/// that an option added there later is tried here too: the `"--name"` literals, and the
+/// fields `add_fields` turns into `--comment`, `--account` and `--wckey`.
+fn options_the_filter_passes() -> Vec<String> {
+    let lua =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/job_submit.lua")).unwrap();
+    let mut options: Vec<String> = lua
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with("--") && s.len() > 2 && s[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+        .map(str::to_string)
+        .collect();
+    let fields = lua
+        .split_once("for _, field in ipairs({")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .expect("add_fields' list of fields in job_submit.lua")
+        .0;
+    options.extend(fields.split('"').skip(1).step_by(2).map(|field| format!("--{field}")));
+    // The size fields, passed as `--` and the job_desc field with `_` as `-`.
+    let sizes = lua
+        .split_once("local SIZE_FIELDS = {")
+        .and_then(|(_, rest)| rest.split_once('}'))
+        .expect("SIZE_FIELDS in job_submit.lua")
+        .0;
+    options.extend(
+        sizes
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .map(|field| format!("--{}", field.replace('_', "-"))),
+    );
+    options.sort();
+    options.dedup();
+    options
+}
+
+/// Every value job_submit.lua passes can carry bytes that are not UTF-8 (a partition,
+/// account or wckey typed with a Latin-1 keyboard), and each is the user's to fix: exit
+/// 1 with a message that names the option and does not echo the bytes (a terminal
+/// escape among them must not reach the user's terminal). Before, every option but
+/// --comment, --account, --wckey and --user was parsed by clap: exit 2, which the
+/// filter shows as "the project check is broken". The numbers (--uid, --nodes, ...) are
+/// written by the Lua itself and the user name comes from slurmctld, so sbatch cannot
+/// make them bad bytes (tests/integration/submit_filter.rs drives the others through
+/// slurmctld); here each runs with the argv the Lua builds, one value replaced.
+#[test]
+fn every_value_the_filter_passes_may_be_bad_bytes() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let options = options_the_filter_passes();
+    for known in [
+        "--uid",
+        "--by-uid",
+        "--user",
+        "--comment",
+        "--account",
+        "--wckey",
+        "--partition",
+        "--min-nodes",
+        "--tres-per-job",
+        "--array-inx",
+    ] {
+        assert!(
+            options.iter().any(|o| o == known),
+            "{known} not found in job_submit.lua: {options:?}"
+        );
+    }
+    let s = Setup::new(PROJECTS);
+    // What the Lua passes for a new job (uid 3999999 has no passwd entry: --user counts).
+    let job: [(&str, &str); 13] = [
+        ("--uid", "3999999"),
+        ("--by-uid", "3999999"),
+        ("--user", "alice"),
+        ("--time-limit", "60"),
+        ("--min-nodes", "1"),
+        ("--max-nodes", "4294967294"),
+        ("--min-cpus", "2"),
+        ("--shared", "65534"),
+        ("--array-inx", "0-9%2"),
+        ("--tres-per-node", "gres:gpu:1"),
+        ("--partition", "compute"),
+        ("--comment", "ProjectA"),
+        ("--account", "physics"),
+    ];
+    let bad = b"Proj\x1b[2J\xff\xfeect".to_vec();
+    // --submit and --modify are switches: they carry no value.
+    for option in options
+        .iter()
+        .filter(|o| !["--submit", "--modify"].contains(&o.as_str()))
+    {
+        let mut argv: Vec<OsString> = vec!["--submit".into()];
+        for (name, value) in job.iter().filter(|(name, _)| name != option) {
+            argv.push(name.into());
+            argv.push(value.into());
+        }
+        argv.push(option.into());
+        argv.push(OsString::from_vec(bad.clone()));
+        let out = Command::new(support::bin("project-check"))
+            .arg("--config")
+            .arg(s.settings())
+            .args(&argv)
+            .env_remove("COST_TAGS_CONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(
+            (out.status.code(), stderr(&out)),
+            (
+                Some(1),
+                format!("The {option} value is not valid UTF-8 text. Use plain text.\n")
+            ),
+            "{option} with bytes that are not UTF-8"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // The same values as text are accepted: the refusal above is the bytes', not the argv's.
+    let argv: Vec<&str> = std::iter::once("--submit")
+        .chain(job.iter().flat_map(|(n, v)| [*n, *v]))
+        .collect();
+    let ok = s.run(&argv);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+}

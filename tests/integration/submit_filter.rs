@@ -453,6 +453,35 @@ fn unusable_user_text_is_a_plain_refusal() {
         "The --comment value is not valid UTF-8 text",
         "a comment that is not UTF-8",
     );
+    // The other fields a user types and job_submit.lua passes on (its numbers and the
+    // user name are not typed: project_check_cli::every_value_the_filter_passes_may_be_bad_bytes
+    // tries those with the Lua's argv). Before, a --partition that is not UTF-8 was
+    // "the project check is broken".
+    for (bad, option) in [
+        (&b"--partition=comp\xffute"[..], "--partition"),
+        (&b"--account=Proj\xffect"[..], "--account"),
+        (&b"--wckey=Proj\x1b[2J\xffect"[..], "--wckey"),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = ["-o", "/dev/null", "--hold", "--wrap", "true"]
+            .iter()
+            .map(|a| a.as_ref())
+            .collect();
+        if option != "--account" {
+            args.push("--account=ProjectA".as_ref());
+        }
+        args.push(std::ffi::OsStr::from_bytes(bad));
+        let out = f.cluster.run_as("ctalice", "sbatch", &args);
+        assert!(
+            !out.stderr.contains(&0x1b),
+            "{option}: the raw bytes reached the user: {}",
+            text(&out)
+        );
+        f.refused(
+            out,
+            &format!("The {option} value is not valid UTF-8 text. Use plain text."),
+            &format!("a {option} that is not UTF-8"),
+        );
+    }
     // Quoted for sh, 40,000 single quotes are 160,000 bytes: past the kernel's cap on
     // one argument, where exec failed and the filter looked broken.
     let quotes = format!("--comment={}", "'".repeat(40_000));
