@@ -100,28 +100,32 @@ local function add_size(args, desc)
 	end
 end
 
-local function refuse(message)
+local function refuse(message, modifying)
 	-- Also in slurmctld's log: `scontrol update` in Slurm 22.05 shows the user only
-	-- "Unspecified error", so the reason must be findable there.
+	-- "Unspecified error" (slurmctld discards a modification's user message with an
+	-- error of its own), so the reason must be findable there.
 	slurm.log_info("cost-tags: refused: %s", message)
-	slurm.log_user("%s", message)
+	if not modifying then
+		slurm.log_user("%s", message)
+	end
 	return slurm.ERROR
 end
 
-local function decide(args, too_long)
+local function decide(args, too_long, modifying)
 	if too_long ~= nil then
-		return refuse(too_long)
+		return refuse(too_long, modifying)
 	end
 	local code, message = project_check(args)
 	if code == 0 then
-		-- What the job may cost and what is left, when project-check says it.
-		if message ~= nil and message ~= "" then
+		-- What the job may cost and what is left, when project-check says it (slurmctld
+		-- cannot show a modifying user an acceptance line: it would only log an error).
+		if message ~= nil and message ~= "" and not modifying then
 			slurm.log_user("%s", message)
 		end
 		return slurm.SUCCESS
 	end
 	if code == 1 then
-		return refuse(message)
+		return refuse(message, modifying)
 	end
 	local what
 	if TIMED_OUT[code] then
@@ -135,7 +139,9 @@ local function decide(args, too_long)
 		what = "project-check failed (exit " .. tostring(code) .. "): " .. (message or "")
 	end
 	slurm.log_error("cost-tags job_submit.lua: %s", what)
-	slurm.log_user("%s", "Job refused: the project check is broken (" .. what .. "). Please tell the cluster administrator.")
+	if not modifying then
+		slurm.log_user("%s", "Job refused: the project check is broken (" .. what .. "). Please tell the cluster administrator.")
+	end
 	return slurm.ERROR
 end
 
@@ -149,11 +155,35 @@ function slurm_job_submit(job_desc, part_list, submit_uid)
 	return decide(args, add_fields(args, job_desc))
 end
 
+-- Appends `--was field=value` for each size or project field of the job as it is, so a
+-- change of its size can be priced against what it holds already.
+local function add_current(args, rec)
+	local fields = { "comment", "account", "wckey", "array_task_cnt" }
+	for _, field in ipairs(SIZE_FIELDS) do
+		table.insert(fields, field)
+	end
+	for _, field in ipairs(fields) do
+		local value = rec[field]
+		if value ~= nil and value ~= "" then
+			if type(value) == "number" then
+				value = string.format("%d", value)
+			end
+			value = tostring(value)
+			if string.len(value) <= MAX_TEXT_BYTES then
+				table.insert(args, "--was")
+				table.insert(args, field .. "=" .. value)
+			end
+		end
+	end
+end
+
 function slurm_job_modify(job_desc, job_rec, part_list, modify_uid)
-	-- Only fields being changed are set in job_desc; project-check ignores a
-	-- modification that leaves the project field alone.
+	-- Only fields being changed are set in job_desc: project-check checks a changed
+	-- project field, and prices a changed size against the job as it is.
 	local args = { "--submit", "--modify", "--uid", tostring(job_rec.user_id), "--by-uid", tostring(modify_uid) }
-	return decide(args, add_fields(args, job_desc))
+	add_size(args, job_desc)
+	add_current(args, job_rec)
+	return decide(args, add_fields(args, job_desc), true)
 end
 
 return slurm.SUCCESS

@@ -22,8 +22,19 @@ pub enum BudgetVerdict {
     Denied { message: String, log: Option<String> },
 }
 
+/// What a submission, or a modification of a job, asks of the budget.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    /// The job as it would run.
+    pub job: &'a JobRequest,
+    /// `scontrol update` of a job of the same project: the job as it is now. Its worst
+    /// case is already counted (committed by the last refresh, or reserved), so the
+    /// change has that much more room than what is left.
+    pub replacing: Option<&'a JobRequest>,
+}
+
 /// Looks the project's budget up in the cache and decides (see [`decide`]).
-pub fn check(settings: &BudgetSettings, project: &str, size: Option<&JobRequest>, now: SystemTime) -> BudgetVerdict {
+pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: SystemTime) -> BudgetVerdict {
     let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
     decide(settings, &found, project, size, now)
 }
@@ -36,7 +47,7 @@ pub fn decide(
     settings: &BudgetSettings,
     found: &Result<Lookup, CacheError>,
     project: &str,
-    size: Option<&JobRequest>,
+    size: Option<Ask>,
     now: SystemTime,
 ) -> BudgetVerdict {
     let fresh = match found {
@@ -105,20 +116,38 @@ pub fn decide(
         };
     }
     let allowed = budget.limit * settings.threshold_percent / 100.0;
-    let used = budget.committed_total();
-    if used >= allowed {
+    let left = allowed - budget.committed_total();
+    let Some(ask) = size else {
+        return if left <= 0.0 {
+            spent_message()
+        } else {
+            BudgetVerdict::Allowed { tell: None }
+        };
+    };
+    let hours_left = Some(budget.hours_left(now));
+    // The job being changed is already counted at its worst case: that much is its own.
+    let own = ask
+        .replacing
+        .and_then(|before| worst_case(before, partitions, hours_left).ok())
+        .map_or(0.0, |w| w.cost);
+    if left <= 0.0 && ask.replacing.is_none() {
         return spent_message();
     }
-    let left = allowed - used;
-    let Some(size) = size else {
-        return BudgetVerdict::Allowed { tell: None };
-    };
+    let room = left + own;
     let (unit, period) = (&budget.unit, budget.period_word());
-    match worst_case(size, partitions, Some(budget.hours_left(now))) {
-        Ok(w) if w.cost > left => BudgetVerdict::Denied {
+    let has_left = if ask.replacing.is_some() {
+        format!(
+            "{:.2} {unit} left this {period} besides this job's own {own:.2} {unit}",
+            left.max(0.0)
+        )
+    } else {
+        format!("{left:.2} {unit} left this {period}")
+    };
+    match worst_case(ask.job, partitions, hours_left) {
+        Ok(w) if w.cost > room => BudgetVerdict::Denied {
             message: format!(
-                "The project {project} has {left:.2} {unit} left this {period}; this job may cost up to {:.2} {unit} \
-                 ({}). Ask for less time or fewer nodes, or ask the administrator.",
+                "The project {project} has {has_left}; this job may cost up to {:.2} {unit} ({}). Ask for less \
+                 time or fewer nodes, or ask the administrator.",
                 w.cost,
                 w.describe()
             ),
@@ -127,7 +156,7 @@ pub fn decide(
         Ok(w) => BudgetVerdict::Allowed {
             tell: settings.tell_users.then(|| {
                 format!(
-                    "cost-tags: {project}: this job may cost up to {:.2} {unit}; {left:.2} {unit} left this {period}",
+                    "cost-tags: {project}: this job may cost up to {:.2} {unit}; {has_left}",
                     w.cost
                 )
             }),
@@ -396,7 +425,57 @@ mod tests {
             header: c.header.clone(),
             budget: c.budgets.get("ProjectA").cloned(),
         };
-        super::decide(s, &Ok(found), "ProjectA", Some(size), at(T0 + 60))
+        let ask = Ask {
+            job: size,
+            replacing: None,
+        };
+        super::decide(s, &Ok(found), "ProjectA", Some(ask), at(T0 + 60))
+    }
+
+    #[test]
+    fn a_modification_has_its_own_worst_case_as_room() {
+        let s = settings();
+        let c = committed_cache();
+        let found = || Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get("ProjectA").cloned(),
+        };
+        let before = job("compute", Some(120), 5);
+        let decide_change = |after: &JobRequest| {
+            let ask = Ask {
+                job: after,
+                replacing: Some(&before),
+            };
+            super::decide(&s, &Ok(found()), "ProjectA", Some(ask), at(T0 + 60))
+        };
+        // 5 nodes x 2 h x 5 = 50 already counted, 50 left: room for 100. 6 nodes: 60, in.
+        assert!(matches!(
+            decide_change(&job("compute", Some(120), 6)),
+            BudgetVerdict::Allowed { .. }
+        ));
+        // 11 nodes x 2 h x 5 = 110 > 100: refused, saying what is the job's own.
+        assert_eq!(
+            denied(decide_change(&job("compute", Some(120), 11))),
+            "The project ProjectA has 50.00 USD left this month besides this job's own 50.00 USD; this job \
+             may cost up to 110.00 USD (11 nodes x 2 h of c5.xlarge). Ask for less time or fewer nodes, or ask \
+             the administrator."
+        );
+        // Spent to the limit: a change that makes the job smaller still goes in.
+        let mut full = c.clone();
+        full.budgets.get_mut("ProjectA").unwrap().committed = Some(70.0);
+        let found_full = Lookup {
+            header: full.header.clone(),
+            budget: full.budgets.get("ProjectA").cloned(),
+        };
+        let smaller = job("compute", Some(60), 5);
+        let ask = Ask {
+            job: &smaller,
+            replacing: Some(&before),
+        };
+        assert!(matches!(
+            super::decide(&s, &Ok(found_full), "ProjectA", Some(ask), at(T0 + 60)),
+            BudgetVerdict::Allowed { .. }
+        ));
     }
 
     #[test]
@@ -478,7 +557,10 @@ mod tests {
             &s,
             &Ok(found),
             "ProjectA",
-            Some(&job("compute", Some(60), 1)),
+            Some(Ask {
+                job: &job("compute", Some(60), 1),
+                replacing: None,
+            }),
             at(T0 + 7200),
         );
         assert!(matches!(stale, BudgetVerdict::AllowedUnchecked(_)), "{stale:?}");

@@ -3,6 +3,7 @@
 //! [`crate::slurm::job_request`] reads them into the request the budget prices.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 
 use clap::Args;
 
@@ -46,66 +47,167 @@ pub struct SizeArgs {
     tres_per_node: Option<OsString>,
     #[arg(long, value_name = "TRES", requires = "submit", allow_hyphen_values = true)]
     tres_per_task: Option<OsString>,
+    /// With --modify: the job as it is, one `FIELD=VALUE` per job_rec field (the size
+    /// fields above, and comment, account, wckey), so the change can be priced.
+    #[arg(long, value_name = "FIELD=VALUE", requires = "modify", allow_hyphen_values = true)]
+    was: Vec<OsString>,
 }
 
 impl SizeArgs {
     /// The request these fields describe, or the first field that is not text (the
     /// user's bytes: their refusal) or not what Slurm writes (the filter's fault).
     pub fn request(&self) -> Result<JobRequest, SizeError> {
-        let text = |field: &'static str, raw: &Option<OsString>| -> Result<Option<String>, SizeError> {
-            raw.as_deref().map(|v| utf8(field, v)).transpose()
-        };
-        let count32 = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
-            Ok(match text(field, raw)? {
-                Some(t) => job_request::count32(field, &t)?,
-                None => None,
-            })
-        };
-        let count16 = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
-            Ok(match text(field, raw)? {
-                Some(t) => job_request::count16(field, &t)?,
-                None => None,
-            })
-        };
-        let gpus = |field, raw: &Option<OsString>| -> Result<Option<u32>, SizeError> {
-            Ok(match text(field, raw)? {
-                Some(t) => job_request::gpus_in_tres(field, &t)?,
-                None => None,
-            })
-        };
-        Ok(JobRequest {
-            partitions: text("partition", &self.partition)?
-                .map(|p| {
-                    p.split(',')
-                        .map(str::trim)
-                        .filter(|n| !n.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            time_limit: match text("time_limit", &self.time_limit)? {
-                Some(t) => job_request::time_limit(&t)?,
-                None => Default::default(),
-            },
-            min_nodes: count32("min_nodes", &self.min_nodes)?,
-            max_nodes: count32("max_nodes", &self.max_nodes)?,
-            num_tasks: count32("num_tasks", &self.num_tasks)?,
-            cpus_per_task: count16("cpus_per_task", &self.cpus_per_task)?,
-            ntasks_per_node: count16("ntasks_per_node", &self.ntasks_per_node)?,
-            min_cpus: count32("min_cpus", &self.min_cpus)?,
-            exclusive: match text("shared", &self.shared)? {
-                Some(t) => job_request::exclusive(&t)?,
-                None => false,
-            },
-            array_tasks: match text("array_inx", &self.array_inx)? {
-                Some(t) if !t.trim().is_empty() => job_request::array_task_count(&t)?,
-                _ => 1,
-            },
-            gpus_per_job: gpus("tres_per_job", &self.tres_per_job)?,
-            gpus_per_node: gpus("tres_per_node", &self.tres_per_node)?,
-            gpus_per_task: gpus("tres_per_task", &self.tres_per_task)?,
+        request_from(|field| self.given(field))
+    }
+
+    /// For `scontrol update`: the job as it would be after the change (each field being
+    /// changed, else the job's current value from `--was`), and as it is now. `None`
+    /// when no size field is being changed.
+    pub fn modified(&self) -> Result<Option<(JobRequest, JobRequest)>, SizeError> {
+        let before = |field: &str| self.was(field);
+        let changing: Vec<&'static str> = FIELDS
+            .iter()
+            .copied()
+            .filter(|f| self.given(f).is_some_and(|v| !unset(f, v)))
+            .collect();
+        if changing.is_empty() {
+            return Ok(None);
+        }
+        let mut after = request_from(|field| {
+            if changing.contains(&field) {
+                self.given(field)
+            } else {
+                before(field)
+            }
+        })?;
+        // job_rec does not say whether the job is --exclusive: after the change it is
+        // priced on whole nodes, the job as it is on its CPUs (the smaller room). Errs
+        // towards refusing.
+        if !changing.contains(&"shared") && before("shared").is_none() {
+            after.exclusive = true;
+        }
+        Ok(Some((after, request_from(before)?)))
+    }
+
+    /// The job's current value of a job_rec field (`--was FIELD=VALUE`, the last wins).
+    pub fn was(&self, field: &str) -> Option<&OsStr> {
+        self.was.iter().rev().find_map(|item| {
+            let value = item.as_bytes().strip_prefix(field.as_bytes())?.strip_prefix(b"=")?;
+            Some(OsStr::from_bytes(value))
         })
     }
+
+    /// The raw value of one job_desc field, when job_submit.lua passed it.
+    fn given(&self, field: &str) -> Option<&OsStr> {
+        let value = match field {
+            "partition" => &self.partition,
+            "time_limit" => &self.time_limit,
+            "min_nodes" => &self.min_nodes,
+            "max_nodes" => &self.max_nodes,
+            "num_tasks" => &self.num_tasks,
+            "cpus_per_task" => &self.cpus_per_task,
+            "ntasks_per_node" => &self.ntasks_per_node,
+            "min_cpus" => &self.min_cpus,
+            "shared" => &self.shared,
+            "array_inx" => &self.array_inx,
+            "tres_per_job" => &self.tres_per_job,
+            "tres_per_node" => &self.tres_per_node,
+            "tres_per_task" => &self.tres_per_task,
+            // Never in job_desc: from `--was` only.
+            _ => return None,
+        };
+        value.as_deref()
+    }
+}
+
+/// The job_desc fields that size a job, as job_submit.lua names them.
+const FIELDS: [&str; 13] = [
+    "partition",
+    "time_limit",
+    "min_nodes",
+    "max_nodes",
+    "num_tasks",
+    "cpus_per_task",
+    "ntasks_per_node",
+    "min_cpus",
+    "shared",
+    "array_inx",
+    "tres_per_job",
+    "tres_per_node",
+    "tres_per_task",
+];
+
+/// Whether a value job_desc holds for `field` means "not set" (in a modification: not
+/// being changed): empty, or Slurm's NO_VAL.
+fn unset(field: &str, raw: &OsStr) -> bool {
+    let Some(text) = raw.to_str() else { return false };
+    if text.trim().is_empty() {
+        return true;
+    }
+    match field {
+        "time_limit" => job_request::time_limit(text) == Ok(job_request::TimeLimit::Unset),
+        "cpus_per_task" | "ntasks_per_node" | "shared" => job_request::count16("", text) == Ok(None),
+        "min_nodes" | "max_nodes" | "num_tasks" | "min_cpus" => job_request::count32("", text) == Ok(None),
+        _ => false,
+    }
+}
+
+/// A request from a lookup of raw job_desc fields by name.
+fn request_from<'a>(raw: impl Fn(&'static str) -> Option<&'a OsStr>) -> Result<JobRequest, SizeError> {
+    let text =
+        |field: &'static str| -> Result<Option<String>, SizeError> { raw(field).map(|v| utf8(field, v)).transpose() };
+    let count32 = |field| -> Result<Option<u32>, SizeError> {
+        Ok(match text(field)? {
+            Some(t) => job_request::count32(field, &t)?,
+            None => None,
+        })
+    };
+    let count16 = |field| -> Result<Option<u32>, SizeError> {
+        Ok(match text(field)? {
+            Some(t) => job_request::count16(field, &t)?,
+            None => None,
+        })
+    };
+    let gpus = |field| -> Result<Option<u32>, SizeError> {
+        Ok(match text(field)? {
+            Some(t) => job_request::gpus_in_tres(field, &t)?,
+            None => None,
+        })
+    };
+    Ok(JobRequest {
+        partitions: text("partition")?
+            .map(|p| {
+                p.split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        time_limit: match text("time_limit")? {
+            Some(t) => job_request::time_limit(&t)?,
+            None => Default::default(),
+        },
+        min_nodes: count32("min_nodes")?,
+        max_nodes: count32("max_nodes")?,
+        num_tasks: count32("num_tasks")?,
+        cpus_per_task: count16("cpus_per_task")?,
+        ntasks_per_node: count16("ntasks_per_node")?,
+        min_cpus: count32("min_cpus")?,
+        exclusive: match text("shared")? {
+            Some(t) => job_request::exclusive(&t)?,
+            None => false,
+        },
+        // job_rec has the count of an array's tasks, job_desc their expression.
+        array_tasks: match (text("array_inx")?, count32("array_task_cnt")?) {
+            (Some(t), _) if !t.trim().is_empty() => job_request::array_task_count(&t)?,
+            (_, Some(n)) => n.max(1),
+            _ => 1,
+        },
+        gpus_per_job: gpus("tres_per_job")?,
+        gpus_per_node: gpus("tres_per_node")?,
+        gpus_per_task: gpus("tres_per_task")?,
+    })
 }
 
 /// Why the size fields cannot be read.
@@ -155,6 +257,8 @@ mod tests {
     struct Cli {
         #[arg(long)]
         submit: bool,
+        #[arg(long)]
+        modify: bool,
         #[command(flatten)]
         size: SizeArgs,
     }
@@ -209,5 +313,46 @@ mod tests {
         let argv: Vec<OsString> = vec!["t".into(), "--submit".into(), "--tres-per-node".into(), bad.into()];
         let e = Cli::parse_from(argv).size.request().unwrap_err();
         assert_eq!(e, SizeError::NotText("--tres-per-node"));
+    }
+
+    #[test]
+    fn a_modification_overlays_the_job_as_it_is() {
+        let argv = [
+            "t",
+            "--submit",
+            "--modify",
+            "--min-nodes",
+            "4",
+            "--time-limit",
+            "4294967294",
+            "--was",
+            "min_nodes=1",
+            "--was",
+            "time_limit=60",
+            "--was",
+            "partition=compute",
+            "--was",
+            "comment=ProjectA",
+        ];
+        let cli = Cli::parse_from(argv);
+        let (after, before) = cli.size.modified().unwrap().unwrap();
+        // NumNodes changes to 4; the time limit (NO_VAL: not changed) stays 60; whole nodes
+        // after the change (job_rec cannot tell --exclusive), the CPUs' share before.
+        assert_eq!((after.min_nodes, after.time_limit), (Some(4), TimeLimit::Minutes(60)));
+        assert!(after.exclusive && !before.exclusive);
+        assert_eq!(after.partitions, ["compute"]);
+        assert_eq!((before.min_nodes, before.time_limit), (Some(1), TimeLimit::Minutes(60)));
+        assert_eq!(cli.size.was("comment"), Some(OsStr::new("ProjectA")));
+        // Nothing of the size changes: nothing to price.
+        let quiet = Cli::parse_from([
+            "t",
+            "--submit",
+            "--modify",
+            "--time-limit",
+            "4294967294",
+            "--was",
+            "min_nodes=1",
+        ]);
+        assert_eq!(quiet.size.modified().unwrap(), None);
     }
 }

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use clap::Parser;
 
-use crate::budget::gate;
+use crate::budget::gate::{self, Ask};
 use crate::cli::job_size::{SizeArgs, SizeError};
 use crate::config::Settings;
 use crate::log;
@@ -167,12 +167,45 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         };
         decision::decide(&settings, &projects, &mut groups, &submission)
     } else {
-        decision::decide_project(&projects, &mut groups, &user, &args.project.unwrap_or_default())
+        decision::decide_project(
+            &projects,
+            &mut groups,
+            &user,
+            args.project.as_deref().unwrap_or_default(),
+        )
     };
-    // A modification (`scontrol update`) is not a new job: its size is not priced.
-    let size = (args.submit && !args.modify).then_some(given.request);
+    // `scontrol update` of a job's size, not its project: the change is priced against
+    // the job's current project, with the job's own worst case as room.
+    let replacing = match (&verdict, &given.modified) {
+        (Verdict::ProjectUnchanged, Some((_, before))) => {
+            current_project(&args, settings.project_source).map(|project| (project, before))
+        }
+        _ => None,
+    };
+    let verdict = match &replacing {
+        Some((project, _)) => Verdict::Allowed {
+            project: project.clone(),
+        },
+        None => verdict,
+    };
+    let ask = match (&given.modified, &replacing) {
+        (Some((after, _)), Some((_, before))) => Some(Ask {
+            job: after,
+            replacing: Some(before),
+        }),
+        // A new project for the job: it pays the whole job.
+        (Some((after, _)), None) => Some(Ask {
+            job: after,
+            replacing: None,
+        }),
+        (None, _) if args.submit && !args.modify => Some(Ask {
+            job: &given.request,
+            replacing: None,
+        }),
+        (None, _) => None,
+    };
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
-        gate::check(&settings.budget, project, size.as_ref(), SystemTime::now())
+        gate::check(&settings.budget, project, ask, SystemTime::now())
     });
     // For syslog only: on a refusal, stderr is the user's message.
     if let Some(note) = decided.log {
@@ -195,6 +228,17 @@ struct GivenFields {
     account: Option<String>,
     wckey: Option<String>,
     request: JobRequest,
+    /// `--modify` of a size field: the job after the change, and as it is.
+    modified: Option<(JobRequest, JobRequest)>,
+}
+
+/// The project a job has now (`--was`), when it is a valid name: a modification that
+/// leaves it alone is priced against it.
+fn current_project(args: &Args, source: crate::config::ProjectSource) -> Option<String> {
+    let text = |field: &str| args.size.was(field).and_then(|v| v.to_str());
+    let project = source.pick(text("comment"), text("account"), text("wckey"))?;
+    crate::submit::project_name::validate(project).ok()?;
+    Some(project.to_string())
 }
 
 /// Why the values passed cannot be used.
@@ -231,11 +275,20 @@ fn submitted_fields(args: &Args) -> Result<GivenFields, FieldError> {
         comment: text("--comment", &args.comment)?,
         account: text("--account", &args.account)?,
         wckey: text("--wckey", &args.wckey)?,
-        request: args.size.request().map_err(|e| match e {
-            SizeError::NotText(flag) => FieldError::User(decision::not_text_refusal(flag)),
-            SizeError::Bad(bad) => FieldError::Usage(Unusable(bad.to_string())),
-        })?,
+        request: args.size.request().map_err(size_error)?,
+        modified: if args.modify {
+            args.size.modified().map_err(size_error)?
+        } else {
+            None
+        },
     })
+}
+
+fn size_error(e: SizeError) -> FieldError {
+    match e {
+        SizeError::NotText(flag) => FieldError::User(decision::not_text_refusal(flag)),
+        SizeError::Bad(bad) => FieldError::Usage(Unusable(bad.to_string())),
+    }
 }
 
 /// Prints the refusal, if any, for the user; true when the job may go in.

@@ -48,6 +48,11 @@ impl Filter {
 
     /// The filter with more settings, and more environment for slurmctld.
     fn start_with_env(extra_settings: &str, env: &[(&str, &str)]) -> Option<Filter> {
+        Filter::start_with_options(extra_settings, env, SlurmOptions::default())
+    }
+
+    /// The filter on a cluster started with `options` (its Lua and environment set here).
+    fn start_with_options(extra_settings: &str, env: &[(&str, &str)], options: SlurmOptions) -> Option<Filter> {
         ensure_test_users();
         let etc = tempfile::Builder::new()
             .prefix("cost-tags-etc")
@@ -75,7 +80,7 @@ impl Filter {
             .into_iter()
             .chain(env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect(),
-            ..SlurmOptions::default()
+            ..options
         })?;
         Some(Filter {
             cluster,
@@ -407,6 +412,197 @@ fn committed_budgets_price_the_job_at_submission() {
         String::from_utf8_lossy(&out.stderr).contains("may cost up to 5.00 USD"),
         "{}",
         text(&out)
+    );
+}
+
+/// Issue 21: a committed budget holds against every ordinary way a job asks for more.
+/// ProjectA has 0.49 USD left; a c5.xlarge node (4 CPUs) costs 0.17 USD an hour, a
+/// g5.12xlarge (48 CPUs, 4 GPUs) 5.672. Each sbatch goes through job_submit.lua as
+/// slurmctld fills `job_desc`, and the refusal names the true worst case.
+#[test]
+fn budgets_hold_against_every_way_a_job_asks_for_more() {
+    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache_file = cache.path().join("budgets.jsonl");
+    // GresTypes=gpu, so that --gpus reaches job_submit.lua.
+    let options = SlurmOptions {
+        gres_gpu: true,
+        ..SlurmOptions::default()
+    };
+    let settings = format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n");
+    let Some(f) = Filter::start_with_options(&settings, &[], options) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        &cache_file,
+        format!(
+            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\
+             \"compute\":{{\"instance\":\"c5.xlarge\",\"hourly\":0.17,\"cpus\":4,\"default_minutes\":60,\"is_default\":true}},\
+             \"gpu\":{{\"instance\":\"g5.12xlarge\",\"hourly\":5.672,\"cpus\":48,\"gpus\":4}}}}}}\n\
+             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":99.51,\"unit\":\"USD\",\"period\":\"MONTHLY\",\
+             \"accrued\":0.0,\"committed\":0.0}}\n"
+        ),
+    )
+    .unwrap();
+    let refused = |args: &[&str], worst: &str| {
+        let mut all = vec!["--comment", "ProjectA"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--wrap", "true"]);
+        f.refused(
+            f.sbatch("ctalice", &all),
+            &format!(
+                "The project ProjectA has 0.49 USD left this month; this job may cost up to {worst}. \
+                 Ask for less time or fewer nodes, or ask the administrator."
+            ),
+            &format!("sbatch {args:?}"),
+        );
+    };
+    // 400 tasks of 1 CPU on 4-CPU nodes: 100 nodes x 1 h x 0.17.
+    refused(&["-n", "400", "-t", "60"], "17.00 USD (100 nodes x 1 h of c5.xlarge)");
+    // Up to 10 whole nodes.
+    refused(
+        &["-N", "1-10", "--exclusive", "-t", "60"],
+        "1.70 USD (10 nodes x 1 h of c5.xlarge)",
+    );
+    // 10 array tasks of one whole node each.
+    refused(
+        &["--array=0-9", "-N1", "--exclusive", "-t", "60"],
+        "1.70 USD (10 tasks x 1 node x 1 h of c5.xlarge)",
+    );
+    // 8 GPUs on 4-GPU nodes: 2 whole nodes x 5.672.
+    refused(
+        &["-p", "gpu", "--gpus=8", "-t", "60"],
+        "11.34 USD (2 nodes x 1 h of g5.12xlarge)",
+    );
+    // Listing both partitions: priced in the dearer one.
+    refused(
+        &["-p", "compute,gpu", "-N1", "--exclusive", "-t", "60"],
+        "5.67 USD (1 node x 1 h of g5.12xlarge)",
+    );
+    // UNLIMITED with no MaxTime: until the end of the month, far more than 0.49.
+    let out = f.sbatch(
+        "ctalice",
+        &[
+            "--comment",
+            "ProjectA",
+            "-N1",
+            "--exclusive",
+            "--time=UNLIMITED",
+            "--wrap",
+            "true",
+        ],
+    );
+    f.refused(out, "this job may cost up to", "--time=UNLIMITED");
+    // One whole node for an hour fits: accepted, and told.
+    let out = f.sbatch(
+        "ctalice",
+        &[
+            "--comment",
+            "ProjectA",
+            "-N1",
+            "--exclusive",
+            "-t",
+            "60",
+            "--wrap",
+            "true",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cost-tags: ProjectA: this job may cost up to 0.17 USD"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Issue 21: `scontrol update` of a pending job's size is priced as the job would be
+/// after the change, with the job's own worst case (already counted) as extra room.
+/// ProjectA has 0.49 USD left; a whole c5.xlarge node is 0.17 USD an hour.
+#[test]
+fn a_change_of_size_is_priced_with_the_job_s_own_worst_case_as_room() {
+    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache_file = cache.path().join("budgets.jsonl");
+    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(
+        &cache_file,
+        format!(
+            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\
+             \"compute\":{{\"instance\":\"c5.xlarge\",\"hourly\":0.17,\"cpus\":4,\"default_minutes\":60,\"is_default\":true}}}}}}\n\
+             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":99.51,\"unit\":\"USD\",\"period\":\"MONTHLY\"}}\n"
+        ),
+    )
+    .unwrap();
+    // 1 node x 1 h = 0.17: in.
+    let job = f.accepted(
+        "ctalice",
+        &[
+            "--comment",
+            "ProjectA",
+            "-N1",
+            "--exclusive",
+            "-t",
+            "60",
+            "--wrap",
+            "true",
+        ],
+    );
+    let update = |setting: &str| {
+        f.cluster
+            .run_as("ctalice", "scontrol", &["update", &format!("job={job}"), setting])
+    };
+    let show = || {
+        let out = f.cluster.run_root("scontrol", &["show", "job", &job.to_string()]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // 2 h = 0.34, within 0.49 left + its own 0.17.
+    let out = update("TimeLimit=120");
+    assert!(out.status.success(), "TimeLimit=120: {}", text(&out));
+    assert!(show().contains("TimeLimit=02:00:00"), "{}", show());
+    // 5 h = 0.85 > 0.49 + its own: refused, and unchanged. (job_rec does not say the
+    // job is --exclusive: the change is priced on whole nodes, the job as it is on its
+    // one CPU of four, 2 h x 0.17 / 4 = 0.09: the smaller room.)
+    let out = update("TimeLimit=300");
+    assert!(!out.status.success(), "TimeLimit=300 should be refused: {}", text(&out));
+    assert!(
+        f.cluster.slurmctld_log().contains(
+            "cost-tags: refused: The project ProjectA has 0.49 USD left this month besides this job's own \
+             0.09 USD; this job may cost up to 0.85 USD (1 node x 5 h of c5.xlarge)"
+        ),
+        "{}",
+        f.cluster.slurmctld_log()
+    );
+    assert!(show().contains("TimeLimit=02:00:00"), "{}", show());
+    // 3 nodes x 2 h = 1.02 > 0.58: refused.
+    let out = update("NumNodes=3");
+    assert!(!out.status.success(), "NumNodes=3 should be refused: {}", text(&out));
+    assert!(
+        f.cluster
+            .slurmctld_log()
+            .contains("this job may cost up to 1.02 USD (3 nodes x 2 h of c5.xlarge)"),
+        "{}",
+        f.cluster.slurmctld_log()
+    );
+    // A change that does not touch the size or the project is not priced.
+    let out = update("Name=renamed");
+    assert!(out.status.success(), "Name=renamed: {}", text(&out));
+    // No acceptance line was sent where slurmctld cannot show it.
+    assert!(
+        !f.cluster
+            .slurmctld_log()
+            .contains("log.user() in job_modify is not supported"),
+        "{}",
+        f.cluster.slurmctld_log()
     );
 }
 

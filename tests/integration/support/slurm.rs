@@ -85,6 +85,10 @@ pub struct SlurmOptions {
     pub cpus: u32,
     /// Also create partition `gpu` on the same node (not default).
     pub gpu_partition: bool,
+    /// `GresTypes=gpu`, so that `--gpus` requests reach job_submit.lua as slurmctld
+    /// fills them. (The node itself has none: slurmd without GPU devices reports 0 and
+    /// the node is drained; a job asking for GPUs then pends, which a filter test wants.)
+    pub gres_gpu: bool,
 }
 
 impl Default for SlurmOptions {
@@ -97,6 +101,7 @@ impl Default for SlurmOptions {
             daemon_env: Vec::new(),
             cpus: 2,
             gpu_partition: true,
+            gres_gpu: false,
         }
     }
 }
@@ -246,6 +251,9 @@ impl SlurmCluster {
             lines.push("PrologFlags=Alloc".into());
         }
         let key_of = |l: &str| l.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+        if opts.gres_gpu {
+            lines.push("GresTypes=gpu".into());
+        }
         let mut tail_lines = vec![
             format!(
                 "NodeName={node} NodeAddr=127.0.0.1 Port={slurmd_port} CPUs={} RealMemory=512 State=UNKNOWN",
