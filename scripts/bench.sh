@@ -68,7 +68,7 @@ PY
 printf 'projects_file = "%s"\n' "$work/projects_list.conf" > "$work/submit-off.toml"
 printf 'projects_file = "%s"\n[budget]\nenabled = true\nenforce = "committed"\ncache_file = "%s"\n' \
     "$work/projects_list.conf" "$work/committed.jsonl" > "$work/committed.toml"
-submit="--submit --uid 4000000 --user $user --comment $project --time-limit 120 --min-nodes 2 --min-cpus 8 --partition compute"
+submit="--submit --uid 4000000 --user $user --comment $project --time-limit 120 --min-nodes 2 --max-nodes 4294967294 --num-tasks 8 --cpus-per-task 65534 --min-cpus 8 --shared 65534 --partition compute"
 "$bin" --config "$work/committed.toml" $submit   # must be allowed, with the acceptance line
 hyperfine -N --warmup 20 --runs 300 --export-json "$work/off.json" "$bin --config $work/submit-off.toml $submit" >/dev/null
 hyperfine -N --warmup 20 --runs 300 --export-json "$work/com.json" "$bin --config $work/committed.toml $submit" >/dev/null
