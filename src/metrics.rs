@@ -44,6 +44,7 @@ pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
         chart: None,
         clusters: None,
         users,
+        filters: Default::default(),
     }
 }
 

@@ -57,6 +57,11 @@ impl SizeArgs {
     /// The request these fields describe, or the first field that is not text (the
     /// user's bytes: their refusal) or not what Slurm writes (the filter's fault).
     pub fn request(&self) -> Result<JobRequest, SizeError> {
+        // The job's current values were the user's text once too: bytes that are not
+        // UTF-8 are refused the same way, whatever field they are in.
+        if self.was.iter().any(|w| w.to_str().is_none()) {
+            return Err(SizeError::NotText("--was"));
+        }
         request_from(|field| self.given(field))
     }
 

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
 use crate::report::calendar::{self, Every, Short, Timestamp};
+use crate::report::filter::Filters;
 use crate::report::{build_confirmed, chart, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options};
 
 /// How the report is printed.
@@ -96,6 +97,22 @@ pub struct ReportArgs {
     /// and the per-cluster pricing of `[pricing.clusters.NAME]`
     #[arg(long, value_name = "LIST|all")]
     pub clusters: Option<String>,
+    /// Only these users' jobs (comma-separated; sacct --user). An ordinary user sees
+    /// what sacct shows them
+    #[arg(long, value_name = "USER[,USER]", value_delimiter = ',')]
+    pub user: Vec<String>,
+    /// Only jobs charged to these Slurm accounts (sacct --accounts)
+    #[arg(long, value_name = "ACCOUNT[,ACCOUNT]", value_delimiter = ',')]
+    pub account: Vec<String>,
+    /// Only jobs that ran in these partitions (sacct --partition)
+    #[arg(long, value_name = "PARTITION[,PARTITION]", value_delimiter = ',')]
+    pub partition: Vec<String>,
+    /// Only jobs of these Unix groups (sacct --group)
+    #[arg(long, value_name = "GROUP[,GROUP]", value_delimiter = ',')]
+    pub group: Vec<String>,
+    /// Only jobs of these projects (applied to the records read)
+    #[arg(long, value_name = "PROJECT[,PROJECT]", value_delimiter = ',')]
+    pub project: Vec<String>,
     /// Put what AWS billed beside the estimate (Cost Explorer, the cluster's cost by
     /// project tag; needs `--by project`). Each Cost Explorer request costs 0.01 USD.
     #[arg(long)]
@@ -168,6 +185,33 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
         chart: args.chart.as_ref().map(|_| args.every.unwrap_or(Every::Day)),
         clusters: args.clusters.clone(),
         users: sacct::Users::of_caller(),
+        filters: filters(args)?,
+    })
+}
+
+/// The filters, each a list of names sacct would take (no empty name, no blank or
+/// control character: they go to sacct as one argument each, never through a shell).
+fn filters(args: &ReportArgs) -> anyhow::Result<Filters> {
+    for (flag, values) in [
+        ("--user", &args.user),
+        ("--account", &args.account),
+        ("--partition", &args.partition),
+        ("--group", &args.group),
+        ("--project", &args.project),
+    ] {
+        if let Some(bad) = values
+            .iter()
+            .find(|v| v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control() || c == '='))
+        {
+            bail!("{flag} {bad:?}: expected names separated by commas");
+        }
+    }
+    Ok(Filters {
+        users: args.user.clone(),
+        accounts: args.account.clone(),
+        partitions: args.partition.clone(),
+        groups: args.group.clone(),
+        projects: args.project.clone(),
     })
 }
 
@@ -279,6 +323,11 @@ mod tests {
             now: None,
             billed: false,
             clusters: None,
+            user: vec![],
+            account: vec![],
+            partition: vec![],
+            group: vec![],
+            project: vec![],
             cluster_name: None,
             billed_metric: Metric::UnblendedCost,
             overhead: Overhead::None,

@@ -349,6 +349,7 @@ mod tests {
             chart: None,
             clusters: None,
             users: crate::report::sacct::Users::All,
+            filters: Default::default(),
         };
         assert_eq!(days(&options), (t("2024-03-01"), t("2024-03-05")));
         let partial = Options {

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod billed;
 pub mod calendar;
 pub mod chart;
+pub mod filter;
 pub mod job;
 pub mod job_ids;
 mod json_layout;
@@ -28,6 +29,7 @@ use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
 use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Timestamp};
+use filter::Filters;
 use job_ids::JobIds;
 use pricing::Pricer;
 use sacct::{Line, Skip};
@@ -44,6 +46,8 @@ pub enum Dimension {
     Account,
     /// The Slurm cluster (with `--clusters`).
     Cluster,
+    /// The job's Unix group (sacct's `Group`).
+    Group,
 }
 
 impl Dimension {
@@ -54,6 +58,7 @@ impl Dimension {
             Dimension::Partition => "partition",
             Dimension::Account => "account",
             Dimension::Cluster => "cluster",
+            Dimension::Group => "group",
         }
     }
 }
@@ -77,6 +82,20 @@ pub struct Options {
     pub clusters: Option<String>,
     /// Everyone's jobs (`--allusers`, root) or the caller's own (an ordinary user).
     pub users: sacct::Users,
+    /// Only these users, accounts, partitions, groups, projects.
+    pub filters: Filters,
+}
+
+impl Options {
+    /// The sacct fields a report with these options reads.
+    pub fn layout(&self, source: ProjectSource) -> sacct::Layout {
+        let layout = sacct::Layout::new(source, self.clusters.is_some());
+        if self.by.contains(&Dimension::Group) || self.filters.needs_group() {
+            layout.with_group()
+        } else {
+            layout
+        }
+    }
 }
 
 /// A finished report.
@@ -110,6 +129,7 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
         Dimension::Partition => record.partition,
         Dimension::Account => record.account,
         Dimension::Cluster => record.cluster,
+        Dimension::Group => record.group,
     };
     if v.is_empty() {
         "(none)"
@@ -147,10 +167,19 @@ pub fn build_confirmed(
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
-    let layout = sacct::Layout::new(source, options.clusters.is_some());
+    let layout = options.layout(source);
+    let filtering = !options.filters.is_empty();
 
     let mut key = String::with_capacity(128);
     let forged = records(&mut input, layout, ids.as_mut(), &mut diag, |line_no, record, diag| {
+        if filtering
+            && !options.filters.keeps(
+                &record,
+                source.pick(record.comment.trim(), record.account, record.wckey),
+            )
+        {
+            return;
+        }
         let Some(start) = record.start else {
             diag.not_run += 1;
             return;
@@ -396,15 +425,25 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
 /// records with ([`job_ids`]): asked first, so a job that starts in between is only in
 /// the second answer, where its run (after the window's end) costs nothing.
 pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
-    let layout = sacct::Layout::new(prices.settings.project_source, options.clusters.is_some());
-    let window = (options.since, options.until);
-    let clusters = options.clusters.as_deref();
+    let layout = options.layout(prices.settings.project_source);
+    let args = |format: &str| {
+        let mut args = sacct::arguments_for(
+            options.users,
+            options.since,
+            options.until,
+            format,
+            options.clusters.as_deref(),
+        );
+        args.extend(options.filters.sacct_arguments());
+        args
+    };
+    // The same filters for the ids as for the records: each record finds its id.
     let ids = if layout.has_comment() {
-        Some(read_sacct(options.users, window, clusters, "JobID", JobIds::read)?)
+        Some(spawn_sacct(&args("JobID"), JobIds::read)?)
     } else {
         None
     };
-    read_sacct(options.users, window, clusters, &layout.format(), |out| {
+    spawn_sacct(&args(&layout.format()), |out| {
         build_confirmed(prices, options, out, ids)
     })
 }
@@ -511,6 +550,7 @@ mod tests {
             chart: None,
             clusters: None,
             users: sacct::Users::All,
+            filters: Filters::default(),
         };
         let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
         let cost = |project: &str| {
@@ -573,6 +613,7 @@ mod several_clusters {
             chart: None,
             clusters: Some("all".into()),
             users: sacct::Users::All,
+            filters: Filters::default(),
         };
         // Each job: 4 CPUs for 1 h on one node of partition compute.
         let sacct = "\

@@ -35,6 +35,8 @@ pub const FIELDS: [&str; 11] = [
 pub struct Layout {
     cluster: bool,
     time_limit: bool,
+    /// `Group` (the job's Unix group), for `--by group` and `--group`.
+    group: bool,
     project: Option<ProjectField>,
 }
 
@@ -43,8 +45,14 @@ impl Layout {
         Layout {
             cluster,
             time_limit: false,
+            group: false,
             project: ProjectField::of(source),
         }
+    }
+
+    /// The same with `Group` (after `TimelimitRaw`), the job's Unix group.
+    pub fn with_group(self) -> Layout {
+        Layout { group: true, ..self }
     }
 
     /// The same with `TimelimitRaw` (after `Cluster`), for what running jobs commit.
@@ -63,6 +71,9 @@ impl Layout {
         }
         if self.time_limit {
             f.push("TimelimitRaw");
+        }
+        if self.group {
+            f.push("Group");
         }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
@@ -198,6 +209,8 @@ pub struct Record<'a> {
     pub node_list: &'a str,
     /// Empty unless several clusters are asked about.
     pub cluster: &'a str,
+    /// The job's Unix group; empty unless asked for.
+    pub group: &'a str,
     /// The time limit in minutes when asked for and set (`None`: UNLIMITED, or not asked).
     pub time_limit: Option<u64>,
     /// Empty unless `WCKey` is the project's field (and so asked for).
@@ -248,8 +261,9 @@ fn gpus(tres: &str) -> Result<u32, Skip> {
 /// Where a value goes in [`Columns::parse`]: [`FIELDS`] by their index, then these.
 const CLUSTER: usize = FIELDS.len();
 const TIME_LIMIT: usize = FIELDS.len() + 1;
-const PROJECT: usize = FIELDS.len() + 2;
-const SLOTS: usize = FIELDS.len() + 3;
+const GROUP: usize = FIELDS.len() + 2;
+const PROJECT: usize = FIELDS.len() + 3;
+const SLOTS: usize = FIELDS.len() + 4;
 /// A column the report does not read (an extra field of a header).
 const UNREAD: u8 = u8::MAX;
 
@@ -322,6 +336,7 @@ impl Columns {
         for (asked, s) in [
             (layout.cluster, CLUSTER),
             (layout.time_limit, TIME_LIMIT),
+            (layout.group, GROUP),
             (layout.project.is_some(), PROJECT),
         ] {
             if asked {
@@ -457,6 +472,7 @@ impl Columns {
             gpus: gpus(f[9])?,
             node_list: f[10],
             cluster: f[CLUSTER],
+            group: f[GROUP],
             time_limit: if self.layout.time_limit {
                 f[TIME_LIMIT].parse().ok()
             } else {

@@ -767,3 +767,81 @@ fn a_header_missing_a_field_is_exit_1_naming_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no WCKey field"));
 }
+
+/// Issue 24: filters with sacct's meaning, on a saved file (where every filter is applied
+/// to the records read). Figures from the table at the top.
+#[test]
+fn filters_narrow_the_report_to_users_projects_partitions_and_groups() {
+    // ProjectA: 101 103 105+0 105+1 107 = 5 jobs, 2.16.
+    let a = json(&["--project", "ProjectA"]);
+    assert_eq!(
+        (a["total"]["jobs"].clone(), a["total"]["cost"].clone()),
+        (5.into(), 2.16.into()),
+        "{a}"
+    );
+    // ctbob in spot: 104_1 and 104_2, .18 + .03 = .21.
+    let spot = json(&["--user", "ctbob", "--partition", "spot"]);
+    assert_eq!(spot["total"]["jobs"], 2, "{spot}");
+    assert_eq!(spot["total"]["cost"], 0.21, "{spot}");
+    // A list is any of them: ProjectA or ProjectB.
+    let ab = json(&["--project", "ProjectA,ProjectB", "--by", "user"]);
+    assert_eq!(ab["total"]["cost"], 2.73, "{ab}");
+    // Nothing matches: an empty report, not an error.
+    let none = json(&["--user", "nobody"]);
+    assert_eq!(none["total"]["jobs"], 0, "{none}");
+    let bad = report(&["--user", "a b"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--user \"a b\""));
+
+    // The same file with each user's Unix group (a header names the fields): `--by group`
+    // and `--group` read it, and a group is its users' jobs.
+    let text = std::fs::read_to_string(data("month.txt")).unwrap();
+    let mut grouped = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((head, comment)) = line.rsplit_once('|') else {
+            grouped.push_str(line);
+            grouped.push('\n');
+            continue;
+        };
+        let user = head.split('|').nth(2).unwrap_or("");
+        let group = match (i, user) {
+            (0, _) => "Group",
+            (_, "ctalice") => "phys",
+            (_, "ctbob") => "chem",
+            _ => "other",
+        };
+        grouped.push_str(&format!("{head}|{group}|{comment}\n"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("grouped.txt"), grouped).unwrap();
+    let run = |args: &[&str]| -> Value {
+        let mut all: Vec<&str> = WINDOW.to_vec();
+        all.extend_from_slice(&["--format", "json"]);
+        all.extend_from_slice(args);
+        let out = Command::new(support::bin("cost-tags"))
+            .arg("--config")
+            .arg(data("pricing.toml"))
+            .args(["report", "--sacct-file"])
+            .arg(dir.path().join("grouped.txt"))
+            .args(&all)
+            .env_remove("COST_TAGS_CONFIG")
+            .output()
+            .unwrap();
+        serde_json::from_str(&ok_stdout(&out)).unwrap()
+    };
+    let phys = run(&["--group", "phys"]);
+    let alice = json(&["--user", "ctalice"]);
+    assert_eq!(phys["total"], alice["total"], "{phys}");
+    let by_group = run(&["--by", "group"]);
+    assert_eq!(by_group["total"], json(&[])["total"], "{by_group}");
+    let names: Vec<String> = by_group["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["group"]["group"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        names.contains(&"phys".to_string()) && names.contains(&"chem".to_string()),
+        "{by_group}"
+    );
+}
