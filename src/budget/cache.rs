@@ -46,6 +46,11 @@ pub struct CacheHeader {
     /// not known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub partitions: BTreeMap<String, PartitionCost>,
+    /// When a later refresh could not read Slurm (seconds since the epoch): the figures
+    /// are still those of `refreshed_at`, kept rather than replaced by AWS's alone (see
+    /// `budget::admin::refresh`); the metrics say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_failed_at: Option<u64>,
 }
 
 /// A partition as project-check prices a submission's worst case.
@@ -89,12 +94,16 @@ pub struct BudgetSpend {
     /// report); with `[budget.limits]`, everything spent this period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accrued: Option<f64>,
-    /// What the running jobs may still cost up to their time limits.
+    /// What the running jobs may still cost up to their time limits, and the pending
+    /// jobs at their worst case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed: Option<f64>,
     /// Jobs of the project running at the refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_jobs: Option<u64>,
+    /// Jobs of the project pending at the refresh (counted in `committed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_jobs: Option<u64>,
 }
 
 /// A budget line: the name first, so a line can be found by its start. (serde cannot
@@ -297,6 +306,7 @@ impl BudgetCache {
                 refreshed_at: unix_seconds(now),
                 account_id: account_id.to_string(),
                 partitions: BTreeMap::new(),
+                slurm_failed_at: None,
             },
             budgets: BTreeMap::new(),
         }

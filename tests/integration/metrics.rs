@@ -139,6 +139,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     assert_eq!(value("cost_tags_project_committed", &project), 12.0);
     assert_eq!(value("cost_tags_project_running_jobs", &[("project", "ProjectA")]), 1.0);
     assert_eq!(value("cost_tags_budget_cache_age_seconds", &[]), 120.0);
+    assert_eq!(value("cost_tags_budget_slurm_read_ok", &[]), 1.0);
     assert_eq!(
         value("cost_tags_user_spend", &[("user", "alice"), ("currency", "USD")]),
         4.5
@@ -147,7 +148,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
         value("cost_tags_user_spend", &[("user", "bob"), ("currency", "USD")]),
         3.6
     );
-    assert_eq!(samples.len(), 7, "{text}");
+    assert_eq!(samples.len(), 8, "{text}");
 
     // Without a budget cache: the users' figures alone, and said.
     std::fs::remove_file(&cache_file).unwrap();
