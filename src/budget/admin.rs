@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
-use super::cache::{unix_seconds, BudgetCache, BudgetSpend, PartitionCost};
+use super::cache::{self, unix_seconds, BudgetCache, BudgetSpend, CacheError, PartitionCost};
 use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
@@ -159,16 +159,17 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
 /// Keeps the cache at `path` after Slurm could not be read (see [`refresh`]), marking the
 /// failure in its header, and logs it.
 fn keep_after_slurm_failure(path: &Path, now: SystemTime, e: &anyhow::Error) -> Refreshed {
-    let kept = match BudgetCache::read(path) {
-        Ok(mut old) => {
-            old.header.slurm_failed_at = Some(unix_seconds(now));
-            let age = old.header.age(now).as_secs();
-            match old.write(path) {
-                Ok(()) => format!("keeping the cache of {age} s ago with its Slurm figures"),
-                Err(w) => format!("keeping the cache of {age} s ago with its Slurm figures (not marked: {w:#})"),
+    let kept = match cache::mark_slurm_failed(path, now) {
+        Ok(old) => format!(
+            "keeping the cache of {} s ago with its Slurm figures",
+            old.age(now).as_secs()
+        ),
+        Err(c) => match c.downcast_ref::<CacheError>() {
+            Some(CacheError::Missing(_) | CacheError::Corrupt(..)) => {
+                format!("writing none: there is no usable cache ({c})")
             }
-        }
-        Err(c) => format!("writing none: there is no usable cache ({c})"),
+            _ => format!("keeping the cache, unmarked: {c:#}"),
+        },
     };
     log::error(&format!(
         "budget refresh failed: Slurm could not be read ({e:#}); {kept}"

@@ -347,6 +347,28 @@ impl BudgetCache {
     }
 }
 
+/// Marks the cache at `path` as kept after a refresh that could not read Slurm
+/// (`slurm_failed_at`), rewriting its header line alone: the budget lines stay byte for
+/// byte (a parse and re-print of their amounts need not be), and so does `refreshed_at`,
+/// so the figures still age. Returns the header as it was.
+pub fn mark_slurm_failed(path: &Path, at: SystemTime) -> Result<CacheHeader> {
+    let bytes = read_bytes(path)?;
+    // Every line checked, as a reader would.
+    parse_all(&bytes).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
+    let (first, rest) = match memchr::memchr(b'\n', &bytes) {
+        Some(i) => (&bytes[..i], &bytes[i..]),
+        None => (&bytes[..], &b""[..]),
+    };
+    let old = parse_header(first).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
+    let mut header = old.clone();
+    header.slurm_failed_at = Some(unix_seconds(at));
+    let mut text = serde_json::to_vec(&header)?;
+    text.extend_from_slice(rest);
+    atomic_file::replace(path, &text, 0o644)
+        .with_context(|| format!("cannot write the budget cache {}", path.display()))?;
+    Ok(old)
+}
+
 fn read_bytes(path: &Path) -> Result<Vec<u8>, CacheError> {
     std::fs::read(path).map_err(|e| io_error(path, e))
 }

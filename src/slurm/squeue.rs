@@ -269,11 +269,7 @@ fn pending_request(f: &[&str]) -> Result<JobRequest, BadField> {
         tres => job_request::gpus_in_tres(field, tres),
     };
     Ok(JobRequest {
-        partitions: f[2]
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect(),
+        partitions: f[2].split(',').filter(|p| !p.is_empty()).map(str::to_string).collect(),
         time_limit: squeue_time_limit(f[9])?,
         min_nodes: positive("NumNodes", f[3])?,
         max_nodes: positive("MaxNodes", f[4])?,
