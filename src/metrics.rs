@@ -4,7 +4,8 @@
 //! minutes): spend this budget period, the limit, what running jobs commit, how many run.
 //! Per user, from sacct priced like the report: spend since the start of this month (UTC),
 //! since budgets are per project and the cache knows nothing of users. The cache's age is
-//! a metric too, so a refresh that stopped working can be alerted on.
+//! a metric too, so a refresh that stopped working can be alerted on, and whether the last
+//! refresh could read Slurm (when it could not, the cache keeps older figures).
 //!
 //! Every family is a gauge (spend this period falls back to zero when a period starts);
 //! amounts carry their currency as a label, since OpenMetrics units are SI-like suffixes.
@@ -131,6 +132,13 @@ pub fn text(f: &Figures<'_>) -> String {
             Some("seconds"),
         )
         .sample(&[], age as f64);
+        Family::new(
+            &mut out,
+            "cost_tags_budget_slurm_read_ok",
+            "1 when the last budget refresh read Slurm accounting and squeue; 0 when it could not, and the budget cache keeps the figures of its last good read (or, with enforce = spent, AWS's alone).",
+            None,
+        )
+        .sample(&[], if cache.header.slurm_failed_at.is_some() { 0.0 } else { 1.0 });
     }
     let mut family = Family::new(
         &mut out,
@@ -242,6 +250,7 @@ mod tests {
             samples,
             [
                 "cost_tags_budget_cache_age_seconds 300",
+                "cost_tags_budget_slurm_read_ok 1",
                 // 120.5 + 4.25 accrued since AWS's figure.
                 "cost_tags_project_spend{project=\"Odd\\\"name\\\\x\",currency=\"USD\"} 0.1",
                 "cost_tags_project_spend{project=\"ProjectA\",currency=\"USD\"} 124.75",
@@ -262,8 +271,19 @@ mod tests {
             text.contains("since the start of this month (UTC, 2024-03-01T00:00:00)"),
             "{text}"
         );
-        assert_eq!(text.matches("# TYPE ").count(), 6, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
         assert_eq!(escape("a\nb"), "a\\nb");
+        // A refresh that could not read Slurm kept the cache and marked it.
+        cache.header.slurm_failed_at = Some(now as u64);
+        let marked = super::text(&Figures {
+            budgets: Some(&cache),
+            budget_settings: &settings,
+            users: &users,
+            currency: "USD",
+            users_since: 0,
+            now,
+        });
+        assert!(marked.contains("\ncost_tags_budget_slurm_read_ok 0\n"), "{marked}");
     }
 
     #[test]
@@ -278,7 +298,7 @@ mod tests {
             users_since: 0,
             now: 0,
         });
-        assert!(!text.contains("cache_age"), "{text}");
+        assert!(!text.contains("cache_age") && !text.contains("slurm_read_ok"), "{text}");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");
         assert_eq!(number(-0.0), "0");
         assert_eq!(number(f64::INFINITY), "+Inf");

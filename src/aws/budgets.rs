@@ -188,6 +188,7 @@ fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, Unusable> {
         accrued: None,
         committed: None,
         running_jobs: None,
+        pending_jobs: None,
     })
 }
 

@@ -10,11 +10,11 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
-use super::cache::{unix_seconds, BudgetCache, BudgetSpend, PartitionCost};
+use super::cache::{self, unix_seconds, BudgetCache, BudgetSpend, CacheError, PartitionCost};
 use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
-use crate::config::{BudgetFallback, Settings};
+use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::log;
 use crate::report;
 use crate::report::calendar::{self, Timestamp};
@@ -23,7 +23,8 @@ use crate::report::sacct::Users;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{
-    confirm_jobs, node_jobs_format, parse_node_jobs, parse_shown_ids, JOB_IDS_FORMAT, SHOWN_IDS_FORMAT,
+    confirm_listed, node_jobs_format, parse_node_jobs, parse_pending_jobs, parse_shown_ids, pending_jobs_format,
+    PendingJob, JOB_IDS_FORMAT, SHOWN_IDS_FORMAT,
 };
 use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
@@ -42,15 +43,25 @@ pub enum Refreshed {
     Written,
     /// AWS could not be read: the old cache, if any, is kept, and the reason logged.
     KeptOld,
+    /// Slurm could not be read (sacct, squeue or the prices): the old cache, if any, is
+    /// kept with its Slurm figures, its header marking the failure for the metrics; with
+    /// `enforce = "spent"` AWS's figures are written instead (see [`refresh`]).
+    SlurmUnread,
 }
 
 /// Reads every budget of the account (or takes `[budget.limits]`), adds what Slurm
-/// accounting says each project accrued and committed since AWS last counted (see
-/// [`super::spend`]) and what each partition's node-hour costs (see
-/// [`super::worst_case`]), and rewrites the cache. An AWS failure is not an error: it is
-/// logged, and the old cache stays for project-check. A Slurm or pricing failure is logged
-/// and the cache written without those figures (project-check then enforces what was
-/// spent), except with `[budget.limits]`, whose spend is Slurm's alone.
+/// accounting says each project accrued and committed since AWS last counted, running
+/// and pending jobs (see [`super::spend`]), and what each partition's node-hour costs
+/// (see [`super::worst_case`]), and rewrites the cache. An AWS failure is not an error: it
+/// is logged, and the old cache stays for project-check.
+///
+/// A refresh that cannot read Slurm does not loosen anything. AWS's figures alone would
+/// drop enforcement to "spent" (no accrued, committed or partition prices), so the
+/// previous cache is kept whole: figures of one instant, with its own `refreshed_at`, so
+/// that it turns stale (`max_age`, `on_stale`) if Slurm stays unreadable. Its header
+/// records the failure (`slurm_failed_at`) for the metrics. With no previous cache none is
+/// written. Only with `enforce = "spent"` and AWS Budgets, which enforce AWS's figures
+/// alone, are those written (the failure still marked and logged).
 pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     let b = &settings.budget;
     let now_ts = unix_seconds(now) as Timestamp;
@@ -112,21 +123,24 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
                     .and_then(|p| accounted.projects.get(p))
                     .cloned()
                     .unwrap_or_default();
+                let (pending, unpriced) = spend::pending_cost(&found.pending, &partitions, spend.hours_left(now));
+                for why in unpriced {
+                    log::warn(&format!("budget refresh: {why}; it commits nothing"));
+                }
                 spend.accrued = Some(found.accrued);
-                spend.committed = Some(found.committed);
+                spend.committed = Some(found.committed + pending);
                 spend.running_jobs = Some(found.running_jobs);
+                spend.pending_jobs = Some(found.pending.len() as u64);
             }
             cache.header.partitions = partitions;
         }
-        Err(e) if b.limits.is_empty() => log::warn(&format!(
-            "budget refresh: no spend from Slurm accounting ({e:#}); the cache holds AWS's figures alone"
-        )),
-        Err(e) => {
+        Err(e) if b.limits.is_empty() && b.enforce == Some(Enforce::Spent) => {
             log::error(&format!(
-                "budget refresh failed: [budget.limits] needs Slurm accounting ({e:#}); keeping the old cache"
+                "budget refresh: Slurm could not be read ({e:#}); enforce = \"spent\": the cache holds AWS's figures alone"
             ));
-            return Ok(Refreshed::KeptOld);
+            cache.header.slurm_failed_at = Some(unix_seconds(now));
         }
+        Err(e) => return Ok(keep_after_slurm_failure(&b.cache_file, now, &e)),
     }
     cache.write(&b.cache_file)?;
     log::info(&format!(
@@ -142,6 +156,27 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     Ok(Refreshed::Written)
 }
 
+/// Keeps the cache at `path` after Slurm could not be read (see [`refresh`]), marking the
+/// failure in its header, and logs it.
+fn keep_after_slurm_failure(path: &Path, now: SystemTime, e: &anyhow::Error) -> Refreshed {
+    let kept = match cache::mark_slurm_failed(path, now) {
+        Ok(old) => format!(
+            "keeping the cache of {} s ago with its Slurm figures",
+            old.age(now).as_secs()
+        ),
+        Err(c) => match c.downcast_ref::<CacheError>() {
+            Some(CacheError::Missing(_) | CacheError::Corrupt(..)) => {
+                format!("writing none: there is no usable cache ({c})")
+            }
+            _ => format!("keeping the cache, unmarked: {c:#}"),
+        },
+    };
+    log::error(&format!(
+        "budget refresh failed: Slurm could not be read ({e:#}); {kept}"
+    ));
+    Refreshed::SlurmUnread
+}
+
 /// The project of each running job, as squeue says it (sacct has no comment for a job
 /// until it ends). Asked twice, the second time for job ids alone, so a forged line
 /// (a newline in a comment) names no job (see [`crate::slurm::squeue::confirm_jobs`]).
@@ -155,13 +190,31 @@ fn running_projects(settings: &Settings) -> Result<BTreeMap<String, String>> {
         )
     };
     let jobs = parse_node_jobs(&ask(&node_jobs_format(source))?, source, "")?;
-    let jobs = confirm_jobs(jobs, &ask(JOB_IDS_FORMAT)?)?;
+    // A job that ended between the two calls is simply not running any more.
+    let (jobs, _gone) = confirm_listed(jobs, &ask(JOB_IDS_FORMAT)?)?;
     // sacct names a task of an array job `4_1`, squeue's %A another number.
     let shown = parse_shown_ids(&ask(SHOWN_IDS_FORMAT)?)?;
     Ok(jobs
         .into_iter()
         .map(|j| (shown.get(&j.id).cloned().unwrap_or(j.id), j.project))
         .collect())
+}
+
+/// Every pending job with a project, sized from squeue's fields that no user writes (the
+/// project's last), confirmed by a second call for ids alone (see
+/// [`crate::slurm::squeue::parse_pending_jobs`]).
+fn pending_jobs(settings: &Settings) -> Result<Vec<PendingJob>> {
+    let source = settings.project_source;
+    let ask = |flag: &str, format: &str| {
+        run_program(
+            Path::new("squeue"),
+            &["-h", "-a", "-t", "PENDING", flag, format],
+            Instant::now() + SLURM_TIME,
+        )
+    };
+    let text = ask("-O", &pending_jobs_format(source))?;
+    let jobs = parse_pending_jobs(&text, source, &ask("-o", JOB_IDS_FORMAT)?)?;
+    Ok(jobs.into_iter().filter(|j| !j.project.is_empty()).collect())
 }
 
 /// What Slurm accounting says each project accrued since `cut_off` and committed, and
@@ -191,10 +244,21 @@ fn from_slurm(
     } else {
         None
     };
+    // Pending first: a job that starts in between is then counted twice (pending and
+    // running), which errs towards refusing, rather than not at all.
+    let pending = pending_jobs(settings)?;
     let live = running_projects(settings)?;
-    let accounted = report::read_sacct(Users::All, window, None, &layout.format(), |mut out| {
+    let mut accounted = report::read_sacct(Users::All, window, None, &layout.format(), |mut out| {
         spend::from_records(&prices, &mut out, ids, &live, cut_off, now).map_err(std::io::Error::other)
     })?;
+    for job in pending {
+        accounted
+            .projects
+            .entry(job.project.clone())
+            .or_default()
+            .pending
+            .push(job);
+    }
     Ok((accounted, partitions))
 }
 

@@ -46,6 +46,11 @@ pub struct CacheHeader {
     /// not known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub partitions: BTreeMap<String, PartitionCost>,
+    /// When a later refresh could not read Slurm (seconds since the epoch): the figures
+    /// are still those of `refreshed_at`, kept rather than replaced by AWS's alone (see
+    /// `budget::admin::refresh`); the metrics say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_failed_at: Option<u64>,
 }
 
 /// A partition as project-check prices a submission's worst case.
@@ -89,12 +94,16 @@ pub struct BudgetSpend {
     /// report); with `[budget.limits]`, everything spent this period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accrued: Option<f64>,
-    /// What the running jobs may still cost up to their time limits.
+    /// What the running jobs may still cost up to their time limits, and the pending
+    /// jobs at their worst case.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed: Option<f64>,
     /// Jobs of the project running at the refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub running_jobs: Option<u64>,
+    /// Jobs of the project pending at the refresh (counted in `committed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_jobs: Option<u64>,
 }
 
 /// A budget line: the name first, so a line can be found by its start. (serde cannot
@@ -297,6 +306,7 @@ impl BudgetCache {
                 refreshed_at: unix_seconds(now),
                 account_id: account_id.to_string(),
                 partitions: BTreeMap::new(),
+                slurm_failed_at: None,
             },
             budgets: BTreeMap::new(),
         }
@@ -335,6 +345,28 @@ impl BudgetCache {
         atomic_file::replace(path, self.to_text().as_bytes(), 0o644)
             .with_context(|| format!("cannot write the budget cache {}", path.display()))
     }
+}
+
+/// Marks the cache at `path` as kept after a refresh that could not read Slurm
+/// (`slurm_failed_at`), rewriting its header line alone: the budget lines stay byte for
+/// byte (a parse and re-print of their amounts need not be), and so does `refreshed_at`,
+/// so the figures still age. Returns the header as it was.
+pub fn mark_slurm_failed(path: &Path, at: SystemTime) -> Result<CacheHeader> {
+    let bytes = read_bytes(path)?;
+    // Every line checked, as a reader would.
+    parse_all(&bytes).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
+    let (first, rest) = match memchr::memchr(b'\n', &bytes) {
+        Some(i) => (&bytes[..i], &bytes[i..]),
+        None => (&bytes[..], &b""[..]),
+    };
+    let old = parse_header(first).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
+    let mut header = old.clone();
+    header.slurm_failed_at = Some(unix_seconds(at));
+    let mut text = serde_json::to_vec(&header)?;
+    text.extend_from_slice(rest);
+    atomic_file::replace(path, &text, 0o644)
+        .with_context(|| format!("cannot write the budget cache {}", path.display()))?;
+    Ok(old)
 }
 
 fn read_bytes(path: &Path) -> Result<Vec<u8>, CacheError> {

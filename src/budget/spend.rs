@@ -7,18 +7,23 @@
 //!   counted twice, which errs on the side of refusing), or the period's start with
 //!   `[budget.limits]`.
 //! * **Committed**: what each running job may still cost, from now to its start plus its
-//!   time limit (a job without one commits nothing more and is named in the log).
+//!   time limit (a job without one commits nothing more and is named in the log), and
+//!   what each pending job may cost at its worst case ([`pending_cost`]), from squeue's
+//!   account of its request: a queued job has been accepted, so the budget owes it.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use anyhow::Result;
 
+use super::cache::PartitionCost;
+use super::worst_case::worst_case;
 use crate::report::aggregate::Diagnostics;
 use crate::report::calendar::Timestamp;
 use crate::report::job_ids::JobIds;
 use crate::report::pricing::Pricer;
 use crate::report::{records, sacct, Prices};
+use crate::slurm::squeue::PendingJob;
 
 /// One project's spend from Slurm accounting.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -26,6 +31,9 @@ pub struct ProjectSpend {
     pub accrued: f64,
     pub committed: f64,
     pub running_jobs: u64,
+    /// Its pending jobs, priced per budget by [`pending_cost`] (an unbounded job's worst
+    /// case depends on the budget's period).
+    pub pending: Vec<PendingJob>,
 }
 
 /// What a pass over sacct's records found.
@@ -117,6 +125,25 @@ pub fn from_records(
     Ok(found)
 }
 
+/// What `pending` jobs may cost in all, each at its worst case in `partitions` (a job
+/// with no time bound until the budget period ends, `hours_left` from now), and the jobs
+/// that could not be priced (a partition without a known price), which count nothing.
+pub fn pending_cost(
+    pending: &[PendingJob],
+    partitions: &BTreeMap<String, PartitionCost>,
+    hours_left: f64,
+) -> (f64, Vec<String>) {
+    let mut total = 0.0;
+    let mut unpriced = Vec::new();
+    for job in pending {
+        match worst_case(&job.request, partitions, Some(hours_left)) {
+            Ok(w) => total += w.cost,
+            Err(why) => unpriced.push(format!("pending job {}: {why}", job.id)),
+        }
+    }
+    (total, unpriced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +182,8 @@ mod tests {
             t("2024-03-01T12:00"),
         )
         .unwrap();
+        // Job 4 is pending: sacct has no start for it, squeue prices it (pending_cost).
+        assert!(found.projects["B"].pending.is_empty());
         let a = &found.projects["A"];
         // Job 1: 10:00-11:00 after the cut-off, 1 h x 3.6 = 3.6; job 2: 11:00-12:00 on 2
         // nodes = 7.2. Job 2 commits 12:00-14:00 (3 h limit from 11:00) x 2 nodes = 14.4.
@@ -176,6 +205,72 @@ mod tests {
                 .any(|n| n.contains("without a time limit") && n.contains('3')),
             "{:?}",
             found.notes
+        );
+    }
+
+    #[test]
+    fn pending_jobs_commit_their_worst_case() {
+        use crate::slurm::job_request::{JobRequest, TimeLimit};
+        let partitions: BTreeMap<String, PartitionCost> = [(
+            "p".to_string(),
+            PartitionCost {
+                instance: "n".into(),
+                hourly: 3.6,
+                cpus: 4,
+                gpus: 0,
+                default_minutes: None,
+                max_minutes: None,
+                is_default: true,
+            },
+        )]
+        .into();
+        let job = |id: &str, request: JobRequest| PendingJob {
+            id: id.into(),
+            project: "A".into(),
+            request,
+        };
+        let pending = [
+            // -N 1-3 --exclusive -t 30 --array=0-1: 2 tasks x 3 nodes x 0.5 h x 3.6 = 10.8.
+            job(
+                "7",
+                JobRequest {
+                    partitions: vec!["p".into()],
+                    time_limit: TimeLimit::Minutes(30),
+                    min_nodes: Some(1),
+                    max_nodes: Some(3),
+                    exclusive: true,
+                    array_tasks: 2,
+                    ..Default::default()
+                },
+            ),
+            // 2 CPUs of 4, no time bound: half a node until the period's end, 10 h left:
+            // 0.5 x 10 h x 3.6 = 18.
+            job(
+                "8",
+                JobRequest {
+                    time_limit: TimeLimit::Unlimited,
+                    min_cpus: Some(2),
+                    array_tasks: 1,
+                    ..Default::default()
+                },
+            ),
+            // A partition without a price: counts nothing, and named.
+            job(
+                "9",
+                JobRequest {
+                    partitions: vec!["nosuch".into()],
+                    array_tasks: 1,
+                    ..Default::default()
+                },
+            ),
+        ];
+        let (cost, unpriced) = pending_cost(&pending, &partitions, 10.0);
+        // 10.8 + 18 = 28.8.
+        assert!((cost - 28.8).abs() < 1e-9, "{cost}");
+        assert_eq!(unpriced.len(), 1);
+        assert!(
+            unpriced[0].starts_with("pending job 9: partition \"nosuch\""),
+            "{unpriced:?}"
         );
     }
 }

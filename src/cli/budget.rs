@@ -22,7 +22,8 @@ pub struct BudgetArgs {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum BudgetCommand {
     /// Read every AWS Budget of the account and rewrite the cache project-check reads
-    /// (run by a timer on the head node, as root). On failure the old cache is kept; exit 1.
+    /// (run by a timer on the head node, as root). On failure (AWS, or Slurm accounting
+    /// and squeue) the old cache is kept; exit 1.
     Refresh,
     /// Create a COST budget counting the spend tagged with PROJECT, with notifications.
     Create(CreateArgs),
@@ -72,7 +73,7 @@ pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
     match &args.command {
         BudgetCommand::Refresh => Ok(match admin::refresh(settings, SystemTime::now())? {
             Refreshed::Written => ExitCode::SUCCESS,
-            Refreshed::KeptOld => ExitCode::from(1),
+            Refreshed::KeptOld | Refreshed::SlurmUnread => ExitCode::from(1),
         }),
         BudgetCommand::Create(c) => create(settings, c),
         BudgetCommand::List(l) => list(settings, l),

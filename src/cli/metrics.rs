@@ -28,7 +28,8 @@ fn parse_time(s: &str) -> Result<Timestamp, String> {
 Metrics (all gauges): cost_tags_project_spend, _limit, _committed (currency label) and
 _running_jobs per project, from the budget cache of `cost-tags budget refresh` (no AWS call);
 cost_tags_user_spend per user since the start of this month (UTC), from sacct priced like
-`cost-tags report` (everyone's jobs when run as root); cost_tags_budget_cache_age_seconds.
+`cost-tags report` (everyone's jobs when run as root); cost_tags_budget_cache_age_seconds;
+cost_tags_budget_slurm_read_ok (0: the last refresh could not read Slurm, older figures kept).
 For node_exporter: --output /var/lib/node_exporter/textfile/cost_tags.prom (the file is
 replaced atomically, mode 0644). The managed script's --metrics DIR runs this every 5 minutes.
 Exit codes: 0 written, 2 not written (bad settings, unreadable cache, sacct failed).")]

@@ -40,7 +40,7 @@ impl Setup {
         std::fs::write(
             d.join("cost-tags.toml"),
             format!(
-                "projects_file = {:?}\n[budget]\nenabled = true\ncache_file = {:?}\n{extra}",
+                "projects_file = {:?}\n[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {:?}\n{extra}",
                 d.join("projects_list.conf"),
                 self.cache()
             ),

@@ -24,7 +24,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-fn parser_available() -> bool {
+pub(crate) fn parser_available() -> bool {
     support::tool_command("python3")
         .args(["-c", "import prometheus_client.openmetrics.parser"])
         .output()
@@ -139,6 +139,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     assert_eq!(value("cost_tags_project_committed", &project), 12.0);
     assert_eq!(value("cost_tags_project_running_jobs", &[("project", "ProjectA")]), 1.0);
     assert_eq!(value("cost_tags_budget_cache_age_seconds", &[]), 120.0);
+    assert_eq!(value("cost_tags_budget_slurm_read_ok", &[]), 1.0);
     assert_eq!(
         value("cost_tags_user_spend", &[("user", "alice"), ("currency", "USD")]),
         4.5
@@ -147,7 +148,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
         value("cost_tags_user_spend", &[("user", "bob"), ("currency", "USD")]),
         3.6
     );
-    assert_eq!(samples.len(), 7, "{text}");
+    assert_eq!(samples.len(), 8, "{text}");
 
     // Without a budget cache: the users' figures alone, and said.
     std::fs::remove_file(&cache_file).unwrap();
@@ -166,4 +167,25 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     );
     assert!(!text.contains("cost_tags_project_spend{"), "{text}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no project metrics"));
+}
+
+/// The samples of OpenMetrics `text` as prometheus-client's strict parser reads them
+/// (`[name, labels, value]`); panics when it is not OpenMetrics.
+pub(crate) fn parse(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut python = support::tool_command("python3")
+        .args(["-c", PARSE])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    python.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let parsed = python.wait_with_output().unwrap();
+    assert!(
+        parsed.status.success(),
+        "not OpenMetrics: {}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    serde_json::from_slice(&parsed.stdout).unwrap()
 }

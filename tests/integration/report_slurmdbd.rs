@@ -707,3 +707,174 @@ fn committed_spend_of_a_running_job(cluster: &SlurmCluster, array: bool) {
     assert_eq!(header["partitions"]["compute"]["hourly"], 3.6, "{text}");
     assert_eq!(header["partitions"]["compute"]["is_default"], true, "{text}");
 }
+
+/// Issue 21, items 3 and 5, through `budget refresh` with AWS Budgets (moto) and the real
+/// Slurm: pending jobs are committed at their worst case, from squeue; a refresh whose
+/// sacct cannot reach slurmdbd exits 1, keeps the previous cache's Slurm figures (never
+/// AWS's alone), says so in the log, and the metrics show it.
+#[test]
+fn budget_refresh_commits_pending_jobs_and_keeps_slurms_figures_when_it_cannot_read_it() {
+    if !support::slurm::available() {
+        assert!(SlurmCluster::start(SlurmOptions::default()).is_none());
+        return;
+    }
+    if !support::require(
+        "python3 with prometheus-client (pip install prometheus-client)",
+        crate::metrics::parser_available(),
+    ) {
+        return;
+    }
+    ensure_test_users();
+    let Some(dbd) = SlurmDbd::start(&[("physics", &["ctalice", "ctbob"])]) else {
+        return;
+    };
+    let opts = SlurmOptions {
+        extra_conf: dbd.slurm_conf_lines(),
+        ..SlurmOptions::default()
+    };
+    let Some(cluster) = SlurmCluster::start(opts) else {
+        return;
+    };
+    let Some(moto) = MotoServer::start() else { return };
+    // Longer than squeue's default column of 20: the project field must come whole.
+    let project = "ProjectPendingWithALongName";
+    support::moto::block_on(async {
+        let client = support::moto::budgets_client(&moto.endpoint());
+        support::moto::add_budget(&client, project, "100", "1.5").await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("cost-tags.toml");
+    let cache = dir.path().join("budgets.jsonl");
+    std::fs::write(
+        &settings,
+        format!("{SETTINGS}[budget]\nenabled = true\ncache_file = {cache:?}\n"),
+    )
+    .unwrap();
+    let submit = |user: &str, args: &[&str]| {
+        let out = cluster.run_as(user, "sbatch", args);
+        assert!(
+            out.status.success(),
+            "sbatch {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_job_id(&out.stdout).unwrap().to_string()
+    };
+    // Held: up to 3 whole nodes for 30 min, 2 array tasks: 2 x 3 x 0.5 h x 3.6 = 10.8.
+    let held = submit(
+        "ctalice",
+        &[
+            "--hold",
+            "-o",
+            "/dev/null",
+            "-p",
+            "compute",
+            "-N",
+            "1-3",
+            "--exclusive",
+            "-t",
+            "30",
+            "--array=0-1",
+            "--comment",
+            project,
+            "--wrap",
+            "true",
+        ],
+    );
+    // Not before an hour from now: one CPU of the 2-CPU spot node for 1 h: 0.5 x 1.8 = 0.9.
+    let later = submit(
+        "ctbob",
+        &[
+            "--begin=now+1hour",
+            "-o",
+            "/dev/null",
+            "-p",
+            "gpu",
+            "-n1",
+            "-t",
+            "60",
+            "--comment",
+            project,
+            "--wrap",
+            "true",
+        ],
+    );
+    let refresh = |conf: &std::path::Path| {
+        let mut cmd = Command::new(support::bin("cost-tags"));
+        moto::apply_env(&mut cmd, &moto.endpoint());
+        cmd.arg("--config")
+            .arg(&settings)
+            .args(["budget", "refresh"])
+            .env("SLURM_CONF", conf)
+            .output()
+            .expect("budget refresh")
+    };
+    let out = refresh(cluster.conf_path());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    let before = std::fs::read_to_string(&cache).unwrap();
+    let line = before
+        .lines()
+        .find(|l| l.contains(&format!("\"{project}\"")))
+        .unwrap_or_else(|| panic!("{before}\n{said}"));
+    let spend: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(spend["pending_jobs"], 2, "{before}\n{said}");
+    assert_eq!(spend["running_jobs"], 0, "{before}\n{said}");
+    assert_eq!(spend["actual"], 1.5, "{before}");
+    // 10.8 + 0.9 = 11.7, nothing else queued or running.
+    let committed = spend["committed"].as_f64().unwrap();
+    assert!((committed - 11.7).abs() < 1e-9, "{committed}: {before}\n{said}");
+
+    // slurmdbd unreachable: the same cluster, its accounting port closed.
+    let conf = std::fs::read_to_string(cluster.conf_path()).unwrap();
+    let port = format!("AccountingStoragePort={}", dbd.port());
+    assert!(conf.contains(&port), "{conf}");
+    let broken = dir.path().join("slurm.conf");
+    std::fs::write(
+        &broken,
+        conf.replace(
+            &port,
+            &format!("AccountingStoragePort={}", support::process::free_port()),
+        ),
+    )
+    .unwrap();
+    let out = refresh(&broken);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("Slurm could not be read"), "{said}");
+    assert!(said.contains("with its Slurm figures"), "{said}");
+    let after = std::fs::read_to_string(&cache).unwrap();
+    // The budgets' lines as they were (never AWS's figure alone); the header marked.
+    assert_eq!(
+        after.lines().skip(1).collect::<Vec<_>>(),
+        before.lines().skip(1).collect::<Vec<_>>()
+    );
+    let (old, new): (Value, Value) = (
+        serde_json::from_str(before.lines().next().unwrap()).unwrap(),
+        serde_json::from_str(after.lines().next().unwrap()).unwrap(),
+    );
+    assert_eq!(new["refreshed_at"], old["refreshed_at"], "its age still shows: {after}");
+    assert_eq!(new["partitions"], old["partitions"], "{after}");
+    assert!(new["slurm_failed_at"].as_u64().is_some(), "{after}");
+
+    let read_ok = || {
+        let out = Command::new(support::bin("cost-tags"))
+            .arg("--config")
+            .arg(&settings)
+            .arg("metrics")
+            .env("SLURM_CONF", cluster.conf_path())
+            .output()
+            .expect("cost-tags metrics");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        crate::metrics::parse(&text)
+            .into_iter()
+            .find(|(name, _, _)| name == "cost_tags_budget_slurm_read_ok")
+            .unwrap_or_else(|| panic!("{text}"))
+            .2
+    };
+    assert_eq!(read_ok(), 0.0);
+    // Slurm back: the next refresh writes its figures, and the mark is gone.
+    assert_eq!(refresh(cluster.conf_path()).status.code(), Some(0));
+    assert_eq!(read_ok(), 1.0);
+    cluster.run_root("scancel", &[held.as_str(), later.as_str()]);
+}

@@ -299,7 +299,9 @@ fn spent_budgets_are_refused_at_submission() {
     let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let cache_file = cache.path().join("budgets.jsonl");
-    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+    let Some(f) = Filter::start_with(&format!(
+        "[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {cache_file:?}\n"
+    )) else {
         return;
     };
     let client = support::moto::budgets_client(&moto.endpoint());
