@@ -335,6 +335,7 @@ mod tests {
             gpus,
             node_list: list,
             cluster: "",
+            group: "",
             time_limit: None,
             wckey: "",
             comment: "",

@@ -502,18 +502,33 @@ mod tests {
     const COMMENT: Layout = Layout {
         cluster: false,
         time_limit: false,
+        group: false,
         project: Some(ProjectField::Comment),
     };
     const ACCOUNT: Layout = Layout {
         cluster: false,
         time_limit: false,
+        group: false,
         project: None,
     };
     const WCKEY: Layout = Layout {
         cluster: false,
         time_limit: false,
+        group: false,
         project: Some(ProjectField::Wckey),
     };
+
+    #[test]
+    fn the_group_goes_before_the_free_text() {
+        let layout = Layout::new(ProjectSource::Comment, false).with_group();
+        assert_eq!(layout.fields().last(), Some(&"Comment"));
+        assert_eq!(layout.fields()[layout.fields().len() - 2], "Group");
+        let line = "7|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|1|cpu=1|n1|phys|Proj|ect";
+        match Columns::of(layout).parse(line) {
+            Ok(Line::Job(r)) => assert_eq!((r.group, r.comment), ("phys", "Proj|ect")),
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn several_clusters_add_the_cluster_before_the_free_text() {
