@@ -140,6 +140,30 @@ pub fn parse_job_ids(text: &str) -> Result<BTreeSet<String>> {
     Ok(ids)
 }
 
+/// squeue's format pairing each job with the nodes it holds: neither field is free text,
+/// so no line of its answer can be forged.
+pub const JOB_NODES_FORMAT: &str = "%A|%N";
+
+/// Parses squeue's [`JOB_NODES_FORMAT`] answer into job id -> node names.
+pub fn parse_job_nodes(text: &str) -> Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
+    let mut jobs = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (id, list) = line.split_once('|').unwrap_or((line, ""));
+        anyhow::ensure!(
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+            "squeue printed {line:?} where a job id belongs"
+        );
+        let nodes = jobs.entry(id.to_string()).or_default();
+        if !list.is_empty() && list != "(null)" {
+            hostlist::expand(list, |n| {
+                nodes.insert(n.to_string());
+            })
+            .map_err(|e| anyhow::anyhow!("squeue: {e}"))?;
+        }
+    }
+    Ok(jobs)
+}
+
 /// The job states in which a job holds its node (and, on the node, is in the ledger).
 pub const NODE_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED";
 
@@ -220,6 +244,16 @@ mod tests {
         let jobs = parse_node_jobs("12|alice|compute|physics|P\n", ProjectSource::Comment, "").unwrap();
         assert_eq!(confirm_jobs(jobs, "12\n14\n").unwrap().len(), 1);
         assert!(parse_job_ids("12\nx|y\n").is_err());
+    }
+
+    #[test]
+    fn jobs_and_their_nodes() {
+        let jobs = parse_job_nodes("5|q-dy-c5-[1,3-4]\n6|q-dy-c5-1\n7|\n").unwrap();
+        assert_eq!(jobs["5"].len(), 3);
+        assert!(jobs["6"].contains("q-dy-c5-1"));
+        assert!(jobs["7"].is_empty(), "a configuring job may have no node yet");
+        assert!(parse_job_nodes("x|n1\n").is_err());
+        assert!(parse_job_nodes("5|q-[1-\n").is_err());
     }
 
     #[test]
