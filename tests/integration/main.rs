@@ -6,6 +6,7 @@ mod support;
 
 mod aws_fixtures;
 mod budgets;
+mod cluster_converge;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;
