@@ -45,8 +45,16 @@ impl Ec2Tags {
     /// [`crate::cluster::pacing::TokenBucket`] to retry later.
     pub async fn without_retries(fallback_region: &str, budget: Duration) -> Ec2Tags {
         let config = sdk::load(sdk::region_or(fallback_region), budget).await;
+        // One attempt may take the whole budget: a DescribeInstances page of 1,000
+        // instances can take longer than the 3 s the node hooks allow an attempt.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1).min(budget))
+            .operation_attempt_timeout(budget)
+            .operation_timeout(budget)
+            .build();
         let config = aws_sdk_ec2::config::Builder::from(&config)
             .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts)
             .build();
         Ec2Tags {
             client: aws_sdk_ec2::Client::from_conf(config),
