@@ -251,7 +251,10 @@ fn head_policy_tags_only_like_the_compute_policy() {
             a.starts_with("ec2:") && (a.contains("tags") || a.contains('*')) && a != "ec2:describetags"
         })
         .collect();
-    assert!(!tagging.is_empty(), "reconcile --cluster needs ec2:CreateTags and ec2:DeleteTags");
+    assert!(
+        !tagging.is_empty(),
+        "reconcile --cluster needs ec2:CreateTags and ec2:DeleteTags"
+    );
     for (statement, action) in tagging {
         assert!(
             action == "ec2:CreateTags" || action == "ec2:DeleteTags",

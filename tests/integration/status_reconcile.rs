@@ -399,7 +399,8 @@ fn cluster_reconcile_converges_every_instance_to_slurms_jobs() {
     let mut wide = running("5", "ctalice", "q-dy-c5-1", "ProjectA");
     wide["nodes"] = serde_json::json!(["q-dy-c5-1", "q-dy-c5-3", "q-dy-c5-4"]);
     wide["nodelist"] = "q-dy-c5-[1,3-4]".into();
-    n.slurm.set_jobs(&[wide, running("6", "ctalice", "q-dy-c5-1", "ProjectA")]);
+    n.slurm
+        .set_jobs(&[wide, running("6", "ctalice", "q-dy-c5-1", "ProjectA")]);
 
     let before: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
     n.proxy.reset_counts();
