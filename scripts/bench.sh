@@ -97,3 +97,6 @@ cargo bench -j2 -q --bench report 2>/dev/null
 
 echo "== cost-tags prices refresh, 20 instance types"
 cargo bench -j2 -q --bench prices_refresh 2>/dev/null
+
+echo "== head-node tagging (reconcile --cluster) at 200 and 1,000 instances, EC2's throttling"
+cargo bench -j2 -q --bench tagging_scale 2>/dev/null

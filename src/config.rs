@@ -81,6 +81,8 @@ pub struct Settings {
     pub pricing: PricingSettings,
     /// Refusing projects whose AWS Budget is spent.
     pub budget: BudgetSettings,
+    /// Who writes the tags, and how fast the head node may call EC2.
+    pub tagging: TaggingSettings,
 }
 
 impl Default for Settings {
@@ -96,7 +98,59 @@ impl Default for Settings {
             tags: TagSettings::default(),
             pricing: PricingSettings::default(),
             budget: BudgetSettings::default(),
+            tagging: TaggingSettings::default(),
         }
+    }
+}
+
+/// Who writes the instances' cost tags.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TaggingMode {
+    /// Each compute node's prolog and epilog tag its own instance (the first design, and
+    /// the default for existing installs).
+    #[default]
+    Node,
+    /// Only the head node tags (`cost-tags reconcile --cluster`): compute nodes make no
+    /// AWS call, so a job user holding the compute role's credentials cannot forge tags.
+    Controller,
+}
+
+/// The `[tagging]` table. The head node's EC2 tag calls have a budget of their own, well
+/// under EC2's per-account bucket for CreateTags and DeleteTags (100 calls, refilled 10
+/// a second), so that the convergence never empties it for everyone else in the account.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaggingSettings {
+    pub mode: TaggingMode,
+    /// The head node's EC2 calls, at most this many a second on average.
+    pub calls_per_second: f64,
+    /// ...and at most this many at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl Default for TaggingSettings {
+    fn default() -> Self {
+        TaggingSettings {
+            mode: TaggingMode::Node,
+            calls_per_second: 5.0,
+            burst: 20,
+        }
+    }
+}
+
+impl TaggingSettings {
+    fn validate(&self) -> Result<(), String> {
+        if !(self.calls_per_second.is_finite() && self.calls_per_second > 0.0 && self.calls_per_second <= 100.0) {
+            return Err(format!(
+                "tagging.calls_per_second {} must be more than 0 and at most 100",
+                self.calls_per_second
+            ));
+        }
+        if self.burst == 0 || self.burst > 100 {
+            return Err(format!("tagging.burst {} must be from 1 to 100", self.burst));
+        }
+        Ok(())
     }
 }
 
@@ -511,7 +565,7 @@ impl Settings {
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         let defaults = toml::Table::try_from(Settings::default())?;
         let mut table = toml::Table::try_from(self)?;
-        for key in ["pricing", "budget"] {
+        for key in ["pricing", "budget", "tagging"] {
             let (Some(toml::Value::Table(ours)), Some(toml::Value::Table(default))) =
                 (table.get_mut(key), defaults.get(key))
             else {
@@ -544,6 +598,7 @@ impl Settings {
             ));
         }
         self.pricing.validate()?;
+        self.tagging.validate()?;
         self.budget.validate()
     }
 }
@@ -853,6 +908,24 @@ instance = "g4dn.xlarge"
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains("/etc/x.toml") && e.contains(want), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn tagging_is_read_and_checked() {
+        assert_eq!(parse("").unwrap().tagging, TaggingSettings::default());
+        let s = parse("[tagging]\nmode = \"controller\"\ncalls_per_second = 2.5\nburst = 5\n").unwrap();
+        assert_eq!(s.tagging.mode, TaggingMode::Controller);
+        assert_eq!((s.tagging.calls_per_second, s.tagging.burst), (2.5, 5));
+        for bad in [
+            "calls_per_second = 0",
+            "calls_per_second = 1000",
+            "burst = 0",
+            "mode = \"x\"",
+        ] {
+            assert!(parse(&format!("[tagging]\n{bad}\n")).is_err(), "{bad}");
+        }
+        assert!(!Settings::default().to_toml().unwrap().contains("[tagging]"));
+        assert_eq!(parse(&s.to_toml().unwrap()).unwrap(), s);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 //!
 //! - [`submit`]: the submit decision (all policy), the projects file, project names.
 //! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
-//! - [`cluster`]: the head node's sweep over the cluster's instances.
+//! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs.
 //! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
 //!   job's cost ([`report::job`]).
 //! - [`install`]: `cost-tags install`: the release, Slurm's settings, the periodic jobs

@@ -2,10 +2,14 @@
 //! one DeleteTags (keys only, so any value goes) for managed keys that must disappear.
 //! Throttling (`RequestLimitExceeded`) and transient errors are retried by the SDK's
 //! standard strategy, with exponential backoff and jitter, inside the caller's deadline.
+//! The head node's client ([`Ec2Tags::without_retries`]) tags up to 1,000 instances a
+//! call and leaves retrying to its caller's token bucket.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use aws_config::retry::RetryConfig;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::sdk::{self, summary};
@@ -35,6 +39,114 @@ impl Ec2Tags {
         }
     }
 
+    /// The head node's client: no retry of its own (the SDK's standard retries would
+    /// resend a throttled call at once, out of the caller's budget); every error comes
+    /// back, throttling told apart ([`CallError::Throttled`]), for the caller's
+    /// [`crate::cluster::pacing::TokenBucket`] to retry later.
+    pub async fn without_retries(fallback_region: &str, budget: Duration) -> Ec2Tags {
+        let config = sdk::load(sdk::region_or(fallback_region), budget).await;
+        // One attempt may take the whole budget: a DescribeInstances page of 1,000
+        // instances can take longer than the 3 s the node hooks allow an attempt.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1).min(budget))
+            .operation_attempt_timeout(budget)
+            .operation_timeout(budget)
+            .build();
+        let config = aws_sdk_ec2::config::Builder::from(&config)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(timeouts)
+            .build();
+        Ec2Tags {
+            client: aws_sdk_ec2::Client::from_conf(config),
+        }
+    }
+
+    /// One page (up to 1,000) of the running instances of a ParallelCluster cluster
+    /// (DescribeInstances filtered on the tag `parallelcluster:cluster-name`), with their
+    /// tags, and the token of the next page.
+    pub async fn cluster_instances_page(
+        &self,
+        cluster_name: &str,
+        next: Option<&str>,
+    ) -> Result<(Vec<ClusterInstance>, Option<String>), CallError> {
+        let page = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("tag:parallelcluster:cluster-name")
+                    .values(cluster_name)
+                    .build(),
+            )
+            .filters(Filter::builder().name("instance-state-name").values("running").build())
+            .max_results(1000)
+            .set_next_token(next.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| CallError::of(e, "EC2 DescribeInstances"))?;
+        let found = page
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .filter_map(|instance| {
+                Some(ClusterInstance {
+                    instance_id: instance.instance_id()?.to_string(),
+                    private_ip: instance.private_ip_address().map(str::to_string),
+                    private_dns: instance.private_dns_name().map(str::to_string),
+                    tags: instance
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+                        .collect(),
+                })
+            })
+            .collect();
+        Ok((found, page.next_token().filter(|t| !t.is_empty()).map(str::to_string)))
+    }
+
+    /// One CreateTags setting `tags` on every instance of `ids` (at most 1,000).
+    pub async fn create_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
+        if ids.is_empty() || tags.is_empty() {
+            return Ok(());
+        }
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        self.client
+            .create_tags()
+            .set_resources(Some(ids.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| CallError::of(e, "EC2 CreateTags"))?;
+        Ok(())
+    }
+
+    /// One DeleteTags removing `tags` from every instance of `ids` (at most 1,000), each
+    /// tag only where it still has the value given. Refuses an empty tag list, which EC2
+    /// would take as "every tag".
+    pub async fn delete_if_unchanged_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        if tags.is_empty() {
+            return Err(CallError::Failed(anyhow::anyhow!("refusing a DeleteTags without keys")));
+        }
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect();
+        self.client
+            .delete_tags()
+            .set_resources(Some(ids.to_vec()))
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| CallError::of(e, "EC2 DeleteTags"))?;
+        Ok(())
+    }
+
     /// Makes the instance's managed tags equal to `change.create`. At most two calls, and
     /// never a DeleteTags without keys (EC2 would delete every user tag).
     pub async fn apply(&self, instance_id: &str, change: &TagChange) -> Result<()> {
@@ -58,53 +170,6 @@ impl Ec2Tags {
             self.delete_tags(instance_id, keys).await?;
         }
         Ok(())
-    }
-
-    /// The running instances of a ParallelCluster cluster (DescribeInstances filtered on
-    /// the tag `parallelcluster:cluster-name`), every page, with their tags.
-    pub async fn cluster_instances(&self, cluster_name: &str) -> Result<Vec<ClusterInstance>> {
-        let mut found = Vec::new();
-        let mut pages = self
-            .client
-            .describe_instances()
-            .filters(
-                Filter::builder()
-                    .name("tag:parallelcluster:cluster-name")
-                    .values(cluster_name)
-                    .build(),
-            )
-            .filters(Filter::builder().name("instance-state-name").values("running").build())
-            .max_results(1000)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(summary).context("EC2 DescribeInstances")?;
-            for instance in page.reservations().iter().flat_map(|r| r.instances()) {
-                let Some(id) = instance.instance_id() else { continue };
-                found.push(ClusterInstance {
-                    instance_id: id.to_string(),
-                    private_ip: instance.private_ip_address().map(str::to_string),
-                    private_dns: instance.private_dns_name().map(str::to_string),
-                    tags: instance
-                        .tags()
-                        .iter()
-                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                        .collect(),
-                });
-            }
-        }
-        Ok(found)
-    }
-
-    /// Deletes `tags` from the instance, each only if it still has the given value (a tag
-    /// rewritten meanwhile by a prolog is kept). Refuses an empty list, which EC2 would
-    /// take as "every tag".
-    pub async fn delete_if_unchanged(&self, instance_id: &str, tags: &TagMap) -> Result<()> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect();
-        self.delete_tags(instance_id, tags).await
     }
 
     /// The one way cost-tags sends DeleteTags. EC2 takes a DeleteTags without keys as
@@ -145,6 +210,36 @@ impl Ec2Tags {
     }
 }
 
+/// Why a call of the head node's client did not go through.
+#[derive(Debug)]
+pub enum CallError {
+    /// EC2 said `RequestLimitExceeded` (or another throttling code): try later, slower.
+    Throttled,
+    /// Anything else: denied, invalid, no answer within the time allowed.
+    Failed(anyhow::Error),
+}
+
+impl CallError {
+    fn of<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static, R: std::fmt::Debug>(
+        e: SdkError<E, R>,
+        what: &str,
+    ) -> CallError {
+        match e.code() {
+            Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => CallError::Throttled,
+            _ => CallError::Failed(summary(e).context(what.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Throttled => write!(f, "throttled (RequestLimitExceeded)"),
+            CallError::Failed(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +251,8 @@ mod tests {
         let runtime = crate::aws::sdk::Runtime::new().unwrap();
         let error = runtime.block_on(async {
             let ec2 = Ec2Tags::new("us-east-1", Duration::from_millis(200)).await;
-            let empty = ec2.delete_if_unchanged("i-0123456789abcdef0", &TagMap::new()).await;
+            let ids = ["i-0123456789abcdef0".to_string()];
+            let empty = ec2.delete_if_unchanged_on(&ids, &TagMap::new()).await;
             let direct = ec2.delete_tags("i-0123456789abcdef0", Vec::new()).await;
             (empty.unwrap_err().to_string(), direct.unwrap_err().to_string())
         });

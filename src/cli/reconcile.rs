@@ -1,6 +1,6 @@
 //! `cost-tags reconcile`: repair what lost prologs and epilogs, crashes and AWS outages
 //! leave behind, on one compute node ([`crate::node::repair`]) or, with `--cluster`, across
-//! the whole cluster from the head node ([`crate::cluster::sweep`]). The arguments, what
+//! the whole cluster from the head node ([`crate::cluster::converge`]). The arguments, what
 //! is printed as the work goes, and the exit codes.
 
 use std::path::PathBuf;
@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cluster::sweep::{reconcile_cluster, SweepOptions};
+use std::time::Duration;
+
+use crate::cluster::converge::{reconcile_cluster, ClusterArgs};
 use crate::config::Settings;
 use crate::log;
 use crate::node::repair::{describe_job, reconcile_node, RepairOptions, RepairStep};
@@ -22,16 +24,21 @@ pub struct ReconcileArgs {
     /// the short host name.
     #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
     pub node: Option<String>,
-    /// On the head node: remove the cost tags of every cluster instance that runs no job.
+    /// On the head node: bring the cost tags of every instance of the cluster in line
+    /// with Slurm's jobs (adding as well as removing), in few calls, paced.
     #[arg(long)]
     pub cluster: bool,
     /// With --cluster: the cluster's name (tag parallelcluster:cluster-name); else
     /// `stack_name` from /etc/parallelcluster/cfnconfig.
     #[arg(long, value_name = "NAME", requires = "cluster")]
     pub cluster_name: Option<String>,
-    /// With --cluster: at most this many EC2 tag calls per second.
-    #[arg(long, value_name = "N", default_value_t = 5.0, requires = "cluster")]
-    pub rate: f64,
+    /// With --cluster: at most this many EC2 calls per second on average (default:
+    /// `[tagging] calls_per_second`, 5).
+    #[arg(long, value_name = "N", requires = "cluster")]
+    pub rate: Option<f64>,
+    /// With --cluster: stop after this many seconds and leave the rest to the next pass.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "cluster")]
+    pub give_up_after: u64,
     #[arg(long, hide = true, default_value = "squeue")]
     pub squeue: PathBuf,
     #[arg(long, hide = true, default_value = "scontrol")]
@@ -51,19 +58,25 @@ pub struct ReconcileArgs {
 pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
     log::init("cost-tags-reconcile");
     if args.cluster {
-        let options = SweepOptions {
+        let options = ClusterArgs {
             dry_run: args.dry_run,
             cluster_name: args.cluster_name.clone(),
             cfnconfig: args.cfnconfig.clone(),
             rate: args.rate,
+            give_up_after: Duration::from_secs(args.give_up_after),
             squeue: args.squeue.clone(),
             scontrol: args.scontrol.clone(),
         };
-        // A closed stdout drops the lines, never the sweep half done, and the exit status
-        // stays the sweep's (1 when an instance could not be handled).
-        let summary = reconcile_cluster(settings, &options, |step| drop(outln!("{step}")))?;
+        // A closed stdout drops the lines, never the pass half done, and the exit status
+        // stays the pass's (1 when a change could not be made).
+        let summary = reconcile_cluster(settings, &options, |event| {
+            let line = event.to_string();
+            drop(outln!("{line}"));
+            log::info(&line);
+        })?;
         drop(outln!("{summary}"));
-        return Ok(if summary.failed > 0 {
+        log::info(&summary.to_string());
+        return Ok(if summary.has_failures() {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS

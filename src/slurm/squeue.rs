@@ -250,6 +250,30 @@ pub fn parse_pending_jobs(text: &str, source: ProjectSource, ids: &str) -> Resul
     Ok(jobs)
 }
 
+/// squeue's format pairing each job with the nodes it holds: neither field is free text,
+/// so no line of its answer can be forged.
+pub const JOB_NODES_FORMAT: &str = "%A|%N";
+
+/// Parses squeue's [`JOB_NODES_FORMAT`] answer into job id -> node names.
+pub fn parse_job_nodes(text: &str) -> Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
+    let mut jobs = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (id, list) = line.split_once('|').unwrap_or((line, ""));
+        anyhow::ensure!(
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+            "squeue printed {line:?} where a job id belongs"
+        );
+        let nodes = jobs.entry(id.to_string()).or_default();
+        if !list.is_empty() && list != "(null)" {
+            hostlist::expand(list, |n| {
+                nodes.insert(n.to_string());
+            })
+            .map_err(|e| anyhow::anyhow!("squeue: {e}"))?;
+        }
+    }
+    Ok(jobs)
+}
+
 /// The request of one pending job from its [`PENDING_FIELDS`] (the project's left out).
 fn pending_request(f: &[&str]) -> Result<JobRequest, BadField> {
     // squeue prints N/A for a field the job did not set, and 0 for an unset node maximum
@@ -533,6 +557,16 @@ y
         for bad in ["", "INVALID", "1:2:3:4", "-1:00:00", "a:00", "1-", "99999999999:00:00"] {
             assert!(squeue_time_limit(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn jobs_and_their_nodes() {
+        let jobs = parse_job_nodes("5|q-dy-c5-[1,3-4]\n6|q-dy-c5-1\n7|\n").unwrap();
+        assert_eq!(jobs["5"].len(), 3);
+        assert!(jobs["6"].contains("q-dy-c5-1"));
+        assert!(jobs["7"].is_empty(), "a configuring job may have no node yet");
+        assert!(parse_job_nodes("x|n1\n").is_err());
+        assert!(parse_job_nodes("5|q-[1-\n").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod support;
 mod aws_fixtures;
 mod budgets;
 mod closed_pipe;
+mod cluster_converge;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;

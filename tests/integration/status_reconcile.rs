@@ -371,10 +371,10 @@ fn private_ips(moto: &MotoServer) -> BTreeMap<String, String> {
 }
 
 #[test]
-fn cluster_reconcile_untags_only_idle_instances() {
+fn cluster_reconcile_converges_every_instance_to_slurms_jobs() {
     let Some(n) = Node::start() else { return };
-    // n.instance is not part of the cluster. Six more: busy, idle, unmapped, busy (by a
-    // hostlist), the head node, and one of another cluster.
+    // n.instance is not part of the cluster. Six more: busy (two jobs), idle, unmapped,
+    // busy (by a hostlist), the head node, and one of another cluster.
     let ids = n.moto.run_instances(6);
     let ips = private_ips(&n.moto);
     let cost = [(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "5")];
@@ -396,9 +396,11 @@ fn cluster_reconcile_untags_only_idle_instances() {
         ips[&ids[0]], ips[&ids[1]], ips[&ids[3]]
     );
     std::fs::write(n.dir.path().join("scontrol.out"), scontrol).unwrap();
-    let mut wide = job("5", "ctalice", &["q-dy-c5-1", "q-dy-c5-3", "q-dy-c5-4"]);
+    let mut wide = running("5", "ctalice", "q-dy-c5-1", "ProjectA");
+    wide["nodes"] = serde_json::json!(["q-dy-c5-1", "q-dy-c5-3", "q-dy-c5-4"]);
     wide["nodelist"] = "q-dy-c5-[1,3-4]".into();
-    n.slurm.set_jobs(&[wide, job("6", "ctalice", &["q-dy-c5-1"])]);
+    n.slurm
+        .set_jobs(&[wide, running("6", "ctalice", "q-dy-c5-1", "ProjectA")]);
 
     let before: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
     n.proxy.reset_counts();
@@ -409,60 +411,61 @@ fn cluster_reconcile_untags_only_idle_instances() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains(&format!("{} (node q-dy-c5-2, no job): would remove", ids[1])),
+        stdout.contains(&format!("CreateTags {JOBID}=\"5 6\" on 1 ({}): would send", ids[0])),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{} (no Slurm node): would remove", ids[2])),
-        "{stdout}"
-    );
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains("would remove")).count(),
-        2,
+        stdout.contains(&format!(
+            "DeleteTags (if unchanged) {JOBID}=\"5\", {PROJECT}=\"ProjectA\", {USER}=\"ctalice\" on 2 ({}, {}): would send",
+            ids[1], ids[2]
+        )),
         "{stdout}"
     );
     let after: Vec<_> = ids.iter().map(|id| n.moto.tags(id)).collect();
     assert_eq!(after, before, "dry run changed tags");
-    assert_eq!(n.proxy.count("DeleteTags"), 0);
+    assert_eq!(n.proxy.count("DeleteTags") + n.proxy.count("CreateTags"), 0);
     n.squeue_calls();
 
     let out = n.cost_tags(&args);
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains(": removed ")).count(),
-        2,
-        "{stdout}"
-    );
     assert!(
-        stdout.contains("5 running instances, 2 with jobs, 2 untagged"),
+        stdout.contains("5 running instances, 1 compute instances in sync, 3 changed in 2 calls (0 throttled)"),
         "{stdout}"
     );
     assert_eq!(n.scontrol_args(), ["show", "nodes", "-o"]);
-    // One snapshot, then q-dy-c5-2 asked again right before its tags go (the instance that
-    // is no Slurm node has no jobs to ask about).
-    let states = "CONFIGURING,RUNNING,SUSPENDED,COMPLETING";
+    // One snapshot (fields, then ids and nodes), then the ids and nodes again right
+    // before each of the two calls.
+    let states = "CONFIGURING,RUNNING,SUSPENDED";
+    let ids_query = vec!["-h", "-a", "-t", states, "-o", "%A|%N"];
     assert_eq!(
         n.squeue_calls(),
         [
-            vec!["-h", "-a", "-t", states, "-o", "%N"],
-            vec!["-h", "-a", "-w", "q-dy-c5-2", "-t", states, "-o", "%A"],
+            vec!["-h", "-a", "-t", states, "-o", "%A|%u|%P|%a|%k"],
+            ids_query.clone(),
+            ids_query.clone(),
+            ids_query,
         ]
     );
-    assert_eq!(n.proxy.count("DeleteTags"), 2, "{:?}", n.proxy.counts());
+    assert_eq!(n.proxy.count("DeleteTags"), 1, "{:?}", n.proxy.counts());
+    assert_eq!(n.proxy.count("CreateTags"), 1, "{:?}", n.proxy.counts());
     let full = tags(&cost);
     for (i, id) in ids.iter().enumerate() {
-        let want = if i == 1 || i == 2 { tags(&[]) } else { full.clone() };
+        let want = match i {
+            0 => tags(&[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "5 6")]),
+            1 | 2 => tags(&[]),
+            _ => full.clone(),
+        };
         assert_eq!(n.cost_tags_on(id), want, "instance {i}");
         assert_eq!(n.moto.tags(id)["team"], "hpc", "user tags stay on {i}");
     }
     assert_eq!(n.cost_tags_on(&n.instance), full, "not in the cluster");
 
-    // Nothing left to do: no call.
+    // Nothing left to do: no tag call, one DescribeInstances.
     n.proxy.reset_counts();
     let out = n.cost_tags(&args);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(n.proxy.count("DeleteTags"), 0);
+    assert_eq!(n.proxy.counts(), [("DescribeInstances".to_string(), 1)].into());
 
     // A failing Slurm is exit 2 and no change.
     n.slurm.fail("squeue", Some("Unable to contact slurm controller"));
@@ -525,7 +528,8 @@ fn a_newline_in_a_comment_cannot_put_a_job_in_the_ledger() {
 /// Issue 11, item 6: `reconcile --cluster` takes its squeue snapshot, then a job of the
 /// same user and project starts on an idle node that still carries the stale tags of the
 /// last one (its prolog rewrites the same project and user, and a new job id), before
-/// that node's turn to lose them comes.
+/// that node's turn to lose them comes: the second query (ids and nodes, asked after the
+/// fields) lists the job, so the node is left as it is.
 #[test]
 fn cluster_reconcile_keeps_the_tags_of_a_job_that_started_after_the_snapshot() {
     let Some(n) = Node::start() else { return };
@@ -563,6 +567,9 @@ fn cluster_reconcile_keeps_the_tags_of_a_job_that_started_after_the_snapshot() {
         tags(&[(PROJECT, "ProjectA"), (USER, "ctalice"), (JOBID, "6")]),
         "job 6 lost its tags"
     );
-    assert!(stdout.contains("kept, job 6 started meanwhile"), "{stdout}");
-    assert!(stdout.contains("0 untagged"), "{stdout}");
+    assert!(
+        stdout.contains("(node q-dy-c5-1): left as it is: job 6 started while Slurm was asked"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 changed in 0 calls"), "{stdout}");
 }

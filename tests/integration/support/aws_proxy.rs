@@ -17,6 +17,10 @@
 //!   when the mode changes or the proxy is dropped.
 //! * `RateLimit { per_second }`: the first `per_second` requests of each wall-clock
 //!   second (UNIX time) pass, the rest get the throttle response.
+//! * `Ec2TagBuckets`: EC2's own throttling of CreateTags and DeleteTags (EC2 API
+//!   throttling documentation): a token bucket per action, 100 tokens, refilled 10 a
+//!   second; a call finding its bucket empty gets the throttle response. Other actions
+//!   pass.
 //!
 //! Counters count every request received (whatever the mode), per EC2 `Action`
 //! (from the form body `Action=CreateTags&...`, or the query string).
@@ -37,7 +41,13 @@ pub enum ProxyMode {
     Throttle,
     Hang,
     RateLimit { per_second: u32 },
+    Ec2TagBuckets,
 }
+
+/// EC2's bucket for CreateTags, and another for DeleteTags.
+pub const EC2_TAG_BUCKET: f64 = 100.0;
+/// Tokens a second back in each.
+pub const EC2_TAG_REFILL: f64 = 10.0;
 
 #[derive(Default)]
 struct Counters {
@@ -59,6 +69,8 @@ struct State {
     counters: Counters,
     /// (UNIX second, requests passed in it) for RateLimit.
     window: (u64, u32),
+    /// Ec2TagBuckets: action -> (tokens, when last refilled).
+    buckets: BTreeMap<String, (f64, std::time::Instant)>,
 }
 
 /// A running proxy; stops (closing all its connections) on drop.
@@ -131,6 +143,7 @@ impl AwsProxy {
             answers: BTreeMap::new(),
             counters: Counters::default(),
             window: (0, 0),
+            buckets: BTreeMap::new(),
         }));
         let st = state.clone();
         let server =
@@ -161,10 +174,21 @@ impl AwsProxy {
             let mut s = self.state.lock().unwrap();
             s.mode = mode;
             s.window = (0, 0);
+            s.buckets.clear();
         }
         self.server.set_refusing(mode == ProxyMode::Refuse);
         // Hung connections close (unanswered) on any mode change.
         self.server.notify_change();
+    }
+
+    /// Ec2TagBuckets: `action`'s bucket is empty now, as when another tool of the
+    /// account has just spent it.
+    pub fn spend_bucket(&self, action: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .buckets
+            .insert(action.to_string(), (0.0, std::time::Instant::now()));
     }
 
     /// All requests received (every mode; none arrive while refusing).
@@ -286,6 +310,20 @@ fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
                     s.counters.hung += 1;
                     Decision::Hang
                 }
+                ProxyMode::Ec2TagBuckets if action == "CreateTags" || action == "DeleteTags" => {
+                    let now = std::time::Instant::now();
+                    let (tokens, last) = s.buckets.entry(action.clone()).or_insert((EC2_TAG_BUCKET, now));
+                    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * EC2_TAG_REFILL).min(EC2_TAG_BUCKET);
+                    *last = now;
+                    if *tokens >= 1.0 {
+                        *tokens -= 1.0;
+                        Decision::Forward
+                    } else {
+                        s.counters.throttled += 1;
+                        Decision::Throttle
+                    }
+                }
+                ProxyMode::Ec2TagBuckets => Decision::Forward,
                 ProxyMode::RateLimit { per_second } => {
                     let now = unix_second();
                     if s.window.0 != now {

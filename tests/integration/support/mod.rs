@@ -13,6 +13,7 @@ pub mod moto;
 pub mod namespace;
 pub mod price_list;
 pub mod process;
+pub mod sim_cluster;
 pub mod slurm;
 pub mod slurm_standin;
 pub mod slurmdbd;

@@ -1,0 +1,655 @@
+//! `cost-tags reconcile --cluster`, on the head node: the tags of every instance of the
+//! cluster converge to what Slurm says, adding as well as removing.
+//!
+//! One pass: the cluster's running instances with their tags (DescribeInstances, 1,000 a
+//! page), then Slurm's snapshot ([`crate::cluster::slurm_view`]), then the calls of
+//! [`crate::cluster::plan`], each taken from the token bucket of
+//! [`crate::cluster::pacing`]. A throttled call goes back to the head of the queue and
+//! is sent again when the slowed bucket allows; the pass gives up only after
+//! `give_up_after`, and what it leaves is recomputed by the next pass (nothing is owed
+//! anywhere: the desired state is Slurm's, the actual state EC2's).
+//!
+//! Pacing makes the snapshot older with every call, and in node mode prologs tag too: a
+//! call computed from a stale snapshot could overwrite the tags a prolog just wrote for a
+//! new job. So right before each call Slurm is asked again, with the cheap query no user
+//! can forge (job ids and nodes), and an instance whose node's jobs changed since the
+//! snapshot is left out of the call (deferred to the next pass). What remains is the
+//! round trip of that one call. This costs slurmctld one `squeue` per tag call, so at
+//! most `calls_per_second` a second while there is something to change, and one
+//! `scontrol show nodes` and two `squeue` per pass.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::aws::ec2::{CallError, ClusterInstance};
+use crate::aws::imds;
+use crate::cluster::pacing::{Clock, RealClock, TokenBucket};
+use crate::cluster::plan::{batches, targets, Action, Batch, Skipped, Target};
+use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
+use crate::cluster::tag_api::{Ec2TagApi, TagApi};
+use crate::config::Settings;
+use crate::parallelcluster::cfnconfig::Cfnconfig;
+
+/// What one pass is asked to do.
+#[derive(Debug, Clone)]
+pub struct ConvergeOptions {
+    /// The cluster's name (tag `parallelcluster:cluster-name`).
+    pub cluster: String,
+    /// Say what would change; change nothing.
+    pub dry_run: bool,
+    /// After this long, the pass stops and leaves the rest to the next one.
+    pub give_up_after: Duration,
+}
+
+/// What happened to one call.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// A dry run: it would be sent.
+    WouldSend,
+    Sent,
+    /// Sent without these instances: their node's jobs changed since the snapshot.
+    SentWithout(Vec<String>),
+    /// Every instance of it was deferred; nothing sent.
+    AllDeferred,
+    /// EC2 throttled it: it goes again later.
+    Throttled,
+    Failed(String),
+    /// The pass gave up before sending it.
+    Left,
+}
+
+/// What a pass reports as it goes, for the command line to show.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Skipped(&'a Skipped),
+    Call { batch: &'a Batch, outcome: CallOutcome },
+}
+
+impl fmt::Display for Event<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Skipped(s) => write!(f, "{} (node {}): left as it is: {}", s.instance_id, s.node, s.why),
+            Event::Call { batch, outcome } => {
+                let verb = match batch.action {
+                    Action::Create => "CreateTags",
+                    Action::DeleteIfUnchanged => "DeleteTags (if unchanged)",
+                };
+                let tags: Vec<String> = batch.tags.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                let ids = &batch.instance_ids;
+                let shown = if ids.len() <= 3 {
+                    ids.join(", ")
+                } else {
+                    format!("{}, {} and {} more", ids[0], ids[1], ids.len() - 2)
+                };
+                write!(f, "{verb} {} on {} ({shown}): ", tags.join(", "), ids.len())?;
+                match outcome {
+                    CallOutcome::WouldSend => write!(f, "would send"),
+                    CallOutcome::Sent => write!(f, "done"),
+                    CallOutcome::SentWithout(d) => write!(f, "done without {} (jobs changed meanwhile)", d.join(", ")),
+                    CallOutcome::AllDeferred => write!(f, "not sent, the jobs changed meanwhile"),
+                    CallOutcome::Throttled => write!(f, "throttled, will retry"),
+                    CallOutcome::Failed(e) => write!(f, "failed: {e}"),
+                    CallOutcome::Left => write!(f, "left for the next pass"),
+                }
+            }
+        }
+    }
+}
+
+/// What a pass did, in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConvergeSummary {
+    pub cluster: String,
+    pub dry_run: bool,
+    /// Running instances of the cluster.
+    pub instances: usize,
+    /// Compute instances whose tags were already right.
+    pub in_sync: usize,
+    /// Compute instances whose tags were wrong.
+    pub out_of_sync: usize,
+    /// Instances changed by at least one call (or that would be, on a dry run).
+    pub changed: usize,
+    /// DescribeInstances pages read.
+    pub pages: usize,
+    /// CreateTags and DeleteTags sent, throttled ones included.
+    pub calls: usize,
+    pub throttled: usize,
+    /// Left out of a call because their jobs changed meanwhile.
+    pub deferred: usize,
+    /// Whose Slurm node's jobs could not be told.
+    pub skipped: usize,
+    /// In a call that failed.
+    pub failed: usize,
+    /// In a call not sent before the pass gave up.
+    pub left: usize,
+}
+
+impl ConvergeSummary {
+    /// Whether some instance could not be brought in line (failed, or given up on).
+    pub fn has_failures(&self) -> bool {
+        self.failed > 0 || self.left > 0
+    }
+}
+
+impl fmt::Display for ConvergeSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster {}: {} running instances, {} compute instances in sync, {} {} in {} calls ({} throttled)",
+            self.cluster,
+            self.instances,
+            self.in_sync,
+            self.changed,
+            if self.dry_run { "would change" } else { "changed" },
+            self.calls,
+            self.throttled,
+        )?;
+        for (n, what) in [
+            (self.deferred, "deferred to the next pass"),
+            (self.skipped, "left as they are"),
+            (self.failed, "failed"),
+            (self.left, "left when the pass gave up"),
+        ] {
+            if n > 0 {
+                write!(f, ", {n} {what}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads every page of the cluster's instances, each page paced and retried when
+/// throttled until `give_up`.
+fn all_instances(
+    api: &mut dyn TagApi,
+    bucket: &mut TokenBucket,
+    clock: &mut dyn Clock,
+    cluster: &str,
+    give_up: Instant,
+    summary: &mut ConvergeSummary,
+) -> Result<Vec<ClusterInstance>> {
+    let mut found = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let wait = bucket.take(clock.now());
+        clock.sleep(wait);
+        match api.instances_page(cluster, next.as_deref()) {
+            Ok((page, token)) => {
+                bucket.succeeded(clock.now());
+                summary.pages += 1;
+                found.extend(page);
+                match token {
+                    Some(t) => next = Some(t),
+                    None => return Ok(found),
+                }
+            }
+            Err(CallError::Throttled) => {
+                bucket.throttled(clock.now());
+                anyhow::ensure!(
+                    clock.now() < give_up,
+                    "EC2 DescribeInstances: throttled until the pass gave up"
+                );
+            }
+            Err(CallError::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// One pass of the convergence, through `api` and `slurm`, paced by `bucket`. An error
+/// means the pass could not start (EC2 or Slurm unreadable) and nothing changed;
+/// failures of single calls are counted in the summary.
+pub fn converge(
+    api: &mut dyn TagApi,
+    slurm: &mut dyn ClusterSlurm,
+    bucket: &mut TokenBucket,
+    clock: &mut dyn Clock,
+    settings: &Settings,
+    options: &ConvergeOptions,
+    mut progress: impl FnMut(&Event<'_>),
+) -> Result<ConvergeSummary> {
+    let give_up = clock.now() + options.give_up_after;
+    let mut summary = ConvergeSummary {
+        cluster: options.cluster.clone(),
+        dry_run: options.dry_run,
+        ..ConvergeSummary::default()
+    };
+    let instances = all_instances(api, bucket, clock, &options.cluster, give_up, &mut summary)?;
+    // Slurm is asked after EC2, so its answer is as fresh as possible when tags go.
+    let view = slurm.view().context("cannot ask Slurm; nothing changed")?;
+    let (targets, skipped) = targets(&instances, &view, &settings.tags);
+    summary.instances = instances.len();
+    summary.skipped = skipped.len();
+    summary.in_sync = targets.iter().filter(|t| t.in_sync()).count();
+    summary.out_of_sync = targets.len() - summary.in_sync;
+    for s in &skipped {
+        progress(&Event::Skipped(s));
+    }
+    let by_id: std::collections::HashMap<&str, &Target> = targets.iter().map(|t| (t.instance_id.as_str(), t)).collect();
+    let mut queue: std::collections::VecDeque<Batch> = batches(&targets, &settings.tags).into();
+    let (mut changed, mut deferred, mut failed, mut left) =
+        (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    while let Some(mut batch) = queue.pop_front() {
+        if options.dry_run {
+            changed.extend(batch.instance_ids.iter().cloned());
+            progress(&Event::Call {
+                batch: &batch,
+                outcome: CallOutcome::WouldSend,
+            });
+            continue;
+        }
+        if clock.now() >= give_up {
+            left.extend(batch.instance_ids.iter().cloned());
+            progress(&Event::Call {
+                batch: &batch,
+                outcome: CallOutcome::Left,
+            });
+            continue;
+        }
+        let wait = bucket.take(clock.now());
+        clock.sleep(wait);
+        // Right before the call: leave out the instances whose jobs changed (module doc).
+        let now = match slurm.job_ids() {
+            Ok(now) => now,
+            Err(e) => {
+                failed.extend(batch.instance_ids.iter().cloned());
+                progress(&Event::Call {
+                    batch: &batch,
+                    outcome: CallOutcome::Failed(format!("cannot ask Slurm again: {e:#}")),
+                });
+                continue;
+            }
+        };
+        let (keep, gone): (Vec<String>, Vec<String>) = batch.instance_ids.iter().cloned().partition(|id| {
+            match by_id.get(id.as_str()).and_then(|t| t.node.as_ref()) {
+                Some(node) => view.ids.get(node) == now.get(node),
+                None => true,
+            }
+        });
+        deferred.extend(gone.iter().cloned());
+        if keep.is_empty() {
+            progress(&Event::Call {
+                batch: &batch,
+                outcome: CallOutcome::AllDeferred,
+            });
+            continue;
+        }
+        batch.instance_ids = keep;
+        summary.calls += 1;
+        match api.apply(&batch) {
+            Ok(()) => {
+                bucket.succeeded(clock.now());
+                changed.extend(batch.instance_ids.iter().cloned());
+                let outcome = if gone.is_empty() {
+                    CallOutcome::Sent
+                } else {
+                    CallOutcome::SentWithout(gone)
+                };
+                progress(&Event::Call { batch: &batch, outcome });
+            }
+            Err(CallError::Throttled) => {
+                bucket.throttled(clock.now());
+                summary.throttled += 1;
+                progress(&Event::Call {
+                    batch: &batch,
+                    outcome: CallOutcome::Throttled,
+                });
+                queue.push_front(batch);
+            }
+            Err(CallError::Failed(e)) => {
+                failed.extend(batch.instance_ids.iter().cloned());
+                progress(&Event::Call {
+                    batch: &batch,
+                    outcome: CallOutcome::Failed(format!("{e:#}")),
+                });
+            }
+        }
+    }
+    summary.changed = changed.len();
+    summary.deferred = deferred.difference(&changed).count();
+    summary.failed = failed.len();
+    summary.left = left.len();
+    Ok(summary)
+}
+
+/// What `cost-tags reconcile --cluster` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ClusterArgs {
+    pub dry_run: bool,
+    /// The cluster's name (tag `parallelcluster:cluster-name`); else `stack_name` from
+    /// `cfnconfig`.
+    pub cluster_name: Option<String>,
+    pub cfnconfig: PathBuf,
+    /// Calls a second, instead of `[tagging] calls_per_second`.
+    pub rate: Option<f64>,
+    pub give_up_after: Duration,
+    pub squeue: PathBuf,
+    pub scontrol: PathBuf,
+}
+
+/// `cost-tags reconcile --cluster`: one pass against the real EC2 and Slurm.
+pub fn reconcile_cluster(
+    settings: &Settings,
+    args: &ClusterArgs,
+    progress: impl FnMut(&Event<'_>),
+) -> Result<ConvergeSummary> {
+    let rate = args.rate.unwrap_or(settings.tagging.calls_per_second);
+    anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be more than 0");
+    let cluster = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
+    let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|r| !r.is_empty()));
+    let fallback = if region_set {
+        String::new()
+    } else {
+        let runtime = crate::aws::sdk::Runtime::new()?;
+        runtime
+            .block_on(imds::identity(&settings.cache_dir, settings.deadline))
+            .context("no AWS_REGION and no region from IMDS")?
+            .region
+    };
+    let mut api = Ec2TagApi::new(&fallback, settings.deadline)?;
+    let slurm_cluster = if settings.tags.cluster.is_empty() {
+        String::new()
+    } else {
+        std::env::var("SLURM_CLUSTER_NAME")
+            .ok()
+            .filter(|c| !c.is_empty())
+            .map_or_else(|| slurm_cluster_name(&args.scontrol), Ok)?
+    };
+    let mut slurm = SlurmCommands {
+        squeue: args.squeue.clone(),
+        scontrol: args.scontrol.clone(),
+        project_source: settings.project_source,
+        cluster: slurm_cluster,
+    };
+    let mut clock = RealClock;
+    let mut bucket = TokenBucket::new(rate, settings.tagging.burst, clock.now());
+    let options = ConvergeOptions {
+        cluster,
+        dry_run: args.dry_run,
+        give_up_after: args.give_up_after,
+    };
+    converge(
+        &mut api,
+        &mut slurm,
+        &mut bucket,
+        &mut clock,
+        settings,
+        &options,
+        progress,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::slurm_view::{JobIds, SlurmView};
+    use crate::node::job::Job;
+    use crate::node::tags::TagMap;
+    use crate::slurm::scontrol::SlurmNode;
+
+    const P: &str = "aws-parallelcluster-project";
+    const U: &str = "aws-parallelcluster-username";
+    const J: &str = "aws-parallelcluster-jobid";
+
+    /// EC2 in memory: pages of `page_size`, CreateTags and conditional DeleteTags, and
+    /// the next `throttle` tag calls answered `RequestLimitExceeded`.
+    struct FakeEc2 {
+        instances: Vec<ClusterInstance>,
+        page_size: usize,
+        throttle: usize,
+        calls: Vec<Batch>,
+        pages: usize,
+    }
+
+    impl TagApi for FakeEc2 {
+        fn instances_page(
+            &mut self,
+            _: &str,
+            next: Option<&str>,
+        ) -> Result<(Vec<ClusterInstance>, Option<String>), CallError> {
+            self.pages += 1;
+            let from: usize = next.map_or(0, |t| t.parse().unwrap());
+            let to = (from + self.page_size).min(self.instances.len());
+            let token = (to < self.instances.len()).then(|| to.to_string());
+            Ok((self.instances[from..to].to_vec(), token))
+        }
+
+        fn apply(&mut self, batch: &Batch) -> Result<(), CallError> {
+            assert!(batch.instance_ids.len() <= 1000 && !batch.tags.is_empty());
+            self.calls.push(batch.clone());
+            if self.throttle > 0 {
+                self.throttle -= 1;
+                return Err(CallError::Throttled);
+            }
+            for i in self
+                .instances
+                .iter_mut()
+                .filter(|i| batch.instance_ids.contains(&i.instance_id))
+            {
+                for (k, v) in &batch.tags {
+                    match batch.action {
+                        Action::Create => {
+                            i.tags.insert(k.clone(), v.clone());
+                        }
+                        Action::DeleteIfUnchanged => {
+                            if i.tags.get(k) == Some(v) {
+                                i.tags.remove(k);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct FakeSlurm {
+        view: SlurmView,
+        /// What the recheck answers, when not the snapshot's.
+        later: Option<JobIds>,
+        rechecks: usize,
+    }
+
+    impl ClusterSlurm for FakeSlurm {
+        fn view(&mut self) -> Result<SlurmView> {
+            Ok(self.view.clone())
+        }
+        fn job_ids(&mut self) -> Result<JobIds> {
+            self.rechecks += 1;
+            Ok(self.later.clone().unwrap_or_else(|| self.view.ids.clone()))
+        }
+    }
+
+    struct FakeClock(Instant);
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.0
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0 += d;
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> TagMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// `n` nodes `n0..`, instance `i-K` at 10.0.0.K; node K runs job 100+K of user
+    /// `u{K%20}` and project `P{K%10}` when `busy(K)`.
+    fn cluster(n: usize, busy: impl Fn(usize) -> bool) -> (FakeEc2, FakeSlurm) {
+        let mut view = SlurmView::default();
+        let mut instances = Vec::new();
+        for k in 0..n {
+            let (name, ip) = (format!("n{k}"), format!("10.0.{}.{}", k / 250, k % 250));
+            view.nodes.push(SlurmNode {
+                name: name.clone(),
+                addr: ip.clone(),
+                hostname: name.clone(),
+            });
+            instances.push(ClusterInstance {
+                instance_id: format!("i-{k}"),
+                private_ip: Some(ip),
+                private_dns: None,
+                tags: map(&[("parallelcluster:node-type", "Compute"), ("team", "hpc")]),
+            });
+            if busy(k) {
+                let job = Job {
+                    id: (100 + k).to_string(),
+                    user: format!("u{}", k % 20),
+                    project: format!("P{}", k % 10),
+                    ..Job::default()
+                };
+                view.ids.entry(name.clone()).or_default().insert(job.id.clone());
+                view.jobs.entry(name).or_default().push(job);
+            }
+        }
+        let ec2 = FakeEc2 {
+            instances,
+            page_size: 1000,
+            throttle: 0,
+            calls: Vec::new(),
+            pages: 0,
+        };
+        let slurm = FakeSlurm {
+            view,
+            later: None,
+            rechecks: 0,
+        };
+        (ec2, slurm)
+    }
+
+    fn options() -> ConvergeOptions {
+        ConvergeOptions {
+            cluster: "c1".into(),
+            dry_run: false,
+            give_up_after: Duration::from_secs(600),
+        }
+    }
+
+    fn pass(ec2: &mut FakeEc2, slurm: &mut FakeSlurm, options: &ConvergeOptions) -> (ConvergeSummary, Duration) {
+        let t0 = Instant::now();
+        let mut clock = FakeClock(t0);
+        let mut bucket = TokenBucket::new(5.0, 20, t0);
+        let summary = converge(
+            ec2,
+            slurm,
+            &mut bucket,
+            &mut clock,
+            &Settings::default(),
+            options,
+            |_| {},
+        )
+        .unwrap();
+        (summary, clock.0 - t0)
+    }
+
+    fn cost_tags(i: &ClusterInstance) -> TagMap {
+        i.tags
+            .iter()
+            .filter(|(k, _)| k.starts_with("aws-parallelcluster-"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn from_any_start_to_slurms_tags_then_no_call() {
+        let (mut ec2, mut slurm) = cluster(6, |k| k != 3);
+        // n0 untagged; n1 wrong values; n2 right; n3 idle with an ended job's tags;
+        // n4 and n5 share: n5 also runs job 99 of another user.
+        ec2.instances[1].tags.extend(map(&[(P, "Wrong"), (U, "eve"), (J, "1")]));
+        ec2.instances[2].tags.extend(map(&[(P, "P2"), (U, "u2"), (J, "102")]));
+        ec2.instances[3].tags.extend(map(&[(P, "P3"), (U, "u3"), (J, "7")]));
+        let shared = Job {
+            id: "99".into(),
+            user: "zed".into(),
+            project: "P4".into(),
+            ..Job::default()
+        };
+        slurm.view.jobs.get_mut("n5").unwrap().push(shared);
+        slurm.view.ids.get_mut("n5").unwrap().insert("99".into());
+        let (summary, _) = pass(&mut ec2, &mut slurm, &options());
+        assert_eq!((summary.instances, summary.in_sync, summary.out_of_sync), (6, 1, 5));
+        assert_eq!(summary.changed, 5);
+        assert!(!summary.has_failures());
+        let want = |p: &str, u: &str, j: &str| map(&[(P, p), (U, u), (J, j)]);
+        assert_eq!(cost_tags(&ec2.instances[0]), want("P0", "u0", "100"));
+        assert_eq!(cost_tags(&ec2.instances[1]), want("P1", "u1", "101"));
+        assert_eq!(cost_tags(&ec2.instances[3]), TagMap::new());
+        assert_eq!(cost_tags(&ec2.instances[5]), want("P4 P5", "u5 zed", "99 105"));
+        assert!(ec2.instances.iter().all(|i| i.tags["team"] == "hpc"), "other tags stay");
+
+        ec2.calls.clear();
+        let (again, _) = pass(&mut ec2, &mut slurm, &options());
+        assert!(ec2.calls.is_empty(), "{:?}", ec2.calls);
+        assert_eq!((again.in_sync, again.calls, again.pages), (6, 0, 1));
+    }
+
+    #[test]
+    fn a_thousand_instances_ten_projects_twenty_users() {
+        let (mut ec2, mut slurm) = cluster(2500, |_| true);
+        let (summary, took) = pass(&mut ec2, &mut slurm, &options());
+        assert_eq!(summary.pages, 3, "1,000 instances a page");
+        // One call per project (250 instances each) and per user, then a job id each.
+        assert_eq!(summary.calls, 10 + 20 + 2500);
+        // The project and user tags go first: 20 at once, then 5 a second.
+        let first = &ec2.calls[..30];
+        assert!(first.iter().all(|b| b.tags.contains_key(P) || b.tags.contains_key(U)));
+        assert!(
+            took >= Duration::from_secs_f64((2530.0 + 1.0 - 20.0) / 5.0),
+            "{took:?}: paced"
+        );
+        assert_eq!(slurm.rechecks, summary.calls);
+    }
+
+    #[test]
+    fn a_throttled_call_goes_again_later_and_nothing_is_lost() {
+        let (mut ec2, mut slurm) = cluster(3, |_| true);
+        ec2.throttle = 4;
+        let (summary, took) = pass(&mut ec2, &mut slurm, &options());
+        assert_eq!(summary.throttled, 4);
+        assert!(!summary.has_failures());
+        for (k, i) in ec2.instances.iter().enumerate() {
+            assert_eq!(cost_tags(i)[J], (100 + k).to_string());
+        }
+        // The same call was sent again: 4 throttled + the 3 projects, 3 users, 3 job ids.
+        assert_eq!(ec2.calls.len(), 4 + 9);
+        assert!(took >= Duration::from_secs(2), "slowed after throttling: {took:?}");
+    }
+
+    #[test]
+    fn an_instance_whose_jobs_changed_since_the_snapshot_is_left_for_the_next_pass() {
+        let (mut ec2, mut slurm) = cluster(2, |_| true);
+        let mut later = slurm.view.ids.clone();
+        later.insert("n1".into(), ["555".to_string()].into());
+        slurm.later = Some(later);
+        let (summary, _) = pass(&mut ec2, &mut slurm, &options());
+        assert_eq!((summary.changed, summary.deferred), (1, 1));
+        assert_eq!(cost_tags(&ec2.instances[1]), TagMap::new());
+        assert!(ec2.calls.iter().all(|b| b.instance_ids == ["i-0"]));
+    }
+
+    #[test]
+    fn a_dry_run_makes_no_tag_call_and_a_pass_that_gives_up_says_so() {
+        let (mut ec2, mut slurm) = cluster(4, |_| true);
+        let dry = ConvergeOptions {
+            dry_run: true,
+            ..options()
+        };
+        let (summary, _) = pass(&mut ec2, &mut slurm, &dry);
+        assert_eq!((summary.changed, summary.calls, ec2.calls.len()), (4, 0, 0));
+        let hurried = ConvergeOptions {
+            give_up_after: Duration::from_secs(1),
+            ..options()
+        };
+        ec2.throttle = 1000;
+        let (summary, _) = pass(&mut ec2, &mut slurm, &hurried);
+        assert!(summary.has_failures());
+        assert_eq!(summary.left, 4);
+    }
+}

@@ -1,0 +1,337 @@
+//! From EC2's instances and Slurm's jobs to the fewest tag calls: what each instance must
+//! carry (the very function cost-prolog applies to its ledger,
+//! [`crate::node::tags::desired_tags`]), the difference with what the same
+//! DescribeInstances answer says it carries, and those differences grouped into calls of
+//! up to 1,000 instances.
+//!
+//! The order favours what finance reads: project and user first, one CreateTags per
+//! value (ten projects are ten calls, whatever the number of instances); then the other
+//! keys, one CreateTags per tag set (a job id is usually one node's, so that is a call a
+//! node, paced); then the removals, one DeleteTags per set of tags seen, each tag
+//! deleted only if it still has the value seen (EC2 DeleteTags with Key and Value): a
+//! tag that someone rewrote since the DescribeInstances is kept.
+
+use std::collections::BTreeMap;
+
+use crate::aws::ec2::ClusterInstance;
+use crate::cluster::slurm_view::SlurmView;
+use crate::config::TagSettings;
+use crate::node::tags::{desired_tags, managed_keys, TagMap};
+use crate::slurm::scontrol::SlurmNode;
+
+/// EC2's limit on the resources of one CreateTags or DeleteTags.
+pub const MAX_IDS_PER_CALL: usize = 1000;
+
+/// The tag ParallelCluster puts on each of its instances: `Compute`, `HeadNode`,
+/// `LoginNode`.
+const NODE_TYPE_TAG: &str = "parallelcluster:node-type";
+
+/// The Slurm node an instance is: NodeAddr or NodeHostName equal to its private IP, or
+/// to the first label of its private DNS name.
+pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option<&'a SlurmNode> {
+    let mut names: Vec<&str> = Vec::new();
+    if let Some(ip) = instance.private_ip.as_deref().filter(|s| !s.is_empty()) {
+        names.push(ip);
+    }
+    if let Some(host) = instance
+        .private_dns
+        .as_deref()
+        .and_then(|d| d.split('.').next())
+        .filter(|s| !s.is_empty())
+    {
+        names.push(host);
+    }
+    nodes
+        .iter()
+        .find(|n| names.iter().any(|a| *a == n.addr || *a == n.hostname))
+}
+
+/// One compute instance, what it carries and what it must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub instance_id: String,
+    /// Its Slurm node, if it is one (an instance that is no node must carry no cost tag).
+    pub node: Option<String>,
+    /// Its managed tags, as DescribeInstances gave them.
+    pub seen: TagMap,
+    pub desired: TagMap,
+}
+
+impl Target {
+    pub fn in_sync(&self) -> bool {
+        self.seen == self.desired
+    }
+}
+
+/// An instance left as it is this time, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub instance_id: String,
+    pub node: String,
+    pub why: String,
+}
+
+/// Each compute instance's target, and the instances whose node's jobs Slurm could not
+/// tell for sure. The head node and login nodes are tagged by their administrators, not
+/// by jobs, and are left out.
+pub fn targets(instances: &[ClusterInstance], view: &SlurmView, settings: &TagSettings) -> (Vec<Target>, Vec<Skipped>) {
+    let keys = managed_keys(settings);
+    let (mut found, mut skipped) = (Vec::new(), Vec::new());
+    for instance in instances {
+        if instance.tags.get(NODE_TYPE_TAG).is_some_and(|t| t != "Compute") {
+            continue;
+        }
+        let node = node_of(instance, &view.nodes).map(|n| n.name.clone());
+        if let Some(why) = node.as_ref().and_then(|n| view.unknown.get(n)) {
+            skipped.push(Skipped {
+                instance_id: instance.instance_id.clone(),
+                node: node.clone().unwrap_or_default(),
+                why: why.clone(),
+            });
+            continue;
+        }
+        let jobs = node
+            .as_ref()
+            .and_then(|n| view.jobs.get(n))
+            .map_or(&[][..], Vec::as_slice);
+        found.push(Target {
+            instance_id: instance.instance_id.clone(),
+            node,
+            seen: keys
+                .iter()
+                .filter_map(|k| instance.tags.get(k).map(|v| (k.clone(), v.clone())))
+                .collect(),
+            desired: desired_tags(jobs, settings),
+        });
+    }
+    (found, skipped)
+}
+
+/// What one call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    Create,
+    /// Each tag only where it still has the value given.
+    DeleteIfUnchanged,
+}
+
+/// One CreateTags or DeleteTags: the same tags on (or off) up to 1,000 instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub action: Action,
+    pub tags: TagMap,
+    pub instance_ids: Vec<String>,
+}
+
+/// The calls that bring every target to its desired tags, in the order of the module doc.
+pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
+    let first: Vec<&str> = [settings.project.as_str(), settings.user.as_str()]
+        .into_iter()
+        .filter(|k| !k.is_empty())
+        .collect();
+    let mut by_value: BTreeMap<(usize, TagMap), Vec<String>> = BTreeMap::new();
+    let mut by_set: BTreeMap<TagMap, Vec<String>> = BTreeMap::new();
+    let mut removals: BTreeMap<TagMap, Vec<String>> = BTreeMap::new();
+    for t in targets {
+        let mut rest = TagMap::new();
+        for (k, v) in &t.desired {
+            if t.seen.get(k) == Some(v) {
+                continue;
+            }
+            match first.iter().position(|f| f == k) {
+                Some(rank) => by_value
+                    .entry((rank, TagMap::from([(k.clone(), v.clone())])))
+                    .or_default()
+                    .push(t.instance_id.clone()),
+                None => {
+                    rest.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if !rest.is_empty() {
+            by_set.entry(rest).or_default().push(t.instance_id.clone());
+        }
+        let gone: TagMap = t
+            .seen
+            .iter()
+            .filter(|(k, _)| !t.desired.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !gone.is_empty() {
+            removals.entry(gone).or_default().push(t.instance_id.clone());
+        }
+    }
+    let creates = by_value.into_iter().map(|((_, tags), ids)| (tags, ids)).chain(by_set);
+    let mut calls = Vec::new();
+    for (action, tags, ids) in creates
+        .map(|(t, i)| (Action::Create, t, i))
+        .chain(removals.into_iter().map(|(t, i)| (Action::DeleteIfUnchanged, t, i)))
+    {
+        for chunk in ids.chunks(MAX_IDS_PER_CALL) {
+            calls.push(Batch {
+                action,
+                tags: tags.clone(),
+                instance_ids: chunk.to_vec(),
+            });
+        }
+    }
+    calls
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::job::Job;
+
+    const P: &str = "aws-parallelcluster-project";
+    const U: &str = "aws-parallelcluster-username";
+    const J: &str = "aws-parallelcluster-jobid";
+
+    fn map(pairs: &[(&str, &str)]) -> TagMap {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn target(id: &str, seen: &[(&str, &str)], desired: &[(&str, &str)]) -> Target {
+        Target {
+            instance_id: id.into(),
+            node: None,
+            seen: map(seen),
+            desired: map(desired),
+        }
+    }
+
+    fn node(name: &str, ip: &str) -> SlurmNode {
+        SlurmNode {
+            name: name.into(),
+            addr: ip.into(),
+            hostname: name.into(),
+        }
+    }
+
+    fn instance(id: &str, ip: &str, tags: &[(&str, &str)]) -> ClusterInstance {
+        ClusterInstance {
+            instance_id: id.into(),
+            private_ip: Some(ip.into()),
+            private_dns: None,
+            tags: map(tags),
+        }
+    }
+
+    #[test]
+    fn an_instance_is_the_node_with_its_address_or_host_name() {
+        let nodes = vec![SlurmNode {
+            name: "q-dy-c5-1".into(),
+            addr: "10.0.0.5".into(),
+            hostname: "ip-10-0-0-5".into(),
+        }];
+        let inst = |ip: &str, dns: &str| ClusterInstance {
+            instance_id: "i-1".into(),
+            private_ip: Some(ip.into()),
+            private_dns: Some(dns.into()),
+            tags: TagMap::new(),
+        };
+        assert_eq!(node_of(&inst("10.0.0.5", ""), &nodes).unwrap().name, "q-dy-c5-1");
+        assert_eq!(
+            node_of(&inst("10.9.9.9", "ip-10-0-0-5.ec2.internal"), &nodes)
+                .unwrap()
+                .name,
+            "q-dy-c5-1"
+        );
+        assert!(node_of(&inst("1.2.3.4", ""), &nodes).is_none());
+    }
+
+    #[test]
+    fn targets_use_the_prologs_function_shared_nodes_included() {
+        let job = |id: &str, user: &str, project: &str| Job {
+            id: id.into(),
+            user: user.into(),
+            project: project.into(),
+            ..Job::default()
+        };
+        let mut view = SlurmView {
+            nodes: vec![node("n1", "10.0.0.1"), node("n2", "10.0.0.2"), node("n3", "10.0.0.3")],
+            ..SlurmView::default()
+        };
+        let shared = vec![job("10", "bob", "B"), job("9", "alice", "A")];
+        view.jobs.insert("n1".into(), shared.clone());
+        view.unknown
+            .insert("n3".into(), "job 7 started while Slurm was asked".into());
+        let instances = [
+            instance("i-1", "10.0.0.1", &[("team", "x"), (P, "old")]),
+            instance("i-2", "10.0.0.2", &[(J, "4")]),
+            instance("i-3", "10.0.0.3", &[]),
+            instance("i-4", "10.9.9.9", &[(U, "carol")]),
+            instance("i-5", "10.0.0.1", &[(NODE_TYPE_TAG, "HeadNode"), (P, "admin")]),
+        ];
+        let settings = TagSettings::default();
+        let (found, skipped) = targets(&instances, &view, &settings);
+        assert_eq!(found.len(), 3, "the head node is left out");
+        assert_eq!(found[0].desired, desired_tags(&shared, &settings));
+        assert_eq!(found[0].desired[J], "9 10");
+        assert_eq!(found[0].seen, map(&[(P, "old")]), "only managed keys");
+        assert_eq!((found[1].node.as_deref(), found[1].desired.len()), (Some("n2"), 0));
+        assert_eq!((found[2].node.as_deref(), found[2].desired.len()), (None, 0));
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(
+            (skipped[0].instance_id.as_str(), skipped[0].node.as_str()),
+            ("i-3", "n3")
+        );
+    }
+
+    #[test]
+    fn project_and_user_go_first_by_value_the_rest_by_set_removals_last() {
+        let targets = vec![
+            target("i-1", &[], &[(P, "A"), (U, "alice"), (J, "1")]),
+            target("i-2", &[], &[(P, "A"), (U, "bob"), (J, "2")]),
+            target("i-3", &[(P, "A"), (U, "bob")], &[(P, "A"), (U, "bob"), (J, "3")]),
+            target(
+                "i-4",
+                &[(P, "A"), (U, "bob"), (J, "3")],
+                &[(P, "A"), (U, "bob"), (J, "3")],
+            ),
+            target("i-5", &[(P, "B"), (U, "x"), (J, "7")], &[]),
+            target("i-6", &[(P, "B"), (U, "x"), (J, "8")], &[(P, "B")]),
+        ];
+        let plan = batches(&targets, &TagSettings::default());
+        let shown: Vec<(Action, TagMap, Vec<&str>)> = plan
+            .iter()
+            .map(|b| {
+                (
+                    b.action,
+                    b.tags.clone(),
+                    b.instance_ids.iter().map(String::as_str).collect(),
+                )
+            })
+            .collect();
+        use Action::*;
+        assert_eq!(
+            shown,
+            vec![
+                (Create, map(&[(P, "A")]), vec!["i-1", "i-2"]),
+                (Create, map(&[(U, "alice")]), vec!["i-1"]),
+                (Create, map(&[(U, "bob")]), vec!["i-2"]),
+                (Create, map(&[(J, "1")]), vec!["i-1"]),
+                (Create, map(&[(J, "2")]), vec!["i-2"]),
+                (Create, map(&[(J, "3")]), vec!["i-3"]),
+                (DeleteIfUnchanged, map(&[(P, "B"), (U, "x"), (J, "7")]), vec!["i-5"]),
+                (DeleteIfUnchanged, map(&[(U, "x"), (J, "8")]), vec!["i-6"]),
+            ]
+        );
+        let synced: Vec<Target> = targets.iter().filter(|t| t.in_sync()).cloned().collect();
+        assert_eq!(synced.len(), 1);
+        assert!(
+            batches(&synced, &TagSettings::default()).is_empty(),
+            "nothing to change, no call"
+        );
+    }
+
+    #[test]
+    fn calls_carry_at_most_a_thousand_instances() {
+        let targets: Vec<Target> = (0..2500)
+            .map(|i| target(&format!("i-{i}"), &[], &[(P, "A"), (U, "u"), (J, "5")]))
+            .collect();
+        let plan = batches(&targets, &TagSettings::default());
+        let sizes: Vec<usize> = plan.iter().map(|b| b.instance_ids.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500, 1000, 1000, 500, 1000, 1000, 500]);
+    }
+}

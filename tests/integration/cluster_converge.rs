@@ -1,0 +1,116 @@
+//! The head node's convergence (`cost-tags reconcile --cluster`) at scale, against moto
+//! behind a front that throttles CreateTags and DeleteTags exactly as EC2 documents (a
+//! bucket of 100 per action, refilled 10 a second): from any start (untagged instances,
+//! wrong values, extra managed keys, tags of ended jobs, shared nodes) every instance
+//! ends with Slurm's tags and the front throttled nothing; a second pass makes no tag
+//! call; with the account's bucket emptied by someone else, throttled calls are sent
+//! again later and nothing is lost. Speed is measured in benches/tagging_scale.rs.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use support::sim_cluster::{SimCluster, JOBID, PROJECT, USER};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn two_hundred_instances_converge_from_any_start_without_a_throttled_answer() {
+    let Some(c) = SimCluster::start(200, "") else { return };
+    // Nodes 0..160: 40 jobs of 4 nodes, 10 projects, 20 users. Nodes 160..170 are
+    // shared by jobs 500 and 501. Nodes 170..200 are idle.
+    let mut jobs = Vec::new();
+    let mut want: Vec<BTreeMap<String, String>> = vec![BTreeMap::new(); 200];
+    for j in 0..40usize {
+        let (id, user, project) = (100 + j as u32, format!("user{}", j % 20), format!("Project{}", j % 10));
+        let nodes: Vec<usize> = (4 * j..4 * j + 4).collect();
+        jobs.push(c.job(id, &user, &project, &nodes));
+        for &k in &nodes {
+            want[k] = tags(&[(PROJECT, &project), (USER, &user), (JOBID, &id.to_string())]);
+        }
+    }
+    let shared: Vec<usize> = (160..170).collect();
+    jobs.push(c.job(500, "zed", "ProjectZ", &shared));
+    jobs.push(c.job(501, "amy", "ProjectA", &shared));
+    for &k in &shared {
+        want[k] = tags(&[(PROJECT, "ProjectA ProjectZ"), (USER, "amy zed"), (JOBID, "500 501")]);
+    }
+    c.slurm.set_jobs(&jobs);
+    // Nodes 0..40 stay untagged. Wrong values on 40..80 (and on a shared node); right
+    // ones already on 100..120; an extra managed key on idle 170..185; an ended job's
+    // tags on idle 185..200.
+    c.tag(
+        &(40..80).collect::<Vec<_>>(),
+        &[(PROJECT, "Wrong"), (USER, "eve"), (JOBID, "1")],
+    );
+    c.tag(&[160], &[(PROJECT, "ProjectZ"), (USER, "zed"), (JOBID, "500")]);
+    for (k, right) in want.iter().enumerate().take(120).skip(100) {
+        let w: Vec<(&str, &str)> = right.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        c.tag(&[k], &w);
+    }
+    c.tag(&(170..185).collect::<Vec<_>>(), &[(JOBID, "77")]);
+    c.tag(
+        &(185..200).collect::<Vec<_>>(),
+        &[(PROJECT, "ProjectB"), (USER, "bob"), (JOBID, "78")],
+    );
+
+    c.proxy.reset_counts();
+    let out = c.reconcile_command(&[]).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let got = c.cost_tags();
+    for (k, id) in c.instances.iter().enumerate() {
+        assert_eq!(got[id], want[k], "node {k} ({id})");
+    }
+    assert_eq!(c.proxy.throttled(), 0, "{:?}", c.proxy.counts());
+    // Projects and users one call per value; job ids one call per job (instances of a
+    // job share it); the two idle groups one DeleteTags each.
+    let creates = c.proxy.count("CreateTags");
+    assert!(creates <= 11 + 22 + 41, "{creates} CreateTags: {:?}", c.proxy.counts());
+    assert_eq!(c.proxy.count("DeleteTags"), 2, "{:?}", c.proxy.counts());
+    assert!(
+        stdout.contains("200 running instances, 20 compute instances in sync, 180 changed"),
+        "{stdout}"
+    );
+    assert!(c.moto.tags(&c.instances[0])["team"] == "hpc", "other tags stay");
+
+    // A second pass: nothing to change, no tag call, one DescribeInstances page.
+    c.proxy.reset_counts();
+    let out = c.reconcile_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(c.proxy.counts(), [("DescribeInstances".to_string(), 1)].into());
+}
+
+#[test]
+fn with_the_accounts_bucket_emptied_throttled_calls_go_again_and_nothing_is_lost() {
+    let Some(c) = SimCluster::start(20, "") else { return };
+    let jobs = c.one_job_per_node(3, 4);
+    c.slurm.set_jobs(&jobs);
+    // Another tool of the account has just spent the whole CreateTags bucket.
+    c.proxy.spend_bucket("CreateTags");
+    c.proxy.reset_counts();
+    let out = c.reconcile_command(&["--rate", "20"]).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        c.proxy.throttled() > 0,
+        "the bucket was not empty: {:?}",
+        c.proxy.counts()
+    );
+    assert!(stdout.contains("throttled, will retry"), "{stdout}");
+    let got = c.cost_tags();
+    for (k, id) in c.instances.iter().enumerate() {
+        let want = tags(&[
+            (PROJECT, &format!("Project{}", k % 3)),
+            (USER, &format!("user{}", k % 4)),
+            (JOBID, &(1000 + k).to_string()),
+        ]);
+        assert_eq!(got[id], want, "node {k}");
+    }
+}

@@ -1,0 +1,203 @@
+//! A simulated ParallelCluster cluster for the head node's convergence: N instances in
+//! moto tagged as the cluster's compute nodes, EC2's own CreateTags/DeleteTags throttling
+//! in front of it ([`ProxyMode::Ec2TagBuckets`]), Slurm's `squeue` from the stand-in and
+//! `scontrol show nodes` from a file (each node's NodeAddr is its instance's private IP).
+//! Used by tests/integration/cluster_converge.rs and benches/tagging_scale.rs.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use aws_sdk_ec2::types::{Filter, Tag};
+use serde_json::Value;
+
+use super::aws_proxy::{AwsProxy, ProxyMode};
+use super::moto::{apply_env, block_on, error_text, MotoServer};
+use super::slurm_standin::{job, SlurmStandin};
+
+pub const CLUSTER: &str = "c1";
+pub const PROJECT: &str = "aws-parallelcluster-project";
+pub const USER: &str = "aws-parallelcluster-username";
+pub const JOBID: &str = "aws-parallelcluster-jobid";
+
+/// moto launches this many instances a call without trouble.
+const LAUNCH_BATCH: usize = 100;
+
+pub struct SimCluster {
+    pub moto: MotoServer,
+    pub proxy: AwsProxy,
+    pub slurm: SlurmStandin,
+    pub dir: tempfile::TempDir,
+    /// Instance ids; instance K is Slurm node `nodes[K]`.
+    pub instances: Vec<String>,
+    pub nodes: Vec<String>,
+}
+
+impl SimCluster {
+    /// `n` compute instances of cluster `c1`, no cost tag yet, and settings with `extra`
+    /// lines. None when moto is missing (see [`super::require`]).
+    pub fn start(n: usize, extra: &str) -> Option<SimCluster> {
+        let moto = MotoServer::start()?;
+        let mut instances = Vec::new();
+        while instances.len() < n {
+            let batch = (n - instances.len()).min(LAUNCH_BATCH);
+            instances.extend(moto.run_instances(batch as i32));
+        }
+        let client = moto.client();
+        for chunk in instances.chunks(500) {
+            let ids = chunk.to_vec();
+            let client = client.clone();
+            block_on(async move {
+                client
+                    .create_tags()
+                    .set_resources(Some(ids))
+                    .tags(
+                        Tag::builder()
+                            .key("parallelcluster:cluster-name")
+                            .value(CLUSTER)
+                            .build(),
+                    )
+                    .tags(Tag::builder().key("parallelcluster:node-type").value("Compute").build())
+                    .tags(Tag::builder().key("team").value("hpc").build())
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("moto CreateTags: {}", error_text(&e)));
+            });
+        }
+        let ips: BTreeMap<String, String> = all_instances(&moto).into_iter().map(|(id, ip, _)| (id, ip)).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let nodes: Vec<String> = (0..n).map(|k| format!("q-dy-c5-{}", k + 1)).collect();
+        let scontrol: String = nodes
+            .iter()
+            .zip(&instances)
+            .map(|(node, id)| format!("NodeName={node} NodeAddr={} NodeHostName={node}\n", ips[id]))
+            .collect();
+        std::fs::write(d.join("scontrol.out"), scontrol).unwrap();
+        let script = d.join("scontrol");
+        std::fs::write(&script, format!("#!/bin/sh\ncat '{}/scontrol.out'\n", d.display())).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(
+            d.join("cost-tags.toml"),
+            format!(
+                "state_dir = {:?}\ncache_dir = {:?}\n{extra}",
+                d.join("state"),
+                d.join("run")
+            ),
+        )
+        .unwrap();
+        let proxy = AwsProxy::start(&moto.endpoint());
+        proxy.set_mode(ProxyMode::Ec2TagBuckets);
+        Some(SimCluster {
+            moto,
+            proxy,
+            slurm: SlurmStandin::new(),
+            dir,
+            instances,
+            nodes,
+        })
+    }
+
+    /// A running job as squeue prints it, on the nodes of `indexes`.
+    pub fn job(&self, id: u32, user: &str, project: &str, indexes: &[usize]) -> Value {
+        let names: Vec<&str> = indexes.iter().map(|&k| self.nodes[k].as_str()).collect();
+        let mut j = job(&id.to_string(), user, &names);
+        j["comment"] = project.into();
+        j["account"] = "".into();
+        j
+    }
+
+    /// One job per node: node K runs job 1000+K of `user{K % users}`, `Project{K % projects}`.
+    pub fn one_job_per_node(&self, projects: usize, users: usize) -> Vec<Value> {
+        (0..self.nodes.len())
+            .map(|k| {
+                self.job(
+                    1000 + k as u32,
+                    &format!("user{}", k % users),
+                    &format!("Project{}", k % projects),
+                    &[k],
+                )
+            })
+            .collect()
+    }
+
+    /// `cost-tags reconcile --cluster --cluster-name c1 ARGS`, not yet started.
+    pub fn reconcile_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(super::bin("cost-tags"));
+        apply_env(&mut c, &self.proxy.endpoint());
+        c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
+            .args(["reconcile", "--cluster", "--cluster-name", CLUSTER])
+            .args(args)
+            .arg("--squeue")
+            .arg(self.slurm.squeue())
+            .arg("--scontrol")
+            .arg(self.scontrol())
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn scontrol(&self) -> PathBuf {
+        self.dir.path().join("scontrol")
+    }
+
+    /// Every instance's cost tags (`aws-parallelcluster-*`), straight from moto.
+    pub fn cost_tags(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        all_instances(&self.moto)
+            .into_iter()
+            .map(|(id, _, tags)| {
+                let cost = tags
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("aws-parallelcluster-"))
+                    .collect();
+                (id, cost)
+            })
+            .collect()
+    }
+
+    /// Sets `tags` on the instances of `indexes`, straight in moto.
+    pub fn tag(&self, indexes: &[usize], tags: &[(&str, &str)]) {
+        for &k in indexes {
+            self.moto.create_tags(&self.instances[k], tags);
+        }
+    }
+}
+
+/// (id, private IP, tags) of every instance in moto.
+fn all_instances(moto: &MotoServer) -> Vec<(String, String, BTreeMap<String, String>)> {
+    let client = moto.client();
+    block_on(async move {
+        let mut found = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let out = client
+                .describe_instances()
+                .filters(Filter::builder().name("instance-state-name").values("running").build())
+                .set_next_token(next.take())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto DescribeInstances: {}", error_text(&e)));
+            for i in out.reservations().iter().flat_map(|r| r.instances()) {
+                let tags = i
+                    .tags()
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.key().unwrap_or_default().to_string(),
+                            t.value().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                found.push((
+                    i.instance_id().unwrap_or_default().to_string(),
+                    i.private_ip_address().unwrap_or_default().to_string(),
+                    tags,
+                ));
+            }
+            match out.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_string()),
+                _ => return found,
+            }
+        }
+    })
+}
