@@ -92,8 +92,8 @@ fn with_the_accounts_bucket_emptied_throttled_calls_go_again_and_nothing_is_lost
     let Some(c) = SimCluster::start(20, "") else { return };
     let jobs = c.one_job_per_node(3, 4);
     c.slurm.set_jobs(&jobs);
-    // Another tool of the account has just spent the whole CreateTags bucket.
-    c.proxy.spend_bucket("CreateTags");
+    // Other tools of the account keep the CreateTags bucket empty for 10 s.
+    c.proxy.spend_bucket("CreateTags", 10.0);
     c.proxy.reset_counts();
     let out = c.reconcile_command(&["--rate", "20"]).output().unwrap();
     let stdout = text(&out.stdout);

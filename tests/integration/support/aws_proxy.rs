@@ -181,14 +181,15 @@ impl AwsProxy {
         self.server.notify_change();
     }
 
-    /// Ec2TagBuckets: `action`'s bucket is empty now, as when another tool of the
-    /// account has just spent it.
-    pub fn spend_bucket(&self, action: &str) {
+    /// Ec2TagBuckets: `action`'s bucket is empty and stays empty for `seconds` more, as
+    /// when other tools of the account keep spending it (whatever the time the caller
+    /// under test takes to start, its first calls find it empty).
+    pub fn spend_bucket(&self, action: &str, seconds: f64) {
         self.state
             .lock()
             .unwrap()
             .buckets
-            .insert(action.to_string(), (0.0, std::time::Instant::now()));
+            .insert(action.to_string(), (-seconds * EC2_TAG_REFILL, std::time::Instant::now()));
     }
 
     /// All requests received (every mode; none arrive while refusing).
