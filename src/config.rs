@@ -329,6 +329,11 @@ pub struct BudgetSettings {
     pub name_template: String,
     /// The budgets as last read from AWS.
     pub cache_file: PathBuf,
+    /// The reservation journal: the worst case of every submission accepted since the
+    /// last refresh (`enforce = "committed"`; see `budget::reservations`). project-check
+    /// (SlurmUser) appends to it, so it must be SlurmUser's, in a directory only root or
+    /// SlurmUser can write; `cost-tags install --budgets` creates it so.
+    pub reservations_file: PathBuf,
     /// A cache older than this is stale (a refresh has been failing).
     #[serde(deserialize_with = "seconds::up_to_a_week", serialize_with = "seconds::serialize")]
     pub max_age: Duration,
@@ -405,6 +410,7 @@ impl Default for BudgetSettings {
             enabled: false,
             name_template: "{project}".into(),
             cache_file: PathBuf::from("/var/spool/cost-tags/budgets.jsonl"),
+            reservations_file: PathBuf::from("/var/spool/cost-tags/reservations.jsonl"),
             max_age: Duration::from_secs(30 * 60),
             on_missing: BudgetFallback::Deny,
             on_stale: BudgetFallback::Allow,

@@ -2,9 +2,10 @@
 //! the cache alone. The messages are the ones users of the public ParallelCluster scripts
 //! already know.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::cache::{self, CacheError, Lookup};
+use super::reservations::{self, Journal, JournalError, Reservation};
 use super::worst_case::worst_case;
 use crate::config::{BudgetFallback, BudgetSettings, Enforce};
 use crate::slurm::job_request::JobRequest;
@@ -22,10 +23,52 @@ pub enum BudgetVerdict {
     Denied { message: String, log: Option<String> },
 }
 
-/// Looks the project's budget up in the cache and decides (see [`decide`]).
+/// Looks the project's budget up in the cache and decides (see [`decide`]). A job
+/// accepted on its priced worst case is then decided again with what the submissions
+/// accepted since the cache's refresh reserved (see [`super::reservations`]), and if
+/// still accepted, reserves its own worst case: all under the journal's lock, so two
+/// submissions cannot both spend the same money.
+///
+/// A journal that cannot be used (unreadable, distrusted, its lock not had in time) must
+/// not loosen anything: a job refused without reservations stays refused, and one that
+/// would be accepted is decided like a stale cache (`on_stale`), the reason in syslog.
 pub fn check(settings: &BudgetSettings, project: &str, size: Option<&JobRequest>, now: SystemTime) -> BudgetVerdict {
-    let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
-    decide(settings, &found, project, size, now)
+    let budget = settings.budget_name(project);
+    let found = cache::lookup(&settings.cache_file, &budget);
+    let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, 0.0);
+    let (Some(_), Ok(cached)) = (reserve, &found) else {
+        return verdict;
+    };
+    let since = cached.header.refreshed_at;
+    let at = cache::unix_seconds(now);
+    let journal = &settings.reservations_file;
+    let decided = (|| {
+        let deadline = Instant::now() + reservations::LOCK_WAIT;
+        let Some(mut j) = Journal::open(journal, true, deadline)? else {
+            return Err(JournalError::Io(journal.clone(), std::io::ErrorKind::NotFound.into()));
+        };
+        let reserved = j.reserved(&budget, since, at, settings.max_age)?;
+        let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, reserved.cost);
+        if let Some(cost) = reserve {
+            j.append(&Reservation {
+                at,
+                budget: budget.clone(),
+                cost,
+            })?;
+        }
+        Ok((verdict, reserved.bad_lines))
+    })();
+    match decided {
+        Ok((verdict, 0)) => verdict,
+        Ok((verdict, bad)) => {
+            crate::log::warn_to_syslog(&format!(
+                "{}: {bad} reservation lines skipped (torn, garbled or not an amount)",
+                journal.display()
+            ));
+            verdict
+        }
+        Err(e) => cannot_tell(settings, project, e.to_string()),
+    }
 }
 
 /// Decides for `project` from what the cache held for its budget, read at `now`. With
@@ -39,6 +82,37 @@ pub fn decide(
     size: Option<&JobRequest>,
     now: SystemTime,
 ) -> BudgetVerdict {
+    decide_reserved(settings, found, project, size, now, 0.0).0
+}
+
+/// The decision when the budget cannot be told: `on_stale`, with `why` for syslog.
+fn cannot_tell(settings: &BudgetSettings, project: &str, why: String) -> BudgetVerdict {
+    match settings.on_stale {
+        BudgetFallback::Allow => {
+            BudgetVerdict::AllowedUnchecked(format!("{why}; project {project} allowed (on_stale = allow)"))
+        }
+        BudgetFallback::Deny => BudgetVerdict::Denied {
+            message: format!(
+                "The budget of the Project {project} cannot be checked right now. Please ask the administrator."
+            ),
+            log: Some(format!("{why}; project {project} refused (on_stale = deny)")),
+        },
+    }
+}
+
+/// [`decide`], with `reserved` more already promised by the submissions accepted since
+/// the cache's refresh (committed budgets: available = limit − spent − accrued −
+/// committed − reserved). Also gives the worst case to reserve when the job is accepted
+/// on a priced worst case.
+pub fn decide_reserved(
+    settings: &BudgetSettings,
+    found: &Result<Lookup, CacheError>,
+    project: &str,
+    size: Option<&JobRequest>,
+    now: SystemTime,
+    reserved: f64,
+) -> (BudgetVerdict, Option<f64>) {
+    let verdict = |v: BudgetVerdict| (v, None);
     let fresh = match found {
         Err(e) => Err(e.to_string()),
         Ok(f) if f.header.ahead(now) > cache::FUTURE_SKEW => Err(format!(
@@ -59,22 +133,10 @@ pub fn decide(
     };
     let found = match fresh {
         Ok(c) => c,
-        Err(why) => {
-            return match settings.on_stale {
-                BudgetFallback::Allow => {
-                    BudgetVerdict::AllowedUnchecked(format!("{why}; project {project} allowed (on_stale = allow)"))
-                }
-                BudgetFallback::Deny => BudgetVerdict::Denied {
-                    message: format!(
-                        "The budget of the Project {project} cannot be checked right now. Please ask the administrator."
-                    ),
-                    log: Some(format!("{why}; project {project} refused (on_stale = deny)")),
-                },
-            };
-        }
+        Err(why) => return verdict(cannot_tell(settings, project, why)),
     };
     let Some(budget) = &found.budget else {
-        return match settings.on_missing {
+        return verdict(match settings.on_missing {
             BudgetFallback::Allow => BudgetVerdict::Allowed { tell: None },
             BudgetFallback::Deny => BudgetVerdict::Denied {
                 message: format!(
@@ -82,7 +144,7 @@ pub fn decide(
                 ),
                 log: None,
             },
-        };
+        });
     };
     let spent_message = || BudgetVerdict::Denied {
         message: format!(
@@ -98,24 +160,24 @@ pub fn decide(
         None => !partitions.is_empty(),
     };
     if !committed {
-        return if budget.percent_used() >= settings.threshold_percent {
+        return verdict(if budget.percent_used() >= settings.threshold_percent {
             spent_message()
         } else {
             BudgetVerdict::Allowed { tell: None }
-        };
+        });
     }
     let allowed = budget.limit * settings.threshold_percent / 100.0;
-    let used = budget.committed_total();
+    let used = budget.committed_total() + reserved;
     if used >= allowed {
-        return spent_message();
+        return verdict(spent_message());
     }
     let left = allowed - used;
     let Some(size) = size else {
-        return BudgetVerdict::Allowed { tell: None };
+        return verdict(BudgetVerdict::Allowed { tell: None });
     };
     let (unit, period) = (&budget.unit, budget.period_word());
     match worst_case(size, partitions, Some(budget.hours_left(now))) {
-        Ok(w) if w.cost > left => BudgetVerdict::Denied {
+        Ok(w) if w.cost > left => verdict(BudgetVerdict::Denied {
             message: format!(
                 "The project {project} has {left:.2} {unit} left this {period}; this job may cost up to {:.2} {unit} \
                  ({}). Ask for less time or fewer nodes, or ask the administrator.",
@@ -123,19 +185,22 @@ pub fn decide(
                 w.describe()
             ),
             log: None,
-        },
-        Ok(w) => BudgetVerdict::Allowed {
-            tell: settings.tell_users.then(|| {
-                format!(
-                    "cost-tags: {project}: this job may cost up to {:.2} {unit}; {left:.2} {unit} left this {period}",
-                    w.cost
-                )
-            }),
-        },
-        Err(why) => BudgetVerdict::AllowedUnchecked(format!(
+        }),
+        Ok(w) => (
+            BudgetVerdict::Allowed {
+                tell: settings.tell_users.then(|| {
+                    format!(
+                        "cost-tags: {project}: this job may cost up to {:.2} {unit}; {left:.2} {unit} left this {period}",
+                        w.cost
+                    )
+                }),
+            },
+            Some(w.cost),
+        ),
+        Err(why) => verdict(BudgetVerdict::AllowedUnchecked(format!(
             "project {project}: this job's worst case cannot be priced ({why}); allowed on the spend and \
              commitments so far ({left:.2} {unit} left)"
-        )),
+        ))),
     }
 }
 
@@ -482,5 +547,36 @@ mod tests {
             at(T0 + 7200),
         );
         assert!(matches!(stale, BudgetVerdict::AllowedUnchecked(_)), "{stale:?}");
+    }
+
+    /// Reservations come off what is left: 50 left, 45 reserved since the refresh, so a
+    /// 10 USD job is refused with 5 left, a 5 USD one accepted (and reserved); 50 reserved
+    /// leave nothing at all.
+    #[test]
+    fn reservations_come_off_what_is_left() {
+        let (s, c) = (settings(), committed_cache());
+        let found = Ok(Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get("ProjectA").cloned(),
+        });
+        let decide = |size: &JobRequest, reserved| {
+            super::decide_reserved(&s, &found, "ProjectA", Some(size), at(T0 + 60), reserved)
+        };
+        let (v, reserve) = decide(&job("compute", Some(60), 2), 45.0);
+        assert_eq!(reserve, None);
+        assert_eq!(
+            denied(v),
+            "The project ProjectA has 5.00 USD left this month; this job may cost up to 10.00 USD \
+             (2 nodes x 1 h of c5.xlarge). Ask for less time or fewer nodes, or ask the administrator."
+        );
+        let (v, reserve) = decide(&job("compute", Some(60), 1), 45.0);
+        assert_eq!(reserve, Some(5.0));
+        assert_eq!(
+            v,
+            BudgetVerdict::Allowed {
+                tell: Some("cost-tags: ProjectA: this job may cost up to 5.00 USD; 5.00 USD left this month".into())
+            }
+        );
+        assert!(denied(decide(&job("compute", Some(1), 1), 50.0).0).contains("does not have more budget"));
     }
 }
