@@ -114,6 +114,9 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     for why in &list.skipped {
         eprintln!("cost-tags: budget skipped: {why}");
     }
+    for note in &list.notes {
+        eprintln!("cost-tags: {note}");
+    }
     let rows = list.rows;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -128,6 +131,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
         "ACTUAL",
         "ACCRUED",
         "COMMITTED",
+        "RESERVED",
         "USED",
         "FORECAST",
         "NEW JOBS",
@@ -148,6 +152,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             money(s.map(|s| s.actual)),
             money(s.and_then(|s| s.accrued)),
             money(s.and_then(|s| s.committed)),
+            money(r.reserved),
             r.percent_used.map(|p| format!("{p:.1}%")).unwrap_or_default(),
             money(s.and_then(|s| s.forecast)),
             r.submissions.to_string(),
