@@ -351,7 +351,10 @@ fn committed_budgets_price_the_job_at_submission() {
     let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let cache_file = cache.path().join("budgets.jsonl");
-    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+    let journal = cache.path().join("reservations.jsonl");
+    let Some(f) = Filter::start_with(&format!(
+        "[budget]\nenabled = true\ncache_file = {cache_file:?}\nreservations_file = {journal:?}\n"
+    )) else {
         return;
     };
     let now = std::time::SystemTime::now()
@@ -408,6 +411,76 @@ fn committed_budgets_price_the_job_at_submission() {
         "{}",
         text(&out)
     );
+}
+
+/// Reservations between refreshes (issue 21.4): the cache says ProjectA has 0.49 USD left
+/// and a c5.xlarge node of partition compute costs 0.17 USD an hour. Three exclusive
+/// one-node, one-hour jobs in a row with no refresh between them: each reserves its 0.17,
+/// so the first two go in (0.49, then 0.32 left) and the third is refused with 0.15 left.
+/// slurmctld runs project-check as the fixture's SlurmUser (root), who owns the journal's
+/// directory.
+#[test]
+fn submissions_between_refreshes_reserve_their_worst_case() {
+    let dir = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cache_file = dir.path().join("budgets.jsonl");
+    let journal = dir.path().join("reservations.jsonl");
+    let Some(f) = Filter::start_with(&format!(
+        "[budget]\nenabled = true\nenforce = \"committed\"\ncache_file = {cache_file:?}\n\
+         reservations_file = {journal:?}\n"
+    )) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 10 limit - 9 spent - 0.31 accrued - 0.20 committed = 0.49 left.
+    std::fs::write(
+        &cache_file,
+        format!(
+            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\"compute\":\
+             {{\"instance\":\"c5.xlarge\",\"hourly\":0.17,\"cpus\":4,\"is_default\":true}}}}}}\n\
+             {{\"name\":\"ProjectA\",\"limit\":10.0,\"actual\":9.0,\"unit\":\"USD\",\"period\":\"MONTHLY\",\
+             \"accrued\":0.31,\"committed\":0.2}}\n"
+        ),
+    )
+    .unwrap();
+    let job = [
+        "-N1",
+        "--exclusive",
+        "-t",
+        "60",
+        "--comment",
+        "ProjectA",
+        "--wrap",
+        "true",
+    ];
+    for left in ["0.49", "0.32"] {
+        let out = f.sbatch("ctalice", &job);
+        assert!(out.status.success(), "{left} left: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("this job may cost up to 0.17 USD; {left} USD left this month")),
+            "{}",
+            text(&out)
+        );
+    }
+    f.refused(
+        f.sbatch("ctalice", &job),
+        "The project ProjectA has 0.15 USD left this month; this job may cost up to 0.17 USD \
+         (1 node x 1 h of c5.xlarge). Ask for less time or fewer nodes, or ask the administrator.",
+        "the third job, with two reserved before it",
+    );
+    // Two reservations, the refused job none; the journal is private to SlurmUser.
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("\"budget\":\"ProjectA\",\"cost\":0.17")),
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777, 0o600);
 }
 
 /// Text a user types is the user's to fix: whatever it holds, the answer is a plain
