@@ -579,4 +579,64 @@ mod tests {
         );
         assert!(denied(decide(&job("compute", Some(1), 1), 50.0).0).contains("does not have more budget"));
     }
+
+    /// `check` on files: the journal is read, decided against and appended to; a journal
+    /// others can write is never trusted, and never loosens: a job refused without it
+    /// stays refused, and one that would go in follows `on_stale`.
+    #[test]
+    fn check_reserves_and_a_distrusted_journal_does_not_loosen() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let now = SystemTime::now();
+        let mut c = committed_cache();
+        c.header.refreshed_at = cache::unix_seconds(now);
+        let s = BudgetSettings {
+            cache_file: dir.path().join("budgets.jsonl"),
+            reservations_file: dir.path().join("reservations.jsonl"),
+            ..settings()
+        };
+        c.write(&s.cache_file).unwrap();
+        // 50 left, 20 a job: two go in, the third sees 10 left.
+        let big = job("compute", Some(120), 2);
+        for left in ["50.00", "30.00"] {
+            match check(&s, "ProjectA", Some(&big), now) {
+                BudgetVerdict::Allowed { tell: Some(t) } => assert!(t.contains(&format!("{left} USD left")), "{t}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(denied(check(&s, "ProjectA", Some(&big), now)).contains("has 10.00 USD left"));
+        std::fs::set_permissions(&s.reservations_file, std::fs::Permissions::from_mode(0o622)).unwrap();
+        // Refused anyway (60 > 50 even with nothing reserved): refused, journal or not.
+        let huge = job("compute", Some(360), 2);
+        assert!(denied(check(&s, "ProjectA", Some(&huge), now)).contains("has 50.00 USD left"));
+        // Would go in: on_stale decides, with the reason for syslog.
+        let small = job("compute", Some(60), 1);
+        match check(&s, "ProjectA", Some(&small), now) {
+            BudgetVerdict::AllowedUnchecked(why) => {
+                assert!(why.contains("distrusted") && why.contains("on_stale = allow"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let strict = BudgetSettings {
+            on_stale: BudgetFallback::Deny,
+            ..s.clone()
+        };
+        match check(&strict, "ProjectA", Some(&small), now) {
+            BudgetVerdict::Denied { message, log } => {
+                assert!(message.contains("cannot be checked right now"), "{message}");
+                assert!(log.unwrap().contains("writable by group or others"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A journal in a missing directory: the same, with how to fix it.
+        let nowhere = BudgetSettings {
+            reservations_file: dir.path().join("missing/reservations.jsonl"),
+            ..strict
+        };
+        match check(&nowhere, "ProjectA", Some(&small), now) {
+            BudgetVerdict::Denied { log, .. } => assert!(log.unwrap().contains("create it once"), "no hint"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -89,7 +89,21 @@ impl std::fmt::Display for JournalError {
             JournalError::Distrusted(p, why) => {
                 write!(f, "{}: reservation journal distrusted: {why}", p.display())
             }
-            JournalError::Io(p, e) => write!(f, "{}: reservation journal unusable: {e}", p.display()),
+            JournalError::Io(p, e) => {
+                write!(f, "{}: reservation journal unusable: {e}", p.display())?;
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) {
+                    // What SlurmUser cannot do for itself in a directory of root's.
+                    write!(
+                        f,
+                        " (create it once as SlurmUser's, mode 0600, in a directory only root or \
+                         SlurmUser can write: see \"Budgets\" in the cost-tags README)"
+                    )?;
+                }
+                Ok(())
+            }
         }
     }
 }
