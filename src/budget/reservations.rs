@@ -595,7 +595,7 @@ mod tests {
             std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
         }
         let before = std::fs::metadata(&path).unwrap();
-        let mut j = open(&path);
+        let j = open(&path);
         let done = j.compact(|r| r.at >= T0).unwrap();
         assert_eq!((done.kept, done.dropped, done.bad_lines), (2, 2, 0));
         let after = std::fs::metadata(&path).unwrap();
