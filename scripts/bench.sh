@@ -2,14 +2,19 @@
 # The performance figures the README quotes. Prints, never asserts:
 #  1. project-check deciding against a projects file of 10,000 users x 5 projects (median
 #     whole-process time, by hyperfine), beside the grep pipeline the public scripts use,
-#     and again with budgets on (a warm cache of 2,000 budgets);
+#     and again with budgets on (a warm cache of 2,000 budgets), and a submission with
+#     committed budgets and a reservation journal of 1,000 lines against budgets off;
 #  2. sbatch latency through a real slurmctld, with and without the submit filter (cargo
 #     bench; two throwaway local Slurm clusters, so run as root);
 #  3. cost-prolog / cost-epilog against loopback moto + IMDSv2 (cargo bench);
 #  4. cost-tags report over 1,000,000 generated sacct lines (cargo bench), with prices
 #     from the settings and from a price cache;
 #  5. cost-tags prices refresh for 20 instance types against loopback stand-ins.
+#
+# `bash scripts/bench.sh --project-check` runs part 1 alone (a minute or two).
 set -euo pipefail
+only_project_check=false
+[ "${1:-}" = --project-check ] && only_project_check=true
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
@@ -66,25 +71,53 @@ with open(sys.argv[2], "w") as f:
         f.write(json.dumps(b, separators=(",", ":")) + "\n")
 PY
 printf 'projects_file = "%s"\n' "$work/projects_list.conf" > "$work/submit-off.toml"
-printf 'projects_file = "%s"\n[budget]\nenabled = true\nenforce = "committed"\ncache_file = "%s"\n' \
-    "$work/projects_list.conf" "$work/committed.jsonl" > "$work/committed.toml"
+# (Its own reservation journal, empty at first: committed budgets reserve what they accept.)
+printf 'projects_file = "%s"\n[budget]\nenabled = true\nenforce = "committed"\ncache_file = "%s"\nreservations_file = "%s"\n' \
+    "$work/projects_list.conf" "$work/committed.jsonl" "$work/committed-reservations.jsonl" > "$work/committed.toml"
 submit="--submit --uid 4000000 --user $user --comment $project --time-limit 120 --min-nodes 2 --max-nodes 4294967294 --num-tasks 8 --cpus-per-task 65534 --min-cpus 8 --shared 65534 --partition compute"
 "$bin" --config "$work/committed.toml" $submit   # must be allowed, with the acceptance line
 hyperfine -N --warmup 20 --runs 300 --export-json "$work/off.json" "$bin --config $work/submit-off.toml $submit" >/dev/null
 hyperfine -N --warmup 20 --runs 300 --export-json "$work/com.json" "$bin --config $work/committed.toml $submit" >/dev/null
+# Reservations (issue 21.4): the same submission with a journal of 1,000 reservations made
+# since the refresh, spread over the projects, which project-check streams, sums for its
+# project, and appends to under its lock. Each run starts from the same 1,000 lines.
+python3 - "$work/reservations.orig" "$(sed -n 's/.*"refreshed_at":\([0-9]*\).*/\1/p;q' "$work/committed.jsonl")" <<'PY'
+import json, sys
+at = int(sys.argv[2])
+with open(sys.argv[1], "w") as f:
+    for i in range(1000):
+        f.write(json.dumps({"at": at + i % 60, "budget": "Project%04d" % (i * 37 % 2000), "cost": 0.01 * (i % 7)},
+                           separators=(",", ":")) + "\n")
+PY
+printf 'projects_file = "%s"\n[budget]\nenabled = true\nenforce = "committed"\ncache_file = "%s"\nreservations_file = "%s"\n' \
+    "$work/projects_list.conf" "$work/committed.jsonl" "$work/reservations.jsonl" > "$work/reserved.toml"
+cp "$work/reservations.orig" "$work/reservations.jsonl" && chmod 600 "$work/reservations.jsonl"
+"$bin" --config "$work/reserved.toml" $submit   # must be allowed, and reserve
+[ "$(wc -l < "$work/reservations.jsonl")" = 1001 ]
+hyperfine -N --warmup 20 --runs 300 --export-json "$work/res.json" \
+    --prepare "cp $work/reservations.orig $work/reservations.jsonl" \
+    "$bin --config $work/reserved.toml $submit" >/dev/null
+# The same copy before budgets off, so both sides pay for the page cache alike.
+hyperfine -N --warmup 20 --runs 300 --export-json "$work/off2.json" \
+    --prepare "cp $work/reservations.orig $work/reservations.jsonl" \
+    "$bin --config $work/submit-off.toml $submit" >/dev/null
 python3 - "$work/pc.json" "$work/grep.json" "$work/pcb.json" "$(du -k "$work/budgets.jsonl" | cut -f1)" \
-    "$work/off.json" "$work/com.json" <<'PY'
+    "$work/off.json" "$work/com.json" "$work/off2.json" "$work/res.json" <<'PY'
 import json, sys
 med = lambda f: json.load(open(f))["results"][0]["median"] * 1000
 pc, gr, pcb = med(sys.argv[1]), med(sys.argv[2]), med(sys.argv[3])
 off, com = med(sys.argv[5]), med(sys.argv[6])
+off2, res = med(sys.argv[7]), med(sys.argv[8])
 print(f"  project-check median   {pc:.2f} ms")
 print(f"  grep pipeline median   {gr:.2f} ms   (grep '^user=' FILE | grep -qw PROJECT)")
 print(f"  ratio                  {pc / gr:.2f}x of grep")
 print(f"  with budgets on        {pcb:.2f} ms   (warm cache of 2,000 budgets, {sys.argv[4]} KiB): {100 * (pcb / pc - 1):+.1f}%")
 print(f"  submission, budgets off           {off:.2f} ms   (--submit with the job's size)")
 print(f"  submission, committed budgets     {com:.2f} ms   (worst case priced): {100 * (com / off - 1):+.1f}% (target within 10%)")
+print(f"  submission, budgets off           {off2:.2f} ms   (with the journal copied before each run, as below)")
+print(f"  submission, 1,000 reservations    {res:.2f} ms   (committed, journal summed and appended): {100 * (res / off2 - 1):+.1f}% (target within 10%)")
 PY
+$only_project_check && exit 0
 
 echo "== submission latency"
 cargo bench -j2 -q --bench submit_latency 2>/dev/null

@@ -10,12 +10,23 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes`, file mode `mode` whatever the umask. The directory must
 /// exist. On failure the old file is untouched and no temporary file is left behind.
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    replace_with(path, bytes, mode, None)
+}
+
+/// [`replace`], the new file owned by `uid`:`gid` (root rewriting another user's file,
+/// which must stay that user's). The owner is set before any byte is written, on the
+/// file descriptor, so no path is followed.
+pub fn replace_owned(path: &Path, bytes: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    replace_with(path, bytes, mode, Some((uid, gid)))
+}
+
+fn replace_with(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -23,6 +34,12 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
     let (mut f, tmp) = create_temporary(dir, name, mode)?;
     let result = (|| {
+        if let Some((uid, gid)) = owner {
+            let meta = f.metadata()?;
+            if (meta.uid(), meta.gid()) != (uid, gid) {
+                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+            }
+        }
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;

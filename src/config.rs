@@ -383,6 +383,11 @@ pub struct BudgetSettings {
     pub name_template: String,
     /// The budgets as last read from AWS.
     pub cache_file: PathBuf,
+    /// The reservation journal: the worst case of every submission accepted since the
+    /// last refresh (`enforce = "committed"`; see `budget::reservations`). project-check
+    /// (SlurmUser) appends to it, so it must be SlurmUser's, in a directory only root or
+    /// SlurmUser can write (the README says how to create it).
+    pub reservations_file: PathBuf,
     /// A cache older than this is stale (a refresh has been failing).
     #[serde(deserialize_with = "seconds::up_to_a_week", serialize_with = "seconds::serialize")]
     pub max_age: Duration,
@@ -459,6 +464,7 @@ impl Default for BudgetSettings {
             enabled: false,
             name_template: "{project}".into(),
             cache_file: PathBuf::from("/var/spool/cost-tags/budgets.jsonl"),
+            reservations_file: PathBuf::from("/var/spool/cost-tags/reservations.jsonl"),
             max_age: Duration::from_secs(30 * 60),
             on_missing: BudgetFallback::Deny,
             on_stale: BudgetFallback::Allow,
@@ -851,10 +857,13 @@ instance = "g4dn.xlarge"
     fn budget_is_read() {
         let s = parse(
             "[budget]\nenabled = true\nname_template = \"hpc-{project}-monthly\"\nmax_age = 600\n\
-             on_missing = \"allow\"\non_stale = \"deny\"\nthreshold_percent = 90\ncache_file = \"/tmp/b.json\"\n",
+             on_missing = \"allow\"\non_stale = \"deny\"\nthreshold_percent = 90\ncache_file = \"/tmp/b.json\"\n\
+             reservations_file = \"/tmp/r.jsonl\"\n",
         )
         .unwrap();
         assert!(s.budget.enabled);
+        assert_eq!(s.budget.reservations_file, Path::new("/tmp/r.jsonl"));
+        assert_eq!(parse(&s.to_toml().unwrap()).unwrap(), s, "written back the same");
         assert_eq!(s.budget.max_age, Duration::from_secs(600));
         assert_eq!(s.budget.on_missing, BudgetFallback::Allow);
         assert_eq!(s.budget.on_stale, BudgetFallback::Deny);
@@ -865,6 +874,10 @@ instance = "g4dn.xlarge"
         assert_eq!(s.budget.project_of("other"), None);
         let d = Settings::default().budget;
         assert!(!d.enabled);
+        assert_eq!(
+            d.reservations_file,
+            Path::new("/var/spool/cost-tags/reservations.jsonl")
+        );
         assert_eq!(
             (d.on_missing, d.on_stale),
             (BudgetFallback::Deny, BudgetFallback::Allow)

@@ -11,6 +11,7 @@ use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
 use super::cache::{self, unix_seconds, BudgetCache, BudgetSpend, CacheError, PartitionCost};
+use super::reservations::{self, Journal};
 use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
@@ -143,6 +144,8 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
         Err(e) => return Ok(keep_after_slurm_failure(&b.cache_file, now, &e)),
     }
     cache.write(&b.cache_file)?;
+    // Only now: until the new cache is in place, the old one's reservations still count.
+    compact_reservations(settings, cache.header.refreshed_at, now);
     log::info(&format!(
         "budget cache {} refreshed: {} budgets{}",
         b.cache_file.display(),
@@ -175,6 +178,50 @@ fn keep_after_slurm_failure(path: &Path, now: SystemTime, e: &anyhow::Error) -> 
         "budget refresh failed: Slurm could not be read ({e:#}); {kept}"
     ));
     Refreshed::SlurmUnread
+}
+
+/// Drops from the reservation journal what a refresh at `refreshed_at` covers (and
+/// anything past its bound: see [`reservations`]), keeping its owner and mode. A
+/// journal that cannot be compacted is logged and left: its old lines no longer count
+/// against the new cache anyway, and a distrusted one stops project-check by itself.
+fn compact_reservations(settings: &Settings, refreshed_at: u64, now: SystemTime) {
+    let b = &settings.budget;
+    let path = &b.reservations_file;
+    let now = unix_seconds(now);
+    let compacted = Journal::open(path, false, Instant::now() + reservations::LOCK_WAIT).and_then(|j| {
+        j.map(|j| j.compact(|r| r.counts(refreshed_at, now, b.max_age)))
+            .transpose()
+    });
+    match compacted {
+        Ok(Some(done)) if done.dropped + done.bad_lines > 0 => log::info(&format!(
+            "{}: {} reservations covered by this refresh dropped, {} kept{}",
+            path.display(),
+            done.dropped,
+            done.kept,
+            if done.bad_lines > 0 {
+                format!(", {} bad lines dropped", done.bad_lines)
+            } else {
+                String::new()
+            }
+        )),
+        Ok(_) => {}
+        Err(e) => log::error(&format!("budget refresh: {e}")),
+    }
+}
+
+/// What the reservation journal holds per budget against the cache refreshed at `since`
+/// (for `budget list`); `None` with why when it cannot be read.
+fn reserved_totals(settings: &Settings, since: u64, now: SystemTime) -> Result<BTreeMap<String, f64>, String> {
+    let b = &settings.budget;
+    let journal = Journal::open(&b.reservations_file, false, Instant::now() + reservations::LOCK_WAIT)
+        .map_err(|e| e.to_string())?;
+    match journal {
+        None => Ok(BTreeMap::new()),
+        Some(mut j) => j
+            .totals(since, unix_seconds(now), b.max_age)
+            .map(|(totals, _)| totals)
+            .map_err(|e| e.to_string()),
+    }
 }
 
 /// The project of each running job, as squeue says it (sacct has no comment for a job
@@ -351,6 +398,10 @@ pub struct ListRow {
     #[serde(flatten)]
     pub spend: Option<BudgetSpend>,
     pub percent_used: Option<f64>,
+    /// The worst cases of the submissions accepted since the cache's refresh (the
+    /// reservation journal), when there are any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved: Option<f64>,
     /// What project-check does with a new job of this project now.
     pub submissions: &'static str,
 }
@@ -362,24 +413,37 @@ pub struct BudgetList {
     pub rows: Vec<ListRow>,
     pub source: String,
     pub skipped: Vec<String>,
+    /// What could not be shown, and why (the reservation journal unreadable).
+    pub notes: Vec<String>,
 }
 
 pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<BudgetList> {
     let b = &settings.budget;
-    let (budgets, source, skipped) = if cached {
+    let (budgets, source, skipped, since) = if cached {
         let cache = BudgetCache::read(&b.cache_file)?;
         let source = format!(
             "cache {}, {} s old",
             b.cache_file.display(),
             cache.header.age(now).as_secs()
         );
-        (cache.budgets, source, Vec::new())
+        (cache.budgets, source, Vec::new(), Some(cache.header.refreshed_at))
     } else {
         let found = Runtime::new()?.block_on(async {
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
             api.all(now).await
         })?;
-        (found.budgets, "AWS Budgets".to_string(), found.skipped)
+        // Reservations count against the cache's refresh, whatever this list reads.
+        let since = BudgetCache::read(&b.cache_file).ok().map(|c| c.header.refreshed_at);
+        (found.budgets, "AWS Budgets".to_string(), found.skipped, since)
+    };
+    let mut notes = Vec::new();
+    let reserved = match since.map(|since| reserved_totals(settings, since, now)) {
+        Some(Ok(totals)) => Some(totals),
+        Some(Err(why)) => {
+            notes.push(format!("no RESERVED column: {why}"));
+            None
+        }
+        None => None,
     };
     // Every project named in the projects file, so the ones without a budget show too.
     let text = std::fs::read(&settings.projects_file)
@@ -393,11 +457,12 @@ pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<Budget
         .map(|project| {
             let name = b.budget_name(&project);
             let spend = budgets.get(&name).cloned();
+            let reserved = reserved.as_ref().and_then(|r| r.get(&name).copied());
             // What counts: AWS's actual spend, or with committed budgets (and figures from
-            // Slurm in the cache) everything spent and committed.
+            // Slurm in the cache) everything spent, committed and reserved.
             let counts = |s: &BudgetSpend| match (b.enforce, s.accrued) {
                 (Some(crate::config::Enforce::Spent), _) | (_, None) => s.actual,
-                _ => s.committed_total(),
+                _ => s.committed_total() + reserved.unwrap_or(0.0),
             };
             let submissions = match (&spend, b.enabled) {
                 (_, false) => "not checked",
@@ -410,12 +475,18 @@ pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<Budget
                 project,
                 budget: spend.as_ref().map(|_| name),
                 percent_used: spend.as_ref().map(|s| (s.percent_used() * 10.0).round() / 10.0),
+                reserved: spend.as_ref().and(reserved),
                 spend,
                 submissions,
             }
         })
         .collect();
-    Ok(BudgetList { rows, source, skipped })
+    Ok(BudgetList {
+        rows,
+        source,
+        skipped,
+        notes,
+    })
 }
 
 #[cfg(test)]

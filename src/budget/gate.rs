@@ -2,9 +2,10 @@
 //! the cache alone. The messages are the ones users of the public ParallelCluster scripts
 //! already know.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::cache::{self, CacheError, Lookup};
+use super::reservations::{self, Journal, JournalError, Reservation};
 use super::worst_case::worst_case;
 use crate::config::{BudgetFallback, BudgetSettings, Enforce};
 use crate::slurm::job_request::JobRequest;
@@ -33,10 +34,52 @@ pub struct Ask<'a> {
     pub replacing: Option<&'a JobRequest>,
 }
 
-/// Looks the project's budget up in the cache and decides (see [`decide`]).
+/// Looks the project's budget up in the cache and decides (see [`decide`]). A job
+/// accepted on its priced worst case is then decided again with what the submissions
+/// accepted since the cache's refresh reserved (see [`super::reservations`]), and if
+/// still accepted, reserves its own worst case: all under the journal's lock, so two
+/// submissions cannot both spend the same money.
+///
+/// A journal that cannot be used (unreadable, distrusted, its lock not had in time) must
+/// not loosen anything: a job refused without reservations stays refused, and one that
+/// would be accepted is decided like a stale cache (`on_stale`), the reason in syslog.
 pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: SystemTime) -> BudgetVerdict {
-    let found = cache::lookup(&settings.cache_file, &settings.budget_name(project));
-    decide(settings, &found, project, size, now)
+    let budget = settings.budget_name(project);
+    let found = cache::lookup(&settings.cache_file, &budget);
+    let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, 0.0);
+    let (Some(_), Ok(cached)) = (reserve, &found) else {
+        return verdict;
+    };
+    let since = cached.header.refreshed_at;
+    let at = cache::unix_seconds(now);
+    let journal = &settings.reservations_file;
+    let decided = (|| {
+        let deadline = Instant::now() + reservations::LOCK_WAIT;
+        let Some(mut j) = Journal::open(journal, true, deadline)? else {
+            return Err(JournalError::Io(journal.clone(), std::io::ErrorKind::NotFound.into()));
+        };
+        let reserved = j.reserved(&budget, since, at, settings.max_age)?;
+        let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, reserved.cost);
+        if let Some(cost) = reserve {
+            j.append(&Reservation {
+                at,
+                budget: budget.clone(),
+                cost,
+            })?;
+        }
+        Ok((verdict, reserved.bad_lines))
+    })();
+    match decided {
+        Ok((verdict, 0)) => verdict,
+        Ok((verdict, bad)) => {
+            crate::log::warn_to_syslog(&format!(
+                "{}: {bad} reservation lines skipped (torn, garbled or not an amount)",
+                journal.display()
+            ));
+            verdict
+        }
+        Err(e) => cannot_tell(settings, project, e.to_string()),
+    }
 }
 
 /// Decides for `project` from what the cache held for its budget, read at `now`. With
@@ -50,6 +93,37 @@ pub fn decide(
     size: Option<Ask>,
     now: SystemTime,
 ) -> BudgetVerdict {
+    decide_reserved(settings, found, project, size, now, 0.0).0
+}
+
+/// The decision when the budget cannot be told: `on_stale`, with `why` for syslog.
+fn cannot_tell(settings: &BudgetSettings, project: &str, why: String) -> BudgetVerdict {
+    match settings.on_stale {
+        BudgetFallback::Allow => {
+            BudgetVerdict::AllowedUnchecked(format!("{why}; project {project} allowed (on_stale = allow)"))
+        }
+        BudgetFallback::Deny => BudgetVerdict::Denied {
+            message: format!(
+                "The budget of the Project {project} cannot be checked right now. Please ask the administrator."
+            ),
+            log: Some(format!("{why}; project {project} refused (on_stale = deny)")),
+        },
+    }
+}
+
+/// [`decide`], with `reserved` more already promised by the submissions accepted since
+/// the cache's refresh (committed budgets: available = limit − spent − accrued −
+/// committed − reserved). Also gives the worst case to reserve when the job is accepted
+/// on a priced worst case.
+pub fn decide_reserved(
+    settings: &BudgetSettings,
+    found: &Result<Lookup, CacheError>,
+    project: &str,
+    size: Option<Ask>,
+    now: SystemTime,
+    reserved: f64,
+) -> (BudgetVerdict, Option<f64>) {
+    let verdict = |v: BudgetVerdict| (v, None);
     let fresh = match found {
         Err(e) => Err(e.to_string()),
         Ok(f) if f.header.ahead(now) > cache::FUTURE_SKEW => Err(format!(
@@ -70,22 +144,10 @@ pub fn decide(
     };
     let found = match fresh {
         Ok(c) => c,
-        Err(why) => {
-            return match settings.on_stale {
-                BudgetFallback::Allow => {
-                    BudgetVerdict::AllowedUnchecked(format!("{why}; project {project} allowed (on_stale = allow)"))
-                }
-                BudgetFallback::Deny => BudgetVerdict::Denied {
-                    message: format!(
-                        "The budget of the Project {project} cannot be checked right now. Please ask the administrator."
-                    ),
-                    log: Some(format!("{why}; project {project} refused (on_stale = deny)")),
-                },
-            };
-        }
+        Err(why) => return verdict(cannot_tell(settings, project, why)),
     };
     let Some(budget) = &found.budget else {
-        return match settings.on_missing {
+        return verdict(match settings.on_missing {
             BudgetFallback::Allow => BudgetVerdict::Allowed { tell: None },
             BudgetFallback::Deny => BudgetVerdict::Denied {
                 message: format!(
@@ -93,7 +155,7 @@ pub fn decide(
                 ),
                 log: None,
             },
-        };
+        });
     };
     let spent_message = || BudgetVerdict::Denied {
         message: format!(
@@ -109,20 +171,20 @@ pub fn decide(
         None => !partitions.is_empty(),
     };
     if !committed {
-        return if budget.percent_used() >= settings.threshold_percent {
+        return verdict(if budget.percent_used() >= settings.threshold_percent {
             spent_message()
         } else {
             BudgetVerdict::Allowed { tell: None }
-        };
+        });
     }
     let allowed = budget.limit * settings.threshold_percent / 100.0;
-    let left = allowed - budget.committed_total();
+    let left = allowed - budget.committed_total() - reserved;
     let Some(ask) = size else {
-        return if left <= 0.0 {
+        return verdict(if left <= 0.0 {
             spent_message()
         } else {
             BudgetVerdict::Allowed { tell: None }
-        };
+        });
     };
     let hours_left = Some(budget.hours_left(now));
     // The job being changed is already counted at its worst case: that much is its own.
@@ -131,7 +193,7 @@ pub fn decide(
         .and_then(|before| worst_case(before, partitions, hours_left).ok())
         .map_or(0.0, |w| w.cost);
     if left <= 0.0 && ask.replacing.is_none() {
-        return spent_message();
+        return verdict(spent_message());
     }
     let room = left + own;
     let (unit, period) = (&budget.unit, budget.period_word());
@@ -144,7 +206,7 @@ pub fn decide(
         format!("{left:.2} {unit} left this {period}")
     };
     match worst_case(ask.job, partitions, hours_left) {
-        Ok(w) if w.cost > room => BudgetVerdict::Denied {
+        Ok(w) if w.cost > room => verdict(BudgetVerdict::Denied {
             message: format!(
                 "The project {project} has {has_left}; this job may cost up to {:.2} {unit} ({}). Ask for less \
                  time or fewer nodes, or ask the administrator.",
@@ -152,19 +214,23 @@ pub fn decide(
                 w.describe()
             ),
             log: None,
-        },
-        Ok(w) => BudgetVerdict::Allowed {
-            tell: settings.tell_users.then(|| {
-                format!(
-                    "cost-tags: {project}: this job may cost up to {:.2} {unit}; {has_left}",
-                    w.cost
-                )
-            }),
-        },
-        Err(why) => BudgetVerdict::AllowedUnchecked(format!(
+        }),
+        Ok(w) => (
+            BudgetVerdict::Allowed {
+                tell: settings.tell_users.then(|| {
+                    format!(
+                        "cost-tags: {project}: this job may cost up to {:.2} {unit}; {has_left}",
+                        w.cost
+                    )
+                }),
+            },
+            // A change reserves only what it adds to what the job already holds.
+            Some(w.cost - own).filter(|&more| more > 0.0),
+        ),
+        Err(why) => verdict(BudgetVerdict::AllowedUnchecked(format!(
             "project {project}: this job's worst case cannot be priced ({why}); allowed on the spend and \
              commitments so far ({left:.2} {unit} left)"
-        )),
+        ))),
     }
 }
 
@@ -564,5 +630,96 @@ mod tests {
             at(T0 + 7200),
         );
         assert!(matches!(stale, BudgetVerdict::AllowedUnchecked(_)), "{stale:?}");
+    }
+
+    /// Reservations come off what is left: 50 left, 45 reserved since the refresh, so a
+    /// 10 USD job is refused with 5 left, a 5 USD one accepted (and reserved); 50 reserved
+    /// leave nothing at all.
+    #[test]
+    fn reservations_come_off_what_is_left() {
+        let (s, c) = (settings(), committed_cache());
+        let found = Ok(Lookup {
+            header: c.header.clone(),
+            budget: c.budgets.get("ProjectA").cloned(),
+        });
+        let decide = |size: &JobRequest, reserved| {
+            super::decide_reserved(&s, &found, "ProjectA", Some(size), at(T0 + 60), reserved)
+        };
+        let (v, reserve) = decide(&job("compute", Some(60), 2), 45.0);
+        assert_eq!(reserve, None);
+        assert_eq!(
+            denied(v),
+            "The project ProjectA has 5.00 USD left this month; this job may cost up to 10.00 USD \
+             (2 nodes x 1 h of c5.xlarge). Ask for less time or fewer nodes, or ask the administrator."
+        );
+        let (v, reserve) = decide(&job("compute", Some(60), 1), 45.0);
+        assert_eq!(reserve, Some(5.0));
+        assert_eq!(
+            v,
+            BudgetVerdict::Allowed {
+                tell: Some("cost-tags: ProjectA: this job may cost up to 5.00 USD; 5.00 USD left this month".into())
+            }
+        );
+        assert!(denied(decide(&job("compute", Some(1), 1), 50.0).0).contains("does not have more budget"));
+    }
+
+    /// `check` on files: the journal is read, decided against and appended to; a journal
+    /// others can write is never trusted, and never loosens: a job refused without it
+    /// stays refused, and one that would go in follows `on_stale`.
+    #[test]
+    fn check_reserves_and_a_distrusted_journal_does_not_loosen() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let now = SystemTime::now();
+        let mut c = committed_cache();
+        c.header.refreshed_at = cache::unix_seconds(now);
+        let s = BudgetSettings {
+            cache_file: dir.path().join("budgets.jsonl"),
+            reservations_file: dir.path().join("reservations.jsonl"),
+            ..settings()
+        };
+        c.write(&s.cache_file).unwrap();
+        // 50 left, 20 a job: two go in, the third sees 10 left.
+        let big = job("compute", Some(120), 2);
+        for left in ["50.00", "30.00"] {
+            match check(&s, "ProjectA", Some(&big), now) {
+                BudgetVerdict::Allowed { tell: Some(t) } => assert!(t.contains(&format!("{left} USD left")), "{t}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(denied(check(&s, "ProjectA", Some(&big), now)).contains("has 10.00 USD left"));
+        std::fs::set_permissions(&s.reservations_file, std::fs::Permissions::from_mode(0o622)).unwrap();
+        // Refused anyway (60 > 50 even with nothing reserved): refused, journal or not.
+        let huge = job("compute", Some(360), 2);
+        assert!(denied(check(&s, "ProjectA", Some(&huge), now)).contains("has 50.00 USD left"));
+        // Would go in: on_stale decides, with the reason for syslog.
+        let small = job("compute", Some(60), 1);
+        match check(&s, "ProjectA", Some(&small), now) {
+            BudgetVerdict::AllowedUnchecked(why) => {
+                assert!(why.contains("distrusted") && why.contains("on_stale = allow"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let strict = BudgetSettings {
+            on_stale: BudgetFallback::Deny,
+            ..s.clone()
+        };
+        match check(&strict, "ProjectA", Some(&small), now) {
+            BudgetVerdict::Denied { message, log } => {
+                assert!(message.contains("cannot be checked right now"), "{message}");
+                assert!(log.unwrap().contains("writable by group or others"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A journal in a missing directory: the same, with how to fix it.
+        let nowhere = BudgetSettings {
+            reservations_file: dir.path().join("missing/reservations.jsonl"),
+            ..strict
+        };
+        match check(&nowhere, "ProjectA", Some(&small), now) {
+            BudgetVerdict::Denied { log, .. } => assert!(log.unwrap().contains("create it once"), "no hint"),
+            other => panic!("{other:?}"),
+        }
     }
 }

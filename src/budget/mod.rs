@@ -9,5 +9,6 @@
 pub mod admin;
 pub mod cache;
 pub mod gate;
+pub mod reservations;
 pub mod spend;
 pub mod worst_case;

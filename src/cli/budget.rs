@@ -115,6 +115,9 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     for why in &list.skipped {
         eprintln!("cost-tags: budget skipped: {why}");
     }
+    for note in &list.notes {
+        eprintln!("cost-tags: {note}");
+    }
     let rows = list.rows;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&rows)?)?;
@@ -129,6 +132,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
         "ACTUAL",
         "ACCRUED",
         "COMMITTED",
+        "RESERVED",
         "USED",
         "FORECAST",
         "NEW JOBS",
@@ -149,6 +153,7 @@ fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
             money(s.map(|s| s.actual)),
             money(s.and_then(|s| s.accrued)),
             money(s.and_then(|s| s.committed)),
+            money(r.reserved),
             r.percent_used.map(|p| format!("{p:.1}%")).unwrap_or_default(),
             money(s.and_then(|s| s.forecast)),
             r.submissions.to_string(),

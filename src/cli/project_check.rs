@@ -52,7 +52,8 @@ the cache written by `cost-tags budget refresh` says (AWS is never called here):
   'The Project P does not have any associated budget. Please ask the administrator to
    create it.' (on_missing = \"deny\", the default)
   A stale or unreadable cache allows (on_stale = \"allow\", the default) or refuses, and
-  says why in syslog.
+  says why in syslog. With committed budgets, each accepted job's worst case is reserved
+  in reservations_file until the next refresh, and counts against what is left.
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]

@@ -40,9 +40,10 @@ impl Setup {
         std::fs::write(
             d.join("cost-tags.toml"),
             format!(
-                "projects_file = {:?}\n[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {:?}\n{extra}",
+                "projects_file = {:?}\n[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {:?}\nreservations_file = {:?}\n{extra}",
                 d.join("projects_list.conf"),
-                self.cache()
+                self.cache(),
+                self.journal()
             ),
         )
         .unwrap();
@@ -50,6 +51,10 @@ impl Setup {
 
     fn cache(&self) -> PathBuf {
         self.dir.path().join("cache/budgets.jsonl")
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.dir.path().join("reservations.jsonl")
     }
 
     fn command(&self, binary: &str, endpoint: &str) -> Command {
@@ -396,4 +401,61 @@ fn list_shows_spend_limit_and_projects_without_budget() {
     assert_eq!(cached.status.code(), Some(0), "{}", text(&cached.stderr));
     let cached: Vec<serde_json::Value> = serde_json::from_slice(&cached.stdout).unwrap();
     assert_eq!(cached, rows);
+}
+
+/// `budget refresh` compacts the reservation journal: the reservations made before its
+/// snapshot (its jobs are now in squeue or sacct) are dropped, a newer one is kept and
+/// shows in `budget list`, and the journal stays SlurmUser's, with its mode.
+#[test]
+fn a_refresh_drops_the_reservations_it_covers() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(s) = Setup::start("") else { return };
+    s.seed();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let later = now + 120;
+    std::fs::write(
+        s.journal(),
+        format!(
+            "{{\"at\":{},\"budget\":\"Within\",\"cost\":5.0}}\n\
+             {{\"at\":{},\"budget\":\"Within\",\"cost\":7.0}}\n\
+             torn{{\"at\":\n\
+             {{\"at\":{later},\"budget\":\"Within\",\"cost\":2.5}}\n",
+            now - 600,
+            now - 1
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(s.journal(), std::fs::Permissions::from_mode(0o640)).unwrap();
+    let root = nix::unistd::geteuid().is_root();
+    if root {
+        // As slurmctld's SlurmUser would own it (nobody here).
+        std::os::unix::fs::chown(s.journal(), Some(65534), Some(65534)).unwrap();
+    }
+    let before = std::fs::metadata(s.journal()).unwrap();
+    let out = s.cost_tags(&["budget", "refresh"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 reservations covered by this refresh dropped, 1 kept, 1 bad lines dropped"),
+        "{}",
+        text(&out.stderr)
+    );
+    let journal = std::fs::read_to_string(s.journal()).unwrap();
+    assert_eq!(
+        journal,
+        format!("{{\"at\":{later},\"budget\":\"Within\",\"cost\":2.5}}\n")
+    );
+    let after = std::fs::metadata(s.journal()).unwrap();
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+
+    let out = s.cost_tags(&["budget", "list", "--cached", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let within = rows.iter().find(|r| r["project"] == "Within").unwrap();
+    assert_eq!(within["reserved"], 2.5, "{within}");
+    let table = text(&s.cost_tags(&["budget", "list", "--cached"]).stdout);
+    assert!(table.contains("RESERVED") && table.contains("2.50 USD"), "{table}");
 }

@@ -116,6 +116,48 @@ impl Filter {
     }
 }
 
+/// A filter with budgets on: its cache and reservation journal in a directory of its
+/// own, which slurmctld's SlurmUser (root, in the fixture) owns.
+struct Budgeted {
+    f: Filter,
+    dir: tempfile::TempDir,
+}
+
+impl Budgeted {
+    /// `extra` goes into `[budget]`.
+    fn start(extra: &str, options: SlurmOptions) -> Option<Budgeted> {
+        let dir = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let settings = format!(
+            "[budget]\nenabled = true\ncache_file = {:?}\nreservations_file = {:?}\n{extra}",
+            dir.path().join("budgets.jsonl"),
+            dir.path().join("reservations.jsonl")
+        );
+        let f = Filter::start_with_options(&settings, &[], options)?;
+        Some(Budgeted { f, dir })
+    }
+
+    fn journal(&self) -> std::path::PathBuf {
+        self.dir.path().join("reservations.jsonl")
+    }
+
+    /// Writes the cache as `budget refresh` would, refreshed now: the partitions (a JSON
+    /// object) and one budget line per `budgets` line.
+    fn write_cache(&self, partitions: &str, budgets: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(
+            self.dir.path().join("budgets.jsonl"),
+            format!(
+                "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{partitions}}}\n{budgets}\n"
+            ),
+        )
+        .unwrap();
+    }
+}
+
 #[test]
 fn submit_filter_on_real_slurm() {
     let Some(f) = Filter::start() else { return };
@@ -355,26 +397,14 @@ fn spent_budgets_are_refused_at_submission() {
 /// an hour. sbatch shows the submitter the refusal, or on acceptance what the job may cost.
 #[test]
 fn committed_budgets_price_the_job_at_submission() {
-    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cache_file = cache.path().join("budgets.jsonl");
-    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+    let Some(b) = Budgeted::start("", SlurmOptions::default()) else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    std::fs::write(
-        &cache_file,
-        format!(
-            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\"compute\":\
-             {{\"instance\":\"c5.large\",\"hourly\":10.0,\"cpus\":2,\"default_minutes\":30,\"is_default\":true}}}}}}\n\
-             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":40.0,\"unit\":\"USD\",\"period\":\"MONTHLY\",\
-             \"accrued\":5.0,\"committed\":5.0}}\n"
-        ),
-    )
-    .unwrap();
+    let f = &b.f;
+    b.write_cache(
+        r#"{"compute":{"instance":"c5.large","hourly":10.0,"cpus":2,"default_minutes":30,"is_default":true}}"#,
+        r#"{"name":"ProjectA","limit":100.0,"actual":40.0,"unit":"USD","period":"MONTHLY","accrued":5.0,"committed":5.0}"#,
+    );
     // 12 h of one of the node's 2 CPUs (sbatch's default): 60 USD, more than the 50 left.
     f.refused(
         f.sbatch(
@@ -417,39 +447,81 @@ fn committed_budgets_price_the_job_at_submission() {
     );
 }
 
+/// Reservations between refreshes (issue 21.4): the cache says ProjectA has 0.49 USD left
+/// and a c5.xlarge node of partition compute costs 0.17 USD an hour. Three exclusive
+/// one-node, one-hour jobs in a row with no refresh between them: each reserves its 0.17,
+/// so the first two go in (0.49, then 0.32 left) and the third is refused with 0.15 left.
+/// slurmctld runs project-check as the fixture's SlurmUser (root), who owns the journal's
+/// directory.
+#[test]
+fn submissions_between_refreshes_reserve_their_worst_case() {
+    let Some(b) = Budgeted::start("enforce = \"committed\"\n", SlurmOptions::default()) else {
+        return;
+    };
+    let f = &b.f;
+    // 10 limit - 9 spent - 0.31 accrued - 0.20 committed = 0.49 left.
+    b.write_cache(
+        r#"{"compute":{"instance":"c5.xlarge","hourly":0.17,"cpus":4,"is_default":true}}"#,
+        r#"{"name":"ProjectA","limit":10.0,"actual":9.0,"unit":"USD","period":"MONTHLY","accrued":0.31,"committed":0.2}"#,
+    );
+    let job = [
+        "-N1",
+        "--exclusive",
+        "-t",
+        "60",
+        "--comment",
+        "ProjectA",
+        "--wrap",
+        "true",
+    ];
+    for left in ["0.49", "0.32"] {
+        let out = f.sbatch("ctalice", &job);
+        assert!(out.status.success(), "{left} left: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains(&format!("this job may cost up to 0.17 USD; {left} USD left this month")),
+            "{}",
+            text(&out)
+        );
+    }
+    f.refused(
+        f.sbatch("ctalice", &job),
+        "The project ProjectA has 0.15 USD left this month; this job may cost up to 0.17 USD \
+         (1 node x 1 h of c5.xlarge). Ask for less time or fewer nodes, or ask the administrator.",
+        "the third job, with two reserved before it",
+    );
+    // Two reservations, the refused job none; the journal is private to SlurmUser.
+    let journal = b.journal();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.contains("\"budget\":\"ProjectA\",\"cost\":0.17")),
+        "{text}"
+    );
+    assert_eq!(std::fs::metadata(&journal).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
 /// Issue 21: a committed budget holds against every ordinary way a job asks for more.
 /// ProjectA has 0.49 USD left; a c5.xlarge node (4 CPUs) costs 0.17 USD an hour, a
 /// g5.12xlarge (48 CPUs, 4 GPUs) 5.672. Each sbatch goes through job_submit.lua as
 /// slurmctld fills `job_desc`, and the refusal names the true worst case.
 #[test]
 fn budgets_hold_against_every_way_a_job_asks_for_more() {
-    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cache_file = cache.path().join("budgets.jsonl");
     // GresTypes=gpu, so that --gpus reaches job_submit.lua.
     let options = SlurmOptions {
         gres_gpu: true,
         ..SlurmOptions::default()
     };
-    let settings = format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n");
-    let Some(f) = Filter::start_with_options(&settings, &[], options) else {
+    let Some(b) = Budgeted::start("", options) else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    std::fs::write(
-        &cache_file,
-        format!(
-            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\
-             \"compute\":{{\"instance\":\"c5.xlarge\",\"hourly\":0.17,\"cpus\":4,\"default_minutes\":60,\"is_default\":true}},\
-             \"gpu\":{{\"instance\":\"g5.12xlarge\",\"hourly\":5.672,\"cpus\":48,\"gpus\":4}}}}}}\n\
-             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":99.51,\"unit\":\"USD\",\"period\":\"MONTHLY\",\
-             \"accrued\":0.0,\"committed\":0.0}}\n"
-        ),
-    )
-    .unwrap();
+    let f = &b.f;
+    b.write_cache(
+        r#"{"compute":{"instance":"c5.xlarge","hourly":0.17,"cpus":4,"default_minutes":60,"is_default":true},
+            "gpu":{"instance":"g5.12xlarge","hourly":5.672,"cpus":48,"gpus":4}}"#,
+        r#"{"name":"ProjectA","limit":100.0,"actual":99.51,"unit":"USD","period":"MONTHLY","accrued":0.0,"committed":0.0}"#,
+    );
     let refused = |args: &[&str], worst: &str| {
         let mut all = vec!["--comment", "ProjectA"];
         all.extend_from_slice(args);
@@ -526,25 +598,14 @@ fn budgets_hold_against_every_way_a_job_asks_for_more() {
 /// ProjectA has 0.49 USD left; a whole c5.xlarge node is 0.17 USD an hour.
 #[test]
 fn a_change_of_size_is_priced_with_the_job_s_own_worst_case_as_room() {
-    let cache = tempfile::Builder::new().prefix("cost-tags-budget").tempdir().unwrap();
-    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cache_file = cache.path().join("budgets.jsonl");
-    let Some(f) = Filter::start_with(&format!("[budget]\nenabled = true\ncache_file = {cache_file:?}\n")) else {
+    let Some(b) = Budgeted::start("", SlurmOptions::default()) else {
         return;
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    std::fs::write(
-        &cache_file,
-        format!(
-            "{{\"format\":1,\"refreshed_at\":{now},\"account_id\":\"123456789012\",\"partitions\":{{\
-             \"compute\":{{\"instance\":\"c5.xlarge\",\"hourly\":0.17,\"cpus\":4,\"default_minutes\":60,\"is_default\":true}}}}}}\n\
-             {{\"name\":\"ProjectA\",\"limit\":100.0,\"actual\":99.51,\"unit\":\"USD\",\"period\":\"MONTHLY\"}}\n"
-        ),
-    )
-    .unwrap();
+    let f = &b.f;
+    b.write_cache(
+        r#"{"compute":{"instance":"c5.xlarge","hourly":0.17,"cpus":4,"default_minutes":60,"is_default":true}}"#,
+        r#"{"name":"ProjectA","limit":100.0,"actual":99.51,"unit":"USD","period":"MONTHLY"}"#,
+    );
     // 1 node x 1 h = 0.17: in.
     let job = f.accepted(
         "ctalice",
@@ -567,25 +628,27 @@ fn a_change_of_size_is_priced_with_the_job_s_own_worst_case_as_room() {
         let out = f.cluster.run_root("scontrol", &["show", "job", &job.to_string()]);
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // 2 h = 0.34, within 0.49 left + its own 0.17.
+    // Submitted, it reserved 0.17: 0.32 left. 2 h on a whole node = 0.34, within 0.32 +
+    // its own (job_rec does not say the job is --exclusive: the change is priced on whole
+    // nodes, the job as it is on its one CPU of four, 1 h x 0.17 / 4 = 0.0425: the
+    // smaller room). It reserves what it adds: 0.34 - 0.0425 = 0.2975.
     let out = update("TimeLimit=120");
     assert!(out.status.success(), "TimeLimit=120: {}", text(&out));
     assert!(show().contains("TimeLimit=02:00:00"), "{}", show());
-    // 5 h = 0.85 > 0.49 + its own: refused, and unchanged. (job_rec does not say the
-    // job is --exclusive: the change is priced on whole nodes, the job as it is on its
-    // one CPU of four, 2 h x 0.17 / 4 = 0.09: the smaller room.)
+    // 5 h = 0.85 > 0.49 - 0.17 - 0.2975 = 0.0225 left + its own 2 h x 0.17 / 4 = 0.085:
+    // refused, and unchanged.
     let out = update("TimeLimit=300");
     assert!(!out.status.success(), "TimeLimit=300 should be refused: {}", text(&out));
     assert!(
         f.cluster.slurmctld_log().contains(
-            "cost-tags: refused: The project ProjectA has 0.49 USD left this month besides this job's own \
+            "cost-tags: refused: The project ProjectA has 0.02 USD left this month besides this job's own \
              0.09 USD; this job may cost up to 0.85 USD (1 node x 5 h of c5.xlarge)"
         ),
         "{}",
         f.cluster.slurmctld_log()
     );
     assert!(show().contains("TimeLimit=02:00:00"), "{}", show());
-    // 3 nodes x 2 h = 1.02 > 0.58: refused.
+    // 3 nodes x 2 h = 1.02 > 0.1075: refused.
     let out = update("NumNodes=3");
     assert!(!out.status.success(), "NumNodes=3 should be refused: {}", text(&out));
     assert!(
