@@ -34,6 +34,13 @@ pub struct Ask<'a> {
     pub replacing: Option<&'a JobRequest>,
 }
 
+impl<'a> Ask<'a> {
+    /// A new job.
+    pub fn new(job: &'a JobRequest) -> Ask<'a> {
+        Ask { job, replacing: None }
+    }
+}
+
 /// Looks the project's budget up in the cache and decides (see [`decide`]). A job
 /// accepted on its priced worst case is then decided again with what the submissions
 /// accepted since the cache's refresh reserved (see [`super::reservations`]), and if
@@ -47,15 +54,21 @@ pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: S
     let budget = settings.budget_name(project);
     let found = cache::lookup(&settings.cache_file, &budget);
     let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, 0.0);
-    let (Some(_), Ok(cached)) = (reserve, &found) else {
+    let Ok(cached) = &found else {
         return verdict;
     };
+    // Refused on its worst case without reservations: refused with them too, but the
+    // message should say what is really left, when the journal can tell.
+    let refused_on_price = reserve.is_none() && size.is_some() && matches!(verdict, BudgetVerdict::Denied { .. });
+    if reserve.is_none() && !refused_on_price {
+        return verdict;
+    }
     let since = cached.header.refreshed_at;
     let at = cache::unix_seconds(now);
     let journal = &settings.reservations_file;
     let decided = (|| {
         let deadline = Instant::now() + reservations::LOCK_WAIT;
-        let Some(mut j) = Journal::open(journal, true, deadline)? else {
+        let Some(mut j) = Journal::open(journal, !refused_on_price, deadline)? else {
             return Err(JournalError::Io(journal.clone(), std::io::ErrorKind::NotFound.into()));
         };
         let reserved = j.reserved(&budget, since, at, settings.max_age)?;
@@ -78,6 +91,7 @@ pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: S
             ));
             verdict
         }
+        Err(_) if refused_on_price => verdict,
         Err(e) => cannot_tell(settings, project, e.to_string()),
     }
 }
@@ -643,7 +657,7 @@ mod tests {
             budget: c.budgets.get("ProjectA").cloned(),
         });
         let decide = |size: &JobRequest, reserved| {
-            super::decide_reserved(&s, &found, "ProjectA", Some(size), at(T0 + 60), reserved)
+            super::decide_reserved(&s, &found, "ProjectA", Some(Ask::new(size)), at(T0 + 60), reserved)
         };
         let (v, reserve) = decide(&job("compute", Some(60), 2), 45.0);
         assert_eq!(reserve, None);
@@ -683,19 +697,19 @@ mod tests {
         // 50 left, 20 a job: two go in, the third sees 10 left.
         let big = job("compute", Some(120), 2);
         for left in ["50.00", "30.00"] {
-            match check(&s, "ProjectA", Some(&big), now) {
+            match check(&s, "ProjectA", Some(Ask::new(&big)), now) {
                 BudgetVerdict::Allowed { tell: Some(t) } => assert!(t.contains(&format!("{left} USD left")), "{t}"),
                 other => panic!("{other:?}"),
             }
         }
-        assert!(denied(check(&s, "ProjectA", Some(&big), now)).contains("has 10.00 USD left"));
+        assert!(denied(check(&s, "ProjectA", Some(Ask::new(&big)), now)).contains("has 10.00 USD left"));
         std::fs::set_permissions(&s.reservations_file, std::fs::Permissions::from_mode(0o622)).unwrap();
         // Refused anyway (60 > 50 even with nothing reserved): refused, journal or not.
         let huge = job("compute", Some(360), 2);
-        assert!(denied(check(&s, "ProjectA", Some(&huge), now)).contains("has 50.00 USD left"));
+        assert!(denied(check(&s, "ProjectA", Some(Ask::new(&huge)), now)).contains("has 50.00 USD left"));
         // Would go in: on_stale decides, with the reason for syslog.
         let small = job("compute", Some(60), 1);
-        match check(&s, "ProjectA", Some(&small), now) {
+        match check(&s, "ProjectA", Some(Ask::new(&small)), now) {
             BudgetVerdict::AllowedUnchecked(why) => {
                 assert!(why.contains("distrusted") && why.contains("on_stale = allow"), "{why}")
             }
@@ -705,7 +719,7 @@ mod tests {
             on_stale: BudgetFallback::Deny,
             ..s.clone()
         };
-        match check(&strict, "ProjectA", Some(&small), now) {
+        match check(&strict, "ProjectA", Some(Ask::new(&small)), now) {
             BudgetVerdict::Denied { message, log } => {
                 assert!(message.contains("cannot be checked right now"), "{message}");
                 assert!(log.unwrap().contains("writable by group or others"));
@@ -717,7 +731,7 @@ mod tests {
             reservations_file: dir.path().join("missing/reservations.jsonl"),
             ..strict
         };
-        match check(&nowhere, "ProjectA", Some(&small), now) {
+        match check(&nowhere, "ProjectA", Some(Ask::new(&small)), now) {
             BudgetVerdict::Denied { log, .. } => assert!(log.unwrap().contains("create it once"), "no hint"),
             other => panic!("{other:?}"),
         }

@@ -195,14 +195,8 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
             replacing: Some(before),
         }),
         // A new project for the job: it pays the whole job.
-        (Some((after, _)), None) => Some(Ask {
-            job: after,
-            replacing: None,
-        }),
-        (None, _) if args.submit && !args.modify => Some(Ask {
-            job: &given.request,
-            replacing: None,
-        }),
+        (Some((after, _)), None) => Some(Ask::new(after)),
+        (None, _) if args.submit && !args.modify => Some(Ask::new(&given.request)),
         (None, _) => None,
     };
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {

@@ -142,7 +142,7 @@ impl Budgeted {
     }
 
     /// Writes the cache as `budget refresh` would, refreshed now: the partitions (a JSON
-    /// object) and one budget line per `budgets` line.
+    /// object on one line) and one budget line per `budgets` line.
     fn write_cache(&self, partitions: &str, budgets: &str) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -518,8 +518,10 @@ fn budgets_hold_against_every_way_a_job_asks_for_more() {
     };
     let f = &b.f;
     b.write_cache(
-        r#"{"compute":{"instance":"c5.xlarge","hourly":0.17,"cpus":4,"default_minutes":60,"is_default":true},
-            "gpu":{"instance":"g5.12xlarge","hourly":5.672,"cpus":48,"gpus":4}}"#,
+        concat!(
+            r#"{"compute":{"instance":"c5.xlarge","hourly":0.17,"cpus":4,"default_minutes":60,"is_default":true},"#,
+            r#""gpu":{"instance":"g5.12xlarge","hourly":5.672,"cpus":48,"gpus":4}}"#
+        ),
         r#"{"name":"ProjectA","limit":100.0,"actual":99.51,"unit":"USD","period":"MONTHLY","accrued":0.0,"committed":0.0}"#,
     );
     let refused = |args: &[&str], worst: &str| {
