@@ -19,6 +19,7 @@ mod node_tagging;
 mod prices;
 mod project_check_cli;
 mod reconcile_slurm;
+mod report_account_tree;
 mod report_golden;
 mod report_html;
 mod report_slurmdbd;
