@@ -51,7 +51,7 @@ py=/usr/bin/python3
 need_apt=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
             slurmdbd:slurmdbd mariadbd:mariadb-server setpriv:util-linux unshare:util-linux \
-            mount:mount curl:curl shellcheck:shellcheck hyperfine:hyperfine; do
+            mount:mount curl:curl shellcheck:shellcheck hyperfine:hyperfine chromium:chromium; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need_apt+=("$pkg")
 done

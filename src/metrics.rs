@@ -46,6 +46,7 @@ pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
         clusters: None,
         users,
         filters: Default::default(),
+        account_tree: None,
     }
 }
 

@@ -14,7 +14,10 @@ use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
 use crate::report::calendar::{self, Every, Short, Timestamp};
 use crate::report::filter::Filters;
-use crate::report::{build_confirmed, chart, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options};
+use crate::report::{
+    build_confirmed, chart, html, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options,
+};
+use crate::slurm::account_tree::AccountTree;
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,6 +28,8 @@ pub enum Format {
     Csv,
     /// One document with rows, totals, unpriced jobs and skipped lines (see docs/report.md).
     Json,
+    /// One self-contained HTML page for people: the table, the chart and the notes.
+    Html,
 }
 
 fn parse_since(s: &str) -> Result<Timestamp, String> {
@@ -134,6 +139,11 @@ pub struct ReportArgs {
     /// projects in proportion to their estimated cost (proportional)
     #[arg(long, value_enum, default_value = "none", requires = "billed")]
     pub overhead: Overhead,
+    /// With `--by parent-account`: read the account tree from this file, saved with
+    /// `sacctmgr -n -P list associations format=Cluster,Account,ParentName,User`, instead
+    /// of asking sacctmgr
+    #[arg(long, value_name = "FILE")]
+    pub account_tree: Option<PathBuf>,
     #[arg(long, hide = true, default_value = "/etc/parallelcluster/cfnconfig")]
     pub cfnconfig: PathBuf,
 }
@@ -168,6 +178,12 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
     if args.billed && (args.by != [Dimension::Project] || args.top.is_some()) {
         bail!("--billed compares per project: use it with --by project alone, and without --top");
     }
+    if args.billed && args.format == Format::Html {
+        bail!("--format html does not show --billed yet: use --format table, csv or json with --billed");
+    }
+    if args.account_tree.is_some() && !args.by.contains(&Dimension::ParentAccount) {
+        bail!("--account-tree is read for --by parent-account: add it to --by, or leave the file out");
+    }
     let mut by = Vec::new();
     for d in &args.by {
         if by.contains(d) {
@@ -182,10 +198,12 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
         by,
         every: args.every,
         top: args.top.map(|n| n as usize),
-        chart: args.chart.as_ref().map(|_| args.every.unwrap_or(Every::Day)),
+        // The HTML statement draws the chart inline.
+        chart: (args.chart.is_some() || args.format == Format::Html).then(|| args.every.unwrap_or(Every::Day)),
         clusters: args.clusters.clone(),
         users: sacct::Users::of_caller(),
         filters: filters(args)?,
+        account_tree: None,
     })
 }
 
@@ -219,7 +237,14 @@ fn filters(args: &ReportArgs) -> anyhow::Result<Filters> {
 /// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary);
 /// so does exit 1, when Cost Explorer cannot be read or its answer used for `--billed`.
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let options = options(args, unix_now())?;
+    let mut options = options(args, unix_now())?;
+    if options.by.contains(&Dimension::ParentAccount) {
+        // The tree is the cluster's even for a saved sacct file, unless saved too.
+        options.account_tree = Some(match &args.account_tree {
+            Some(path) => AccountTree::read(path)?,
+            None => AccountTree::from_sacctmgr()?,
+        });
+    }
     let prices = with_prices(settings, unix_now())?;
     let read = match &args.sacct_file {
         Some(path) if path.as_os_str() == "-" => Some((
@@ -269,6 +294,7 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         Format::Table => output::table(&report, &mut out),
         Format::Csv => output::csv(&report, &mut out),
         Format::Json => output::json(&report, &mut out),
+        Format::Html => html::html(&report, &mut out),
     };
     printed.and_then(|()| out.flush()).map_err(super::StdoutError)?;
     if args.format == Format::Csv {
@@ -331,6 +357,7 @@ mod tests {
             cluster_name: None,
             billed_metric: Metric::UnblendedCost,
             overhead: Overhead::None,
+            account_tree: None,
             cfnconfig: PathBuf::new(),
         };
         let (now, _) = calendar::parse("2024-03-15T08:30:00").unwrap();

@@ -350,6 +350,7 @@ mod tests {
             clusters: None,
             users: crate::report::sacct::Users::All,
             filters: Default::default(),
+            account_tree: None,
         };
         assert_eq!(days(&options), (t("2024-03-01"), t("2024-03-05")));
         let partial = Options {

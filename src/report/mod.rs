@@ -1,13 +1,15 @@
 //! `cost-tags report`: the chargeback report. Slurm accounting records (from sacct, run
 //! here or saved to a file) are priced one by one as they stream in ([`pricing`]), summed
-//! per group and period ([`aggregate`]), and printed as a table, CSV or JSON ([`output`]),
-//! with an optional SVG chart of spend over time ([`chart`]).
+//! per group and period ([`aggregate`]), and printed as a table, CSV or JSON ([`output`])
+//! or as an HTML statement ([`html`]), with an optional SVG chart of spend over time
+//! ([`chart`]).
 
 pub mod aggregate;
 pub mod billed;
 pub mod calendar;
 pub mod chart;
 pub mod filter;
+pub mod html;
 pub mod job;
 pub mod job_ids;
 mod json_layout;
@@ -27,6 +29,7 @@ use crate::config::{PricingSettings, ProjectSource, Settings};
 use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
+use crate::slurm::account_tree::{AccountTree, Roll};
 use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
 use calendar::{Every, Timestamp};
 use filter::Filters;
@@ -48,6 +51,11 @@ pub enum Dimension {
     Cluster,
     /// The job's Unix group (sacct's `Group`).
     Group,
+    /// The parent of the job's Slurm account in the association tree (sacctmgr's, or
+    /// `--account-tree`); a top-level account stands for itself. See
+    /// [`crate::slurm::account_tree`].
+    #[serde(rename = "parent_account")]
+    ParentAccount,
 }
 
 impl Dimension {
@@ -59,6 +67,7 @@ impl Dimension {
             Dimension::Account => "account",
             Dimension::Cluster => "cluster",
             Dimension::Group => "group",
+            Dimension::ParentAccount => "parent_account",
         }
     }
 }
@@ -84,6 +93,8 @@ pub struct Options {
     pub users: sacct::Users,
     /// Only these users, accounts, partitions, groups, projects.
     pub filters: Filters,
+    /// The account tree `--by parent-account` rolls accounts up with.
+    pub account_tree: Option<AccountTree>,
 }
 
 impl Options {
@@ -130,6 +141,8 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
         Dimension::Account => record.account,
         Dimension::Cluster => record.cluster,
         Dimension::Group => record.group,
+        // Rolled up in `build_confirmed`, which has the tree.
+        Dimension::ParentAccount => record.account,
     };
     if v.is_empty() {
         "(none)"
@@ -169,6 +182,8 @@ pub fn build_confirmed(
     let source = settings.project_source;
     let layout = options.layout(source);
     let filtering = !options.filters.is_empty();
+
+    let mut rolls = AccountRolls::default();
 
     let mut key = String::with_capacity(128);
     let forged = records(&mut input, layout, ids.as_mut(), &mut diag, |line_no, record, diag| {
@@ -215,7 +230,10 @@ pub fn build_confirmed(
             if i > 0 {
                 key.push(KEY_SEPARATOR);
             }
-            let v = value(&record, *d, source);
+            let v = match (d, &options.account_tree) {
+                (Dimension::ParentAccount, Some(tree)) => rolls.group(tree, &record),
+                _ => value(&record, *d, source),
+            };
             if v.contains(KEY_SEPARATOR) {
                 key.push_str(&v.replace(KEY_SEPARATOR, "?"));
             } else {
@@ -235,6 +253,7 @@ pub fn build_confirmed(
         diag.warnings
             .push("the settings have no [pricing] instances: no job could be priced (see docs/report.md)".into());
     }
+    rolls.warn(&mut diag);
     if forged > 0 {
         diag.warnings.push(format!(
             "{forged} lines named jobs sacct does not list (as often): job comments hold newlines, and \
@@ -278,6 +297,61 @@ pub fn build_confirmed(
         price_sources,
         billed: None,
     })
+}
+
+/// The accounts `--by parent-account` could not roll up, for the report's warnings.
+#[derive(Debug, Default)]
+struct AccountRolls {
+    /// Job runs whose account the tree does not hold, and the first few such accounts.
+    unknown: (u64, Vec<String>),
+    /// Job runs whose account has a different parent on different clusters.
+    disputed: (u64, Vec<String>),
+}
+
+impl AccountRolls {
+    /// The group of `record` under `--by parent-account`: its account's parent, or its
+    /// account itself (a top-level account, or one the tree cannot place: counted).
+    fn group<'a>(&mut self, tree: &'a AccountTree, record: &sacct::Record<'a>) -> &'a str {
+        let account = if record.account.is_empty() {
+            "(none)"
+        } else {
+            record.account
+        };
+        let (runs, examples) = match tree.roll_up(record.cluster, account) {
+            Roll::Group(g) => return g,
+            Roll::Unknown => &mut self.unknown,
+            Roll::Disputed => &mut self.disputed,
+        };
+        *runs += 1;
+        if examples.len() < aggregate::EXAMPLES && !examples.iter().any(|a| a == account) {
+            examples.push(account.to_string());
+        }
+        account
+    }
+
+    fn warn(&self, diag: &mut Diagnostics) {
+        let (runs, accounts) = &self.unknown;
+        if *runs > 0 {
+            diag.warnings.push(format!(
+                "{runs} job runs are under accounts the account tree does not have ({}{}): each is shown \
+                 under its own account (deleted since, or the tree is another cluster's?)",
+                accounts.join(", "),
+                if accounts.len() == aggregate::EXAMPLES {
+                    ", ..."
+                } else {
+                    ""
+                }
+            ));
+        }
+        let (runs, accounts) = &self.disputed;
+        if *runs > 0 {
+            diag.warnings.push(format!(
+                "{runs} job runs are under accounts whose parent differs between clusters ({}): each is \
+                 shown under its own account; --clusters reads each job's cluster and rolls it up there",
+                accounts.join(", ")
+            ));
+        }
+    }
 }
 
 /// Reads sacct lines from `input` and hands each usable record to `each`, with its line
@@ -551,6 +625,7 @@ mod tests {
             clusters: None,
             users: sacct::Users::All,
             filters: Filters::default(),
+            account_tree: None,
         };
         let report = build_confirmed(&prices, &options, sacct.as_bytes(), None).unwrap();
         let cost = |project: &str| {
@@ -614,6 +689,7 @@ mod several_clusters {
             clusters: Some("all".into()),
             users: sacct::Users::All,
             filters: Filters::default(),
+            account_tree: None,
         };
         // Each job: 4 CPUs for 1 h on one node of partition compute.
         let sacct = "\

@@ -14,11 +14,11 @@ use super::{Dimension, Report};
 use crate::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
-fn cost(x: f64) -> f64 {
+pub(super) fn cost(x: f64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-fn node_seconds(x: f64) -> f64 {
+pub(super) fn node_seconds(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
 
@@ -82,7 +82,7 @@ fn spreads_overhead(r: &Report) -> bool {
         .is_some_and(|b| b.overhead == super::billed::Overhead::Proportional)
 }
 
-fn window_title(r: &Report) -> String {
+pub(super) fn window_title(r: &Report) -> String {
     let o = &r.options;
     let by: Vec<&str> = o.by.iter().map(|d| d.name()).collect();
     let every = o.every.map(|e| format!(", per {}", e.name())).unwrap_or_default();
