@@ -606,6 +606,34 @@ mod tests {
     };
 
     #[test]
+    fn efficiency_fields_go_before_the_free_text_and_total_cpu_reads_sacct_durations() {
+        let layout = Layout::new(ProjectSource::Comment, false).with_efficiency();
+        assert_eq!(
+            layout.fields()[FIELDS.len()..],
+            ["TimelimitRaw", "Group", "TotalCPU", "ElapsedRaw", "Comment"]
+        );
+        let line = "7|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|2|cpu=2|n1|60|g|01:30.500|3600|P|x";
+        match Columns::of(layout).parse(line) {
+            Ok(Line::Job(r)) => {
+                assert_eq!((r.time_limit, r.group, r.comment), (Some(60), "g", "P|x"));
+                assert_eq!((r.total_cpu, r.elapsed_raw), (Some(90.5), Some(3600)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(total_cpu("1-02:03:04"), Some(93_784.0));
+        assert_eq!(total_cpu("02:03:04"), Some(7384.0));
+        assert_eq!(total_cpu("00:00:00"), Some(0.0));
+        for unrecorded in ["", "  ", "x", "1:2:3:4", "-1:00"] {
+            assert_eq!(total_cpu(unrecorded), None, "{unrecorded:?}");
+        }
+        // A saved file without them reads; --group still needs Group.
+        let old = "JobID|State|User|Account|Partition|Start|End|NNodes|NCPUS|AllocTRES|NodeList|Comment";
+        assert!(matches!(Columns::from_header(old, layout, 1), Some(Ok(_))));
+        let e = Columns::from_header(old, layout.with_group(), 1).unwrap().unwrap_err();
+        assert_eq!(e.field, "Group");
+    }
+
+    #[test]
     fn the_group_goes_before_the_free_text() {
         let layout = Layout::new(ProjectSource::Comment, false).with_group();
         assert_eq!(layout.fields().last(), Some(&"Comment"));

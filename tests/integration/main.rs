@@ -20,6 +20,7 @@ mod prices;
 mod project_check_cli;
 mod reconcile_slurm;
 mod report_golden;
+mod report_jobs;
 mod report_slurmdbd;
 mod scale_throttled;
 mod slurm_fixture;
