@@ -34,8 +34,10 @@ impl Efficiency {
         let gpu = record.gpus > 0;
         // A running job's TotalCPU grows only as its steps end: not a figure yet.
         let finished = record.end.is_some();
+        // Exactly 0 is what sacct prints when no step's usage was recorded (and for every
+        // job of `sacct --allocations`, which reads no steps): unknown, not idle.
         let cpu = match (gpu, finished, record.total_cpu, elapsed) {
-            (false, true, Some(used), Some(elapsed)) if record.cpus > 0 => {
+            (false, true, Some(used), Some(elapsed)) if record.cpus > 0 && used > 0.0 => {
                 // Clock ticks and rounding can put a busy job a hair over 1.
                 Some((used / (elapsed as f64 * f64::from(record.cpus))).clamp(0.0, 1.0))
             }
@@ -98,6 +100,10 @@ mod tests {
         assert_eq!(Efficiency::of(&job(4, 0, None, Some(3600))).cpu, None);
         let running = Efficiency::of(&job(4, 0, Some(10.0), None));
         assert_eq!((running.cpu, running.walltime), (None, None));
-        assert_eq!(Efficiency::of(&job(4, 0, Some(0.0), Some(3600))).cpu, Some(0.0));
+        assert_eq!(
+            Efficiency::of(&job(4, 0, Some(0.0), Some(3600))).cpu,
+            None,
+            "no step recorded"
+        );
     }
 }
