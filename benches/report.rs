@@ -224,9 +224,25 @@ fn main() {
         generated.elapsed().as_secs_f64()
     );
 
+    // The same lines with what --by job adds before the comment (TimelimitRaw, Group,
+    // TotalCPU, ElapsedRaw), so every row's efficiency is worked out.
+    let job_data = dir.path().join("sacct-jobs.txt");
+    {
+        let text = std::fs::read_to_string(&data).unwrap();
+        let mut out = BufWriter::new(std::fs::File::create(&job_data).unwrap());
+        for line in text.lines() {
+            match line.rsplit_once('|') {
+                Some((head, project)) => writeln!(out, "{head}|720|grp|01:23:45.678|3600|{project}").unwrap(),
+                None => writeln!(out, "{line}").unwrap(),
+            }
+        }
+        out.flush().unwrap();
+    }
     let bin = support::bin("cost-tags");
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["--by", "project"],
+        // Issue 24: a row per job run, streamed; target at most twice `--by project`.
+        &["--by", "job", "--format", "csv"],
         &["--by", "project", "(prices from the price cache, spot by the hour)"],
         &["--by", "project,user", "--every", "day", "--format", "csv"],
         &[
@@ -249,7 +265,7 @@ fn main() {
             cmd.arg("--config")
                 .arg(if from_cache { &cache_settings } else { &settings })
                 .args(["report", "--sacct-file"])
-                .arg(&data)
+                .arg(if case.contains(&"job") { &job_data } else { &data })
                 .args([
                     "--since",
                     "2024-03-01",

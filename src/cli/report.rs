@@ -19,6 +19,8 @@ use crate::report::{
 };
 use crate::slurm::account_tree::AccountTree;
 
+mod jobs;
+
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -74,7 +76,8 @@ pub struct ReportArgs {
     /// End of the report; a bare date includes that whole day [default: now]
     #[arg(long, value_name = "DATE", value_parser = parse_until)]
     pub until: Option<Timestamp>,
-    /// Group by these, in this order (comma-separated)
+    /// Group by these, in this order (comma-separated); `job` alone: one row per job run,
+    /// with its CPU efficiency and wasted cost
     #[arg(long, value_name = "FIELDS", value_delimiter = ',', default_value = "project")]
     pub by: Vec<Dimension>,
     /// Also split spend by calendar day, ISO week (from Monday) or month
@@ -86,7 +89,8 @@ pub struct ReportArgs {
     /// --every, else per day)
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
-    /// Keep the N most expensive groups; add the others up as "(other)"
+    /// Keep the N most expensive groups; add the others up as "(other)". With --by job:
+    /// the N most expensive job runs, most expensive first
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub top: Option<u64>,
     /// Read saved sacct output (made with the command below; "-" for stdin) instead of
@@ -184,6 +188,11 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
     if args.account_tree.is_some() && !args.by.contains(&Dimension::ParentAccount) {
         bail!("--account-tree is read for --by parent-account: add it to --by, or leave the file out");
     }
+    if args.by.contains(&Dimension::Job)
+        && (args.by.len() > 1 || args.every.is_some() || args.chart.is_some() || args.billed)
+    {
+        bail!("--by job lists job runs one by one: use it alone, without --every, --chart or --billed");
+    }
     let mut by = Vec::new();
     for d in &args.by {
         if by.contains(d) {
@@ -246,6 +255,9 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let prices = with_prices(settings, unix_now())?;
+    if options.per_job() {
+        return jobs::run(&prices, &options, args);
+    }
     let read = match &args.sacct_file {
         Some(path) if path.as_os_str() == "-" => Some((
             "sacct records from stdin".to_string(),

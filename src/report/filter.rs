@@ -81,6 +81,8 @@ mod tests {
             cluster: "",
             group,
             time_limit: None,
+            total_cpu: None,
+            elapsed_raw: None,
             wckey: "",
             comment: "",
         }

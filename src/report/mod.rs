@@ -8,10 +8,12 @@ pub mod aggregate;
 pub mod billed;
 pub mod calendar;
 pub mod chart;
+pub mod efficiency;
 pub mod filter;
 pub mod html;
 pub mod job;
 pub mod job_ids;
+pub mod job_rows;
 mod json_layout;
 pub mod output;
 pub mod pricing;
@@ -56,6 +58,8 @@ pub enum Dimension {
     /// [`crate::slurm::account_tree`].
     #[serde(rename = "parent_account")]
     ParentAccount,
+    /// One row per job run, with its efficiency ([`job_rows`]); alone in `--by`.
+    Job,
 }
 
 impl Dimension {
@@ -68,6 +72,7 @@ impl Dimension {
             Dimension::Cluster => "cluster",
             Dimension::Group => "group",
             Dimension::ParentAccount => "parent_account",
+            Dimension::Job => "job",
         }
     }
 }
@@ -98,9 +103,19 @@ pub struct Options {
 }
 
 impl Options {
+    /// `--by job`: a row per job run instead of groups.
+    pub fn per_job(&self) -> bool {
+        self.by.contains(&Dimension::Job)
+    }
+
     /// The sacct fields a report with these options reads.
     pub fn layout(&self, source: ProjectSource) -> sacct::Layout {
         let layout = sacct::Layout::new(source, self.clusters.is_some());
+        let layout = if self.per_job() {
+            layout.with_efficiency()
+        } else {
+            layout
+        };
         if self.by.contains(&Dimension::Group) || self.filters.needs_group() {
             layout.with_group()
         } else {
@@ -143,6 +158,8 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
         Dimension::Group => record.group,
         // Rolled up in `build_confirmed`, which has the tree.
         Dimension::ParentAccount => record.account,
+        // Per-job rows are written as they come; the sums have one group, the total.
+        Dimension::Job => "",
     };
     if v.is_empty() {
         "(none)"
@@ -162,9 +179,22 @@ pub fn build(settings: &Settings, options: &Options, input: impl BufRead) -> io:
 pub fn build_confirmed(
     prices: &Prices,
     options: &Options,
+    input: impl BufRead,
+    ids: Option<JobIds>,
+) -> io::Result<Report> {
+    build_with_jobs(prices, options, input, ids, None)
+}
+
+/// [`build_confirmed`] that also hands each job run, as it is priced, to `jobs` (`--by
+/// job`). The first error `jobs` returns (its output closed) ends the report with it.
+pub fn build_with_jobs(
+    prices: &Prices,
+    options: &Options,
     mut input: impl BufRead,
     mut ids: Option<JobIds>,
+    mut jobs: Option<&mut dyn job_rows::JobSink>,
 ) -> io::Result<Report> {
+    let mut sink_error: Option<io::Error> = None;
     let settings = &prices.settings;
     let mut pricer = Pricer::new(&settings.pricing, prices.cache.clone());
     // Other clusters' jobs (`--clusters`) with their own node shapes.
@@ -187,6 +217,9 @@ pub fn build_confirmed(
 
     let mut key = String::with_capacity(128);
     let forged = records(&mut input, layout, ids.as_mut(), &mut diag, |line_no, record, diag| {
+        if sink_error.is_some() {
+            return;
+        }
         if filtering
             && !options.filters.keeps(
                 &record,
@@ -225,6 +258,20 @@ pub fn build_confirmed(
                 None
             }
         };
+        if let Some(sink) = jobs.as_deref_mut() {
+            let run = job_rows::PricedRun {
+                record: &record,
+                project: value(&record, Dimension::Project, source),
+                from,
+                to,
+                cost: rate.as_ref().map(|r| r.cost(from, to)),
+                pricer: rate.is_some().then_some(&*record_pricer),
+            };
+            if let Err(e) = sink.run(&run) {
+                sink_error = Some(e);
+                return;
+            }
+        }
         key.clear();
         for (i, d) in options.by.iter().enumerate() {
             if i > 0 {
@@ -248,6 +295,9 @@ pub fn build_confirmed(
         }
         diag.runs += 1;
     })?;
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
 
     if pricer.is_empty() && diag.runs > 0 {
         diag.warnings
@@ -499,6 +549,15 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
 /// records with ([`job_ids`]): asked first, so a job that starts in between is only in
 /// the second answer, where its run (after the window's end) costs nothing.
 pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
+    run_sacct_with_jobs(prices, options, None)
+}
+
+/// [`run_sacct`] handing each job run to `jobs` as it is priced (see [`build_with_jobs`]).
+pub fn run_sacct_with_jobs(
+    prices: &Prices,
+    options: &Options,
+    jobs: Option<&mut dyn job_rows::JobSink>,
+) -> anyhow::Result<Report> {
     let layout = options.layout(prices.settings.project_source);
     let args = |format: &str| {
         let mut args = sacct::arguments_for(
@@ -518,7 +577,7 @@ pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
         None
     };
     spawn_sacct(&args(&layout.format()), |out| {
-        build_confirmed(prices, options, out, ids)
+        build_with_jobs(prices, options, out, ids, jobs)
     })
 }
 

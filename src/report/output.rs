@@ -309,7 +309,7 @@ fn price_notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
     Ok(())
 }
 
-fn csv_field(s: &str) -> String {
+pub(super) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

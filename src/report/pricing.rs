@@ -172,6 +172,31 @@ impl Pricer {
             .map(|(i, _)| i.name.as_str())
     }
 
+    /// The instance types of the nodes of the job [`Pricer::rate`] last priced (when it
+    /// returned a rate), each once, in node order: what a per-job row names. It reads what
+    /// `rate` keeps anyway, so pricing a job costs nothing more for it.
+    pub fn last_instance_types(&self) -> impl Iterator<Item = &str> {
+        let nodes = &self.scratch;
+        nodes
+            .iter()
+            .enumerate()
+            // A node of the type before it is no new type (most jobs: one type), so the
+            // scan back only runs where the type changes.
+            .filter(move |&(k, i)| k == 0 || (nodes[k - 1] != *i && !nodes[..k].contains(i)))
+            .map(|(_, &i)| self.instances[i].name.as_str())
+    }
+
+    /// Whether the nodes of `partition` are charged at spot prices.
+    pub fn is_spot(&self, partition: &str) -> bool {
+        self.partitions.get(partition).is_some_and(|p| p.spot)
+    }
+
+    /// Whether instance type `name` has a spot price in the settings (else a spot node of
+    /// it is priced from the cache's history).
+    pub fn has_settings_spot(&self, name: &str) -> bool {
+        self.instances.iter().any(|i| i.name == name && i.spot.is_some())
+    }
+
     /// The job's rate, or why it cannot be priced.
     pub fn rate(&mut self, job: &Record<'_>) -> Result<Rate, String> {
         let partition = self.partitions.get(job.partition);
@@ -337,6 +362,8 @@ mod tests {
             cluster: "",
             group: "",
             time_limit: None,
+            total_cpu: None,
+            elapsed_raw: None,
             wckey: "",
             comment: "",
         }
@@ -369,6 +396,9 @@ mod tests {
         // 1 of 2 GPUs but only 1 of 8 CPUs: pays the GPU share, half of 1.8/h.
         let r = p.rate(&job("gpu", 1, 1, 1, "gpu-dy-g4-3")).unwrap();
         assert_eq!((hourly(&r), r.nodes), (0.9, 0.5));
+        assert_eq!(p.last_instance_types().collect::<Vec<_>>(), ["g4"]);
+        p.rate(&job("compute", 3, 3, 0, "gpu-dy-g4-1,q-[1-2]")).unwrap();
+        assert_eq!(p.last_instance_types().collect::<Vec<_>>(), ["g4", "c5"]);
         // Nodes of the compute partition fall back to the partition's type.
         assert_eq!(
             hourly(&p.rate(&job("compute", 2, 2, 0, "q-dy-c5-[1-2]")).unwrap()),

@@ -37,6 +37,10 @@ pub struct Layout {
     time_limit: bool,
     /// `Group` (the job's Unix group), for `--by group` and `--group`.
     group: bool,
+    /// A header without `Group` is refused (`--by group`, `--group`); else it reads empty.
+    group_required: bool,
+    /// `TotalCPU` and `ElapsedRaw` (with `TimelimitRaw`), for the efficiency of `--by job`.
+    efficiency: bool,
     project: Option<ProjectField>,
 }
 
@@ -46,13 +50,32 @@ impl Layout {
             cluster,
             time_limit: false,
             group: false,
+            group_required: false,
+            efficiency: false,
             project: ProjectField::of(source),
+        }
+    }
+
+    /// The same with what a per-job row shows beyond the charge: `TimelimitRaw`, `Group`,
+    /// then `TotalCPU` and `ElapsedRaw` (after `Group`). None of them is text a user
+    /// writes. A saved file whose header lacks them still reads: those jobs' group is
+    /// empty and their efficiency unknown (unless [`Layout::with_group`] requires it).
+    pub fn with_efficiency(self) -> Layout {
+        Layout {
+            time_limit: true,
+            group: true,
+            efficiency: true,
+            ..self
         }
     }
 
     /// The same with `Group` (after `TimelimitRaw`), the job's Unix group.
     pub fn with_group(self) -> Layout {
-        Layout { group: true, ..self }
+        Layout {
+            group: true,
+            group_required: true,
+            ..self
+        }
     }
 
     /// The same with `TimelimitRaw` (after `Cluster`), for what running jobs commit.
@@ -74,6 +97,9 @@ impl Layout {
         }
         if self.group {
             f.push("Group");
+        }
+        if self.efficiency {
+            f.extend(EFFICIENCY);
         }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
@@ -213,6 +239,11 @@ pub struct Record<'a> {
     pub group: &'a str,
     /// The time limit in minutes when asked for and set (`None`: UNLIMITED, or not asked).
     pub time_limit: Option<u64>,
+    /// CPU seconds its steps used (sacct's `TotalCPU`, user and system), when asked for
+    /// and recorded (`None`: not asked, or empty).
+    pub total_cpu: Option<f64>,
+    /// The job's whole run time in seconds (`ElapsedRaw`), when asked for.
+    pub elapsed_raw: Option<u64>,
     /// Empty unless `WCKey` is the project's field (and so asked for).
     pub wckey: &'a str,
     /// Empty unless `Comment` is the project's field (and so asked for).
@@ -262,8 +293,41 @@ fn gpus(tres: &str) -> Result<u32, Skip> {
 const CLUSTER: usize = FIELDS.len();
 const TIME_LIMIT: usize = FIELDS.len() + 1;
 const GROUP: usize = FIELDS.len() + 2;
-const PROJECT: usize = FIELDS.len() + 3;
-const SLOTS: usize = FIELDS.len() + 4;
+const TOTAL_CPU: usize = FIELDS.len() + 3;
+const ELAPSED: usize = FIELDS.len() + 4;
+const PROJECT: usize = FIELDS.len() + 5;
+const SLOTS: usize = FIELDS.len() + 6;
+
+/// The fields [`Layout::with_efficiency`] adds after `Group`, in this order.
+const EFFICIENCY: [&str; 2] = ["TotalCPU", "ElapsedRaw"];
+
+/// `TotalCPU` as sacct prints it, `[D-][HH:]MM:SS[.mmm]`, in seconds; `None` when empty
+/// or not a duration (never 0 for a value sacct did not record).
+pub fn total_cpu(text: &str) -> Option<f64> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let (days, clock) = match text.split_once('-') {
+        Some((d, rest)) => (d.parse::<u64>().ok()?, rest),
+        None => (0, text),
+    };
+    let mut seconds = 0.0;
+    let parts: Vec<&str> = clock.split(':').collect();
+    if parts.len() < 2 || parts.len() > 3 {
+        return None;
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        let value: f64 = if last {
+            part.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?
+        } else {
+            f64::from(part.parse::<u32>().ok()?)
+        };
+        seconds = seconds * 60.0 + value;
+    }
+    Some(days as f64 * 86_400.0 + seconds)
+}
 /// A column the report does not read (an extra field of a header).
 const UNREAD: u8 = u8::MAX;
 
@@ -337,6 +401,8 @@ impl Columns {
             (layout.cluster, CLUSTER),
             (layout.time_limit, TIME_LIMIT),
             (layout.group, GROUP),
+            (layout.efficiency, TOTAL_CPU),
+            (layout.efficiency, ELAPSED),
             (layout.project.is_some(), PROJECT),
         ] {
             if asked {
@@ -371,6 +437,11 @@ impl Columns {
                 // A name given twice: the first is the one read.
                 Some(i) if slot[i] == UNREAD => slot[i] = s,
                 Some(_) => {}
+                // Efficiency is unknown without them, not wrong.
+                None if layout.efficiency
+                    && (name == "TimelimitRaw"
+                        || EFFICIENCY.contains(&name)
+                        || (name == "Group" && !layout.group_required)) => {}
                 None => {
                     return Some(Err(MissingField {
                         field: name,
@@ -478,6 +549,16 @@ impl Columns {
             } else {
                 None
             },
+            total_cpu: if self.layout.efficiency {
+                total_cpu(f[TOTAL_CPU])
+            } else {
+                None
+            },
+            elapsed_raw: if self.layout.efficiency {
+                f[ELAPSED].parse().ok()
+            } else {
+                None
+            },
             wckey,
             comment,
         }))
@@ -503,20 +584,54 @@ mod tests {
         cluster: false,
         time_limit: false,
         group: false,
+        group_required: false,
+        efficiency: false,
         project: Some(ProjectField::Comment),
     };
     const ACCOUNT: Layout = Layout {
         cluster: false,
         time_limit: false,
         group: false,
+        group_required: false,
+        efficiency: false,
         project: None,
     };
     const WCKEY: Layout = Layout {
         cluster: false,
         time_limit: false,
         group: false,
+        group_required: false,
+        efficiency: false,
         project: Some(ProjectField::Wckey),
     };
+
+    #[test]
+    fn efficiency_fields_go_before_the_free_text_and_total_cpu_reads_sacct_durations() {
+        let layout = Layout::new(ProjectSource::Comment, false).with_efficiency();
+        assert_eq!(
+            layout.fields()[FIELDS.len()..],
+            ["TimelimitRaw", "Group", "TotalCPU", "ElapsedRaw", "Comment"]
+        );
+        let line = "7|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|2|cpu=2|n1|60|g|01:30.500|3600|P|x";
+        match Columns::of(layout).parse(line) {
+            Ok(Line::Job(r)) => {
+                assert_eq!((r.time_limit, r.group, r.comment), (Some(60), "g", "P|x"));
+                assert_eq!((r.total_cpu, r.elapsed_raw), (Some(90.5), Some(3600)));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(total_cpu("1-02:03:04"), Some(93_784.0));
+        assert_eq!(total_cpu("02:03:04"), Some(7384.0));
+        assert_eq!(total_cpu("00:00:00"), Some(0.0));
+        for unrecorded in ["", "  ", "x", "1:2:3:4", "-1:00"] {
+            assert_eq!(total_cpu(unrecorded), None, "{unrecorded:?}");
+        }
+        // A saved file without them reads; --group still needs Group.
+        let old = "JobID|State|User|Account|Partition|Start|End|NNodes|NCPUS|AllocTRES|NodeList|Comment";
+        assert!(matches!(Columns::from_header(old, layout, 1), Some(Ok(_))));
+        let e = Columns::from_header(old, layout.with_group(), 1).unwrap().unwrap_err();
+        assert_eq!(e.field, "Group");
+    }
 
     #[test]
     fn the_group_goes_before_the_free_text() {

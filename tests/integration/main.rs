@@ -23,6 +23,7 @@ mod reconcile_slurm;
 mod report_account_tree;
 mod report_golden;
 mod report_html;
+mod report_jobs;
 mod report_slurmdbd;
 mod scale_throttled;
 mod slurm_fixture;

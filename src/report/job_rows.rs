@@ -1,0 +1,560 @@
+//! `cost-tags report --by job`: one row per job run, the statement an auditor or a PI
+//! reconciles with. Rows are written as each record is priced, in sacct's order (job id
+//! order, each run of a requeued job in turn): a statement is reconciled by job id, and
+//! sorting by start time would mean holding every row, so memory would grow with the
+//! number of jobs. With `--top N` only the N most expensive runs are kept (a bounded
+//! heap) and written at the end, most expensive first. The table has fixed-width columns
+//! for the same reason: its widths cannot be measured before the last row.
+//!
+//! The CSV columns and JSON keys are a stable interface (docs/report.md).
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use serde::{Serialize, Serializer};
+
+use super::aggregate::FastMap;
+use super::calendar::{Rfc3339, Short, Timestamp};
+use super::efficiency::Efficiency;
+use super::output::{csv_field, notes};
+use super::pricing::Pricer;
+use super::sacct::Record;
+use super::{Options, Report};
+use crate::prices::merge::PriceSource;
+
+/// How the rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// One job run as [`super::build_with_jobs`] priced it, handed over at once.
+pub struct PricedRun<'r, 'a> {
+    pub record: &'r Record<'a>,
+    pub project: &'a str,
+    /// The part of the run inside the window, charged.
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// `None`: unpriced.
+    pub cost: Option<f64>,
+    /// The pricer that priced it (its last rate's instance types); `None` when unpriced.
+    pub pricer: Option<&'r Pricer>,
+}
+
+/// What takes the job runs as they are priced.
+pub trait JobSink {
+    fn run(&mut self, run: &PricedRun<'_, '_>) -> io::Result<()>;
+}
+
+fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&Rfc3339(*t))
+}
+
+/// Costs to a millionth, efficiencies to a thousandth, as in the grouped report.
+fn round(x: Option<f64>, scale: f64) -> Option<f64> {
+    x.map(|v| (v * scale).round() / scale)
+}
+
+/// One row, the JSON object of `jobs` (keys in this order).
+#[derive(Debug, Clone, Serialize)]
+struct JobRow<'a> {
+    job_id: Cow<'a, str>,
+    state: Cow<'a, str>,
+    user: Cow<'a, str>,
+    group: Cow<'a, str>,
+    account: Cow<'a, str>,
+    project: Cow<'a, str>,
+    partition: Cow<'a, str>,
+    #[serde(serialize_with = "rfc3339")]
+    start: Timestamp,
+    #[serde(serialize_with = "rfc3339")]
+    end: Timestamp,
+    elapsed_seconds: i64,
+    nodes: u32,
+    cpus: u32,
+    gpus: u32,
+    instance_types: Cow<'a, str>,
+    price_source: Cow<'a, str>,
+    cost: Option<f64>,
+    cpu_efficiency: Option<f64>,
+    /// A GPU job: `cpu_efficiency` is null on purpose.
+    gpu: bool,
+    walltime_accuracy: Option<f64>,
+    wasted_cost: Option<f64>,
+}
+
+impl JobRow<'_> {
+    fn into_owned(self) -> JobRow<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        JobRow {
+            job_id: own(self.job_id),
+            state: own(self.state),
+            user: own(self.user),
+            group: own(self.group),
+            account: own(self.account),
+            project: own(self.project),
+            partition: own(self.partition),
+            instance_types: own(self.instance_types),
+            price_source: own(self.price_source),
+            ..self
+        }
+    }
+}
+
+/// The CSV header: one name per [`JobRow`] field, in order.
+pub const CSV_COLUMNS: [&str; 20] = [
+    "job_id",
+    "state",
+    "user",
+    "group",
+    "account",
+    "project",
+    "partition",
+    "start",
+    "end",
+    "elapsed_seconds",
+    "nodes",
+    "cpus",
+    "gpus",
+    "instance_types",
+    "price_source",
+    "cost",
+    "cpu_efficiency",
+    "gpu",
+    "walltime_accuracy",
+    "wasted_cost",
+];
+
+/// The table's columns: title, width, right-aligned.
+const TABLE: [(&str, usize, bool); 20] = [
+    ("JOB", 12, false),
+    ("STATE", 10, false),
+    ("USER", 10, false),
+    ("GROUP", 10, false),
+    ("ACCOUNT", 10, false),
+    ("PROJECT", 12, false),
+    ("PARTITION", 10, false),
+    ("START", 16, false),
+    ("END", 16, false),
+    ("HOURS", 7, true),
+    ("NODES", 5, true),
+    ("CPUS", 5, true),
+    ("GPUS", 4, true),
+    ("INSTANCE", 12, false),
+    ("PRICE SOURCE", 20, false),
+    ("COST", 10, true),
+    ("CPU-EFF", 7, true),
+    ("GPU", 3, false),
+    ("WALLTIME", 8, true),
+    ("WASTED", 10, true),
+];
+
+/// A cost in the heap's order; NaN never occurs (costs are sums of finite prices).
+struct ByCost(JobRow<'static>);
+
+impl ByCost {
+    fn key(&self) -> f64 {
+        self.0.cost.unwrap_or(f64::NEG_INFINITY)
+    }
+}
+
+impl PartialEq for ByCost {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for ByCost {}
+impl PartialOrd for ByCost {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByCost {
+    /// Reversed, so the heap's top is the cheapest kept row, the one to drop.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key().total_cmp(&self.key())
+    }
+}
+
+/// Writes the per-job statement to `out` as the runs arrive.
+pub struct JobRows<W: Write> {
+    out: W,
+    /// The title or header, not yet written.
+    head: String,
+    format: JobFormat,
+    top: Option<usize>,
+    kept: BinaryHeap<ByCost>,
+    sources: BTreeMap<String, PriceSource>,
+    /// (cluster, partition, instance types) -> price source text: few distinct ones.
+    source_text: FastMap<String, String>,
+    key: String,
+    instances: String,
+    line: String,
+    rows: u64,
+    wasted: f64,
+    /// Writing a row failed: the report's error is the output's, not the input's.
+    failed: bool,
+}
+
+impl<W: Write> JobRows<W> {
+    /// Starts the statement (title or header) for `options`; `sources` says where each
+    /// instance type's on-demand price comes from.
+    pub fn start(
+        out: W,
+        format: JobFormat,
+        options: &Options,
+        currency: &str,
+        project_source: &str,
+        sources: BTreeMap<String, PriceSource>,
+    ) -> io::Result<JobRows<W>> {
+        // Written with the first row or at the end: an input refused at its header leaves
+        // stdout empty.
+        let mut head = String::new();
+        let out_text = &mut head;
+        match format {
+            JobFormat::Table => {
+                let top = options
+                    .top
+                    .map(|n| format!(", the {n} most expensive"))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out_text,
+                    "Job runs from {} to {} UTC{top}, in {currency}\n",
+                    Short(options.since),
+                    Short(options.until)
+                );
+                let titles: Vec<&str> = TABLE.iter().map(|c| c.0).collect();
+                table_line(out_text, &titles);
+            }
+            JobFormat::Csv => {
+                let _ = writeln!(out_text, "{}", CSV_COLUMNS.join(","));
+            }
+            JobFormat::Json => {
+                let text = |s: &str| serde_json::to_string(s).map_err(io::Error::other);
+                let _ = write!(
+                    out_text,
+                    "{{\n  \"format\": \"cost-tags-report/1\",\n  \"since\": \"{}\",\n  \"until\": \"{}\",\n  \
+                     \"now\": \"{}\",\n  \"currency\": {},\n  \"project_source\": {},\n  \"by\": [\"job\"],\n  \
+                     \"top\": {},\n  \"jobs\": [",
+                    Rfc3339(options.since),
+                    Rfc3339(options.until),
+                    Rfc3339(options.now),
+                    text(currency)?,
+                    text(project_source)?,
+                    options.top.map_or("null".to_string(), |n| n.to_string()),
+                );
+            }
+        }
+        Ok(JobRows {
+            out,
+            head,
+            format,
+            top: options.top,
+            kept: BinaryHeap::new(),
+            sources,
+            source_text: FastMap::default(),
+            key: String::new(),
+            instances: String::new(),
+            line: String::new(),
+            rows: 0,
+            wasted: 0.0,
+            failed: false,
+        })
+    }
+
+    /// True when writing a row failed (the reader went away, the disk is full).
+    pub fn output_failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
+    fn price_source(&mut self, record: &Record<'_>, pricer: &Pricer) -> &str {
+        self.key.clear();
+        let _ = write!(self.key, "{}|{}|{}", record.cluster, record.partition, self.instances);
+        if !self.source_text.contains_key(self.key.as_str()) {
+            let spot = pricer.is_spot(record.partition);
+            let mut text = String::new();
+            for name in pricer.last_instance_types() {
+                let one = if !spot {
+                    let from = self.sources.get(name).map_or("settings", |s| s.on_demand);
+                    format!("on demand ({from})")
+                } else if pricer.has_settings_spot(name) {
+                    "spot (settings)".to_string()
+                } else {
+                    let from = pricer
+                        .spot_sources()
+                        .get(&(name.to_string(), record.partition.to_string()))
+                        .map_or("spot price history", String::as_str);
+                    format!("spot ({from})")
+                };
+                if !text.split("; ").any(|t| t == one) {
+                    if !text.is_empty() {
+                        text.push_str("; ");
+                    }
+                    text.push_str(&one);
+                }
+            }
+            self.source_text.insert(self.key.clone(), text);
+        }
+        self.source_text.get(self.key.as_str()).map_or("", String::as_str)
+    }
+
+    /// Writes the title or header if not yet done.
+    fn head(&mut self) -> io::Result<()> {
+        if !self.head.is_empty() {
+            self.out.write_all(self.head.as_bytes())?;
+            self.head.clear();
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, row: &JobRow<'_>) -> io::Result<()> {
+        self.head()?;
+        let line = &mut self.line;
+        line.clear();
+        match self.format {
+            JobFormat::Csv => {
+                let text = [
+                    &row.job_id,
+                    &row.state,
+                    &row.user,
+                    &row.group,
+                    &row.account,
+                    &row.project,
+                    &row.partition,
+                ];
+                for t in text {
+                    line.push_str(&csv_field(t));
+                    line.push(',');
+                }
+                let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
+                let _ = writeln!(
+                    line,
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    Rfc3339(row.start),
+                    Rfc3339(row.end),
+                    row.elapsed_seconds,
+                    row.nodes,
+                    row.cpus,
+                    row.gpus,
+                    csv_field(&row.instance_types),
+                    csv_field(&row.price_source),
+                    opt(row.cost),
+                    opt(row.cpu_efficiency),
+                    row.gpu,
+                    opt(row.walltime_accuracy),
+                    opt(row.wasted_cost),
+                );
+            }
+            JobFormat::Json => {
+                line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
+                let text = serde_json::to_string(row).map_err(io::Error::other)?;
+                line.push_str(&text);
+            }
+            JobFormat::Table => {
+                let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+                let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+                let cells = [
+                    row.job_id.to_string(),
+                    row.state.to_string(),
+                    row.user.to_string(),
+                    row.group.to_string(),
+                    row.account.to_string(),
+                    row.project.to_string(),
+                    row.partition.to_string(),
+                    Short(row.start).to_string(),
+                    Short(row.end).to_string(),
+                    format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
+                    row.nodes.to_string(),
+                    row.cpus.to_string(),
+                    row.gpus.to_string(),
+                    row.instance_types.to_string(),
+                    row.price_source.to_string(),
+                    money(row.cost),
+                    if row.gpu {
+                        "-".to_string()
+                    } else {
+                        percent(row.cpu_efficiency)
+                    },
+                    if row.gpu { "yes" } else { "" }.to_string(),
+                    percent(row.walltime_accuracy),
+                    money(row.wasted_cost),
+                ];
+                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+                table_line(line, &cells);
+            }
+        }
+        self.rows += 1;
+        self.out.write_all(line.as_bytes())
+    }
+
+    /// Writes the rows kept for `--top`, then the total and the notes from `report` (the
+    /// same records summed), and hands the output back.
+    pub fn finish(mut self, report: &Report) -> io::Result<W> {
+        self.head()?;
+        let mut kept = std::mem::take(&mut self.kept).into_sorted_vec();
+        // Sorted by the reversed order: most expensive first.
+        for row in kept.drain(..) {
+            self.write(&row.0)?;
+        }
+        let total = &report.summary.total;
+        let wasted = (self.wasted * 1e6).round() / 1e6;
+        let d = &report.diagnostics;
+        match self.format {
+            JobFormat::Table => {
+                let width: usize = TABLE.iter().map(|c| c.1 + 1).sum();
+                writeln!(self.out, "{}", "-".repeat(width - 1))?;
+                writeln!(
+                    self.out,
+                    "TOTAL {} job runs, {:.2} hours, cost {:.2} {}, wasted {:.2} (unused CPU of jobs with a CPU efficiency){}\n",
+                    total.jobs,
+                    total.elapsed_seconds as f64 / 3600.0,
+                    total.cost,
+                    report.currency,
+                    wasted,
+                    if total.unpriced_jobs > 0 {
+                        format!(", {} unpriced", total.unpriced_jobs)
+                    } else {
+                        String::new()
+                    }
+                )?;
+                notes(report, &mut self.out)?;
+            }
+            JobFormat::Csv => {}
+            JobFormat::Json => {
+                let tail = serde_json::json!({
+                    "jobs": total.jobs,
+                    "elapsed_seconds": total.elapsed_seconds,
+                    "cpu_seconds": total.cpu_seconds,
+                    "cost": (total.cost * 1e6).round() / 1e6,
+                    "wasted_cost": wasted,
+                    "unpriced_jobs": total.unpriced_jobs,
+                });
+                let reasons: Vec<_> = d
+                    .unpriced_reasons
+                    .iter()
+                    .map(|(reason, (jobs, seconds, examples))| {
+                        serde_json::json!({"reason": reason, "jobs": jobs, "elapsed_seconds": seconds, "examples": examples})
+                    })
+                    .collect();
+                let skipped: Vec<_> = d
+                    .first_skipped
+                    .iter()
+                    .map(|(line, reason)| serde_json::json!({"line": line, "reason": reason}))
+                    .collect();
+                let end = if self.rows > 0 { "\n  ]" } else { "]" };
+                let json = |v: &dyn erased::Json| v.text();
+                write!(
+                    self.out,
+                    "{end},\n  \"total\": {},\n  \"unpriced\": {},\n  \"skipped\": {},\n  \"not_run\": {},\n  \
+                     \"lines\": {},\n  \"warnings\": {},\n  \"price_sources\": {}\n}}\n",
+                    json(&tail)?,
+                    json(&serde_json::json!({"jobs": d.unpriced, "reasons": reasons}))?,
+                    json(&serde_json::json!({"lines": d.skipped, "first": skipped}))?,
+                    d.not_run,
+                    d.lines,
+                    json(&d.warnings)?,
+                    json(&report.price_sources)?,
+                )?;
+            }
+        }
+        Ok(self.out)
+    }
+}
+
+/// One line of compact JSON for any serializable value.
+mod erased {
+    pub trait Json {
+        fn text(&self) -> std::io::Result<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn text(&self) -> std::io::Result<String> {
+            serde_json::to_string(self).map_err(std::io::Error::other)
+        }
+    }
+}
+
+/// One table line of fixed-width cells; a longer value pushes the rest of its line right.
+fn table_line(line: &mut String, cells: &[&str]) {
+    for (i, (cell, (_, width, right))) in cells.iter().zip(TABLE).enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        let _ = if right {
+            write!(line, "{cell:>width$}")
+        } else if i + 1 == cells.len() {
+            write!(line, "{cell}")
+        } else {
+            write!(line, "{cell:<width$}")
+        };
+    }
+    line.push('\n');
+}
+
+impl<W: Write> JobSink for JobRows<W> {
+    fn run(&mut self, run: &PricedRun<'_, '_>) -> io::Result<()> {
+        let r = run.record;
+        let efficiency = Efficiency::of(r);
+        let wasted = efficiency.wasted(run.cost);
+        self.wasted += wasted.unwrap_or(0.0);
+        self.instances.clear();
+        let source = match run.pricer {
+            Some(pricer) => {
+                for (i, name) in pricer.last_instance_types().enumerate() {
+                    if i > 0 {
+                        self.instances.push('+');
+                    }
+                    self.instances.push_str(name);
+                }
+                self.price_source(r, pricer).to_string()
+            }
+            None => "unpriced".to_string(),
+        };
+        let row = JobRow {
+            job_id: Cow::Borrowed(r.job_id),
+            state: Cow::Borrowed(r.state),
+            user: Cow::Borrowed(r.user),
+            group: Cow::Borrowed(r.group),
+            account: Cow::Borrowed(r.account),
+            project: Cow::Borrowed(run.project),
+            partition: Cow::Borrowed(r.partition),
+            start: run.from,
+            end: run.to,
+            elapsed_seconds: run.to - run.from,
+            nodes: r.nodes,
+            cpus: r.cpus,
+            gpus: r.gpus,
+            instance_types: Cow::Owned(std::mem::take(&mut self.instances)),
+            price_source: Cow::Owned(source),
+            cost: round(run.cost, 1e6),
+            cpu_efficiency: round(efficiency.cpu, 1e3),
+            gpu: efficiency.gpu,
+            walltime_accuracy: round(efficiency.walltime, 1e3),
+            wasted_cost: round(wasted, 1e6),
+        };
+        let result = match self.top {
+            Some(n) => {
+                let cheapest_kept = self.kept.peek().map(ByCost::key);
+                let key = row.cost.unwrap_or(f64::NEG_INFINITY);
+                if self.kept.len() < n {
+                    self.kept.push(ByCost(row.clone().into_owned()));
+                } else if cheapest_kept.is_some_and(|c| key > c) {
+                    self.kept.pop();
+                    self.kept.push(ByCost(row.clone().into_owned()));
+                }
+                Ok(())
+            }
+            None => self.write(&row),
+        };
+        if let Cow::Owned(s) = row.instance_types {
+            self.instances = s;
+        }
+        self.failed |= result.is_err();
+        result
+    }
+}
