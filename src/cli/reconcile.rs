@@ -124,5 +124,8 @@ fn print_repair_step(step: RepairStep<'_>) {
             difference,
             dry_run: false,
         } => drop(outln!("tags: repairing {difference}")),
+        RepairStep::TagsByController => drop(outln!(
+            "tags: controller mode, the head node tags this instance (`cost-tags reconcile --cluster`); AWS not asked"
+        )),
     }
 }
