@@ -185,11 +185,10 @@ impl AwsProxy {
     /// when other tools of the account keep spending it (whatever the time the caller
     /// under test takes to start, its first calls find it empty).
     pub fn spend_bucket(&self, action: &str, seconds: f64) {
-        self.state
-            .lock()
-            .unwrap()
-            .buckets
-            .insert(action.to_string(), (-seconds * EC2_TAG_REFILL, std::time::Instant::now()));
+        self.state.lock().unwrap().buckets.insert(
+            action.to_string(),
+            (-seconds * EC2_TAG_REFILL, std::time::Instant::now()),
+        );
     }
 
     /// All requests received (every mode; none arrive while refusing).
