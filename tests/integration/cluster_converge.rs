@@ -114,3 +114,60 @@ fn with_the_accounts_bucket_emptied_throttled_calls_go_again_and_nothing_is_lost
         assert_eq!(got[id], want, "node {k}");
     }
 }
+
+#[test]
+fn status_cluster_lists_the_instances_out_of_sync_with_statuss_exit_codes() {
+    let Some(c) = SimCluster::start(4, "") else { return };
+    c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0])]);
+    // Node 0 misses its job's tags, node 3 carries an ended job's; 1 and 2 are right.
+    c.tag(&[3], &[(JOBID, "9")]);
+    c.proxy.reset_counts();
+    let out = c.status_command(&[]).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("2 compute instances in sync, 2 out of sync"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&c.instances[0]) && stdout.contains(&c.instances[3]),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&c.instances[1]), "{stdout}");
+    assert!(
+        stdout.contains("aws-parallelcluster-jobid: \"9\" -> (none)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("OUT OF SYNC"), "{stdout}");
+    // It only looks.
+    assert_eq!(c.proxy.count("CreateTags") + c.proxy.count("DeleteTags"), 0);
+
+    let out = c.status_command(&["--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = json["out_of_sync"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["instance_id"].as_str().unwrap())
+        .collect();
+    let mut want = vec![c.instances[0].as_str(), c.instances[3].as_str()];
+    want.sort();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(ids, want);
+
+    let out = c.reconcile_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = c.status_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).ends_with("\nin sync\n"));
+
+    // Slurm unreadable: it cannot tell.
+    c.slurm.fail(
+        "squeue",
+        Some("slurm_load_jobs error: Unable to contact slurm controller"),
+    );
+    let out = c.status_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+}
