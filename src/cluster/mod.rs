@@ -5,6 +5,7 @@
 //! a service woken by slurmctld's hooks ([`follow`], `reconcile --cluster --follow`).
 
 pub mod converge;
+pub mod follow;
 pub mod pacing;
 pub mod plan;
 pub mod slurm_view;

@@ -171,3 +171,108 @@ fn status_cluster_lists_the_instances_out_of_sync_with_statuss_exit_codes() {
     let out = c.status_command(&[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
 }
+
+/// Kills the `--follow` child if the test ends early (by its pid, as it is ours).
+struct Follower(std::process::Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits (up to a minute, polling) until `done`, else fails showing the service's output.
+fn wait_until(what: &str, log: &std::path::Path, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!(
+        "{what}: not after a minute\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[test]
+fn follow_converges_when_woken_by_the_slurmctld_hook_and_ends_on_sigterm() {
+    // Polling once an hour: only the wake-up can explain a second pass.
+    let Some(c) = SimCluster::start(4, "[tagging]\npoll_seconds = 3600\n") else {
+        return;
+    };
+    c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0, 1])]);
+    let log = c.dir.path().join("follow.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = c
+        .reconcile_command(&["--follow"])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut follower = Follower(child);
+    let job1 = tags(&[(PROJECT, "P1"), (USER, "ann"), (JOBID, "1")]);
+    let none = BTreeMap::new();
+    let tagged = |want: [&BTreeMap<String, String>; 4]| {
+        let got = c.cost_tags();
+        c.instances.iter().zip(want).all(|(id, w)| &got[id] == w)
+    };
+    wait_until("the first pass", &log, || tagged([&job1, &job1, &none, &none]));
+    wait_until("the first pass's end", &log, || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("compute instances in sync")
+    });
+
+    // Job 1 ends, job 2 starts; EpilogSlurmctld/PrologSlurmctld run the hook.
+    c.slurm.set_jobs(&[c.job(2, "bob", "P2", &[2])]);
+    let hook = c.dir.path().join("cost-tags-wake");
+    let text_of_hook =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm/cost-tags-wake")).unwrap();
+    assert!(text_of_hook.contains("/run/cost-tags/wake"));
+    std::fs::write(
+        &hook,
+        text_of_hook.replace("/run/cost-tags/wake", c.wake_file().to_str().unwrap()),
+    )
+    .unwrap();
+    let status = std::process::Command::new("sh").arg(&hook).status().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let job2 = tags(&[(PROJECT, "P2"), (USER, "bob"), (JOBID, "2")]);
+    wait_until("the woken pass", &log, || tagged([&none, &none, &job2, &none]));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("woken: next pass"));
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(follower.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut code = None;
+    wait_until("the end after SIGTERM", &log, || {
+        code = follower.0.try_wait().unwrap().map(|s| s.code());
+        code.is_some()
+    });
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(Some(0)), "{output}");
+    assert!(output.trim_end().ends_with("stopped"), "{output}");
+}
+
+#[test]
+fn the_wake_hook_exits_0_whatever_happens() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm/cost-tags-wake");
+    let dir = tempfile::tempdir().unwrap();
+    let text_of_hook = std::fs::read_to_string(script).unwrap();
+    // No service (no file, no directory), and a directory it may not write.
+    for wake in [dir.path().join("none/wake"), std::path::PathBuf::from("/proc/1/wake")] {
+        let hook = dir.path().join("hook");
+        std::fs::write(
+            &hook,
+            text_of_hook.replace("/run/cost-tags/wake", wake.to_str().unwrap()),
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh").arg(&hook).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty() && out.stderr.is_empty());
+        assert!(!wake.exists(), "never created");
+    }
+}
