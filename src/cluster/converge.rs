@@ -38,13 +38,15 @@ use crate::parallelcluster::cfnconfig::Cfnconfig;
 
 /// What one pass is asked to do.
 #[derive(Debug, Clone)]
-pub struct ConvergeOptions {
+pub struct ConvergeOptions<'a> {
     /// The cluster's name (tag `parallelcluster:cluster-name`).
     pub cluster: String,
     /// Say what would change; change nothing.
     pub dry_run: bool,
     /// After this long, the pass stops and leaves the rest to the next one.
     pub give_up_after: Duration,
+    /// Once set (SIGTERM to `--follow`), the pass stops the same way.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// What happened to one call.
@@ -202,7 +204,7 @@ fn all_instances(
 }
 
 /// One pass of the convergence, through `api` and `slurm`, paced by `bucket`, ending
-/// early (what is left counted as such) once `stop` is set. An error
+/// early (what is left counted as such) once `options.stop` is set. An error
 /// means the pass could not start (EC2 or Slurm unreadable) and nothing changed;
 /// failures of single calls are counted in the summary.
 pub fn converge(
@@ -211,8 +213,7 @@ pub fn converge(
     bucket: &mut TokenBucket,
     clock: &mut dyn Clock,
     settings: &Settings,
-    options: &ConvergeOptions,
-    stop: Option<&AtomicBool>,
+    options: &ConvergeOptions<'_>,
     mut progress: impl FnMut(&Event<'_>),
 ) -> Result<ConvergeSummary> {
     let give_up = clock.now() + options.give_up_after;
@@ -247,7 +248,7 @@ pub fn converge(
         }
         // Asked to stop (SIGTERM to `--follow`): no call is cut short, the rest is left
         // for the next pass, like when the pass gives up.
-        if clock.now() >= give_up || stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        if clock.now() >= give_up || options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             left.extend(batch.instance_ids.iter().cloned());
             progress(&Event::Call {
                 batch: &batch,
@@ -399,10 +400,17 @@ impl Cluster {
         stop: Option<&AtomicBool>,
         progress: impl FnMut(&Event<'_>),
     ) -> Result<ConvergeSummary> {
+        // A dry run changes nothing: it may run beside a pass.
+        let _lock = if args.dry_run {
+            None
+        } else {
+            Some(pass_lock(&settings.cache_dir)?)
+        };
         let options = ConvergeOptions {
             cluster: self.name.clone(),
             dry_run: args.dry_run,
             give_up_after: args.give_up_after,
+            stop,
         };
         converge(
             &mut self.api,
@@ -411,7 +419,6 @@ impl Cluster {
             &mut self.clock,
             settings,
             &options,
-            stop,
             progress,
         )
     }
@@ -431,6 +438,32 @@ impl Cluster {
         let view = self.slurm.view().context("cannot ask Slurm")?;
         Ok(ClusterStatus::new(&self.name, &instances, &view, &settings.tags))
     }
+}
+
+/// Passes never overlap, whoever starts them (the `--follow` service, the cron fallback,
+/// an administrator): each holds an exclusive lock on `converge.lock` in the cache
+/// directory, and one that finds it held does nothing and says so.
+fn pass_lock(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("converge.lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "another pass is running (it holds {}: {e}); nothing done",
+            path.display()
+        )
+    })
 }
 
 /// `cost-tags reconcile --cluster`: one pass against the real EC2 and Slurm.
@@ -582,15 +615,16 @@ mod tests {
         (ec2, slurm)
     }
 
-    fn options() -> ConvergeOptions {
+    fn options() -> ConvergeOptions<'static> {
         ConvergeOptions {
             cluster: "c1".into(),
             dry_run: false,
             give_up_after: Duration::from_secs(600),
+            stop: None,
         }
     }
 
-    fn pass(ec2: &mut FakeEc2, slurm: &mut FakeSlurm, options: &ConvergeOptions) -> (ConvergeSummary, Duration) {
+    fn pass(ec2: &mut FakeEc2, slurm: &mut FakeSlurm, options: &ConvergeOptions<'_>) -> (ConvergeSummary, Duration) {
         let t0 = Instant::now();
         let mut clock = FakeClock(t0);
         let mut bucket = TokenBucket::new(5.0, 20, t0);
@@ -601,7 +635,6 @@ mod tests {
             &mut clock,
             &Settings::default(),
             options,
-            None,
             |_| {},
         )
         .unwrap();
@@ -710,5 +743,18 @@ mod tests {
         let (summary, _) = pass(&mut ec2, &mut slurm, &hurried);
         assert!(summary.has_failures());
         assert_eq!(summary.left, 4);
+    }
+
+    #[test]
+    fn a_pass_asked_to_stop_sends_nothing_more_and_says_what_it_left() {
+        let (mut ec2, mut slurm) = cluster(3, |_| true);
+        let stop = AtomicBool::new(true);
+        let stopping = ConvergeOptions {
+            stop: Some(&stop),
+            ..options()
+        };
+        let (summary, _) = pass(&mut ec2, &mut slurm, &stopping);
+        assert_eq!((summary.calls, summary.left), (0, 3));
+        assert!(ec2.calls.is_empty());
     }
 }
