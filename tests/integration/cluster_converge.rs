@@ -276,3 +276,30 @@ fn the_wake_hook_exits_0_whatever_happens() {
         assert!(!wake.exists(), "never created");
     }
 }
+
+#[test]
+fn a_pass_never_overlaps_another() {
+    let Some(c) = SimCluster::start(2, "") else { return };
+    c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0])]);
+    let run = c.dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let file = std::fs::File::create(run.join("converge.lock")).unwrap();
+    // Another pass (the service, cron, an administrator) holds the lock.
+    let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    c.proxy.reset_counts();
+    let out = c.reconcile_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("another pass is running"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(c.proxy.requests(), 0, "{:?}", c.proxy.counts());
+    // A dry run changes nothing: it runs beside.
+    let out = c.reconcile_command(&["--dry-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    drop(held);
+    let out = c.reconcile_command(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(c.cost_tags()[&c.instances[0]][JOBID], "1");
+}
