@@ -127,6 +127,11 @@ pub struct TaggingSettings {
     pub calls_per_second: f64,
     /// ...and at most this many at once after a quiet spell.
     pub burst: u32,
+    /// `reconcile --cluster --follow` passes at least this often when nothing wakes it
+    /// (a job that started or ended without a PrologSlurmctld/EpilogSlurmctld wake-up, a
+    /// node whose instance appeared). Each pass costs slurmctld one `scontrol show nodes`
+    /// and two `squeue`, plus one `squeue` per tag call.
+    pub poll_seconds: u64,
 }
 
 impl Default for TaggingSettings {
@@ -135,6 +140,7 @@ impl Default for TaggingSettings {
             mode: TaggingMode::Node,
             calls_per_second: 5.0,
             burst: 20,
+            poll_seconds: 30,
         }
     }
 }
@@ -149,6 +155,12 @@ impl TaggingSettings {
         }
         if self.burst == 0 || self.burst > 100 {
             return Err(format!("tagging.burst {} must be from 1 to 100", self.burst));
+        }
+        if self.poll_seconds == 0 || self.poll_seconds > 3600 {
+            return Err(format!(
+                "tagging.poll_seconds {} must be from 1 to 3600",
+                self.poll_seconds
+            ));
         }
         Ok(())
     }
@@ -926,13 +938,16 @@ instance = "g4dn.xlarge"
     #[test]
     fn tagging_is_read_and_checked() {
         assert_eq!(parse("").unwrap().tagging, TaggingSettings::default());
-        let s = parse("[tagging]\nmode = \"controller\"\ncalls_per_second = 2.5\nburst = 5\n").unwrap();
+        let s =
+            parse("[tagging]\nmode = \"controller\"\ncalls_per_second = 2.5\nburst = 5\npoll_seconds = 7\n").unwrap();
         assert_eq!(s.tagging.mode, TaggingMode::Controller);
+        assert_eq!(s.tagging.poll_seconds, 7);
         assert_eq!((s.tagging.calls_per_second, s.tagging.burst), (2.5, 5));
         for bad in [
             "calls_per_second = 0",
             "calls_per_second = 1000",
             "burst = 0",
+            "poll_seconds = 0",
             "mode = \"x\"",
         ] {
             assert!(parse(&format!("[tagging]\n{bad}\n")).is_err(), "{bad}");

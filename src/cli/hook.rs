@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::config::Settings;
+use crate::config::{Settings, TaggingMode};
 use crate::log;
 use crate::node::env_file;
 use crate::node::hook::{self, Done, Hook};
@@ -30,8 +30,6 @@ pub fn run(hook: Hook, args: HookArgs) -> ExitCode {
     // Before anything reads the environment (COST_TAGS_CONFIG, the AWS SDK), and while
     // this process has one thread.
     env_file::apply();
-    // The environment is final: the TLS stack's random generator can start seeding.
-    crate::aws::http_client::start_rng();
     let settings = match Settings::load(args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -40,6 +38,11 @@ pub fn run(hook: Hook, args: HookArgs) -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
+    // The environment is final: the TLS stack's random generator can start seeding,
+    // unless this node makes no AWS call at all (controller mode).
+    if settings.tagging.mode == TaggingMode::Node {
+        crate::aws::http_client::start_rng();
+    }
     let failed = |message: String| {
         log::error(&message);
         if settings.strict {
@@ -58,6 +61,13 @@ pub fn run(hook: Hook, args: HookArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Done::UpToDate) => ExitCode::SUCCESS,
+        Ok(Done::LedgerOnly) => {
+            log::info(&format!(
+                "job {}: recorded; the head node tags this instance (controller mode)",
+                job.id
+            ));
+            ExitCode::SUCCESS
+        }
         Err(e) => failed(format!(
             "job {}: tags owed, will be applied by the next run: {e:#}",
             job.id

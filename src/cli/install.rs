@@ -70,6 +70,11 @@ pub struct InstallArgs {
     /// head | compute | login; default: cfn_node_type in /etc/parallelcluster/cfnconfig.
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// node (default) | controller: who writes the instances' cost tags. controller: the
+    /// head node alone (a service running `cost-tags reconcile --cluster --follow`, woken
+    /// by PrologSlurmctld/EpilogSlurmctld), compute nodes make no AWS call.
+    #[arg(long, value_name = "MODE")]
+    pub tagging: Option<String>,
 }
 
 impl InstallArgs {
@@ -99,6 +104,7 @@ impl InstallArgs {
             },
             uninstall: uninstall || self.uninstall,
             role: self.role.as_deref().map(options::role).transpose()?,
+            tagging: self.tagging.as_deref().map(options::tagging).transpose()?,
         })
     }
 }

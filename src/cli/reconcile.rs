@@ -6,11 +6,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 use std::time::Duration;
 
-use crate::cluster::converge::{reconcile_cluster, ClusterArgs};
+use crate::cluster::converge::{reconcile_cluster, Cluster, ClusterArgs};
+use crate::cluster::follow::{self, Step, WakeFile, Wakeup};
 use crate::config::Settings;
 use crate::log;
 use crate::node::repair::{describe_job, reconcile_node, RepairOptions, RepairStep};
@@ -36,6 +40,16 @@ pub struct ReconcileArgs {
     /// `[tagging] calls_per_second`, 5).
     #[arg(long, value_name = "N", requires = "cluster")]
     pub rate: Option<f64>,
+    /// With --cluster: run as a service, one pass after the other, each started when the
+    /// wake file (`wake` in the cache directory, touched by PrologSlurmctld and
+    /// EpilogSlurmctld) is touched or after `[tagging] poll_seconds` (30). SIGTERM ends it
+    /// between passes, exit 0.
+    #[arg(long, requires = "cluster", conflicts_with = "dry_run")]
+    pub follow: bool,
+    /// With --follow: the user who runs PrologSlurmctld (SlurmUser), made owner of the
+    /// wake file so that the hook can touch it.
+    #[arg(long, value_name = "USER", requires = "follow")]
+    pub wake_user: Option<String>,
     /// With --cluster: stop after this many seconds and leave the rest to the next pass.
     #[arg(long, value_name = "SECONDS", default_value_t = 600, requires = "cluster")]
     pub give_up_after: u64,
@@ -67,6 +81,9 @@ pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
             squeue: args.squeue.clone(),
             scontrol: args.scontrol.clone(),
         };
+        if args.follow {
+            return run_follow(settings, args, &options);
+        }
         // A closed stdout drops the lines, never the pass half done, and the exit status
         // stays the pass's (1 when a change could not be made).
         let summary = reconcile_cluster(settings, &options, |event| {
@@ -89,6 +106,48 @@ pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
         squeue: args.squeue.clone(),
     };
     reconcile_node(settings, &options, print_repair_step)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Set by SIGTERM and SIGINT: `--follow` ends between passes.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// `reconcile --cluster --follow`: passes until SIGTERM, then exit 0. A pass that fails
+/// is logged and the next one tries again; only a failure to start at all is an error.
+fn run_follow(settings: &Settings, args: &ReconcileArgs, options: &ClusterArgs) -> Result<ExitCode> {
+    let handler = SigAction::new(SigHandler::Handler(request_stop), SaFlags::empty(), SigSet::empty());
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(signal, &handler) }.context("cannot handle SIGTERM")?;
+    }
+    let mut wake = WakeFile::prepare(&settings.cache_dir, args.wake_user.as_deref())?;
+    let mut cluster = Cluster::connect(settings, options)?;
+    let say = |line: String| {
+        drop(outln!("{line}"));
+        log::info(&line);
+    };
+    say(format!(
+        "following cluster {}: a pass when {} is touched, else every {} s",
+        cluster.name,
+        wake.path().display(),
+        settings.tagging.poll_seconds
+    ));
+    follow::follow(&mut cluster, settings, options, &mut wake, &STOP, |step| match step {
+        Step::Event(e) => say(e.to_string()),
+        Step::Passed(summary) => say(summary.to_string()),
+        Step::PassFailed(e) => {
+            let line = format!("pass failed, the next one tries again: {e:#}");
+            drop(outln!("{line}"));
+            log::error(&line);
+        }
+        Step::Next(Wakeup::Woken) => say("woken: next pass".into()),
+        Step::Next(Wakeup::Polled) => say("poll interval: next pass".into()),
+    })?;
+    say("stopped".into());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -124,5 +183,8 @@ fn print_repair_step(step: RepairStep<'_>) {
             difference,
             dry_run: false,
         } => drop(outln!("tags: repairing {difference}")),
+        RepairStep::TagsByController => drop(outln!(
+            "tags: controller mode, the head node tags this instance (`cost-tags reconcile --cluster`); AWS not asked"
+        )),
     }
 }

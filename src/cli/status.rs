@@ -1,10 +1,15 @@
-//! `cost-tags status`: the node's [`Status`] as a table or JSON; exit 0 in sync, 1 out of
-//! sync, an error (exit 2) when it cannot tell.
+//! `cost-tags status`: the node's [`Status`], or with `--cluster` the whole cluster's
+//! [`ClusterStatus`], as a table or JSON; exit 0 in sync, 1 out of sync, 2 when it cannot
+//! tell.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 
+use crate::cluster::converge::{Cluster, ClusterArgs};
+use crate::cluster::status::{ClusterStatus, Verdict};
 use crate::config::Settings;
 use crate::node::status::{status, Status};
 use crate::text_table::Columns;
@@ -14,10 +19,30 @@ pub struct StatusArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// On the head node: compare every compute instance's cost tags with what Slurm's jobs
+    /// say (the plan of `reconcile --cluster`, not applied) and list those out of sync.
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: the cluster's name (tag parallelcluster:cluster-name); else
+    /// `stack_name` from /etc/parallelcluster/cfnconfig.
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub cluster_name: Option<String>,
+    #[arg(long, hide = true, default_value = "squeue")]
+    pub squeue: PathBuf,
+    #[arg(long, hide = true, default_value = "scontrol")]
+    pub scontrol: PathBuf,
+    #[arg(long, hide = true, default_value = "/etc/parallelcluster/cfnconfig")]
+    pub cfnconfig: PathBuf,
 }
+
+/// How long `status --cluster` waits out a throttled DescribeInstances.
+const CLUSTER_STATUS_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// `cost-tags status`: exit 0 in sync, 1 out of sync; an error (exit 2) when it cannot tell.
 pub fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
+    if args.cluster {
+        return run_cluster(settings, args);
+    }
     let s = status(settings)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&s)?)?;
@@ -29,6 +54,71 @@ pub fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_cluster(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
+    let cluster_args = ClusterArgs {
+        dry_run: true,
+        cluster_name: args.cluster_name.clone(),
+        cfnconfig: args.cfnconfig.clone(),
+        rate: None,
+        give_up_after: CLUSTER_STATUS_GIVE_UP,
+        squeue: args.squeue.clone(),
+        scontrol: args.scontrol.clone(),
+    };
+    let s = Cluster::connect(settings, &cluster_args)?.status(settings, &cluster_args)?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&s)?)?;
+    } else {
+        super::print(&cluster_table(&s))?;
+    }
+    Ok(match s.verdict() {
+        Verdict::InSync => ExitCode::SUCCESS,
+        Verdict::OutOfSync => ExitCode::from(1),
+        Verdict::CannotTell => ExitCode::from(2),
+    })
+}
+
+fn cluster_table(s: &ClusterStatus) -> String {
+    let mut out = format!(
+        "cluster {}: {} running instances, {} compute instances in sync, {} out of sync, {} unknown\n",
+        s.cluster,
+        s.instances,
+        s.in_sync,
+        s.out_of_sync.len(),
+        s.unknown.len()
+    );
+    if !s.out_of_sync.is_empty() {
+        let mut rows = vec![vec![
+            "INSTANCE".to_string(),
+            "NODE".into(),
+            "TAG: INSTANCE -> SLURM".into(),
+        ]];
+        for o in &s.out_of_sync {
+            for (n, d) in o.difference.iter().enumerate() {
+                let (id, node) = if n == 0 {
+                    (
+                        o.instance_id.clone(),
+                        o.node.clone().unwrap_or_else(|| "(no node)".into()),
+                    )
+                } else {
+                    (String::new(), String::new())
+                };
+                rows.push(vec![id, node, d.to_string()]);
+            }
+        }
+        out += "\n";
+        out += &Columns::at_least(&[0, 0]).render(&rows);
+    }
+    for u in &s.unknown {
+        out += &format!("{} (node {}): cannot tell: {}\n", u.instance_id, u.node, u.why);
+    }
+    out += match s.verdict() {
+        Verdict::InSync => "\nin sync\n",
+        Verdict::OutOfSync => "\nOUT OF SYNC: run `cost-tags reconcile --cluster`\n",
+        Verdict::CannotTell => "\nCANNOT TELL for every instance\n",
+    };
+    out
 }
 
 fn table(s: &Status) -> String {

@@ -21,6 +21,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -30,19 +31,22 @@ use crate::aws::imds;
 use crate::cluster::pacing::{Clock, RealClock, TokenBucket};
 use crate::cluster::plan::{batches, targets, Action, Batch, Skipped, Target};
 use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
+use crate::cluster::status::ClusterStatus;
 use crate::cluster::tag_api::{Ec2TagApi, TagApi};
 use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 
 /// What one pass is asked to do.
 #[derive(Debug, Clone)]
-pub struct ConvergeOptions {
+pub struct ConvergeOptions<'a> {
     /// The cluster's name (tag `parallelcluster:cluster-name`).
     pub cluster: String,
     /// Say what would change; change nothing.
     pub dry_run: bool,
     /// After this long, the pass stops and leaves the rest to the next one.
     pub give_up_after: Duration,
+    /// Once set (SIGTERM to `--follow`), the pass stops the same way.
+    pub stop: Option<&'a AtomicBool>,
 }
 
 /// What happened to one call.
@@ -199,7 +203,8 @@ fn all_instances(
     }
 }
 
-/// One pass of the convergence, through `api` and `slurm`, paced by `bucket`. An error
+/// One pass of the convergence, through `api` and `slurm`, paced by `bucket`, ending
+/// early (what is left counted as such) once `options.stop` is set. An error
 /// means the pass could not start (EC2 or Slurm unreadable) and nothing changed;
 /// failures of single calls are counted in the summary.
 pub fn converge(
@@ -208,7 +213,7 @@ pub fn converge(
     bucket: &mut TokenBucket,
     clock: &mut dyn Clock,
     settings: &Settings,
-    options: &ConvergeOptions,
+    options: &ConvergeOptions<'_>,
     mut progress: impl FnMut(&Event<'_>),
 ) -> Result<ConvergeSummary> {
     let give_up = clock.now() + options.give_up_after;
@@ -241,7 +246,9 @@ pub fn converge(
             });
             continue;
         }
-        if clock.now() >= give_up {
+        // Asked to stop (SIGTERM to `--follow`): no call is cut short, the rest is left
+        // for the next pass, like when the pass gives up.
+        if clock.now() >= give_up || options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             left.extend(batch.instance_ids.iter().cloned());
             progress(&Event::Call {
                 batch: &batch,
@@ -330,58 +337,142 @@ pub struct ClusterArgs {
     pub scontrol: PathBuf,
 }
 
+/// The real EC2 and Slurm of the cluster, and the bucket that paces the calls: set up
+/// once and used by every pass, so that `--follow` keeps the bucket's state (and its
+/// slowing after throttling) from one pass to the next instead of bursting anew.
+pub struct Cluster {
+    pub name: String,
+    api: Ec2TagApi,
+    slurm: SlurmCommands,
+    bucket: TokenBucket,
+    clock: RealClock,
+}
+
+impl Cluster {
+    /// Finds the cluster's name, region and Slurm cluster name, and sets up the EC2 client.
+    pub fn connect(settings: &Settings, args: &ClusterArgs) -> Result<Cluster> {
+        let rate = args.rate.unwrap_or(settings.tagging.calls_per_second);
+        anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be more than 0");
+        let name = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
+        let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|r| !r.is_empty()));
+        let fallback = if region_set {
+            String::new()
+        } else {
+            let runtime = crate::aws::sdk::Runtime::new()?;
+            runtime
+                .block_on(imds::identity(&settings.cache_dir, settings.deadline))
+                .context("no AWS_REGION and no region from IMDS")?
+                .region
+        };
+        let api = Ec2TagApi::new(&fallback, settings.deadline)?;
+        let slurm_cluster = if settings.tags.cluster.is_empty() {
+            String::new()
+        } else {
+            std::env::var("SLURM_CLUSTER_NAME")
+                .ok()
+                .filter(|c| !c.is_empty())
+                .map_or_else(|| slurm_cluster_name(&args.scontrol), Ok)?
+        };
+        let slurm = SlurmCommands {
+            squeue: args.squeue.clone(),
+            scontrol: args.scontrol.clone(),
+            project_source: settings.project_source,
+            cluster: slurm_cluster,
+        };
+        let clock = RealClock;
+        let bucket = TokenBucket::new(rate, settings.tagging.burst, clock.now());
+        Ok(Cluster {
+            name,
+            api,
+            slurm,
+            bucket,
+            clock,
+        })
+    }
+
+    /// One pass of the convergence (a dry run when `args.dry_run`).
+    pub fn converge(
+        &mut self,
+        settings: &Settings,
+        args: &ClusterArgs,
+        stop: Option<&AtomicBool>,
+        progress: impl FnMut(&Event<'_>),
+    ) -> Result<ConvergeSummary> {
+        // A dry run changes nothing: it may run beside a pass.
+        let _lock = if args.dry_run {
+            None
+        } else {
+            Some(pass_lock(&settings.cache_dir)?)
+        };
+        let options = ConvergeOptions {
+            cluster: self.name.clone(),
+            dry_run: args.dry_run,
+            give_up_after: args.give_up_after,
+            stop,
+        };
+        converge(
+            &mut self.api,
+            &mut self.slurm,
+            &mut self.bucket,
+            &mut self.clock,
+            settings,
+            &options,
+            progress,
+        )
+    }
+
+    /// Desired against actual tags, changing nothing ([`crate::cluster::status`]).
+    pub fn status(&mut self, settings: &Settings, args: &ClusterArgs) -> Result<ClusterStatus> {
+        let give_up = self.clock.now() + args.give_up_after;
+        let mut summary = ConvergeSummary::default();
+        let instances = all_instances(
+            &mut self.api,
+            &mut self.bucket,
+            &mut self.clock,
+            &self.name,
+            give_up,
+            &mut summary,
+        )?;
+        let view = self.slurm.view().context("cannot ask Slurm")?;
+        Ok(ClusterStatus::new(&self.name, &instances, &view, &settings.tags))
+    }
+}
+
+/// Passes never overlap, whoever starts them (the `--follow` service, the cron fallback,
+/// an administrator): each holds an exclusive lock on `converge.lock` in the cache
+/// directory, and one that finds it held does nothing and says so.
+fn pass_lock(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("converge.lock");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!(
+            "another pass is running (it holds {}: {e}); nothing done",
+            path.display()
+        )
+    })
+}
+
 /// `cost-tags reconcile --cluster`: one pass against the real EC2 and Slurm.
 pub fn reconcile_cluster(
     settings: &Settings,
     args: &ClusterArgs,
     progress: impl FnMut(&Event<'_>),
 ) -> Result<ConvergeSummary> {
-    let rate = args.rate.unwrap_or(settings.tagging.calls_per_second);
-    anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be more than 0");
-    let cluster = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
-    let region_set = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|r| !r.is_empty()));
-    let fallback = if region_set {
-        String::new()
-    } else {
-        let runtime = crate::aws::sdk::Runtime::new()?;
-        runtime
-            .block_on(imds::identity(&settings.cache_dir, settings.deadline))
-            .context("no AWS_REGION and no region from IMDS")?
-            .region
-    };
-    let mut api = Ec2TagApi::new(&fallback, settings.deadline)?;
-    let slurm_cluster = if settings.tags.cluster.is_empty() {
-        String::new()
-    } else {
-        std::env::var("SLURM_CLUSTER_NAME")
-            .ok()
-            .filter(|c| !c.is_empty())
-            .map_or_else(|| slurm_cluster_name(&args.scontrol), Ok)?
-    };
-    let mut slurm = SlurmCommands {
-        squeue: args.squeue.clone(),
-        scontrol: args.scontrol.clone(),
-        project_source: settings.project_source,
-        cluster: slurm_cluster,
-    };
-    let mut clock = RealClock;
-    let mut bucket = TokenBucket::new(rate, settings.tagging.burst, clock.now());
-    let options = ConvergeOptions {
-        cluster,
-        dry_run: args.dry_run,
-        give_up_after: args.give_up_after,
-    };
-    converge(
-        &mut api,
-        &mut slurm,
-        &mut bucket,
-        &mut clock,
-        settings,
-        &options,
-        progress,
-    )
+    Cluster::connect(settings, args)?.converge(settings, args, None, progress)
 }
 
 #[cfg(test)]
@@ -524,15 +615,16 @@ mod tests {
         (ec2, slurm)
     }
 
-    fn options() -> ConvergeOptions {
+    fn options() -> ConvergeOptions<'static> {
         ConvergeOptions {
             cluster: "c1".into(),
             dry_run: false,
             give_up_after: Duration::from_secs(600),
+            stop: None,
         }
     }
 
-    fn pass(ec2: &mut FakeEc2, slurm: &mut FakeSlurm, options: &ConvergeOptions) -> (ConvergeSummary, Duration) {
+    fn pass(ec2: &mut FakeEc2, slurm: &mut FakeSlurm, options: &ConvergeOptions<'_>) -> (ConvergeSummary, Duration) {
         let t0 = Instant::now();
         let mut clock = FakeClock(t0);
         let mut bucket = TokenBucket::new(5.0, 20, t0);
@@ -651,5 +743,18 @@ mod tests {
         let (summary, _) = pass(&mut ec2, &mut slurm, &hurried);
         assert!(summary.has_failures());
         assert_eq!(summary.left, 4);
+    }
+
+    #[test]
+    fn a_pass_asked_to_stop_sends_nothing_more_and_says_what_it_left() {
+        let (mut ec2, mut slurm) = cluster(3, |_| true);
+        let stop = AtomicBool::new(true);
+        let stopping = ConvergeOptions {
+            stop: Some(&stop),
+            ..options()
+        };
+        let (summary, _) = pass(&mut ec2, &mut slurm, &stopping);
+        assert_eq!((summary.calls, summary.left), (0, 3));
+        assert!(ec2.calls.is_empty());
     }
 }

@@ -1,9 +1,13 @@
 //! The head node's view of the whole cluster: the [`converge`]nce of every instance's
 //! tags to Slurm's jobs (`reconcile --cluster`), from a [`slurm_view`] and EC2's
-//! instances ([`tag_api`]) through a [`plan`] of few calls, paced by [`pacing`].
+//! instances ([`tag_api`]) through a [`plan`] of few calls, paced by [`pacing`]; the same
+//! plan compared and not applied ([`status`], `status --cluster`); and the convergence as
+//! a service woken by slurmctld's hooks ([`follow`], `reconcile --cluster --follow`).
 
 pub mod converge;
+pub mod follow;
 pub mod pacing;
 pub mod plan;
 pub mod slurm_view;
+pub mod status;
 pub mod tag_api;

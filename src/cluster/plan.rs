@@ -64,7 +64,7 @@ impl Target {
 }
 
 /// An instance left as it is this time, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Skipped {
     pub instance_id: String,
     pub node: String,

@@ -15,8 +15,8 @@ use super::manifest::{sha_and_backup, Key, Manifest};
 use super::options::Reconfigure;
 use super::periodic::{self, Init, InitSystem, Job};
 use super::slurm_conf::{self, Includes, Scan};
-use super::{Options, Session};
-use crate::config::Settings;
+use super::{controller, Options, Session};
+use crate::config::{Settings, TaggingMode};
 
 /// The binaries of a release; all four are needed (cost-tags runs the install itself
 /// and the periodic jobs).
@@ -72,6 +72,16 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         );
     }
     let _lock = lock(&p.conf_dir)?;
+    // Without --tagging the mode stays what the settings in effect say (node when there
+    // are none): a rerun of the custom action never switches it by omission.
+    let in_effect = fs::read_to_string(&p.settings)
+        .ok()
+        .and_then(|t| Settings::parse(&t, &p.settings).ok())
+        .map(|st| st.tagging.mode);
+    let options = &Options {
+        tagging: Some(options.tagging.or(in_effect).unwrap_or_default()),
+        ..options.clone()
+    };
     let source = options.release.clone().unwrap_or_else(|| release.display().to_string());
     check_release(release, &source)?;
     s.manifest = Manifest::load(&p.manifest)?;
@@ -95,6 +105,10 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
     let settings = settings_file(options, s)?;
     let init = periodic::detect(p.root.as_deref(), &p.cron_dir);
     let jobs = head_jobs(s, options, init)?;
+    let controller = match options.tagging.unwrap_or_default() {
+        TaggingMode::Controller => Some(controller::stage(s, release, &scan, init)?),
+        TaggingMode::Node => None,
+    };
     check_lua(s, &lua)?;
     for d in [&p.bin_dir, &p.etc_dir, &p.conf_dir, &p.manifest_dir] {
         check_dir_writable(d)?;
@@ -128,6 +142,7 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
         scan: &scan,
         jobs: &jobs,
         init,
+        controller: controller.as_ref(),
     };
     if let Err(e) = apply(s, options, &staged) {
         return match s.save_manifest() {
@@ -158,6 +173,15 @@ pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()>
             Job::Reconcile => continue,
         };
         s.out.log(scheduled);
+    }
+    if let Some(st) = &controller {
+        let poll = fs::read_to_string(&p.settings)
+            .ok()
+            .and_then(|t| Settings::parse(&t, &p.settings).ok())
+            .unwrap_or_default()
+            .tagging
+            .poll_seconds;
+        controller::activate(s, st, init, poll)?;
     }
     if s.out.changes() == 0 {
         s.out.log("already installed: nothing changed");
@@ -200,6 +224,8 @@ struct Staged<'a> {
     scan: &'a Scan,
     jobs: &'a [HeadJob],
     init: InitSystem,
+    /// Controller mode's files, or None (node mode: an earlier run's are removed).
+    controller: Option<&'a controller::Staged>,
 }
 
 fn apply(s: &mut Session, options: &Options, staged: &Staged) -> Result<()> {
@@ -218,10 +244,25 @@ fn apply(s: &mut Session, options: &Options, staged: &Staged) -> Result<()> {
                 p.settings.display()
             ));
         }
-        let enabled = fs::read_to_string(&p.settings)
+        let in_effect = fs::read_to_string(&p.settings)
             .ok()
-            .and_then(|t| Settings::parse(&t, &p.settings).ok())
-            .is_some_and(|st| st.budget.enabled);
+            .and_then(|t| Settings::parse(&t, &p.settings).ok());
+        let enabled = in_effect.as_ref().is_some_and(|st| st.budget.enabled);
+        let mode = in_effect.as_ref().map(|st| st.tagging.mode).unwrap_or_default();
+        let wanted = options.tagging.unwrap_or_default();
+        if mode != wanted {
+            let name = |m: TaggingMode| match m {
+                TaggingMode::Node => "node",
+                TaggingMode::Controller => "controller",
+            };
+            s.out.warn(format!(
+                "--tagging {}: {} is not the one cost-tags wrote and says mode = \"{}\": set '[tagging]' 'mode = \"{}\"' in it, or compute nodes and the head node disagree on who tags",
+                name(wanted),
+                p.settings.display(),
+                name(mode),
+                name(wanted)
+            ));
+        }
         if options.budgets && !enabled {
             s.out.warn(format!(
                 "--budgets: {} does not enable budgets and is not the one cost-tags wrote: add '[budget]' with 'enabled = true' to it",
@@ -240,6 +281,7 @@ fn apply(s: &mut Session, options: &Options, staged: &Staged) -> Result<()> {
         s.put_file(content, dest, 0o755)?;
     }
     s.put_file(&staged.lua, &p.lua, 0o644)?;
+    controller::apply(s, staged.controller)?;
     slurm_settings(s, staged)?;
     let metrics_output = staged.jobs.iter().find_map(|j| match &j.job {
         Job::Metrics { output } if j.on => Some(output.clone()),
@@ -300,6 +342,9 @@ fn slurm_settings(s: &mut Session, staged: &Staged) -> Result<()> {
         if scan.get("epilog").is_none() {
             ours.push(format!("Epilog={}", staged.hooks.epilog.display()));
         }
+    }
+    if let Some(c) = staged.controller {
+        ours.extend(c.conf_lines.iter().cloned());
     }
     // The header cost-tags.sh 1.x wrote, kept word for word: an upgrade then finds the
     // file unchanged and has no reason to reconfigure slurmctld.
@@ -524,6 +569,7 @@ fn settings_file(options: &Options, s: &Session) -> Result<Vec<u8>> {
     st.tags.account = key(extra.account, "account");
     st.tags.cluster = key(extra.cluster, "cluster");
     st.budget.enabled = options.budgets;
+    st.tagging.mode = options.tagging.unwrap_or_default();
     let body = st.to_toml().context("cannot write the settings")?;
     Ok(format!(
         "# cost-tags settings (see \"Settings\" in the cost-tags README), written by cost-tags install\n\
@@ -815,7 +861,11 @@ pub fn uninstall(s: &mut Session, options: &Options) -> Result<()> {
     reconfigure(s, options)?;
     // 2. Files, newest first; a timer is stopped before its units go.
     metrics_output_forget(s, None)?;
-    let mut units = false;
+    let converge = controller::paths(s).0;
+    let mut units = s.recorded(&converge);
+    if units {
+        controller::stop(s);
+    }
     for job in [Job::Budget, Job::Prices, Job::Metrics { output: PathBuf::new() }] {
         let paths = job.paths(&p.unit_dir, &p.cron_dir);
         units |= s.recorded(&paths.timer) || s.recorded(&paths.service);

@@ -14,6 +14,7 @@
 //! before anything is changed, and the uninstall removes exactly what the install added.
 
 pub mod compute;
+pub mod controller;
 pub mod files;
 pub mod head;
 pub mod manifest;

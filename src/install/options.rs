@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::config::ProjectSource;
+use crate::config::{ProjectSource, TaggingMode};
 use crate::parallelcluster::cfnconfig::NodeRole;
 
 /// Whether to run `scontrol reconfigure` after changing Slurm's settings.
@@ -62,6 +62,8 @@ pub struct Options {
     pub uninstall: bool,
     /// `--role`, else the role cfnconfig gives.
     pub role: Option<NodeRole>,
+    /// `--tagging`: who writes the tags (node mode unless given).
+    pub tagging: Option<TaggingMode>,
 }
 
 /// The older ParallelCluster "multi-runner" passes each argument with one more leading
@@ -111,6 +113,15 @@ pub fn project_source(value: &str) -> Result<ProjectSource> {
         "account" => Ok(ProjectSource::Account),
         "wckey" => Ok(ProjectSource::Wckey),
         _ => bail!("--project-source must be comment, account or wckey, got '{value}'"),
+    }
+}
+
+/// `--tagging`.
+pub fn tagging(value: &str) -> Result<TaggingMode> {
+    match value {
+        "node" => Ok(TaggingMode::Node),
+        "controller" => Ok(TaggingMode::Controller),
+        _ => bail!("--tagging must be node or controller, got '{value}'"),
     }
 }
 
@@ -169,6 +180,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("unknown tag 'jobname'"));
+        assert_eq!(tagging("controller").unwrap(), TaggingMode::Controller);
+        assert!(tagging("head").unwrap_err().to_string().contains("node or controller"));
         assert_eq!(role("compute").unwrap(), NodeRole::Compute);
         assert!(role("HeadNode").is_err());
     }

@@ -19,13 +19,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The keys the installer reads or extends, lowercase.
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 9] = [
     "jobsubmitplugins",
     "prologflags",
     "accountingstoreflags",
     "accountingstoragetype",
     "prolog",
     "epilog",
+    "prologslurmctld",
+    "epilogslurmctld",
+    "slurmuser",
 ];
 
 /// Where a key is set: the line to edit when extending it, and its value there.

@@ -2,12 +2,16 @@
 //! then bring the instance's tags in line with the whole ledger, all within the deadline.
 //! A failure of AWS or IMDS is logged and recorded as owed; the next run on the node
 //! pays it. Whether a failure becomes a non-zero exit is the binary's call (`strict`).
+//!
+//! In controller mode (`[tagging] mode = "controller"`) the head node tags every instance
+//! and the compute role holds no tagging right: the ledger is still kept (it is local,
+//! cheap, and what `cost-tags status` shows), but no IMDS or EC2 call is made.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::config::Settings;
+use crate::config::{Settings, TaggingMode};
 use crate::node::instance::InstanceSession;
 use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
@@ -36,6 +40,8 @@ pub enum Done {
     UpToDate,
     /// Tags were written.
     Applied(TagMap),
+    /// Controller mode: the ledger is updated, the head node writes the tags.
+    LedgerOnly,
 }
 
 /// Records `job` starting or ending and applies the node's tags. Every wait is bounded by
@@ -50,6 +56,9 @@ pub fn run(hook: Hook, settings: &Settings, job: &Job) -> Result<Done> {
         Hook::Prolog => s.add(job.clone()),
         Hook::Epilog => s.remove(&job.id),
     })?;
+    if settings.tagging.mode == TaggingMode::Controller {
+        return Ok(Done::LedgerOnly);
+    }
     let result = apply_owed(settings, &ledger, &mut InstanceSession::new(settings), network_deadline);
     if let Err(e) = &result {
         let failure = Failure::now(&job.id, format!("{e:#}"));

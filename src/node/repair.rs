@@ -11,6 +11,10 @@
 //! and added only if the ledger had it neither before nor now (so an epilog racing the
 //! query is never undone). Bounded by `deadline`; an AWS failure is recorded as owed and
 //! exits 0, like the hooks; a failed squeue changes nothing and exits 2.
+//!
+//! In controller mode the ledger is still brought in line with Slurm (squeue is local to
+//! the cluster), but the instance's tags are the head node's business: no IMDS or EC2
+//! call, and the step says so.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::config::Settings;
+use crate::config::{Settings, TaggingMode};
 use crate::log;
 use crate::node::hook::{self, Done};
 use crate::node::instance::InstanceSession;
@@ -58,6 +62,8 @@ pub enum RepairStep<'a> {
         difference: &'a TagDifference,
         dry_run: bool,
     },
+    /// Controller mode: the head node tags this instance; AWS was not asked.
+    TagsByController,
 }
 
 /// What reconciling changed in the ledger.
@@ -159,6 +165,10 @@ pub fn reconcile_node(
             change: &change,
             dry_run: true,
         });
+        if settings.tagging.mode == TaggingMode::Controller {
+            progress(RepairStep::TagsByController);
+            return Ok(());
+        }
         let desired = desired_tags(&after.jobs, &settings.tags);
         let (_, actual) = instance
             .tags(&managed_keys(&settings.tags), network_deadline)
@@ -193,6 +203,10 @@ pub fn reconcile_node(
             "node {node}: added job {} (runs, was missing)",
             describe_job(j)
         ));
+    }
+    if settings.tagging.mode == TaggingMode::Controller {
+        progress(RepairStep::TagsByController);
+        return Ok(());
     }
 
     let owe = |reason: String| -> Result<()> {
@@ -238,7 +252,7 @@ pub fn reconcile_node(
             log::info(&format!("node {node}: instance tags now {tags:?}"));
             Ok(())
         }
-        Ok(Done::UpToDate) => Ok(()),
+        Ok(Done::UpToDate | Done::LedgerOnly) => Ok(()),
         Err(e) => owe(format!("{e:#}")),
     }
 }

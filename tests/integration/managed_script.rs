@@ -69,6 +69,7 @@ pub(crate) fn make_release(parent: &Path) -> PathBuf {
         "job_submit.lua",
         "90_cost-tags-prolog",
         "90_cost-tags-epilog",
+        "cost-tags-wake",
         "slurm.conf.example",
     ] {
         let src = repo().join("scripts/slurm").join(f);
@@ -2067,4 +2068,190 @@ fn a_slurm_conf_with_mode_0600_stays_0600_and_nothing_written_is_group_writable(
             );
         }
     });
+}
+
+// ---------------------------------------------------------------------------------------
+// Controller mode (`--tagging controller`, issue 22)
+
+#[test]
+fn controller_mode_installs_the_service_and_the_slurmctld_hooks_and_uninstalls_exactly() {
+    let mut node = Node::new(Layout::Head);
+    let systemctl_calls = node.fake_systemctl();
+    node.mkdirs(&["run/systemd/system"]);
+    let args = ["--release", node.rel(), "--tagging", "controller"];
+    let [again, _] = node.cycle(&args, |out, before, after| {
+        assert!(
+            out.contains("controller mode: cost-tags reconcile --cluster --follow runs as cost-tags-converge.service, woken by PrologSlurmctld and EpilogSlurmctld"),
+            "{out}"
+        );
+        assert!(out.contains("a real node runs 'systemctl enable --now cost-tags-converge.service'"), "{out}");
+        let etc = node.etc();
+        let toml = read(&etc.join("cost-tags.toml"));
+        assert!(toml.contains("\n[tagging]\nmode = \"controller\"\n"), "{toml}");
+        node.assert_settings_usable();
+        // The service: reconcile --cluster --follow, restarted always, as root.
+        let unit = node.path("etc/systemd/system/cost-tags-converge.service");
+        assert_eq!(mode(&unit), 0o644);
+        let service = read(&unit);
+        assert_eq!(
+            unit_value(&service, "ExecStart"),
+            node.job_exec("reconcile --cluster --follow --wake-user slurm")
+        );
+        assert_eq!(unit_value(&service, "Restart"), "always");
+        assert_eq!(unit_value(&service, "KillMode"), "mixed");
+        assert!(!service.contains("User="), "runs as root:\n{service}");
+        // The hook: the release's, with this node's wake file; never group/other-writable.
+        let hook = node.path("opt/slurm/bin/cost-tags-wake");
+        assert_eq!(mode(&hook), 0o755);
+        let wake = node.path("run/cost-tags/wake");
+        assert_eq!(
+            read(&hook),
+            read(&node.release().join("scripts/slurm/cost-tags-wake"))
+                .replace("/run/cost-tags/wake", wake.to_str().unwrap())
+        );
+        assert!(settings_lines(&read(&hook)).contains(&format!("touch -c {} >/dev/null 2>&1", wake.display())));
+        // slurmctld runs it, from cost-tags' own include.
+        let ours = settings_lines(&read(&etc.join("cost-tags_slurm.conf")));
+        for key in ["PrologSlurmctld", "EpilogSlurmctld"] {
+            assert!(ours.contains(&format!("{key}={}", hook.display())), "{ours:?}");
+        }
+        let mut changed = diff(before, after);
+        changed.retain(|l| l.contains("systemd") || l.contains("wake"));
+        assert_eq!(
+            sorted(changed),
+            vec![
+                "+ etc/systemd",
+                "+ etc/systemd/system",
+                "+ etc/systemd/system/cost-tags-converge.service",
+                "+ etc/systemd/system/cost-tags-prices-refresh.service",
+                "+ etc/systemd/system/cost-tags-prices-refresh.timer",
+                "+ opt/slurm/bin/cost-tags-wake",
+            ]
+        );
+    });
+    assert!(again.contains("already installed: nothing changed"), "{again}");
+    assert!(!systemctl_calls.exists(), "systemctl ran under COST_TAGS_ROOT");
+}
+
+#[test]
+fn controller_mode_never_replaces_the_sites_prolog_slurmctld_and_says_it_polls() {
+    let mut node = Node::new(Layout::Head);
+    node.fake_systemctl();
+    node.mkdirs(&["run/systemd/system"]);
+    let custom = "pcluster/custom_slurm_settings_include_file_slurm.conf";
+    let site = "PrologFlags=Contain\nPrologSlurmctld=/opt/site/prolog_ctld\n";
+    node.write(&format!("opt/slurm/etc/{custom}"), site, 0o644);
+    let args = ["--release", node.rel(), "--tagging", "controller"];
+    node.cycle(&args, |out, _, _| {
+        assert!(
+            out.contains("PrologSlurmctld is already set")
+                && out.contains("not replaced; the convergence polls every 30 s"),
+            "{out}"
+        );
+        assert!(out.contains("woken by EpilogSlurmctld and polling every 30 s"), "{out}");
+        let etc = node.etc();
+        assert_eq!(
+            read(&etc.join(custom)),
+            site.replace("Contain", "Contain,Alloc"),
+            "the site's PrologSlurmctld is untouched"
+        );
+        let ours = settings_lines(&read(&etc.join("cost-tags_slurm.conf")));
+        assert!(!ours.iter().any(|l| l.starts_with("PrologSlurmctld")), "{ours:?}");
+        assert!(ours.iter().any(|l| l.starts_with("EpilogSlurmctld=")), "{ours:?}");
+    });
+
+    // Both set: no hook line at all, the service polls.
+    node.write(
+        &format!("opt/slurm/etc/{custom}"),
+        &format!("{site}EpilogSlurmctld=/opt/site/epilog_ctld\n"),
+        0o644,
+    );
+    let out = node.ok(&args);
+    assert!(
+        out.contains("runs as cost-tags-converge.service, polling every 30 s"),
+        "{out}"
+    );
+    let ours = settings_lines(&read(&node.etc().join("cost-tags_slurm.conf")));
+    assert!(!ours.iter().any(|l| l.contains("Slurmctld")), "{ours:?}");
+    node.ok(&["--uninstall"]);
+}
+
+#[test]
+fn controller_mode_without_systemd_runs_a_pass_a_minute_from_cron() {
+    let node = Node::new(Layout::Head);
+    node.mkdirs(&["etc/cron.d"]);
+    let args = ["--release", node.rel(), "--tagging", "controller"];
+    node.cycle(&args, |out, _, _| {
+        assert!(out.contains("runs every minute from"), "{out}");
+        let cron_file = node.path("etc/cron.d/cost-tags-converge");
+        assert_eq!(mode(&cron_file), 0o644);
+        let cron = read(&cron_file);
+        assert_eq!(
+            settings_lines(&cron).last().unwrap(),
+            &format!(
+                "* * * * * root {} >/dev/null 2>&1",
+                node.job_command("reconcile --cluster --give-up-after 50")
+            )
+        );
+        // Nothing to wake: no hook, no slurmctld line.
+        assert!(!node.path("opt/slurm/bin/cost-tags-wake").exists());
+        assert!(!read(&node.etc().join("cost-tags_slurm.conf")).contains("Slurmctld"));
+    });
+}
+
+#[test]
+fn switching_between_node_and_controller_mode_works_both_ways() {
+    let mut node = Node::new(Layout::Head);
+    node.fake_systemctl();
+    node.mkdirs(&["run/systemd/system"]);
+    let before = node.snapshot();
+    let rel = node.rel().to_string();
+    node.ok(&["--release", &rel]);
+    let node_mode = node.snapshot();
+    let conf = node.etc().join("cost-tags_slurm.conf");
+    let toml = node.etc().join("cost-tags.toml");
+    let unit = node.path("etc/systemd/system/cost-tags-converge.service");
+    let hook = node.path("opt/slurm/bin/cost-tags-wake");
+
+    node.ok(&["--release", &rel, "--tagging", "controller"]);
+    assert!(read(&toml).contains("mode = \"controller\""));
+    assert!(unit.is_file() && hook.is_file());
+    assert!(read(&conf).contains("PrologSlurmctld="));
+    // A rerun without --tagging keeps the mode the settings say.
+    let out = node.ok(&["--release", &rel]);
+    assert!(out.contains("already installed: nothing changed"), "{out}");
+
+    let out = node.ok(&["--release", &rel, "--tagging", "node"]);
+    assert!(out.contains(&format!("removed {}", unit.display())), "{out}");
+    assert!(!unit.exists() && !hook.exists());
+    // Back to the node-mode install, file for file (only the empty unit directory the
+    // controller run made may stay, as for the other units).
+    let mut d = diff(&node_mode, &node.snapshot());
+    d.retain(|l| !l.starts_with("~ opt/slurm/etc/cost-tags/manifest"));
+    assert!(d.is_empty(), "{d:?}");
+    node.ok(&["--uninstall"]);
+    assert_same(&before, &node.snapshot(), "uninstall");
+}
+
+#[test]
+fn an_edited_settings_file_is_kept_and_the_mode_it_says_is_followed() {
+    let node = Node::new(Layout::Head);
+    node.mkdirs(&["etc/cron.d"]);
+    node.write(
+        "opt/slurm/etc/cost-tags.toml",
+        "[tagging]\nmode = \"controller\"\n",
+        0o644,
+    );
+    // The site's file says controller: without --tagging that is the mode installed.
+    let out = node.ok(&["--release", node.rel()]);
+    assert!(out.contains("runs every minute from"), "{out}");
+    // Asked for node mode, the file wins nowhere silently: it is kept, and said.
+    let out = node.ok(&["--release", node.rel(), "--tagging", "node"]);
+    assert!(out.contains("set '[tagging]' 'mode = \"node\"'"), "{out}");
+    assert!(!node.path("etc/cron.d/cost-tags-converge").exists());
+    assert_eq!(
+        read(&node.etc().join("cost-tags.toml")),
+        "[tagging]\nmode = \"controller\"\n"
+    );
+    node.ok(&["--uninstall"]);
 }

@@ -190,6 +190,30 @@ fn prolog_tags_epilog_untags_shared_node_aggregates() {
 }
 
 #[test]
+fn controller_mode_keeps_the_ledger_and_calls_neither_aws_nor_imds() {
+    let Some(node) = Node::start("[tagging]\nmode = \"controller\"\n") else {
+        return;
+    };
+    node.prolog("101", "ctalice", "ProjectA");
+    node.prolog("99", "ctbob", "ProjectB");
+    let ids = |node: &Node| -> Vec<String> {
+        node.ledger()["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&node), ["101", "99"]);
+    node.epilog("101");
+    assert_eq!(ids(&node), ["99"]);
+    assert_eq!(node.ledger()["owed"], false, "nothing is owed: the head node tags");
+    assert_eq!(node.proxy.requests(), 0, "{:?}", node.proxy.counts());
+    assert_eq!(node.imds.requests(), 0, "{:?}", node.imds.counts());
+    assert_eq!(node.cost_tags(), BTreeMap::new());
+}
+
+#[test]
 fn requeued_prolog_adds_the_job_once() {
     let Some(node) = Node::start("") else { return };
     node.prolog("7", "ctalice", "ProjectA");

@@ -240,6 +240,32 @@ fn stale_entry_dropped_missing_entry_added_and_tags_follow() {
 }
 
 #[test]
+fn controller_mode_reconcile_on_a_node_repairs_the_ledger_and_asks_no_aws() {
+    let Some(n) = Node::start_with("[tagging]\nmode = \"controller\"\n") else {
+        return;
+    };
+    n.prolog("101", "ctalice", "ProjectA");
+    n.slurm.set_jobs(&[running("102", "ctbob", "q-dy-c5-1", "ProjectB")]);
+    for args in [
+        &["reconcile", "--node", "q-dy-c5-1", "--dry-run"][..],
+        &["reconcile", "--node", "q-dy-c5-1"],
+    ] {
+        let out = n.cost_tags(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains("job 101"), "{stdout}");
+        assert!(
+            stdout.contains("tags: controller mode, the head node tags this instance"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(n.ledger_ids(), ["102"]);
+    assert_eq!(n.proxy.requests(), 0, "{:?}", n.proxy.counts());
+    assert_eq!(n.imds.requests(), 0, "{:?}", n.imds.counts());
+    assert!(n.cost_tags_on(&n.instance).is_empty());
+}
+
+#[test]
 fn tags_deleted_by_hand_are_seen_by_status_and_restored() {
     let Some(n) = Node::start() else { return };
     n.prolog("7", "ctalice", "ProjectA");

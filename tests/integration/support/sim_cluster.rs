@@ -137,6 +137,26 @@ impl SimCluster {
         c
     }
 
+    /// `cost-tags status --cluster --cluster-name c1 ARGS`, not yet started.
+    pub fn status_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(super::bin("cost-tags"));
+        apply_env(&mut c, &self.proxy.endpoint());
+        c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
+            .args(["status", "--cluster", "--cluster-name", CLUSTER])
+            .args(args)
+            .arg("--squeue")
+            .arg(self.slurm.squeue())
+            .arg("--scontrol")
+            .arg(self.scontrol())
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// The wake file of `reconcile --cluster --follow` (in the settings' cache_dir).
+    pub fn wake_file(&self) -> PathBuf {
+        self.dir.path().join("run/wake")
+    }
+
     fn scontrol(&self) -> PathBuf {
         self.dir.path().join("scontrol")
     }
