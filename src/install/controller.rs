@@ -31,8 +31,6 @@ pub const SERVICE: &str = "cost-tags-converge";
 pub const WAKE_HOOK: &str = "cost-tags-wake";
 /// The wake file as the release's hook names it; the installer writes the real one.
 const WAKE_IN_RELEASE: &str = "/run/cost-tags/wake";
-/// Who runs PrologSlurmctld when slurm.conf says nothing (ParallelCluster's SlurmUser).
-const DEFAULT_SLURM_USER: &str = "slurm";
 /// See [`periodic`]: neither systemd nor cron gives sbin.
 const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -91,11 +89,7 @@ pub fn stage(s: &mut Session, release: &Path, scan: &Scan, init: InitSystem) -> 
         bail!("the release's scripts/slurm/{WAKE_HOOK} does not name {WAKE_IN_RELEASE}");
     }
     let hook_text = text.replace(WAKE_IN_RELEASE, &wake).into_bytes();
-    let slurm_user = scan
-        .get("slurmuser")
-        .map(|o| o.value.clone())
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| DEFAULT_SLURM_USER.to_string());
+    let slurm_user = scan.slurm_user();
     if !slurm_user
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))

@@ -15,7 +15,7 @@ use super::manifest::{sha_and_backup, Key, Manifest};
 use super::options::Reconfigure;
 use super::periodic::{self, Init, InitSystem, Job};
 use super::slurm_conf::{self, Includes, Scan};
-use super::{controller, Options, Session};
+use super::{controller, journal, Options, Session};
 use crate::config::{Settings, TaggingMode};
 
 /// The binaries of a release; all four are needed (cost-tags runs the install itself
@@ -272,6 +272,12 @@ fn apply(s: &mut Session, options: &Options, staged: &Staged) -> Result<()> {
     }
     if !s.put_once(PROJECTS_TEMPLATE.as_bytes(), &p.projects, 0o644)? {
         s.out.log(format!("{} exists: left as it is", p.projects.display()));
+    }
+    let in_effect = fs::read_to_string(&p.settings)
+        .ok()
+        .and_then(|t| Settings::parse(&t, &p.settings).ok());
+    if let Some(settings) = &in_effect {
+        journal::ensure(s, settings, &staged.scan.slurm_user())?;
     }
     for (content, dest) in [
         (&staged.prolog, &staged.hooks.prolog),

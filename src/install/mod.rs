@@ -8,7 +8,8 @@
 //! - [`files`]: writing, replacing, backing up and removing files against that record;
 //! - [`slurm_conf`]: slurm.conf and its includes, parsed, extended and reverted (pure);
 //! - [`periodic`]: the systemd timers (or cron files) of the periodic jobs;
-//! - [`head`], [`compute`]: what each node role gets.
+//! - [`head`], [`compute`]: what each node role gets; [`controller`], controller mode's
+//!   service and hooks; [`journal`], the reservation journal SlurmUser writes.
 //!
 //! Every step is idempotent (a second run changes nothing), checks that can fail run
 //! before anything is changed, and the uninstall removes exactly what the install added.
@@ -17,6 +18,7 @@ pub mod compute;
 pub mod controller;
 pub mod files;
 pub mod head;
+pub mod journal;
 pub mod manifest;
 pub mod options;
 pub mod paths;

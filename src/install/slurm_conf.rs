@@ -62,6 +62,15 @@ impl Scan {
     pub fn get(&self, key: &str) -> Option<&Occurrence> {
         self.keys.get(&key.to_lowercase())
     }
+
+    /// `SlurmUser`, who runs slurmctld (and so project-check and PrologSlurmctld);
+    /// `slurm`, ParallelCluster's, when slurm.conf does not say.
+    pub fn slurm_user(&self) -> String {
+        self.get("slurmuser")
+            .map(|o| o.value.clone())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "slurm".to_string())
+    }
 }
 
 /// Where includes resolve: relative ones against conf_dir; absolute ones under root first

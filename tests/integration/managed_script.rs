@@ -2255,3 +2255,36 @@ fn an_edited_settings_file_is_kept_and_the_mode_it_says_is_followed() {
     );
     node.ok(&["--uninstall"]);
 }
+
+/// Issue 21: with --budgets the head node gets the reservation journal project-check
+/// appends to as SlurmUser (who cannot create files in root's /var/spool/cost-tags):
+/// empty, SlurmUser's, mode 0600; the uninstall removes it while it is still empty.
+#[test]
+fn budgets_create_the_reservation_journal_for_slurm_user() {
+    use std::os::unix::fs::MetadataExt;
+    let node = Node::new(Layout::Head);
+    node.mkdirs(&["run/systemd/system"]);
+    let journal = node.path("var/spool/cost-tags/reservations.jsonl");
+    let [again, _] = node.cycle(&["--release", node.rel(), "--budgets"], |out, before, after| {
+        assert!(out.contains("(the reservation journal project-check writes)"), "{out}");
+        let meta = fs::symlink_metadata(&journal).unwrap();
+        assert!(meta.is_file() && meta.len() == 0);
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+        if let Ok(Some(slurm)) = nix::unistd::User::from_name("slurm") {
+            assert_eq!(meta.uid(), slurm.uid.as_raw(), "SlurmUser's");
+        }
+        let added: Vec<String> = diff(before, after)
+            .into_iter()
+            .filter(|l| l.contains("var/spool"))
+            .collect();
+        assert_eq!(
+            sorted(added),
+            ["+ var/spool/cost-tags", "+ var/spool/cost-tags/reservations.jsonl"]
+        );
+    });
+    assert!(!again.contains("reservation journal"), "created once: {again}");
+    // Without budgets, no journal.
+    let plain = node.sibling(Layout::Head);
+    plain.ok(&["--release", plain.rel()]);
+    assert!(!plain.path("var/spool/cost-tags").exists());
+}
