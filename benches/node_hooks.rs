@@ -7,6 +7,7 @@
 //! (the system bundle with the CA added, plus the system's certificate directory), so
 //! the whole system store is loaded and a TLS handshake made on each run.
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench node_hooks`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the benches use a few of the test fixtures

@@ -3,6 +3,7 @@
 //! DescribeSpotPriceHistory, the Price List stand-in (one product a page, so each type
 //! takes two GetProducts pages). Target: under 5 s. Prints figures; asserts nothing about
 //! time. Run: `cargo bench --bench prices_refresh`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the benches use a few of the test fixtures

@@ -3,6 +3,7 @@
 //! het jobs, requeues, running and pending jobs, a few broken lines): wall time and peak
 //! memory (the child's maxrss from wait4). Target: under 3 s and under 100 MB. Prints
 //! figures; asserts nothing about time. Run: `cargo bench --bench report`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the benches use a few of the test fixtures

@@ -4,6 +4,7 @@
 //! Two throwaway clusters run side by side and submissions alternate between them, so
 //! both see the same machine load. Prints medians; asserts nothing about time.
 //! Run: `cargo build --release --bins && cargo bench --bench submit_latency`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the benches use a few of the test fixtures

@@ -6,6 +6,7 @@
 //! throttled answers; then a pass with nothing to change (its tag calls and
 //! DescribeInstances pages). Asserts nothing about time.
 //! Run: `cargo bench --bench tagging_scale` (N from `TAGGING_SCALE_N`, e.g. `200,1000`).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the benches use a few of the test fixtures

@@ -3,6 +3,7 @@
 //! than a test, so that the demo builds the binaries, the fixtures it uses and itself in one
 //! `cargo build --bins --example demo`, not the whole integration test tree; run it as
 //! root with `scripts/demo.sh`.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 #[path = "../tests/integration/support/mod.rs"]
 #[allow(dead_code)] // the demo uses a few of the test fixtures
@@ -66,7 +67,9 @@ fn admin(c: &LocalCluster, args: &[&str]) {
     println!("\n  # cost-tags {}", args.join(" "));
     let mut cmd = std::process::Command::new(support::bin("cost-tags"));
     support::moto::apply_env(&mut cmd, &c.moto.endpoint());
+    // The local cluster's Slurm, as on a head node: its squeue and scontrol answer.
     let out = cmd
+        .envs(c.slurm.env())
         .env("COST_TAGS_CONFIG", c.opt_slurm.join("etc/cost-tags.toml"))
         .args(args)
         .output()
@@ -85,7 +88,12 @@ fn budgets(c: &LocalCluster) {
     let settings = c.opt_slurm.join("etc/cost-tags.toml");
     let mut text = std::fs::read_to_string(&settings).unwrap();
     let cache = c.opt_slurm.join("etc/budgets.jsonl");
-    text.push_str(&format!("[budget]\nenabled = true\ncache_file = {cache:?}\n"));
+    // This cluster keeps no accounting (no slurmdbd): the budget is AWS's spend alone
+    // (with committed budgets a refresh that cannot read sacct keeps the old cache).
+    let journal = c.opt_slurm.join("etc/reservations.jsonl");
+    text.push_str(&format!(
+        "[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {cache:?}\nreservations_file = {journal:?}\n"
+    ));
     std::fs::write(&settings, text).unwrap();
     admin(
         c,

@@ -31,6 +31,8 @@ pub fn warn_to_syslog(message: &str) {
     syslog(libc::LOG_WARNING, message);
 }
 
+// Each line goes to stderr too, which slurmd keeps in its log: the one print outside cli.
+#[allow(clippy::print_stderr)]
 fn emit(priority: libc::c_int, message: &str) {
     let name = IDENT.get().and_then(|c| c.to_str().ok()).unwrap_or("cost-tags");
     eprintln!("{name}: {message}");

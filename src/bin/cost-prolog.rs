@@ -4,6 +4,7 @@
 //! Exit code: 0, also when AWS or IMDS fail (the tags are owed and the next run pays
 //! them), because a non-zero prolog drains the node and requeues the job. Only with
 //! `strict = true` does a failure exit 1.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 fn main() -> std::process::ExitCode {
     use clap::Parser;

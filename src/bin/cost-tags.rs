@@ -5,6 +5,7 @@
 //!
 //! Exit codes: each subcommand documents its own; 2 always means it could not do its job
 //! (unusable settings, bad arguments, a failed Slurm command), with the reason on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 allowed, 1 refused (the message says why, in words users already know),
 //! 2 the settings or the projects file cannot be used (the message names file and line).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::ExitCode;
 

@@ -3,10 +3,13 @@
 //! layer and the binaries in `src/bin` write to stdout, set the syslog identity, or turn
 //! results into exit codes. A binary parses its arguments, calls in here and exits.
 //!
-//! Everything printed on stdout goes through [`print`] (or `outln!`), never `println!`,
+//! Everything printed on stdout goes through [`print()`] (or `outln!`), never `println!`,
 //! which panics when the reader has gone away (`cost-tags report | head -1`): the write
 //! error comes back as a [`StdoutError`], and [`exit_code`] turns a broken pipe into a
 //! quiet exit 0, as ripgrep does.
+
+// The one layer of the library that prints (see Cargo.toml [lints]).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fmt;
 use std::io::{self, Write};

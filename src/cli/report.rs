@@ -69,7 +69,7 @@ order, other fields ignored.
 Exit codes: 0 report printed, 1 the saved file's header lacks a field the report reads or
 --billed could not use Cost Explorer, 2 no report (bad settings or arguments, sacct failed).")]
 pub struct ReportArgs {
-    /// First instant of the report: YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS] [default: the
+    /// First instant of the report: YYYY-MM-DD, YYYY-MM-DDTHH:MM or YYYY-MM-DDTHH:MM:SS [default: the
     /// first day of this month]
     #[arg(long, value_name = "DATE", value_parser = parse_since)]
     pub since: Option<Timestamp>,

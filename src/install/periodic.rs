@@ -158,7 +158,7 @@ impl Job {
         }
     }
 
-    /// "<name>.timer"
+    /// "`<name>`.timer"
     pub fn timer_unit(&self) -> String {
         format!("{}.timer", self.spec().name)
     }
@@ -280,7 +280,7 @@ impl Init {
 
 /// systemd when `systemctl` is on PATH and /run/systemd/system is a directory (sd_booted),
 /// else cron when cron_dir is a directory, else none. With a root (tests,
-/// COST_TAGS_ROOT): systemd when <root>/run/systemd/system is a directory, systemctl is
+/// COST_TAGS_ROOT): systemd when `<root>/run/systemd/system` is a directory, systemctl is
 /// never run (`live` false).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitSystem {
@@ -356,7 +356,7 @@ pub fn is_ours(path: &Path) -> bool {
     }
 }
 
-/// Runs `systemctl ARGS` (stdin null), Err("systemctl ARGS failed: <output>") on failure.
+/// Runs `systemctl ARGS` (stdin null), `Err("systemctl ARGS failed: <output>")` on failure.
 ///
 /// The output (stdout then stderr, trailing newlines removed) is kept for the message
 /// only: systemctl says there why a unit could not be enabled or started.

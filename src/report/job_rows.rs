@@ -106,7 +106,7 @@ impl JobRow<'_> {
     }
 }
 
-/// The CSV header: one name per [`JobRow`] field, in order.
+/// The CSV header: one name per field of a job row, in order.
 pub const CSV_COLUMNS: [&str; 20] = [
     "job_id",
     "state",

@@ -549,7 +549,7 @@ struct JsonSkippedLine<'a> {
 }
 
 /// The whole report as one JSON document (schema in docs/report.md), laid out by
-/// [`ReportLayout`]: top-level keys in a fixed order, each record on its own line.
+/// `ReportLayout`: top-level keys in a fixed order, each record on its own line.
 pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;

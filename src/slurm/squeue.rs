@@ -174,7 +174,7 @@ const PENDING_FIELDS: [&str; 14] = [
     "tres-per-task",
 ];
 
-/// `squeue -O` for pending jobs under `source`: [`PENDING_FIELDS`], then the project's
+/// `squeue -O` for pending jobs under `source`: `PENDING_FIELDS`, then the project's
 /// field last (the account, or the comment or wckey), unpadded and uncut (`:0`).
 pub fn pending_jobs_format(source: ProjectSource) -> String {
     let project = match ProjectField::of(source) {

@@ -63,7 +63,7 @@ pub trait GroupMembership {
 impl<'a> ProjectsList<'a> {
     /// Parses the whole file; `path` is only used to name the file in errors. One pass
     /// over the bytes, so the cost is linear in the file size, a block of whole lines at a
-    /// time (see [`check_lines`]). A single decision needs only [`UserLines`].
+    /// time (see `check_lines`). A single decision needs only [`UserLines`].
     pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
         /// About this many bytes at a time, so the scanner's index of the block stays small.
         const BLOCK: usize = 32 * 1024;

@@ -1,6 +1,7 @@
 //! The integration tests: one test binary, so that `support` (the local Slurm, moto,
 //! IMDSv2 and proxy fixtures) is compiled once. Each module is one area; run one with
 //! `cargo test --test integration <module>::` (e.g. `dns_deadline::`).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod support;
 
