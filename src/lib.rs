@@ -30,16 +30,16 @@
 //! - [`slurm`], [`parallelcluster`], [`aws`]: the outside world. `aws` is the only code
 //!   that talks to AWS, `slurm` runs and reads Slurm's commands, `parallelcluster` reads
 //!   the files ParallelCluster writes on its nodes.
-//! - [`config`] (the one settings file), [`atomic_file`] and [`trusted_dir`] (state on
-//!   disk that root can trust), [`log`] (syslog and stderr), [`text_table`] (every
-//!   table printed for people).
+//! - [`config`] (the one settings file), [`state`] (state on disk that root can trust:
+//!   atomic replacement, trusted directories), [`log`] (syslog and stderr);
+//!   [`report::text_table`] draws every table printed for people.
 //! - [`cli`]: every command's arguments, printing and exit codes. The other modules do the
 //!   work and return values; the binaries in `src/bin` parse arguments, call `cli` and
 //!   exit.
 
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
-pub mod atomic_file;
+
 pub mod aws;
 pub mod budget;
 pub mod cli;
@@ -53,6 +53,5 @@ pub mod parallelcluster;
 pub mod prices;
 pub mod report;
 pub mod slurm;
+pub mod state;
 pub mod submit;
-pub mod text_table;
-pub mod trusted_dir;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file;
+use crate::state::atomic_file;
 
 /// The instance this process runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub fn cache_path(cache_dir: &Path) -> PathBuf {
 /// The cached identity if it was written during this boot.
 pub fn cached(cache_dir: &Path) -> Option<InstanceIdentity> {
     // A cache others could write would let them choose the instance that gets tagged.
-    crate::trusted_dir::check(cache_dir).ok()?;
+    crate::state::trusted_dir::check(cache_dir).ok()?;
     let bytes = std::fs::read(cache_path(cache_dir)).ok()?;
     let entry: CacheEntry = serde_json::from_slice(&bytes).ok()?;
     (Some(entry.boot_id) == boot_id() && valid_instance_id(&entry.identity.instance_id)).then_some(entry.identity)
@@ -95,7 +95,7 @@ async fn fetch(timeout: Duration) -> Result<InstanceIdentity> {
 
 fn store(cache_dir: &Path, identity: &InstanceIdentity) -> Result<()> {
     let boot_id = boot_id().context("no boot id in /proc")?;
-    crate::trusted_dir::prepare(cache_dir).context("cache_dir")?;
+    crate::state::trusted_dir::prepare(cache_dir).context("cache_dir")?;
     let entry = CacheEntry {
         boot_id,
         identity: identity.clone(),

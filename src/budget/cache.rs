@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file;
+use crate::state::atomic_file;
 
 /// The version of the file format, so a newer writer is not misread by an older reader.
 pub const FORMAT: u32 = 1;

@@ -46,7 +46,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::cache;
-use crate::atomic_file;
+use crate::state::atomic_file;
 
 /// How long a check waits for the lock (a compaction holds it for milliseconds; the
 /// submission waits in slurmctld meanwhile, so not long).

@@ -11,7 +11,7 @@ use aws_sdk_budgets::types::TimeUnit;
 use crate::budget::admin::{self, BudgetRequest, Refreshed};
 use crate::config::Settings;
 use crate::log;
-use crate::text_table::Columns;
+use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BudgetArgs {

@@ -12,9 +12,9 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::report::calendar::{Short, Timestamp};
 use crate::report::job::{self, JobCost};
+use crate::report::text_table::Columns;
 use crate::report::{unix_now, with_prices};
 use crate::slurm::fields;
-use crate::text_table::Columns;
 
 fn parse_job_id(s: &str) -> Result<String, String> {
     if fields::is_job_id(s) {

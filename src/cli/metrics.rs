@@ -9,12 +9,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::atomic_file;
 use crate::budget::cache::{BudgetCache, CacheError};
 use crate::config::Settings;
 use crate::metrics::{self, Figures};
 use crate::report::calendar::{self, Timestamp};
 use crate::report::{build_confirmed, run_sacct, sacct, unix_now, with_prices};
+use crate::state::atomic_file;
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
     calendar::parse(s)

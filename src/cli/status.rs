@@ -12,7 +12,7 @@ use crate::cluster::converge::{Cluster, ClusterArgs};
 use crate::cluster::status::{ClusterStatus, Verdict};
 use crate::config::Settings;
 use crate::node::status::{status, Status};
-use crate::text_table::Columns;
+use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct StatusArgs {

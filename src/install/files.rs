@@ -117,7 +117,7 @@ pub fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
         bail!("{} is a symbolic link: not replaced", dest.display());
     }
     let owner = fs::metadata(dest).ok().map(|m| (m.uid(), m.gid()));
-    crate::atomic_file::replace(dest, content, mode & !NEVER_WRITABLE_BY)
+    crate::state::atomic_file::replace(dest, content, mode & !NEVER_WRITABLE_BY)
         .with_context(|| format!("cannot write {}", dest.display()))?;
     if let Some((uid, gid)) = owner {
         // Best effort, as `chown --reference` was: only root may give a file away.
@@ -138,7 +138,7 @@ pub fn copy_exact(from: &Path, to: &Path) -> Result<()> {
         return fs::rename(&tmp, to).with_context(|| format!("cannot write {}", to.display()));
     }
     let content = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
-    crate::atomic_file::replace(to, &content, meta.permissions().mode() & 0o7777)
+    crate::state::atomic_file::replace(to, &content, meta.permissions().mode() & 0o7777)
         .with_context(|| format!("cannot write {}", to.display()))?;
     let _ = std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()));
     Ok(())

@@ -117,7 +117,7 @@ fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
     if !meta.is_file() {
         return Err("not a regular file".into());
     }
-    crate::trusted_dir::only_root_can_write(&meta)
+    crate::state::trusted_dir::only_root_can_write(&meta)
         .map_err(|why| format!("{why}: whoever can write it can run code as root"))?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)

@@ -20,10 +20,10 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file;
 use crate::node::job::Job;
 use crate::node::tags::TagMap;
-use crate::trusted_dir;
+use crate::state::atomic_file;
+use crate::state::trusted_dir;
 
 /// What the ledger file holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

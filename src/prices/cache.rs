@@ -25,8 +25,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file;
 use crate::report::calendar::Timestamp;
+use crate::state::atomic_file;
 
 /// The file format; a reader refuses any other.
 pub const FORMAT: &str = "cost-tags-prices/1";

@@ -18,6 +18,7 @@ mod json_layout;
 pub mod output;
 pub mod pricing;
 pub mod sacct;
+pub mod text_table;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};

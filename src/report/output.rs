@@ -11,7 +11,7 @@ use super::aggregate::{Sums, EXAMPLES};
 use super::calendar::{Every, Rfc3339, Short, Timestamp};
 use super::json_layout::ReportLayout;
 use super::{Dimension, Report};
-use crate::text_table::Columns;
+use crate::report::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
 pub(super) fn cost(x: f64) -> f64 {
