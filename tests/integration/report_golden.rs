@@ -795,25 +795,32 @@ fn filters_narrow_the_report_to_users_projects_partitions_and_groups() {
 
     // The same file with each user's Unix group (a header names the fields): `--by group`
     // and `--group` read it, and a group is its users' jobs.
-    let text = std::fs::read_to_string(data("month.txt")).unwrap();
-    let mut grouped = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let Some((head, comment)) = line.rsplit_once('|') else {
-            grouped.push_str(line);
-            grouped.push('\n');
-            continue;
-        };
-        let user = head.split('|').nth(2).unwrap_or("");
-        let group = match (i, user) {
-            (0, _) => "Group",
-            (_, "ctalice") => "phys",
-            (_, "ctbob") => "chem",
-            _ => "other",
-        };
-        grouped.push_str(&format!("{head}|{group}|{comment}\n"));
-    }
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("grouped.txt"), grouped).unwrap();
+    let columns = [
+        "JobID",
+        "State",
+        "User",
+        "Account",
+        "Partition",
+        "Start",
+        "End",
+        "NNodes",
+        "NCPUS",
+        "AllocTRES",
+        "NodeList",
+        "Group",
+        "Comment",
+    ];
+    let grouped = rewritten(dir.path(), "grouped.txt", &columns, |name, fields| {
+        (name == "Group").then(|| {
+            match fields[2] {
+                "ctalice" => "phys",
+                "ctbob" => "chem",
+                _ => "other",
+            }
+            .to_string()
+        })
+    });
     let run = |args: &[&str]| -> Value {
         let mut all: Vec<&str> = WINDOW.to_vec();
         all.extend_from_slice(&["--format", "json"]);
@@ -821,8 +828,7 @@ fn filters_narrow_the_report_to_users_projects_partitions_and_groups() {
         let out = Command::new(support::bin("cost-tags"))
             .arg("--config")
             .arg(data("pricing.toml"))
-            .args(["report", "--sacct-file"])
-            .arg(dir.path().join("grouped.txt"))
+            .args(["report", "--sacct-file", &grouped])
             .args(&all)
             .env_remove("COST_TAGS_CONFIG")
             .output()
