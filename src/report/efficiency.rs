@@ -5,9 +5,11 @@
 //! work is on the GPU, so its CPU time says little), a job still running (its steps'
 //! CPU time is recorded when they end), a job whose TotalCPU was not recorded.
 //!
-//! Memory efficiency (peak RSS of the steps over the requested memory) needs the step
-//! records (MaxRSS is per step; the allocation line the report reads has none), so it is
-//! not worked out here (see docs/report.md).
+//! TotalCPU is the job line's, which sacct adds up from the job's steps when it lists
+//! them: `--by job` runs sacct without `--allocations` (with it, sacct reads no steps and
+//! prints 0 for every job), and passes the step lines over. Memory efficiency (peak RSS
+//! of the steps over the requested memory) would need MaxRSS from each step line, which
+//! is not read yet (see docs/report.md).
 
 use super::sacct::Record;
 

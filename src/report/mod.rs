@@ -444,7 +444,7 @@ pub fn records(
         }
         let record = match columns.parse(&text) {
             Ok(Line::Job(r)) => r,
-            Ok(Line::Header | Line::Blank) => continue,
+            Ok(Line::Header | Line::Blank | Line::Step) => continue,
             Err(Skip(why)) => {
                 diag.skip(line_no, why);
                 continue;
@@ -577,9 +577,13 @@ pub fn run_sacct_with_jobs(
     } else {
         None
     };
-    spawn_sacct(&args(&layout.format()), |out| {
-        build_with_jobs(prices, options, out, ids, jobs)
-    })
+    let mut records = args(&layout.format());
+    if jobs.is_some() {
+        // `--allocations` reads no steps, so every job's TotalCPU would be 0: per job,
+        // sacct lists the steps too, and their usage adds up on the job's own line.
+        records.retain(|a| a != "--allocations");
+    }
+    spawn_sacct(&records, |out| build_with_jobs(prices, options, out, ids, jobs))
 }
 
 /// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to

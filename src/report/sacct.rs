@@ -260,6 +260,9 @@ pub enum Line<'a> {
     /// The header sacct prints without `--noheader`, with exactly the report's fields.
     Header,
     Blank,
+    /// A job step, when the efficiency fields are asked for: sacct then lists steps too
+    /// (their usage adds up on the job's line), and a step is nothing to charge.
+    Step,
 }
 
 /// Why a line cannot be used.
@@ -517,6 +520,9 @@ impl Columns {
         }
         let job_id = f[0];
         if job_id.contains('.') && fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
+            if self.layout.efficiency {
+                return Ok(Line::Step);
+            }
             return Err(Skip(format!(
                 "job step {job_id} (only allocations are charged; run sacct with --allocations)"
             )));
@@ -631,6 +637,29 @@ mod tests {
         assert!(matches!(Columns::from_header(old, layout, 1), Some(Ok(_))));
         let e = Columns::from_header(old, layout.with_group(), 1).unwrap().unwrap_err();
         assert_eq!(e.field, "Group");
+    }
+
+    #[test]
+    fn steps_are_passed_over_when_usage_is_read_and_skipped_otherwise() {
+        let line = "7.batch|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|1|cpu=1|n1|Proj";
+        assert!(matches!(Columns::of(COMMENT).parse(line), Err(Skip(why)) if why.contains("job step 7.batch")));
+        let layout = Layout::new(ProjectSource::Comment, false).with_efficiency();
+        let fields = layout.fields();
+        // The same step with the efficiency fields (before the free text).
+        let values: Vec<&str> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, _)| match i {
+                0 => "7.batch",
+                1 => "COMPLETED",
+                5 => "2024-03-01T00:00:00",
+                6 => "2024-03-01T01:00:00",
+                7 | 8 => "1",
+                9 => "cpu=1",
+                _ => "",
+            })
+            .collect();
+        assert_eq!(Columns::of(layout).parse(&values.join("|")), Ok(Line::Step));
     }
 
     #[test]
