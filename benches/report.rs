@@ -229,9 +229,13 @@ fn main() {
     // TotalCPU, ElapsedRaw), so every row's efficiency is worked out.
     let job_data = dir.path().join("sacct-jobs.txt");
     {
-        let text = std::fs::read_to_string(&data).unwrap();
+        // Streamed: a 138 MB string here would be in every child's peak RSS (a forked
+        // child counts its parent's pages until it execs).
+        use std::io::BufRead;
+        let input = std::io::BufReader::new(std::fs::File::open(&data).unwrap());
         let mut out = BufWriter::new(std::fs::File::create(&job_data).unwrap());
-        for line in text.lines() {
+        for line in input.lines().map(Result::unwrap) {
+            let line = line.as_str();
             match line.rsplit_once('|') {
                 Some((head, project)) => writeln!(out, "{head}|720|grp|01:23:45.678|3600|{project}").unwrap(),
                 None => writeln!(out, "{line}").unwrap(),
