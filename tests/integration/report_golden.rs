@@ -49,6 +49,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use cost_tags::report::sacct::FIELDS;
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {
@@ -567,32 +568,20 @@ fn parallelcluster_fleet_config_gives_node_types_and_spot_queues() {
 /// that order (`Extra`-like names not among them get `x`); other lines (garbage, blank)
 /// stay as they are. Returns the new file's path.
 fn rewritten(dir: &Path, name: &str, columns: &[&str], value: impl Fn(&str, &[&str]) -> Option<String>) -> String {
-    const CANONICAL: [&str; 12] = [
-        "JobID",
-        "State",
-        "User",
-        "Account",
-        "Partition",
-        "Start",
-        "End",
-        "NNodes",
-        "NCPUS",
-        "AllocTRES",
-        "NodeList",
-        "Comment",
-    ];
+    // The report's fields, then the comment (the project of `month.txt`).
+    let canonical: Vec<&str> = FIELDS.iter().copied().chain(["Comment"]).collect();
     let month = std::fs::read_to_string(data("month.txt")).unwrap();
     let mut out = String::new();
     for (i, line) in month.lines().enumerate() {
         let fields: Vec<&str> = line.split('|').collect();
-        if fields.len() != CANONICAL.len() {
+        if fields.len() != canonical.len() {
             out.push_str(line);
         } else if i == 0 {
             out.push_str(&columns.join("|"));
         } else {
             let row: Vec<String> = columns
                 .iter()
-                .map(|c| match CANONICAL.iter().position(|f| f.eq_ignore_ascii_case(c)) {
+                .map(|c| match canonical.iter().position(|f| f.eq_ignore_ascii_case(c)) {
                     Some(at) => fields[at].to_string(),
                     None => value(c, &fields).unwrap_or_else(|| "x".into()),
                 })
@@ -796,21 +785,7 @@ fn filters_narrow_the_report_to_users_projects_partitions_and_groups() {
     // The same file with each user's Unix group (a header names the fields): `--by group`
     // and `--group` read it, and a group is its users' jobs.
     let dir = tempfile::tempdir().unwrap();
-    let columns = [
-        "JobID",
-        "State",
-        "User",
-        "Account",
-        "Partition",
-        "Start",
-        "End",
-        "NNodes",
-        "NCPUS",
-        "AllocTRES",
-        "NodeList",
-        "Group",
-        "Comment",
-    ];
+    let columns: Vec<&str> = FIELDS.iter().copied().chain(["Group", "Comment"]).collect();
     let grouped = rewritten(dir.path(), "grouped.txt", &columns, |name, fields| {
         (name == "Group").then(|| {
             match fields[2] {
