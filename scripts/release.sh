@@ -34,7 +34,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/$name/bin" "$stage/$name/scripts" dist
 for b in "${bins[@]}"; do install -m 755 "$tdir/$triple/release/$b" "$stage/$name/bin/$b"; done
 cp -r scripts/slurm scripts/multi-runner scripts/iam "$stage/$name/scripts/"
-cp README.md "$stage/$name/"
+cp -r README.md docs "$stage/$name/"
 tar -C "$stage" --owner=0 --group=0 -czf "dist/$name.tar.gz" "$name"
 (cd dist && sha256sum "$name.tar.gz" > "$name.tar.gz.sha256")
 
