@@ -96,12 +96,15 @@ fn sbatch_tags_the_nodes_instance_and_scancel_untags_it() {
         hook_to_tagged.as_secs_f64()
     );
     assert!(head.passes() > before, "tagged by a woken pass");
+    // Its project, user and job id in one call.
+    assert_eq!(head.front.count("CreateTags"), 1, "{}", head.log());
     assert!(head.log().contains("woken: next pass"), "{}", head.log());
 
     let cancelled = Instant::now();
     c.slurm.run_root("scancel", &[a.to_string()]);
     let untagged = wait_for_tags(&c, &head, &[], cancelled);
     eprintln!("controller mode: scancel to untagged {:.2} s", untagged.as_secs_f64());
+    assert_eq!(head.front.count("DeleteTags"), 1, "{}", head.log());
     // Other tags stay; the front throttled nothing.
     assert_eq!(c.moto.tags(&c.instance)[CLUSTER_TAG], head.cluster);
     assert_eq!(head.front.throttled(), 0, "{:?}", head.front.counts());
