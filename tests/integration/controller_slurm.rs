@@ -61,6 +61,12 @@ fn wait_for_tags(c: &LocalCluster, head: &HeadNode, want: &[(&str, &str)], since
     since.elapsed()
 }
 
+/// Time since the wake hook last ran: the wake file's time is when it touched it.
+fn since_the_hook_ran(c: &LocalCluster) -> Duration {
+    let touched = std::fs::metadata(c.wake_file()).unwrap().modified().unwrap();
+    std::time::SystemTime::now().duration_since(touched).unwrap_or_default()
+}
+
 /// The service ends on SIGTERM with exit 0, and no pass of it failed.
 fn stop_cleanly(mut head: HeadNode) {
     let code = head.stop();
@@ -85,25 +91,27 @@ fn sbatch_tags_the_nodes_instance_and_scancel_untags_it() {
         &[(P, "ProjectA"), (U, "ctalice"), (J, &a.to_string())],
         submitted,
     );
-    // The wake file's time is when PrologSlurmctld ran the hook.
-    let hook_ran = std::fs::metadata(c.wake_file()).unwrap().modified().unwrap();
-    let hook_to_tagged = std::time::SystemTime::now()
-        .duration_since(hook_ran)
-        .unwrap_or_default();
     eprintln!(
         "controller mode: sbatch to tagged {:.2} s (PrologSlurmctld to tagged {:.2} s)",
         tagged.as_secs_f64(),
-        hook_to_tagged.as_secs_f64()
+        since_the_hook_ran(&c).as_secs_f64()
     );
     assert!(head.passes() > before, "tagged by a woken pass");
     // Its project, user and job id in one call.
     assert_eq!(head.front.count("CreateTags"), 1, "{}", head.log());
     assert!(head.log().contains("woken: next pass"), "{}", head.log());
 
+    // Passes start at most a second apart (follow::MIN_GAP): a job cancelled at once
+    // would wait for that, not for the service.
+    std::thread::sleep(Duration::from_secs(1));
     let cancelled = Instant::now();
     c.slurm.run_root("scancel", &[a.to_string()]);
     let untagged = wait_for_tags(&c, &head, &[], cancelled);
-    eprintln!("controller mode: scancel to untagged {:.2} s", untagged.as_secs_f64());
+    eprintln!(
+        "controller mode: scancel to untagged {:.2} s (EpilogSlurmctld to untagged {:.2} s)",
+        untagged.as_secs_f64(),
+        since_the_hook_ran(&c).as_secs_f64()
+    );
     assert_eq!(head.front.count("DeleteTags"), 1, "{}", head.log());
     // Other tags stay; the front throttled nothing.
     assert_eq!(c.moto.tags(&c.instance)[CLUSTER_TAG], head.cluster);
