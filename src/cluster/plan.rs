@@ -53,6 +53,24 @@ pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option
         .find(|n| names.iter().any(|a| *a == n.addr || *a == n.hostname))
 }
 
+/// The nodes running jobs that no running instance of the cluster is: a node powering
+/// up, whose instance is not launched yet or not yet given to Slurm as its
+/// NodeAddr/NodeHostName. Its jobs are tagged by the first pass after that. Listed, so
+/// that a cluster where no node ever matches (NodeAddr is not the instance's private IP)
+/// does not look in sync while nothing is tagged.
+pub fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmView) -> Vec<String> {
+    let matched: std::collections::BTreeSet<&str> = instances
+        .iter()
+        .filter_map(|i| node_of(i, &view.nodes))
+        .map(|n| n.name.as_str())
+        .collect();
+    view.ids
+        .keys()
+        .filter(|n| !matched.contains(n.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// One compute instance, what it carries and what it must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -304,6 +322,23 @@ mod tests {
             (skipped[0].instance_id.as_str(), skipped[0].node.as_str()),
             ("i-3", "n3")
         );
+    }
+
+    #[test]
+    fn a_busy_node_no_instance_is_listed_until_its_instance_appears() {
+        let mut view = SlurmView {
+            nodes: vec![node("n1", "10.0.0.1"), node("n2", "n2"), node("n3", "10.0.0.3")],
+            ..SlurmView::default()
+        };
+        // n1 and n2 run jobs; n2 is powering up (its NodeAddr is still its name).
+        view.ids.insert("n1".into(), ["5".to_string()].into());
+        view.ids.insert("n2".into(), ["6".to_string()].into());
+        let mut instances = vec![instance("i-1", "10.0.0.1", &[]), instance("i-3", "10.0.0.3", &[])];
+        assert_eq!(busy_nodes_without_instance(&instances, &view), ["n2"]);
+        // Launched, and given to Slurm.
+        instances.push(instance("i-2", "10.0.0.2", &[]));
+        view.nodes[1].addr = "10.0.0.2".into();
+        assert!(busy_nodes_without_instance(&instances, &view).is_empty());
     }
 
     #[test]

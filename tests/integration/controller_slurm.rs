@@ -61,6 +61,16 @@ fn wait_for_tags(c: &LocalCluster, head: &HeadNode, want: &[(&str, &str)], since
     since.elapsed()
 }
 
+/// The summary line of the service's last pass.
+fn last_pass(head: &HeadNode) -> String {
+    let log = head.log();
+    log.lines()
+        .rev()
+        .find(|l| l.contains("compute instances in sync"))
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// Time since the wake hook last ran: the wake file's time is when it touched it.
 fn since_the_hook_ran(c: &LocalCluster) -> Duration {
     let touched = std::fs::metadata(c.wake_file()).unwrap().modified().unwrap();
@@ -166,6 +176,24 @@ fn a_node_whose_instance_appears_later_is_tagged_by_the_next_pass() {
     head.wait_until("two more passes", WAIT, || head.passes() >= seen + 2);
     assert_eq!(head.front.count("CreateTags"), 0, "{:?}", head.front.counts());
     assert_eq!(c.cost_tags(), tag_map(&[]));
+    // ...and both say which node waits for its instance, the cluster still in sync.
+    let waiting = "1 Slurm nodes running jobs with no instance yet";
+    assert!(last_pass(&head).contains(waiting), "{}", head.log());
+    let status = head.status(&c);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        status.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        text.contains(&format!(
+            "node {}: runs jobs, no instance is it yet",
+            c.slurm.node_name()
+        )),
+        "{text}"
+    );
 
     // The instance is launched, tagged as ParallelCluster tags it; Slurm does not point
     // the node at it yet: still nothing to tag.
@@ -191,6 +219,12 @@ fn a_node_whose_instance_appears_later_is_tagged_by_the_next_pass() {
         pointed.elapsed().as_secs_f64()
     );
     assert_eq!(c.cost_tags(), tag_map(&[]), "the other compute instance");
+    let seen = head.passes();
+    head.wait_until("one more pass", WAIT, || head.passes() > seen);
+    assert!(!last_pass(&head).contains(waiting), "{}", head.log());
+    let status = head.status(&c);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&status.stdout).contains("no instance"));
     c.slurm.run_root("scancel", &[a.to_string()]);
     stop_cleanly(head);
 }
@@ -212,7 +246,8 @@ fn the_compute_nodes_hooks_make_no_aws_call_and_the_head_node_tags_what_they_rec
         .unwrap();
     c.slurm.wait_job_state(a, &["RUNNING"], WAIT);
     // The prolog ran: it recorded the job, as it saw it in its environment.
-    head.wait_until("the prolog", WAIT, || c.ledger()["jobs"][0]["id"] == a.to_string());
+    let id = a.to_string();
+    head.wait_until("the prolog", WAIT, || c.ledger()["jobs"][0]["id"] == id.as_str());
     let job = c.ledger()["jobs"][0].clone();
     let field = |name: &str| job[name].as_str().unwrap_or_default().to_string();
     // The head node writes what cost-prolog would have, from squeue and scontrol.

@@ -49,18 +49,12 @@ impl HeadNode {
         let out = std::fs::File::create(&log).unwrap();
         let err = std::fs::File::create(dir.path().join("follow.err")).unwrap();
         let cluster = c.slurm.cluster_name().to_string();
-        let mut cmd = std::process::Command::new(super::bin("cost-tags"));
-        apply_env(&mut cmd, &front.endpoint());
-        cmd.envs(c.slurm.env())
-            .env("COST_TAGS_CONFIG", c.settings_path())
-            // The head node's own environment file: none (the compute node's points at
-            // the other proxy).
-            .env("COST_TAGS_ENV_FILE", dir.path().join("no-cost-tags.env"))
+        let child = cost_tags(c, &front, dir.path())
             .args(["reconcile", "--cluster", "--follow", "--cluster-name", &cluster])
-            .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err);
-        let child = cmd.spawn().expect("start cost-tags reconcile --cluster --follow");
+            .stderr(err)
+            .spawn()
+            .expect("start cost-tags reconcile --cluster --follow");
         HeadNode {
             front,
             cluster,
@@ -68,6 +62,14 @@ impl HeadNode {
             child: Some(child),
             _dir: dir,
         }
+    }
+
+    /// `cost-tags status --cluster` on the head node, run to its end.
+    pub fn status(&self, c: &LocalCluster) -> std::process::Output {
+        cost_tags(c, &self.front, self._dir.path())
+            .args(["status", "--cluster", "--cluster-name", &self.cluster])
+            .output()
+            .expect("run cost-tags status --cluster")
     }
 
     /// What the service printed so far on stdout.
@@ -127,6 +129,19 @@ impl Drop for HeadNode {
             let _ = child.wait();
         }
     }
+}
+
+/// `cost-tags` as root on the head node: EC2 through `front`, the cluster's Slurm and
+/// settings, and no environment file of its own (the compute node's, cost-tags.env,
+/// points at the other proxy).
+fn cost_tags(c: &LocalCluster, front: &AwsProxy, dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(super::bin("cost-tags"));
+    apply_env(&mut cmd, &front.endpoint());
+    cmd.envs(c.slurm.env())
+        .env("COST_TAGS_CONFIG", c.settings_path())
+        .env("COST_TAGS_ENV_FILE", dir.join("no-cost-tags.env"))
+        .stdin(Stdio::null());
+    cmd
 }
 
 /// Launches one instance in moto carrying `tags` from its start (RunInstances with
