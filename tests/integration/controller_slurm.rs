@@ -19,7 +19,9 @@ use crate::support;
 
 use std::time::{Duration, Instant};
 
-use support::head_node::{launch_instance, private_ip, set_node_host, HeadNode, CLUSTER_TAG, NODE_TYPE_TAG};
+use support::head_node::{
+    launch_instance, private_ip, set_node_host, HeadNode, ADMIN_TAGS, CLUSTER_TAG, NODE_TYPE_TAG,
+};
 use support::local_cluster::{tag_map, LocalCluster, LocalSetup};
 
 const P: &str = "aws-parallelcluster-project";
@@ -31,7 +33,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// A cluster in controller mode whose service passes every `poll_seconds` when nothing
 /// wakes it, its compute instance tagged as ParallelCluster tags it. With `matched`,
 /// Slurm's node points at that instance (as once ParallelCluster's resume program has
-/// run); without, the node matches no instance yet. A head node instance is there too.
+/// run); without, the node matches no instance yet. The head node has its instance too.
 /// `more_settings` is appended to cost-tags.toml. Returns once the service's first pass
 /// has ended.
 fn controller_cluster(poll_seconds: u64, matched: bool, more_settings: &str) -> Option<(LocalCluster, HeadNode)> {
@@ -45,7 +47,6 @@ fn controller_cluster(poll_seconds: u64, matched: bool, more_settings: &str) -> 
     if matched {
         set_node_host(&c, &private_ip(&c.moto, &c.instance));
     }
-    launch_instance(&c.moto, None, &[(CLUSTER_TAG, &cluster), (NODE_TYPE_TAG, "HeadNode")]);
     let head = HeadNode::start(&c);
     head.wait_until("the service's first pass", WAIT, || head.passes() >= 1);
     Some((c, head))
@@ -77,8 +78,12 @@ fn since_the_hook_ran(c: &LocalCluster) -> Duration {
     std::time::SystemTime::now().duration_since(touched).unwrap_or_default()
 }
 
-/// The service ends on SIGTERM with exit 0, and no pass of it failed.
-fn stop_cleanly(mut head: HeadNode) {
+/// The service ends on SIGTERM with exit 0, no pass of it failed, and the head node's
+/// own cost tags are as its administrator set them.
+fn stop_cleanly(c: &LocalCluster, mut head: HeadNode) {
+    for (k, v) in ADMIN_TAGS {
+        assert_eq!(c.moto.tags(&head.instance).get(*k).map(String::as_str), Some(*v));
+    }
     let code = head.stop();
     let log = head.log();
     assert_eq!(code, Some(0), "{log}");
@@ -126,7 +131,7 @@ fn sbatch_tags_the_nodes_instance_and_scancel_untags_it() {
     // Other tags stay; the front throttled nothing.
     assert_eq!(c.moto.tags(&c.instance)[CLUSTER_TAG], head.cluster);
     assert_eq!(head.front.throttled(), 0, "{:?}", head.front.counts());
-    stop_cleanly(head);
+    stop_cleanly(&c, head);
 }
 
 #[test]
@@ -156,7 +161,7 @@ fn two_jobs_sharing_the_node_are_both_in_its_tags_and_one_ending_leaves_the_othe
     );
     c.slurm.run_root("scancel", &[b.to_string()]);
     wait_for_tags(&c, &head, &[], Instant::now());
-    stop_cleanly(head);
+    stop_cleanly(&c, head);
 }
 
 #[test]
@@ -226,7 +231,7 @@ fn a_node_whose_instance_appears_later_is_tagged_by_the_next_pass() {
     assert_eq!(status.status.code(), Some(0));
     assert!(!String::from_utf8_lossy(&status.stdout).contains("no instance"));
     c.slurm.run_root("scancel", &[a.to_string()]);
-    stop_cleanly(head);
+    stop_cleanly(&c, head);
 }
 
 /// Every key cost-tags can set, on: the partition, account and cluster tags too.
@@ -278,5 +283,5 @@ fn the_compute_nodes_hooks_make_no_aws_call_and_the_head_node_tags_what_they_rec
     assert!(head.front.count("CreateTags") >= 1, "{:?}", head.front.counts());
     assert_eq!(c.proxy.requests(), 0, "the hooks' EC2: {:?}", c.proxy.counts());
     assert_eq!(c.imds.requests(), 0, "the hooks' IMDS: {:?}", c.imds.counts());
-    stop_cleanly(head);
+    stop_cleanly(&c, head);
 }

@@ -24,6 +24,8 @@ use super::moto::{apply_env, block_on, error_text, MotoServer, AMI_ID};
 
 pub const CLUSTER_TAG: &str = "parallelcluster:cluster-name";
 pub const NODE_TYPE_TAG: &str = "parallelcluster:node-type";
+/// The head node's cost tags, set by its administrator.
+pub const ADMIN_TAGS: &[(&str, &str)] = &[("aws-parallelcluster-project", "Platform")];
 
 /// `cost-tags reconcile --cluster --follow`, started by [`HeadNode::start`] and stopped
 /// by its pid (SIGTERM, then SIGKILL if it does not end) by [`HeadNode::stop`] or on drop.
@@ -32,15 +34,23 @@ pub struct HeadNode {
     pub front: AwsProxy,
     /// The ParallelCluster cluster's name (the value of [`CLUSTER_TAG`]).
     pub cluster: String,
+    /// The head node's own instance, whose cost tags its administrator sets
+    /// ([`ADMIN_TAGS`]): the convergence leaves them.
+    pub instance: String,
     log: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
 }
 
 impl HeadNode {
-    /// Starts the service for `c`'s cluster, named as its Slurm cluster; `c` must have
-    /// been started with `[tagging] mode = "controller"`.
+    /// Launches the head node's instance and starts the service for `c`'s cluster,
+    /// named as its Slurm cluster; `c` must have been started with `[tagging] mode =
+    /// "controller"`.
     pub fn start(c: &LocalCluster) -> HeadNode {
+        let cluster = c.slurm.cluster_name().to_string();
+        let mut tags = vec![(CLUSTER_TAG, cluster.as_str()), (NODE_TYPE_TAG, "HeadNode")];
+        tags.extend_from_slice(ADMIN_TAGS);
+        let (instance, _) = launch_instance(&c.moto, None, &tags);
         let front = AwsProxy::start(&c.moto.endpoint());
         front.set_mode(ProxyMode::Ec2TagBuckets);
         let dir = tempfile::Builder::new().prefix("cost-tags-head").tempdir().unwrap();
@@ -48,7 +58,6 @@ impl HeadNode {
         let log = dir.path().join("follow.out");
         let out = std::fs::File::create(&log).unwrap();
         let err = std::fs::File::create(dir.path().join("follow.err")).unwrap();
-        let cluster = c.slurm.cluster_name().to_string();
         let child = cost_tags(c, &front, dir.path())
             .args(["reconcile", "--cluster", "--follow", "--cluster-name", &cluster])
             .stdout(out)
@@ -58,6 +67,7 @@ impl HeadNode {
         HeadNode {
             front,
             cluster,
+            instance,
             log,
             child: Some(child),
             _dir: dir,
