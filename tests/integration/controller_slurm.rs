@@ -285,3 +285,41 @@ fn the_compute_nodes_hooks_make_no_aws_call_and_the_head_node_tags_what_they_rec
     assert_eq!(c.imds.requests(), 0, "the hooks' IMDS: {:?}", c.imds.counts());
     stop_cleanly(&c, head);
 }
+
+#[test]
+fn an_arrays_tasks_sharing_the_node_carry_the_job_ids_their_prologs_record() {
+    let Some((c, head)) = controller_cluster(3600, true, "") else {
+        return;
+    };
+    let array = c
+        .sbatch(
+            "ctalice",
+            &["--comment", "ProjectC", "-n1", "--array=1-2", "--wrap", "sleep 300"],
+        )
+        .unwrap();
+    // Each task is a job of its own for the prolog (SLURM_JOB_ID), and for squeue's %A.
+    let ids = || -> Vec<String> {
+        let mut ids: Vec<String> = c.ledger()["jobs"]
+            .as_array()
+            .map(|jobs| {
+                jobs.iter()
+                    .map(|j| j["id"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort_by_key(|id| id.parse::<u64>().unwrap_or(0));
+        ids
+    };
+    head.wait_until("both tasks' prologs", WAIT, || ids().len() == 2);
+    let recorded = ids().join(" ");
+    assert!(recorded.contains(&array.to_string()), "{recorded}");
+    wait_for_tags(
+        &c,
+        &head,
+        &[(P, "ProjectC"), (U, "ctalice"), (J, &recorded)],
+        Instant::now(),
+    );
+    c.slurm.run_root("scancel", &[array.to_string()]);
+    wait_for_tags(&c, &head, &[], Instant::now());
+    stop_cleanly(&c, head);
+}
