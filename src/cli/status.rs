@@ -113,6 +113,11 @@ fn cluster_table(s: &ClusterStatus) -> String {
     for u in &s.unknown {
         out += &format!("{} (node {}): cannot tell: {}\n", u.instance_id, u.node, u.why);
     }
+    for node in &s.nodes_without_instance {
+        out += &format!(
+            "node {node}: runs jobs, no instance is it yet (powering up, or its NodeAddr is not its instance's private IP)\n"
+        );
+    }
     out += match s.verdict() {
         Verdict::InSync => "\nin sync\n",
         Verdict::OutOfSync => "\nOUT OF SYNC: run `cost-tags reconcile --cluster`\n",

@@ -29,7 +29,7 @@ use anyhow::{Context, Result};
 use crate::aws::ec2::{CallError, ClusterInstance};
 use crate::aws::imds;
 use crate::cluster::pacing::{Clock, RealClock, TokenBucket};
-use crate::cluster::plan::{batches, targets, Action, Batch, Skipped, Target};
+use crate::cluster::plan::{batches, busy_nodes_without_instance, targets, Action, Batch, Skipped, Target};
 use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
 use crate::cluster::status::ClusterStatus;
 use crate::cluster::tag_api::{Ec2TagApi, TagApi};
@@ -130,6 +130,9 @@ pub struct ConvergeSummary {
     pub failed: usize,
     /// In a call not sent before the pass gave up.
     pub left: usize,
+    /// Slurm nodes running jobs that no instance is yet
+    /// ([`crate::cluster::plan::busy_nodes_without_instance`]).
+    pub without_instance: usize,
 }
 
 impl ConvergeSummary {
@@ -157,6 +160,10 @@ impl fmt::Display for ConvergeSummary {
             (self.skipped, "left as they are"),
             (self.failed, "failed"),
             (self.left, "left when the pass gave up"),
+            (
+                self.without_instance,
+                "Slurm nodes running jobs with no instance yet (powering up?)",
+            ),
         ] {
             if n > 0 {
                 write!(f, ", {n} {what}")?;
@@ -228,6 +235,7 @@ pub fn converge(
     let (targets, skipped) = targets(&instances, &view, &settings.tags);
     summary.instances = instances.len();
     summary.skipped = skipped.len();
+    summary.without_instance = busy_nodes_without_instance(&instances, &view).len();
     summary.in_sync = targets.iter().filter(|t| t.in_sync()).count();
     summary.out_of_sync = targets.len() - summary.in_sync;
     for s in &skipped {
@@ -709,8 +717,9 @@ mod tests {
         for (k, i) in ec2.instances.iter().enumerate() {
             assert_eq!(cost_tags(i)[J], (100 + k).to_string());
         }
-        // The same call was sent again: 4 throttled + the 3 projects, 3 users, 3 job ids.
-        assert_eq!(ec2.calls.len(), 4 + 9);
+        // The same call was sent again: 4 throttled + one call per node (its project,
+        // user and job id together).
+        assert_eq!(ec2.calls.len(), 4 + 3);
         assert!(took >= Duration::from_secs(2), "slowed after throttling: {took:?}");
     }
 

@@ -10,6 +10,13 @@
 //! node, paced); then the removals, one DeleteTags per set of tags seen, each tag
 //! deleted only if it still has the value seen (EC2 DeleteTags with Key and Value): a
 //! tag that someone rewrote since the DescribeInstances is kept.
+//!
+//! CreateTags that would go to exactly the same instances are one call, placed where
+//! the first of them was: a job starting on its own nodes (the usual change between two
+//! passes) has its project, user and job id set in one call rather than three, which
+//! is also one `squeue` asked of slurmctld rather than three (the convergence asks Slurm
+//! again before each call). It changes nothing for a large convergence, where a project
+//! or a user spans many jobs' instances and the project and user calls still go first.
 
 use std::collections::BTreeMap;
 
@@ -44,6 +51,24 @@ pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option
     nodes
         .iter()
         .find(|n| names.iter().any(|a| *a == n.addr || *a == n.hostname))
+}
+
+/// The nodes running jobs that no running instance of the cluster is: a node powering
+/// up, whose instance is not launched yet or not yet given to Slurm as its
+/// NodeAddr/NodeHostName. Its jobs are tagged by the first pass after that. Listed, so
+/// that a cluster where no node ever matches (NodeAddr is not the instance's private IP)
+/// does not look in sync while nothing is tagged.
+pub fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmView) -> Vec<String> {
+    let matched: std::collections::BTreeSet<&str> = instances
+        .iter()
+        .filter_map(|i| node_of(i, &view.nodes))
+        .map(|n| n.name.as_str())
+        .collect();
+    view.ids
+        .keys()
+        .filter(|n| !matched.contains(n.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// One compute instance, what it carries and what it must carry.
@@ -161,9 +186,10 @@ pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
             removals.entry(gone).or_default().push(t.instance_id.clone());
         }
     }
-    let creates = by_value.into_iter().map(|((_, tags), ids)| (tags, ids)).chain(by_set);
+    let creates = same_instances_together(by_value.into_iter().map(|((_, tags), ids)| (tags, ids)).chain(by_set));
     let mut calls = Vec::new();
     for (action, tags, ids) in creates
+        .into_iter()
         .map(|(t, i)| (Action::Create, t, i))
         .chain(removals.into_iter().map(|(t, i)| (Action::DeleteIfUnchanged, t, i)))
     {
@@ -176,6 +202,26 @@ pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
         }
     }
     calls
+}
+
+/// The tag sets to create, those going to the same instances joined in one, where the
+/// first of them was (module doc). Their keys never clash: an instance has one desired
+/// value per key, so two sets with different values of a key never go to the same
+/// instances. Instance ids are listed in the targets' order in every set, so the same
+/// instances are the same list.
+fn same_instances_together(creates: impl Iterator<Item = (TagMap, Vec<String>)>) -> Vec<(TagMap, Vec<String>)> {
+    let mut joined: Vec<(TagMap, Vec<String>)> = Vec::new();
+    let mut by_ids: std::collections::HashMap<Vec<String>, usize> = std::collections::HashMap::new();
+    for (tags, ids) in creates {
+        match by_ids.get(&ids) {
+            Some(&at) => joined[at].0.extend(tags),
+            None => {
+                by_ids.insert(ids.clone(), joined.len());
+                joined.push((tags, ids));
+            }
+        }
+    }
+    joined
 }
 
 #[cfg(test)]
@@ -279,6 +325,23 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_node_no_instance_is_listed_until_its_instance_appears() {
+        let mut view = SlurmView {
+            nodes: vec![node("n1", "10.0.0.1"), node("n2", "n2"), node("n3", "10.0.0.3")],
+            ..SlurmView::default()
+        };
+        // n1 and n2 run jobs; n2 is powering up (its NodeAddr is still its name).
+        view.ids.insert("n1".into(), ["5".to_string()].into());
+        view.ids.insert("n2".into(), ["6".to_string()].into());
+        let mut instances = vec![instance("i-1", "10.0.0.1", &[]), instance("i-3", "10.0.0.3", &[])];
+        assert_eq!(busy_nodes_without_instance(&instances, &view), ["n2"]);
+        // Launched, and given to Slurm.
+        instances.push(instance("i-2", "10.0.0.2", &[]));
+        view.nodes[1].addr = "10.0.0.2".into();
+        assert!(busy_nodes_without_instance(&instances, &view).is_empty());
+    }
+
+    #[test]
     fn project_and_user_go_first_by_value_the_rest_by_set_removals_last() {
         let targets = vec![
             target("i-1", &[], &[(P, "A"), (U, "alice"), (J, "1")]),
@@ -308,10 +371,9 @@ mod tests {
             shown,
             vec![
                 (Create, map(&[(P, "A")]), vec!["i-1", "i-2"]),
-                (Create, map(&[(U, "alice")]), vec!["i-1"]),
-                (Create, map(&[(U, "bob")]), vec!["i-2"]),
-                (Create, map(&[(J, "1")]), vec!["i-1"]),
-                (Create, map(&[(J, "2")]), vec!["i-2"]),
+                // A user's and a job id's call to the same instance: one call.
+                (Create, map(&[(U, "alice"), (J, "1")]), vec!["i-1"]),
+                (Create, map(&[(U, "bob"), (J, "2")]), vec!["i-2"]),
                 (Create, map(&[(J, "3")]), vec!["i-3"]),
                 (DeleteIfUnchanged, map(&[(P, "B"), (U, "x"), (J, "7")]), vec!["i-5"]),
                 (DeleteIfUnchanged, map(&[(U, "x"), (J, "8")]), vec!["i-6"]),
@@ -332,6 +394,37 @@ mod tests {
             .collect();
         let plan = batches(&targets, &TagSettings::default());
         let sizes: Vec<usize> = plan.iter().map(|b| b.instance_ids.len()).collect();
-        assert_eq!(sizes, [1000, 1000, 500, 1000, 1000, 500, 1000, 1000, 500]);
+        assert_eq!(
+            sizes,
+            [1000, 1000, 500],
+            "the same tags on the same instances: one call each"
+        );
+        assert_eq!(plan[0].tags, map(&[(P, "A"), (U, "u"), (J, "5")]));
+    }
+
+    #[test]
+    fn a_job_starting_on_its_own_nodes_is_one_call_and_a_project_spanning_jobs_goes_first() {
+        // Job 7 starts on i-1 and i-2 (all three keys there: one call). Job 8 on i-3 and
+        // job 9 on i-4, both of project B, which goes first for both, then a call each.
+        let targets = vec![
+            target("i-1", &[], &[(P, "A"), (U, "alice"), (J, "7")]),
+            target("i-2", &[], &[(P, "A"), (U, "alice"), (J, "7")]),
+            target("i-3", &[], &[(P, "B"), (U, "bob"), (J, "8")]),
+            target("i-4", &[], &[(P, "B"), (U, "carol"), (J, "9")]),
+        ];
+        let plan = batches(&targets, &TagSettings::default());
+        let shown: Vec<(TagMap, Vec<&str>)> = plan
+            .iter()
+            .map(|b| (b.tags.clone(), b.instance_ids.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (map(&[(P, "A"), (U, "alice"), (J, "7")]), vec!["i-1", "i-2"]),
+                (map(&[(P, "B")]), vec!["i-3", "i-4"]),
+                (map(&[(U, "bob"), (J, "8")]), vec!["i-3"]),
+                (map(&[(U, "carol"), (J, "9")]), vec!["i-4"]),
+            ]
+        );
     }
 }

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use crate::aws::ec2::ClusterInstance;
-use crate::cluster::plan::{targets, Skipped};
+use crate::cluster::plan::{busy_nodes_without_instance, targets, Skipped};
 use crate::cluster::slurm_view::SlurmView;
 use crate::config::TagSettings;
 use crate::node::status::{difference, TagDifference};
@@ -33,6 +33,10 @@ pub struct ClusterStatus {
     pub out_of_sync: Vec<OutOfSync>,
     /// Whose node's jobs Slurm could not tell: neither right nor wrong.
     pub unknown: Vec<Skipped>,
+    /// Slurm nodes running jobs that no instance is yet
+    /// ([`crate::cluster::plan::busy_nodes_without_instance`]). They do not change the
+    /// verdict: a node powering up is one for minutes, and normal.
+    pub nodes_without_instance: Vec<String>,
 }
 
 /// Whether the cluster is in sync, as the exit code says it.
@@ -62,6 +66,7 @@ impl ClusterStatus {
             in_sync,
             out_of_sync,
             unknown,
+            nodes_without_instance: busy_nodes_without_instance(instances, view),
         }
     }
 
@@ -127,6 +132,12 @@ mod tests {
         assert_eq!(s.verdict(), Verdict::CannotTell);
         view.unknown.clear();
         let s = ClusterStatus::new("c1", &instances, &view, &TagSettings::default());
+        assert_eq!(s.verdict(), Verdict::InSync);
+
+        // n2 runs a job and no instance is it yet: listed, and still in sync.
+        view.ids.insert("n2".into(), ["8".to_string()].into());
+        let s = ClusterStatus::new("c1", &instances, &view, &TagSettings::default());
+        assert_eq!(s.nodes_without_instance, ["n2"]);
         assert_eq!(s.verdict(), Verdict::InSync);
     }
 }

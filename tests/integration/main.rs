@@ -9,6 +9,7 @@ mod aws_fixtures;
 mod budgets;
 mod closed_pipe;
 mod cluster_converge;
+mod controller_slurm;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;

@@ -4,7 +4,9 @@
 //! emulator serving that instance's identity. The hooks are the real scripts from
 //! `scripts/slurm`, with `/opt/slurm` moved under a private root; slurmd gives prologs
 //! no environment of its own, so AWS endpoints reach them through `cost-tags.env`
-//! exactly as an administrator would set a VPC endpoint.
+//! exactly as an administrator would set a VPC endpoint. [`LocalSetup`] turns on controller
+//! mode's parts: settings tables, and slurmctld's PrologSlurmctld/EpilogSlurmctld running
+//! the project's wake hook (scripts/slurm/cost-tags-wake).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -23,6 +25,19 @@ ctbob = ProjectB
 *=Shared
 ";
 
+/// What a test changes in the cluster [`LocalCluster::start_with`] starts; the default is
+/// [`LocalCluster::start`]'s node-mode cluster.
+#[derive(Debug, Clone, Default)]
+pub struct LocalSetup {
+    /// Appended to cost-tags.toml, after its top-level keys (so TOML tables such as
+    /// `[tagging]` go here).
+    pub settings_tail: String,
+    /// PrologSlurmctld and EpilogSlurmctld run the project's wake hook, its wake file
+    /// moved to [`LocalCluster::wake_file`] (what `cost-tags install --tagging
+    /// controller` writes on a head node).
+    pub wake_hook: bool,
+}
+
 pub struct LocalCluster {
     pub slurm: SlurmCluster,
     pub imds: Imds,
@@ -34,6 +49,9 @@ pub struct LocalCluster {
     _root: tempfile::TempDir,
 }
 
+/// The wake file the wake hook names as shipped.
+const WAKE_FILE: &str = "/run/cost-tags/wake";
+
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
@@ -41,6 +59,11 @@ fn shell_quote(s: &str) -> String {
 impl LocalCluster {
     /// Starts everything; None when Slurm or moto is missing on a developer machine.
     pub fn start() -> Option<LocalCluster> {
+        Self::start_with(LocalSetup::default())
+    }
+
+    /// [`LocalCluster::start`], changed as `setup` says.
+    pub fn start_with(setup: LocalSetup) -> Option<LocalCluster> {
         ensure_test_users();
         let moto = MotoServer::start()?;
         let instance = moto.run_instances(1).remove(0);
@@ -62,10 +85,11 @@ impl LocalCluster {
         std::fs::write(
             &settings,
             format!(
-                "projects_file = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\ndeadline = 5\n",
+                "projects_file = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\ndeadline = 5\n{}",
                 etc.join("projects_list.conf"),
                 root.path().join("var/spool/cost-tags"),
                 root.path().join("run/cost-tags"),
+                setup.settings_tail,
             ),
         )
         .unwrap();
@@ -89,6 +113,17 @@ impl LocalCluster {
         let prolog = install_hook("90_cost-tags-prolog", "prolog.d");
         let epilog = install_hook("90_cost-tags-epilog", "epilog.d");
         let lua = std::fs::read_to_string(repo.join("scripts/slurm/job_submit.lua")).unwrap();
+        let mut extra_conf = Vec::new();
+        if setup.wake_hook {
+            let text = std::fs::read_to_string(repo.join("scripts/slurm/cost-tags-wake")).unwrap();
+            assert!(text.contains(WAKE_FILE), "the wake hook no longer touches {WAKE_FILE}");
+            let wake = root.path().join("run/cost-tags/wake");
+            let hook = etc.join("scripts/cost-tags-wake");
+            std::fs::write(&hook, text.replace(WAKE_FILE, &wake.display().to_string())).unwrap();
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+            extra_conf.push(format!("PrologSlurmctld={}", hook.display()));
+            extra_conf.push(format!("EpilogSlurmctld={}", hook.display()));
+        }
 
         let slurm = SlurmCluster::start(SlurmOptions {
             job_submit_lua: Some(lua),
@@ -101,6 +136,7 @@ impl LocalCluster {
                 ),
                 ("COST_TAGS_CONFIG".into(), settings.display().to_string()),
             ],
+            extra_conf,
             ..SlurmOptions::default()
         })?;
         Some(LocalCluster {
@@ -137,6 +173,17 @@ impl LocalCluster {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// cost-tags.toml, read by the hooks and by `cost-tags`.
+    pub fn settings_path(&self) -> PathBuf {
+        self.opt_slurm.join("etc/cost-tags.toml")
+    }
+
+    /// The wake file the wake hook touches (`wake` in the settings' cache_dir), with
+    /// [`LocalSetup::wake_hook`].
+    pub fn wake_file(&self) -> PathBuf {
+        self._root.path().join("run/cost-tags/wake")
     }
 
     /// Where the node ledger lives.

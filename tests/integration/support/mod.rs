@@ -5,6 +5,7 @@
 
 pub mod aws_proxy;
 pub mod daemons;
+pub mod head_node;
 pub mod http;
 pub mod https_parts;
 pub mod imds;
