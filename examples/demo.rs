@@ -12,7 +12,24 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::local_cluster::{LocalCluster, PROJECTS};
+use support::head_node::{private_ip, set_node_host, HeadNode, CLUSTER_TAG, NODE_TYPE_TAG};
+use support::local_cluster::{LocalCluster, LocalSetup, PROJECTS};
+
+/// The local node's price: a made-up instance type at 36 USD an hour (a cent a second),
+/// so that the demo's jobs of a few seconds show in the report.
+const PRICING: &str = r#"
+[pricing]
+currency = "USD"
+fleet_config = ""
+cache_file = ""
+[pricing.instances."demo.2cpu"]
+on_demand = 36.0
+cpus = 2
+[pricing.partitions.compute]
+instance = "demo.2cpu"
+[pricing.partitions.gpu]
+instance = "demo.2cpu"
+"#;
 
 fn show_tags(tags: &BTreeMap<String, String>) {
     if tags.is_empty() {
@@ -82,17 +99,99 @@ fn admin(c: &LocalCluster, args: &[&str]) {
     }
 }
 
+/// `cost-tags ARGS` as the job user `user` (no AWS, no root): what sacct lets them see.
+fn as_user(c: &LocalCluster, user: &str, args: &[&str]) {
+    println!("\n  $ sudo -u {user} cost-tags {}", args.join(" "));
+    let settings = c.settings_path();
+    let mut all = vec!["--config", settings.to_str().unwrap()];
+    all.extend(args);
+    let out = c.slurm.run_as(user, support::bin("cost-tags").to_str().unwrap(), &all);
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        println!("    {line}");
+    }
+}
+
+/// Waits (bounded) until slurmdbd has recorded `jobs` as ended, so the report sees them.
+fn wait_accounted(c: &LocalCluster, jobs: &[u32]) {
+    let ids = jobs.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < until {
+        let out = c.slurm.run_root(
+            "sacct",
+            &["--allocations", "--noheader", "--parsable2", "--format=State", "-j", &ids],
+        );
+        let states = String::from_utf8_lossy(&out.stdout).to_string();
+        let ended = states
+            .lines()
+            .filter(|l| !l.starts_with("RUNNING") && !l.starts_with("PENDING"))
+            .count();
+        if ended >= jobs.len() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Reports from Slurm accounting: per project and user with a chart, one job as the
+/// user who ran it, and the metrics Prometheus scrapes.
+fn reports(c: &LocalCluster, jobs: &[u32]) {
+    println!("\n== reports (sacct from the local slurmdbd -> priced jobs; the node costs 36 USD an hour here)");
+    wait_accounted(c, jobs);
+    let chart = std::env::temp_dir().join(format!("cost-tags-demo-{}.svg", std::process::id()));
+    let chart_arg = chart.display().to_string();
+    admin(c, &["report", "--by", "project,user", "--chart", &chart_arg]);
+    println!("    (chart written to {chart_arg}: open it in a browser)");
+    admin(c, &["report", "--by", "job"]);
+    if let Some(job) = jobs.first() {
+        as_user(c, "ctalice", &["job", &job.to_string()]);
+    }
+    admin(c, &["metrics"]);
+}
+
+/// Controller mode: the head node tags, the compute node's hooks make no AWS call.
+fn controller_mode(c: &LocalCluster) {
+    println!("\n== controller mode ([tagging] mode = \"controller\": only the head node calls EC2)");
+    let settings = c.settings_path();
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str("[tagging]\nmode = \"controller\"\npoll_seconds = 3600\n");
+    std::fs::write(&settings, text).unwrap();
+    // As ParallelCluster tags and registers a compute node's instance.
+    let cluster = c.slurm.cluster_name().to_string();
+    c.moto
+        .create_tags(&c.instance, &[(CLUSTER_TAG, &cluster), (NODE_TYPE_TAG, "Compute")]);
+    set_node_host(c, &private_ip(&c.moto, &c.instance));
+    println!("\n  # systemctl start cost-tags-converge   (cost-tags reconcile --cluster --follow)");
+    let mut head = HeadNode::start(c);
+    head.wait_until("the first pass", Duration::from_secs(60), || head.passes() >= 1);
+    let compute_calls = c.proxy.count("CreateTags") + c.proxy.count("DeleteTags");
+    let a = submit(c, "ctalice", &["--comment", "ProjectA", "-n1", "-t", "10", "--wrap", "sleep 30"]).unwrap();
+    wait_tags(c, &format!("job {a} running, tagged by the head node"), &a.to_string());
+    println!("\n  $ scancel {a}");
+    c.slurm.run_root("scancel", &[a.to_string()]);
+    wait_tags(c, "job ended, untagged by the head node", "");
+    println!(
+        "\n    EC2 tag calls: from the compute node {}, from the head node {} (PrologSlurmctld and EpilogSlurmctld woke it)",
+        c.proxy.count("CreateTags") + c.proxy.count("DeleteTags") - compute_calls,
+        head.front.count("CreateTags") + head.front.count("DeleteTags"),
+    );
+    admin(c, &["status", "--cluster", "--cluster-name", &cluster]);
+    head.stop();
+}
+
 /// Budgets on: a spent project stops taking jobs; the submit path reads only the cache.
 fn budgets(c: &LocalCluster) {
     println!("\n== budgets ([budget] enabled = true; project-check reads only the refreshed cache)");
     let settings = c.opt_slurm.join("etc/cost-tags.toml");
     let mut text = std::fs::read_to_string(&settings).unwrap();
     let cache = c.opt_slurm.join("etc/budgets.jsonl");
-    // This cluster keeps no accounting (no slurmdbd): the budget is AWS's spend alone
-    // (with committed budgets a refresh that cannot read sacct keeps the old cache).
+    // Committed budgets: AWS's spend, plus what Slurm accounting says was accrued since
+    // and what running and pending jobs may still cost, priced by [pricing].
     let journal = c.opt_slurm.join("etc/reservations.jsonl");
     text.push_str(&format!(
-        "[budget]\nenabled = true\nenforce = \"spent\"\ncache_file = {cache:?}\nreservations_file = {journal:?}\n"
+        "[budget]\nenabled = true\nenforce = \"committed\"\ncache_file = {cache:?}\nreservations_file = {journal:?}\n"
     ));
     std::fs::write(&settings, text).unwrap();
     admin(
@@ -117,12 +216,18 @@ fn budgets(c: &LocalCluster) {
     admin(c, &["budget", "list"]);
     submit(c, "ctbob", &["--comment", "GpuProject", "--wrap", "hostname"]);
     submit(c, "ctalice", &["--comment", "ProjectC", "--wrap", "hostname"]);
-    submit(c, "ctalice", &["--comment", "ProjectA", "--hold", "--wrap", "hostname"]);
+    submit(c, "ctalice", &["--comment", "ProjectA", "-t", "10", "--hold", "--wrap", "hostname"]);
 }
 
 fn main() {
     println!("\n== cost-tags demo: starting a private Slurm cluster, moto (AWS) and IMDSv2 ...");
-    let Some(c) = LocalCluster::start() else { return };
+    let Some(c) = LocalCluster::start_with(LocalSetup {
+        settings_tail: PRICING.to_string(),
+        wake_hook: true,
+        accounting: true,
+    }) else {
+        return;
+    };
     println!(
         "   Slurm cluster {} (node {}), EC2 instance {} in moto\n",
         c.slurm.cluster_name(),
@@ -166,5 +271,7 @@ fn main() {
     println!("\n   node state: {} (never drained)", c.slurm.node_state());
 
     budgets(&c);
+    reports(&c, &[a, b]);
+    controller_mode(&c);
     println!("\n== done; everything above ran on a real Slurm and the real AWS SDK, all local.\n");
 }

@@ -2,7 +2,8 @@
 # Quick start: cost-tags end to end on a throwaway local setup, narrated. Starts a private
 # Slurm cluster (munged, slurmctld, slurmd on free loopback ports) with the project's
 # job_submit.lua and prolog/epilog hooks, a moto server standing in for EC2, and an IMDSv2
-# emulator; shows jobs refused and accepted and the node's instance tags following them.
+# emulator; shows jobs refused and accepted, the node's instance tags following them,
+# budgets, reports from Slurm accounting (slurmdbd), and controller mode.
 # Installs what it needs first. Run as root. Everything it starts, it stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -40,6 +40,7 @@ fn controller_cluster(poll_seconds: u64, matched: bool, more_settings: &str) -> 
     let c = LocalCluster::start_with(LocalSetup {
         settings_tail: format!("[tagging]\nmode = \"controller\"\npoll_seconds = {poll_seconds}\n{more_settings}"),
         wake_hook: true,
+        ..LocalSetup::default()
     })?;
     let cluster = c.slurm.cluster_name().to_string();
     c.moto

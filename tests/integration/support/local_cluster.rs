@@ -16,6 +16,7 @@ use super::aws_proxy::AwsProxy;
 use super::imds::Imds;
 use super::moto::{env_for, MotoServer};
 use super::slurm::{ensure_test_users, SlurmCluster, SlurmOptions};
+use super::slurmdbd::SlurmDbd;
 
 pub const PROJECTS: &str = "\
 # who may charge which project
@@ -36,10 +37,16 @@ pub struct LocalSetup {
     /// moved to [`LocalCluster::wake_file`] (what `cost-tags install --tagging
     /// controller` writes on a head node).
     pub wake_hook: bool,
+    /// Slurm accounting: a private slurmdbd and MariaDB ([`SlurmDbd`]) store the jobs,
+    /// comments included, and the node gathers their CPU and memory use, so `cost-tags
+    /// report`, `job` and `metrics` have what a head node's sacct has.
+    pub accounting: bool,
 }
 
 pub struct LocalCluster {
     pub slurm: SlurmCluster,
+    /// With [`LocalSetup::accounting`]; dropped after the cluster that writes to it.
+    pub dbd: Option<SlurmDbd>,
     pub imds: Imds,
     pub proxy: AwsProxy,
     pub moto: MotoServer,
@@ -114,6 +121,14 @@ impl LocalCluster {
         let epilog = install_hook("90_cost-tags-epilog", "epilog.d");
         let lua = std::fs::read_to_string(repo.join("scripts/slurm/job_submit.lua")).unwrap();
         let mut extra_conf = Vec::new();
+        let dbd = if setup.accounting {
+            let dbd = SlurmDbd::start(&[("physics", &["ctalice", "ctbob", "ctcarol"])])?;
+            extra_conf.extend(dbd.slurm_conf_lines());
+            extra_conf.push("JobAcctGatherType=jobacct_gather/linux".into());
+            Some(dbd)
+        } else {
+            None
+        };
         if setup.wake_hook {
             let text = std::fs::read_to_string(repo.join("scripts/slurm/cost-tags-wake")).unwrap();
             assert!(text.contains(WAKE_FILE), "the wake hook no longer touches {WAKE_FILE}");
@@ -141,6 +156,7 @@ impl LocalCluster {
         })?;
         Some(LocalCluster {
             slurm,
+            dbd,
             imds,
             proxy,
             moto,
