@@ -89,11 +89,13 @@ pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What `--json` prints: the job's cost, and its instances under `instances`.
+/// What `--json` prints: the job's cost, then `timeline`, `instances` and the other
+/// fields of [`JobInstances`].
 #[derive(serde::Serialize)]
 struct Shown<'a> {
     #[serde(flatten)]
     job: &'a JobCost,
+    #[serde(flatten)]
     instances: &'a JobInstances,
 }
 
@@ -145,14 +147,14 @@ pub fn instances_table(shown: &JobInstances) -> String {
             shown.nodes_without_instance.join(", ")
         );
     }
-    if let Some(why) = &shown.none_because {
+    if let Some(why) = &shown.no_instances_because {
         let _ = writeln!(out, "\ninstances: {why}.");
     }
-    if shown.unreadable_lines > 0 {
+    if shown.timeline_unreadable_lines > 0 {
         let _ = writeln!(
             out,
             "instances: {} unreadable lines of the timeline skipped.",
-            shown.unreadable_lines
+            shown.timeline_unreadable_lines
         );
     }
     out

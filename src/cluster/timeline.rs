@@ -87,11 +87,11 @@ impl Interval {
     }
 }
 
-/// A line that could not be read: its number (from 1) and text, kept as it is.
+/// A line that could not be read: its number (from 1) and bytes, kept as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
     pub number: usize,
-    pub text: String,
+    pub bytes: Vec<u8>,
 }
 
 /// The whole file, read.
@@ -149,15 +149,23 @@ pub fn unix_now() -> UnixSeconds {
 }
 
 impl Timeline {
-    /// Reads the file's text. Never fails on a line: what cannot be read is a
-    /// [`BadLine`]. Fails only on a header of a newer format, which this version must not
-    /// rewrite.
-    pub fn parse(text: &str) -> Result<Timeline> {
+    /// Reads the file's bytes. Never fails on a line: what cannot be read (bad UTF-8
+    /// included) is a [`BadLine`], kept byte for byte. Fails only on a header of a newer
+    /// format, which this version must not rewrite.
+    pub fn parse(bytes: &[u8]) -> Result<Timeline> {
         let mut timeline = Timeline::default();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
+        for (n, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+            if raw.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            let bad = || BadLine {
+                number: n + 1,
+                bytes: raw.to_vec(),
+            };
+            let Ok(line) = std::str::from_utf8(raw) else {
+                timeline.bad_lines.push(bad());
+                continue;
+            };
             if n == 0 {
                 if let Ok(header) = serde_json::from_str::<Header>(line) {
                     if header.format != FORMAT {
@@ -172,10 +180,7 @@ impl Timeline {
             }
             match serde_json::from_str::<Interval>(line) {
                 Ok(interval) if interval.is_valid() => timeline.intervals.push(interval),
-                _ => timeline.bad_lines.push(BadLine {
-                    number: n + 1,
-                    text: line.to_string(),
-                }),
+                _ => timeline.bad_lines.push(bad()),
             }
         }
         Ok(timeline)
@@ -196,9 +201,7 @@ impl Timeline {
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        // A line of bad UTF-8 is one bad line, not a file that cannot be read.
-        let text = String::from_utf8_lossy(&bytes);
-        Timeline::parse(&text)
+        Timeline::parse(&bytes)
             .map(Some)
             .with_context(|| format!("{}", path.display()))
     }
@@ -264,26 +267,26 @@ impl Timeline {
             .collect()
     }
 
-    /// The file's text: the header, the intervals oldest first, then the lines that
+    /// The file's bytes: the header, the intervals oldest first, then the lines that
     /// could not be read, as they were.
-    pub fn to_text(&self) -> String {
+    pub fn to_bytes(&self) -> Vec<u8> {
         let header = Header {
             format: FORMAT,
             last_pass: self.last_pass,
         };
         let mut sorted: Vec<&Interval> = self.intervals.iter().collect();
         sorted.sort_by(|a, b| (a.first_seen, &a.node, &a.instance_id).cmp(&(b.first_seen, &b.node, &b.instance_id)));
-        let mut out = String::new();
+        let mut out = Vec::new();
         for line in std::iter::once(serde_json::to_string(&header))
             .chain(sorted.into_iter().map(serde_json::to_string))
             .flatten()
         {
-            out.push_str(&line);
-            out.push('\n');
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
         }
         for bad in &self.bad_lines {
-            out.push_str(&bad.text);
-            out.push('\n');
+            out.extend_from_slice(&bad.bytes);
+            out.push(b'\n');
         }
         out
     }
@@ -301,7 +304,7 @@ pub fn update(path: &Path, seen: &[Sighting], now: UnixSeconds, retention_days: 
     let mut timeline = Timeline::read(path)?.unwrap_or_default();
     let recorded = timeline.record(seen, now);
     let dropped = timeline.drop_older_than(retention_days, now);
-    atomic_file::replace(path, timeline.to_text().as_bytes(), 0o644)
+    atomic_file::replace(path, &timeline.to_bytes(), 0o644)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(Updated {
         recorded,
@@ -394,36 +397,47 @@ mod tests {
         let mut t = Timeline::default();
         t.record(&[seen("i-2", "n2")], 200);
         t.record(&[seen("i-2", "n2"), seen("i-1", "n1")], 230);
-        let text = t.to_text();
+        let text = String::from_utf8(t.to_bytes()).unwrap();
         assert!(text.starts_with("{\"format\":1,\"last_pass\":230}\n"), "{text}");
-        let back = Timeline::parse(&text).unwrap();
+        let back = Timeline::parse(text.as_bytes()).unwrap();
         assert_eq!(back.intervals.len(), 2);
         assert_eq!(back.last_pass, Some(230));
         assert_eq!(back.intervals[0].lifecycle, "spot");
 
         let lines: Vec<&str> = text.lines().collect();
-        let damaged = format!(
+        let mut damaged = format!(
             "{}\n{{\"instance_id\":\"i-3\",\"no\n\n{}\n{}\n",
             lines[0],
             lines[1],
             lines[2].replace("\"first_seen\":230", "\"first_seen\":999")
-        );
+        )
+        .into_bytes();
+        // A node name cut in the middle of a UTF-8 character.
+        let mut cut = lines[1].replace("\"n2\"", "\"n\u{e9}\"").into_bytes();
+        let e9 = cut.iter().position(|&b| b == 0xc3).unwrap();
+        cut.remove(e9 + 1);
+        damaged.extend_from_slice(&cut);
+        damaged.push(b'\n');
         let read = Timeline::parse(&damaged).unwrap();
         assert_eq!(spans(&read), [("i-2", "n2", 200, 230)]);
         let numbers: Vec<usize> = read.bad_lines.iter().map(|b| b.number).collect();
-        assert_eq!(numbers, [2, 5], "a cut line, and one ending before it starts");
-        let rewritten = read.to_text();
-        assert!(rewritten.contains("{\"instance_id\":\"i-3\",\"no\n"), "{rewritten}");
-        assert_eq!(Timeline::parse(&rewritten).unwrap().bad_lines.len(), 2);
+        assert_eq!(numbers, [2, 5, 6], "a cut line, one ending before it starts, bad UTF-8");
+        let rewritten = read.to_bytes();
+        assert!(String::from_utf8_lossy(&rewritten).contains("{\"instance_id\":\"i-3\",\"no\n"));
+        assert!(
+            rewritten.ends_with(&[cut.as_slice(), b"\n"].concat()),
+            "kept byte for byte"
+        );
+        assert_eq!(Timeline::parse(&rewritten).unwrap().bad_lines.len(), 3);
 
         // A damaged header is a bad line: nothing is open, the rest is read.
-        let read = Timeline::parse(&text.replacen("{\"format\"", "{\"form", 1)).unwrap();
+        let read = Timeline::parse(text.replacen("{\"format\"", "{\"form", 1).as_bytes()).unwrap();
         assert_eq!(
             (read.last_pass, read.intervals.len(), read.bad_lines.len()),
             (None, 2, 1)
         );
         // A newer format is neither read nor rewritten.
-        assert!(Timeline::parse(&text.replacen("\"format\":1", "\"format\":2", 1)).is_err());
+        assert!(Timeline::parse(text.replacen("\"format\":1", "\"format\":2", 1).as_bytes()).is_err());
     }
 
     #[test]

@@ -45,10 +45,10 @@ pub struct JobInstances {
     pub nodes_without_instance: Vec<String>,
     /// Why no instance is listed, in words, when none is.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub none_because: Option<String>,
+    pub no_instances_because: Option<String>,
     /// Lines of the timeline that could not be read (skipped).
     #[serde(skip_serializing_if = "is_zero")]
-    pub unreadable_lines: usize,
+    pub timeline_unreadable_lines: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -61,17 +61,18 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
         timeline: timeline.map(Path::to_path_buf),
         instances: Vec::new(),
         nodes_without_instance: Vec::new(),
-        none_because: None,
-        unreadable_lines: 0,
+        no_instances_because: None,
+        timeline_unreadable_lines: 0,
     };
     let Some(path) = timeline else {
-        shown.none_because = Some("no instance timeline: the settings switch it off ([timeline] file = \"\")".into());
+        shown.no_instances_because =
+            Some("no instance timeline: the settings switch it off ([timeline] file = \"\")".into());
         return shown;
     };
     let read = match Timeline::read(path) {
         Ok(Some(read)) => read,
         Ok(None) => {
-            shown.none_because = Some(format!(
+            shown.no_instances_because = Some(format!(
                 "no instance timeline at {}: the head node's `cost-tags reconcile --cluster` writes it \
                  (a node-mode install that does not run it, or another node than the head node, has none)",
                 path.display()
@@ -79,11 +80,11 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
             return shown;
         }
         Err(e) => {
-            shown.none_because = Some(format!("the instance timeline cannot be read: {e:#}"));
+            shown.no_instances_because = Some(format!("the instance timeline cannot be read: {e:#}"));
             return shown;
         }
     };
-    shown.unreadable_lines = read.bad_lines.len();
+    shown.timeline_unreadable_lines = read.bad_lines.len();
     for run in &job.runs {
         let Some(start) = run.start.filter(|_| run.nodes > 0) else {
             continue;
@@ -112,7 +113,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
         }
     }
     if shown.instances.is_empty() {
-        shown.none_because = Some(if job.runs.iter().any(|r| r.start.is_some() && r.nodes > 0) {
+        shown.no_instances_because = Some(if job.runs.iter().any(|r| r.start.is_some() && r.nodes > 0) {
             format!(
                 "the instance timeline {} has no instance for the job's nodes while it ran",
                 path.display()
@@ -180,7 +181,7 @@ mod tests {
         t.record(&[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")], 100);
         t.record(&[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")], 200);
         t.record(&[seen("i-3", "q-dy-c5-1")], 300);
-        std::fs::write(&path, t.to_text() + "not json\n").unwrap();
+        std::fs::write(&path, [t.to_bytes(), b"not json\n".to_vec()].concat()).unwrap();
 
         // Run 7 on both nodes 150..250; requeued, it runs on node 1 since 290.
         let j = job(
@@ -198,15 +199,15 @@ mod tests {
             .collect();
         assert_eq!(got, [("q-dy-c5-1", "i-1"), ("q-dy-c5-2", "i-2"), ("q-dy-c5-1", "i-3")]);
         assert_eq!(shown.instances[0].lifecycle, "spot");
-        assert_eq!(shown.unreadable_lines, 1);
-        assert!(shown.none_because.is_none() && shown.nodes_without_instance.is_empty());
+        assert_eq!(shown.timeline_unreadable_lines, 1);
+        assert!(shown.no_instances_because.is_none() && shown.nodes_without_instance.is_empty());
 
         // Before any pass saw the node: said, not an error.
         let early = job_instances(&job(vec![run("8", "q-dy-c5-9", 0, Some(50))], 400), Some(&path));
         assert!(early.instances.is_empty());
         assert_eq!(early.nodes_without_instance, ["q-dy-c5-9"]);
         assert!(early
-            .none_because
+            .no_instances_because
             .unwrap()
             .contains("has no instance for the job's nodes"));
     }
@@ -218,10 +219,13 @@ mod tests {
         let missing = job_instances(&j, Some(&dir.path().join("timeline.jsonl")));
         assert!(missing.instances.is_empty());
         assert!(
-            missing.none_because.unwrap().contains("no instance timeline at"),
+            missing
+                .no_instances_because
+                .unwrap()
+                .contains("no instance timeline at"),
             "a node mode install"
         );
         let off = job_instances(&j, None);
-        assert!(off.none_because.unwrap().contains("switch it off"));
+        assert!(off.no_instances_because.unwrap().contains("switch it off"));
     }
 }

@@ -182,7 +182,7 @@ fn each_pass_records_which_instance_backed_which_node_and_cost_tags_job_lists_th
     let out = job(&settings, "1", &sacct, true);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let listed: Vec<(&str, &str)> = shown["instances"]["instances"]
+    let listed: Vec<(&str, &str)> = shown["instances"]
         .as_array()
         .unwrap()
         .iter()
@@ -290,8 +290,8 @@ fn without_a_timeline_cost_tags_job_says_so_and_shows_the_job() {
     let out = job(&settings, "5", &sacct, true);
     assert_eq!(out.status.code(), Some(0));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(shown["instances"]["instances"], serde_json::json!([]));
-    assert!(shown["instances"]["none_because"]
+    assert_eq!(shown["instances"], serde_json::json!([]));
+    assert!(shown["no_instances_because"]
         .as_str()
         .unwrap()
         .contains("node-mode install"));
