@@ -53,7 +53,8 @@ enum Command {
     /// asking AWS nothing (exit 0 read).
     Status(StatusArgs),
     /// Repair tags: on a compute node, bring the ledger in line with Slurm and the tags in
-    /// line with the ledger; with --cluster on the head node, untag idle instances.
+    /// line with the ledger; with --cluster on the head node, every instance's tags in
+    /// line with Slurm's jobs, and the instance timeline recorded.
     Reconcile(ReconcileArgs),
     /// AWS Budgets per project: refresh the cache project-check reads, create, list.
     Budget(BudgetArgs),
