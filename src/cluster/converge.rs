@@ -38,7 +38,7 @@ use crate::cluster::plan::{batches, targets, Action, Batch, Skipped, Target};
 use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
 use crate::cluster::status::ClusterStatus;
 use crate::cluster::tag_api::{Ec2TagApi, TagApi};
-use crate::cluster::timeline::{self, Updated};
+use crate::cluster::timeline::{self, TimelineFile, Updated};
 use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 
@@ -53,8 +53,8 @@ pub struct ConvergeOptions<'a> {
     pub give_up_after: Duration,
     /// Once set (SIGTERM to `--follow`), the pass stops the same way.
     pub stop: Option<&'a AtomicBool>,
-    /// Where to record the instance timeline (`None`: not at all), kept this many days.
-    pub timeline: Option<(PathBuf, u32)>,
+    /// Where to record the instance timeline (`None`: not at all).
+    pub timeline: Option<TimelineFile>,
 }
 
 /// What happened to one call.
@@ -357,15 +357,15 @@ pub fn converge(
     summary.deferred = deferred.difference(&changed).count();
     summary.failed = failed.len();
     summary.left = left.len();
-    if let Some((path, retention_days)) = options.timeline.as_ref().filter(|_| !options.dry_run) {
+    if let Some(file) = options.timeline.as_ref().filter(|_| !options.dry_run) {
         let seen = timeline::sightings(&instances, &view.nodes);
-        summary.timeline = match timeline::update(path, &seen, seen_at, *retention_days) {
+        summary.timeline = match file.update(&seen, seen_at) {
             Ok(updated) => TimelineOutcome::Written(updated),
             Err(e) => {
                 let why = format!("{e:#}");
                 crate::log::error(&format!(
                     "the instance timeline {} was not written (tagging goes on): {why}",
-                    path.display()
+                    file.path.display()
                 ));
                 TimelineOutcome::Failed(why)
             }
@@ -463,9 +463,7 @@ impl Cluster {
             dry_run: args.dry_run,
             give_up_after: args.give_up_after,
             stop,
-            timeline: settings
-                .timeline_file()
-                .map(|path| (path, settings.timeline.retention_days)),
+            timeline: TimelineFile::from_settings(settings),
         };
         converge(
             &mut self.api,
@@ -826,7 +824,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("timeline.jsonl");
         let recording = ConvergeOptions {
-            timeline: Some((path.clone(), 400)),
+            timeline: Some(TimelineFile {
+                path: path.clone(),
+                retention_days: 400,
+            }),
             ..options()
         };
         let (summary, _) = pass(&mut ec2, &mut slurm, &recording);
@@ -872,7 +873,10 @@ mod tests {
         let (mut ec2, mut slurm) = cluster(2, |_| true);
         std::fs::write(dir.path().join("file"), "").unwrap();
         let broken = ConvergeOptions {
-            timeline: Some((dir.path().join("file/timeline.jsonl"), 400)),
+            timeline: Some(TimelineFile {
+                path: dir.path().join("file/timeline.jsonl"),
+                retention_days: 400,
+            }),
             ..options()
         };
         let (summary, _) = pass(&mut ec2, &mut slurm, &broken);

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::aws::ec2::ClusterInstance;
 use crate::cluster::plan::{is_compute, node_of};
+use crate::config::Settings;
 use crate::slurm::scontrol::SlurmNode;
 use crate::state::{atomic_file, trusted_dir};
 
@@ -292,26 +293,44 @@ impl Timeline {
     }
 }
 
-/// After a pass: reads the timeline at `path` (none yet: an empty one), records what the
-/// pass saw at `now`, drops what is older than `retention_days`, and replaces the file.
-/// On an error the file is as it was.
-pub fn update(path: &Path, seen: &[Sighting], now: UnixSeconds, retention_days: u32) -> Result<Updated> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    trusted_dir::prepare(dir).context("the timeline's directory")?;
-    let mut timeline = Timeline::read(path)?.unwrap_or_default();
-    let recorded = timeline.record(seen, now);
-    let dropped = timeline.drop_older_than(retention_days, now);
-    atomic_file::replace(path, &timeline.to_bytes(), 0o644)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(Updated {
-        recorded,
-        dropped,
-        intervals: timeline.intervals.len(),
-        bad_lines: timeline.bad_lines.len(),
-    })
+/// Where a pass records the timeline, and for how long it keeps an interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineFile {
+    pub path: PathBuf,
+    pub retention_days: u32,
+}
+
+impl TimelineFile {
+    /// The timeline the settings name ([`Settings::timeline_file`]); `None` when off.
+    pub fn from_settings(settings: &Settings) -> Option<TimelineFile> {
+        settings.timeline_file().map(|path| TimelineFile {
+            path,
+            retention_days: settings.timeline.retention_days,
+        })
+    }
+
+    /// After a pass: reads the timeline (none yet: an empty one), records what the pass
+    /// saw at `now`, drops what is older than the retention, and replaces the file. On
+    /// an error the file is as it was.
+    pub fn update(&self, seen: &[Sighting], now: UnixSeconds) -> Result<Updated> {
+        let path = &self.path;
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        trusted_dir::prepare(dir).context("the timeline's directory")?;
+        let mut timeline = Timeline::read(path)?.unwrap_or_default();
+        let recorded = timeline.record(seen, now);
+        let dropped = timeline.drop_older_than(self.retention_days, now);
+        atomic_file::replace(path, &timeline.to_bytes(), 0o644)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Updated {
+            recorded,
+            dropped,
+            intervals: timeline.intervals.len(),
+            bad_lines: timeline.bad_lines.len(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -445,9 +464,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spool/timeline.jsonl");
         assert_eq!(Timeline::read(&path).unwrap(), None);
-        let u = update(&path, &[seen("i-1", "n1")], 100, 400).unwrap();
+        let file = TimelineFile {
+            path: path.clone(),
+            retention_days: 400,
+        };
+        let u = file.update(&[seen("i-1", "n1")], 100).unwrap();
         assert_eq!((u.recorded.opened, u.intervals), (1, 1));
-        let u = update(&path, &[seen("i-1", "n1")], 130, 400).unwrap();
+        let u = file.update(&[seen("i-1", "n1")], 130).unwrap();
         assert_eq!((u.recorded.opened, u.recorded.extended, u.intervals), (0, 1, 1));
         let t = Timeline::read(&path).unwrap().unwrap();
         assert_eq!(spans(&t), [("i-1", "n1", 100, 130)]);
