@@ -121,7 +121,14 @@ fn wait_accounted(c: &LocalCluster, jobs: &[u32]) {
     while std::time::Instant::now() < until {
         let out = c.slurm.run_root(
             "sacct",
-            &["--allocations", "--noheader", "--parsable2", "--format=State", "-j", &ids],
+            &[
+                "--allocations",
+                "--noheader",
+                "--parsable2",
+                "--format=State",
+                "-j",
+                &ids,
+            ],
         );
         let states = String::from_utf8_lossy(&out.stdout).to_string();
         let ended = states
@@ -167,7 +174,12 @@ fn controller_mode(c: &LocalCluster) {
     let mut head = HeadNode::start(c);
     head.wait_until("the first pass", Duration::from_secs(60), || head.passes() >= 1);
     let compute_calls = c.proxy.count("CreateTags") + c.proxy.count("DeleteTags");
-    let a = submit(c, "ctalice", &["--comment", "ProjectA", "-n1", "-t", "10", "--wrap", "sleep 30"]).unwrap();
+    let a = submit(
+        c,
+        "ctalice",
+        &["--comment", "ProjectA", "-n1", "-t", "10", "--wrap", "sleep 30"],
+    )
+    .unwrap();
     wait_tags(c, &format!("job {a} running, tagged by the head node"), &a.to_string());
     println!("\n  $ scancel {a}");
     c.slurm.run_root("scancel", &[a.to_string()]);
@@ -216,7 +228,11 @@ fn budgets(c: &LocalCluster) {
     admin(c, &["budget", "list"]);
     submit(c, "ctbob", &["--comment", "GpuProject", "--wrap", "hostname"]);
     submit(c, "ctalice", &["--comment", "ProjectC", "--wrap", "hostname"]);
-    submit(c, "ctalice", &["--comment", "ProjectA", "-t", "10", "--hold", "--wrap", "hostname"]);
+    submit(
+        c,
+        "ctalice",
+        &["--comment", "ProjectA", "-t", "10", "--hold", "--wrap", "hostname"],
+    );
 }
 
 fn main() {

@@ -83,6 +83,8 @@ pub struct Settings {
     pub budget: BudgetSettings,
     /// Who writes the tags, and how fast the head node may call EC2.
     pub tagging: TaggingSettings,
+    /// Which instance backed which Slurm node, and when (written by the head node).
+    pub timeline: TimelineSettings,
 }
 
 impl Default for Settings {
@@ -99,7 +101,50 @@ impl Default for Settings {
             pricing: PricingSettings::default(),
             budget: BudgetSettings::default(),
             tagging: TaggingSettings::default(),
+            timeline: TimelineSettings::default(),
         }
+    }
+}
+
+/// The `[timeline]` table: the file in which each convergence of the head node
+/// (`reconcile --cluster`) records which instance backed which Slurm node, and when, for
+/// `cost-tags job` and a per-job join with the AWS bill (which names instances, not
+/// nodes). See `cluster::timeline`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimelineSettings {
+    /// Unset: `timeline.jsonl` in `state_dir` (`/var/spool/cost-tags/timeline.jsonl`),
+    /// so that it moves with the other state files; "": no timeline.
+    pub file: Option<PathBuf>,
+    /// An interval last seen longer ago than this is dropped when the file is rewritten.
+    /// The default keeps a year of bills and a month to reconcile them.
+    pub retention_days: u32,
+    /// A pass that only moves `last_seen` forward (nothing opened, closed or dropped)
+    /// rewrites the file at most this often, in seconds; a change is written at once.
+    /// A `--follow` woken every second on a large cluster would otherwise rewrite the
+    /// whole file every second. After a crash `last_seen` may lag by up to this much.
+    pub rewrite_seconds: u32,
+}
+
+impl Default for TimelineSettings {
+    fn default() -> Self {
+        TimelineSettings {
+            file: None,
+            retention_days: 400,
+            rewrite_seconds: 300,
+        }
+    }
+}
+
+impl TimelineSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.retention_days == 0 || self.retention_days > 36_500 {
+            return Err(format!(
+                "timeline.retention_days {} must be from 1 to 36500",
+                self.retention_days
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -542,6 +587,15 @@ impl BudgetSettings {
 }
 
 impl Settings {
+    /// The instance timeline's file ([`TimelineSettings::file`]), `None` when switched off.
+    pub fn timeline_file(&self) -> Option<PathBuf> {
+        match &self.timeline.file {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => Some(self.state_dir.join("timeline.jsonl")),
+        }
+    }
+
     /// Loads the settings: `explicit` (from `--config`) wins over `COST_TAGS_CONFIG`, which
     /// wins over the default path. A file that was named but is missing is an error; a
     /// missing default file means built-in defaults.
@@ -583,7 +637,7 @@ impl Settings {
     pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
         let defaults = toml::Table::try_from(Settings::default())?;
         let mut table = toml::Table::try_from(self)?;
-        for key in ["pricing", "budget", "tagging"] {
+        for key in ["pricing", "budget", "tagging", "timeline"] {
             let (Some(toml::Value::Table(ours)), Some(toml::Value::Table(default))) =
                 (table.get_mut(key), defaults.get(key))
             else {
@@ -617,6 +671,7 @@ impl Settings {
         }
         self.pricing.validate()?;
         self.tagging.validate()?;
+        self.timeline.validate()?;
         self.budget.validate()
     }
 }
@@ -954,6 +1009,25 @@ instance = "g4dn.xlarge"
         }
         assert!(!Settings::default().to_toml().unwrap().contains("[tagging]"));
         assert_eq!(parse(&s.to_toml().unwrap()).unwrap(), s);
+    }
+
+    #[test]
+    fn the_timeline_follows_state_dir_unless_named_or_switched_off() {
+        let s = parse("state_dir = \"/tmp/s\"\n").unwrap();
+        assert_eq!(s.timeline_file(), Some(PathBuf::from("/tmp/s/timeline.jsonl")));
+        assert_eq!(s.timeline.retention_days, 400);
+        assert_eq!(
+            Settings::default().timeline_file(),
+            Some(PathBuf::from("/var/spool/cost-tags/timeline.jsonl"))
+        );
+        let s = parse("[timeline]\nfile = \"/x/t.jsonl\"\nretention_days = 30\n").unwrap();
+        assert_eq!(s.timeline_file(), Some(PathBuf::from("/x/t.jsonl")));
+        assert_eq!(parse(&s.to_toml().unwrap()).unwrap(), s);
+        assert_eq!(parse("[timeline]\nfile = \"\"\n").unwrap().timeline_file(), None);
+        for bad in ["retention_days = 0", "retention_days = 99999", "retention = 3"] {
+            assert!(parse(&format!("[timeline]\n{bad}\n")).is_err(), "{bad}");
+        }
+        assert!(!Settings::default().to_toml().unwrap().contains("[timeline]"));
     }
 
     #[test]

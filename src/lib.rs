@@ -14,6 +14,7 @@
 //!     budget refresh|create|list                                     budget/
 //!     report (sacct -> priced jobs -> groups -> table/CSV/JSON/SVG)  report/
 //!     job JOBID (one job, priced like the report; any user)          report/job
+//!         and the instances its nodes were (the timeline)            report/job_instances
 //!     metrics (budget cache + sacct -> OpenMetrics text)             metrics
 //! ParallelCluster custom action cost-tags.sh (fetch, check, unpack)
 //!     -> cost-tags install|uninstall                                install/
@@ -21,7 +22,8 @@
 //!
 //! - [`submit`]: the submit decision (all policy), the projects file, project names.
 //! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
-//! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs.
+//! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs,
+//!   and the timeline of which instance backed which node ([`cluster::timeline`]).
 //! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
 //!   job's cost ([`report::job`]).
 //! - [`install`]: `cost-tags install`: the release, Slurm's settings, the periodic jobs

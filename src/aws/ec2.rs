@@ -16,12 +16,28 @@ use super::sdk::{self, summary};
 use crate::node::tags::{TagChange, TagMap};
 
 /// One running instance of a cluster, as DescribeInstances gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterInstance {
     pub instance_id: String,
     pub private_ip: Option<String>,
     pub private_dns: Option<String>,
     pub tags: TagMap,
+    /// `c5.xlarge`; empty when EC2 did not say.
+    pub instance_type: String,
+    /// How it is bought, from `InstanceLifecycle` ([`lifecycle_name`]).
+    pub lifecycle: String,
+    /// Its availability zone (`us-east-1a`); empty when EC2 did not say.
+    pub zone: String,
+}
+
+/// What DescribeInstances' `InstanceLifecycle` means for the bill: EC2 leaves it out for
+/// an on-demand instance and says `spot`, `scheduled` or `capacity-block` otherwise. The
+/// timeline (and a per-job join with the bill) needs a word in every case.
+pub fn lifecycle_name(instance_lifecycle: Option<&str>) -> String {
+    match instance_lifecycle.map(str::trim) {
+        None | Some("") => "on-demand".to_string(),
+        Some(other) => other.to_string(),
+    }
 }
 
 /// An EC2 client whose every call ends within the time it was built with.
@@ -98,6 +114,16 @@ impl Ec2Tags {
                         .iter()
                         .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
                         .collect(),
+                    instance_type: instance
+                        .instance_type()
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    lifecycle: lifecycle_name(instance.instance_lifecycle().map(|l| l.as_str())),
+                    zone: instance
+                        .placement()
+                        .and_then(|p| p.availability_zone())
+                        .unwrap_or_default()
+                        .to_string(),
                 })
             })
             .collect();
@@ -258,5 +284,15 @@ mod tests {
         });
         assert_eq!(error.0, "refusing a DeleteTags without keys");
         assert_eq!(error.1, "refusing a DeleteTags without keys");
+    }
+
+    #[test]
+    fn an_instance_without_lifecycle_is_on_demand() {
+        assert_eq!(lifecycle_name(None), "on-demand");
+        assert_eq!(lifecycle_name(Some("")), "on-demand");
+        assert_eq!(lifecycle_name(Some("spot")), "spot");
+        assert_eq!(lifecycle_name(Some("capacity-block")), "capacity-block");
+        let sdk = aws_sdk_ec2::types::InstanceLifecycleType::Spot;
+        assert_eq!(lifecycle_name(Some(sdk.as_str())), "spot");
     }
 }

@@ -41,17 +41,20 @@ struct Cli {
 enum Command {
     /// What jobs cost, per project, user, partition or account, over time (from sacct).
     Report(ReportArgs),
-    /// One job's project, nodes, time and cost so far (or final), and its price source;
-    /// anyone may run it on the jobs sacct shows them (exit 0 shown, 1 no such job).
+    /// One job's project, nodes, time and cost so far (or final), its price source and
+    /// the instances its nodes were (from the head node's timeline); anyone may run it on
+    /// the jobs sacct shows them (exit 0 shown, 1 no such job).
     Job(JobArgs),
     /// OpenMetrics text for node_exporter's textfile collector: per project spend, limit,
     /// committed and running jobs (budget cache); per user spend this month (sacct).
     Metrics(MetricsArgs),
     /// On a compute node: the instance's cost tags against the jobs in the node ledger
-    /// (exit 0 in sync, 1 out of sync, 2 cannot tell).
+    /// (exit 0 in sync, 1 out of sync, 2 cannot tell); in controller mode the ledger alone,
+    /// asking AWS nothing (exit 0 read).
     Status(StatusArgs),
     /// Repair tags: on a compute node, bring the ledger in line with Slurm and the tags in
-    /// line with the ledger; with --cluster on the head node, untag idle instances.
+    /// line with the ledger; with --cluster on the head node, every instance's tags in
+    /// line with Slurm's jobs, and the instance timeline recorded.
     Reconcile(ReconcileArgs),
     /// AWS Budgets per project: refresh the cache project-check reads, create, list.
     Budget(BudgetArgs),

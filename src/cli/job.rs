@@ -1,6 +1,7 @@
-//! `cost-tags job JOBID`: one job's project, nodes, time and cost (so far, or final) and
-//! where its price came from, as a small table or JSON. The job is read and priced in
-//! [`crate::report::job`].
+//! `cost-tags job JOBID`: one job's project, nodes, time and cost (so far, or final),
+//! where its price came from and the instances its nodes were, as a small table or JSON.
+//! The job is read and priced in [`crate::report::job`], joined with the head node's
+//! instance timeline in [`crate::report::job_instances`].
 
 use std::fmt::Write as _;
 use std::io;
@@ -12,6 +13,7 @@ use anyhow::Context;
 use crate::config::Settings;
 use crate::report::calendar::{Short, Timestamp};
 use crate::report::job::{self, JobCost};
+use crate::report::job_instances::{job_instances, JobInstances};
 use crate::report::text_table::Columns;
 use crate::report::{unix_now, with_prices};
 use crate::slurm::fields;
@@ -34,6 +36,9 @@ sacct is asked for this job alone, without --allusers:
     --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,TimelimitRaw
 (with \",WCKey\" or \",Comment\" as for the report), so an ordinary user sees their own jobs,
 and others' only as Slurm's PrivateData allows.
+The instances each node was while the job ran come from the instance timeline the head node's
+`cost-tags reconcile --cluster` writes ([timeline] file, timeline.jsonl in state_dir); without
+one (a node-mode install, another node than the head node) the job is shown without them.
 Exit codes: 0 shown, 1 sacct shows no such job (or not to you), 2 cannot tell (bad settings,
 sacct failed).")]
 pub struct JobArgs {
@@ -61,10 +66,17 @@ pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
         }
         None => job::run_sacct(&prices, &args.job_id, now)?,
     };
+    let instances = job_instances(&job, settings.timeline_file().as_deref());
     let text = if args.json {
-        serde_json::to_string_pretty(&job)? + "\n"
+        let shown = Shown {
+            job: &job,
+            instances: &instances,
+        };
+        serde_json::to_string_pretty(&shown)? + "\n"
+    } else if job.runs.is_empty() {
+        String::new()
     } else {
-        table(&job)
+        table(&job) + &instances_table(&instances)
     };
     super::print(&text)?;
     if job.runs.is_empty() {
@@ -75,6 +87,77 @@ pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `--json` prints: the job's cost, then `timeline`, `instances` and the other
+/// fields of [`JobInstances`].
+#[derive(serde::Serialize)]
+struct Shown<'a> {
+    #[serde(flatten)]
+    job: &'a JobCost,
+    #[serde(flatten)]
+    instances: &'a JobInstances,
+}
+
+/// The instances of the job's nodes, a line each, or why there are none.
+pub fn instances_table(shown: &JobInstances) -> String {
+    let mut out = String::new();
+    if !shown.instances.is_empty() {
+        let header = [
+            "JOB",
+            "NODE",
+            "INSTANCE",
+            "TYPE",
+            "LIFECYCLE",
+            "ZONE",
+            "SEEN FROM",
+            "SEEN UNTIL",
+        ];
+        let rows: Vec<Vec<String>> = shown
+            .instances
+            .iter()
+            .map(|i| {
+                vec![
+                    i.job_id.clone(),
+                    i.node.clone(),
+                    i.instance_id.clone(),
+                    i.instance_type.clone(),
+                    i.lifecycle.clone(),
+                    i.zone.clone(),
+                    Short(i.first_seen).to_string(),
+                    Short(i.last_seen).to_string(),
+                ]
+            })
+            .collect();
+        let mut columns = Columns::default();
+        columns.measure(&header);
+        for row in &rows {
+            columns.measure(row);
+        }
+        out.push('\n');
+        columns.push_line(&mut out, &header);
+        for row in &rows {
+            columns.push_line(&mut out, row);
+        }
+    }
+    if !shown.instances.is_empty() && !shown.nodes_without_instance.is_empty() {
+        let _ = writeln!(
+            out,
+            "instances: none known for {}",
+            shown.nodes_without_instance.join(", ")
+        );
+    }
+    if let Some(why) = &shown.no_instances_because {
+        let _ = writeln!(out, "\ninstances: {why}.");
+    }
+    if shown.timeline_unreadable_lines > 0 {
+        let _ = writeln!(
+            out,
+            "instances: {} unreadable lines of the timeline skipped.",
+            shown.timeline_unreadable_lines
+        );
+    }
+    out
 }
 
 /// `H:MM:SS` (hours unbounded).

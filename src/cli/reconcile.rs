@@ -29,7 +29,8 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
     pub node: Option<String>,
     /// On the head node: bring the cost tags of every instance of the cluster in line
-    /// with Slurm's jobs (adding as well as removing), in few calls, paced.
+    /// with Slurm's jobs (adding as well as removing), in few calls, paced; and record
+    /// which instance backed which node in the instance timeline (`[timeline] file`).
     #[arg(long)]
     pub cluster: bool,
     /// With --cluster: the cluster's name (tag parallelcluster:cluster-name); else

@@ -1,6 +1,7 @@
 //! `cost-tags status`: the node's [`Status`], or with `--cluster` the whole cluster's
 //! [`ClusterStatus`], as a table or JSON; exit 0 in sync, 1 out of sync, 2 when it cannot
-//! tell.
+//! tell. In controller mode a node's status is its ledger alone ([`LedgerStatus`]): the
+//! node asks AWS nothing, and exit 0 means the ledger was read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +11,8 @@ use anyhow::Result;
 
 use crate::cluster::converge::{Cluster, ClusterArgs};
 use crate::cluster::status::{ClusterStatus, Verdict};
-use crate::config::Settings;
-use crate::node::status::{status, Status};
+use crate::config::{Settings, TaggingMode};
+use crate::node::status::{ledger_status, status, LedgerStatus, Status};
 use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -42,6 +43,15 @@ const CLUSTER_STATUS_GIVE_UP: Duration = Duration::from_secs(60);
 pub fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
     if args.cluster {
         return run_cluster(settings, args);
+    }
+    if settings.tagging.mode == TaggingMode::Controller {
+        let s = ledger_status(settings)?;
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&s)?)?;
+        } else {
+            super::print(&ledger_table(&s))?;
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let s = status(settings)?;
     if args.json {
@@ -123,6 +133,29 @@ fn cluster_table(s: &ClusterStatus) -> String {
         Verdict::OutOfSync => "\nOUT OF SYNC: run `cost-tags reconcile --cluster`\n",
         Verdict::CannotTell => "\nCANNOT TELL for every instance\n",
     };
+    out
+}
+
+fn ledger_table(s: &LedgerStatus) -> String {
+    let mut out = format!("ledger    {}\n", s.ledger.display());
+    out += &format!("jobs      {}\n", s.jobs.len());
+    for j in &s.jobs {
+        out += &format!(
+            "          {} user={} project={} partition={}\n",
+            j.id, j.user, j.project, j.partition
+        );
+    }
+    let mut rows = vec![vec!["TAG".to_string(), "FROM THE LEDGER".into()]];
+    for (k, v) in &s.desired {
+        rows.push(vec![k.clone(), format!("{v:?}")]);
+    }
+    if s.desired.is_empty() {
+        rows.push(vec!["(none)".into(), String::new()]);
+    }
+    out += "\n";
+    out += &Columns::at_least(&[0, 0]).render(&rows);
+    out += "\ncontroller mode: the head node writes this instance's tags; this node asks AWS nothing.\n\
+            Compare them there with `cost-tags status --cluster`.\n";
     out
 }
 

@@ -17,6 +17,11 @@
 //! round trip of that one call. This costs slurmctld one `squeue` per tag call, so at
 //! most `calls_per_second` a second while there is something to change, and one
 //! `scontrol show nodes` and two `squeue` per pass.
+//!
+//! At the end of a pass (not of a dry run), which instance backed which node is
+//! recorded in the [`crate::cluster::timeline`], as of the DescribeInstances answer. A
+//! timeline that cannot be written is logged and said in the summary, and the pass's
+//! outcome stays its tagging's: tags are what finance reads today.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -33,6 +38,7 @@ use crate::cluster::plan::{batches, busy_nodes_without_instance, targets, Action
 use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
 use crate::cluster::status::ClusterStatus;
 use crate::cluster::tag_api::{Ec2TagApi, TagApi};
+use crate::cluster::timeline::{self, TimelineFile, Updated};
 use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 
@@ -47,6 +53,8 @@ pub struct ConvergeOptions<'a> {
     pub give_up_after: Duration,
     /// Once set (SIGTERM to `--follow`), the pass stops the same way.
     pub stop: Option<&'a AtomicBool>,
+    /// Where to record the instance timeline (`None`: not at all).
+    pub timeline: Option<TimelineFile>,
 }
 
 /// What happened to one call.
@@ -133,6 +141,18 @@ pub struct ConvergeSummary {
     /// Slurm nodes running jobs that no instance is yet
     /// ([`crate::cluster::plan::busy_nodes_without_instance`]).
     pub without_instance: usize,
+    pub timeline: TimelineOutcome,
+}
+
+/// What became of the instance timeline after a pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TimelineOutcome {
+    /// A dry run, or no timeline in the settings.
+    #[default]
+    NotWritten,
+    Written(Updated),
+    /// Why it could not be written; the tags were not affected.
+    Failed(String),
 }
 
 impl ConvergeSummary {
@@ -169,7 +189,30 @@ impl fmt::Display for ConvergeSummary {
                 write!(f, ", {n} {what}")?;
             }
         }
-        Ok(())
+        match &self.timeline {
+            TimelineOutcome::NotWritten => Ok(()),
+            TimelineOutcome::Written(u) => {
+                write!(
+                    f,
+                    "; timeline: {} intervals ({} opened, {} extended",
+                    u.intervals, u.recorded.opened, u.recorded.extended
+                )?;
+                if u.recorded.closed > 0 {
+                    write!(f, ", {} closed", u.recorded.closed)?;
+                }
+                if u.dropped > 0 {
+                    write!(f, ", {} dropped after the retention", u.dropped)?;
+                }
+                if u.bad_lines > 0 {
+                    write!(f, ", {} unreadable lines skipped and kept", u.bad_lines)?;
+                }
+                if !u.rewritten {
+                    write!(f, ", file not rewritten: only last_seen moved")?;
+                }
+                write!(f, ")")
+            }
+            TimelineOutcome::Failed(e) => write!(f, "; timeline NOT written: {e}"),
+        }
     }
 }
 
@@ -230,6 +273,7 @@ pub fn converge(
         ..ConvergeSummary::default()
     };
     let instances = all_instances(api, bucket, clock, &options.cluster, give_up, &mut summary)?;
+    let seen_at = timeline::unix_now();
     // Slurm is asked after EC2, so its answer is as fresh as possible when tags go.
     let view = slurm.view().context("cannot ask Slurm; nothing changed")?;
     let (targets, skipped) = targets(&instances, &view, &settings.tags);
@@ -327,6 +371,20 @@ pub fn converge(
     summary.deferred = deferred.difference(&changed).count();
     summary.failed = failed.len();
     summary.left = left.len();
+    if let Some(file) = options.timeline.as_ref().filter(|_| !options.dry_run) {
+        let seen = timeline::sightings(&instances, &view.nodes);
+        summary.timeline = match file.update(&seen, seen_at) {
+            Ok(updated) => TimelineOutcome::Written(updated),
+            Err(e) => {
+                let why = format!("{e:#}");
+                crate::log::error(&format!(
+                    "the instance timeline {} was not written (tagging goes on): {why}",
+                    file.path.display()
+                ));
+                TimelineOutcome::Failed(why)
+            }
+        };
+    }
     Ok(summary)
 }
 
@@ -419,6 +477,7 @@ impl Cluster {
             dry_run: args.dry_run,
             give_up_after: args.give_up_after,
             stop,
+            timeline: TimelineFile::from_settings(settings),
         };
         converge(
             &mut self.api,
@@ -596,6 +655,7 @@ mod tests {
                 private_ip: Some(ip),
                 private_dns: None,
                 tags: map(&[("parallelcluster:node-type", "Compute"), ("team", "hpc")]),
+                ..ClusterInstance::default()
             });
             if busy(k) {
                 let job = Job {
@@ -629,6 +689,7 @@ mod tests {
             dry_run: false,
             give_up_after: Duration::from_secs(600),
             stop: None,
+            timeline: None,
         }
     }
 
@@ -765,5 +826,80 @@ mod tests {
         let (summary, _) = pass(&mut ec2, &mut slurm, &stopping);
         assert_eq!((summary.calls, summary.left), (0, 3));
         assert!(ec2.calls.is_empty());
+    }
+
+    #[test]
+    fn a_pass_records_the_timeline_and_one_that_cannot_still_tags() {
+        let (mut ec2, mut slurm) = cluster(2, |_| true);
+        for i in &mut ec2.instances {
+            i.instance_type = "c5.large".into();
+            i.lifecycle = "spot".into();
+            i.zone = "us-east-1b".into();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.jsonl");
+        let recording = ConvergeOptions {
+            timeline: Some(TimelineFile {
+                path: path.clone(),
+                retention_days: 400,
+                rewrite_seconds: 0,
+            }),
+            ..options()
+        };
+        let (summary, _) = pass(&mut ec2, &mut slurm, &recording);
+        let TimelineOutcome::Written(u) = &summary.timeline else {
+            panic!("{summary:?}")
+        };
+        assert_eq!((u.intervals, u.recorded.opened), (2, 2));
+        assert!(summary
+            .to_string()
+            .contains("; timeline: 2 intervals (2 opened, 0 extended)"));
+        let t = timeline::Timeline::read(&path).unwrap().unwrap();
+        let got: Vec<(&str, &str, &str, &str, &str)> = t
+            .intervals
+            .iter()
+            .map(|i| {
+                (
+                    i.instance_id.as_str(),
+                    i.node.as_str(),
+                    i.instance_type.as_str(),
+                    i.lifecycle.as_str(),
+                    i.zone.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("i-0", "n0", "c5.large", "spot", "us-east-1b"),
+                ("i-1", "n1", "c5.large", "spot", "us-east-1b")
+            ]
+        );
+        let (dry, _) = pass(
+            &mut ec2,
+            &mut slurm,
+            &ConvergeOptions {
+                dry_run: true,
+                ..recording.clone()
+            },
+        );
+        assert_eq!(dry.timeline, TimelineOutcome::NotWritten);
+
+        // Its directory is a file: the timeline fails, the tags do not.
+        let (mut ec2, mut slurm) = cluster(2, |_| true);
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let broken = ConvergeOptions {
+            timeline: Some(TimelineFile {
+                path: dir.path().join("file/timeline.jsonl"),
+                retention_days: 400,
+                rewrite_seconds: 0,
+            }),
+            ..options()
+        };
+        let (summary, _) = pass(&mut ec2, &mut slurm, &broken);
+        assert!(matches!(summary.timeline, TimelineOutcome::Failed(_)), "{summary:?}");
+        assert!(!summary.has_failures());
+        assert_eq!(summary.changed, 2);
+        assert!(summary.to_string().contains("; timeline NOT written: "), "{summary}");
     }
 }

@@ -2,7 +2,8 @@
 //! tags to Slurm's jobs (`reconcile --cluster`), from a [`slurm_view`] and EC2's
 //! instances ([`tag_api`]) through a [`plan`] of few calls, paced by [`pacing`]; the same
 //! plan compared and not applied ([`status`], `status --cluster`); and the convergence as
-//! a service woken by slurmctld's hooks ([`follow`], `reconcile --cluster --follow`).
+//! a service woken by slurmctld's hooks ([`follow`], `reconcile --cluster --follow`);
+//! and what each pass saw, which instance backed which node and when ([`timeline`]).
 
 pub mod converge;
 pub mod follow;
@@ -11,3 +12,4 @@ pub mod plan;
 pub mod slurm_view;
 pub mod status;
 pub mod tag_api;
+pub mod timeline;

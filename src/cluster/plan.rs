@@ -33,6 +33,12 @@ pub const MAX_IDS_PER_CALL: usize = 1000;
 /// `LoginNode`.
 const NODE_TYPE_TAG: &str = "parallelcluster:node-type";
 
+/// Whether an instance may back a Slurm node: the head node and login nodes are tagged by
+/// their administrators, not by jobs. An instance ParallelCluster did not label counts.
+pub fn is_compute(instance: &ClusterInstance) -> bool {
+    instance.tags.get(NODE_TYPE_TAG).is_none_or(|t| t == "Compute")
+}
+
 /// The Slurm node an instance is: NodeAddr or NodeHostName equal to its private IP, or
 /// to the first label of its private DNS name.
 pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option<&'a SlurmNode> {
@@ -103,7 +109,7 @@ pub fn targets(instances: &[ClusterInstance], view: &SlurmView, settings: &TagSe
     let keys = managed_keys(settings);
     let (mut found, mut skipped) = (Vec::new(), Vec::new());
     for instance in instances {
-        if instance.tags.get(NODE_TYPE_TAG).is_some_and(|t| t != "Compute") {
+        if !is_compute(instance) {
             continue;
         }
         let node = node_of(instance, &view.nodes).map(|n| n.name.clone());
@@ -260,6 +266,7 @@ mod tests {
             private_ip: Some(ip.into()),
             private_dns: None,
             tags: map(tags),
+            ..ClusterInstance::default()
         }
     }
 
@@ -275,6 +282,7 @@ mod tests {
             private_ip: Some(ip.into()),
             private_dns: Some(dns.into()),
             tags: TagMap::new(),
+            ..ClusterInstance::default()
         };
         assert_eq!(node_of(&inst("10.0.0.5", ""), &nodes).unwrap().name, "q-dy-c5-1");
         assert_eq!(

@@ -93,6 +93,7 @@ mod tests {
             private_ip: Some(ip.into()),
             private_dns: None,
             tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..ClusterInstance::default()
         }
     }
 

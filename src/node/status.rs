@@ -3,6 +3,10 @@
 //! tags are owed and why, and the difference. Exit 0 when the instance carries exactly
 //! the ledger's tags, 1 when it does not, 2 when it cannot tell (IMDS or AWS unreachable,
 //! ledger unreadable). Bounded by `deadline`, like the hooks. Printed by `cli::status`.
+//!
+//! In controller mode the node holds no tagging right and makes no AWS call, `status`
+//! included ([`ledger_status`]): it shows the ledger and the tags it implies, and says
+//! that the head node writes them (`cost-tags status --cluster` there compares them).
 
 use std::time::Instant;
 
@@ -79,6 +83,30 @@ pub fn status(settings: &Settings) -> Result<Status> {
         owed: state.owed,
         last_failure: state.last_failure,
         difference,
+    })
+}
+
+/// What `cost-tags status --json` prints in controller mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStatus {
+    /// Always `controller`, so that a script can tell this from [`Status`].
+    pub mode: &'static str,
+    pub ledger: std::path::PathBuf,
+    pub jobs: Vec<Job>,
+    /// The tags the jobs imply, which the head node writes on this instance.
+    pub desired: TagMap,
+}
+
+/// Controller mode's status: the ledger alone, read without locking and without any
+/// IMDS or EC2 call. An error means the ledger cannot be read.
+pub fn ledger_status(settings: &Settings) -> Result<LedgerStatus> {
+    let ledger = Ledger::open(&settings.state_dir)?;
+    let state = ledger.read().context("cannot read the node ledger")?;
+    Ok(LedgerStatus {
+        mode: "controller",
+        ledger: ledger.path(),
+        desired: desired_tags(&state.jobs, &settings.tags),
+        jobs: state.jobs,
     })
 }
 

@@ -73,7 +73,8 @@ pub struct JobCost {
 impl JobCost {
     /// The cost of every priced run (what the report charges, from the first second).
     pub fn total(&self) -> f64 {
-        self.runs.iter().filter_map(|r| r.cost).sum()
+        // An empty f64 sum is -0.0, which prints as "-0.00"; adding 0.0 makes it 0.0.
+        self.runs.iter().filter_map(|r| r.cost).sum::<f64>() + 0.0
     }
 
     /// Seconds of every run.
@@ -250,5 +251,10 @@ mod tests {
         assert!(job.runs[1].unpriced.as_deref().unwrap().contains('x'), "{job:?}");
         assert!(job.notes.iter().any(|n| n.contains("job 10")), "{:?}", job.notes);
         assert_eq!(job.total(), 0.0);
+        let unpriced_only = JobCost {
+            runs: vec![job.runs[1].clone()],
+            ..job.clone()
+        };
+        assert_eq!(format!("{:.2}", unpriced_only.total()), "0.00", "not -0.00");
     }
 }

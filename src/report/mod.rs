@@ -2,7 +2,8 @@
 //! here or saved to a file) are priced one by one as they stream in ([`pricing`]), summed
 //! per group and period ([`aggregate`]), and printed as a table, CSV or JSON ([`output`])
 //! or as an HTML statement ([`html`]), with an optional SVG chart of spend over time
-//! ([`chart`]).
+//! ([`chart`]). One job's cost is [`job`], and the instances it ran on
+//! [`job_instances`].
 
 pub mod aggregate;
 pub mod billed;
@@ -13,6 +14,7 @@ pub mod filter;
 pub mod html;
 pub mod job;
 pub mod job_ids;
+pub mod job_instances;
 pub mod job_rows;
 mod json_layout;
 pub mod output;

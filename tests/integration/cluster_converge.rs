@@ -224,6 +224,15 @@ fn follow_converges_when_woken_by_the_slurmctld_hook_and_ends_on_sigterm() {
             .unwrap()
             .contains("compute instances in sync")
     });
+    // Each pass of the service records the instance timeline, as a single pass does.
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("; timeline: 4 intervals (4 opened, 0 extended)"),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(c.dir.path().join("state/timeline.jsonl").is_file());
 
     // Job 1 ends, job 2 starts; EpilogSlurmctld/PrologSlurmctld run the hook.
     c.slurm.set_jobs(&[c.job(2, "bob", "P2", &[2])]);

@@ -15,6 +15,7 @@ mod env_file_sh;
 mod hook_scripts;
 mod https_stack;
 mod iam_policies;
+mod instance_timeline;
 mod managed_script;
 mod managed_script_slurm;
 mod metrics;

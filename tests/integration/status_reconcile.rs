@@ -265,6 +265,51 @@ fn controller_mode_reconcile_on_a_node_repairs_the_ledger_and_asks_no_aws() {
     assert!(n.cost_tags_on(&n.instance).is_empty());
 }
 
+/// Issue 22: in controller mode a compute node holds no tagging right, and `status` on
+/// it asks neither EC2 nor IMDS anything: it shows the ledger and says who tags.
+#[test]
+fn controller_mode_status_shows_the_ledger_and_asks_no_aws() {
+    let Some(n) = Node::start_with("[tagging]\nmode = \"controller\"\n") else {
+        return;
+    };
+    n.prolog("101", "ctalice", "ProjectA");
+    let out = n.cost_tags(&["status"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("101 user=ctalice project=ProjectA"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(PROJECT) && l.ends_with(" \"ProjectA\"")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("controller mode: the head node writes this instance's tags")
+            && stdout.contains("`cost-tags status --cluster`"),
+        "{stdout}"
+    );
+    let out = n.cost_tags(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["mode"], "controller");
+    assert_eq!(shown["jobs"][0]["id"], "101");
+    assert_eq!(shown["desired"][JOBID], "101");
+    // Nothing reached the EC2 endpoint nor IMDS, the ledger's run included.
+    assert_eq!(n.proxy.requests(), 0, "{:?}", n.proxy.counts());
+    assert_eq!(n.imds.requests(), 0, "{:?}", n.imds.counts());
+    assert!(n.cost_tags_on(&n.instance).is_empty());
+
+    // A ledger that cannot be read: it cannot tell, exit 2.
+    std::fs::write(n.ledger_path(), "{").unwrap();
+    let out = n.cost_tags(&["status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("cannot read the node ledger"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn tags_deleted_by_hand_are_seen_by_status_and_restored() {
     let Some(n) = Node::start() else { return };

@@ -46,7 +46,7 @@ pub struct LocalSetup {
 pub struct LocalCluster {
     pub slurm: SlurmCluster,
     /// With [`LocalSetup::accounting`]; dropped after the cluster that writes to it.
-    pub dbd: Option<SlurmDbd>,
+    _dbd: Option<SlurmDbd>,
     pub imds: Imds,
     pub proxy: AwsProxy,
     pub moto: MotoServer,
@@ -156,7 +156,7 @@ impl LocalCluster {
         })?;
         Some(LocalCluster {
             slurm,
-            dbd,
+            _dbd: dbd,
             imds,
             proxy,
             moto,

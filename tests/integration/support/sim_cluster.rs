@@ -9,11 +9,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use aws_sdk_ec2::types::{Filter, Tag};
+use aws_sdk_ec2::types::{Filter, InstanceMarketOptionsRequest, InstanceType, MarketType, Tag};
 use serde_json::Value;
 
 use super::aws_proxy::{AwsProxy, ProxyMode};
-use super::moto::{apply_env, block_on, error_text, MotoServer};
+use super::moto::{apply_env, block_on, error_text, MotoServer, AMI_ID};
 use super::slurm_standin::{job, SlurmStandin};
 
 pub const CLUSTER: &str = "c1";
@@ -46,35 +46,12 @@ impl SimCluster {
         }
         let client = moto.client();
         for chunk in instances.chunks(500) {
-            let ids = chunk.to_vec();
-            let client = client.clone();
-            block_on(async move {
-                client
-                    .create_tags()
-                    .set_resources(Some(ids))
-                    .tags(
-                        Tag::builder()
-                            .key("parallelcluster:cluster-name")
-                            .value(CLUSTER)
-                            .build(),
-                    )
-                    .tags(Tag::builder().key("parallelcluster:node-type").value("Compute").build())
-                    .tags(Tag::builder().key("team").value("hpc").build())
-                    .send()
-                    .await
-                    .unwrap_or_else(|e| panic!("moto CreateTags: {}", error_text(&e)));
-            });
+            label_compute(&client, chunk.to_vec());
         }
-        let ips: BTreeMap<String, String> = all_instances(&moto).into_iter().map(|(id, ip, _)| (id, ip)).collect();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let nodes: Vec<String> = (0..n).map(|k| format!("q-dy-c5-{}", k + 1)).collect();
-        let scontrol: String = nodes
-            .iter()
-            .zip(&instances)
-            .map(|(node, id)| format!("NodeName={node} NodeAddr={} NodeHostName={node}\n", ips[id]))
-            .collect();
-        std::fs::write(d.join("scontrol.out"), scontrol).unwrap();
+        write_scontrol(&moto, d, &nodes, &instances);
         let script = d.join("scontrol");
         std::fs::write(&script, format!("#!/bin/sh\ncat '{}/scontrol.out'\n", d.display())).unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -181,6 +158,97 @@ impl SimCluster {
             self.moto.create_tags(&self.instances[k], tags);
         }
     }
+
+    /// Node `k` powers down and up again on a new spot instance (c5.large): the old
+    /// instance is terminated, the new one carries the cluster's labels, and node `k`'s
+    /// NodeAddr is its IP. Returns the new instance's id.
+    pub fn replace_with_spot(&mut self, k: usize) -> String {
+        let client = self.moto.client();
+        let (old, replaced) = (self.instances[k].clone(), client.clone());
+        let new = block_on(async move {
+            replaced
+                .terminate_instances()
+                .instance_ids(old)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto TerminateInstances: {}", error_text(&e)));
+            let out = replaced
+                .run_instances()
+                .image_id(AMI_ID)
+                .instance_type(InstanceType::C5Large)
+                .instance_market_options(
+                    InstanceMarketOptionsRequest::builder()
+                        .market_type(MarketType::Spot)
+                        .build(),
+                )
+                .min_count(1)
+                .max_count(1)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto RunInstances: {}", error_text(&e)));
+            out.instances()[0].instance_id().expect("instance id").to_string()
+        });
+        label_compute(&client, vec![new.clone()]);
+        self.instances[k] = new.clone();
+        write_scontrol(&self.moto, self.dir.path(), &self.nodes, &self.instances);
+        new
+    }
+
+    /// (instance type, lifecycle as the timeline says it, zone) of `id`, straight from moto.
+    pub fn facts(&self, id: &str) -> (String, String, String) {
+        let client = self.moto.client();
+        let id = id.to_string();
+        block_on(async move {
+            let out = client
+                .describe_instances()
+                .instance_ids(id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("moto DescribeInstances: {}", error_text(&e)));
+            let i = &out.reservations()[0].instances()[0];
+            (
+                i.instance_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                i.instance_lifecycle()
+                    .map_or("on-demand".to_string(), |l| l.as_str().to_string()),
+                i.placement()
+                    .and_then(|p| p.availability_zone())
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+    }
+}
+
+/// Tags `ids` as compute instances of cluster `c1` (and with a user tag of the site's).
+fn label_compute(client: &aws_sdk_ec2::Client, ids: Vec<String>) {
+    let client = client.clone();
+    block_on(async move {
+        client
+            .create_tags()
+            .set_resources(Some(ids))
+            .tags(
+                Tag::builder()
+                    .key("parallelcluster:cluster-name")
+                    .value(CLUSTER)
+                    .build(),
+            )
+            .tags(Tag::builder().key("parallelcluster:node-type").value("Compute").build())
+            .tags(Tag::builder().key("team").value("hpc").build())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("moto CreateTags: {}", error_text(&e)));
+    });
+}
+
+/// What the fake `scontrol show nodes` prints: node K at the private IP of instance K.
+fn write_scontrol(moto: &MotoServer, dir: &std::path::Path, nodes: &[String], instances: &[String]) {
+    let ips: BTreeMap<String, String> = all_instances(moto).into_iter().map(|(id, ip, _)| (id, ip)).collect();
+    let scontrol: String = nodes
+        .iter()
+        .zip(instances)
+        .map(|(node, id)| format!("NodeName={node} NodeAddr={} NodeHostName={node}\n", ips[id]))
+        .collect();
+    std::fs::write(dir.join("scontrol.out"), scontrol).unwrap();
 }
 
 /// (id, private IP, tags) of every instance in moto.
