@@ -52,13 +52,18 @@ fn submit(c: &LocalCluster, user: &str, args: &[&str]) -> Option<u32> {
         })
         .collect();
     println!("\n  $ sudo -u {user} sbatch {}", shown.join(" "));
-    match c.sbatch(user, args) {
-        Ok(id) => {
-            println!("    ACCEPTED: job {id}");
+    let mut all = vec!["-o", "/dev/null"];
+    all.extend_from_slice(args);
+    let out = c.slurm.run_as(user, "sbatch", &all);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said = said.lines().map(|l| format!("\n              {l}")).collect::<String>();
+    match support::slurm::parse_job_id(&out.stdout).filter(|_| out.status.success()) {
+        Some(id) => {
+            println!("    ACCEPTED: job {id}{said}");
             Some(id)
         }
-        Err(e) => {
-            println!("    REFUSED:  {e}");
+        None => {
+            println!("    REFUSED:{said}");
             None
         }
     }
@@ -152,14 +157,15 @@ fn reports(c: &LocalCluster, jobs: &[u32]) {
     admin(c, &["report", "--by", "project,user", "--chart", &chart_arg]);
     println!("    (chart written to {chart_arg}: open it in a browser)");
     admin(c, &["report", "--by", "job"]);
-    if let Some(job) = jobs.first() {
+    // The controller's job: the instance timeline says which instance was its node.
+    if let Some(job) = jobs.last() {
         as_user(c, "ctalice", &["job", &job.to_string()]);
     }
     admin(c, &["metrics"]);
 }
 
 /// Controller mode: the head node tags, the compute node's hooks make no AWS call.
-fn controller_mode(c: &LocalCluster) {
+fn controller_mode(c: &LocalCluster) -> u32 {
     println!("\n== controller mode ([tagging] mode = \"controller\": only the head node calls EC2)");
     let settings = c.settings_path();
     let mut text = std::fs::read_to_string(&settings).unwrap();
@@ -181,6 +187,7 @@ fn controller_mode(c: &LocalCluster) {
     )
     .unwrap();
     wait_tags(c, &format!("job {a} running, tagged by the head node"), &a.to_string());
+    std::thread::sleep(Duration::from_secs(3));
     println!("\n  $ scancel {a}");
     c.slurm.run_root("scancel", &[a.to_string()]);
     wait_tags(c, "job ended, untagged by the head node", "");
@@ -191,6 +198,7 @@ fn controller_mode(c: &LocalCluster) {
     );
     admin(c, &["status", "--cluster", "--cluster-name", &cluster]);
     head.stop();
+    a
 }
 
 /// Budgets on: a spent project stops taking jobs; the submit path reads only the cache.
@@ -228,11 +236,17 @@ fn budgets(c: &LocalCluster) {
     admin(c, &["budget", "list"]);
     submit(c, "ctbob", &["--comment", "GpuProject", "--wrap", "hostname"]);
     submit(c, "ctalice", &["--comment", "ProjectC", "--wrap", "hostname"]);
-    submit(
+    let held = submit(
         c,
         "ctalice",
         &["--comment", "ProjectA", "-t", "10", "--hold", "--wrap", "hostname"],
     );
+    println!("\n  (the next refresh counts the held job's worst case as committed)");
+    admin(c, &["budget", "refresh"]);
+    admin(c, &["budget", "list"]);
+    if let Some(id) = held {
+        c.slurm.run_root("scancel", &[id.to_string()]);
+    }
 }
 
 fn main() {
@@ -287,7 +301,7 @@ fn main() {
     println!("\n   node state: {} (never drained)", c.slurm.node_state());
 
     budgets(&c);
-    reports(&c, &[a, b]);
-    controller_mode(&c);
+    let d = controller_mode(&c);
+    reports(&c, &[a, b, d]);
     println!("\n== done; everything above ran on a real Slurm and the real AWS SDK, all local.\n");
 }

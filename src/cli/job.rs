@@ -66,7 +66,11 @@ pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
         }
         None => job::run_sacct(&prices, &args.job_id, now)?,
     };
-    let instances = job_instances(&job, settings.timeline_file().as_deref());
+    let instances = job_instances(
+        &job,
+        settings.timeline_file().as_deref(),
+        settings.timeline.rewrite_seconds,
+    );
     let text = if args.json {
         let shown = Shown {
             job: &job,

@@ -268,6 +268,18 @@ impl Timeline {
         before - self.intervals.len()
     }
 
+    /// For a reader: the intervals still open at the file's last write are taken to last
+    /// until `until` (never before they were last seen). A pass that only extends does
+    /// not rewrite the file (`[timeline] rewrite_seconds`), so an open interval was seen
+    /// up to the service's latest pass, which the file does not hold: a reader passes
+    /// `min(now, last_pass + rewrite_seconds)`.
+    pub fn extend_open_to(&mut self, until: UnixSeconds) {
+        let Some(last) = self.last_pass else { return };
+        for interval in self.intervals.iter_mut().filter(|i| i.last_seen == last) {
+            interval.last_seen = until.max(last);
+        }
+    }
+
     /// The intervals in which an instance backed `node` during `from..=to`.
     pub fn on_node(&self, node: &str, from: UnixSeconds, to: UnixSeconds) -> Vec<&Interval> {
         self.intervals

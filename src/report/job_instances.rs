@@ -55,8 +55,10 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// Joins `job`'s runs with the timeline at `timeline` (`None`: switched off).
-pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
+/// Joins `job`'s runs with the timeline at `timeline` (`None`: switched off), whose
+/// open intervals may be up to `rewrite_seconds` older than the service's last pass
+/// ([`Timeline::extend_open_to`]).
+pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u32) -> JobInstances {
     let mut shown = JobInstances {
         timeline: timeline.map(Path::to_path_buf),
         instances: Vec::new(),
@@ -69,7 +71,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
             Some("no instance timeline: the settings switch it off ([timeline] file = \"\")".into());
         return shown;
     };
-    let read = match Timeline::read(path) {
+    let mut read = match Timeline::read(path) {
         Ok(Some(read)) => read,
         Ok(None) => {
             shown.no_instances_because = Some(format!(
@@ -85,6 +87,9 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>) -> JobInstances {
         }
     };
     shown.timeline_unreadable_lines = read.bad_lines.len();
+    if let Some(last) = read.last_pass {
+        read.extend_open_to(job.now.min(last + i64::from(rewrite_seconds)));
+    }
     for run in &job.runs {
         let Some(start) = run.start.filter(|_| run.nodes > 0) else {
             continue;
@@ -191,7 +196,7 @@ mod tests {
             ],
             400,
         );
-        let shown = job_instances(&j, Some(&path));
+        let shown = job_instances(&j, Some(&path), 0);
         let got: Vec<(&str, &str)> = shown
             .instances
             .iter()
@@ -203,7 +208,7 @@ mod tests {
         assert!(shown.no_instances_because.is_none() && shown.nodes_without_instance.is_empty());
 
         // Before any pass saw the node: said, not an error.
-        let early = job_instances(&job(vec![run("8", "q-dy-c5-9", 0, Some(50))], 400), Some(&path));
+        let early = job_instances(&job(vec![run("8", "q-dy-c5-9", 0, Some(50))], 400), Some(&path), 0);
         assert!(early.instances.is_empty());
         assert_eq!(early.nodes_without_instance, ["q-dy-c5-9"]);
         assert!(early
@@ -213,10 +218,31 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_open_at_the_last_write_lasts_up_to_rewrite_seconds_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("timeline.jsonl");
+        let mut t = Timeline::default();
+        t.record(&[seen("i-1", "n1")], 100);
+        std::fs::write(&path, t.to_bytes()).unwrap();
+        // Passes at 130..=160 only extended i-1 and did not rewrite the file.
+        let j = job(vec![run("7", "n1", 150, Some(160))], 170);
+        assert!(
+            job_instances(&j, Some(&path), 0).instances.is_empty(),
+            "read as written"
+        );
+        let shown = job_instances(&j, Some(&path), 300);
+        assert_eq!(shown.instances.len(), 1);
+        assert_eq!(shown.instances[0].instance_id, "i-1");
+        // Never past the rewrite period: the service may have stopped since.
+        let late = job(vec![run("7", "n1", 450, Some(460))], 900);
+        assert!(job_instances(&late, Some(&path), 300).instances.is_empty());
+    }
+
+    #[test]
     fn no_timeline_is_said_plainly() {
         let dir = tempfile::tempdir().unwrap();
         let j = job(vec![run("7", "n1", 0, Some(10))], 20);
-        let missing = job_instances(&j, Some(&dir.path().join("timeline.jsonl")));
+        let missing = job_instances(&j, Some(&dir.path().join("timeline.jsonl")), 0);
         assert!(missing.instances.is_empty());
         assert!(
             missing
@@ -225,7 +251,7 @@ mod tests {
                 .contains("no instance timeline at"),
             "a node mode install"
         );
-        let off = job_instances(&j, None);
+        let off = job_instances(&j, None, 0);
         assert!(off.no_instances_because.unwrap().contains("switch it off"));
     }
 }
