@@ -104,7 +104,7 @@ fn write_price_cache(path: &Path) {
 }
 
 fn time(t: i64) -> String {
-    cost_tags::report::calendar::Plain(t).to_string()
+    cost_tags::model::time::Plain(t).to_string()
 }
 
 /// Writes `LINES` lines of `sacct --parsable2` output for March 2024.

@@ -48,6 +48,7 @@ pub mod config;
 pub mod install;
 pub mod log;
 pub mod metrics;
+pub mod model;
 pub mod node;
 pub mod parallelcluster;
 pub mod prices;

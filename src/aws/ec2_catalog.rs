@@ -10,8 +10,8 @@ use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::InstanceType;
 
 use super::sdk::{self, summary};
+use crate::model::time::Timestamp;
 use crate::prices::cache::SpotSeries;
-use crate::report::calendar::Timestamp;
 
 /// An instance type's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

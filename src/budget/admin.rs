@@ -17,8 +17,8 @@ use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::log;
+use crate::model::time::{self, Timestamp};
 use crate::report;
-use crate::report::calendar::{self, Timestamp};
 use crate::report::job_ids::JobIds;
 use crate::report::sacct::Users;
 use crate::slurm::command::run_program;
@@ -95,7 +95,7 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
             .map_or(now_ts, |t| t as Timestamp);
         (account, found.budgets, cut_off)
     } else {
-        let start = calendar::months_start(now_ts, b.period.months());
+        let start = time::months_start(now_ts, b.period.months());
         let budgets = b
             .limits
             .iter()

@@ -145,7 +145,7 @@ impl BudgetSpend {
     /// Hours from `now` to the end of the budget's current period: all a job with no
     /// time bound can cost this budget. A custom period counts as a month.
     pub fn hours_left(&self, now: SystemTime) -> f64 {
-        use crate::report::calendar::{months_start, Timestamp};
+        use crate::model::time::{months_start, Timestamp};
         const DAY: Timestamp = 86_400;
         let t = unix_seconds(now) as Timestamp;
         let end = match self.period.as_str() {

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::report::calendar::{Short, Timestamp};
+use crate::model::time::{Short, Timestamp};
 use crate::report::job::{self, JobCost};
 use crate::report::text_table::Columns;
 use crate::report::{unix_now, with_prices};

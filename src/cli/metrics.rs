@@ -12,12 +12,12 @@ use anyhow::Context;
 use crate::budget::cache::{BudgetCache, CacheError};
 use crate::config::Settings;
 use crate::metrics::{self, Figures};
-use crate::report::calendar::{self, Timestamp};
+use crate::model::time::{self, Timestamp};
 use crate::report::{build_confirmed, run_sacct, sacct, unix_now, with_prices};
 use crate::state::atomic_file;
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, _)| t)
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Settings;
+use crate::model::time::{self, Short, Timestamp};
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
-use crate::report::calendar::{self, Every, Short, Timestamp};
 use crate::report::filter::Filters;
+use crate::report::period::Every;
 use crate::report::{
     build_confirmed, chart, html, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options,
 };
@@ -35,14 +36,14 @@ pub enum Format {
 }
 
 fn parse_since(s: &str) -> Result<Timestamp, String> {
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, _)| t)
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }
 
 fn parse_until(s: &str) -> Result<Timestamp, String> {
     // A bare date means "up to the end of that day": --until 2024-03-31 includes the 31st.
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, timed)| if timed { t } else { t + 86_400 })
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }
@@ -159,7 +160,7 @@ pub const OWN_JOBS: &str = "report of your own jobs (ordinary users see only the
 /// past now (nothing has been spent there yet).
 pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
     let now = args.now.unwrap_or(clock);
-    let since = args.since.unwrap_or_else(|| calendar::month_start(now));
+    let since = args.since.unwrap_or_else(|| time::month_start(now));
     let until = args.until.unwrap_or(now).min(now);
     if since >= until {
         bail!(
@@ -372,16 +373,16 @@ mod tests {
             account_tree: None,
             cfnconfig: PathBuf::new(),
         };
-        let (now, _) = calendar::parse("2024-03-15T08:30:00").unwrap();
+        let (now, _) = time::parse("2024-03-15T08:30:00").unwrap();
         let o = options(&args, now).unwrap();
-        assert_eq!((o.since, o.until), (calendar::parse("2024-03-01").unwrap().0, now));
+        assert_eq!((o.since, o.until), (time::parse("2024-03-01").unwrap().0, now));
         // --until in the future stops at now; nothing to report on the 1st at midnight.
         let future = ReportArgs {
             until: Some(now + 86_400),
             ..args.clone()
         };
         assert_eq!(options(&future, now).unwrap().until, now);
-        let (first, _) = calendar::parse("2024-03-01").unwrap();
+        let (first, _) = time::parse("2024-03-01").unwrap();
         assert!(options(&args, first).is_err());
     }
 }

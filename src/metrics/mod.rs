@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use crate::budget::cache::BudgetCache;
 use crate::config::BudgetSettings;
-use crate::report::calendar::{self, Timestamp};
+use crate::model::time::{self, Timestamp};
 use crate::report::{sacct, Dimension, Options, Report};
 
 /// What the metrics are made of.
@@ -36,7 +36,7 @@ pub struct Figures<'a> {
 /// for everyone's jobs when root runs it.
 pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
     Options {
-        since: calendar::month_start(now),
+        since: time::month_start(now),
         until: now,
         now,
         by: vec![Dimension::User],
@@ -189,7 +189,7 @@ pub fn text(f: &Figures<'_>) -> String {
         "cost_tags_user_spend",
         &format!(
             "Spend of the user's jobs since the start of this month (UTC, {}), priced like cost-tags report from sacct.",
-            calendar::Plain(f.users_since)
+            time::Plain(f.users_since)
         ),
         None,
     );
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn the_exposition_is_the_hand_computed_figures() {
-        let now = calendar::parse("2024-03-15T12:00").unwrap().0;
+        let now = time::parse("2024-03-15T12:00").unwrap().0;
         let refreshed = UNIX_EPOCH + Duration::from_secs(now as u64 - 300);
         let mut cache = BudgetCache::new("123456789012", refreshed);
         let spend = |limit, actual, accrued, committed, running| BudgetSpend {
@@ -243,7 +243,7 @@ mod tests {
             budget_settings: &settings,
             users: &users,
             currency: "USD",
-            users_since: calendar::month_start(now),
+            users_since: time::month_start(now),
             now,
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();

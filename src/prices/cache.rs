@@ -25,7 +25,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::report::calendar::Timestamp;
+use crate::model::time::Timestamp;
 use crate::state::atomic_file;
 
 /// The file format; a reader refuses any other.

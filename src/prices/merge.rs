@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::cache::PriceCache;
 use crate::config::{InstancePricing, PricingSettings};
-use crate::report::calendar::Timestamp;
+use crate::model::time::Timestamp;
 
 /// Where an instance type's prices came from, for the report's notes and its JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -21,8 +21,8 @@ use crate::aws::imds;
 use crate::aws::price_list::PriceListApi;
 use crate::aws::sdk::Runtime;
 use crate::config::Settings;
+use crate::model::time::Timestamp;
 use crate::parallelcluster::fleet_config;
-use crate::report::calendar::Timestamp;
 
 /// How long each AWS call may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);

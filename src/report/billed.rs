@@ -10,10 +10,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::calendar::{self, Every, Timestamp};
+use crate::model::time::{self, Timestamp};
+
 use super::Options;
 use crate::aws::cost_explorer::{Bill, CostExplorerApi, CLUSTER_TAG};
 use crate::aws::sdk::Runtime;
+use crate::report::period::Every;
 
 /// How long Cost Explorer may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -145,7 +147,7 @@ pub fn fetch(
 }
 
 fn date(t: Timestamp) -> String {
-    calendar::Plain(t).to_string()[..10].to_string()
+    time::Plain(t).to_string()[..10].to_string()
 }
 
 /// The report's view of what Cost Explorer answered, with the notes a reader needs.
@@ -161,7 +163,7 @@ pub fn from_bill(
     let mut currency = None;
     for a in &bill.amounts {
         let parse = |d: &str| {
-            calendar::parse(d)
+            time::parse(d)
                 .map(|(t, _)| t)
                 .with_context(|| format!("Cost Explorer: {d:?} is not a date"))
         };
@@ -193,8 +195,8 @@ pub fn from_bill(
         "billed: Cost Explorer {} of cluster {cluster} from {} to {} (whole days, UTC); it lags by up to a day, \
          so the last day may still grow. {} request{} at 0.01 USD each.",
         metric.name(),
-        calendar::Short(window.0),
-        calendar::Short(window.1),
+        time::Short(window.0),
+        time::Short(window.1),
         billed.requests,
         if billed.requests == 1 { "" } else { "s" },
     ));
@@ -242,7 +244,7 @@ mod tests {
     }
 
     fn t(s: &str) -> Timestamp {
-        calendar::parse(s).unwrap().0
+        time::parse(s).unwrap().0
     }
 
     #[test]

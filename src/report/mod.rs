@@ -6,7 +6,6 @@
 
 pub mod aggregate;
 pub mod billed;
-pub mod calendar;
 pub mod chart;
 pub mod efficiency;
 pub mod filter;
@@ -16,6 +15,7 @@ pub mod job_ids;
 pub mod job_rows;
 mod json_layout;
 pub mod output;
+pub mod period;
 pub mod pricing;
 pub mod sacct;
 pub mod text_table;
@@ -29,12 +29,13 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::config::{PricingSettings, ProjectSource, Settings};
+use crate::model::time::Timestamp;
 use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
+use crate::report::period::Every;
 use crate::slurm::account_tree::{AccountTree, Roll};
 use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
-use calendar::{Every, Timestamp};
 use filter::Filters;
 use job_ids::JobIds;
 use pricing::Pricer;
@@ -627,8 +628,8 @@ pub(crate) fn spawn_sacct<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::time::parse;
     use crate::prices::cache::{InstanceType, PriceCache};
-    use calendar::parse;
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0
@@ -741,7 +742,7 @@ mod several_clusters {
                     [pricing.clusters.west.partitions.compute]\ninstance = \"m5.2xlarge\"\n";
         let settings = Settings::parse(toml, std::path::Path::new("t.toml")).unwrap();
         let prices = with_prices(&settings, 0).unwrap();
-        let t = |s: &str| calendar::parse(s).unwrap().0;
+        let t = |s: &str| crate::model::time::parse(s).unwrap().0;
         let options = Options {
             since: t("2024-03-01"),
             until: t("2024-04-01"),

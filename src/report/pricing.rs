@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::aggregate::FastMap;
-use super::calendar::Timestamp;
 use super::sacct::Record;
 use crate::config::PricingSettings;
+use crate::model::time::Timestamp;
 use crate::prices::cache::{self, PriceCache, SpotSeries};
 use crate::slurm::hostlist;
 

@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::calendar::{self, Plain, Timestamp};
 use crate::config::ProjectSource;
+use crate::model::time::{self, Plain, Timestamp};
 use crate::slurm::fields::{self, ProjectField};
 
 /// The fields the report always asks for, in this order. None of them is free text that
@@ -272,7 +272,7 @@ pub struct Skip(pub String);
 fn time(field: &str, value: &str) -> Result<Option<Timestamp>, Skip> {
     match value {
         "" | "Unknown" | "None" => Ok(None),
-        v => calendar::parse(v)
+        v => time::parse(v)
             .map(|(t, _)| Some(t))
             .ok_or_else(|| Skip(format!("{field} {v:?} is not a time (YYYY-MM-DDTHH:MM:SS)"))),
     }
@@ -910,8 +910,8 @@ mod tests {
 
     #[test]
     fn command_is_exact() {
-        let (since, _) = calendar::parse("2024-03-01").unwrap();
-        let (until, _) = calendar::parse("2024-04-01").unwrap();
+        let (since, _) = time::parse("2024-03-01").unwrap();
+        let (until, _) = time::parse("2024-04-01").unwrap();
         assert_eq!(
             command_line(since, until, &COMMENT.format(), None),
             "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations \

@@ -1,6 +1,7 @@
-//! UTC calendar arithmetic for the report: timestamps as seconds since the Unix epoch,
-//! parsed from and printed as `YYYY-MM-DDTHH:MM:SS`, and the day, ISO week (Monday) and
-//! month periods that spend is summed over. Everything is UTC: sacct runs with `TZ=UTC`.
+//! Time, shared by every folder: instants as seconds since the Unix epoch, parsed from and
+//! printed as `YYYY-MM-DDTHH:MM:SS`, and the calendar periods (day, ISO week from Monday,
+//! month, quarter, year) that spend and budgets are counted over. Everything is UTC:
+//! sacct runs with `TZ=UTC`, and AWS Budgets' periods are UTC.
 
 use std::fmt;
 
@@ -132,42 +133,25 @@ pub fn months_start(t: Timestamp, months: u32) -> Timestamp {
     days_from_civil(y, first, 1) * DAY
 }
 
-/// How spend is split over time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Every {
-    Day,
-    /// ISO weeks, Monday to Sunday.
-    Week,
-    Month,
+/// The UTC day holding `t`: its first instant and the first instant of the next day.
+pub fn day(t: Timestamp) -> (Timestamp, Timestamp) {
+    let day = t.div_euclid(DAY);
+    (day * DAY, (day + 1) * DAY)
 }
 
-impl Every {
-    /// The calendar period holding `t`: its first instant and the first instant after it.
-    pub fn period(self, t: Timestamp) -> (Timestamp, Timestamp) {
-        let day = t.div_euclid(DAY);
-        match self {
-            Every::Day => (day * DAY, (day + 1) * DAY),
-            Every::Week => {
-                // 1970-01-01 was a Thursday: Monday is 3 days before it.
-                let monday = day - (day + 3).rem_euclid(7);
-                (monday * DAY, (monday + 7) * DAY)
-            }
-            Every::Month => {
-                let (y, m, _) = civil_from_days(day);
-                let start = days_from_civil(y, m, 1) * DAY;
-                (start, start + i64::from(days_in_month(y, m)) * DAY)
-            }
-        }
-    }
+/// The ISO week (Monday to Sunday) holding `t`.
+pub fn iso_week(t: Timestamp) -> (Timestamp, Timestamp) {
+    let day = t.div_euclid(DAY);
+    // 1970-01-01 was a Thursday: Monday is 3 days before it.
+    let monday = day - (day + 3).rem_euclid(7);
+    (monday * DAY, (monday + 7) * DAY)
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Every::Day => "day",
-            Every::Week => "week",
-            Every::Month => "month",
-        }
-    }
+/// The calendar month holding `t`.
+pub fn month(t: Timestamp) -> (Timestamp, Timestamp) {
+    let (y, m, _) = civil_from_days(t.div_euclid(DAY));
+    let start = days_from_civil(y, m, 1) * DAY;
+    (start, start + i64::from(days_in_month(y, m)) * DAY)
 }
 
 #[cfg(test)]
@@ -199,24 +183,18 @@ mod tests {
     #[test]
     fn periods() {
         let (t, _) = parse("2024-03-06T12:00:00").unwrap(); // a Wednesday
-        let p = |e: Every| {
-            let (a, b) = e.period(t);
-            (Plain(a).to_string(), Plain(b).to_string())
-        };
+        let p = |(a, b): (Timestamp, Timestamp)| (Plain(a).to_string(), Plain(b).to_string());
+        assert_eq!(p(day(t)), ("2024-03-06T00:00:00".into(), "2024-03-07T00:00:00".into()));
         assert_eq!(
-            p(Every::Day),
-            ("2024-03-06T00:00:00".into(), "2024-03-07T00:00:00".into())
-        );
-        assert_eq!(
-            p(Every::Week),
+            p(iso_week(t)),
             ("2024-03-04T00:00:00".into(), "2024-03-11T00:00:00".into())
         );
         assert_eq!(
-            p(Every::Month),
+            p(month(t)),
             ("2024-03-01T00:00:00".into(), "2024-04-01T00:00:00".into())
         );
         let (feb, _) = parse("2024-02-10").unwrap();
-        assert_eq!(Every::Month.period(feb).1 - Every::Month.period(feb).0, 29 * DAY);
+        assert_eq!(month(feb).1 - month(feb).0, 29 * DAY);
         assert_eq!(month_start(t), parse("2024-03-01").unwrap().0);
         assert_eq!(months_start(t, 3), parse("2024-01-01").unwrap().0);
         assert_eq!(

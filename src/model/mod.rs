@@ -1,0 +1,5 @@
+//! The ground floor: the nouns every other folder shares (an instant and the calendar,
+//! a job, a tag set, a project name, a budget's spend). It imports no folder of the crate,
+//! so that any folder may use it without pulling another concept in.
+
+pub mod time;
