@@ -9,51 +9,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::job::ProjectSource;
+
 /// Where the settings live when nobody says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 /// The environment variable that names the settings file (weaker than `--config`).
 pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
-
-/// Which job field names the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ProjectSource {
-    /// `sbatch --comment Project` (what users of the public scripts already do).
-    #[default]
-    Comment,
-    /// `sbatch --account Project` (when Slurm accounting associations are used).
-    Account,
-    /// `sbatch --wckey Project`.
-    Wckey,
-}
-
-impl ProjectSource {
-    /// Of a job's comment, account and wckey, the one this source names. Every reader of
-    /// a job's project (a submission, an sacct record, a squeue line) picks through here.
-    pub fn pick<T>(self, comment: T, account: T, wckey: T) -> T {
-        match self {
-            ProjectSource::Comment => comment,
-            ProjectSource::Account => account,
-            ProjectSource::Wckey => wckey,
-        }
-    }
-
-    /// Its name in the settings file and in the report's JSON.
-    pub fn name(self) -> &'static str {
-        self.pick("comment", "account", "wckey")
-    }
-
-    /// The submission flag that sets this field, for messages users can act on.
-    pub fn flag(self) -> &'static str {
-        self.pick("--comment", "--account", "--wckey")
-    }
-
-    /// The variable slurmd gives prologs and epilogs for this field (`SLURM_WCKEY` only
-    /// from Slurm 23.11 on).
-    pub fn prolog_variable(self) -> &'static str {
-        self.pick("SLURM_JOB_COMMENT", "SLURM_JOB_ACCOUNT", "SLURM_WCKEY")
-    }
-}
 
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
 /// falls back to a default.

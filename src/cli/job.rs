@@ -188,7 +188,7 @@ pub fn table(job: &JobCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProjectSource;
+    use crate::model::job::ProjectSource;
     use crate::report::sacct::{self, Layout};
     use clap::Args;
 

@@ -229,7 +229,7 @@ struct GivenFields {
 
 /// The project a job has now (`--was`), when it is a valid name: a modification that
 /// leaves it alone is priced against it.
-fn current_project(args: &Args, source: crate::config::ProjectSource) -> Option<String> {
+fn current_project(args: &Args, source: crate::model::job::ProjectSource) -> Option<String> {
     let text = |field: &str| args.size.was(field).and_then(|v| v.to_str());
     let project = source.pick(text("comment"), text("account"), text("wckey"))?;
     crate::submit::project_name::validate(project).ok()?;

@@ -479,7 +479,7 @@ pub fn reconcile_cluster(
 mod tests {
     use super::*;
     use crate::cluster::slurm_view::{JobIds, SlurmView};
-    use crate::node::job::Job;
+    use crate::model::job::Job;
     use crate::node::tags::TagMap;
     use crate::slurm::scontrol::SlurmNode;
 

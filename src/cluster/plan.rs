@@ -181,7 +181,7 @@ pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::job::Job;
+    use crate::model::job::Job;
 
     const P: &str = "aws-parallelcluster-project";
     const U: &str = "aws-parallelcluster-username";

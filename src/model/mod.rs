@@ -2,4 +2,5 @@
 //! a job, a tag set, a project name, a budget's spend). It imports no folder of the crate,
 //! so that any folder may use it without pulling another concept in.
 
+pub mod job;
 pub mod time;

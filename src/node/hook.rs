@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::config::{Settings, TaggingMode};
+use crate::model::job::Job;
 use crate::node::instance::InstanceSession;
-use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
 use crate::node::tags::{desired_tags, TagChange, TagMap};
 

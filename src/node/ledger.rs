@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::node::job::Job;
+use crate::model::job::Job;
 use crate::node::tags::TagMap;
 use crate::state::atomic_file;
 use crate::state::trusted_dir;

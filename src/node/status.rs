@@ -10,8 +10,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::model::job::Job;
 use crate::node::instance::InstanceSession;
-use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
 use crate::node::tags::{desired_tags, managed_keys, TagMap};
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::TagSettings;
-use crate::node::job::Job;
+use crate::model::job::Job;
 
 /// Tag key -> value.
 pub type TagMap = BTreeMap<String, String>;

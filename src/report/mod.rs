@@ -28,7 +28,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::config::{PricingSettings, ProjectSource, Settings};
+use crate::config::{PricingSettings, Settings};
+
+use crate::model::job::ProjectSource;
 use crate::model::time::Timestamp;
 use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;

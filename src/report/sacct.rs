@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::config::ProjectSource;
+use crate::model::job::ProjectSource;
 use crate::model::time::{self, Plain, Timestamp};
 use crate::slurm::fields::{self, ProjectField};
 

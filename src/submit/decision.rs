@@ -8,7 +8,8 @@
 //! would start a line that reads as another job's record (forged attribution).
 
 use crate::budget::gate::BudgetVerdict;
-use crate::config::{ProjectSource, Settings};
+use crate::config::Settings;
+use crate::model::job::ProjectSource;
 use crate::submit::project_name;
 use crate::submit::projects_file::{GroupMembership, ProjectsList};
 
