@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::job::ProjectSource;
+use crate::model::tag_set::{self, TagField};
 
 /// Where the settings live when nobody says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
@@ -565,12 +566,12 @@ impl Settings {
         let mut seen = BTreeMap::new();
         for (field, key) in self.tags.named_keys() {
             let field = field.name();
-            crate::node::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
+            tag_set::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
             if let Some(other) = seen.insert(key, field) {
                 return Err(format!("tags.{field} and tags.{other} both use the key {key:?}"));
             }
         }
-        if self.tags.separator.is_empty() || !crate::node::tags::is_value_text(&self.tags.separator) {
+        if self.tags.separator.is_empty() || !tag_set::is_value_text(&self.tags.separator) {
             return Err(format!(
                 "tags.separator {:?} must be non-empty and use only characters valid in EC2 tag values",
                 self.tags.separator
@@ -579,32 +580,6 @@ impl Settings {
         self.pricing.validate()?;
         self.tagging.validate()?;
         self.budget.validate()
-    }
-}
-
-/// A job attribute that can become a tag: one per key of `[tags]`. An enum, so that
-/// every place that maps a field to its value covers every field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TagField {
-    Project,
-    User,
-    JobId,
-    Partition,
-    Account,
-    Cluster,
-}
-
-impl TagField {
-    /// Its key's name in `[tags]`, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            TagField::Project => "project",
-            TagField::User => "user",
-            TagField::JobId => "job_id",
-            TagField::Partition => "partition",
-            TagField::Account => "account",
-            TagField::Cluster => "cluster",
-        }
     }
 }
 

@@ -161,8 +161,8 @@ fn table(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tag_set::TagMap;
     use crate::node::status::difference;
-    use crate::node::tags::TagMap;
 
     fn map(pairs: &[(&str, &str)]) -> TagMap {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

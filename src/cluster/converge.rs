@@ -480,7 +480,7 @@ mod tests {
     use super::*;
     use crate::cluster::slurm_view::{JobIds, SlurmView};
     use crate::model::job::Job;
-    use crate::node::tags::TagMap;
+    use crate::model::tag_set::TagMap;
     use crate::slurm::scontrol::SlurmNode;
 
     const P: &str = "aws-parallelcluster-project";

@@ -16,7 +16,8 @@ use std::collections::BTreeMap;
 use crate::aws::ec2::ClusterInstance;
 use crate::cluster::slurm_view::SlurmView;
 use crate::config::TagSettings;
-use crate::node::tags::{desired_tags, managed_keys, TagMap};
+use crate::model::tag_set::TagMap;
+use crate::node::tags::{desired_tags, managed_keys};
 use crate::slurm::scontrol::SlurmNode;
 
 /// EC2's limit on the resources of one CreateTags or DeleteTags.

@@ -3,4 +3,5 @@
 //! so that any folder may use it without pulling another concept in.
 
 pub mod job;
+pub mod tag_set;
 pub mod time;

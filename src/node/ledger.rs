@@ -21,7 +21,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::model::job::Job;
-use crate::node::tags::TagMap;
+use crate::model::tag_set::TagMap;
 use crate::state::atomic_file;
 use crate::state::trusted_dir;
 
