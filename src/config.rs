@@ -494,7 +494,7 @@ impl BudgetSettings {
             return Err(format!("budget.account_id {:?} must be 12 digits", self.account_id));
         }
         for (project, limit) in &self.limits {
-            crate::submit::project_name::validate(project).map_err(|e| format!("budget.limits: {e}"))?;
+            crate::model::project_name::validate(project).map_err(|e| format!("budget.limits: {e}"))?;
             if !(limit.is_finite() && *limit > 0.0) {
                 return Err(format!("budget.limits.{project}: the limit must be a number above 0"));
             }

@@ -17,6 +17,7 @@ use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::log;
+use crate::model::project_name;
 use crate::model::time::{self, Timestamp};
 use crate::report;
 use crate::report::job_ids::JobIds;
@@ -27,7 +28,6 @@ use crate::slurm::squeue::{
     confirm_listed, node_jobs_format, parse_node_jobs, parse_pending_jobs, parse_shown_ids, pending_jobs_format,
     PendingJob, JOB_IDS_FORMAT, SHOWN_IDS_FORMAT,
 };
-use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
 
 /// How long one budget command may talk to AWS, retries included.

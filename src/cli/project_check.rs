@@ -232,7 +232,7 @@ struct GivenFields {
 fn current_project(args: &Args, source: crate::model::job::ProjectSource) -> Option<String> {
     let text = |field: &str| args.size.was(field).and_then(|v| v.to_str());
     let project = source.pick(text("comment"), text("account"), text("wckey"))?;
-    crate::submit::project_name::validate(project).ok()?;
+    crate::model::project_name::validate(project).ok()?;
     Some(project.to_string())
 }
 

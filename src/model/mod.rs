@@ -3,5 +3,6 @@
 //! so that any folder may use it without pulling another concept in.
 
 pub mod job;
+pub mod project_name;
 pub mod tag_set;
 pub mod time;

@@ -10,7 +10,7 @@
 use crate::budget::gate::BudgetVerdict;
 use crate::config::Settings;
 use crate::model::job::ProjectSource;
-use crate::submit::project_name;
+use crate::model::project_name;
 use crate::submit::projects_file::{GroupMembership, ProjectsList};
 
 /// What job_submit.lua knows about a submission. Fields are `None` when Slurm left them

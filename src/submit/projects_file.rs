@@ -14,7 +14,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::submit::{project_name, scanner};
+use crate::model::project_name;
+use crate::submit::scanner;
 
 /// Who a line grants projects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
