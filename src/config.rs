@@ -17,6 +17,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 /// The environment variable that names the settings file (weaker than `--config`).
 pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
 
+/// Where the price cache is unless `[pricing] cache_file` says otherwise.
+pub const DEFAULT_PRICE_CACHE: &str = "/var/spool/cost-tags/prices.json";
+
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
 /// falls back to a default.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -294,7 +297,7 @@ impl PricingSettings {
         match &self.cache_file {
             Some(p) if p.as_os_str().is_empty() => None,
             Some(p) => Some(p.clone()),
-            None => Some(PathBuf::from(crate::prices::cache::DEFAULT_PATH)).filter(|p| p.exists()),
+            None => Some(PathBuf::from(DEFAULT_PRICE_CACHE)).filter(|p| p.exists()),
         }
     }
 

@@ -13,7 +13,8 @@ use aws_sdk_budgets::types::{
 };
 
 use super::sdk::{self, summary};
-use crate::budget::cache::{unix_seconds, BudgetSpend};
+use crate::model::budget_spend::BudgetSpend;
+use crate::model::time::unix_seconds;
 
 /// The region AWS Budgets lives in.
 const HOME_REGION: &str = "us-east-1";

@@ -11,7 +11,6 @@ use aws_sdk_ec2::types::InstanceType;
 
 use super::sdk::{self, summary};
 use crate::model::time::Timestamp;
-use crate::prices::cache::SpotSeries;
 
 /// An instance type's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +96,8 @@ impl Ec2Catalog {
         types: &[String],
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<BTreeMap<String, BTreeMap<String, SpotSeries>>> {
-        let mut found: BTreeMap<String, BTreeMap<String, SpotSeries>> = BTreeMap::new();
+    ) -> Result<BTreeMap<String, BTreeMap<String, Vec<(Timestamp, f64)>>>> {
+        let mut found: BTreeMap<String, BTreeMap<String, Vec<(Timestamp, f64)>>> = BTreeMap::new();
         if types.is_empty() {
             return Ok(found);
         }

@@ -10,14 +10,16 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
-use super::cache::{self, unix_seconds, BudgetCache, BudgetSpend, CacheError, PartitionCost};
+use super::cache::{self, BudgetCache, CacheError, PartitionCost};
 use super::reservations::{self, Journal};
 use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::log;
+use crate::model::budget_spend::BudgetSpend;
 use crate::model::project_name;
+use crate::model::time::unix_seconds;
 use crate::model::time::{self, Timestamp};
 use crate::report;
 use crate::report::job_ids::JobIds;

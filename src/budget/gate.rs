@@ -8,20 +8,9 @@ use super::cache::{self, CacheError, Lookup};
 use super::reservations::{self, Journal, JournalError, Reservation};
 use super::worst_case::worst_case;
 use crate::config::{BudgetFallback, BudgetSettings, Enforce};
+use crate::model::time::unix_seconds;
 use crate::slurm::job_request::JobRequest;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BudgetVerdict {
-    /// Within budget, or (with `on_missing = "allow"`) no budget to check; `tell` is the
-    /// line for the submitter (what the job may cost, what is left) when there is one.
-    Allowed { tell: Option<String> },
-    /// Let through although the cache could not tell (`on_stale = "allow"`); the reason is
-    /// for the administrator's log.
-    AllowedUnchecked(String),
-    /// Refused: `message` for the submitter, `log` for the administrator when there is
-    /// more to say than the message does.
-    Denied { message: String, log: Option<String> },
-}
+use crate::submit::decision::BudgetVerdict;
 
 /// What a submission, or a modification of a job, asks of the budget.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +53,7 @@ pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: S
         return verdict;
     }
     let since = cached.header.refreshed_at;
-    let at = cache::unix_seconds(now);
+    let at = unix_seconds(now);
     let journal = &settings.reservations_file;
     let decided = (|| {
         let deadline = Instant::now() + reservations::LOCK_WAIT;
@@ -260,7 +249,8 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::cache::{BudgetCache, BudgetSpend};
+    use crate::budget::cache::BudgetCache;
+    use crate::model::budget_spend::BudgetSpend;
     use std::path::PathBuf;
     use std::time::UNIX_EPOCH;
 
@@ -687,7 +677,7 @@ mod tests {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let now = SystemTime::now();
         let mut c = committed_cache();
-        c.header.refreshed_at = cache::unix_seconds(now);
+        c.header.refreshed_at = unix_seconds(now);
         let s = BudgetSettings {
             cache_file: dir.path().join("budgets.jsonl"),
             reservations_file: dir.path().join("reservations.jsonl"),

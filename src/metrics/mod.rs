@@ -118,7 +118,7 @@ impl<'o> Family<'o> {
 /// `name_template` are not a project's and are left out.
 pub fn text(f: &Figures<'_>) -> String {
     let mut out = String::new();
-    let projects: Vec<(&str, &crate::budget::cache::BudgetSpend)> = f
+    let projects: Vec<(&str, &crate::model::budget_spend::BudgetSpend)> = f
         .budgets
         .iter()
         .flat_map(|c| c.budgets.iter())
@@ -203,7 +203,7 @@ pub fn text(f: &Figures<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::cache::BudgetSpend;
+    use crate::model::budget_spend::BudgetSpend;
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

@@ -2,6 +2,7 @@
 //! a job, a tag set, a project name, a budget's spend). It imports no folder of the crate,
 //! so that any folder may use it without pulling another concept in.
 
+pub mod budget_spend;
 pub mod job;
 pub mod project_name;
 pub mod tag_set;

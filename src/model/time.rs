@@ -4,11 +4,17 @@
 //! sacct runs with `TZ=UTC`, and AWS Budgets' periods are UTC.
 
 use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since 1970-01-01T00:00:00 UTC.
 pub type Timestamp = i64;
 
 const DAY: i64 = 86_400;
+
+/// Whole seconds since the epoch of a clock reading (0 before the epoch).
+pub fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {

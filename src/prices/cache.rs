@@ -31,9 +31,6 @@ use crate::state::atomic_file;
 /// The file format; a reader refuses any other.
 pub const FORMAT: &str = "cost-tags-prices/1";
 
-/// Where the cache is unless `[pricing] cache_file` says otherwise.
-pub const DEFAULT_PATH: &str = "/var/spool/cost-tags/prices.json";
-
 /// An instance type as EC2 and the Price List describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -93,7 +93,7 @@ pub fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) ->
         .cache_file
         .clone()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from(cache::DEFAULT_PATH));
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PRICE_CACHE));
     let (types, queues) = wanted(settings, options)?;
     anyhow::ensure!(
         !types.is_empty(),

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cost_tags::budget::cache::{BudgetCache, BudgetSpend};
+use cost_tags::budget::cache::BudgetCache;
+use cost_tags::model::budget_spend::BudgetSpend;
 use cost_tags::model::time;
 
 /// Parses OpenMetrics text from stdin; prints [name, labels, value] per sample as JSON.
