@@ -106,8 +106,8 @@ impl Ec2Catalog {
             .describe_spot_price_history()
             .set_instance_types(Some(types.iter().map(|t| InstanceType::from(t.as_str())).collect()))
             .product_descriptions("Linux/UNIX")
-            .start_time(DateTime::from_secs(from))
-            .end_time(DateTime::from_secs(to))
+            .start_time(DateTime::from_secs(from.as_second()))
+            .end_time(DateTime::from_secs(to.as_second()))
             .max_results(1000)
             .into_paginator()
             .send();
@@ -127,7 +127,7 @@ impl Ec2Catalog {
                     .or_default()
                     .entry(zone.to_string())
                     .or_default()
-                    .push((at.secs(), price));
+                    .push((Timestamp::from_second(at.secs()), price));
             }
         }
         for series in found.values_mut().flat_map(|z| z.values_mut()) {

@@ -67,7 +67,7 @@ pub enum Refreshed {
 /// alone, are those written (the failure still marked and logged).
 pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     let b = &settings.budget;
-    let now_ts = unix_seconds(now) as Timestamp;
+    let now_ts = Timestamp::from_system(now);
     let (account, budgets, cut_off) = if b.limits.is_empty() {
         let read = Runtime::new()?.block_on(async {
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
@@ -94,7 +94,7 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
             .values()
             .filter_map(|s| s.updated_at)
             .min()
-            .map_or(now_ts, |t| t as Timestamp);
+            .map_or(now_ts, |t| Timestamp::from_second(i64::try_from(t).unwrap_or(i64::MAX)));
         (account, found.budgets, cut_off)
     } else {
         let start = time::months_start(now_ts, b.period.months());

@@ -95,7 +95,7 @@ pub fn from_records(
             spend.running_jobs += 1;
             match record.time_limit {
                 Some(minutes) => {
-                    let limit_end = start + minutes as Timestamp * 60;
+                    let limit_end = start + i64::try_from(minutes).unwrap_or(i64::MAX).saturating_mul(60);
                     if limit_end > now {
                         spend.committed += rate.cost(now, limit_end);
                     }

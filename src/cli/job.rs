@@ -13,7 +13,7 @@ use crate::config::Settings;
 use crate::model::time::{Short, Timestamp};
 use crate::report::job::{self, JobCost};
 use crate::report::text_table::Columns;
-use crate::report::{unix_now, with_prices};
+use crate::report::with_prices;
 use crate::slurm::fields;
 
 fn parse_job_id(s: &str) -> Result<String, String> {
@@ -51,7 +51,7 @@ pub struct JobArgs {
 
 /// Reads and prices the job, prints it; exit 1 when sacct shows no such job.
 pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
-    let now = unix_now();
+    let now = Timestamp::now();
     let prices = with_prices(settings, now)?;
     let job = match &args.sacct_file {
         Some(path) => {
@@ -222,7 +222,7 @@ mod tests {
             node_list: "n[1-2]".into(),
             cpus: 8,
             gpus: 0,
-            start: Some(0),
+            start: Some(Timestamp::UNIX_EPOCH),
             end: None,
             time_limit_minutes: Some(60),
             seconds: 5400,
@@ -232,7 +232,7 @@ mod tests {
         let job = JobCost {
             job_id: "7".into(),
             currency: "USD".into(),
-            now: 5400,
+            now: Timestamp::from_second(5400),
             runs: vec![run],
             price_sources: [(
                 "c5.xlarge".to_string(),

@@ -15,9 +15,7 @@ use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
 use crate::report::filter::Filters;
 use crate::report::period::Every;
-use crate::report::{
-    build_confirmed, chart, html, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options,
-};
+use crate::report::{build_confirmed, chart, html, output, run_sacct, sacct, with_prices, Dimension, Options};
 use crate::slurm::account_tree::AccountTree;
 
 mod jobs;
@@ -247,7 +245,7 @@ fn filters(args: &ReportArgs) -> anyhow::Result<Filters> {
 /// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary);
 /// so does exit 1, when Cost Explorer cannot be read or its answer used for `--billed`.
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut options = options(args, unix_now())?;
+    let mut options = options(args, Timestamp::now())?;
     if options.by.contains(&Dimension::ParentAccount) {
         // The tree is the cluster's even for a saved sacct file, unless saved too.
         options.account_tree = Some(match &args.account_tree {
@@ -255,7 +253,7 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
             None => AccountTree::from_sacctmgr()?,
         });
     }
-    let prices = with_prices(settings, unix_now())?;
+    let prices = with_prices(settings, Timestamp::now())?;
     if options.per_job() {
         return jobs::run(&prices, &options, args);
     }

@@ -125,7 +125,8 @@ pub fn text(f: &Figures<'_>) -> String {
         .filter_map(|(name, spend)| Some((f.budget_settings.project_of(name)?, spend)))
         .collect();
     if let Some(cache) = f.budgets {
-        let age = (f.now - cache.header.refreshed_at as Timestamp).max(0);
+        let refreshed = Timestamp::from_second(i64::try_from(cache.header.refreshed_at).unwrap_or(i64::MAX));
+        let age = (f.now - refreshed).max(0);
         Family::new(
             &mut out,
             "cost_tags_budget_cache_age_seconds",
@@ -209,7 +210,7 @@ mod tests {
     #[test]
     fn the_exposition_is_the_hand_computed_figures() {
         let now = time::parse("2024-03-15T12:00").unwrap().0;
-        let refreshed = UNIX_EPOCH + Duration::from_secs(now as u64 - 300);
+        let refreshed = UNIX_EPOCH + Duration::from_secs(now.as_second() as u64 - 300);
         let mut cache = BudgetCache::new("123456789012", refreshed);
         let spend = |limit, actual, accrued, committed, running| BudgetSpend {
             limit,
@@ -275,13 +276,13 @@ mod tests {
         assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
         assert_eq!(escape("a\nb"), "a\\nb");
         // A refresh that could not read Slurm kept the cache and marked it.
-        cache.header.slurm_failed_at = Some(now as u64);
+        cache.header.slurm_failed_at = Some(now.as_second() as u64);
         let marked = super::text(&Figures {
             budgets: Some(&cache),
             budget_settings: &settings,
             users: &users,
             currency: "USD",
-            users_since: 0,
+            users_since: Timestamp::UNIX_EPOCH,
             now,
         });
         assert!(marked.contains("\ncost_tags_budget_slurm_read_ok 0\n"), "{marked}");
@@ -296,8 +297,8 @@ mod tests {
             budget_settings: &settings,
             users: &users,
             currency: "EUR",
-            users_since: 0,
-            now: 0,
+            users_since: Timestamp::UNIX_EPOCH,
+            now: Timestamp::UNIX_EPOCH,
         });
         assert!(!text.contains("cache_age") && !text.contains("slurm_read_ok"), "{text}");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");

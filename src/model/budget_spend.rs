@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::time::{months_start, unix_seconds, Timestamp};
+use super::time::{self, Timestamp};
 
 /// One budget for its current period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,19 +54,12 @@ impl BudgetSpend {
     /// Hours from `now` to the end of the budget's current period: all a job with no
     /// time bound can cost this budget. A custom period counts as a month.
     pub fn hours_left(&self, now: SystemTime) -> f64 {
-        const DAY: Timestamp = 86_400;
-        let t = unix_seconds(now) as Timestamp;
+        let t = Timestamp::from_system(now);
         let end = match self.period.as_str() {
-            "DAILY" => (t.div_euclid(DAY) + 1) * DAY,
-            other => {
-                let months = match other {
-                    "QUARTERLY" => 3,
-                    "ANNUALLY" => 12,
-                    _ => 1,
-                };
-                // 31 days a month past the period's start is always in the next period.
-                months_start(months_start(t, months) + i64::from(months) * 31 * DAY, months)
-            }
+            "DAILY" => time::day(t).1,
+            "QUARTERLY" => time::months(t, 3).1,
+            "ANNUALLY" => time::months(t, 12).1,
+            _ => time::months(t, 1).1,
         };
         (end - t).max(0) as f64 / 3600.0
     }

@@ -23,7 +23,6 @@ pub mod text_table;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -142,13 +141,6 @@ pub struct Report {
     pub price_sources: BTreeMap<String, PriceSource>,
     /// What AWS billed, with `--billed`.
     pub billed: Option<billed::Billed>,
-}
-
-pub fn unix_now() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as Timestamp)
-        .unwrap_or(0)
 }
 
 /// The value of one grouping field for a record; empty values read `(none)`.
@@ -491,7 +483,7 @@ pub struct Prices {
 impl Prices {
     /// The `[pricing]` settings alone: no cache, no fleet configuration.
     pub fn settings_only(settings: &Settings) -> Prices {
-        let (_, sources) = merge::with_cache(&settings.pricing, None, 0);
+        let (_, sources) = merge::with_cache(&settings.pricing, None, Timestamp::UNIX_EPOCH);
         Prices {
             settings: settings.clone(),
             clusters: BTreeMap::new(),
@@ -721,7 +713,7 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        let e = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap_err().to_string();
         assert!(
             e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"),
             "{e}"
@@ -743,7 +735,7 @@ mod several_clusters {
                     [pricing.partitions.compute]\ninstance = \"c5.xlarge\"\n\
                     [pricing.clusters.west.partitions.compute]\ninstance = \"m5.2xlarge\"\n";
         let settings = Settings::parse(toml, std::path::Path::new("t.toml")).unwrap();
-        let prices = with_prices(&settings, 0).unwrap();
+        let prices = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap();
         let t = |s: &str| crate::model::time::parse(s).unwrap().0;
         let options = Options {
             since: t("2024-03-01"),
@@ -773,7 +765,7 @@ mod several_clusters {
         let broken = "[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
                       [pricing.clusters.west.partitions.compute]\ninstance = \"m5.24xlarge\"\n";
         let settings = Settings::parse(broken, std::path::Path::new("t.toml")).unwrap();
-        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        let e = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap_err().to_string();
         assert!(
             e.starts_with("cluster west: pricing.partitions.compute.instance"),
             "{e}"

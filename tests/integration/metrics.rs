@@ -45,7 +45,10 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     let now = t("2024-03-15T12:00");
 
     // The budget cache as `budget refresh` leaves it, two minutes ago.
-    let mut cache = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(now as u64 - 120));
+    let mut cache = BudgetCache::new(
+        "123456789012",
+        UNIX_EPOCH + Duration::from_secs(now.as_second() as u64 - 120),
+    );
     cache.budgets.insert(
         "hpc-ProjectA".into(),
         BudgetSpend {
