@@ -21,9 +21,9 @@ use crate::model::budget_spend::BudgetSpend;
 use crate::model::project_name;
 use crate::model::time::unix_seconds;
 use crate::model::time::{self, Timestamp};
-use crate::report;
 use crate::report::job_ids::JobIds;
 use crate::report::sacct::Users;
+use crate::report::{read_sacct, with_prices};
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{
@@ -273,7 +273,7 @@ fn from_slurm(
     cut_off: Timestamp,
     now: Timestamp,
 ) -> Result<(spend::Accounted, BTreeMap<String, PartitionCost>)> {
-    let prices = report::with_prices(settings, now)?;
+    let prices = with_prices(settings, now)?;
     let slurm_partitions = match run_program(
         Path::new("scontrol"),
         &["show", "partitions", "-o"],
@@ -289,7 +289,7 @@ fn from_slurm(
     let layout = spend::layout(&prices);
     let window = (cut_off.min(now - 1), now);
     let ids = if layout.has_comment() {
-        Some(report::read_sacct(Users::All, window, None, "JobID", JobIds::read)?)
+        Some(read_sacct(Users::All, window, None, "JobID", JobIds::read)?)
     } else {
         None
     };
@@ -297,7 +297,7 @@ fn from_slurm(
     // running), which errs towards refusing, rather than not at all.
     let pending = pending_jobs(settings)?;
     let live = running_projects(settings)?;
-    let mut accounted = report::read_sacct(Users::All, window, None, &layout.format(), |mut out| {
+    let mut accounted = read_sacct(Users::All, window, None, &layout.format(), |mut out| {
         spend::from_records(&prices, &mut out, ids, &live, cut_off, now).map_err(std::io::Error::other)
     })?;
     for job in pending {

@@ -14,6 +14,7 @@ mod env_file_sh;
 mod hook_scripts;
 mod https_stack;
 mod iam_policies;
+mod layering;
 mod managed_script;
 mod managed_script_slurm;
 mod metrics;
