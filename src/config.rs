@@ -619,7 +619,7 @@ mod seconds {
     use std::time::Duration;
 
     /// Whole seconds as an integer (`deadline = 10`), others as a float.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         if d.subsec_nanos() == 0 {
             s.serialize_u64(d.as_secs())
         } else {
@@ -627,11 +627,11 @@ mod seconds {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         up_to(d, 3600.0)
     }
 
-    pub fn up_to_a_week<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn up_to_a_week<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         up_to(d, 7.0 * 86400.0)
     }
 

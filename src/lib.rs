@@ -39,6 +39,11 @@
 
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
+// `pub` means the crate's API (the binaries, tests and benches use it); what only the
+// crate uses is `pub(crate)`. Set here rather than in Cargo.toml's [lints] because that
+// table also covers the test support tree, compiled into each test, bench and example
+// crate by `#[path]`, where every item would be flagged (issue 23.5 makes it a library).
+#![warn(unreachable_pub)]
 
 pub mod aws;
 pub mod budget;

@@ -469,7 +469,7 @@ impl<W: Write> JobRows<W> {
 
 /// One line of compact JSON for any serializable value.
 mod erased {
-    pub trait Json {
+    pub(super) trait Json {
         fn text(&self) -> std::io::Result<String>;
     }
     impl<T: serde::Serialize> Json for T {

@@ -421,7 +421,7 @@ impl GroupMembership for SystemGroups {
 pub(crate) mod tests_support {
     use super::*;
 
-    pub fn parse_exact(text: &[u8]) -> Result<ProjectsList<'_>, ParseError> {
+    pub(crate) fn parse_exact(text: &[u8]) -> Result<ProjectsList<'_>, ParseError> {
         let mut grants = Vec::new();
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             grants.extend(parse_line(raw, i + 1, Path::new("f"))?);
