@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use clap::Parser;
 
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         (None, _) => None,
     };
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
-        gate::check(&settings.budget, project, ask, SystemTime::now())
+        gate::check(&settings.budget, project, ask, crate::model::time::Timestamp::now())
     });
     // For syslog only: on a refusal, stderr is the user's message.
     if let Some(note) = decided.log {

@@ -132,7 +132,7 @@ fn table(s: &Status) -> String {
     }
     match (&s.owed, &s.last_failure) {
         (false, _) => out += "owed      no\n",
-        (true, Some(f)) => out += &format!("owed      yes, since {} (unix): {}\n", f.at_unix, f.reason),
+        (true, Some(f)) => out += &format!("owed      yes, since {} (unix): {}\n", f.at_unix.as_second(), f.reason),
         (true, None) => out += "owed      yes\n",
     }
     let keys: std::collections::BTreeSet<&String> = s.desired.keys().chain(s.actual.keys()).collect();

@@ -125,8 +125,7 @@ pub fn text(f: &Figures<'_>) -> String {
         .filter_map(|(name, spend)| Some((f.budget_settings.project_of(name)?, spend)))
         .collect();
     if let Some(cache) = f.budgets {
-        let refreshed = Timestamp::from_second(i64::try_from(cache.header.refreshed_at).unwrap_or(i64::MAX));
-        let age = (f.now - refreshed).max(0);
+        let age = (f.now - cache.header.refreshed_at).max(0);
         Family::new(
             &mut out,
             "cost_tags_budget_cache_age_seconds",
@@ -205,12 +204,11 @@ pub fn text(f: &Figures<'_>) -> String {
 mod tests {
     use super::*;
     use crate::model::budget_spend::BudgetSpend;
-    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn the_exposition_is_the_hand_computed_figures() {
         let now = time::parse("2024-03-15T12:00").unwrap().0;
-        let refreshed = UNIX_EPOCH + Duration::from_secs(now.as_second() as u64 - 300);
+        let refreshed = now - 300;
         let mut cache = BudgetCache::new("123456789012", refreshed);
         let spend = |limit, actual, accrued, committed, running| BudgetSpend {
             limit,
@@ -276,7 +274,7 @@ mod tests {
         assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
         assert_eq!(escape("a\nb"), "a\\nb");
         // A refresh that could not read Slurm kept the cache and marked it.
-        cache.header.slurm_failed_at = Some(now.as_second() as u64);
+        cache.header.slurm_failed_at = Some(now);
         let marked = super::text(&Figures {
             budgets: Some(&cache),
             budget_settings: &settings,

@@ -2,8 +2,6 @@
 //! Slurm's accounting adds to it: read from AWS (`aws::budgets`), kept in the budget
 //! cache (`budget::cache`), shown by `cost-tags budget list` and the metrics.
 
-use std::time::SystemTime;
-
 use serde::{Deserialize, Serialize};
 
 use super::time::{self, Timestamp};
@@ -22,7 +20,7 @@ pub struct BudgetSpend {
     pub period: String,
     /// When AWS last updated `actual` (seconds since the epoch), when it says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<u64>,
+    pub updated_at: Option<Timestamp>,
     /// Spent since `actual` was last updated, from Slurm accounting (priced like the
     /// report); with `[budget.limits]`, everything spent this period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,8 +51,7 @@ impl BudgetSpend {
 
     /// Hours from `now` to the end of the budget's current period: all a job with no
     /// time bound can cost this budget. A custom period counts as a month.
-    pub fn hours_left(&self, now: SystemTime) -> f64 {
-        let t = Timestamp::from_system(now);
+    pub fn hours_left(&self, t: Timestamp) -> f64 {
         let end = match self.period.as_str() {
             "DAILY" => time::day(t).1,
             "QUARTERLY" => time::months(t, 3).1,

@@ -33,6 +33,12 @@ impl Timestamp {
         Timestamp(jiff::Timestamp::from_second(seconds.clamp(min, max)).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
     }
 
+    /// The instant `seconds` after the epoch, for constants (a test's fixed instant);
+    /// fails to compile out of jiff's range.
+    pub const fn constant(seconds: i64) -> Timestamp {
+        Timestamp(jiff::Timestamp::constant(seconds, 0))
+    }
+
     /// Seconds since the epoch.
     pub fn as_second(self) -> i64 {
         self.0.as_second()
@@ -114,9 +120,9 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
-/// Whole seconds since the epoch of a clock reading (0 before the epoch).
-pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+/// A duration in whole seconds, for arithmetic on timestamps (saturating).
+pub fn seconds(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn digits(s: &[u8]) -> Option<u32> {

@@ -7,7 +7,6 @@ use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, UNIX_EPOCH};
 
 use cost_tags::budget::cache::BudgetCache;
 use cost_tags::model::budget_spend::BudgetSpend;
@@ -45,10 +44,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     let now = t("2024-03-15T12:00");
 
     // The budget cache as `budget refresh` leaves it, two minutes ago.
-    let mut cache = BudgetCache::new(
-        "123456789012",
-        UNIX_EPOCH + Duration::from_secs(now.as_second() as u64 - 120),
-    );
+    let mut cache = BudgetCache::new("123456789012", now - 120);
     cache.budgets.insert(
         "hpc-ProjectA".into(),
         BudgetSpend {
