@@ -19,8 +19,10 @@
 //!     -> cost-tags install|uninstall                                install/
 //! ```
 //!
-//! - [`submit`]: the submit decision (all policy), the projects file, project names.
-//! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
+//! - [`model`]: the ground floor, the nouns the other folders share: time and the
+//!   calendar (jiff), a job, the tag set, a project name, a budget's spend.
+//! - [`submit`]: the submit decision (all policy), the projects file.
+//! - [`node`]: the node ledger, the tags of its jobs, the hooks, status and repair.
 //! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs.
 //! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
 //!   job's cost ([`report::job`]).
@@ -36,6 +38,11 @@
 //! - [`cli`]: every command's arguments, printing and exit codes. The other modules do the
 //!   work and return values; the binaries in `src/bin` parse arguments, call `cli` and
 //!   exit.
+//!
+//! A folder imports only folders below it: `model`, `log`, `state`; then `config`; then
+//! `slurm`, `parallelcluster`, `aws`; then `submit`, `node`, `prices`; then `budget`,
+//! `cluster`, `report`, `install`; then `metrics`; then `cli`. tests/integration/layering.rs
+//! reads the imports and holds the line.
 
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
