@@ -75,7 +75,7 @@ instance = "c5.4xlarge"
 /// 0.08/h spot for c5.xlarge changing every hour in two zones (1,488 changes).
 fn write_price_cache(path: &Path) {
     use cost_tags::prices::cache::{InstanceType, PriceCache};
-    let month = 1_709_251_200i64;
+    let month = cost_tags::model::time::Timestamp::from_second(1_709_251_200);
     let mut cache = PriceCache::new("us-east-1", month + 31 * 86_400);
     for (name, vcpus, gpus, on_demand) in [
         ("c5.xlarge", 4, 0, 0.17),
@@ -104,7 +104,7 @@ fn write_price_cache(path: &Path) {
 }
 
 fn time(t: i64) -> String {
-    cost_tags::report::calendar::Plain(t).to_string()
+    cost_tags::model::time::Plain(cost_tags::model::time::Timestamp::from_second(t)).to_string()
 }
 
 /// Writes `LINES` lines of `sacct --parsable2` output for March 2024.

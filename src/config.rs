@@ -9,51 +9,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::job::ProjectSource;
+use crate::model::tag_set::{self, TagField};
+
 /// Where the settings live when nobody says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 /// The environment variable that names the settings file (weaker than `--config`).
 pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
 
-/// Which job field names the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum ProjectSource {
-    /// `sbatch --comment Project` (what users of the public scripts already do).
-    #[default]
-    Comment,
-    /// `sbatch --account Project` (when Slurm accounting associations are used).
-    Account,
-    /// `sbatch --wckey Project`.
-    Wckey,
-}
-
-impl ProjectSource {
-    /// Of a job's comment, account and wckey, the one this source names. Every reader of
-    /// a job's project (a submission, an sacct record, a squeue line) picks through here.
-    pub fn pick<T>(self, comment: T, account: T, wckey: T) -> T {
-        match self {
-            ProjectSource::Comment => comment,
-            ProjectSource::Account => account,
-            ProjectSource::Wckey => wckey,
-        }
-    }
-
-    /// Its name in the settings file and in the report's JSON.
-    pub fn name(self) -> &'static str {
-        self.pick("comment", "account", "wckey")
-    }
-
-    /// The submission flag that sets this field, for messages users can act on.
-    pub fn flag(self) -> &'static str {
-        self.pick("--comment", "--account", "--wckey")
-    }
-
-    /// The variable slurmd gives prologs and epilogs for this field (`SLURM_WCKEY` only
-    /// from Slurm 23.11 on).
-    pub fn prolog_variable(self) -> &'static str {
-        self.pick("SLURM_JOB_COMMENT", "SLURM_JOB_ACCOUNT", "SLURM_WCKEY")
-    }
-}
+/// Where the price cache is unless `[pricing] cache_file` says otherwise.
+pub const DEFAULT_PRICE_CACHE: &str = "/var/spool/cost-tags/prices.json";
 
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
 /// falls back to a default.
@@ -377,7 +342,7 @@ impl PricingSettings {
         match &self.cache_file {
             Some(p) if p.as_os_str().is_empty() => None,
             Some(p) => Some(p.clone()),
-            None => Some(PathBuf::from(crate::prices::cache::DEFAULT_PATH)).filter(|p| p.exists()),
+            None => Some(PathBuf::from(DEFAULT_PRICE_CACHE)).filter(|p| p.exists()),
         }
     }
 
@@ -577,7 +542,7 @@ impl BudgetSettings {
             return Err(format!("budget.account_id {:?} must be 12 digits", self.account_id));
         }
         for (project, limit) in &self.limits {
-            crate::submit::project_name::validate(project).map_err(|e| format!("budget.limits: {e}"))?;
+            crate::model::project_name::validate(project).map_err(|e| format!("budget.limits: {e}"))?;
             if !(limit.is_finite() && *limit > 0.0) {
                 return Err(format!("budget.limits.{project}: the limit must be a number above 0"));
             }
@@ -658,12 +623,12 @@ impl Settings {
         let mut seen = BTreeMap::new();
         for (field, key) in self.tags.named_keys() {
             let field = field.name();
-            crate::node::tags::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
+            tag_set::validate_key(key).map_err(|why| format!("tags.{field}: {why}"))?;
             if let Some(other) = seen.insert(key, field) {
                 return Err(format!("tags.{field} and tags.{other} both use the key {key:?}"));
             }
         }
-        if self.tags.separator.is_empty() || !crate::node::tags::is_value_text(&self.tags.separator) {
+        if self.tags.separator.is_empty() || !tag_set::is_value_text(&self.tags.separator) {
             return Err(format!(
                 "tags.separator {:?} must be non-empty and use only characters valid in EC2 tag values",
                 self.tags.separator
@@ -673,32 +638,6 @@ impl Settings {
         self.tagging.validate()?;
         self.timeline.validate()?;
         self.budget.validate()
-    }
-}
-
-/// A job attribute that can become a tag: one per key of `[tags]`. An enum, so that
-/// every place that maps a field to its value covers every field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TagField {
-    Project,
-    User,
-    JobId,
-    Partition,
-    Account,
-    Cluster,
-}
-
-impl TagField {
-    /// Its key's name in `[tags]`, for messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            TagField::Project => "project",
-            TagField::User => "user",
-            TagField::JobId => "job_id",
-            TagField::Partition => "partition",
-            TagField::Account => "account",
-            TagField::Cluster => "cluster",
-        }
     }
 }
 
@@ -735,7 +674,7 @@ mod seconds {
     use std::time::Duration;
 
     /// Whole seconds as an integer (`deadline = 10`), others as a float.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         if d.subsec_nanos() == 0 {
             s.serialize_u64(d.as_secs())
         } else {
@@ -743,11 +682,11 @@ mod seconds {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         up_to(d, 3600.0)
     }
 
-    pub fn up_to_a_week<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(super) fn up_to_a_week<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         up_to(d, 7.0 * 86400.0)
     }
 

@@ -20,8 +20,10 @@
 //!     -> cost-tags install|uninstall                                install/
 //! ```
 //!
-//! - [`submit`]: the submit decision (all policy), the projects file, project names.
-//! - [`node`]: a job, the node ledger, the tag set, the hooks, status and repair.
+//! - [`model`]: the ground floor, the nouns the other folders share: time and the
+//!   calendar (jiff), a job, the tag set, a project name, a budget's spend.
+//! - [`submit`]: the submit decision (all policy), the projects file.
+//! - [`node`]: the node ledger, the tags of its jobs, the hooks, status and repair.
 //! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs,
 //!   and the timeline of which instance backed which node ([`cluster::timeline`]).
 //! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
@@ -38,9 +40,19 @@
 //! - [`cli`]: every command's arguments, printing and exit codes. The other modules do the
 //!   work and return values; the binaries in `src/bin` parse arguments, call `cli` and
 //!   exit.
+//!
+//! A folder imports only folders below it: `model`, `log`, `state`; then `config`; then
+//! `slurm`, `parallelcluster`, `aws`; then `submit`, `node`, `prices`; then `budget`,
+//! `cluster`, `report`, `install`; then `metrics`; then `cli`. tests/integration/layering.rs
+//! reads the imports and holds the line.
 
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
+// `pub` means the crate's API (the binaries, tests and benches use it); what only the
+// crate uses is `pub(crate)`. Set here rather than in Cargo.toml's [lints] because that
+// table also covers the test support tree, compiled into each test, bench and example
+// crate by `#[path]`, where every item would be flagged (issue 23.5 makes it a library).
+#![warn(unreachable_pub)]
 
 pub mod aws;
 pub mod budget;
@@ -50,6 +62,7 @@ pub mod config;
 pub mod install;
 pub mod log;
 pub mod metrics;
+pub mod model;
 pub mod node;
 pub mod parallelcluster;
 pub mod prices;

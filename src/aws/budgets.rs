@@ -4,7 +4,7 @@
 //! (STS GetCallerIdentity) unless the settings name it.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_budgets::types::{
@@ -13,7 +13,8 @@ use aws_sdk_budgets::types::{
 };
 
 use super::sdk::{self, summary};
-use crate::budget::cache::{unix_seconds, BudgetSpend};
+use crate::model::budget_spend::BudgetSpend;
+use crate::model::time::Timestamp;
 
 /// The region AWS Budgets lives in.
 const HOME_REGION: &str = "us-east-1";
@@ -85,7 +86,7 @@ impl BudgetsApi {
     }
 
     /// Every budget of the account (DescribeBudgets, all pages) for its current period.
-    pub async fn all(&self, now: SystemTime) -> Result<AccountBudgets> {
+    pub async fn all(&self, now: Timestamp) -> Result<AccountBudgets> {
         let mut found = AccountBudgets::default();
         let mut pages = self
             .client
@@ -150,19 +151,16 @@ impl BudgetsApi {
 
 /// Limit and spend for the period containing `now`. A budget with planned limits uses
 /// the one whose period started last.
-fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, Unusable> {
+fn spend_of(budget: &Budget, now: Timestamp) -> Result<BudgetSpend, Unusable> {
     let (limit, limit_field) = match (budget.budget_limit(), budget.planned_budget_limits()) {
         (Some(limit), _) => (limit, "BudgetLimit.Amount".to_string()),
-        (None, Some(planned)) => {
-            let now = unix_seconds(now);
-            planned
-                .iter()
-                .filter_map(|(start, spend)| Some((start.parse::<u64>().ok()?, start, spend)))
-                .filter(|(start, ..)| *start <= now)
-                .max_by_key(|(start, ..)| *start)
-                .map(|(_, start, spend)| (spend, format!("PlannedBudgetLimits.{start}.Amount")))
-                .ok_or_else(|| Unusable::NoLimit("no planned limit for the current period".into()))?
-        }
+        (None, Some(planned)) => planned
+            .iter()
+            .filter_map(|(start, spend)| Some((Timestamp::from_second(start.parse::<i64>().ok()?), start, spend)))
+            .filter(|(start, ..)| *start <= now)
+            .max_by_key(|(start, ..)| *start)
+            .map(|(_, start, spend)| (spend, format!("PlannedBudgetLimits.{start}.Amount")))
+            .ok_or_else(|| Unusable::NoLimit("no planned limit for the current period".into()))?,
         (None, None) => return Err(Unusable::NoLimit("no limit".into())),
     };
     let spend = budget.calculated_spend();
@@ -184,7 +182,7 @@ fn spend_of(budget: &Budget, now: SystemTime) -> Result<BudgetSpend, Unusable> {
         },
         unit: limit.unit().to_string(),
         period: budget.time_unit().as_str().to_string(),
-        updated_at: budget.last_updated_time().and_then(|t| u64::try_from(t.secs()).ok()),
+        updated_at: budget.last_updated_time().map(|t| Timestamp::from_second(t.secs())),
         accrued: None,
         committed: None,
         running_jobs: None,
@@ -208,7 +206,6 @@ fn amount(spend: &Spend, field: &str) -> Result<f64, Unusable> {
 mod tests {
     use super::*;
     use aws_sdk_budgets::types::CalculatedSpend;
-    use std::time::UNIX_EPOCH;
 
     fn spend(amount: &str) -> Spend {
         Spend::builder().amount(amount).unit("USD").build().unwrap()
@@ -229,7 +226,7 @@ mod tests {
             )
             .build()
             .unwrap();
-        let s = spend_of(&b, UNIX_EPOCH).unwrap();
+        let s = spend_of(&b, Timestamp::UNIX_EPOCH).unwrap();
         assert_eq!(
             (s.limit, s.actual, s.forecast, s.period.as_str()),
             (100.0, 12.5, Some(80.0), "MONTHLY")
@@ -247,10 +244,10 @@ mod tests {
             .planned_budget_limits("3000", spend("30"))
             .build()
             .unwrap();
-        let s = spend_of(&b, UNIX_EPOCH + Duration::from_secs(2500)).unwrap();
+        let s = spend_of(&b, Timestamp::from_second(2500)).unwrap();
         assert_eq!((s.limit, s.actual), (20.0, 0.0));
         assert!(matches!(
-            spend_of(&b, UNIX_EPOCH + Duration::from_secs(500)),
+            spend_of(&b, Timestamp::from_second(500)),
             Err(Unusable::NoLimit(_))
         ));
     }
@@ -264,7 +261,7 @@ mod tests {
             .budget_limit(spend("lots"))
             .build()
             .unwrap();
-        let Unusable::BadAmount(why) = spend_of(&b, UNIX_EPOCH).unwrap_err() else {
+        let Unusable::BadAmount(why) = spend_of(&b, Timestamp::UNIX_EPOCH).unwrap_err() else {
             panic!("a bad amount")
         };
         assert!(why.contains("lots") && why.contains("BudgetLimit.Amount"), "{why}");
@@ -299,7 +296,7 @@ mod tests {
                 "ForecastedSpend.Amount is not a finite number",
             ),
         ] {
-            match spend_of(&b, UNIX_EPOCH) {
+            match spend_of(&b, Timestamp::UNIX_EPOCH) {
                 Err(Unusable::BadAmount(why)) => {
                     assert!(why.contains(field), "{why}");
                     assert!(!why.to_lowercase().contains("nan") && !why.contains("inf"), "{why}");
@@ -308,6 +305,11 @@ mod tests {
             }
         }
         // A credit makes actual spend negative: a real amount, kept.
-        assert_eq!(spend_of(&budget("100", "-2.5", "0"), UNIX_EPOCH).unwrap().actual, -2.5);
+        assert_eq!(
+            spend_of(&budget("100", "-2.5", "0"), Timestamp::UNIX_EPOCH)
+                .unwrap()
+                .actual,
+            -2.5
+        );
     }
 }

@@ -13,7 +13,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::sdk::{self, summary};
-use crate::node::tags::{TagChange, TagMap};
+use crate::model::tag_set::{TagChange, TagMap};
 
 /// One running instance of a cluster, as DescribeInstances gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,8 +10,7 @@ use aws_sdk_ec2::primitives::DateTime;
 use aws_sdk_ec2::types::InstanceType;
 
 use super::sdk::{self, summary};
-use crate::prices::cache::SpotSeries;
-use crate::report::calendar::Timestamp;
+use crate::model::time::Timestamp;
 
 /// An instance type's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +96,8 @@ impl Ec2Catalog {
         types: &[String],
         from: Timestamp,
         to: Timestamp,
-    ) -> Result<BTreeMap<String, BTreeMap<String, SpotSeries>>> {
-        let mut found: BTreeMap<String, BTreeMap<String, SpotSeries>> = BTreeMap::new();
+    ) -> Result<BTreeMap<String, BTreeMap<String, Vec<(Timestamp, f64)>>>> {
+        let mut found: BTreeMap<String, BTreeMap<String, Vec<(Timestamp, f64)>>> = BTreeMap::new();
         if types.is_empty() {
             return Ok(found);
         }
@@ -107,8 +106,8 @@ impl Ec2Catalog {
             .describe_spot_price_history()
             .set_instance_types(Some(types.iter().map(|t| InstanceType::from(t.as_str())).collect()))
             .product_descriptions("Linux/UNIX")
-            .start_time(DateTime::from_secs(from))
-            .end_time(DateTime::from_secs(to))
+            .start_time(DateTime::from_secs(from.as_second()))
+            .end_time(DateTime::from_secs(to.as_second()))
             .max_results(1000)
             .into_paginator()
             .send();
@@ -128,7 +127,7 @@ impl Ec2Catalog {
                     .or_default()
                     .entry(zone.to_string())
                     .or_default()
-                    .push((at.secs(), price));
+                    .push((Timestamp::from_second(at.secs()), price));
             }
         }
         for series in found.values_mut().flat_map(|z| z.values_mut()) {

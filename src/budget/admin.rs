@@ -4,30 +4,31 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_budgets::types::TimeUnit;
 use serde::Serialize;
 
-use super::cache::{self, unix_seconds, BudgetCache, BudgetSpend, CacheError, PartitionCost};
+use super::cache::{self, BudgetCache, CacheError, PartitionCost};
 use super::reservations::{self, Journal};
 use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::log;
-use crate::report;
-use crate::report::calendar::{self, Timestamp};
+use crate::model::budget_spend::BudgetSpend;
+use crate::model::project_name;
+use crate::model::time::{self, Timestamp};
 use crate::report::job_ids::JobIds;
 use crate::report::sacct::Users;
+use crate::report::{read_sacct, with_prices};
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{
     confirm_listed, node_jobs_format, parse_node_jobs, parse_pending_jobs, parse_shown_ids, pending_jobs_format,
     PendingJob, JOB_IDS_FORMAT, SHOWN_IDS_FORMAT,
 };
-use crate::submit::project_name;
 use crate::submit::projects_file::ProjectsList;
 
 /// How long one budget command may talk to AWS, retries included.
@@ -63,9 +64,8 @@ pub enum Refreshed {
 /// records the failure (`slurm_failed_at`) for the metrics. With no previous cache none is
 /// written. Only with `enforce = "spent"` and AWS Budgets, which enforce AWS's figures
 /// alone, are those written (the failure still marked and logged).
-pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
+pub fn refresh(settings: &Settings, now: Timestamp) -> Result<Refreshed> {
     let b = &settings.budget;
-    let now_ts = unix_seconds(now) as Timestamp;
     let (account, budgets, cut_off) = if b.limits.is_empty() {
         let read = Runtime::new()?.block_on(async {
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
@@ -87,15 +87,10 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
             log::warn(&format!("budget skipped: {why}"));
         }
         // AWS's figures are as of each budget's last update; Slurm's count from the oldest.
-        let cut_off = found
-            .budgets
-            .values()
-            .filter_map(|s| s.updated_at)
-            .min()
-            .map_or(now_ts, |t| t as Timestamp);
+        let cut_off = found.budgets.values().filter_map(|s| s.updated_at).min().unwrap_or(now);
         (account, found.budgets, cut_off)
     } else {
-        let start = calendar::months_start(now_ts, b.period.months());
+        let start = time::months_start(now, b.period.months());
         let budgets = b
             .limits
             .iter()
@@ -113,7 +108,7 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
     };
     let mut cache = BudgetCache::new(&account, now);
     cache.budgets = budgets;
-    match from_slurm(settings, cut_off, now_ts) {
+    match from_slurm(settings, cut_off, now) {
         Ok((accounted, partitions)) => {
             for note in &accounted.notes {
                 log::warn(&format!("budget refresh: {note}"));
@@ -139,7 +134,7 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
             log::error(&format!(
                 "budget refresh: Slurm could not be read ({e:#}); enforce = \"spent\": the cache holds AWS's figures alone"
             ));
-            cache.header.slurm_failed_at = Some(unix_seconds(now));
+            cache.header.slurm_failed_at = Some(now);
         }
         Err(e) => return Ok(keep_after_slurm_failure(&b.cache_file, now, &e)),
     }
@@ -161,7 +156,7 @@ pub fn refresh(settings: &Settings, now: SystemTime) -> Result<Refreshed> {
 
 /// Keeps the cache at `path` after Slurm could not be read (see [`refresh`]), marking the
 /// failure in its header, and logs it.
-fn keep_after_slurm_failure(path: &Path, now: SystemTime, e: &anyhow::Error) -> Refreshed {
+fn keep_after_slurm_failure(path: &Path, now: Timestamp, e: &anyhow::Error) -> Refreshed {
     let kept = match cache::mark_slurm_failed(path, now) {
         Ok(old) => format!(
             "keeping the cache of {} s ago with its Slurm figures",
@@ -184,10 +179,9 @@ fn keep_after_slurm_failure(path: &Path, now: SystemTime, e: &anyhow::Error) -> 
 /// anything past its bound: see [`reservations`]), keeping its owner and mode. A
 /// journal that cannot be compacted is logged and left: its old lines no longer count
 /// against the new cache anyway, and a distrusted one stops project-check by itself.
-fn compact_reservations(settings: &Settings, refreshed_at: u64, now: SystemTime) {
+fn compact_reservations(settings: &Settings, refreshed_at: Timestamp, now: Timestamp) {
     let b = &settings.budget;
     let path = &b.reservations_file;
-    let now = unix_seconds(now);
     let compacted = Journal::open(path, false, Instant::now() + reservations::LOCK_WAIT).and_then(|j| {
         j.map(|j| j.compact(|r| r.counts(refreshed_at, now, b.max_age)))
             .transpose()
@@ -211,14 +205,14 @@ fn compact_reservations(settings: &Settings, refreshed_at: u64, now: SystemTime)
 
 /// What the reservation journal holds per budget against the cache refreshed at `since`
 /// (for `budget list`); `None` with why when it cannot be read.
-fn reserved_totals(settings: &Settings, since: u64, now: SystemTime) -> Result<BTreeMap<String, f64>, String> {
+fn reserved_totals(settings: &Settings, since: Timestamp, now: Timestamp) -> Result<BTreeMap<String, f64>, String> {
     let b = &settings.budget;
     let journal = Journal::open(&b.reservations_file, false, Instant::now() + reservations::LOCK_WAIT)
         .map_err(|e| e.to_string())?;
     match journal {
         None => Ok(BTreeMap::new()),
         Some(mut j) => j
-            .totals(since, unix_seconds(now), b.max_age)
+            .totals(since, now, b.max_age)
             .map(|(totals, _)| totals)
             .map_err(|e| e.to_string()),
     }
@@ -271,7 +265,7 @@ fn from_slurm(
     cut_off: Timestamp,
     now: Timestamp,
 ) -> Result<(spend::Accounted, BTreeMap<String, PartitionCost>)> {
-    let prices = report::with_prices(settings, now)?;
+    let prices = with_prices(settings, now)?;
     let slurm_partitions = match run_program(
         Path::new("scontrol"),
         &["show", "partitions", "-o"],
@@ -287,7 +281,7 @@ fn from_slurm(
     let layout = spend::layout(&prices);
     let window = (cut_off.min(now - 1), now);
     let ids = if layout.has_comment() {
-        Some(report::read_sacct(Users::All, window, None, "JobID", JobIds::read)?)
+        Some(read_sacct(Users::All, window, None, "JobID", JobIds::read)?)
     } else {
         None
     };
@@ -295,7 +289,7 @@ fn from_slurm(
     // running), which errs towards refusing, rather than not at all.
     let pending = pending_jobs(settings)?;
     let live = running_projects(settings)?;
-    let mut accounted = report::read_sacct(Users::All, window, None, &layout.format(), |mut out| {
+    let mut accounted = read_sacct(Users::All, window, None, &layout.format(), |mut out| {
         spend::from_records(&prices, &mut out, ids, &live, cut_off, now).map_err(std::io::Error::other)
     })?;
     for job in pending {
@@ -417,7 +411,7 @@ pub struct BudgetList {
     pub notes: Vec<String>,
 }
 
-pub fn list(settings: &Settings, cached: bool, now: SystemTime) -> Result<BudgetList> {
+pub fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<BudgetList> {
     let b = &settings.budget;
     let (budgets, source, skipped, since) = if cached {
         let cache = BudgetCache::read(&b.cache_file)?;

@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::model::budget_spend::BudgetSpend;
+use crate::model::time::Timestamp;
 use crate::state::atomic_file;
 
 /// The version of the file format, so a newer writer is not misread by an older reader.
@@ -39,7 +41,7 @@ pub const FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
 pub struct CacheHeader {
     pub format: u32,
     /// Seconds since the epoch when the budgets were read.
-    pub refreshed_at: u64,
+    pub refreshed_at: Timestamp,
     pub account_id: String,
     /// What a node-hour of each partition costs and how long a job may run there, for
     /// the worst case of a submission (`enforce = "committed"`); empty when prices are
@@ -50,7 +52,7 @@ pub struct CacheHeader {
     /// are still those of `refreshed_at`, kept rather than replaced by AWS's alone (see
     /// `budget::admin::refresh`); the metrics say so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slurm_failed_at: Option<u64>,
+    pub slurm_failed_at: Option<Timestamp>,
 }
 
 /// A partition as project-check prices a submission's worst case.
@@ -75,37 +77,6 @@ pub struct PartitionCost {
     pub is_default: bool,
 }
 
-/// One budget for its current period.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BudgetSpend {
-    pub limit: f64,
-    pub actual: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forecast: Option<f64>,
-    /// Currency (or unit) of all three amounts.
-    pub unit: String,
-    /// AWS's time unit: `MONTHLY`, `QUARTERLY`, `ANNUALLY`, `DAILY`, `CUSTOM`.
-    pub period: String,
-    /// When AWS last updated `actual` (seconds since the epoch), when it says.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<u64>,
-    /// Spent since `actual` was last updated, from Slurm accounting (priced like the
-    /// report); with `[budget.limits]`, everything spent this period.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accrued: Option<f64>,
-    /// What the running jobs may still cost up to their time limits, and the pending
-    /// jobs at their worst case.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub committed: Option<f64>,
-    /// Jobs of the project running at the refresh.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub running_jobs: Option<u64>,
-    /// Jobs of the project pending at the refresh (counted in `committed`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_jobs: Option<u64>,
-}
-
 /// A budget line: the name first, so a line can be found by its start. (serde cannot
 /// deny unknown fields through `flatten`; a reader ignores fields it does not know.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,57 +99,6 @@ pub struct BudgetCache {
 pub struct Lookup {
     pub header: CacheHeader,
     pub budget: Option<BudgetSpend>,
-}
-
-impl BudgetSpend {
-    /// The period in the words of the refusal message ("for this month").
-    pub fn period_word(&self) -> &'static str {
-        match self.period.as_str() {
-            "DAILY" => "day",
-            "MONTHLY" => "month",
-            "QUARTERLY" => "quarter",
-            "ANNUALLY" => "year",
-            _ => "period",
-        }
-    }
-
-    /// Hours from `now` to the end of the budget's current period: all a job with no
-    /// time bound can cost this budget. A custom period counts as a month.
-    pub fn hours_left(&self, now: SystemTime) -> f64 {
-        use crate::report::calendar::{months_start, Timestamp};
-        const DAY: Timestamp = 86_400;
-        let t = unix_seconds(now) as Timestamp;
-        let end = match self.period.as_str() {
-            "DAILY" => (t.div_euclid(DAY) + 1) * DAY,
-            other => {
-                let months = match other {
-                    "QUARTERLY" => 3,
-                    "ANNUALLY" => 12,
-                    _ => 1,
-                };
-                // 31 days a month past the period's start is always in the next period.
-                months_start(months_start(t, months) + i64::from(months) * 31 * DAY, months)
-            }
-        };
-        (end - t).max(0) as f64 / 3600.0
-    }
-
-    /// Spent or committed: AWS's actual spend, what accrued since, what running jobs
-    /// may still cost.
-    pub fn committed_total(&self) -> f64 {
-        self.actual + self.accrued.unwrap_or(0.0) + self.committed.unwrap_or(0.0)
-    }
-
-    /// Actual spend as a percentage of the limit (infinite for a zero limit with spend).
-    pub fn percent_used(&self) -> f64 {
-        if self.limit > 0.0 {
-            self.actual / self.limit * 100.0
-        } else if self.actual > 0.0 {
-            f64::INFINITY
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Why the cache cannot be used.
@@ -207,14 +127,14 @@ impl std::error::Error for CacheError {}
 
 impl CacheHeader {
     /// How old the cache is at `now` (zero if its time is in the future).
-    pub fn age(&self, now: SystemTime) -> Duration {
-        Duration::from_secs(unix_seconds(now).saturating_sub(self.refreshed_at))
+    pub fn age(&self, now: Timestamp) -> Duration {
+        Duration::from_secs(u64::try_from(now - self.refreshed_at).unwrap_or(0))
     }
 
     /// How far in the future `refreshed_at` is at `now` (zero if it is not); more than
     /// [`FUTURE_SKEW`] means the cache's age cannot be told.
-    pub fn ahead(&self, now: SystemTime) -> Duration {
-        Duration::from_secs(self.refreshed_at.saturating_sub(unix_seconds(now)))
+    pub fn ahead(&self, now: Timestamp) -> Duration {
+        Duration::from_secs(u64::try_from(self.refreshed_at - now).unwrap_or(0))
     }
 }
 
@@ -299,11 +219,11 @@ fn find_line(mut file: impl Read, needle: &[u8]) -> std::io::Result<(Vec<u8>, Op
 }
 
 impl BudgetCache {
-    pub fn new(account_id: &str, now: SystemTime) -> BudgetCache {
+    pub fn new(account_id: &str, now: Timestamp) -> BudgetCache {
         BudgetCache {
             header: CacheHeader {
                 format: FORMAT,
-                refreshed_at: unix_seconds(now),
+                refreshed_at: now,
                 account_id: account_id.to_string(),
                 partitions: BTreeMap::new(),
                 slurm_failed_at: None,
@@ -351,7 +271,7 @@ impl BudgetCache {
 /// (`slurm_failed_at`), rewriting its header line alone: the budget lines stay byte for
 /// byte (a parse and re-print of their amounts need not be), and so does `refreshed_at`,
 /// so the figures still age. Returns the header as it was.
-pub fn mark_slurm_failed(path: &Path, at: SystemTime) -> Result<CacheHeader> {
+pub fn mark_slurm_failed(path: &Path, at: Timestamp) -> Result<CacheHeader> {
     let bytes = read_bytes(path)?;
     // Every line checked, as a reader would.
     parse_all(&bytes).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
@@ -361,7 +281,7 @@ pub fn mark_slurm_failed(path: &Path, at: SystemTime) -> Result<CacheHeader> {
     };
     let old = parse_header(first).map_err(|why| CacheError::Corrupt(path.to_path_buf(), why))?;
     let mut header = old.clone();
-    header.slurm_failed_at = Some(unix_seconds(at));
+    header.slurm_failed_at = Some(at);
     let mut text = serde_json::to_vec(&header)?;
     text.extend_from_slice(rest);
     atomic_file::replace(path, &text, 0o644)
@@ -405,10 +325,6 @@ fn parse_all(bytes: &[u8]) -> Result<BudgetCache, String> {
     Ok(BudgetCache { header, budgets })
 }
 
-pub fn unix_seconds(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,7 +341,7 @@ mod tests {
     }
 
     fn sample() -> BudgetCache {
-        let mut c = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(1_000));
+        let mut c = BudgetCache::new("123456789012", Timestamp::from_second(1_000));
         c.budgets.insert("P1".into(), spend(100.0, 25.5));
         c.budgets.insert("P10".into(), spend(10.0, 1.0));
         c.budgets.insert("odd \"name\" é/x".into(), spend(5.0, 6.0));
@@ -485,7 +401,7 @@ mod tests {
     fn lookup_in_a_large_cache_finds_every_budget_across_read_boundaries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("budgets.jsonl");
-        let mut c = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(7));
+        let mut c = BudgetCache::new("123456789012", Timestamp::from_second(7));
         for i in 0..3000 {
             c.budgets.insert(format!("P{i}"), spend(100.0 + i as f64, i as f64));
         }
@@ -557,16 +473,10 @@ mod tests {
     #[test]
     fn age_and_use() {
         let c = sample();
-        assert_eq!(
-            c.header.age(UNIX_EPOCH + Duration::from_secs(1_060)),
-            Duration::from_secs(60)
-        );
-        assert_eq!(c.header.age(UNIX_EPOCH), Duration::ZERO);
-        assert_eq!(c.header.ahead(UNIX_EPOCH + Duration::from_secs(1_060)), Duration::ZERO);
-        assert_eq!(
-            c.header.ahead(UNIX_EPOCH + Duration::from_secs(400)),
-            Duration::from_secs(600)
-        );
+        assert_eq!(c.header.age(Timestamp::from_second(1_060)), Duration::from_secs(60));
+        assert_eq!(c.header.age(Timestamp::UNIX_EPOCH), Duration::ZERO);
+        assert_eq!(c.header.ahead(Timestamp::from_second(1_060)), Duration::ZERO);
+        assert_eq!(c.header.ahead(Timestamp::from_second(400)), Duration::from_secs(600));
         let b = &c.budgets["P1"];
         assert_eq!(b.percent_used(), 25.5);
         assert_eq!(b.period_word(), "month");

@@ -2,26 +2,15 @@
 //! the cache alone. The messages are the ones users of the public ParallelCluster scripts
 //! already know.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::cache::{self, CacheError, Lookup};
 use super::reservations::{self, Journal, JournalError, Reservation};
 use super::worst_case::worst_case;
 use crate::config::{BudgetFallback, BudgetSettings, Enforce};
+use crate::model::time::Timestamp;
 use crate::slurm::job_request::JobRequest;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BudgetVerdict {
-    /// Within budget, or (with `on_missing = "allow"`) no budget to check; `tell` is the
-    /// line for the submitter (what the job may cost, what is left) when there is one.
-    Allowed { tell: Option<String> },
-    /// Let through although the cache could not tell (`on_stale = "allow"`); the reason is
-    /// for the administrator's log.
-    AllowedUnchecked(String),
-    /// Refused: `message` for the submitter, `log` for the administrator when there is
-    /// more to say than the message does.
-    Denied { message: String, log: Option<String> },
-}
+use crate::submit::decision::BudgetVerdict;
 
 /// What a submission, or a modification of a job, asks of the budget.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +39,7 @@ impl<'a> Ask<'a> {
 /// A journal that cannot be used (unreadable, distrusted, its lock not had in time) must
 /// not loosen anything: a job refused without reservations stays refused, and one that
 /// would be accepted is decided like a stale cache (`on_stale`), the reason in syslog.
-pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: SystemTime) -> BudgetVerdict {
+pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: Timestamp) -> BudgetVerdict {
     let budget = settings.budget_name(project);
     let found = cache::lookup(&settings.cache_file, &budget);
     let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, 0.0);
@@ -64,7 +53,7 @@ pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: S
         return verdict;
     }
     let since = cached.header.refreshed_at;
-    let at = cache::unix_seconds(now);
+    let at = now;
     let journal = &settings.reservations_file;
     let decided = (|| {
         let deadline = Instant::now() + reservations::LOCK_WAIT;
@@ -105,7 +94,7 @@ pub fn decide(
     found: &Result<Lookup, CacheError>,
     project: &str,
     size: Option<Ask>,
-    now: SystemTime,
+    now: Timestamp,
 ) -> BudgetVerdict {
     decide_reserved(settings, found, project, size, now, 0.0).0
 }
@@ -134,7 +123,7 @@ pub fn decide_reserved(
     found: &Result<Lookup, CacheError>,
     project: &str,
     size: Option<Ask>,
-    now: SystemTime,
+    now: Timestamp,
     reserved: f64,
 ) -> (BudgetVerdict, Option<f64>) {
     let verdict = |v: BudgetVerdict| (v, None);
@@ -260,11 +249,11 @@ fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::cache::{BudgetCache, BudgetSpend};
+    use crate::budget::cache::BudgetCache;
+    use crate::model::budget_spend::BudgetSpend;
     use std::path::PathBuf;
-    use std::time::UNIX_EPOCH;
 
-    const T0: u64 = 1_700_000_000;
+    const T0: i64 = 1_700_000_000;
 
     use crate::slurm::job_request::TimeLimit;
 
@@ -276,8 +265,8 @@ mod tests {
         }
     }
 
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(secs)
     }
 
     /// The cache holding `spent`, as `check` would find `project`'s budget in it.
@@ -299,7 +288,7 @@ mod tests {
         c
     }
 
-    fn decide(s: &BudgetSettings, c: &BudgetCache, project: &str, now: SystemTime) -> BudgetVerdict {
+    fn decide(s: &BudgetSettings, c: &BudgetCache, project: &str, now: Timestamp) -> BudgetVerdict {
         let found = Lookup {
             header: c.header.clone(),
             budget: c.budgets.get(&s.budget_name(project)).cloned(),
@@ -685,9 +674,9 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let now = SystemTime::now();
+        let now = Timestamp::now();
         let mut c = committed_cache();
-        c.header.refreshed_at = cache::unix_seconds(now);
+        c.header.refreshed_at = now;
         let s = BudgetSettings {
             cache_file: dir.path().join("budgets.jsonl"),
             reservations_file: dir.path().join("reservations.jsonl"),

@@ -46,6 +46,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::cache;
+use crate::model::time::{seconds, Timestamp};
 use crate::state::atomic_file;
 
 /// How long a check waits for the lock (a compaction holds it for milliseconds; the
@@ -55,8 +56,8 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(2);
 /// One accepted submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reservation {
-    /// When it was accepted, seconds since the epoch.
-    pub at: u64,
+    /// When it was accepted (seconds since the epoch in the journal).
+    pub at: Timestamp,
     /// The budget it is charged to (the project's budget name).
     pub budget: String,
     /// Its worst case, in the budget's unit.
@@ -66,10 +67,10 @@ pub struct Reservation {
 impl Reservation {
     /// Whether it counts against a cache refreshed at `since`, at `now` (seconds), with
     /// the cache's `max_age` (see the module notes for the bound).
-    pub fn counts(&self, since: u64, now: u64, max_age: Duration) -> bool {
+    pub fn counts(&self, since: Timestamp, now: Timestamp, max_age: Duration) -> bool {
         self.at >= since
-            && self.at.saturating_add(max_age.as_secs()) >= now
-            && self.at <= now.saturating_add(cache::FUTURE_SKEW.as_secs())
+            && self.at + seconds(max_age) >= now
+            && self.at <= now + seconds(cache::FUTURE_SKEW)
             && self.cost.is_finite()
             && self.cost >= 0.0
     }
@@ -182,8 +183,8 @@ impl Journal {
     pub fn reserved(
         &mut self,
         budget: &str,
-        since: u64,
-        now: u64,
+        since: Timestamp,
+        now: Timestamp,
         max_age: Duration,
     ) -> Result<Reserved, JournalError> {
         let mut needle = b",\"budget\":".to_vec();
@@ -208,8 +209,8 @@ impl Journal {
     /// list`), and the bad lines.
     pub fn totals(
         &mut self,
-        since: u64,
-        now: u64,
+        since: Timestamp,
+        now: Timestamp,
         max_age: Duration,
     ) -> Result<(std::collections::BTreeMap<String, f64>, usize), JournalError> {
         let mut totals = std::collections::BTreeMap::new();
@@ -372,7 +373,7 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    const T0: u64 = 1_700_000_000;
+    const T0: Timestamp = Timestamp::constant(1_700_000_000);
     const HOUR: Duration = Duration::from_secs(3600);
 
     fn soon() -> Instant {
@@ -383,7 +384,7 @@ mod tests {
         Journal::open(path, true, soon()).unwrap().unwrap()
     }
 
-    fn r(at: u64, budget: &str, cost: f64) -> Reservation {
+    fn r(at: Timestamp, budget: &str, cost: f64) -> Reservation {
         Reservation {
             at,
             budget: budget.into(),
@@ -436,17 +437,18 @@ mod tests {
     fn torn_and_garbled_lines_are_skipped_and_counted() {
         let dir = private_dir();
         let path = dir.path().join("reservations.jsonl");
+        let t0 = T0.as_second();
         std::fs::write(
             &path,
             format!(
-                "{{\"at\":{T0},\"budget\":\"P\",\"cost\":1.0}}\n\
+                "{{\"at\":{t0},\"budget\":\"P\",\"cost\":1.0}}\n\
                  garbage \u{0} here\n\
                  \n\
-                 {{\"at\":{T0},\"budget\":\"P\",\"cost\":\"lots\"}}\n\
-                 {{\"at\":{T0},\"budget\":\"P\",\"cost\":-5.0}}\n\
-                 {{\"at\":{T0},\"budget\":\"P\",\"cost\":1e999}}\n\
-                 {{\"at\":{T0},\"budget\":\"Q\",\"cost\":3.0}}\n\
-                 {{\"at\":{T0},\"budget\":\"P\",\"co"
+                 {{\"at\":{t0},\"budget\":\"P\",\"cost\":\"lots\"}}\n\
+                 {{\"at\":{t0},\"budget\":\"P\",\"cost\":-5.0}}\n\
+                 {{\"at\":{t0},\"budget\":\"P\",\"cost\":1e999}}\n\
+                 {{\"at\":{t0},\"budget\":\"Q\",\"cost\":3.0}}\n\
+                 {{\"at\":{t0},\"budget\":\"P\",\"co"
             ),
         )
         .unwrap();
@@ -603,7 +605,7 @@ mod tests {
         assert_eq!(after.mode() & 0o7777, 0o640);
         assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
         let mut j = open(&path);
-        let got = j.reserved("P", 0, T0 + 30, HOUR).unwrap();
+        let got = j.reserved("P", Timestamp::UNIX_EPOCH, T0 + 30, HOUR).unwrap();
         assert_eq!((got.cost, got.count), (2.0, 2));
         // Nothing more to drop: the file is not rewritten.
         assert_eq!(j.compact(|r| r.at >= T0).unwrap().dropped, 0);

@@ -18,8 +18,8 @@ use anyhow::Result;
 
 use super::cache::PartitionCost;
 use super::worst_case::worst_case;
+use crate::model::time::Timestamp;
 use crate::report::aggregate::Diagnostics;
-use crate::report::calendar::Timestamp;
 use crate::report::job_ids::JobIds;
 use crate::report::pricing::Pricer;
 use crate::report::{records, sacct, Prices};
@@ -95,7 +95,7 @@ pub fn from_records(
             spend.running_jobs += 1;
             match record.time_limit {
                 Some(minutes) => {
-                    let limit_end = start + minutes as Timestamp * 60;
+                    let limit_end = start + i64::try_from(minutes).unwrap_or(i64::MAX).saturating_mul(60);
                     if limit_end > now {
                         spend.committed += rate.cost(now, limit_end);
                     }
@@ -148,7 +148,7 @@ pub fn pending_cost(
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::report::calendar::parse;
+    use crate::model::time::parse;
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0

@@ -70,7 +70,7 @@ pub fn worst_case(
             // The user typed it: printed escaped and cut, never raw into syslog.
             return Err(format!(
                 "partition {} has no known price",
-                crate::submit::project_name::printable(&request.partitions.join(","))
+                crate::model::project_name::printable(&request.partitions.join(","))
             ));
         }
         known

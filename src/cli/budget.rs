@@ -3,7 +3,6 @@
 //! arguments, the printing and the exit codes.
 
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use anyhow::Result;
 use aws_sdk_budgets::types::TimeUnit;
@@ -11,6 +10,7 @@ use aws_sdk_budgets::types::TimeUnit;
 use crate::budget::admin::{self, BudgetRequest, Refreshed};
 use crate::config::Settings;
 use crate::log;
+use crate::model::time::Timestamp;
 use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -71,7 +71,7 @@ pub struct ListArgs {
 pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
     log::init("cost-tags");
     match &args.command {
-        BudgetCommand::Refresh => Ok(match admin::refresh(settings, SystemTime::now())? {
+        BudgetCommand::Refresh => Ok(match admin::refresh(settings, Timestamp::now())? {
             Refreshed::Written => ExitCode::SUCCESS,
             Refreshed::KeptOld | Refreshed::SlurmUnread => ExitCode::from(1),
         }),
@@ -111,7 +111,7 @@ fn create(settings: &Settings, args: &CreateArgs) -> Result<ExitCode> {
 
 fn list(settings: &Settings, args: &ListArgs) -> Result<ExitCode> {
     let b = &settings.budget;
-    let list = admin::list(settings, args.cached, SystemTime::now())?;
+    let list = admin::list(settings, args.cached, Timestamp::now())?;
     for why in &list.skipped {
         eprintln!("cost-tags: budget skipped: {why}");
     }

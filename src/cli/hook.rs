@@ -8,9 +8,9 @@ use clap::Parser;
 
 use crate::config::{Settings, TaggingMode};
 use crate::log;
+use crate::model::job::Job;
 use crate::node::env_file;
 use crate::node::hook::{self, Done, Hook};
-use crate::node::job::Job;
 
 #[derive(Parser)]
 #[command(

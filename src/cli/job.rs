@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Settings;
-use crate::report::calendar::{Short, Timestamp};
+use crate::model::time::{Short, Timestamp};
 use crate::report::job::{self, JobCost};
 use crate::report::job_instances::{job_instances, JobInstances};
 use crate::report::text_table::Columns;
-use crate::report::{unix_now, with_prices};
+use crate::report::with_prices;
 use crate::slurm::fields;
 
 fn parse_job_id(s: &str) -> Result<String, String> {
@@ -56,7 +56,7 @@ pub struct JobArgs {
 
 /// Reads and prices the job, prints it; exit 1 when sacct shows no such job.
 pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
-    let now = unix_now();
+    let now = Timestamp::now();
     let prices = with_prices(settings, now)?;
     let job = match &args.sacct_file {
         Some(path) => {
@@ -275,7 +275,7 @@ pub fn table(job: &JobCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ProjectSource;
+    use crate::model::job::ProjectSource;
     use crate::report::sacct::{self, Layout};
     use clap::Args;
 
@@ -309,7 +309,7 @@ mod tests {
             node_list: "n[1-2]".into(),
             cpus: 8,
             gpus: 0,
-            start: Some(0),
+            start: Some(Timestamp::UNIX_EPOCH),
             end: None,
             time_limit_minutes: Some(60),
             seconds: 5400,
@@ -319,7 +319,7 @@ mod tests {
         let job = JobCost {
             job_id: "7".into(),
             currency: "USD".into(),
-            now: 5400,
+            now: Timestamp::from_second(5400),
             runs: vec![run],
             price_sources: [(
                 "c5.xlarge".to_string(),

@@ -12,12 +12,12 @@ use anyhow::Context;
 use crate::budget::cache::{BudgetCache, CacheError};
 use crate::config::Settings;
 use crate::metrics::{self, Figures};
-use crate::report::calendar::{self, Timestamp};
-use crate::report::{build_confirmed, run_sacct, sacct, unix_now, with_prices};
+use crate::model::time::{self, Timestamp};
+use crate::report::{build_confirmed, run_sacct, sacct, with_prices};
 use crate::state::atomic_file;
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, _)| t)
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }
@@ -49,7 +49,7 @@ pub struct MetricsArgs {
 /// figures out (said on stderr); an unreadable one is an error, as is sacct failing:
 /// the old file then stays, and its age shows in the cache-age metric's staleness.
 pub fn run(settings: &Settings, args: &MetricsArgs) -> anyhow::Result<ExitCode> {
-    let now = args.now.unwrap_or_else(unix_now);
+    let now = args.now.unwrap_or_else(Timestamp::now);
     let budgets = match BudgetCache::read(&settings.budget.cache_file) {
         Ok(cache) => Some(cache),
         Err(e @ CacheError::Missing(_)) => {

@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use crate::config::Settings;
 use crate::log;
+use crate::model::time::Timestamp;
 use crate::prices::refresh::{self, RefreshOptions};
-use crate::report::unix_now;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct PricesArgs {
@@ -42,7 +42,7 @@ pub fn run(settings: &Settings, args: &PricesArgs) -> Result<ExitCode> {
         instance_types: r.instance_types.clone(),
         spot_days: r.spot_days,
     };
-    match refresh::refresh(settings, &options, unix_now()) {
+    match refresh::refresh(settings, &options, Timestamp::now()) {
         Ok(done) => {
             for note in &done.notes {
                 log::warn(note);

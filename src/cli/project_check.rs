@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::SystemTime;
 
 use clap::Parser;
 
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         (None, _) => None,
     };
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
-        gate::check(&settings.budget, project, ask, SystemTime::now())
+        gate::check(&settings.budget, project, ask, crate::model::time::Timestamp::now())
     });
     // For syslog only: on a refusal, stderr is the user's message.
     if let Some(note) = decided.log {
@@ -229,10 +228,10 @@ struct GivenFields {
 
 /// The project a job has now (`--was`), when it is a valid name: a modification that
 /// leaves it alone is priced against it.
-fn current_project(args: &Args, source: crate::config::ProjectSource) -> Option<String> {
+fn current_project(args: &Args, source: crate::model::job::ProjectSource) -> Option<String> {
     let text = |field: &str| args.size.was(field).and_then(|v| v.to_str());
     let project = source.pick(text("comment"), text("account"), text("wckey"))?;
-    crate::submit::project_name::validate(project).ok()?;
+    crate::model::project_name::validate(project).ok()?;
     Some(project.to_string())
 }
 

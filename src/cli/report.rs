@@ -10,13 +10,12 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Settings;
+use crate::model::time::{self, Short, Timestamp};
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::billed::{self, Metric, Overhead};
-use crate::report::calendar::{self, Every, Short, Timestamp};
 use crate::report::filter::Filters;
-use crate::report::{
-    build_confirmed, chart, html, output, run_sacct, sacct, unix_now, with_prices, Dimension, Options,
-};
+use crate::report::period::Every;
+use crate::report::{build_confirmed, chart, html, output, run_sacct, sacct, with_prices, Dimension, Options};
 use crate::slurm::account_tree::AccountTree;
 
 mod jobs;
@@ -35,14 +34,14 @@ pub enum Format {
 }
 
 fn parse_since(s: &str) -> Result<Timestamp, String> {
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, _)| t)
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }
 
 fn parse_until(s: &str) -> Result<Timestamp, String> {
     // A bare date means "up to the end of that day": --until 2024-03-31 includes the 31st.
-    calendar::parse(s)
+    time::parse(s)
         .map(|(t, timed)| if timed { t } else { t + 86_400 })
         .ok_or_else(|| format!("{s:?} is not YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]"))
 }
@@ -159,7 +158,7 @@ pub const OWN_JOBS: &str = "report of your own jobs (ordinary users see only the
 /// past now (nothing has been spent there yet).
 pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
     let now = args.now.unwrap_or(clock);
-    let since = args.since.unwrap_or_else(|| calendar::month_start(now));
+    let since = args.since.unwrap_or_else(|| time::month_start(now));
     let until = args.until.unwrap_or(now).min(now);
     if since >= until {
         bail!(
@@ -246,7 +245,7 @@ fn filters(args: &ReportArgs) -> anyhow::Result<Filters> {
 /// report on stdout and writes the chart. Errors mean no report (exit 2 in the binary);
 /// so does exit 1, when Cost Explorer cannot be read or its answer used for `--billed`.
 pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
-    let mut options = options(args, unix_now())?;
+    let mut options = options(args, Timestamp::now())?;
     if options.by.contains(&Dimension::ParentAccount) {
         // The tree is the cluster's even for a saved sacct file, unless saved too.
         options.account_tree = Some(match &args.account_tree {
@@ -254,7 +253,7 @@ pub fn run(settings: &Settings, args: &ReportArgs) -> anyhow::Result<ExitCode> {
             None => AccountTree::from_sacctmgr()?,
         });
     }
-    let prices = with_prices(settings, unix_now())?;
+    let prices = with_prices(settings, Timestamp::now())?;
     if options.per_job() {
         return jobs::run(&prices, &options, args);
     }
@@ -372,16 +371,16 @@ mod tests {
             account_tree: None,
             cfnconfig: PathBuf::new(),
         };
-        let (now, _) = calendar::parse("2024-03-15T08:30:00").unwrap();
+        let (now, _) = time::parse("2024-03-15T08:30:00").unwrap();
         let o = options(&args, now).unwrap();
-        assert_eq!((o.since, o.until), (calendar::parse("2024-03-01").unwrap().0, now));
+        assert_eq!((o.since, o.until), (time::parse("2024-03-01").unwrap().0, now));
         // --until in the future stops at now; nothing to report on the 1st at midnight.
         let future = ReportArgs {
             until: Some(now + 86_400),
             ..args.clone()
         };
         assert_eq!(options(&future, now).unwrap().until, now);
-        let (first, _) = calendar::parse("2024-03-01").unwrap();
+        let (first, _) = time::parse("2024-03-01").unwrap();
         assert!(options(&args, first).is_err());
     }
 }

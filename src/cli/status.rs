@@ -170,7 +170,7 @@ fn table(s: &Status) -> String {
     }
     match (&s.owed, &s.last_failure) {
         (false, _) => out += "owed      no\n",
-        (true, Some(f)) => out += &format!("owed      yes, since {} (unix): {}\n", f.at_unix, f.reason),
+        (true, Some(f)) => out += &format!("owed      yes, since {} (unix): {}\n", f.at_unix.as_second(), f.reason),
         (true, None) => out += "owed      yes\n",
     }
     let keys: std::collections::BTreeSet<&String> = s.desired.keys().chain(s.actual.keys()).collect();
@@ -199,8 +199,8 @@ fn table(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tag_set::TagMap;
     use crate::node::status::difference;
-    use crate::node::tags::TagMap;
 
     fn map(pairs: &[(&str, &str)]) -> TagMap {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -546,8 +546,8 @@ pub fn reconcile_cluster(
 mod tests {
     use super::*;
     use crate::cluster::slurm_view::{JobIds, SlurmView};
-    use crate::node::job::Job;
-    use crate::node::tags::TagMap;
+    use crate::model::job::Job;
+    use crate::model::tag_set::TagMap;
     use crate::slurm::scontrol::SlurmNode;
 
     const P: &str = "aws-parallelcluster-project";
@@ -854,7 +854,7 @@ mod tests {
         assert!(summary
             .to_string()
             .contains("; timeline: 2 intervals (2 opened, 0 extended)"));
-        let t = timeline::Timeline::read(&path).unwrap().unwrap();
+        let t = crate::model::instance_timeline::Timeline::read(&path).unwrap().unwrap();
         let got: Vec<(&str, &str, &str, &str, &str)> = t
             .intervals
             .iter()

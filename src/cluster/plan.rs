@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 use crate::aws::ec2::ClusterInstance;
 use crate::cluster::slurm_view::SlurmView;
 use crate::config::TagSettings;
-use crate::node::tags::{desired_tags, managed_keys, TagMap};
+use crate::model::tag_set::TagMap;
+use crate::node::tags::{desired_tags, managed_keys};
 use crate::slurm::scontrol::SlurmNode;
 
 /// EC2's limit on the resources of one CreateTags or DeleteTags.
@@ -233,7 +234,7 @@ fn same_instances_together(creates: impl Iterator<Item = (TagMap, Vec<String>)>)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::job::Job;
+    use crate::model::job::Job;
 
     const P: &str = "aws-parallelcluster-project";
     const U: &str = "aws-parallelcluster-username";

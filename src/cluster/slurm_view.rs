@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::config::ProjectSource;
-use crate::node::job::Job;
+use crate::model::job::Job;
+use crate::model::job::ProjectSource;
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::{parse_scontrol_nodes, SlurmNode};
 use crate::slurm::squeue::{node_jobs_format, parse_job_nodes, parse_node_jobs, JOB_NODES_FORMAT, NODE_STATES};

@@ -84,7 +84,7 @@ impl ClusterStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::job::Job;
+    use crate::model::job::Job;
     use crate::slurm::scontrol::SlurmNode;
 
     fn instance(id: &str, ip: &str, tags: &[(&str, &str)]) -> ClusterInstance {

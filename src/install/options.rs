@@ -4,7 +4,9 @@
 
 use anyhow::{bail, Result};
 
-use crate::config::{ProjectSource, TaggingMode};
+use crate::config::TaggingMode;
+
+use crate::model::job::ProjectSource;
 use crate::parallelcluster::cfnconfig::NodeRole;
 
 /// Whether to run `scontrol reconfigure` after changing Slurm's settings.

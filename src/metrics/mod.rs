@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 
 use crate::budget::cache::BudgetCache;
 use crate::config::BudgetSettings;
-use crate::report::calendar::{self, Timestamp};
+use crate::model::time::{self, Timestamp};
 use crate::report::{sacct, Dimension, Options, Report};
 
 /// What the metrics are made of.
@@ -36,7 +36,7 @@ pub struct Figures<'a> {
 /// for everyone's jobs when root runs it.
 pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
     Options {
-        since: calendar::month_start(now),
+        since: time::month_start(now),
         until: now,
         now,
         by: vec![Dimension::User],
@@ -118,14 +118,14 @@ impl<'o> Family<'o> {
 /// `name_template` are not a project's and are left out.
 pub fn text(f: &Figures<'_>) -> String {
     let mut out = String::new();
-    let projects: Vec<(&str, &crate::budget::cache::BudgetSpend)> = f
+    let projects: Vec<(&str, &crate::model::budget_spend::BudgetSpend)> = f
         .budgets
         .iter()
         .flat_map(|c| c.budgets.iter())
         .filter_map(|(name, spend)| Some((f.budget_settings.project_of(name)?, spend)))
         .collect();
     if let Some(cache) = f.budgets {
-        let age = (f.now - cache.header.refreshed_at as Timestamp).max(0);
+        let age = (f.now - cache.header.refreshed_at).max(0);
         Family::new(
             &mut out,
             "cost_tags_budget_cache_age_seconds",
@@ -189,7 +189,7 @@ pub fn text(f: &Figures<'_>) -> String {
         "cost_tags_user_spend",
         &format!(
             "Spend of the user's jobs since the start of this month (UTC, {}), priced like cost-tags report from sacct.",
-            calendar::Plain(f.users_since)
+            time::Plain(f.users_since)
         ),
         None,
     );
@@ -203,13 +203,12 @@ pub fn text(f: &Figures<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::cache::BudgetSpend;
-    use std::time::{Duration, UNIX_EPOCH};
+    use crate::model::budget_spend::BudgetSpend;
 
     #[test]
     fn the_exposition_is_the_hand_computed_figures() {
-        let now = calendar::parse("2024-03-15T12:00").unwrap().0;
-        let refreshed = UNIX_EPOCH + Duration::from_secs(now as u64 - 300);
+        let now = time::parse("2024-03-15T12:00").unwrap().0;
+        let refreshed = now - 300;
         let mut cache = BudgetCache::new("123456789012", refreshed);
         let spend = |limit, actual, accrued, committed, running| BudgetSpend {
             limit,
@@ -243,7 +242,7 @@ mod tests {
             budget_settings: &settings,
             users: &users,
             currency: "USD",
-            users_since: calendar::month_start(now),
+            users_since: time::month_start(now),
             now,
         });
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
@@ -275,13 +274,13 @@ mod tests {
         assert_eq!(text.matches("# TYPE ").count(), 7, "{text}");
         assert_eq!(escape("a\nb"), "a\\nb");
         // A refresh that could not read Slurm kept the cache and marked it.
-        cache.header.slurm_failed_at = Some(now as u64);
+        cache.header.slurm_failed_at = Some(now);
         let marked = super::text(&Figures {
             budgets: Some(&cache),
             budget_settings: &settings,
             users: &users,
             currency: "USD",
-            users_since: 0,
+            users_since: Timestamp::UNIX_EPOCH,
             now,
         });
         assert!(marked.contains("\ncost_tags_budget_slurm_read_ok 0\n"), "{marked}");
@@ -296,8 +295,8 @@ mod tests {
             budget_settings: &settings,
             users: &users,
             currency: "EUR",
-            users_since: 0,
-            now: 0,
+            users_since: Timestamp::UNIX_EPOCH,
+            now: Timestamp::UNIX_EPOCH,
         });
         assert!(!text.contains("cache_age") && !text.contains("slurm_read_ok"), "{text}");
         assert!(text.lines().all(|l| l.starts_with('#')), "{text}");

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::config::{Settings, TaggingMode};
+use crate::model::job::Job;
+use crate::model::tag_set::{TagChange, TagMap};
 use crate::node::instance::InstanceSession;
-use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
-use crate::node::tags::{desired_tags, TagChange, TagMap};
+use crate::node::tags::{desired_tags, managed_keys};
 
 /// Which end of the job this run is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +89,7 @@ pub fn apply_owed(
     if !state.needs_apply(&desired) {
         return Ok(Done::UpToDate);
     }
-    let change = TagChange::new(&desired, &settings.tags);
+    let change = TagChange::new(&desired, &managed_keys(&settings.tags));
     instance.apply(&change, deadline)?;
     ledger.update(deadline, |s| {
         s.applied = desired.clone();

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::aws::imds::{self, InstanceIdentity};
 use crate::aws::{ec2::Ec2Tags, sdk};
 use crate::config::Settings;
-use crate::node::tags::{TagChange, TagMap};
+use crate::model::tag_set::{TagChange, TagMap};
 
 /// The instance's identity and the EC2 client for its region.
 type Connection = (InstanceIdentity, Ec2Tags);

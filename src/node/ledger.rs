@@ -14,14 +14,15 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-use crate::node::job::Job;
-use crate::node::tags::TagMap;
+use crate::model::job::Job;
+use crate::model::tag_set::TagMap;
+use crate::model::time::Timestamp;
 use crate::state::atomic_file;
 use crate::state::trusted_dir;
 
@@ -42,16 +43,16 @@ pub struct LedgerState {
 /// A failed attempt to bring the tags in line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
-    pub at_unix: u64,
+    /// When (seconds since the epoch in the ledger file).
+    pub at_unix: Timestamp,
     pub job_id: String,
     pub reason: String,
 }
 
 impl Failure {
     pub fn now(job_id: &str, reason: impl Into<String>) -> Failure {
-        let at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Failure {
-            at_unix,
+            at_unix: Timestamp::now(),
             job_id: job_id.to_string(),
             reason: reason.into(),
         }

@@ -24,9 +24,9 @@ use anyhow::{Context, Result};
 
 use crate::config::{Settings, TaggingMode};
 use crate::log;
+use crate::model::job::Job;
 use crate::node::hook::{self, Done};
 use crate::node::instance::InstanceSession;
-use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger, LedgerState};
 use crate::node::status::{difference, TagDifference};
 use crate::node::tags::{desired_tags, managed_keys};

@@ -14,10 +14,11 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::model::job::Job;
+use crate::model::tag_set::TagMap;
 use crate::node::instance::InstanceSession;
-use crate::node::job::Job;
 use crate::node::ledger::{Failure, Ledger};
-use crate::node::tags::{desired_tags, managed_keys, TagMap};
+use crate::node::tags::{desired_tags, managed_keys};
 
 /// A managed key whose value on the instance is not the ledger's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -3,47 +3,14 @@
 //! really run. Values of several jobs are sorted, de-duplicated and joined; every value is
 //! made valid for EC2 whatever the job's user wrote.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use crate::config::TagSettings;
-use crate::node::job::Job;
+use crate::model::job::Job;
+use crate::model::tag_set::{is_tag_char, TagMap, MAX_VALUE_LEN};
 
-/// Tag key -> value.
-pub type TagMap = BTreeMap<String, String>;
-
-/// EC2's limit on a tag value.
-pub const MAX_VALUE_LEN: usize = 256;
-/// EC2's limit on a tag key.
-pub const MAX_KEY_LEN: usize = 127;
 /// One job's value is cut to this, so that one item and a `+N more` marker always fit.
 const MAX_ITEM_LEN: usize = 200;
-
-/// Characters EC2 accepts in tag keys and values everywhere (also in services that are
-/// stricter than EC2 itself): ASCII letters, digits, space and `+ - = . _ : / @`.
-pub fn is_tag_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || " +-=._:/@".contains(c)
-}
-
-/// Whether `s` uses only tag-safe characters.
-pub fn is_value_text(s: &str) -> bool {
-    s.chars().all(is_tag_char)
-}
-
-/// Checks a configured tag key against EC2's rules.
-pub fn validate_key(key: &str) -> Result<(), String> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(format!("tag key {key:?} is longer than {MAX_KEY_LEN} characters"));
-    }
-    if key.to_ascii_lowercase().starts_with("aws:") {
-        return Err(format!("tag key {key:?} starts with `aws:`, which AWS reserves"));
-    }
-    if key.trim() != key || !is_value_text(key) {
-        return Err(format!(
-            "tag key {key:?} must use only letters, digits, inner spaces and + - = . _ : / @"
-        ));
-    }
-    Ok(())
-}
 
 /// One job's value made tag-safe: other characters become `_`, surrounding spaces go,
 /// and it is cut to a length that leaves room for the `+N more` marker.
@@ -80,26 +47,6 @@ pub fn desired_tags(jobs: &[Job], settings: &TagSettings) -> TagMap {
 /// Every key cost-tags manages, whether or not it currently has a value.
 pub fn managed_keys(settings: &TagSettings) -> Vec<String> {
     settings.named_keys().map(|(_, key)| key.to_string()).collect()
-}
-
-/// The EC2 calls that turn whatever the instance has into `desired`: one CreateTags with
-/// every desired key, and a DeleteTags (by key only) for managed keys with no value.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TagChange {
-    pub create: TagMap,
-    pub delete: Vec<String>,
-}
-
-impl TagChange {
-    pub fn new(desired: &TagMap, settings: &TagSettings) -> TagChange {
-        TagChange {
-            create: desired.clone(),
-            delete: managed_keys(settings)
-                .into_iter()
-                .filter(|k| !desired.contains_key(k))
-                .collect(),
-        }
-    }
 }
 
 /// Joins `items` with `sep`; when the result would pass EC2's 256-character limit, the
@@ -149,6 +96,7 @@ impl PartialOrd for SortKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::tag_set::{is_value_text, TagChange};
 
     fn job(id: &str, user: &str, project: &str) -> Job {
         Job {
@@ -252,20 +200,11 @@ mod tests {
             ..defaults()
         };
         let desired = desired_tags(&[job("1", "u", "P")], &settings);
-        let change = TagChange::new(&desired, &settings);
+        let change = TagChange::new(&desired, &managed_keys(&settings));
         assert_eq!(change.create, desired);
         assert_eq!(change.delete, vec!["acct".to_string()]);
-        let empty = TagChange::new(&TagMap::new(), &settings);
+        let empty = TagChange::new(&TagMap::new(), &managed_keys(&settings));
         assert!(empty.create.is_empty());
         assert_eq!(empty.delete.len(), 4);
-    }
-
-    #[test]
-    fn keys_are_validated() {
-        assert!(validate_key("aws-parallelcluster-project").is_ok());
-        assert!(validate_key("AWS:x").is_err());
-        assert!(validate_key(&"k".repeat(128)).is_err());
-        assert!(validate_key("a;b").is_err());
-        assert!(validate_key(" lead").is_err());
     }
 }

@@ -25,14 +25,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::report::calendar::Timestamp;
+use crate::model::time::Timestamp;
 use crate::state::atomic_file;
 
 /// The file format; a reader refuses any other.
 pub const FORMAT: &str = "cost-tags-prices/1";
-
-/// Where the cache is unless `[pricing] cache_file` says otherwise.
-pub const DEFAULT_PATH: &str = "/var/spool/cost-tags/prices.json";
 
 /// An instance type as EC2 and the Price List describe it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,30 +212,39 @@ mod tests {
 
     const H: i64 = 3600;
 
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds)
+    }
+
+    /// A series from (seconds, price) points.
+    fn series(points: &[(i64, f64)]) -> SpotSeries {
+        points.iter().map(|&(t, p)| (at(t), p)).collect()
+    }
+
     #[test]
     fn cost_follows_each_price_for_the_time_it_was_in_force() {
         // 0.10/h from 0, 0.20/h from 2 h, 0.05/h from 5 h.
-        let s = vec![(0, 0.10), (2 * H, 0.20), (5 * H, 0.05)];
+        let s = series(&[(0, 0.10), (2 * H, 0.20), (5 * H, 0.05)]);
         // 1 h to 6 h: 1 h x 0.10 + 3 h x 0.20 + 1 h x 0.05 = 0.75
-        assert!((cost_over(&s, H, 6 * H) - 0.75).abs() < 1e-12);
+        assert!((cost_over(&s, at(H), at(6 * H)) - 0.75).abs() < 1e-12);
         // Before the first change: the first price (30 min x 0.10).
-        assert!((cost_over(&s, -H / 2, 0) - 0.05).abs() < 1e-12);
-        assert_eq!(cost_over(&s, 3 * H, 3 * H), 0.0);
-        assert_eq!(price_at(&s, 2 * H), 0.20);
-        assert_eq!(price_at(&s, 2 * H - 1), 0.10);
+        assert!((cost_over(&s, at(-H / 2), at(0)) - 0.05).abs() < 1e-12);
+        assert_eq!(cost_over(&s, at(3 * H), at(3 * H)), 0.0);
+        assert_eq!(price_at(&s, at(2 * H)), 0.20);
+        assert_eq!(price_at(&s, at(2 * H - 1)), 0.10);
     }
 
     #[test]
     fn averages_and_zones() {
-        let a = vec![(0, 0.10), (2 * H, 0.30)];
-        let b = vec![(H, 0.20)];
+        let a = series(&[(0, 0.10), (2 * H, 0.30)]);
+        let b = series(&[(H, 0.20)]);
         // At 0: a 0.10, b (not started) 0.20 -> 0.15; at 1 h: 0.15; at 2 h: 0.25.
-        let avg: Vec<(i64, f64)> = average(&[&a, &b])
+        let avg: SpotSeries = average(&[&a, &b])
             .into_iter()
             .map(|(t, p)| (t, (p * 1e9).round() / 1e9))
             .collect();
-        assert_eq!(avg, vec![(0, 0.15), (H, 0.15), (2 * H, 0.25)]);
-        let mut cache = PriceCache::new("eu-west-1", 0);
+        assert_eq!(avg, series(&[(0, 0.15), (H, 0.15), (2 * H, 0.25)]));
+        let mut cache = PriceCache::new("eu-west-1", at(0));
         cache.spot.insert(
             "c5.xlarge".into(),
             [("eu-west-1a".to_string(), a.clone()), ("eu-west-1b".to_string(), b)].into(),
@@ -262,11 +268,11 @@ mod tests {
 
     #[test]
     fn merged_history_keeps_old_points_before_the_fetch() {
-        let old = vec![(0, 0.1), (10, 0.2), (20, 0.3)];
-        let new = vec![(15, 0.25), (30, 0.4)];
+        let old = series(&[(0, 0.1), (10, 0.2), (20, 0.3)]);
+        let new = series(&[(15, 0.25), (30, 0.4)]);
         assert_eq!(
-            merge_history(&old, 15, &new),
-            vec![(0, 0.1), (10, 0.2), (15, 0.25), (30, 0.4)]
+            merge_history(&old, at(15), &new),
+            series(&[(0, 0.1), (10, 0.2), (15, 0.25), (30, 0.4)])
         );
     }
 
@@ -274,7 +280,7 @@ mod tests {
     fn round_trip_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/prices.json");
-        let mut cache = PriceCache::new("us-east-1", 1_764_460_800);
+        let mut cache = PriceCache::new("us-east-1", at(1_764_460_800));
         cache.instance_types.insert(
             "c5.xlarge".into(),
             InstanceType {
@@ -284,9 +290,10 @@ mod tests {
                 on_demand: Some(0.17),
             },
         );
-        cache
-            .spot
-            .insert("c5.xlarge".into(), [("us-east-1a".to_string(), vec![(0, 0.07)])].into());
+        cache.spot.insert(
+            "c5.xlarge".into(),
+            [("us-east-1a".to_string(), series(&[(0, 0.07)]))].into(),
+        );
         cache.write(&path).unwrap();
         assert_eq!(PriceCache::read(&path).unwrap(), cache);
         use std::os::unix::fs::PermissionsExt;
@@ -297,7 +304,7 @@ mod tests {
         assert!(e.contains("prices.json"), "{e}");
         let mut bad = cache.clone();
         bad.spot
-            .insert("x".into(), [("z".to_string(), vec![(5, 0.1), (5, 0.2)])].into());
+            .insert("x".into(), [("z".to_string(), series(&[(5, 0.1), (5, 0.2)]))].into());
         assert!(bad.write(&path).is_err());
     }
 }

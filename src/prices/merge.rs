@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::cache::PriceCache;
 use crate::config::{InstancePricing, PricingSettings};
-use crate::report::calendar::Timestamp;
+use crate::model::time::Timestamp;
 
 /// Where an instance type's prices came from, for the report's notes and its JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -90,7 +90,7 @@ mod tests {
                 gpus: 0,
             },
         );
-        let mut cache = PriceCache::new("us-east-1", 1000);
+        let mut cache = PriceCache::new("us-east-1", crate::model::time::Timestamp::from_second(1000));
         let shape = |on_demand| InstanceType {
             vcpus: 4,
             cores: 2,
@@ -100,7 +100,7 @@ mod tests {
         cache.instance_types.insert("c5.xlarge".into(), shape(Some(0.17)));
         cache.instance_types.insert("g4dn.xlarge".into(), shape(Some(0.526)));
         cache.instance_types.insert("u-6tb1.metal".into(), shape(None));
-        let (merged, sources) = with_cache(&pricing, Some(&cache), 4600);
+        let (merged, sources) = with_cache(&pricing, Some(&cache), crate::model::time::Timestamp::from_second(4600));
         assert_eq!(merged.instances["c5.xlarge"].on_demand, 0.2);
         assert_eq!(merged.instances["g4dn.xlarge"].on_demand, 0.526);
         assert_eq!(

@@ -21,8 +21,8 @@ use crate::aws::imds;
 use crate::aws::price_list::PriceListApi;
 use crate::aws::sdk::Runtime;
 use crate::config::Settings;
+use crate::model::time::Timestamp;
 use crate::parallelcluster::fleet_config;
-use crate::report::calendar::Timestamp;
 
 /// How long each AWS call may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -93,7 +93,7 @@ pub fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) ->
         .cache_file
         .clone()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| PathBuf::from(cache::DEFAULT_PATH));
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_PRICE_CACHE));
     let (types, queues) = wanted(settings, options)?;
     anyhow::ensure!(
         !types.is_empty(),

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::calendar::{Every, Timestamp};
+use crate::model::time::Timestamp;
+
 use super::pricing::Rate;
+use crate::report::period::Every;
 
 /// What a group spent in a period (or in the whole window).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
@@ -275,7 +277,7 @@ impl Diagnostics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::calendar::parse;
+    use crate::model::time::parse;
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0

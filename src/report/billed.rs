@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use super::calendar::{self, Every, Timestamp};
 use super::Options;
 use crate::aws::cost_explorer::{Bill, CostExplorerApi, CLUSTER_TAG};
 use crate::aws::sdk::Runtime;
+use crate::model::time::{self, Timestamp};
+use crate::report::period::Every;
 
 /// How long Cost Explorer may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -82,7 +83,7 @@ impl Billed {
         &self,
         (from, to): (Timestamp, Timestamp),
     ) -> impl Iterator<Item = &(Timestamp, Timestamp, String, f64)> {
-        let from = from.div_euclid(86_400) * 86_400;
+        let from = time::day(from).0;
         self.amounts
             .iter()
             .filter(move |(start, ..)| (from..to).contains(start))
@@ -118,10 +119,10 @@ impl Billed {
 /// The window of whole UTC days Cost Explorer is asked about: from the day of `since` to
 /// the end of the day of `until` (Cost Explorer's end date is exclusive).
 pub fn days(options: &Options) -> (Timestamp, Timestamp) {
-    let day = 86_400;
-    let start = options.since.div_euclid(day) * day;
-    let end = (options.until + day - 1).div_euclid(day) * day;
-    (start, end.max(start + day))
+    let (start, first_end) = time::day(options.since);
+    // The end of the day holding the window's last second.
+    let end = time::day(options.until - 1).1;
+    (start, end.max(first_end))
 }
 
 /// The bill of cluster `cluster`, grouped by `project_key`, over the report's window:
@@ -145,7 +146,7 @@ pub fn fetch(
 }
 
 fn date(t: Timestamp) -> String {
-    calendar::Plain(t).to_string()[..10].to_string()
+    time::Plain(t).to_string()[..10].to_string()
 }
 
 /// The report's view of what Cost Explorer answered, with the notes a reader needs.
@@ -161,7 +162,7 @@ pub fn from_bill(
     let mut currency = None;
     for a in &bill.amounts {
         let parse = |d: &str| {
-            calendar::parse(d)
+            time::parse(d)
                 .map(|(t, _)| t)
                 .with_context(|| format!("Cost Explorer: {d:?} is not a date"))
         };
@@ -193,8 +194,8 @@ pub fn from_bill(
         "billed: Cost Explorer {} of cluster {cluster} from {} to {} (whole days, UTC); it lags by up to a day, \
          so the last day may still grow. {} request{} at 0.01 USD each.",
         metric.name(),
-        calendar::Short(window.0),
-        calendar::Short(window.1),
+        time::Short(window.0),
+        time::Short(window.1),
         billed.requests,
         if billed.requests == 1 { "" } else { "s" },
     ));
@@ -242,7 +243,7 @@ mod tests {
     }
 
     fn t(s: &str) -> Timestamp {
-        calendar::parse(s).unwrap().0
+        time::parse(s).unwrap().0
     }
 
     #[test]
@@ -342,7 +343,7 @@ mod tests {
         let options = Options {
             since: t("2024-03-01T10:00"),
             until: t("2024-03-05T00:00"),
-            now: 0,
+            now: Timestamp::UNIX_EPOCH,
             by: vec![],
             every: None,
             top: None,

@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::aggregate::{Summary, OTHER};
-use super::calendar::{Every, Short, Timestamp};
 use super::Report;
+use crate::model::time::{Short, Timestamp};
+use crate::report::period::Every;
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 560.0;

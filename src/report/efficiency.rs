@@ -61,6 +61,7 @@ impl Efficiency {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::time::Timestamp;
 
     fn job(cpus: u32, gpus: u32, total_cpu: Option<f64>, end: Option<i64>) -> Record<'static> {
         Record {
@@ -69,8 +70,8 @@ mod tests {
             user: "u",
             account: "a",
             partition: "p",
-            start: Some(0),
-            end,
+            start: Some(Timestamp::UNIX_EPOCH),
+            end: end.map(Timestamp::from_second),
             nodes: 1,
             cpus,
             gpus,

@@ -12,9 +12,9 @@
 use std::io::{self, Write};
 
 use super::aggregate::Sums;
-use super::calendar::{Rfc3339, Short, Timestamp};
 use super::output::{cost, node_seconds, notes, window_title};
 use super::{chart, Report};
+use crate::model::time::{Rfc3339, Short, Timestamp};
 
 /// Escapes text for an HTML element or a quoted attribute value.
 pub fn escape(s: &str) -> String {
@@ -231,10 +231,12 @@ pub fn html(r: &Report, out: &mut impl Write) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Settings;
+    use crate::model::time;
     use crate::report::filter::Filters;
-    use crate::report::{build, calendar, sacct, Dimension, Options};
+    use crate::report::period::Every;
+    use crate::report::{build, sacct, Dimension, Options};
 
-    fn report(sacct_text: &str, every: Option<calendar::Every>) -> Report {
+    fn report(sacct_text: &str, every: Option<Every>) -> Report {
         let settings = Settings::parse(
             "project_source = \"comment\"\n[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
              [pricing.instances.c]\non_demand = 3.6\ncpus = 2\n\
@@ -242,7 +244,7 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let t = |s: &str| calendar::parse(s).unwrap().0;
+        let t = |s: &str| time::parse(s).unwrap().0;
         let options = Options {
             since: t("2024-03-01"),
             until: t("2024-03-03"),
@@ -250,7 +252,7 @@ mod tests {
             by: vec![Dimension::Project, Dimension::User],
             every,
             top: None,
-            chart: Some(calendar::Every::Day),
+            chart: Some(Every::Day),
             clusters: None,
             users: sacct::Users::All,
             filters: Filters::default(),
@@ -267,7 +269,7 @@ mod tests {
 1|COMPLETED|<script>alert(1)</script>|a|compute|2024-03-01T10:00:00|2024-03-01T11:00:00|1|2|cpu=2,node=1|n1|P\"><img src=x onerror=alert(2)>&amp;'
 2|COMPLETED|bob|a|debug|2024-03-01T10:00:00|2024-03-01T11:00:00|1|2|cpu=2,node=1|n1|<b>Q</b>
 ";
-        let r = report(sacct, Some(calendar::Every::Day));
+        let r = report(sacct, Some(Every::Day));
         let mut out = Vec::new();
         html(&r, &mut out).unwrap();
         let page = String::from_utf8(out).unwrap();

@@ -12,10 +12,10 @@ use std::io::{self, BufRead};
 use serde::Serialize;
 
 use super::aggregate::Diagnostics;
-use super::calendar::Timestamp;
 use super::job_ids::JobIds;
 use super::pricing::Pricer;
 use super::{records, sacct, spawn_sacct, Prices};
+use crate::model::time::Timestamp;
 use crate::prices::merge::PriceSource;
 
 /// One allocation (or one run of it) of the job, priced.
@@ -185,7 +185,7 @@ pub fn run_sacct(prices: &Prices, job_id: &str, now: Timestamp) -> anyhow::Resul
 mod tests {
     use super::*;
     use crate::config::Settings;
-    use crate::report::calendar::parse;
+    use crate::model::time::parse;
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0

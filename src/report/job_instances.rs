@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::calendar::Timestamp;
 use super::job::JobCost;
-use crate::cluster::timeline::Timeline;
+use crate::model::instance_timeline::Timeline;
+use crate::model::time::Timestamp;
 use crate::slurm::hostlist;
 
 /// One instance that backed one of the job's nodes while a run of it ran.
@@ -88,7 +88,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
     };
     shown.timeline_unreadable_lines = read.bad_lines.len();
     if let Some(last) = read.last_pass {
-        read.extend_open_to(job.now.min(last + i64::from(rewrite_seconds)));
+        read.extend_open_to(job.now.as_second().min(last + i64::from(rewrite_seconds)));
     }
     for run in &job.runs {
         let Some(start) = run.start.filter(|_| run.nodes > 0) else {
@@ -101,7 +101,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
             continue;
         }
         for node in nodes {
-            let found = read.on_node(&node, start, end);
+            let found = read.on_node(&node, start.as_second(), end.as_second());
             if found.is_empty() && !shown.nodes_without_instance.contains(&node) {
                 shown.nodes_without_instance.push(node.clone());
             }
@@ -112,8 +112,8 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
                 instance_type: i.instance_type.clone(),
                 lifecycle: i.lifecycle.clone(),
                 zone: i.zone.clone(),
-                first_seen: i.first_seen,
-                last_seen: i.last_seen,
+                first_seen: Timestamp::from_second(i.first_seen),
+                last_seen: Timestamp::from_second(i.last_seen),
             }));
         }
     }
@@ -133,7 +133,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::timeline::Sighting;
+    use crate::model::instance_timeline::Sighting;
     use crate::report::job::JobRun;
 
     fn run(job_id: &str, node_list: &str, start: i64, end: Option<i64>) -> JobRun {
@@ -148,8 +148,8 @@ mod tests {
             node_list: node_list.into(),
             cpus: 8,
             gpus: 0,
-            start: Some(start),
-            end,
+            start: Some(Timestamp::from_second(start)),
+            end: end.map(Timestamp::from_second),
             time_limit_minutes: None,
             seconds: 0,
             cost: None,
@@ -161,7 +161,7 @@ mod tests {
         JobCost {
             job_id: "7".into(),
             currency: "USD".into(),
-            now,
+            now: Timestamp::from_second(now),
             runs,
             price_sources: Default::default(),
             notes: vec![],

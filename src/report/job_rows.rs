@@ -17,12 +17,12 @@ use std::io::{self, Write};
 use serde::{Serialize, Serializer};
 
 use super::aggregate::FastMap;
-use super::calendar::{Rfc3339, Short, Timestamp};
 use super::efficiency::Efficiency;
 use super::output::{csv_field, notes};
 use super::pricing::Pricer;
 use super::sacct::Record;
 use super::{Options, Report};
+use crate::model::time::{Rfc3339, Short, Timestamp};
 use crate::prices::merge::PriceSource;
 
 /// How the rows are written.
@@ -469,7 +469,7 @@ impl<W: Write> JobRows<W> {
 
 /// One line of compact JSON for any serializable value.
 mod erased {
-    pub trait Json {
+    pub(super) trait Json {
         fn text(&self) -> std::io::Result<String>;
     }
     impl<T: serde::Serialize> Json for T {

@@ -12,7 +12,7 @@ use serde_json::ser::Formatter;
 /// serialized. Arrays of strings (`by`, `warnings`) stay on one line: their elements are
 /// not objects.
 #[derive(Debug, Default)]
-pub struct ReportLayout {
+pub(crate) struct ReportLayout {
     /// Open objects and arrays; 1 inside the top-level object.
     depth: usize,
     /// The open top-level value is an array.

@@ -7,7 +7,6 @@
 
 pub mod aggregate;
 pub mod billed;
-pub mod calendar;
 pub mod chart;
 pub mod efficiency;
 pub mod filter;
@@ -18,6 +17,7 @@ pub mod job_instances;
 pub mod job_rows;
 mod json_layout;
 pub mod output;
+pub mod period;
 pub mod pricing;
 pub mod sacct;
 pub mod text_table;
@@ -25,18 +25,20 @@ pub mod text_table;
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::config::{PricingSettings, ProjectSource, Settings};
+use crate::config::{PricingSettings, Settings};
+
+use crate::model::job::ProjectSource;
+use crate::model::time::Timestamp;
 use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
+use crate::report::period::Every;
 use crate::slurm::account_tree::{AccountTree, Roll};
 use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
-use calendar::{Every, Timestamp};
 use filter::Filters;
 use job_ids::JobIds;
 use pricing::Pricer;
@@ -141,13 +143,6 @@ pub struct Report {
     pub price_sources: BTreeMap<String, PriceSource>,
     /// What AWS billed, with `--billed`.
     pub billed: Option<billed::Billed>,
-}
-
-pub fn unix_now() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as Timestamp)
-        .unwrap_or(0)
 }
 
 /// The value of one grouping field for a record; empty values read `(none)`.
@@ -490,7 +485,7 @@ pub struct Prices {
 impl Prices {
     /// The `[pricing]` settings alone: no cache, no fleet configuration.
     pub fn settings_only(settings: &Settings) -> Prices {
-        let (_, sources) = merge::with_cache(&settings.pricing, None, 0);
+        let (_, sources) = merge::with_cache(&settings.pricing, None, Timestamp::UNIX_EPOCH);
         Prices {
             settings: settings.clone(),
             clusters: BTreeMap::new(),
@@ -629,8 +624,8 @@ pub(crate) fn spawn_sacct<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::time::parse;
     use crate::prices::cache::{InstanceType, PriceCache};
-    use calendar::parse;
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0
@@ -720,7 +715,7 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        let e = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap_err().to_string();
         assert!(
             e.contains("pricing.partitions.compute.instance") && e.contains("prices refresh"),
             "{e}"
@@ -742,8 +737,8 @@ mod several_clusters {
                     [pricing.partitions.compute]\ninstance = \"c5.xlarge\"\n\
                     [pricing.clusters.west.partitions.compute]\ninstance = \"m5.2xlarge\"\n";
         let settings = Settings::parse(toml, std::path::Path::new("t.toml")).unwrap();
-        let prices = with_prices(&settings, 0).unwrap();
-        let t = |s: &str| calendar::parse(s).unwrap().0;
+        let prices = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap();
+        let t = |s: &str| crate::model::time::parse(s).unwrap().0;
         let options = Options {
             since: t("2024-03-01"),
             until: t("2024-04-01"),
@@ -772,7 +767,7 @@ mod several_clusters {
         let broken = "[pricing]\nfleet_config = \"\"\ncache_file = \"\"\n\
                       [pricing.clusters.west.partitions.compute]\ninstance = \"m5.24xlarge\"\n";
         let settings = Settings::parse(broken, std::path::Path::new("t.toml")).unwrap();
-        let e = with_prices(&settings, 0).unwrap_err().to_string();
+        let e = with_prices(&settings, Timestamp::UNIX_EPOCH).unwrap_err().to_string();
         assert!(
             e.starts_with("cluster west: pricing.partitions.compute.instance"),
             "{e}"

@@ -8,9 +8,10 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use super::aggregate::{Sums, EXAMPLES};
-use super::calendar::{Every, Rfc3339, Short, Timestamp};
 use super::json_layout::ReportLayout;
 use super::{Dimension, Report};
+use crate::model::time::{Rfc3339, Short, Timestamp};
+use crate::report::period::Every;
 use crate::report::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.

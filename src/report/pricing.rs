@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::aggregate::FastMap;
-use super::calendar::Timestamp;
 use super::sacct::Record;
 use crate::config::PricingSettings;
+use crate::model::time::Timestamp;
 use crate::prices::cache::{self, PriceCache, SpotSeries};
 use crate::slurm::hostlist;
 
@@ -353,8 +353,8 @@ mod tests {
             user: "u",
             account: "a",
             partition,
-            start: Some(0),
-            end: Some(3600),
+            start: Some(crate::model::time::Timestamp::from_second(0)),
+            end: Some(crate::model::time::Timestamp::from_second(3600)),
             nodes,
             cpus,
             gpus,

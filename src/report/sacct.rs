@@ -7,8 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::calendar::{self, Plain, Timestamp};
-use crate::config::ProjectSource;
+use crate::model::job::ProjectSource;
+use crate::model::time::{self, Plain, Timestamp};
 use crate::slurm::fields::{self, ProjectField};
 
 /// The fields the report always asks for, in this order. None of them is free text that
@@ -272,7 +272,7 @@ pub struct Skip(pub String);
 fn time(field: &str, value: &str) -> Result<Option<Timestamp>, Skip> {
     match value {
         "" | "Unknown" | "None" => Ok(None),
-        v => calendar::parse(v)
+        v => time::parse(v)
             .map(|(t, _)| Some(t))
             .ok_or_else(|| Skip(format!("{field} {v:?} is not a time (YYYY-MM-DDTHH:MM:SS)"))),
     }
@@ -701,20 +701,45 @@ mod tests {
             panic!()
         };
         assert_eq!(r.time_limit, None);
-        let args = arguments(0, 1, "JobID", Some("east,west"));
+        let args = arguments(
+            crate::model::time::Timestamp::from_second(0),
+            crate::model::time::Timestamp::from_second(1),
+            "JobID",
+            Some("east,west"),
+        );
         assert_eq!(args[args.len() - 2..], ["--clusters", "east,west"]);
     }
 
     #[test]
     fn an_ordinary_users_command_omits_allusers_and_says_so() {
-        let all = arguments_for(Users::All, 0, 1, "JobID", None);
-        let own = arguments_for(Users::Own, 0, 1, "JobID", None);
+        let all = arguments_for(
+            Users::All,
+            crate::model::time::Timestamp::from_second(0),
+            crate::model::time::Timestamp::from_second(1),
+            "JobID",
+            None,
+        );
+        let own = arguments_for(
+            Users::Own,
+            crate::model::time::Timestamp::from_second(0),
+            crate::model::time::Timestamp::from_second(1),
+            "JobID",
+            None,
+        );
         assert!(all.contains(&"--allusers".to_string()));
         assert!(!own.contains(&"--allusers".to_string()));
         assert_eq!(all.len(), own.len() + 1);
         // What the error message shows is what ran.
         assert!(!line_of(&own).contains("--allusers"), "{}", line_of(&own));
-        assert_eq!(line_of(&all), command_line(0, 1, "JobID", None));
+        assert_eq!(
+            line_of(&all),
+            command_line(
+                crate::model::time::Timestamp::from_second(0),
+                crate::model::time::Timestamp::from_second(1),
+                "JobID",
+                None
+            )
+        );
         let job = job_arguments("42_3", "JobID,State");
         assert_eq!(
             line_of(&job),
@@ -734,8 +759,8 @@ mod tests {
             (r.user, r.account, r.partition, r.wckey),
             ("alice", "physics", "compute", "")
         );
-        assert_eq!(r.start, Some(1_709_287_200));
-        assert_eq!(r.end, Some(1_709_290_800));
+        assert_eq!(r.start, Some(crate::model::time::Timestamp::from_second(1_709_287_200)));
+        assert_eq!(r.end, Some(crate::model::time::Timestamp::from_second(1_709_290_800)));
         assert_eq!((r.nodes, r.cpus, r.gpus), (2, 8, 2));
         assert_eq!(r.node_list, "q-dy-c5-[1-2]");
         assert_eq!(r.comment, "ProjectA|x");
@@ -841,7 +866,13 @@ mod tests {
                     gres/gpu=2|q-dy-c5-[1-2]|Project|A\n";
         let r = job(&header(PREVIOUS, WCKEY), line);
         assert_eq!((r.job_id, r.account, r.wckey, r.comment), ("7", "physics", "wk", ""));
-        assert_eq!((r.start, r.end), (Some(1_709_287_200), Some(1_709_290_800)));
+        assert_eq!(
+            (r.start, r.end),
+            (
+                Some(crate::model::time::Timestamp::from_second(1_709_287_200)),
+                Some(crate::model::time::Timestamp::from_second(1_709_290_800))
+            )
+        );
         assert_eq!((r.nodes, r.cpus, r.gpus, r.node_list), (2, 8, 2, "q-dy-c5-[1-2]"));
         // Comment is last there: a `|` in it stays in it.
         let r = job(&header(PREVIOUS, COMMENT), line);
@@ -910,8 +941,8 @@ mod tests {
 
     #[test]
     fn command_is_exact() {
-        let (since, _) = calendar::parse("2024-03-01").unwrap();
-        let (until, _) = calendar::parse("2024-04-01").unwrap();
+        let (since, _) = time::parse("2024-03-01").unwrap();
+        let (until, _) = time::parse("2024-04-01").unwrap();
         assert_eq!(
             command_line(since, until, &COMMENT.format(), None),
             "TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations \

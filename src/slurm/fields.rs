@@ -10,7 +10,7 @@
 //! fields and a real job id to be taken for a record; what a well-formed forged line can
 //! still do is up to each caller (see the README's threat model).
 
-use crate::config::ProjectSource;
+use crate::model::job::ProjectSource;
 
 /// The field that names the project when it is not one the callers ask for anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use crate::config::ProjectSource;
-use crate::node::job::Job;
+use crate::model::job::Job;
+use crate::model::job::ProjectSource;
 use crate::slurm::fields::{self, ProjectField};
 use crate::slurm::hostlist;
 use crate::slurm::job_request::{self, BadField, JobRequest, TimeLimit};

@@ -7,9 +7,9 @@
 //! Slurm prints them raw in `sacct --parsable2` and `squeue -o`, so a newline in a comment
 //! would start a line that reads as another job's record (forged attribution).
 
-use crate::budget::gate::BudgetVerdict;
-use crate::config::{ProjectSource, Settings};
-use crate::submit::project_name;
+use crate::config::Settings;
+use crate::model::job::ProjectSource;
+use crate::model::project_name;
 use crate::submit::projects_file::{GroupMembership, ProjectsList};
 
 /// What job_submit.lua knows about a submission. Fields are `None` when Slurm left them
@@ -149,6 +149,21 @@ pub struct Decided {
     pub verdict: Verdict,
     pub log: Option<String>,
     pub tell: Option<String>,
+}
+
+/// What the budget says of an allowed project (`budget::gate` decides it from the
+/// budget cache); [`with_budget`] combines it with the projects file's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BudgetVerdict {
+    /// Within budget, or (with `on_missing = "allow"`) no budget to check; `tell` is the
+    /// line for the submitter (what the job may cost, what is left) when there is one.
+    Allowed { tell: Option<String> },
+    /// Let through although the cache could not tell (`on_stale = "allow"`); the reason is
+    /// for the administrator's log.
+    AllowedUnchecked(String),
+    /// Refused: `message` for the submitter, `log` for the administrator when there is
+    /// more to say than the message does.
+    Denied { message: String, log: Option<String> },
 }
 
 /// Combines the projects file's verdict with the budget's: when budgets are on, an allowed

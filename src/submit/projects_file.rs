@@ -14,7 +14,8 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::submit::{project_name, scanner};
+use crate::model::project_name;
+use crate::submit::scanner;
 
 /// Who a line grants projects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -420,7 +421,7 @@ impl GroupMembership for SystemGroups {
 pub(crate) mod tests_support {
     use super::*;
 
-    pub fn parse_exact(text: &[u8]) -> Result<ProjectsList<'_>, ParseError> {
+    pub(crate) fn parse_exact(text: &[u8]) -> Result<ProjectsList<'_>, ParseError> {
         let mut grants = Vec::new();
         for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
             grants.extend(parse_line(raw, i + 1, Path::new("f"))?);

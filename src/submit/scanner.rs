@@ -16,7 +16,7 @@
 //! file (1.12x the grep pipeline); this one takes 1.2 ms. The hand-written SSE2 it once
 //! had is gone: the compiler's vector code of the plain loop is as fast here.
 
-use crate::submit::project_name;
+use crate::model::project_name;
 
 /// What a line is, as far as the scanner can tell.
 #[derive(Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use cost_tags::report::calendar::Plain;
+use cost_tags::model::time::{Plain, Timestamp};
 use serde_json::Value;
 use support::sim_cluster::{SimCluster, JOBID};
 
@@ -84,7 +84,7 @@ fn running_job(dir: &Path, job_id: &str, nodes: &str, count: u32, start: i64) ->
         &path,
         format!(
             "{job_id}|RUNNING|ann|physics|q|{}|Unknown|{count}|{}|cpu={},node={count}|{nodes}|UNLIMITED|P1\n",
-            Plain(start),
+            Plain(Timestamp::from_second(start)),
             2 * count,
             2 * count
         ),

@@ -16,6 +16,7 @@ mod hook_scripts;
 mod https_stack;
 mod iam_policies;
 mod instance_timeline;
+mod layering;
 mod managed_script;
 mod managed_script_slurm;
 mod metrics;

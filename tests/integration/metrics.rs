@@ -7,10 +7,10 @@ use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, UNIX_EPOCH};
 
-use cost_tags::budget::cache::{BudgetCache, BudgetSpend};
-use cost_tags::report::calendar;
+use cost_tags::budget::cache::BudgetCache;
+use cost_tags::model::budget_spend::BudgetSpend;
+use cost_tags::model::time;
 
 /// Parses OpenMetrics text from stdin; prints [name, labels, value] per sample as JSON.
 const PARSE: &str = r#"
@@ -40,11 +40,11 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let t = |s: &str| calendar::parse(s).unwrap().0;
+    let t = |s: &str| time::parse(s).unwrap().0;
     let now = t("2024-03-15T12:00");
 
     // The budget cache as `budget refresh` leaves it, two minutes ago.
-    let mut cache = BudgetCache::new("123456789012", UNIX_EPOCH + Duration::from_secs(now as u64 - 120));
+    let mut cache = BudgetCache::new("123456789012", now - 120);
     cache.budgets.insert(
         "hpc-ProjectA".into(),
         BudgetSpend {

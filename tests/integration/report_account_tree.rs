@@ -31,7 +31,7 @@ instance = "local"
 "#;
 
 fn utc(t: u64) -> String {
-    cost_tags::report::calendar::Plain(t as i64).to_string()
+    cost_tags::model::time::Plain(cost_tags::model::time::Timestamp::from_second(t as i64)).to_string()
 }
 
 /// (group values in `--by` order, jobs, cost) of each group of a JSON report.

@@ -39,7 +39,7 @@ spot = true
 "#;
 
 fn utc(t: u64) -> String {
-    cost_tags::report::calendar::Plain(t as i64).to_string()
+    cost_tags::model::time::Plain(cost_tags::model::time::Timestamp::from_second(t as i64)).to_string()
 }
 
 #[test]

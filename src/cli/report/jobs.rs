@@ -13,7 +13,7 @@ use crate::report::{build_with_jobs, output, run_sacct_with_jobs, sacct, Options
 
 /// Reads the records (sacct, or `--sacct-file`) and writes the statement. A write error
 /// on stdout is a [`super::super::StdoutError`] (a closed pipe exits quietly).
-pub fn run(prices: &Prices, options: &Options, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub(super) fn run(prices: &Prices, options: &Options, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let format = match args.format {
         Format::Table => JobFormat::Table,
         Format::Csv => JobFormat::Csv,

@@ -1,10 +1,52 @@
 //! A job as the prolog and epilog see it: read from the environment slurmd gives them
 //! (never from `scontrol`, which prologs must not call), and validated before it can reach
-//! the ledger.
+//! the ledger; and which of a job's fields names its project ([`ProjectSource`]), which
+//! every reader of a job (submission, squeue, sacct, prolog) asks.
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ProjectSource, TagField};
+use super::tag_set::TagField;
+
+/// Which job field names the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectSource {
+    /// `sbatch --comment Project` (what users of the public scripts already do).
+    #[default]
+    Comment,
+    /// `sbatch --account Project` (when Slurm accounting associations are used).
+    Account,
+    /// `sbatch --wckey Project`.
+    Wckey,
+}
+
+impl ProjectSource {
+    /// Of a job's comment, account and wckey, the one this source names. Every reader of
+    /// a job's project (a submission, an sacct record, a squeue line) picks through here.
+    pub fn pick<T>(self, comment: T, account: T, wckey: T) -> T {
+        match self {
+            ProjectSource::Comment => comment,
+            ProjectSource::Account => account,
+            ProjectSource::Wckey => wckey,
+        }
+    }
+
+    /// Its name in the settings file and in the report's JSON.
+    pub fn name(self) -> &'static str {
+        self.pick("comment", "account", "wckey")
+    }
+
+    /// The submission flag that sets this field, for messages users can act on.
+    pub fn flag(self) -> &'static str {
+        self.pick("--comment", "--account", "--wckey")
+    }
+
+    /// The variable slurmd gives prologs and epilogs for this field (`SLURM_WCKEY` only
+    /// from Slurm 23.11 on).
+    pub fn prolog_variable(self) -> &'static str {
+        self.pick("SLURM_JOB_COMMENT", "SLURM_JOB_ACCOUNT", "SLURM_WCKEY")
+    }
+}
 
 /// The attributes of a running job that end up in tags.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
