@@ -15,7 +15,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
 
 /// Which job field names the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectSource {
     /// `sbatch --comment Project` (what users of the public scripts already do).
@@ -104,7 +104,7 @@ impl Default for Settings {
 }
 
 /// Who writes the instances' cost tags.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TaggingMode {
     /// Each compute node's prolog and epilog tag its own instance (the first design, and
