@@ -33,7 +33,7 @@ use cost_tags::config::Settings;
                   (built-in defaults if that file is absent)."
 )]
 struct Cli {
-    /// Settings file (TOML).
+    /// Settings file (TOML); install and uninstall read none, and refuse it.
     #[arg(long, value_name = "PATH", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
