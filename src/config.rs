@@ -114,7 +114,7 @@ impl TimelineSettings {
 }
 
 /// Who writes the instances' cost tags.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TaggingMode {
     /// Each compute node's prolog and epilog tag its own instance (the first design, and

@@ -2,15 +2,21 @@
 //! custom action (scripts/multi-runner/cost-tags.sh passes its own on unchanged, in
 //! either of ParallelCluster's two forms), and the narration an administrator reads in
 //! the node's cloud-init log. Exit status 0 installed (or nothing to do), 1 failure, with
-//! a line saying what and where.
+//! a line saying what and where; a usage error too is a failure the custom action's log
+//! shows (exit 1, `ERROR:`), not clap's exit 2.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::error::{ContextKind, ErrorKind};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 
+use crate::config::TaggingMode;
 use crate::install::{self, options, Level, Options, Request};
+use crate::model::job::ProjectSource;
+use crate::parallelcluster::cfnconfig::NodeRole;
 
 /// Install cost-tags on this ParallelCluster node (head: the release into /opt/slurm,
 /// Slurm's settings, the periodic jobs; compute: the state directory and `cost-tags
@@ -34,9 +40,9 @@ pub struct InstallArgs {
     /// The release tarball's SHA-256 (cost-tags.sh checks it before anything else).
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
-    /// comment (default) | account | wckey: the job field naming the project.
-    #[arg(long, value_name = "SRC")]
-    pub project_source: Option<String>,
+    /// The job field naming the project (default comment).
+    #[arg(long, value_name = "SRC", value_enum)]
+    pub project_source: Option<ProjectSource>,
     /// Comma list of partition,account,cluster: also tag instances with
     /// aws-parallelcluster-partition/-account/-cluster.
     #[arg(long, value_name = "LIST")]
@@ -67,14 +73,12 @@ pub struct InstallArgs {
     /// Remove what the install added, restore what it changed.
     #[arg(long)]
     pub uninstall: bool,
-    /// head | compute | login; default: cfn_node_type in /etc/parallelcluster/cfnconfig.
-    #[arg(long, value_name = "ROLE")]
-    pub role: Option<String>,
-    /// node (default) | controller: who writes the instances' cost tags. controller: the
-    /// head node alone (a service running `cost-tags reconcile --cluster --follow`, woken
-    /// by PrologSlurmctld/EpilogSlurmctld), compute nodes make no AWS call.
-    #[arg(long, value_name = "MODE")]
-    pub tagging: Option<String>,
+    /// This node's role; default: cfn_node_type in /etc/parallelcluster/cfnconfig.
+    #[arg(long, value_name = "ROLE", value_enum)]
+    pub role: Option<NodeRole>,
+    /// Who writes the instances' cost tags (default node).
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub tagging: Option<TaggingMode>,
 }
 
 impl InstallArgs {
@@ -82,11 +86,7 @@ impl InstallArgs {
         Ok(Options {
             release: self.release.clone(),
             sha256: self.sha256.as_deref().map(options::sha256).transpose()?,
-            project_source: self
-                .project_source
-                .as_deref()
-                .map(options::project_source)
-                .transpose()?,
+            project_source: self.project_source,
             extra_tags: self.extra_tags.as_deref().map(options::ExtraTags::parse).transpose()?,
             strict: self.strict,
             budgets: self.budgets,
@@ -103,35 +103,63 @@ impl InstallArgs {
                 _ => options::Reconfigure::Auto,
             },
             uninstall: uninstall || self.uninstall,
-            role: self.role.as_deref().map(options::role).transpose()?,
-            tagging: self.tagging.as_deref().map(options::tagging).transpose()?,
+            role: self.role,
+            tagging: self.tagging,
         })
     }
 }
 
-/// `cost-tags install ARGS` / `cost-tags uninstall ARGS` (`args` without the program
-/// and subcommand): both argument forms, clap's errors in the installer's words.
-pub fn main(subcommand: &str, args: Vec<String>) -> ExitCode {
-    let prefix = format!("cost-tags {subcommand}");
-    let fail = |message: &str| failed(&prefix, message);
-    let args = match options::plain_form(args) {
-        Ok(a) => a,
-        Err(e) => return fail(&e.to_string()),
-    };
-    let parsed = InstallArgs::try_parse_from(std::iter::once(prefix.clone()).chain(args));
-    let parsed = match parsed {
-        Ok(p) => p,
-        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => return fail(&clap_message(&e)),
-    };
-    run(&parsed, subcommand == "uninstall", &prefix)
+/// The argv of `cost-tags [--config PATH] install|uninstall ARGS` with ARGS in the plain
+/// form (`subcommand` is where `install` or `uninstall` is). ParallelCluster's
+/// multi-runner gives each argument one more leading '-' (`---release -s3://b/r.tar.gz`):
+/// that is a spelling of the argv, not an option, so it is undone before clap reads it.
+pub fn plain_argv(mut argv: Vec<OsString>, subcommand: usize) -> Result<Vec<OsString>, String> {
+    let args = argv.split_off((subcommand + 1).min(argv.len()));
+    argv.extend(plain_form(args)?);
+    Ok(argv)
 }
 
-/// Runs a parsed install or uninstall, printing as it goes.
-pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
+/// When the first argument starts with '---' the whole list is in the multi-runner form
+/// and one '-' comes off every argument; no option starts with '---' otherwise, so the
+/// two forms cannot be confused (cost-tags.sh applies the same rule).
+fn plain_form(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    if !args.first().is_some_and(|a| a.as_bytes().starts_with(b"---")) {
+        return Ok(args);
+    }
+    args.into_iter()
+        .map(|a| match a.as_bytes().strip_prefix(b"-") {
+            Some(rest) => Ok(OsString::from_vec(rest.to_vec())),
+            None => Err(format!(
+                "multi-runner form (the first argument starts with '---'): argument '{}' lacks its leading '-'",
+                a.to_string_lossy()
+            )),
+        })
+        .collect()
+}
+
+/// A command line clap refused (or `--help`, which it printed): `prefix: ERROR: why`,
+/// exit 1, as every other failure of the custom action.
+pub fn usage_error(prefix: &str, e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    failed(prefix, &clap_message(e))
+}
+
+/// Runs a parsed install or uninstall, printing as it goes. `config` is cost-tags'
+/// `--config`, which the installer refuses: it reads no settings, and writes them where
+/// project-check and the hooks look for them.
+pub fn run(args: &InstallArgs, config: Option<&Path>, uninstall: bool, prefix: &str) -> ExitCode {
+    if let Some(path) = config {
+        return failed(
+            prefix,
+            &format!(
+                "--config {}: the installer reads no settings file and writes its own beside slurm.conf; leave --config out",
+                path.display()
+            ),
+        );
+    }
     // Files and directories get the modes the installer gives them, whatever the caller's
     // umask (a custom action's may be 077: /etc/systemd/system must stay readable).
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -162,7 +190,7 @@ pub fn run(args: &InstallArgs, uninstall: bool, prefix: &str) -> ExitCode {
 
 /// Prints a failure (its first line marked ERROR, as the custom action's log is searched
 /// for) and gives exit status 1.
-fn failed(prefix: &str, message: &str) -> ExitCode {
+pub fn failed(prefix: &str, message: &str) -> ExitCode {
     let mut lines = message.lines();
     eprintln!("{prefix}: ERROR: {}", lines.next().unwrap_or_default());
     for line in lines {
@@ -171,16 +199,34 @@ fn failed(prefix: &str, message: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// clap's error as one line, an unknown argument named as cost-tags.sh named it.
+/// clap's error as one line, an unknown argument named as cost-tags.sh named it, and a
+/// value outside a list as the installer always said it (`--role must be head, compute
+/// or login, got 'HeadNode'`).
 fn clap_message(e: &clap::Error) -> String {
-    if e.kind() == ErrorKind::UnknownArgument {
-        if let Some(arg) = e.get(ContextKind::InvalidArg) {
-            return format!("unknown argument '{arg}' (see --help)");
+    match (e.kind(), e.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(arg)) => return format!("unknown argument '{arg}' (see --help)"),
+        (ErrorKind::InvalidValue, Some(ContextValue::String(arg))) => {
+            if let (Some(ContextValue::Strings(valid)), Some(ContextValue::String(value))) =
+                (e.get(ContextKind::ValidValue), e.get(ContextKind::InvalidValue))
+            {
+                let flag = arg.split(' ').next().unwrap_or(arg);
+                return format!("{flag} must be {}, got '{value}'", one_of(valid));
+            }
         }
+        _ => {}
     }
     let text = e.render().to_string();
     let first = text.lines().next().unwrap_or_default();
     first.strip_prefix("error: ").unwrap_or(first).to_string()
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(values: &[String]) -> String {
+    match values {
+        [] => String::new(),
+        [only] => only.clone(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -202,10 +248,65 @@ mod tests {
     }
 
     #[test]
-    fn an_unknown_argument_is_named() {
+    fn an_unknown_argument_and_a_value_outside_the_list_are_named() {
         let e = parse(&["--bogus"]).unwrap_err();
         assert_eq!(clap_message(&e), "unknown argument '--bogus' (see --help)");
         let e = parse(&["--release"]).unwrap_err();
         assert!(clap_message(&e).contains("--release"), "{}", clap_message(&e));
+        let e = parse(&["--role", "HeadNode"]).unwrap_err();
+        assert_eq!(
+            clap_message(&e),
+            "--role must be head, compute or login, got 'HeadNode'"
+        );
+        let e = parse(&["--tagging=head"]).unwrap_err();
+        assert_eq!(clap_message(&e), "--tagging must be node or controller, got 'head'");
+        let e = parse(&["--project-source", "email"]).unwrap_err();
+        assert_eq!(
+            clap_message(&e),
+            "--project-source must be comment, account or wckey, got 'email'"
+        );
+    }
+
+    #[test]
+    fn roles_and_modes_are_typed() {
+        let a = parse(&["--role", "compute", "--tagging", "controller", "--project-source=wckey"]).unwrap();
+        let o = a.options(true).unwrap();
+        assert_eq!(
+            (o.role, o.tagging, o.project_source, o.uninstall),
+            (
+                Some(NodeRole::Compute),
+                Some(TaggingMode::Controller),
+                Some(ProjectSource::Wckey),
+                true
+            )
+        );
+    }
+
+    fn os(a: &[&str]) -> Vec<OsString> {
+        a.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn the_multi_runner_form_loses_one_dash_after_the_subcommand_only() {
+        assert_eq!(
+            plain_argv(
+                os(&["cost-tags", "install", "---release", "-s3://b/r.tar.gz", "---strict"]),
+                1
+            )
+            .unwrap(),
+            os(&["cost-tags", "install", "--release", "s3://b/r.tar.gz", "--strict"])
+        );
+        assert_eq!(
+            plain_argv(os(&["cost-tags", "--config", "-c", "uninstall", "---uninstall"]), 3).unwrap(),
+            os(&["cost-tags", "--config", "-c", "uninstall", "--uninstall"])
+        );
+        let plain = os(&["cost-tags", "install", "--release", "/r", "--sha256=ab"]);
+        assert_eq!(plain_argv(plain.clone(), 1).unwrap(), plain);
+        assert_eq!(
+            plain_argv(os(&["cost-tags", "install"]), 1).unwrap(),
+            os(&["cost-tags", "install"])
+        );
+        let e = plain_argv(os(&["cost-tags", "install", "---release", "/r"]), 1).unwrap_err();
+        assert!(e.contains("argument '/r' lacks its leading '-'"), "{e}");
     }
 }

@@ -56,17 +56,34 @@ the cache written by `cost-tags budget refresh` says (AWS is never called here):
 
 EXIT CODES: 0 allowed, 1 refused, 2 settings or projects file unusable, bad usage."
 )]
-// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, made text
-// by `submitted_fields`: bytes that are not UTF-8 are then the user's refusal (exit 1),
-// where clap would call them bad usage (exit 2), which the filter shows as "the project
-// check is broken". (Not a doc comment: clap would print it in --help.)
+// The three modes are one flat set of flags to clap, which checks that they do not mix
+// (each `--submit` option requires --submit; --list and USER PROJECT conflict with it
+// and with each other); [`Args::mode`] then makes them a [`Mode`], as ripgrep's
+// `HiArgs` makes a `Mode` of its low-level arguments. (Not a doc comment: clap would
+// print it in --help.)
 pub struct Args {
     /// Settings file (TOML).
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Print the projects USER may use, one per line.
-    #[arg(long, value_name = "USER", conflicts_with_all = ["submit", "project"])]
+    #[arg(long, value_name = "USER", conflicts_with_all = ["submit", "user", "project"])]
     list: Option<String>,
+    #[command(flatten)]
+    submission: SubmitArgs,
+    /// The user to check.
+    #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
+    user: Option<String>,
+    /// The project to check.
+    #[arg(required_unless_present_any = ["list", "submit"])]
+    project: Option<String>,
+}
+
+// Every value job_submit.lua passes (the `--submit` options) is an `OsString`, made text
+// by `submitted_fields`: bytes that are not UTF-8 are then the user's refusal (exit 1),
+// where clap would call them bad usage (exit 2), which the filter shows as "the project
+// check is broken". (Not a doc comment: clap would print it in --help.)
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
     /// Decide a job submission (the job_submit.lua mode).
     #[arg(long, requires = "uid")]
     submit: bool,
@@ -94,12 +111,35 @@ pub struct Args {
     /// With --submit: the job's size, for its worst case under `enforce = "committed"`.
     #[command(flatten)]
     size: SizeArgs,
-    /// The user to check.
-    #[arg(required_unless_present_any = ["list", "submit"], conflicts_with = "submit")]
-    user: Option<String>,
-    /// The project to check.
-    #[arg(required_unless_present_any = ["list", "submit"])]
-    project: Option<String>,
+}
+
+/// What project-check was asked: one of its three modes, each with what it needs.
+#[derive(Debug)]
+pub enum Mode {
+    /// `project-check USER PROJECT`, by hand: may USER charge PROJECT?
+    Check { user: String, project: String },
+    /// `project-check --list USER`: the projects USER may charge.
+    List { user: String },
+    /// `project-check --submit ...`: job_submit.lua deciding a submission or a change.
+    Submit(Box<SubmitArgs>),
+}
+
+impl Args {
+    /// The mode these arguments ask for, and the settings file they name.
+    pub fn mode(self) -> Result<(Mode, Option<PathBuf>), Unusable> {
+        let mode = match (self.list, self.submission.submit, self.user, self.project) {
+            (Some(user), ..) => Mode::List { user },
+            (None, true, ..) => Mode::Submit(Box::new(self.submission)),
+            (None, false, Some(user), Some(project)) => Mode::Check { user, project },
+            // clap requires USER PROJECT without --list or --submit.
+            _ => {
+                return Err(Unusable(
+                    "give USER PROJECT, --list USER or --submit (see --help)".into(),
+                ))
+            }
+        };
+        Ok((mode, self.config))
+    }
 }
 
 /// Why the answer could not be given (exit 2).
@@ -117,68 +157,64 @@ impl std::error::Error for Unusable {}
 /// Decides, and tells the user on stderr when refused: true when the job may go in.
 /// Errors are [`Unusable`], or stdout closed under `--list` (see [`super::exit_code`]).
 pub fn run(args: Args) -> anyhow::Result<bool> {
+    let (mode, config) = args.mode()?;
+    match mode {
+        Mode::Check { user, project } => check(config, &user, &project),
+        Mode::List { user } => list(config, &user),
+        Mode::Submit(submission) => submit(config, &submission),
+    }
+}
+
+/// `project-check USER PROJECT`.
+fn check(config: Option<PathBuf>, user: &str, project: &str) -> anyhow::Result<bool> {
+    let settings = load(config)?;
+    let kept = user_lines(&settings, user)?;
+    let mut groups = SystemGroups::default();
+    let verdict = decision::decide_project(&kept.list(), &mut groups, user, project);
+    finish(&settings, verdict, None)
+}
+
+/// `project-check --list USER`.
+fn list(config: Option<PathBuf>, user: &str) -> anyhow::Result<bool> {
+    let settings = load(config)?;
+    let kept = user_lines(&settings, user)?;
+    for project in kept.list().projects_for(user, &mut SystemGroups::default()) {
+        outln!("{project}")?;
+    }
+    Ok(true)
+}
+
+/// `project-check --submit ...`: a new job, or with `--modify` a change to one.
+fn submit(config: Option<PathBuf>, args: &SubmitArgs) -> anyhow::Result<bool> {
     // A value from the user that is not text is the user's to fix (exit 1), never a
     // broken filter, even when the settings are unusable too.
-    let given = match submitted_fields(&args) {
+    let given = match submitted_fields(args) {
         Ok(given) => given,
         Err(FieldError::User(refusal)) => return Ok(tell_user(refusal)),
         Err(FieldError::Usage(why)) => return Err(why.into()),
     };
-    let settings = Settings::load(args.config.as_deref()).map_err(|e| Unusable(e.to_string()))?;
-    let user = match (&args.list, args.submit) {
-        (Some(user), _) => user.clone(),
-        (None, true) => owner_name(given.uid, given.user_name.as_deref())?,
-        (None, false) => args.user.clone().unwrap_or_default(),
-    };
-    let cannot_read = |e: std::io::Error| {
-        Unusable(format!(
-            "{}: cannot read projects file: {e}",
-            settings.projects_file.display()
-        ))
-    };
-    // The whole file is checked, but only lines that can concern this user are kept.
-    let file = std::fs::File::open(&settings.projects_file).map_err(cannot_read)?;
-    let kept = UserLines::read(file, &settings.projects_file, &user).map_err(|e| match e {
-        ReadError::Io(e) => cannot_read(e),
-        ReadError::Parse(e) => Unusable(e.to_string()),
-    })?;
-    let projects = kept.list();
+    let settings = load(config)?;
+    let user = owner_name(given.uid, given.user_name.as_deref())?;
+    let kept = user_lines(&settings, &user)?;
     let mut groups = SystemGroups::default();
-
-    if args.list.is_some() {
-        for project in projects.projects_for(&user, &mut groups) {
-            outln!("{project}")?;
-        }
-        return Ok(true);
-    }
-
-    let verdict = if args.submit {
-        let by_user = match given.by_uid.filter(|&by| Some(by) != given.uid) {
-            Some(by) => Some(owner_name(Some(by), None)?),
-            None => None,
-        };
-        let submission = Submission {
-            user,
-            comment: given.comment,
-            account: given.account,
-            wckey: given.wckey,
-            modify: args.modify,
-            by_user,
-        };
-        decision::decide(&settings, &projects, &mut groups, &submission)
-    } else {
-        decision::decide_project(
-            &projects,
-            &mut groups,
-            &user,
-            args.project.as_deref().unwrap_or_default(),
-        )
+    let by_user = match given.by_uid.filter(|&by| Some(by) != given.uid) {
+        Some(by) => Some(owner_name(Some(by), None)?),
+        None => None,
     };
+    let submission = Submission {
+        user,
+        comment: given.comment,
+        account: given.account,
+        wckey: given.wckey,
+        modify: args.modify,
+        by_user,
+    };
+    let verdict = decision::decide(&settings, &kept.list(), &mut groups, &submission);
     // `scontrol update` of a job's size, not its project: the change is priced against
     // the job's current project, with the job's own worst case as room.
     let replacing = match (&verdict, &given.modified) {
         (Verdict::ProjectUnchanged, Some((_, before))) => {
-            current_project(&args, settings.project_source).map(|project| (project, before))
+            current_project(args, settings.project_source).map(|project| (project, before))
         }
         _ => None,
     };
@@ -195,9 +231,35 @@ pub fn run(args: Args) -> anyhow::Result<bool> {
         }),
         // A new project for the job: it pays the whole job.
         (Some((after, _)), None) => Some(Ask::new(after)),
-        (None, _) if args.submit && !args.modify => Some(Ask::new(&given.request)),
+        (None, _) if !args.modify => Some(Ask::new(&given.request)),
         (None, _) => None,
     };
+    finish(&settings, verdict, ask)
+}
+
+/// The settings, or why they cannot be used.
+fn load(config: Option<PathBuf>) -> Result<Settings, Unusable> {
+    Settings::load(config.as_deref()).map_err(|e| Unusable(e.to_string()))
+}
+
+/// The projects file's lines that can concern `user` (the whole file is checked).
+fn user_lines(settings: &Settings, user: &str) -> Result<UserLines, Unusable> {
+    let cannot_read = |e: std::io::Error| {
+        Unusable(format!(
+            "{}: cannot read projects file: {e}",
+            settings.projects_file.display()
+        ))
+    };
+    let file = std::fs::File::open(&settings.projects_file).map_err(cannot_read)?;
+    UserLines::read(file, &settings.projects_file, user).map_err(|e| match e {
+        ReadError::Io(e) => cannot_read(e),
+        ReadError::Parse(e) => Unusable(e.to_string()),
+    })
+}
+
+/// The projects file's verdict with the budget's (`ask`: the job's worst case, when
+/// budgets are committed), logged and told: true when the job may go in.
+fn finish(settings: &Settings, verdict: Verdict, ask: Option<Ask>) -> anyhow::Result<bool> {
     let decided = decision::with_budget(verdict, settings.budget.enabled, |project| {
         gate::check(&settings.budget, project, ask, crate::model::time::Timestamp::now())
     });
@@ -228,7 +290,7 @@ struct GivenFields {
 
 /// The project a job has now (`--was`), when it is a valid name: a modification that
 /// leaves it alone is priced against it.
-fn current_project(args: &Args, source: crate::model::job::ProjectSource) -> Option<String> {
+fn current_project(args: &SubmitArgs, source: crate::model::job::ProjectSource) -> Option<String> {
     let text = |field: &str| args.size.was(field).and_then(|v| v.to_str());
     let project = source.pick(text("comment"), text("account"), text("wckey"))?;
     crate::model::project_name::validate(project).ok()?;
@@ -246,7 +308,7 @@ enum FieldError {
 /// Slurm passes the user's bytes as they were typed; a value that is not text is refused,
 /// whichever flag it came in (even a number: the message must not depend on which
 /// field a future job_submit.lua passes).
-fn submitted_fields(args: &Args) -> Result<GivenFields, FieldError> {
+fn submitted_fields(args: &SubmitArgs) -> Result<GivenFields, FieldError> {
     let text = |flag: &str, value: &Option<OsString>| {
         value
             .clone()
@@ -320,7 +382,10 @@ mod tests {
             .map(OsString::from)
             .to_vec();
         argv.extend_from_slice(extra);
-        submitted_fields(&Args::try_parse_from(argv).expect("clap takes any bytes"))
+        match Args::try_parse_from(argv).expect("clap takes any bytes").mode() {
+            Ok((Mode::Submit(submission), _)) => submitted_fields(&submission),
+            _ => panic!("--submit is the submit mode"),
+        }
     }
 
     #[test]
@@ -346,5 +411,40 @@ mod tests {
             (ok.uid, ok.request.min_nodes, ok.request.partitions),
             (Some(1000), Some(2), vec!["gpu".to_string()])
         );
+    }
+
+    fn mode(argv: &[&str]) -> Result<Mode, clap::error::ErrorKind> {
+        let args = Args::try_parse_from(std::iter::once("project-check").chain(argv.iter().copied()));
+        Ok(args.map_err(|e| e.kind())?.mode().expect("clap checked the mode").0)
+    }
+
+    #[test]
+    fn each_mode_is_one_variant_and_clap_refuses_a_mix() {
+        use clap::error::ErrorKind;
+        assert!(
+            matches!(mode(&["alice", "P"]), Ok(Mode::Check { user, project }) if user == "alice" && project == "P")
+        );
+        assert!(matches!(mode(&["--list", "alice"]), Ok(Mode::List { user }) if user == "alice"));
+        assert!(
+            matches!(mode(&["--submit", "--uid", "7", "--comment", "-x"]), Ok(Mode::Submit(s)) if s.comment.as_deref() == Some("-x".as_ref()))
+        );
+        for (mixed, kind) in [
+            (
+                &["--list", "alice", "--submit", "--uid", "1"][..],
+                ErrorKind::ArgumentConflict,
+            ),
+            (&["--list", "alice", "bob"][..], ErrorKind::ArgumentConflict),
+            (&["--submit", "--uid", "1", "alice"][..], ErrorKind::ArgumentConflict),
+            (
+                &["alice", "P", "--comment", "P"][..],
+                ErrorKind::MissingRequiredArgument,
+            ),
+            (&["--submit"][..], ErrorKind::MissingRequiredArgument),
+            (&["--modify", "--uid", "1"][..], ErrorKind::MissingRequiredArgument),
+            (&["alice"][..], ErrorKind::MissingRequiredArgument),
+            (&[][..], ErrorKind::MissingRequiredArgument),
+        ] {
+            assert_eq!(mode(mixed).err(), Some(kind), "{mixed:?}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! What `cost-tags install` is asked to do, checked before anything is touched. The
 //! arguments are those of the ParallelCluster custom action cost-tags.sh, which passes
-//! them on unchanged, in either of the two forms ParallelCluster uses.
+//! them on unchanged; clap reads them (`cli::install`), and the values clap cannot
+//! check by itself are checked here.
 
 use anyhow::{bail, Result};
 
@@ -68,24 +69,6 @@ pub struct Options {
     pub tagging: Option<TaggingMode>,
 }
 
-/// The older ParallelCluster "multi-runner" passes each argument with one more leading
-/// '-' (`---release -s3://b/r.tar.gz`). When the first argument starts with '---' the
-/// whole list is in that form and one '-' comes off every argument; no option starts
-/// with '---' otherwise, so the two forms cannot be confused.
-pub fn plain_form(args: Vec<String>) -> Result<Vec<String>> {
-    if !args.first().is_some_and(|a| a.starts_with("---")) {
-        return Ok(args);
-    }
-    args.into_iter()
-        .map(|a| match a.strip_prefix('-') {
-            Some(rest) => Ok(rest.to_string()),
-            None => {
-                bail!("multi-runner form (the first argument starts with '---'): argument '{a}' lacks its leading '-'")
-            }
-        })
-        .collect()
-}
-
 /// `--sha256`: 64 hexadecimal digits, in either case.
 pub fn sha256(value: &str) -> Result<String> {
     let lower = value.to_ascii_lowercase();
@@ -108,49 +91,9 @@ pub fn metrics_dir(value: &str) -> Result<String> {
     Ok(if trimmed.is_empty() { "/".into() } else { trimmed.into() })
 }
 
-/// `--project-source`.
-pub fn project_source(value: &str) -> Result<ProjectSource> {
-    match value {
-        "comment" => Ok(ProjectSource::Comment),
-        "account" => Ok(ProjectSource::Account),
-        "wckey" => Ok(ProjectSource::Wckey),
-        _ => bail!("--project-source must be comment, account or wckey, got '{value}'"),
-    }
-}
-
-/// `--tagging`.
-pub fn tagging(value: &str) -> Result<TaggingMode> {
-    match value {
-        "node" => Ok(TaggingMode::Node),
-        "controller" => Ok(TaggingMode::Controller),
-        _ => bail!("--tagging must be node or controller, got '{value}'"),
-    }
-}
-
-/// `--role`.
-pub fn role(value: &str) -> Result<NodeRole> {
-    NodeRole::from_option(value).ok_or_else(|| anyhow::anyhow!("--role must be head, compute or login, got '{value}'"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn strings(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn the_multi_runner_form_loses_one_dash_everywhere() {
-        assert_eq!(
-            plain_form(strings(&["---release", "-s3://b/r.tar.gz", "---strict"])).unwrap(),
-            strings(&["--release", "s3://b/r.tar.gz", "--strict"])
-        );
-        let plain = strings(&["--release", "/r", "--sha256=ab"]);
-        assert_eq!(plain_form(plain.clone()).unwrap(), plain);
-        let e = plain_form(strings(&["---release", "/r"])).unwrap_err();
-        assert!(e.to_string().contains("lacks its leading '-'"), "{e}");
-    }
 
     #[test]
     fn values_are_checked() {
@@ -171,20 +114,11 @@ mod tests {
             .to_string()
             .contains("only letters"));
         assert!(metrics_dir("/x;rm").is_err());
-        assert_eq!(project_source("wckey").unwrap(), ProjectSource::Wckey);
-        assert!(project_source("email")
-            .unwrap_err()
-            .to_string()
-            .contains("--project-source must be"));
         let t = ExtraTags::parse("partition,cluster").unwrap();
         assert!(t.partition && t.cluster && !t.account);
         assert!(ExtraTags::parse("partition,jobname")
             .unwrap_err()
             .to_string()
             .contains("unknown tag 'jobname'"));
-        assert_eq!(tagging("controller").unwrap(), TaggingMode::Controller);
-        assert!(tagging("head").unwrap_err().to_string().contains("node or controller"));
-        assert_eq!(role("compute").unwrap(), NodeRole::Compute);
-        assert!(role("HeadNode").is_err());
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::tag_set::TagField;
 
 /// Which job field names the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectSource {
     /// `sbatch --comment Project` (what users of the public scripts already do).

@@ -15,11 +15,14 @@ pub struct Cfnconfig {
     pairs: Vec<(String, String)>,
 }
 
-/// A node's role in the cluster, from `cfn_node_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A node's role in the cluster, from `cfn_node_type` (or `cost-tags install --role`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NodeRole {
+    /// The head node: slurmctld, the release in /opt/slurm, the periodic jobs.
     Head,
+    /// A compute node: runs jobs, tags its instance in node mode.
     Compute,
+    /// A login node: nothing to install.
     Login,
 }
 
@@ -30,16 +33,6 @@ impl NodeRole {
             "HeadNode" => Some(NodeRole::Head),
             "ComputeFleet" => Some(NodeRole::Compute),
             "LoginNode" => Some(NodeRole::Login),
-            _ => None,
-        }
-    }
-
-    /// The role as `--role` takes it (`head`, `compute`, `login`).
-    pub fn from_option(value: &str) -> Option<NodeRole> {
-        match value {
-            "head" => Some(NodeRole::Head),
-            "compute" => Some(NodeRole::Compute),
-            "login" => Some(NodeRole::Login),
             _ => None,
         }
     }
@@ -157,6 +150,5 @@ mod tests {
         assert_eq!(c.node_type(), Some("HeadNode"));
         assert_eq!(NodeRole::from_node_type(c.node_type().unwrap()), Some(NodeRole::Head));
         assert_eq!(NodeRole::from_node_type("Head"), None);
-        assert_eq!(NodeRole::from_option("login"), Some(NodeRole::Login));
     }
 }

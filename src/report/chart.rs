@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::aggregate::{Summary, OTHER};
+use super::chart_axis::{spaced, text_width, Placed, Ticks};
 use super::Report;
 use crate::model::time::{Short, Timestamp};
 use crate::report::period::Every;
@@ -18,6 +19,9 @@ const RIGHT: f64 = 300.0;
 const TOP: f64 = 60.0;
 const BOTTOM: f64 = 60.0;
 const LABEL_GAP: f64 = 15.0;
+const FONT_SIZE: f64 = 12.0;
+/// The least room between two dates on the time axis.
+const DATE_GAP: f64 = 10.0;
 
 /// Tableau 10: distinguishable, and still distinct for the common colour blindnesses.
 const PALETTE: [&str; 10] = [
@@ -29,25 +33,6 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-/// A round step giving about `n` ticks up to `max`.
-fn nice_step(max: f64, n: f64) -> f64 {
-    if max <= 0.0 {
-        return 1.0;
-    }
-    let raw = max / n;
-    let mag = 10f64.powf(raw.log10().floor());
-    let f = raw / mag;
-    mag * if f <= 1.0 {
-        1.0
-    } else if f <= 2.0 {
-        2.0
-    } else if f <= 5.0 {
-        5.0
-    } else {
-        10.0
-    }
 }
 
 /// An amount for people: whole units with thousands separated above 100, else cents.
@@ -115,8 +100,8 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
         .filter_map(|&g| series[g].last())
         .map(|p| p.1)
         .fold(0.0, f64::max);
-    let step = nice_step(max, 5.0);
-    let top_value = (max / step).ceil().max(1.0) * step;
+    let ticks = Ticks::new(max, 5.0);
+    let top_value = ticks.top();
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let x = |t: Timestamp| LEFT + plot_w * (t - since) as f64 / (until - since) as f64;
     let y = |v: f64| TOP + plot_h * (1.0 - v / top_value);
@@ -124,7 +109,7 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="{FONT_SIZE}">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let by: Vec<&str> = o.by.iter().map(|d| d.name()).collect();
@@ -153,33 +138,54 @@ pub fn svg(report: &Report, chart: &Summary) -> String {
         );
     }
 
-    // Horizontal grid and amounts.
-    let mut v = 0.0;
-    while v <= top_value + step / 2.0 {
+    // Horizontal grid and amounts, all printed with the same decimals.
+    for (v, label) in ticks.iter() {
         let yy = y(v);
         let _ = writeln!(
             s,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e0e0e0"/><text class="y-tick" x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{label}</text>"##,
             LEFT + plot_w,
             LEFT - 8.0,
             yy + 4.0,
-            amount(v)
         );
-        v += step;
     }
-    // Dates along the time axis: at most 8 labels.
-    let stride = periods.len().div_ceil(8).max(1);
-    for &(start, _) in periods.iter().step_by(stride) {
-        let t = start.max(since);
-        let _ = writeln!(
+    // Dates along the time axis: a tick at each period's start, a date under those that
+    // leave room for it (the window's start first; see `spaced`).
+    let dates: Vec<(f64, String)> = periods
+        .iter()
+        .map(|&(start, _)| (x(start.max(since)), Short(start.max(since)).to_string()))
+        .collect();
+    let wanted: Vec<Placed> = dates
+        .iter()
+        .map(|(at, text)| Placed {
+            x: *at,
+            width: text_width(text, FONT_SIZE),
+        })
+        .collect();
+    // Not under the lines' end labels, which start 14 px right of the plot.
+    let labelled = spaced(&wanted, DATE_GAP, 0.0, LEFT + plot_w + 12.0);
+    // Unlabelled ticks only while they stay apart (not one per hour over a month).
+    let minor_ticks = plot_w / dates.len().max(1) as f64 >= 4.0;
+    for (i, ((at, text), placed)) in dates.iter().zip(&wanted).enumerate() {
+        let labelled = labelled.contains(&i);
+        if !labelled && !minor_ticks {
+            continue;
+        }
+        let _ = write!(
             s,
-            r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#999"/><text x="{0:.1}" y="{3:.1}" text-anchor="middle" fill="#555">{4}</text>"##,
-            x(t),
+            r##"<line x1="{at:.1}" y1="{:.1}" x2="{at:.1}" y2="{:.1}" stroke="#999"/>"##,
             TOP + plot_h,
-            TOP + plot_h + 5.0,
-            TOP + plot_h + 20.0,
-            Short(t)
+            TOP + plot_h + if labelled { 5.0 } else { 3.0 },
         );
+        if labelled {
+            let _ = write!(
+                s,
+                r##"<text class="x-label" x="{at:.1}" y="{:.1}" text-anchor="middle" textLength="{:.1}" fill="#555">{text}</text>"##,
+                TOP + plot_h + 20.0,
+                placed.width,
+            );
+        }
+        s.push('\n');
     }
     let _ = writeln!(
         s,
@@ -259,10 +265,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_are_round() {
-        assert_eq!(nice_step(97.0, 5.0), 20.0);
-        assert_eq!(nice_step(0.9, 5.0), 0.2);
-        assert_eq!(nice_step(0.0, 5.0), 1.0);
+    fn names_are_escaped_and_amounts_readable() {
         assert_eq!(escape("a<b&\"c\""), "a&lt;b&amp;&quot;c&quot;");
         assert_eq!(amount(0.0), "0.00");
         assert_eq!(amount(99.5), "99.50");

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod billed;
 pub mod chart;
+mod chart_axis;
 pub mod efficiency;
 pub mod filter;
 pub mod html;

@@ -25,6 +25,7 @@ mod prices;
 mod project_check_cli;
 mod reconcile_slurm;
 mod report_account_tree;
+mod report_chart;
 mod report_golden;
 mod report_html;
 mod report_jobs;

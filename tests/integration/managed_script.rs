@@ -2288,3 +2288,59 @@ fn budgets_create_the_reservation_journal_for_slurm_user() {
     plain.ok(&["--release", plain.rel()]);
     assert!(!plain.path("var/spool/cost-tags").exists());
 }
+
+/// `cost-tags install` called directly, as cost-tags.sh calls it (issue 23, item 6): clap
+/// parses it like every other command, the multi-runner form is undone after the global
+/// options too, roles and modes are typed values named in the installer's words, and
+/// `--config` is refused, never loaded (the installer reads no settings: before, `cost-tags
+/// --config F install` went through the settings file and failed with exit 2 when it was
+/// broken). Every refusal is exit 1 with an ERROR line, and leaves the root empty.
+#[test]
+fn the_installer_s_command_line_is_parsed_like_every_command() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(support::bin("cost-tags"))
+            .args(args)
+            .env("COST_TAGS_ROOT", root.path())
+            .env_remove("COST_TAGS_CONFIG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cost-tags")
+    };
+    let out = ok(run(&["install", "---role", "-login"]));
+    assert!(out.contains("cost-tags install: login node done"), "{out}");
+    let out = ok(run(&["uninstall", "---role=login"]));
+    assert!(
+        out.contains("cost-tags uninstall: login node: nothing to uninstall"),
+        "{out}"
+    );
+    let broken = root.path().join("broken.toml");
+    fs::write(&broken, "this is = not [toml\n").unwrap();
+    let joined = format!("--config={}", broken.display());
+    for config in [vec!["--config", broken.to_str().unwrap()], vec![joined.as_str()]] {
+        let args: Vec<&str> = config.into_iter().chain(["install", "---role", "-login"]).collect();
+        fails(run(&args), "the installer reads no settings file");
+    }
+    let wrong = fails(run(&["install", "--role", "HeadNode"]), "");
+    assert!(
+        wrong.contains("cost-tags install: ERROR: --role must be head, compute or login, got 'HeadNode'"),
+        "{wrong}"
+    );
+    fails(
+        run(&["uninstall", "---tagging", "-both"]),
+        "--tagging must be node or controller, got 'both'",
+    );
+    fails(run(&["install", "--bogus"]), "unknown argument '--bogus' (see --help)");
+    fails(
+        run(&["install", "---role", "login"]),
+        "argument 'login' lacks its leading '-'",
+    );
+    let help = ok(run(&["install", "--help"]));
+    assert!(help.contains("--role <ROLE>") && help.contains("login: "), "{help}");
+    let entries: Vec<_> = fs::read_dir(root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "broken.toml")
+        .collect();
+    assert!(entries.is_empty(), "the refusals changed the root: {entries:?}");
+}
