@@ -86,6 +86,8 @@ struct JobRow<'a> {
     gpu: bool,
     walltime_accuracy: Option<f64>,
     wasted_cost: Option<f64>,
+    /// Peak RSS of its steps ÷ requested memory (last: added after the others).
+    mem_efficiency: Option<f64>,
 }
 
 impl JobRow<'_> {
@@ -107,7 +109,7 @@ impl JobRow<'_> {
 }
 
 /// The CSV header: one name per field of a job row, in order.
-pub const CSV_COLUMNS: [&str; 20] = [
+pub const CSV_COLUMNS: [&str; 21] = [
     "job_id",
     "state",
     "user",
@@ -128,10 +130,11 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "gpu",
     "walltime_accuracy",
     "wasted_cost",
+    "mem_efficiency",
 ];
 
 /// The table's columns: title, width, right-aligned.
-const TABLE: [(&str, usize, bool); 20] = [
+const TABLE: [(&str, usize, bool); 21] = [
     ("JOB", 12, false),
     ("STATE", 10, false),
     ("USER", 10, false),
@@ -149,6 +152,7 @@ const TABLE: [(&str, usize, bool); 20] = [
     ("PRICE SOURCE", 20, false),
     ("COST", 10, true),
     ("CPU-EFF", 7, true),
+    ("MEM-EFF", 7, true),
     ("GPU", 3, false),
     ("WALLTIME", 8, true),
     ("WASTED", 10, true),
@@ -335,7 +339,7 @@ impl<W: Write> JobRows<W> {
                 let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
                 let _ = writeln!(
                     line,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                     Rfc3339(row.start),
                     Rfc3339(row.end),
                     row.elapsed_seconds,
@@ -349,6 +353,7 @@ impl<W: Write> JobRows<W> {
                     row.gpu,
                     opt(row.walltime_accuracy),
                     opt(row.wasted_cost),
+                    opt(row.mem_efficiency),
                 );
             }
             JobFormat::Json => {
@@ -381,6 +386,7 @@ impl<W: Write> JobRows<W> {
                     } else {
                         percent(row.cpu_efficiency)
                     },
+                    percent(row.mem_efficiency),
                     if row.gpu { "yes" } else { "" }.to_string(),
                     percent(row.walltime_accuracy),
                     money(row.wasted_cost),
@@ -536,6 +542,7 @@ impl<W: Write> JobSink for JobRows<W> {
             gpu: efficiency.gpu,
             walltime_accuracy: round(efficiency.walltime, 1e3),
             wasted_cost: round(wasted, 1e6),
+            mem_efficiency: round(efficiency.memory, 1e3),
         };
         let result = match self.top {
             Some(n) => {

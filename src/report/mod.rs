@@ -418,19 +418,33 @@ impl AccountRolls {
 pub fn records(
     input: &mut impl BufRead,
     layout: sacct::Layout,
-    mut ids: Option<&mut JobIds>,
+    ids: Option<&mut JobIds>,
     diag: &mut Diagnostics,
-    mut each: impl FnMut(u64, sacct::Record<'_>, &mut Diagnostics),
+    each: impl FnMut(u64, sacct::Record<'_>, &mut Diagnostics),
 ) -> io::Result<u64> {
+    let mut reader = Reader {
+        columns: sacct::Columns::of(layout),
+        ids,
+        forged: 0,
+        each,
+    };
     let mut buf = Vec::with_capacity(512);
     let mut line_no = 0u64;
-    let mut forged = 0u64;
-    let mut columns = sacct::Columns::of(layout);
     let mut first = true;
+    // With the steps listed (`--by job`), a job's line is held until its steps have been
+    // read, for their peak memory: the line, its number and the steps' largest MaxRSS.
+    let steps = layout.reads_steps();
+    let mut held: Vec<u8> = Vec::with_capacity(512);
+    let mut held_no = 0u64;
+    let mut held_id = String::new();
+    let mut held_rss: Option<u64> = None;
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(forged);
+            if held_no > 0 {
+                reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+            }
+            return Ok(reader.forged);
         }
         line_no += 1;
         diag.lines += 1;
@@ -438,21 +452,63 @@ pub fn records(
         if first && !text.trim().is_empty() {
             first = false;
             if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
-                columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 continue;
             }
         }
-        let record = match columns.parse(&text) {
+        if !steps {
+            reader.line(&text, line_no, None, diag);
+            continue;
+        }
+        if reader.columns.job_id(&text).contains('.') {
+            match reader.columns.parse(&text) {
+                Ok(Line::Step { job_id, max_rss }) => {
+                    // sacct lists a job's steps right after it; another job's step (its
+                    // job line unusable) adds to nothing.
+                    if held_no > 0 && job_id == held_id {
+                        held_rss = held_rss.max(max_rss);
+                    }
+                }
+                Ok(_) => {}
+                Err(Skip(why)) => diag.skip(line_no, why),
+            }
+            continue;
+        }
+        if held_no > 0 {
+            reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+        }
+        held_id.clear();
+        held_id.push_str(reader.columns.job_id(&text));
+        drop(text);
+        std::mem::swap(&mut held, &mut buf);
+        held_no = line_no;
+        held_rss = None;
+    }
+}
+
+/// What [`records`] does with each line that is not a step.
+struct Reader<'i, F> {
+    columns: sacct::Columns,
+    ids: Option<&'i mut JobIds>,
+    forged: u64,
+    each: F,
+}
+
+impl<F: FnMut(u64, sacct::Record<'_>, &mut Diagnostics)> Reader<'_, F> {
+    /// Parses `text` (line `line_no`) and hands its record, with the peak memory of its
+    /// steps `steps_rss`, to `each`, or counts why it cannot be used.
+    fn line(&mut self, text: &str, line_no: u64, steps_rss: Option<u64>, diag: &mut Diagnostics) {
+        let mut record = match self.columns.parse(text) {
             Ok(Line::Job(r)) => r,
-            Ok(Line::Header | Line::Blank | Line::Step) => continue,
+            Ok(Line::Header | Line::Blank | Line::Step { .. }) => return,
             Err(Skip(why)) => {
                 diag.skip(line_no, why);
-                continue;
+                return;
             }
         };
-        if let Some(ids) = ids.as_deref_mut() {
+        if let Some(ids) = self.ids.as_deref_mut() {
             if !ids.take(record.job_id) {
-                forged += 1;
+                self.forged += 1;
                 diag.skip(
                     line_no,
                     format!(
@@ -461,13 +517,14 @@ pub fn records(
                         record.job_id
                     ),
                 );
-                continue;
+                return;
             }
         }
         if !record.comment.trim().is_empty() {
             diag.comments += 1;
         }
-        each(line_no, record, diag);
+        record.max_rss = record.max_rss.max(steps_rss);
+        (self.each)(line_no, record, diag);
     }
 }
 
