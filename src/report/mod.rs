@@ -191,6 +191,20 @@ pub fn build_confirmed(
 pub fn build_with_jobs(
     prices: &Prices,
     options: &Options,
+    input: impl BufRead,
+    ids: Option<JobIds>,
+    jobs: Option<&mut dyn job_rows::JobSink>,
+) -> io::Result<Report> {
+    let layout = options.layout(prices.settings.project_source);
+    build_from(prices, options, layout, input, ids, jobs)
+}
+
+/// [`build_with_jobs`] reading the fields of `layout` (which may ask for more than
+/// [`Options::layout`]: the usage fields of a live grouped report).
+fn build_from(
+    prices: &Prices,
+    options: &Options,
+    layout: sacct::Layout,
     mut input: impl BufRead,
     mut ids: Option<JobIds>,
     mut jobs: Option<&mut dyn job_rows::JobSink>,
@@ -211,7 +225,6 @@ pub fn build_with_jobs(
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
-    let layout = options.layout(source);
     let filtering = !options.filters.is_empty();
 
     let mut rolls = AccountRolls::default();
@@ -288,11 +301,16 @@ pub fn build_with_jobs(
                 key.push_str(v);
             }
         }
+        let charged = aggregate::Charged {
+            cpus: record.cpus,
+            rate: rate.as_ref(),
+            efficiency: efficiency::Efficiency::of(&record),
+        };
         let group = table.group(&key);
-        table.charge(group, from, to, record.cpus, rate.as_ref());
+        table.charge(group, from, to, &charged);
         if let Some(c) = chart_table.as_mut() {
             let group = c.group(&key);
-            c.charge(group, from, to, record.cpus, rate.as_ref());
+            c.charge(group, from, to, &charged);
         }
         diag.runs += 1;
     })?;
@@ -433,7 +451,7 @@ pub fn records(
     let mut first = true;
     // With the steps listed (`--by job`), a job's line is held until its steps have been
     // read, for their peak memory: the line, its number and the steps' largest MaxRSS.
-    let steps = layout.reads_steps();
+    let steps = layout.reads_step_memory();
     let mut held: Vec<u8> = Vec::with_capacity(512);
     let mut held_no = 0u64;
     let mut held_id = String::new();
@@ -634,13 +652,16 @@ pub fn run_sacct_with_jobs(
     } else {
         None
     };
+    // The grouped report's wasted cost needs TotalCPU too (a saved file without a header
+    // is read with the fields of earlier releases, which have none).
+    let layout = layout.with_usage();
     let mut records = args(&layout.format());
-    if jobs.is_some() {
-        // `--allocations` reads no steps, so every job's TotalCPU would be 0: per job,
-        // sacct lists the steps too, and their usage adds up on the job's own line.
+    if layout.reads_steps() {
+        // `--allocations` reads no steps, so every job's TotalCPU would be 0: sacct lists
+        // the steps too, and their CPU time adds up on the job's own line.
         records.retain(|a| a != "--allocations");
     }
-    spawn_sacct(&records, |out| build_with_jobs(prices, options, out, ids, jobs))
+    spawn_sacct(&records, |out| build_from(prices, options, layout, out, ids, jobs))
 }
 
 /// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to

@@ -109,6 +109,12 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
     header.extend(["JOBS", "HOURS", "CPU-HOURS", "NODE-HOURS"].map(String::from));
     header.push(format!("COST ({})", r.currency));
     header.push("UNPRICED".into());
+    // Only when some run's CPU efficiency is known (a live sacct, or a saved file with
+    // TotalCPU): a column of dashes says nothing.
+    let show_wasted = wasted(&s.total).is_some();
+    if show_wasted {
+        header.push("WASTED".into());
+    }
     if let Some(b) = &r.billed {
         header.push(format!("BILLED ({})", b.currency));
         if spreads_overhead(r) {
@@ -117,7 +123,7 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
         header.push("DIFF".into());
     }
     line(&header);
-    let figures_before_bill = 6;
+    let figures_before_bill = 6 + usize::from(show_wasted);
     let bill = |cells: &mut Vec<String>, figures: Option<BillFigures>| {
         if let Some(f) = figures {
             cells.push(format!("{:.2}", f.billed));
@@ -147,6 +153,9 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
                 String::new()
             },
         ]);
+        if show_wasted {
+            cells.push(wasted(sums).map_or("-".to_string(), |w| format!("{w:.2}")));
+        }
     };
     let mut periods = s.periods.iter().peekable();
     let mut groups_in_period = 0;
@@ -198,6 +207,13 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
     numbers(&mut total, &s.total);
     bill(&mut total, bill_figures(r, BillLine::All, window, s.total.cost));
     line(&total);
+}
+
+/// The wasted cost of `sums`, `None` when no priced run of it has a CPU efficiency (so
+/// that "nothing known" never reads as "nothing wasted").
+pub(super) fn wasted(sums: &Sums) -> Option<f64> {
+    let known = sums.jobs - sums.unpriced_jobs - sums.wasted_unknown_jobs;
+    (known > 0).then_some(sums.wasted_cost)
 }
 
 /// How many columns the bill adds to the table.
@@ -282,6 +298,17 @@ pub fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
             d.not_run
         )?;
     }
+    let total = &r.summary.total;
+    if total.wasted_unknown_jobs > 0 {
+        let gpu = total.wasted_unknown_gpu_jobs;
+        writeln!(
+            out,
+            "{} priced job runs are not in the wasted cost, their CPU efficiency unknown: {gpu} GPU jobs \
+             (their CPU time says little), {} running or without recorded CPU time (TotalCPU).",
+            total.wasted_unknown_jobs,
+            total.wasted_unknown_jobs - gpu
+        )?;
+    }
     for w in &d.warnings {
         writeln!(out, "warning: {w}")?;
     }
@@ -321,8 +348,9 @@ pub(super) fn csv_field(s: &str) -> String {
 /// `kind,period_start,period_end,<by...>,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency`
 /// where kind is `group`, `group_total` and `period_total` (with --every) or `total`.
 /// With `--billed`, `billed_cost,diff` (and `overhead_cost` between them with
-/// `--overhead proportional`) end each row, and an `untagged` row comes before `total`
-/// unless the overhead is spread.
+/// `--overhead proportional`) follow, and an `untagged` row comes before `total`
+/// unless the overhead is spread. `wasted_cost,wasted_unknown_jobs` end each row (last,
+/// so that the columns before keep their places).
 pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
@@ -344,6 +372,7 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
         }
         header.push("diff");
     }
+    header.extend(["wasted_cost", "wasted_unknown_jobs"]);
     writeln!(out, "{}", header.join(","))?;
     let period_estimate = |period: (Timestamp, Timestamp)| {
         s.periods
@@ -384,6 +413,8 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
             }
             cells.push(format!("{:.6}", cost(f.diff)));
         }
+        cells.push(wasted(sums).map_or(String::new(), |w| format!("{:.6}", cost(w))));
+        cells.push(sums.wasted_unknown_jobs.to_string());
         writeln!(out, "{}", cells.join(","))
     };
     let window = (o.since, o.until);
@@ -412,6 +443,10 @@ struct JsonSums {
     charged_node_seconds: f64,
     cost: f64,
     unpriced_jobs: u64,
+    /// Null when no priced run has a CPU efficiency.
+    wasted_cost: Option<f64>,
+    wasted_unknown_jobs: u64,
+    wasted_unknown_gpu_jobs: u64,
 }
 
 impl From<&Sums> for JsonSums {
@@ -423,6 +458,9 @@ impl From<&Sums> for JsonSums {
             charged_node_seconds: node_seconds(s.charged_node_seconds),
             cost: cost(s.cost),
             unpriced_jobs: s.unpriced_jobs,
+            wasted_cost: wasted(s).map(cost),
+            wasted_unknown_jobs: s.wasted_unknown_jobs,
+            wasted_unknown_gpu_jobs: s.wasted_unknown_gpu_jobs,
         }
     }
 }

@@ -39,8 +39,11 @@ pub struct Layout {
     group: bool,
     /// A header without `Group` is refused (`--by group`, `--group`); else it reads empty.
     group_required: bool,
-    /// `TotalCPU`, `ElapsedRaw`, `MaxRSS` and `ReqMem` (with `TimelimitRaw`), for the
-    /// efficiency of `--by job`.
+    /// `TotalCPU` and `ElapsedRaw`, for CPU efficiency (`--by job`, and the grouped
+    /// report's wasted cost when it runs sacct itself).
+    usage: bool,
+    /// `MaxRSS` and `ReqMem` (with `TimelimitRaw` and the usage), for the efficiency of
+    /// `--by job`.
     efficiency: bool,
     project: Option<ProjectField>,
 }
@@ -52,6 +55,7 @@ impl Layout {
             time_limit: false,
             group: false,
             group_required: false,
+            usage: false,
             efficiency: false,
             project: ProjectField::of(source),
         }
@@ -65,6 +69,7 @@ impl Layout {
         Layout {
             time_limit: true,
             group: true,
+            usage: true,
             efficiency: true,
             ..self
         }
@@ -87,9 +92,23 @@ impl Layout {
         }
     }
 
-    /// True when the efficiency fields are asked for: sacct then runs without
+    /// The same with `TotalCPU` and `ElapsedRaw` (after `Group`), for the wasted cost of
+    /// the grouped report. sacct prints TotalCPU 0 for every job with `--allocations`
+    /// (checked with 22.05): with these fields it must run without it, and then lists
+    /// each job's steps too, which [`Columns::parse`] passes over.
+    pub fn with_usage(self) -> Layout {
+        Layout { usage: true, ..self }
+    }
+
+    /// True when the usage fields are asked for: sacct then runs without
     /// `--allocations` and lists each job's steps after it (see [`Line::Step`]).
     pub fn reads_steps(&self) -> bool {
+        self.usage
+    }
+
+    /// True when each step's `MaxRSS` is read: a job's record is complete only once the
+    /// step lines after it are read ([`super::records`]).
+    pub fn reads_step_memory(&self) -> bool {
         self.efficiency
     }
 
@@ -105,8 +124,11 @@ impl Layout {
         if self.group {
             f.push("Group");
         }
+        if self.usage {
+            f.extend(USAGE);
+        }
         if self.efficiency {
-            f.extend(EFFICIENCY);
+            f.extend(MEMORY);
         }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
@@ -322,8 +344,10 @@ const REQ_MEM: usize = FIELDS.len() + 6;
 const PROJECT: usize = FIELDS.len() + 7;
 const SLOTS: usize = FIELDS.len() + 8;
 
-/// The fields [`Layout::with_efficiency`] adds after `Group`, in this order.
-const EFFICIENCY: [&str; 4] = ["TotalCPU", "ElapsedRaw", "MaxRSS", "ReqMem"];
+/// The fields [`Layout::with_usage`] adds after `Group`, in this order.
+const USAGE: [&str; 2] = ["TotalCPU", "ElapsedRaw"];
+/// The fields [`Layout::with_efficiency`] adds after those.
+const MEMORY: [&str; 2] = ["MaxRSS", "ReqMem"];
 
 /// A memory size as sacct prints it, a number and a binary unit (`214368K`, `300M`,
 /// `1.50G`), in KiB; a number alone is in `bare_unit_kib` KiB (sacct's own unit for the
@@ -456,6 +480,9 @@ pub struct Columns {
     /// The header line, when the input has one: the same line again later (files joined
     /// with `cat`) is skipped as a header.
     header: Option<String>,
+    /// `TotalCPU` and `ElapsedRaw` are read (asked for, or named by the header), and step
+    /// lines are passed over.
+    usage: bool,
 }
 
 impl Columns {
@@ -466,8 +493,8 @@ impl Columns {
             (layout.cluster, CLUSTER),
             (layout.time_limit, TIME_LIMIT),
             (layout.group, GROUP),
-            (layout.efficiency, TOTAL_CPU),
-            (layout.efficiency, ELAPSED),
+            (layout.usage, TOTAL_CPU),
+            (layout.usage, ELAPSED),
             (layout.efficiency, MAX_RSS),
             (layout.efficiency, REQ_MEM),
             (layout.project.is_some(), PROJECT),
@@ -481,6 +508,7 @@ impl Columns {
             slot,
             last_is_text: layout.project.is_some(),
             header: None,
+            usage: layout.usage,
         }
     }
 
@@ -507,8 +535,9 @@ impl Columns {
                 // Efficiency is unknown without them, not wrong.
                 None if layout.efficiency
                     && (name == "TimelimitRaw"
-                        || EFFICIENCY.contains(&name)
+                        || MEMORY.contains(&name)
                         || (name == "Group" && !layout.group_required)) => {}
+                None if layout.usage && USAGE.contains(&name) => {}
                 None => {
                     return Some(Err(MissingField {
                         field: name,
@@ -518,6 +547,19 @@ impl Columns {
                 }
             }
         }
+        // A saved file that has the usage fields gives the grouped report its wasted cost
+        // even though a file without a header is read without them.
+        if !layout.usage {
+            for (name, s) in USAGE.into_iter().zip([TOTAL_CPU, ELAPSED]) {
+                if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                    if slot[i] == UNREAD {
+                        slot[i] = s as u8;
+                    }
+                }
+            }
+        }
+        // Steps are passed over whenever usage is asked for, even from a file without it.
+        let usage = layout.usage || slot.contains(&(TOTAL_CPU as u8));
         let last_is_text = names
             .last()
             .is_some_and(|last| FREE_TEXT.iter().any(|t| t.eq_ignore_ascii_case(last)));
@@ -526,6 +568,7 @@ impl Columns {
             slot,
             last_is_text,
             header: Some(line.to_string()),
+            usage,
         }))
     }
 
@@ -591,7 +634,7 @@ impl Columns {
         }
         let job_id = f[0];
         if let Some((job, _)) = job_id.split_once('.').filter(|(job, _)| fields::is_job_id(job)) {
-            if self.layout.efficiency {
+            if self.usage {
                 return Ok(Line::Step {
                     job_id: job,
                     max_rss: memory_kib(f[MAX_RSS], 1.0),
@@ -629,16 +672,8 @@ impl Columns {
             } else {
                 None
             },
-            total_cpu: if self.layout.efficiency {
-                total_cpu(f[TOTAL_CPU])
-            } else {
-                None
-            },
-            elapsed_raw: if self.layout.efficiency {
-                f[ELAPSED].parse().ok()
-            } else {
-                None
-            },
+            total_cpu: if self.usage { total_cpu(f[TOTAL_CPU]) } else { None },
+            elapsed_raw: if self.usage { f[ELAPSED].parse().ok() } else { None },
             req_mem: if self.layout.efficiency {
                 req_mem(f[REQ_MEM], count("NNodes", f[7])?, count("NCPUS", f[8])?)
             } else {
@@ -675,6 +710,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: Some(ProjectField::Comment),
     };
@@ -683,6 +719,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: None,
     };
@@ -691,6 +728,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: Some(ProjectField::Wckey),
     };
