@@ -19,7 +19,7 @@ use serde::{Serialize, Serializer};
 use super::aggregate::FastMap;
 use super::calendar::{Rfc3339, Short, Timestamp};
 use super::efficiency::Efficiency;
-use super::output::{csv_field, notes};
+use super::output::{notes, push_csv_field};
 use super::pricing::Pricer;
 use super::sacct::Record;
 use super::{Options, Report};
@@ -198,6 +198,8 @@ pub struct JobRows<W: Write> {
     source_text: FastMap<String, String>,
     key: String,
     instances: String,
+    /// The current row's price source text (a buffer lent to each row).
+    source: String,
     line: String,
     rows: u64,
     wasted: f64,
@@ -264,6 +266,7 @@ impl<W: Write> JobRows<W> {
             source_text: FastMap::default(),
             key: String::new(),
             instances: String::new(),
+            source: String::new(),
             line: String::new(),
             rows: 0,
             wasted: 0.0,
@@ -279,7 +282,9 @@ impl<W: Write> JobRows<W> {
     /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
     fn price_source(&mut self, record: &Record<'_>, pricer: &Pricer) -> &str {
         self.key.clear();
-        let _ = write!(self.key, "{}|{}|{}", record.cluster, record.partition, self.instances);
+        for part in [record.cluster, "|", record.partition, "|", self.instances.as_str()] {
+            self.key.push_str(part);
+        }
         if !self.source_text.contains_key(self.key.as_str()) {
             let spot = pricer.is_spot(record.partition);
             let mut text = String::new();
@@ -333,28 +338,37 @@ impl<W: Write> JobRows<W> {
                     &row.partition,
                 ];
                 for t in text {
-                    line.push_str(&csv_field(t));
+                    push_csv_field(line, t);
                     line.push(',');
                 }
-                let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-                let _ = writeln!(
+                // Written in place, digit by digit where it counts: a million rows.
+                let opt = |line: &mut String, x: Option<f64>| {
+                    if let Some(v) = x {
+                        let _ = write!(line, "{v}");
+                    }
+                    line.push(',');
+                };
+                Rfc3339(row.start).push_to(line);
+                line.push(',');
+                Rfc3339(row.end).push_to(line);
+                let _ = write!(
                     line,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    Rfc3339(row.start),
-                    Rfc3339(row.end),
-                    row.elapsed_seconds,
-                    row.nodes,
-                    row.cpus,
-                    row.gpus,
-                    csv_field(&row.instance_types),
-                    csv_field(&row.price_source),
-                    opt(row.cost),
-                    opt(row.cpu_efficiency),
-                    row.gpu,
-                    opt(row.walltime_accuracy),
-                    opt(row.wasted_cost),
-                    opt(row.mem_efficiency),
+                    ",{},{},{},{},",
+                    row.elapsed_seconds, row.nodes, row.cpus, row.gpus
                 );
+                push_csv_field(line, &row.instance_types);
+                line.push(',');
+                push_csv_field(line, &row.price_source);
+                line.push(',');
+                opt(line, row.cost);
+                opt(line, row.cpu_efficiency);
+                line.push_str(if row.gpu { "true," } else { "false," });
+                opt(line, row.walltime_accuracy);
+                opt(line, row.wasted_cost);
+                opt(line, row.mem_efficiency);
+                // The last comma is the line's end.
+                line.pop();
+                line.push('\n');
             }
             JobFormat::Json => {
                 line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
@@ -509,7 +523,11 @@ impl<W: Write> JobSink for JobRows<W> {
         let wasted = efficiency.wasted(run.cost);
         self.wasted += wasted.unwrap_or(0.0);
         self.instances.clear();
-        let source = match run.pricer {
+        // Both buffers are lent to the row and taken back after it is written: no
+        // allocation per row.
+        let mut source = std::mem::take(&mut self.source);
+        source.clear();
+        match run.pricer {
             Some(pricer) => {
                 for (i, name) in pricer.last_instance_types().enumerate() {
                     if i > 0 {
@@ -517,10 +535,10 @@ impl<W: Write> JobSink for JobRows<W> {
                     }
                     self.instances.push_str(name);
                 }
-                self.price_source(r, pricer).to_string()
+                source.push_str(self.price_source(r, pricer));
             }
-            None => "unpriced".to_string(),
-        };
+            None => source.push_str("unpriced"),
+        }
         let row = JobRow {
             job_id: Cow::Borrowed(r.job_id),
             state: Cow::Borrowed(r.state),
@@ -560,6 +578,9 @@ impl<W: Write> JobSink for JobRows<W> {
         };
         if let Cow::Owned(s) = row.instance_types {
             self.instances = s;
+        }
+        if let Cow::Owned(s) = row.price_source {
+            self.source = s;
         }
         self.failed |= result.is_err();
         result

@@ -478,7 +478,8 @@ pub fn records(
             reader.line(&text, line_no, None, diag);
             continue;
         }
-        if reader.columns.job_id(&text).contains('.') {
+        let job_id = reader.columns.job_id(&text);
+        if job_id.contains('.') {
             match reader.columns.parse(&text) {
                 Ok(Line::Step { job_id, max_rss }) => {
                     // sacct lists a job's steps right after it; another job's step (its
@@ -496,7 +497,7 @@ pub fn records(
             reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
         }
         held_id.clear();
-        held_id.push_str(reader.columns.job_id(&text));
+        held_id.push_str(job_id);
         drop(text);
         std::mem::swap(&mut held, &mut buf);
         held_no = line_no;

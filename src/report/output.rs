@@ -337,10 +337,25 @@ fn price_notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
 }
 
 pub(super) fn csv_field(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_csv_field(&mut out, s);
+    out
+}
+
+/// [`csv_field`] appended to `out`, without a String of its own (once per field of each
+/// per-job row).
+pub(super) fn push_csv_field(out: &mut String, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        out.push('"');
+        for part in s.split_inclusive('"') {
+            out.push_str(part);
+            if part.ends_with('"') {
+                out.push('"');
+            }
+        }
+        out.push('"');
     } else {
-        s.to_string()
+        out.push_str(s);
     }
 }
 
