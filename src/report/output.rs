@@ -720,3 +720,20 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     doc.serialize(&mut serializer)?;
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_field("ProjectA"), "ProjectA");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("\""), "\"\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        let mut line = String::from("x,");
+        push_csv_field(&mut line, "on demand (settings); spot (a,b)");
+        assert_eq!(line, "x,\"on demand (settings); spot (a,b)\"");
+    }
+}
