@@ -226,7 +226,8 @@ fn main() {
     );
 
     // The same lines with what --by job adds before the comment (TimelimitRaw, Group,
-    // TotalCPU, ElapsedRaw), so every row's efficiency is worked out.
+    // TotalCPU, ElapsedRaw, MaxRSS, ReqMem: the job line's MaxRSS is empty), so every
+    // row's CPU efficiency is worked out.
     let job_data = dir.path().join("sacct-jobs.txt");
     {
         // Streamed: a 138 MB string here would be in every child's peak RSS (a forked
@@ -237,7 +238,7 @@ fn main() {
         for line in input.lines().map(Result::unwrap) {
             let line = line.as_str();
             match line.rsplit_once('|') {
-                Some((head, project)) => writeln!(out, "{head}|720|grp|01:23:45.678|3600|{project}").unwrap(),
+                Some((head, project)) => writeln!(out, "{head}|720|grp|01:23:45.678|3600||4000M|{project}").unwrap(),
                 None => writeln!(out, "{line}").unwrap(),
             }
         }

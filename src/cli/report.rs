@@ -55,10 +55,14 @@ node: its CPUs over the node's CPUs, or its GPU share if larger, at most the who
 (exclusive jobs hold every CPU, so they pay whole nodes). Requeued runs are each charged;
 running jobs are charged up to now. Jobs on nodes without a known price are listed as
 unpriced, never guessed. Without --sacct-file the report runs:
-  TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers --allocations
+  TZ=UTC SLURM_TIME_FORMAT=standard sacct --parsable2 --noheader --allusers
     --duplicates --truncate -S SINCE -E UNTIL
+    --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,TotalCPU,ElapsedRaw
+without --allocations, which makes sacct print TotalCPU 0 (TotalCPU gives the wasted cost);
+the job steps it then lists are passed over. A saved file without a header holds the fields
+of earlier releases, made with --allocations:
     --format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList
-with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
+each with \",WCKey\" or \",Comment\" added to --format when project_source names that field (never
 otherwise: Slurm prints free text raw, and a newline in it could forge a record). With the
 comment, the same command with --format=JobID runs first: a record whose job id it does not
 list (as often) is skipped as forged. Run by anyone but root, the command has no --allusers:

@@ -8,8 +8,17 @@ use serde::Serialize;
 
 use crate::model::time::Timestamp;
 
+use super::efficiency::Efficiency;
 use super::pricing::Rate;
 use crate::report::period::Every;
+
+/// What a run brings to the sums beside its time: its CPUs, its price (`None`:
+/// unpriced) and its efficiency.
+pub struct Charged<'r> {
+    pub cpus: u32,
+    pub rate: Option<&'r Rate>,
+    pub efficiency: Efficiency,
+}
 
 /// What a group spent in a period (or in the whole window).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
@@ -26,6 +35,13 @@ pub struct Sums {
     pub cost: f64,
     /// Runs whose nodes could not be priced: their seconds are in, their cost is not.
     pub unpriced_jobs: u64,
+    /// Cost × (1 − CPU efficiency) of the priced runs whose CPU efficiency is known.
+    pub wasted_cost: f64,
+    /// Priced runs left out of `wasted_cost`, their CPU efficiency unknown: GPU jobs,
+    /// running jobs, jobs whose TotalCPU was not recorded (or not read).
+    pub wasted_unknown_jobs: u64,
+    /// Of `wasted_unknown_jobs`, the GPU jobs.
+    pub wasted_unknown_gpu_jobs: u64,
 }
 
 impl Sums {
@@ -36,19 +52,30 @@ impl Sums {
         self.charged_node_seconds += o.charged_node_seconds;
         self.cost += o.cost;
         self.unpriced_jobs += o.unpriced_jobs;
+        self.wasted_cost += o.wasted_cost;
+        self.wasted_unknown_jobs += o.wasted_unknown_jobs;
+        self.wasted_unknown_gpu_jobs += o.wasted_unknown_gpu_jobs;
     }
 
     /// One run of `[start, end)`, priced at `rate` (the cost of a spot run depends on
     /// when it ran, not only on how long).
-    fn charge(&mut self, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<&Rate>) {
+    fn charge(&mut self, start: Timestamp, end: Timestamp, run: &Charged<'_>) {
         let seconds = end - start;
         self.jobs += 1;
         self.elapsed_seconds += seconds;
-        self.cpu_seconds += seconds * i64::from(cpus);
-        match rate {
+        self.cpu_seconds += seconds * i64::from(run.cpus);
+        match run.rate {
             Some(r) => {
                 self.charged_node_seconds += r.nodes * seconds as f64;
-                self.cost += r.cost(start, end);
+                let cost = r.cost(start, end);
+                self.cost += cost;
+                match run.efficiency.wasted(Some(cost)) {
+                    Some(wasted) => self.wasted_cost += wasted,
+                    None => {
+                        self.wasted_unknown_jobs += 1;
+                        self.wasted_unknown_gpu_jobs += u64::from(run.efficiency.gpu);
+                    }
+                }
             }
             None => self.unpriced_jobs += 1,
         }
@@ -106,23 +133,20 @@ impl SpendTable {
 
     /// Charges a run of `[start, end)` (already inside the window) to `group`, split over
     /// the periods it touches.
-    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, cpus: u32, rate: Option<&Rate>) {
-        self.groups[group as usize].1.charge(start, end, cpus, rate);
+    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, run: &Charged<'_>) {
+        self.groups[group as usize].1.charge(start, end, run);
         let Some(every) = self.every else {
             self.cells
                 .entry((group, self.since))
                 .or_default()
-                .charge(start, end, cpus, rate);
+                .charge(start, end, run);
             return;
         };
         let mut t = start;
         while t < end {
             let (period, next) = every.period(t);
             let piece_end = end.min(next);
-            self.cells
-                .entry((group, period))
-                .or_default()
-                .charge(t, piece_end, cpus, rate);
+            self.cells.entry((group, period)).or_default().charge(t, piece_end, run);
             t = piece_end;
         }
     }
@@ -296,10 +320,35 @@ mod tests {
         let b = table.group("B");
         let c = table.group("C");
         assert_eq!(table.group("A"), a);
-        // A: 22:00 on the 1st to 02:00 on the 2nd: 2 h in each day.
-        table.charge(a, t("2024-03-01T22:00"), t("2024-03-02T02:00"), 2, Some(rate));
-        table.charge(b, t("2024-03-02T10:00"), t("2024-03-02T11:00"), 1, Some(rate));
-        table.charge(c, t("2024-03-02T10:00"), t("2024-03-02T10:30"), 1, None);
+        let run = |cpus, rate, cpu, gpu| Charged {
+            cpus,
+            rate,
+            efficiency: Efficiency {
+                cpu,
+                gpu,
+                ..Efficiency::default()
+            },
+        };
+        // A: 22:00 on the 1st to 02:00 on the 2nd: 2 h in each day, a quarter of its CPU
+        // used, so 3 of its 4 (cost 1/h) wasted, split over the days like the cost.
+        table.charge(
+            a,
+            t("2024-03-01T22:00"),
+            t("2024-03-02T02:00"),
+            &run(2, Some(rate), Some(0.25), false),
+        );
+        table.charge(
+            b,
+            t("2024-03-02T10:00"),
+            t("2024-03-02T11:00"),
+            &run(1, Some(rate), None, true),
+        );
+        table.charge(
+            c,
+            t("2024-03-02T10:00"),
+            t("2024-03-02T10:30"),
+            &run(1, None, None, false),
+        );
         let s = table.summarize(Some(1));
         assert_eq!(s.groups.len(), 2);
         assert_eq!(s.groups[0].0, ["A"]);
@@ -325,5 +374,17 @@ mod tests {
             ]
         );
         assert_eq!(s.periods[1].1.jobs, 3);
+        assert!((s.groups[0].1.wasted_cost - 3.0).abs() < 1e-9);
+        assert!((s.periods[0].1.wasted_cost - 1.5).abs() < 1e-9, "the first day's half");
+        // B (a GPU job) is priced but not in the wasted cost; C is unpriced, in neither.
+        let other = &s.groups[1].1;
+        assert_eq!(
+            (
+                other.wasted_cost,
+                other.wasted_unknown_jobs,
+                other.wasted_unknown_gpu_jobs
+            ),
+            (0.0, 1, 1)
+        );
     }
 }

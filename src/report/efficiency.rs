@@ -7,9 +7,10 @@
 //!
 //! TotalCPU is the job line's, which sacct adds up from the job's steps when it lists
 //! them: `--by job` runs sacct without `--allocations` (with it, sacct reads no steps and
-//! prints 0 for every job), and passes the step lines over. Memory efficiency (peak RSS
-//! of the steps over the requested memory) would need MaxRSS from each step line, which
-//! is not read yet (see docs/report.md).
+//! prints 0 for every job). Memory efficiency is the largest MaxRSS of the job's steps
+//! (read from the step lines, since the job line's MaxRSS is empty) over the memory the
+//! job asked for, all nodes together. MaxRSS is the peak of a step's largest task, so a
+//! step of several tasks (or nodes) under-counts: a lower bound, said in docs/report.md.
 
 use super::sacct::Record;
 
@@ -22,6 +23,9 @@ pub struct Efficiency {
     pub gpu: bool,
     /// Elapsed ÷ time limit (1 is a job that ran to its limit).
     pub walltime: Option<f64>,
+    /// Peak RSS of its steps ÷ requested memory; above 1 when the job used more than it
+    /// asked for (possible where memory is not a consumable resource).
+    pub memory: Option<f64>,
 }
 
 impl Efficiency {
@@ -49,7 +53,17 @@ impl Efficiency {
             (Some(minutes), Some(elapsed)) if minutes > 0 => Some(elapsed as f64 / (minutes as f64 * 60.0)),
             _ => None,
         };
-        Efficiency { cpu, gpu, walltime }
+        // Like TotalCPU, a step's MaxRSS is recorded when it ends.
+        let memory = match (finished, record.max_rss, record.req_mem) {
+            (true, Some(rss), Some(asked)) if asked > 0 => Some(rss as f64 / asked as f64),
+            _ => None,
+        };
+        Efficiency {
+            cpu,
+            gpu,
+            walltime,
+            memory,
+        }
     }
 
     /// What the unused CPU share of `cost` came to, when both are known.
@@ -81,6 +95,8 @@ mod tests {
             time_limit: Some(120),
             total_cpu,
             elapsed_raw: end.map(|e| e as u64),
+            req_mem: Some(4 * 1024 * 1024),
+            max_rss: Some(1024 * 1024),
             wckey: "",
             comment: "",
         }
@@ -91,6 +107,8 @@ mod tests {
         // 4 CPUs for 1 h = 14400 CPU-s; 3600 used: a quarter.
         let e = Efficiency::of(&job(4, 0, Some(3600.0), Some(3600)));
         assert_eq!((e.cpu, e.gpu, e.walltime), (Some(0.25), false, Some(0.5)));
+        // 1 GiB peak of 4 GiB asked.
+        assert_eq!(e.memory, Some(0.25));
         // Cost 2.0, three quarters unused: 1.5 wasted.
         assert_eq!(e.wasted(Some(2.0)), Some(1.5));
         assert_eq!(e.wasted(None), None, "unpriced");
@@ -102,7 +120,13 @@ mod tests {
         assert_eq!(gpu.wasted(Some(2.0)), None);
         assert_eq!(Efficiency::of(&job(4, 0, None, Some(3600))).cpu, None);
         let running = Efficiency::of(&job(4, 0, Some(10.0), None));
-        assert_eq!((running.cpu, running.walltime), (None, None));
+        assert_eq!((running.cpu, running.walltime, running.memory), (None, None, None));
+        assert_eq!(gpu.memory, Some(0.25), "memory says as much of a GPU job");
+        let unrecorded = Record {
+            max_rss: None,
+            ..job(4, 0, Some(3600.0), Some(3600))
+        };
+        assert_eq!(Efficiency::of(&unrecorded).memory, None);
         assert_eq!(
             Efficiency::of(&job(4, 0, Some(0.0), Some(3600))).cpu,
             None,

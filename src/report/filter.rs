@@ -83,6 +83,8 @@ mod tests {
             time_limit: None,
             total_cpu: None,
             elapsed_raw: None,
+            req_mem: None,
+            max_rss: None,
             wckey: "",
             comment: "",
         }

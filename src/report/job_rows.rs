@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 
 use super::aggregate::FastMap;
 use super::efficiency::Efficiency;
-use super::output::{csv_field, notes};
+use super::output::{notes, push_csv_field};
 use super::pricing::Pricer;
 use super::sacct::Record;
 use super::{Options, Report};
@@ -86,6 +86,8 @@ struct JobRow<'a> {
     gpu: bool,
     walltime_accuracy: Option<f64>,
     wasted_cost: Option<f64>,
+    /// Peak RSS of its steps ÷ requested memory (last: added after the others).
+    mem_efficiency: Option<f64>,
 }
 
 impl JobRow<'_> {
@@ -107,7 +109,7 @@ impl JobRow<'_> {
 }
 
 /// The CSV header: one name per field of a job row, in order.
-pub const CSV_COLUMNS: [&str; 20] = [
+pub const CSV_COLUMNS: [&str; 21] = [
     "job_id",
     "state",
     "user",
@@ -128,10 +130,11 @@ pub const CSV_COLUMNS: [&str; 20] = [
     "gpu",
     "walltime_accuracy",
     "wasted_cost",
+    "mem_efficiency",
 ];
 
 /// The table's columns: title, width, right-aligned.
-const TABLE: [(&str, usize, bool); 20] = [
+const TABLE: [(&str, usize, bool); 21] = [
     ("JOB", 12, false),
     ("STATE", 10, false),
     ("USER", 10, false),
@@ -149,6 +152,7 @@ const TABLE: [(&str, usize, bool); 20] = [
     ("PRICE SOURCE", 20, false),
     ("COST", 10, true),
     ("CPU-EFF", 7, true),
+    ("MEM-EFF", 7, true),
     ("GPU", 3, false),
     ("WALLTIME", 8, true),
     ("WASTED", 10, true),
@@ -194,6 +198,8 @@ pub struct JobRows<W: Write> {
     source_text: FastMap<String, String>,
     key: String,
     instances: String,
+    /// The current row's price source text (a buffer lent to each row).
+    source: String,
     line: String,
     rows: u64,
     wasted: f64,
@@ -260,6 +266,7 @@ impl<W: Write> JobRows<W> {
             source_text: FastMap::default(),
             key: String::new(),
             instances: String::new(),
+            source: String::new(),
             line: String::new(),
             rows: 0,
             wasted: 0.0,
@@ -275,7 +282,9 @@ impl<W: Write> JobRows<W> {
     /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
     fn price_source(&mut self, record: &Record<'_>, pricer: &Pricer) -> &str {
         self.key.clear();
-        let _ = write!(self.key, "{}|{}|{}", record.cluster, record.partition, self.instances);
+        for part in [record.cluster, "|", record.partition, "|", self.instances.as_str()] {
+            self.key.push_str(part);
+        }
         if !self.source_text.contains_key(self.key.as_str()) {
             let spot = pricer.is_spot(record.partition);
             let mut text = String::new();
@@ -329,27 +338,37 @@ impl<W: Write> JobRows<W> {
                     &row.partition,
                 ];
                 for t in text {
-                    line.push_str(&csv_field(t));
+                    push_csv_field(line, t);
                     line.push(',');
                 }
-                let opt = |x: Option<f64>| x.map(|v| v.to_string()).unwrap_or_default();
-                let _ = writeln!(
+                // Written in place, digit by digit where it counts: a million rows.
+                let opt = |line: &mut String, x: Option<f64>| {
+                    if let Some(v) = x {
+                        let _ = write!(line, "{v}");
+                    }
+                    line.push(',');
+                };
+                Rfc3339(row.start).push_to(line);
+                line.push(',');
+                Rfc3339(row.end).push_to(line);
+                let _ = write!(
                     line,
-                    "{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                    Rfc3339(row.start),
-                    Rfc3339(row.end),
-                    row.elapsed_seconds,
-                    row.nodes,
-                    row.cpus,
-                    row.gpus,
-                    csv_field(&row.instance_types),
-                    csv_field(&row.price_source),
-                    opt(row.cost),
-                    opt(row.cpu_efficiency),
-                    row.gpu,
-                    opt(row.walltime_accuracy),
-                    opt(row.wasted_cost),
+                    ",{},{},{},{},",
+                    row.elapsed_seconds, row.nodes, row.cpus, row.gpus
                 );
+                push_csv_field(line, &row.instance_types);
+                line.push(',');
+                push_csv_field(line, &row.price_source);
+                line.push(',');
+                opt(line, row.cost);
+                opt(line, row.cpu_efficiency);
+                line.push_str(if row.gpu { "true," } else { "false," });
+                opt(line, row.walltime_accuracy);
+                opt(line, row.wasted_cost);
+                opt(line, row.mem_efficiency);
+                // The last comma is the line's end.
+                line.pop();
+                line.push('\n');
             }
             JobFormat::Json => {
                 line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
@@ -381,6 +400,7 @@ impl<W: Write> JobRows<W> {
                     } else {
                         percent(row.cpu_efficiency)
                     },
+                    percent(row.mem_efficiency),
                     if row.gpu { "yes" } else { "" }.to_string(),
                     percent(row.walltime_accuracy),
                     money(row.wasted_cost),
@@ -503,7 +523,11 @@ impl<W: Write> JobSink for JobRows<W> {
         let wasted = efficiency.wasted(run.cost);
         self.wasted += wasted.unwrap_or(0.0);
         self.instances.clear();
-        let source = match run.pricer {
+        // Both buffers are lent to the row and taken back after it is written: no
+        // allocation per row.
+        let mut source = std::mem::take(&mut self.source);
+        source.clear();
+        match run.pricer {
             Some(pricer) => {
                 for (i, name) in pricer.last_instance_types().enumerate() {
                     if i > 0 {
@@ -511,10 +535,10 @@ impl<W: Write> JobSink for JobRows<W> {
                     }
                     self.instances.push_str(name);
                 }
-                self.price_source(r, pricer).to_string()
+                source.push_str(self.price_source(r, pricer));
             }
-            None => "unpriced".to_string(),
-        };
+            None => source.push_str("unpriced"),
+        }
         let row = JobRow {
             job_id: Cow::Borrowed(r.job_id),
             state: Cow::Borrowed(r.state),
@@ -536,6 +560,7 @@ impl<W: Write> JobSink for JobRows<W> {
             gpu: efficiency.gpu,
             walltime_accuracy: round(efficiency.walltime, 1e3),
             wasted_cost: round(wasted, 1e6),
+            mem_efficiency: round(efficiency.memory, 1e3),
         };
         let result = match self.top {
             Some(n) => {
@@ -553,6 +578,9 @@ impl<W: Write> JobSink for JobRows<W> {
         };
         if let Cow::Owned(s) = row.instance_types {
             self.instances = s;
+        }
+        if let Cow::Owned(s) = row.price_source {
+            self.source = s;
         }
         self.failed |= result.is_err();
         result

@@ -189,6 +189,20 @@ pub fn build_confirmed(
 pub fn build_with_jobs(
     prices: &Prices,
     options: &Options,
+    input: impl BufRead,
+    ids: Option<JobIds>,
+    jobs: Option<&mut dyn job_rows::JobSink>,
+) -> io::Result<Report> {
+    let layout = options.layout(prices.settings.project_source);
+    build_from(prices, options, layout, input, ids, jobs)
+}
+
+/// [`build_with_jobs`] reading the fields of `layout` (which may ask for more than
+/// [`Options::layout`]: the usage fields of a live grouped report).
+fn build_from(
+    prices: &Prices,
+    options: &Options,
+    layout: sacct::Layout,
     mut input: impl BufRead,
     mut ids: Option<JobIds>,
     mut jobs: Option<&mut dyn job_rows::JobSink>,
@@ -209,7 +223,6 @@ pub fn build_with_jobs(
         .map(|c| SpendTable::new(Some(c), options.since, options.until));
     let mut diag = Diagnostics::default();
     let source = settings.project_source;
-    let layout = options.layout(source);
     let filtering = !options.filters.is_empty();
 
     let mut rolls = AccountRolls::default();
@@ -286,11 +299,16 @@ pub fn build_with_jobs(
                 key.push_str(v);
             }
         }
+        let charged = aggregate::Charged {
+            cpus: record.cpus,
+            rate: rate.as_ref(),
+            efficiency: efficiency::Efficiency::of(&record),
+        };
         let group = table.group(&key);
-        table.charge(group, from, to, record.cpus, rate.as_ref());
+        table.charge(group, from, to, &charged);
         if let Some(c) = chart_table.as_mut() {
             let group = c.group(&key);
-            c.charge(group, from, to, record.cpus, rate.as_ref());
+            c.charge(group, from, to, &charged);
         }
         diag.runs += 1;
     })?;
@@ -416,19 +434,33 @@ impl AccountRolls {
 pub fn records(
     input: &mut impl BufRead,
     layout: sacct::Layout,
-    mut ids: Option<&mut JobIds>,
+    ids: Option<&mut JobIds>,
     diag: &mut Diagnostics,
-    mut each: impl FnMut(u64, sacct::Record<'_>, &mut Diagnostics),
+    each: impl FnMut(u64, sacct::Record<'_>, &mut Diagnostics),
 ) -> io::Result<u64> {
+    let mut reader = Reader {
+        columns: sacct::Columns::of(layout),
+        ids,
+        forged: 0,
+        each,
+    };
     let mut buf = Vec::with_capacity(512);
     let mut line_no = 0u64;
-    let mut forged = 0u64;
-    let mut columns = sacct::Columns::of(layout);
     let mut first = true;
+    // With the steps listed (`--by job`), a job's line is held until its steps have been
+    // read, for their peak memory: the line, its number and the steps' largest MaxRSS.
+    let steps = layout.reads_step_memory();
+    let mut held: Vec<u8> = Vec::with_capacity(512);
+    let mut held_no = 0u64;
+    let mut held_id = String::new();
+    let mut held_rss: Option<u64> = None;
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
-            return Ok(forged);
+            if held_no > 0 {
+                reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+            }
+            return Ok(reader.forged);
         }
         line_no += 1;
         diag.lines += 1;
@@ -436,21 +468,64 @@ pub fn records(
         if first && !text.trim().is_empty() {
             first = false;
             if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
-                columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 continue;
             }
         }
-        let record = match columns.parse(&text) {
+        if !steps {
+            reader.line(&text, line_no, None, diag);
+            continue;
+        }
+        let job_id = reader.columns.job_id(&text);
+        if job_id.contains('.') {
+            match reader.columns.parse(&text) {
+                Ok(Line::Step { job_id, max_rss }) => {
+                    // sacct lists a job's steps right after it; another job's step (its
+                    // job line unusable) adds to nothing.
+                    if held_no > 0 && job_id == held_id {
+                        held_rss = held_rss.max(max_rss);
+                    }
+                }
+                Ok(_) => {}
+                Err(Skip(why)) => diag.skip(line_no, why),
+            }
+            continue;
+        }
+        if held_no > 0 {
+            reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+        }
+        held_id.clear();
+        held_id.push_str(job_id);
+        drop(text);
+        std::mem::swap(&mut held, &mut buf);
+        held_no = line_no;
+        held_rss = None;
+    }
+}
+
+/// What [`records`] does with each line that is not a step.
+struct Reader<'i, F> {
+    columns: sacct::Columns,
+    ids: Option<&'i mut JobIds>,
+    forged: u64,
+    each: F,
+}
+
+impl<F: FnMut(u64, sacct::Record<'_>, &mut Diagnostics)> Reader<'_, F> {
+    /// Parses `text` (line `line_no`) and hands its record, with the peak memory of its
+    /// steps `steps_rss`, to `each`, or counts why it cannot be used.
+    fn line(&mut self, text: &str, line_no: u64, steps_rss: Option<u64>, diag: &mut Diagnostics) {
+        let mut record = match self.columns.parse(text) {
             Ok(Line::Job(r)) => r,
-            Ok(Line::Header | Line::Blank | Line::Step) => continue,
+            Ok(Line::Header | Line::Blank | Line::Step { .. }) => return,
             Err(Skip(why)) => {
                 diag.skip(line_no, why);
-                continue;
+                return;
             }
         };
-        if let Some(ids) = ids.as_deref_mut() {
+        if let Some(ids) = self.ids.as_deref_mut() {
             if !ids.take(record.job_id) {
-                forged += 1;
+                self.forged += 1;
                 diag.skip(
                     line_no,
                     format!(
@@ -459,13 +534,14 @@ pub fn records(
                         record.job_id
                     ),
                 );
-                continue;
+                return;
             }
         }
         if !record.comment.trim().is_empty() {
             diag.comments += 1;
         }
-        each(line_no, record, diag);
+        record.max_rss = record.max_rss.max(steps_rss);
+        (self.each)(line_no, record, diag);
     }
 }
 
@@ -575,13 +651,16 @@ pub fn run_sacct_with_jobs(
     } else {
         None
     };
+    // The grouped report's wasted cost needs TotalCPU too (a saved file without a header
+    // is read with the fields of earlier releases, which have none).
+    let layout = layout.with_usage();
     let mut records = args(&layout.format());
-    if jobs.is_some() {
-        // `--allocations` reads no steps, so every job's TotalCPU would be 0: per job,
-        // sacct lists the steps too, and their usage adds up on the job's own line.
+    if layout.reads_steps() {
+        // `--allocations` reads no steps, so every job's TotalCPU would be 0: sacct lists
+        // the steps too, and their CPU time adds up on the job's own line.
         records.retain(|a| a != "--allocations");
     }
-    spawn_sacct(&records, |out| build_with_jobs(prices, options, out, ids, jobs))
+    spawn_sacct(&records, |out| build_from(prices, options, layout, out, ids, jobs))
 }
 
 /// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to

@@ -110,6 +110,12 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
     header.extend(["JOBS", "HOURS", "CPU-HOURS", "NODE-HOURS"].map(String::from));
     header.push(format!("COST ({})", r.currency));
     header.push("UNPRICED".into());
+    // Only when some run's CPU efficiency is known (a live sacct, or a saved file with
+    // TotalCPU): a column of dashes says nothing.
+    let show_wasted = wasted(&s.total).is_some();
+    if show_wasted {
+        header.push("WASTED".into());
+    }
     if let Some(b) = &r.billed {
         header.push(format!("BILLED ({})", b.currency));
         if spreads_overhead(r) {
@@ -118,7 +124,7 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
         header.push("DIFF".into());
     }
     line(&header);
-    let figures_before_bill = 6;
+    let figures_before_bill = 6 + usize::from(show_wasted);
     let bill = |cells: &mut Vec<String>, figures: Option<BillFigures>| {
         if let Some(f) = figures {
             cells.push(format!("{:.2}", f.billed));
@@ -148,6 +154,9 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
                 String::new()
             },
         ]);
+        if show_wasted {
+            cells.push(wasted(sums).map_or("-".to_string(), |w| format!("{w:.2}")));
+        }
     };
     let mut periods = s.periods.iter().peekable();
     let mut groups_in_period = 0;
@@ -199,6 +208,13 @@ fn table_lines(r: &Report, line: &mut dyn FnMut(&[String])) {
     numbers(&mut total, &s.total);
     bill(&mut total, bill_figures(r, BillLine::All, window, s.total.cost));
     line(&total);
+}
+
+/// The wasted cost of `sums`, `None` when no priced run of it has a CPU efficiency (so
+/// that "nothing known" never reads as "nothing wasted").
+pub(super) fn wasted(sums: &Sums) -> Option<f64> {
+    let known = sums.jobs - sums.unpriced_jobs - sums.wasted_unknown_jobs;
+    (known > 0).then_some(sums.wasted_cost)
 }
 
 /// How many columns the bill adds to the table.
@@ -283,6 +299,17 @@ pub fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
             d.not_run
         )?;
     }
+    let total = &r.summary.total;
+    if total.wasted_unknown_jobs > 0 {
+        let gpu = total.wasted_unknown_gpu_jobs;
+        writeln!(
+            out,
+            "{} priced job runs are not in the wasted cost, their CPU efficiency unknown: {gpu} GPU jobs \
+             (their CPU time says little), {} running or without recorded CPU time (TotalCPU).",
+            total.wasted_unknown_jobs,
+            total.wasted_unknown_jobs - gpu
+        )?;
+    }
     for w in &d.warnings {
         writeln!(out, "warning: {w}")?;
     }
@@ -311,10 +338,25 @@ fn price_notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
 }
 
 pub(super) fn csv_field(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_csv_field(&mut out, s);
+    out
+}
+
+/// [`csv_field`] appended to `out`, without a String of its own (once per field of each
+/// per-job row).
+pub(super) fn push_csv_field(out: &mut String, s: &str) {
     if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+        out.push('"');
+        for part in s.split_inclusive('"') {
+            out.push_str(part);
+            if part.ends_with('"') {
+                out.push('"');
+            }
+        }
+        out.push('"');
     } else {
-        s.to_string()
+        out.push_str(s);
     }
 }
 
@@ -322,8 +364,9 @@ pub(super) fn csv_field(s: &str) -> String {
 /// `kind,period_start,period_end,<by...>,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency`
 /// where kind is `group`, `group_total` and `period_total` (with --every) or `total`.
 /// With `--billed`, `billed_cost,diff` (and `overhead_cost` between them with
-/// `--overhead proportional`) end each row, and an `untagged` row comes before `total`
-/// unless the overhead is spread.
+/// `--overhead proportional`) follow, and an `untagged` row comes before `total`
+/// unless the overhead is spread. `wasted_cost,wasted_unknown_jobs` end each row (last,
+/// so that the columns before keep their places).
 pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
@@ -345,6 +388,7 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
         }
         header.push("diff");
     }
+    header.extend(["wasted_cost", "wasted_unknown_jobs"]);
     writeln!(out, "{}", header.join(","))?;
     let period_estimate = |period: (Timestamp, Timestamp)| {
         s.periods
@@ -385,6 +429,8 @@ pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
             }
             cells.push(format!("{:.6}", cost(f.diff)));
         }
+        cells.push(wasted(sums).map_or(String::new(), |w| format!("{:.6}", cost(w))));
+        cells.push(sums.wasted_unknown_jobs.to_string());
         writeln!(out, "{}", cells.join(","))
     };
     let window = (o.since, o.until);
@@ -413,6 +459,10 @@ struct JsonSums {
     charged_node_seconds: f64,
     cost: f64,
     unpriced_jobs: u64,
+    /// Null when no priced run has a CPU efficiency.
+    wasted_cost: Option<f64>,
+    wasted_unknown_jobs: u64,
+    wasted_unknown_gpu_jobs: u64,
 }
 
 impl From<&Sums> for JsonSums {
@@ -424,6 +474,9 @@ impl From<&Sums> for JsonSums {
             charged_node_seconds: node_seconds(s.charged_node_seconds),
             cost: cost(s.cost),
             unpriced_jobs: s.unpriced_jobs,
+            wasted_cost: wasted(s).map(cost),
+            wasted_unknown_jobs: s.wasted_unknown_jobs,
+            wasted_unknown_gpu_jobs: s.wasted_unknown_gpu_jobs,
         }
     }
 }
@@ -667,4 +720,21 @@ pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let mut serializer = serde_json::Serializer::with_formatter(&mut *out, ReportLayout::default());
     doc.serialize(&mut serializer)?;
     out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_field("ProjectA"), "ProjectA");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("\""), "\"\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+        let mut line = String::from("x,");
+        push_csv_field(&mut line, "on demand (settings); spot (a,b)");
+        assert_eq!(line, "x,\"on demand (settings); spot (a,b)\"");
+    }
 }

@@ -39,7 +39,11 @@ pub struct Layout {
     group: bool,
     /// A header without `Group` is refused (`--by group`, `--group`); else it reads empty.
     group_required: bool,
-    /// `TotalCPU` and `ElapsedRaw` (with `TimelimitRaw`), for the efficiency of `--by job`.
+    /// `TotalCPU` and `ElapsedRaw`, for CPU efficiency (`--by job`, and the grouped
+    /// report's wasted cost when it runs sacct itself).
+    usage: bool,
+    /// `MaxRSS` and `ReqMem` (with `TimelimitRaw` and the usage), for the efficiency of
+    /// `--by job`.
     efficiency: bool,
     project: Option<ProjectField>,
 }
@@ -51,19 +55,21 @@ impl Layout {
             time_limit: false,
             group: false,
             group_required: false,
+            usage: false,
             efficiency: false,
             project: ProjectField::of(source),
         }
     }
 
     /// The same with what a per-job row shows beyond the charge: `TimelimitRaw`, `Group`,
-    /// then `TotalCPU` and `ElapsedRaw` (after `Group`). None of them is text a user
+    /// then `TotalCPU`, `ElapsedRaw`, `MaxRSS` and `ReqMem` (after `Group`). None of them is text a user
     /// writes. A saved file whose header lacks them still reads: those jobs' group is
     /// empty and their efficiency unknown (unless [`Layout::with_group`] requires it).
     pub fn with_efficiency(self) -> Layout {
         Layout {
             time_limit: true,
             group: true,
+            usage: true,
             efficiency: true,
             ..self
         }
@@ -86,6 +92,26 @@ impl Layout {
         }
     }
 
+    /// The same with `TotalCPU` and `ElapsedRaw` (after `Group`), for the wasted cost of
+    /// the grouped report. sacct prints TotalCPU 0 for every job with `--allocations`
+    /// (checked with 22.05): with these fields it must run without it, and then lists
+    /// each job's steps too, which [`Columns::parse`] passes over.
+    pub fn with_usage(self) -> Layout {
+        Layout { usage: true, ..self }
+    }
+
+    /// True when the usage fields are asked for: sacct then runs without
+    /// `--allocations` and lists each job's steps after it (see [`Line::Step`]).
+    pub fn reads_steps(&self) -> bool {
+        self.usage
+    }
+
+    /// True when each step's `MaxRSS` is read: a job's record is complete only once the
+    /// step lines after it are read ([`super::records`]).
+    pub fn reads_step_memory(&self) -> bool {
+        self.efficiency
+    }
+
     /// The field names, in order.
     pub fn fields(&self) -> Vec<&'static str> {
         let mut f = FIELDS.to_vec();
@@ -98,8 +124,11 @@ impl Layout {
         if self.group {
             f.push("Group");
         }
+        if self.usage {
+            f.extend(USAGE);
+        }
         if self.efficiency {
-            f.extend(EFFICIENCY);
+            f.extend(MEMORY);
         }
         f.extend(self.project.map(ProjectField::sacct_name));
         f
@@ -244,6 +273,13 @@ pub struct Record<'a> {
     pub total_cpu: Option<f64>,
     /// The job's whole run time in seconds (`ElapsedRaw`), when asked for.
     pub elapsed_raw: Option<u64>,
+    /// The memory the job asked for, all nodes together, in KiB (`ReqMem`, see
+    /// [`req_mem`]), when asked for and known.
+    pub req_mem: Option<u64>,
+    /// The largest `MaxRSS` of the job's steps in KiB (each one the peak of the step's
+    /// largest task), when asked for and recorded: [`super::records`] fills it in from
+    /// the step lines that follow the job's own (whose MaxRSS is empty).
+    pub max_rss: Option<u64>,
     /// Empty unless `WCKey` is the project's field (and so asked for).
     pub wckey: &'a str,
     /// Empty unless `Comment` is the project's field (and so asked for).
@@ -261,8 +297,13 @@ pub enum Line<'a> {
     Header,
     Blank,
     /// A job step, when the efficiency fields are asked for: sacct then lists steps too
-    /// (their usage adds up on the job's line), and a step is nothing to charge.
-    Step,
+    /// (their CPU time adds up on the job's line), and a step is nothing to charge. Its
+    /// `MaxRSS` (KiB) counts towards its job's peak.
+    Step {
+        /// The id of the job the step belongs to (`123_7` for `123_7.batch`).
+        job_id: &'a str,
+        max_rss: Option<u64>,
+    },
 }
 
 /// Why a line cannot be used.
@@ -298,11 +339,56 @@ const TIME_LIMIT: usize = FIELDS.len() + 1;
 const GROUP: usize = FIELDS.len() + 2;
 const TOTAL_CPU: usize = FIELDS.len() + 3;
 const ELAPSED: usize = FIELDS.len() + 4;
-const PROJECT: usize = FIELDS.len() + 5;
-const SLOTS: usize = FIELDS.len() + 6;
+const MAX_RSS: usize = FIELDS.len() + 5;
+const REQ_MEM: usize = FIELDS.len() + 6;
+const PROJECT: usize = FIELDS.len() + 7;
+const SLOTS: usize = FIELDS.len() + 8;
 
-/// The fields [`Layout::with_efficiency`] adds after `Group`, in this order.
-const EFFICIENCY: [&str; 2] = ["TotalCPU", "ElapsedRaw"];
+/// The fields [`Layout::with_usage`] adds after `Group`, in this order.
+const USAGE: [&str; 2] = ["TotalCPU", "ElapsedRaw"];
+/// The fields [`Layout::with_efficiency`] adds after those.
+const MEMORY: [&str; 2] = ["MaxRSS", "ReqMem"];
+
+/// A memory size as sacct prints it, a number and a binary unit (`214368K`, `300M`,
+/// `1.50G`), in KiB; a number alone is in `bare_unit_kib` KiB (sacct's own unit for the
+/// field). `None` when empty, 0 or not a size: sacct prints nothing (or 0) for what it
+/// did not record, which is unknown, not nothing used.
+pub fn memory_kib(text: &str, bare_unit_kib: f64) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale = match unit {
+        "" => bare_unit_kib,
+        "K" => 1.0,
+        "M" => 1024.0,
+        "G" => 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0,
+        "P" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok().filter(|v: &f64| v.is_finite() && *v > 0.0)?;
+    Some((value * scale).round() as u64)
+}
+
+/// `ReqMem` of a job line, all nodes together, in KiB. Slurm 21.08 and later (Debian 12
+/// has 22.05) print the job's total, the `mem` of its ReqTRES (`300M`; `--mem-per-cpu
+/// 100M` on 2 CPUs prints `200M`). Earlier releases print the request as made, per
+/// node (`4000Mn`) or per CPU (`4000Mc`): multiplied by the job's nodes or CPUs.
+pub fn req_mem(text: &str, nodes: u32, cpus: u32) -> Option<u64> {
+    let text = text.trim();
+    let (size, times) = match text.strip_suffix('n') {
+        Some(size) => (size, nodes),
+        None => match text.strip_suffix('c') {
+            Some(size) => (size, cpus),
+            None => (text, 1),
+        },
+    };
+    memory_kib(size, 1024.0)
+        .map(|kib| kib * u64::from(times))
+        .filter(|&kib| kib > 0)
+}
 
 /// `TotalCPU` as sacct prints it, `[D-][HH:]MM:SS[.mmm]`, in seconds; `None` when empty
 /// or not a duration (never 0 for a value sacct did not record).
@@ -316,12 +402,13 @@ pub fn total_cpu(text: &str) -> Option<f64> {
         None => (0, text),
     };
     let mut seconds = 0.0;
-    let parts: Vec<&str> = clock.split(':').collect();
-    if parts.len() < 2 || parts.len() > 3 {
+    // Two or three parts, without collecting them (once per line of a million).
+    let count = clock.bytes().filter(|&b| b == b':').count() + 1;
+    if !(2..=3).contains(&count) {
         return None;
     }
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
+    for (i, part) in clock.split(':').enumerate() {
+        let last = i + 1 == count;
         let value: f64 = if last {
             part.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0)?
         } else {
@@ -394,6 +481,9 @@ pub struct Columns {
     /// The header line, when the input has one: the same line again later (files joined
     /// with `cat`) is skipped as a header.
     header: Option<String>,
+    /// `TotalCPU` and `ElapsedRaw` are read (asked for, or named by the header), and step
+    /// lines are passed over.
+    usage: bool,
 }
 
 impl Columns {
@@ -404,8 +494,10 @@ impl Columns {
             (layout.cluster, CLUSTER),
             (layout.time_limit, TIME_LIMIT),
             (layout.group, GROUP),
-            (layout.efficiency, TOTAL_CPU),
-            (layout.efficiency, ELAPSED),
+            (layout.usage, TOTAL_CPU),
+            (layout.usage, ELAPSED),
+            (layout.efficiency, MAX_RSS),
+            (layout.efficiency, REQ_MEM),
             (layout.project.is_some(), PROJECT),
         ] {
             if asked {
@@ -417,6 +509,7 @@ impl Columns {
             slot,
             last_is_text: layout.project.is_some(),
             header: None,
+            usage: layout.usage,
         }
     }
 
@@ -443,8 +536,9 @@ impl Columns {
                 // Efficiency is unknown without them, not wrong.
                 None if layout.efficiency
                     && (name == "TimelimitRaw"
-                        || EFFICIENCY.contains(&name)
+                        || MEMORY.contains(&name)
                         || (name == "Group" && !layout.group_required)) => {}
+                None if layout.usage && USAGE.contains(&name) => {}
                 None => {
                     return Some(Err(MissingField {
                         field: name,
@@ -454,6 +548,19 @@ impl Columns {
                 }
             }
         }
+        // A saved file that has the usage fields gives the grouped report its wasted cost
+        // even though a file without a header is read without them.
+        if !layout.usage {
+            for (name, s) in USAGE.into_iter().zip([TOTAL_CPU, ELAPSED]) {
+                if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                    if slot[i] == UNREAD {
+                        slot[i] = s as u8;
+                    }
+                }
+            }
+        }
+        // Steps are passed over whenever usage is asked for, even from a file without it.
+        let usage = layout.usage || slot.contains(&(TOTAL_CPU as u8));
         let last_is_text = names
             .last()
             .is_some_and(|last| FREE_TEXT.iter().any(|t| t.eq_ignore_ascii_case(last)));
@@ -462,7 +569,15 @@ impl Columns {
             slot,
             last_is_text,
             header: Some(line.to_string()),
+            usage,
         }))
+    }
+
+    /// The JobID field of `line` (without its line ending), found without parsing the
+    /// rest: whether a line is a job step, and whose, before it is parsed.
+    pub fn job_id<'a>(&self, line: &'a str) -> &'a str {
+        let column = self.slot.iter().position(|&s| s == 0).unwrap_or(0);
+        trim_end(line).split('|').nth(column).unwrap_or("")
     }
 
     /// How many fields a line has.
@@ -519,9 +634,12 @@ impl Columns {
             };
         }
         let job_id = f[0];
-        if job_id.contains('.') && fields::is_job_id(job_id.split('.').next().unwrap_or_default()) {
-            if self.layout.efficiency {
-                return Ok(Line::Step);
+        if let Some((job, _)) = job_id.split_once('.').filter(|(job, _)| fields::is_job_id(job)) {
+            if self.usage {
+                return Ok(Line::Step {
+                    job_id: job,
+                    max_rss: memory_kib(f[MAX_RSS], 1.0),
+                });
             }
             return Err(Skip(format!(
                 "job step {job_id} (only allocations are charged; run sacct with --allocations)"
@@ -555,13 +673,15 @@ impl Columns {
             } else {
                 None
             },
-            total_cpu: if self.layout.efficiency {
-                total_cpu(f[TOTAL_CPU])
+            total_cpu: if self.usage { total_cpu(f[TOTAL_CPU]) } else { None },
+            elapsed_raw: if self.usage { f[ELAPSED].parse().ok() } else { None },
+            req_mem: if self.layout.efficiency {
+                req_mem(f[REQ_MEM], count("NNodes", f[7])?, count("NCPUS", f[8])?)
             } else {
                 None
             },
-            elapsed_raw: if self.layout.efficiency {
-                f[ELAPSED].parse().ok()
+            max_rss: if self.layout.efficiency {
+                memory_kib(f[MAX_RSS], 1.0)
             } else {
                 None
             },
@@ -591,6 +711,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: Some(ProjectField::Comment),
     };
@@ -599,6 +720,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: None,
     };
@@ -607,6 +729,7 @@ mod tests {
         time_limit: false,
         group: false,
         group_required: false,
+        usage: false,
         efficiency: false,
         project: Some(ProjectField::Wckey),
     };
@@ -616,13 +739,23 @@ mod tests {
         let layout = Layout::new(ProjectSource::Comment, false).with_efficiency();
         assert_eq!(
             layout.fields()[FIELDS.len()..],
-            ["TimelimitRaw", "Group", "TotalCPU", "ElapsedRaw", "Comment"]
+            [
+                "TimelimitRaw",
+                "Group",
+                "TotalCPU",
+                "ElapsedRaw",
+                "MaxRSS",
+                "ReqMem",
+                "Comment"
+            ]
         );
-        let line = "7|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|2|cpu=2|n1|60|g|01:30.500|3600|P|x";
+        let line =
+            "7|COMPLETED|u|a|p|2024-03-01T00:00:00|2024-03-01T01:00:00|1|2|cpu=2|n1|60|g|01:30.500|3600||300M|P|x";
         match Columns::of(layout).parse(line) {
             Ok(Line::Job(r)) => {
                 assert_eq!((r.time_limit, r.group, r.comment), (Some(60), "g", "P|x"));
                 assert_eq!((r.total_cpu, r.elapsed_raw), (Some(90.5), Some(3600)));
+                assert_eq!((r.req_mem, r.max_rss), (Some(300 * 1024), None));
             }
             other => panic!("{other:?}"),
         }
@@ -659,7 +792,47 @@ mod tests {
                 _ => "",
             })
             .collect();
-        assert_eq!(Columns::of(layout).parse(&values.join("|")), Ok(Line::Step));
+        assert_eq!(
+            Columns::of(layout).parse(&values.join("|")),
+            Ok(Line::Step {
+                job_id: "7",
+                max_rss: None
+            })
+        );
+        let columns = Columns::of(layout);
+        let rss = fields.iter().position(|f| *f == "MaxRSS").unwrap();
+        let mut values = values;
+        values[0] = "7_3.0";
+        values[rss] = "214368K";
+        assert_eq!(columns.job_id(&values.join("|")), "7_3.0");
+        assert_eq!(
+            columns.parse(&values.join("|")),
+            Ok(Line::Step {
+                job_id: "7_3",
+                max_rss: Some(214_368)
+            })
+        );
+    }
+
+    /// What sacct 22.05 printed on the real slurmdbd fixture (tests/integration/
+    /// report_slurmdbd.rs): `ReqMem` is the job's total (`--mem-per-cpu=100M` on 2 CPUs
+    /// printed `200M`); before 21.08 it carried `n` (per node) or `c` (per CPU).
+    #[test]
+    fn memory_sizes_and_requests() {
+        assert_eq!(memory_kib("214368K", 1.0), Some(214_368));
+        assert_eq!(memory_kib("1.50G", 1.0), Some(1_572_864));
+        assert_eq!(
+            memory_kib("300", 1024.0),
+            Some(307_200),
+            "a bare number is the field's unit"
+        );
+        for unknown in ["", "0", "0K", "x", "12Q", "-5M", "NaNK"] {
+            assert_eq!(memory_kib(unknown, 1.0), None, "{unknown:?}");
+        }
+        assert_eq!(req_mem("300M", 2, 8), Some(307_200), "22.05: the total");
+        assert_eq!(req_mem("4000Mn", 2, 8), Some(2 * 4000 * 1024), "per node x nodes");
+        assert_eq!(req_mem("1Gc", 2, 8), Some(8 * 1024 * 1024), "per CPU x CPUs");
+        assert_eq!(req_mem("0n", 2, 8), None);
     }
 
     #[test]

@@ -470,12 +470,15 @@ fn report_billed_puts_the_bill_beside_the_estimate_and_it_all_adds_up() {
     assert!(table.contains("lags by up to a day"), "{table}");
     let csv = String::from_utf8(report(&["--format", "csv"]).stdout).unwrap();
     assert!(
-        csv.lines().next().unwrap().ends_with(",currency,billed_cost,diff"),
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",currency,billed_cost,diff,wasted_cost,wasted_unknown_jobs"),
         "{csv}"
     );
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("untagged,") && l.ends_with(",2.000000,-2.000000")),
+            .any(|l| l.starts_with("untagged,") && l.ends_with(",2.000000,-2.000000,,0")),
         "{csv}"
     );
 }
@@ -566,7 +569,7 @@ fn report_billed_refuses_non_finite_amounts_and_keeps_credits() {
     let csv = String::from_utf8_lossy(&out.stdout);
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("untagged,") && l.ends_with(",-0.500000,0.500000")),
+            .any(|l| l.starts_with("untagged,") && l.ends_with(",-0.500000,0.500000,,0")),
         "{csv}"
     );
     assert!(

@@ -108,12 +108,12 @@ fn csv_per_project_matches_the_hand_computed_figures() {
     let out = report(&["--format", "csv"]);
     assert_eq!(
         ok_stdout(&out),
-        "kind,period_start,period_end,project,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,5,19800,57600,14400.000,2.160000,0,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,4,13800,40200,9600.000,0.960000,1,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,5,18600,34800,7800.000,0.570000,1,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),1,3600,3600,900.000,0.090000,0,USD\n\
-         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD\n"
+        "kind,period_start,period_end,project,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency,wasted_cost,wasted_unknown_jobs\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,5,19800,57600,14400.000,2.160000,0,USD,,5\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,4,13800,40200,9600.000,0.960000,1,USD,,3\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,5,18600,34800,7800.000,0.570000,1,USD,,4\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),1,3600,3600,900.000,0.090000,0,USD,,1\n\
+         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD,,13\n"
     );
     // Beside CSV, what is not in the sums goes to stderr.
     let notes = String::from_utf8_lossy(&out.stderr);
@@ -134,21 +134,93 @@ fn every_day_splits_runs_that_cross_midnight() {
     let out = report(&["--format", "csv", "--by", "project,user", "--every", "day"]);
     assert_eq!(
         ok_stdout(&out),
-        "kind,period_start,period_end,project,user,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectC,ctcarol,4,10200,25800,6000.000,0.600000,1,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectB,ctbob,4,11400,27600,6000.000,0.390000,1,USD\n\
-         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD\n\
-         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,1,3600,14400,3600.000,0.360000,0,USD\n\
-         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,1,7200,7200,1800.000,0.180000,0,USD\n\
-         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD\n\
-         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,4,13800,40200,9600.000,0.960000,1,USD\n\
-         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,5,18600,34800,7800.000,0.570000,1,USD\n\
-         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD\n\
-         period_total,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,,,14,45000,114600,27300.000,3.240000,2,USD\n\
-         period_total,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,,,2,10800,21600,5400.000,0.540000,0,USD\n\
-         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,,15,55800,136200,32700.000,3.780000,2,USD\n"
+        "kind,period_start,period_end,project,user,jobs,elapsed_seconds,cpu_seconds,charged_node_seconds,cost,unpriced_jobs,currency,wasted_cost,wasted_unknown_jobs\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD,,5\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectC,ctcarol,4,10200,25800,6000.000,0.600000,1,USD,,3\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,ProjectB,ctbob,4,11400,27600,6000.000,0.390000,1,USD,,3\n\
+         group,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD,,1\n\
+         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,1,3600,14400,3600.000,0.360000,0,USD,,1\n\
+         group,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,1,7200,7200,1800.000,0.180000,0,USD,,1\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectA,ctalice,5,19800,57600,14400.000,2.160000,0,USD,,5\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectC,ctcarol,4,13800,40200,9600.000,0.960000,1,USD,,3\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,ProjectB,ctbob,5,18600,34800,7800.000,0.570000,1,USD,,4\n\
+         group_total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,(none),ctcarol,1,3600,3600,900.000,0.090000,0,USD,,1\n\
+         period_total,2024-03-01T00:00:00Z,2024-03-02T00:00:00Z,,,14,45000,114600,27300.000,3.240000,2,USD,,12\n\
+         period_total,2024-03-02T00:00:00Z,2024-03-02T12:00:00Z,,,2,10800,21600,5400.000,0.540000,0,USD,,2\n\
+         total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,,15,55800,136200,32700.000,3.780000,2,USD,,13\n"
     );
+}
+
+/// Issue 24, item 4: the wasted cost per group, from a saved file whose header names
+/// TotalCPU and ElapsedRaw (tests/data/sacct/jobs-efficiency.txt, each job worked out in
+/// report_jobs.rs): the sum over the group's runs of cost x (1 - CPU efficiency), for the
+/// runs whose CPU efficiency is known; the others are counted, not guessed.
+///
+/// | project  | runs                                   | wasted          | unknown        |
+/// |----------|----------------------------------------|-----------------|----------------|
+/// | ProjectA | 201 (.72 x .25 = .18), 203 (GPU)       | .18             | 1 (GPU)        |
+/// | ProjectB | 202 (.18 x .9 = .162), 204 (no TotalCPU)| .162           | 1              |
+/// | ProjectC | 205 (.36 x .55 = .198)                 | .198            | 0              |
+/// | total    |                                        | .54 (as --by job's total) | 2 (1 GPU) |
+///
+/// A headerless saved file is read with the fields of earlier releases (no TotalCPU):
+/// every run unknown, wasted_cost null, no WASTED column in the table.
+#[test]
+fn wasted_cost_per_group_from_the_cpu_efficiency() {
+    let doc: Value = serde_json::from_str(&ok_stdout(&report_with(
+        &data("pricing.toml"),
+        "jobs-efficiency.txt",
+        &[WINDOW.as_slice(), &["--format", "json"]].concat(),
+    )))
+    .unwrap();
+    let group = |name: &str| {
+        let g = doc["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["group"]["project"] == name)
+            .unwrap_or_else(|| panic!("{name}: {doc:#}"));
+        (g["wasted_cost"].clone(), g["wasted_unknown_jobs"].clone())
+    };
+    assert_eq!(group("ProjectA"), (0.18.into(), 1.into()), "{doc:#}");
+    assert_eq!(group("ProjectB"), (0.162.into(), 1.into()), "{doc:#}");
+    assert_eq!(group("ProjectC"), (0.198.into(), 0.into()), "{doc:#}");
+    assert_eq!(doc["total"]["wasted_cost"], 0.54, "{doc:#}");
+    assert_eq!(doc["total"]["wasted_unknown_jobs"], 2, "{doc:#}");
+    assert_eq!(doc["total"]["wasted_unknown_gpu_jobs"], 1, "{doc:#}");
+    let out = report_with(
+        &data("pricing.toml"),
+        "jobs-efficiency.txt",
+        &[WINDOW.as_slice(), &["--format", "csv"]].concat(),
+    );
+    let csv = ok_stdout(&out);
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",currency,wasted_cost,wasted_unknown_jobs"),
+        "{csv}"
+    );
+    assert!(csv.contains(",ProjectB,") && csv.contains(",USD,0.162000,1\n"), "{csv}");
+    assert!(csv.ends_with(",USD,0.540000,2\n"), "{csv}");
+    let notes = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        notes.contains("2 priced job runs are not in the wasted cost, their CPU efficiency unknown: 1 GPU jobs"),
+        "{notes}"
+    );
+    let table = ok_stdout(&report_with(&data("pricing.toml"), "jobs-efficiency.txt", &WINDOW));
+    assert!(table.contains("UNPRICED  WASTED"), "{table}");
+    let total: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(total[total.len() - 2..], ["2.25", "0.54"], "{table}");
+    // month.txt has no header naming TotalCPU: nothing known, nothing claimed.
+    let month = json(&[]);
+    assert_eq!(month["total"]["wasted_cost"], Value::Null, "{month:#}");
+    assert!(!ok_stdout(&report(&[])).contains("WASTED"));
 }
 
 /// Issue 11, item 1: with project_source = "account", mallory's comment holds a newline
@@ -195,7 +267,7 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
     assert!(
         format
             .iter()
-            .any(|a| a == "--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList"),
+            .any(|a| a == "--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,TotalCPU,ElapsedRaw"),
         "{format:?}"
     );
 
@@ -204,7 +276,7 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
     // does not have: skipped, with a warning. A second line that is no record at all
     // (two fields) is skipped too.
     let forged = "9999999|COMPLETED|ctvictim|chem|compute|2024-03-01T00:00:00|2024-03-02T00:00:00|500|2000|\
-                  billing=2000,cpu=2000,node=500|q-dy-c5-[1-500]|VictimProject";
+                  billing=2000,cpu=2000,node=500|q-dy-c5-[1-500]|00:00:00|86400|VictimProject";
     mallory["comment"] = format!("ProjectA\n{forged}\nProjectB|COMPLETED").into();
     bob["comment"] = "ProjectB".into();
     slurm.set_jobs(&[mallory, bob]);
@@ -214,7 +286,7 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
     assert_eq!(doc["total"]["jobs"], 2, "{doc}");
     let skipped = doc["skipped"].to_string();
     assert!(skipped.contains("job 9999999: not in sacct's list of job ids"), "{doc}");
-    assert!(skipped.contains("2 fields instead of 12"), "{doc}");
+    assert!(skipped.contains("2 fields instead of 14"), "{doc}");
     assert!(doc["warnings"].to_string().contains("newlines"), "{doc}");
     let calls = slurm.calls("sacct");
     let formats: Vec<&String> = calls[1..]
@@ -225,7 +297,7 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
         formats,
         [
             "--format=JobID",
-            "--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,Comment"
+            "--format=JobID,State,User,Account,Partition,Start,End,NNodes,NCPUS,AllocTRES,NodeList,TotalCPU,ElapsedRaw,Comment"
         ]
     );
 }
@@ -486,7 +558,7 @@ fn reads_stdin_and_refuses_bad_requests() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(ok_stdout(&out)
-        .ends_with("total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD\n"));
+        .ends_with("total,2024-03-01T00:00:00Z,2024-03-02T12:00:00Z,,15,55800,136200,32700.000,3.780000,2,USD,,13\n"));
 
     let refused = |args: &[&str], why: &str| {
         let out = report_with(&data("pricing.toml"), "month.txt", args);

@@ -271,9 +271,11 @@ fn report_charges_what_slurm_accounted() {
         utc(since + 60),
         utc(since + 3660)
     );
-    // The same in the shape asked for today (Comment last, no WCKey), as job 9999998.
+    // The same in the shape asked for today (TotalCPU and ElapsedRaw, Comment last, no
+    // WCKey), as job 9999998.
     let forged_now = format!(
-        "9999998|COMPLETED|ctvictim|victim|compute|{}|{}|500|1000|billing=1000,cpu=1000,node=500|n[1-500]|VictimProject",
+        "9999998|COMPLETED|ctvictim|victim|compute|{}|{}|500|1000|billing=1000,cpu=1000,node=500|n[1-500]|\
+         01:00:00|3600|VictimProject",
         utc(since + 60),
         utc(since + 3660)
     );
@@ -882,7 +884,9 @@ fn budget_refresh_commits_pending_jobs_and_keeps_slurms_figures_when_it_cannot_r
 /// Issue 24, item 4: `report --by job` against the real sacct. ctalice runs a busy loop
 /// on one CPU for 4 s and a 4 s sleep; the busy job's TotalCPU (what slurmstepd recorded)
 /// is most of its elapsed time, the sleeping one's next to none, and the wasted cost is
-/// the cost times the unused share.
+/// the cost times the unused share. A third job asks for 300 MB and fills 200 MiB: its
+/// batch step's MaxRSS (what jobacct_gather/linux sampled, each second here) is most of
+/// its request, the sleeping job's (no `--mem`: the node's 512 MB) next to nothing.
 #[test]
 fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     if !support::slurm::available() {
@@ -893,9 +897,11 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     let Some(dbd) = SlurmDbd::start(&[("physics", &["ctalice", "ctbob"])]) else {
         return;
     };
-    // The fixture gathers no usage by default; TotalCPU needs a gather plugin.
+    // The fixture gathers no usage by default; TotalCPU and MaxRSS need a gather plugin,
+    // and a 4 s job's peak memory a sample a second (the default is every 30 s).
     let mut extra_conf = dbd.slurm_conf_lines();
     extra_conf.push("JobAcctGatherType=jobacct_gather/linux".into());
+    extra_conf.push("JobAcctGatherFrequency=task=1".into());
     let opts = SlurmOptions {
         extra_conf,
         ..SlurmOptions::default()
@@ -904,8 +910,8 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         return;
     };
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() - 60;
-    let submit = |wrap: &str| {
-        let args = [
+    let submit = |mem: &[&str], wrap: &str| {
+        let mut args = vec![
             "-o",
             "/dev/null",
             "-p",
@@ -915,9 +921,9 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
             "5",
             "--comment",
             "ProjectE",
-            "--wrap",
-            wrap,
         ];
+        args.extend(mem);
+        args.extend(["--wrap", wrap]);
         let out = cluster.run_as("ctalice", "sbatch", &args);
         assert!(
             out.status.success(),
@@ -927,8 +933,13 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         );
         parse_job_id(&out.stdout).expect("job id").to_string()
     };
-    let busy = submit("timeout 4 sh -c 'while :; do :; done'; true");
-    let idle = submit("sleep 4");
+    let busy = submit(&[], "timeout 4 sh -c 'while :; do :; done'; true");
+    let idle = submit(&[], "sleep 4");
+    // 200 MiB written (so resident), held for 4 s.
+    let hog = submit(
+        &["--mem=300M"],
+        "python3 -c \"b = b'x' * (200 << 20); import time; time.sleep(4)\"",
+    );
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("cost-tags.toml");
     std::fs::write(&settings, SETTINGS).unwrap();
@@ -950,7 +961,7 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         let out = cluster
             .command_root("sacct")
             .args(["--parsable2", "--allusers", "--truncate", "-S", &utc(since)])
-            .args(["--format=JobID,State,ElapsedRaw,NCPUS,TotalCPU,UserCPU,Comment"])
+            .args(["--format=JobID,State,ElapsedRaw,NCPUS,TotalCPU,UserCPU,MaxRSS,ReqMem,Comment"])
             .output()
             .expect("sacct");
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -966,9 +977,11 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     };
     let doc = loop {
         let doc = report();
-        let done = [&busy, &idle]
-            .iter()
-            .all(|id| job(&doc, id).is_some_and(|j| j["state"] == "COMPLETED" && !j["cpu_efficiency"].is_null()));
+        let done = [&busy, &idle, &hog].iter().all(|id| {
+            job(&doc, id).is_some_and(|j| {
+                j["state"] == "COMPLETED" && !j["cpu_efficiency"].is_null() && !j["mem_efficiency"].is_null()
+            })
+        });
         let busy_counted = job(&doc, &busy).is_some_and(|j| j["cpu_efficiency"].as_f64() > Some(0.0));
         if done && busy_counted {
             break doc;
@@ -986,11 +999,25 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     // the jobs were being recorded, a poll could find them in the records but not yet in
     // the list of ids asked just before: hence checked on the final report only.)
     assert_eq!(doc["skipped"]["lines"], 0, "{doc:#}");
-    let (busy, idle) = (job(&doc, &busy).unwrap(), job(&doc, &idle).unwrap());
+    let (busy, idle, hog) = (
+        job(&doc, &busy).unwrap(),
+        job(&doc, &idle).unwrap(),
+        job(&doc, &hog).unwrap(),
+    );
+    // 200 MiB of 300 MB asked is .67 (MaxRSS measured 214368K: .70); a sleep's few MiB
+    // of the node's 512 MB, under .02.
+    let memory = |j: &Value| j["mem_efficiency"].as_f64().unwrap();
+    assert!(memory(&hog) > 0.6 && memory(&hog) < 0.9, "hog: {hog}");
+    assert!(memory(&idle) < 0.05, "sleeping: {idle}");
     let efficiency = |j: &Value| j["cpu_efficiency"].as_f64().unwrap();
-    // On a shared 2-core machine a 4 s busy loop measured 1.9 to 2.1 s of CPU.
-    assert!(efficiency(&busy) > 0.3, "busy: {busy}");
-    assert!(efficiency(&idle) < 0.1, "sleeping: {idle}");
+    // On a shared 2-core machine a 4 s busy loop measured 1.5 to 2.1 s of CPU (1.5 while
+    // the memory job ran beside it); a sleep, a few milliseconds.
+    assert!(efficiency(&busy) > 0.15, "busy: {busy}");
+    assert!(efficiency(&idle) < 0.05, "sleeping: {idle}");
+    assert!(
+        efficiency(&busy) > 10.0 * efficiency(&idle),
+        "busy: {busy}\nsleeping: {idle}"
+    );
     for j in [&busy, &idle] {
         assert_eq!(j["gpu"], false, "{j}");
         assert_eq!(j["instance_types"], "local", "{j}");
@@ -1007,4 +1034,29 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         let walltime = j["walltime_accuracy"].as_f64().unwrap();
         assert!(walltime > 0.0 && walltime < 0.1, "{j}");
     }
+    // The grouped report (sacct without --allocations, for TotalCPU): ProjectE's wasted
+    // cost is the three jobs' (what --by job says), none of them left out.
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--by", "project", "--format", "json"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report --by project");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grouped: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let per_job: f64 = [&busy, &idle, &hog]
+        .iter()
+        .map(|j| j["wasted_cost"].as_f64().unwrap())
+        .sum();
+    let group = &grouped["groups"][0];
+    assert_eq!(group["group"]["project"], "ProjectE", "{grouped:#}");
+    assert_eq!(group["jobs"], 3, "{grouped:#}");
+    assert_eq!(group["wasted_unknown_jobs"], 0, "{grouped:#}");
+    let wasted = group["wasted_cost"].as_f64().unwrap();
+    assert!(
+        (wasted - per_job).abs() < 1e-5,
+        "{wasted} against {per_job}: {grouped:#}"
+    );
+    assert_eq!(grouped["skipped"]["lines"], 0, "steps are passed over: {grouped:#}");
 }

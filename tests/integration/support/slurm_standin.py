@@ -25,8 +25,11 @@ SACCT = {
     "JobID": "id", "State": "state", "User": "user", "Account": "account",
     "Partition": "partition", "WCKey": "wckey", "Start": "start", "End": "end",
     "NNodes": "nnodes", "NCPUS": "ncpus", "AllocTRES": "tres", "NodeList": "nodelist",
-    "Comment": "comment",
+    "Comment": "comment", "TotalCPU": "total_cpu", "ElapsedRaw": "elapsed_raw",
 }
+# What sacct prints for a job none of whose steps recorded usage (the stand-in's jobs
+# have no steps unless a test gives them these keys).
+SACCT_UNRECORDED = {"total_cpu": "00:00:00", "elapsed_raw": ""}
 SQUEUE = {
     "A": "id", "i": "id", "u": "user", "P": "partition", "a": "account", "w": "wckey",
     "k": "comment", "N": "nodelist", "T": "state",
@@ -59,7 +62,7 @@ def options(argv, with_value):
 
 
 def field(job, key):
-    value = job.get(key)
+    value = job.get(key, SACCT_UNRECORDED.get(key))
     if value is None:
         fail(f"the stand-in's job {job.get('id')} has no {key!r}")
     return str(value)
