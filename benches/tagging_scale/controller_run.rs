@@ -65,9 +65,10 @@ pub fn run(c: &SimCluster, s: &Scenario, rate: f64) -> ControllerRow {
         .unwrap();
     let pass_cpu = wait_with_cpu(&mut child);
     let pass = started.elapsed();
-    assert_eq!(
-        pass_cpu.exit_code,
-        Some(0),
+    // Exit 1: some instance was left when the pass gave up (its time limit); the timeline
+    // then says "not reached", and the run goes on.
+    assert!(
+        matches!(pass_cpu.exit_code, Some(0 | 1)),
         "reconcile --cluster failed: {}",
         tail(&log)
     );

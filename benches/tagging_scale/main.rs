@@ -75,7 +75,9 @@ fn main() {
         .chain(array.iter().filter(|&&t| t > 0).map(|&t| (t / TASKS_PER_NODE, Some(t))));
     let mut all = Vec::new();
     for (nodes, array_tasks) in workloads {
-        let Some(c) = SimCluster::start(nodes, SETTINGS) else { return };
+        let Some(c) = SimCluster::start(nodes, SETTINGS) else {
+            return;
+        };
         let s: Scenario = match array_tasks {
             None => scenario::one_job_per_node(&c),
             Some(tasks) => scenario::array(&c, tasks, TASKS_PER_NODE),
@@ -104,7 +106,20 @@ fn main() {
         if modes.iter().any(|m| m == "controller") {
             for &rate in &rates {
                 let row = controller_run::run(&c, &s, rate);
-                eprintln!("   controller at {rate}/s: every tag right at {}", secs(row.all_right));
+                eprintln!(
+                    "   controller at {rate}/s: project+user right {}, every tag right {}, {} CreateTags, {} throttled; DescribeInstances {}; in-sync pass {} tag calls, {} pages, CPU {} (stand-ins {}); full pass CPU {} (stand-ins {})",
+                    secs(row.first_keys_right),
+                    secs(row.all_right),
+                    row.creates,
+                    row.throttled,
+                    ms(row.describe),
+                    row.in_sync.tag_calls,
+                    row.in_sync.describe_pages,
+                    ms(row.in_sync.cpu.own),
+                    ms(row.in_sync.cpu.children),
+                    ms(row.pass_cpu.own),
+                    ms(row.pass_cpu.children)
+                );
                 controller.push(row);
             }
         }

@@ -84,9 +84,12 @@ impl Timeline {
     }
 }
 
+/// The instance ids of a tag call, and its tags (a DeleteTags tag may have no value).
+type TagCall = (Vec<String>, Vec<(String, Option<String>)>);
+
 /// The instance ids and the (key, value) tags of a CreateTags or DeleteTags form body
 /// (`ResourceId.1=i-1&Tag.1.Key=k&Tag.1.Value=v`); None for any other action.
-fn parse_tag_call(body: &str) -> Option<(Vec<String>, Vec<(String, Option<String>)>)> {
+fn parse_tag_call(body: &str) -> Option<TagCall> {
     let (mut ids, mut keys, mut values) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
     let mut action = None;
     for pair in body.split('&') {
