@@ -9,15 +9,36 @@
 #  3. cost-prolog / cost-epilog against loopback moto + IMDSv2 (cargo bench);
 #  4. cost-tags report over 1,000,000 generated sacct lines (cargo bench), with prices
 #     from the settings and from a price cache;
-#  5. cost-tags prices refresh for 20 instance types against loopback stand-ins.
+#  5. cost-tags prices refresh for 20 instance types against loopback stand-ins;
+#  6. EC2 tagging at 200 and 1,000 nodes and a 1,000-task array, node mode (every
+#     cost-prolog at once) and controller mode (reconcile --cluster at 5 and 9 calls a
+#     second), behind a front throttling like EC2 (cargo bench; about 15 minutes; the
+#     method is in docs/performance-tagging.md).
 #
-# `bash scripts/bench.sh --project-check` runs part 1 alone (a minute or two).
+# `bash scripts/bench.sh --project-check` runs part 1 alone (a minute or two);
+# `bash scripts/bench.sh --tagging` runs part 6 alone.
 set -euo pipefail
 only_project_check=false
-[ "${1:-}" = --project-check ] && only_project_check=true
+only_tagging=false
+case "${1:-}" in
+    --project-check) only_project_check=true ;;
+    --tagging) only_tagging=true ;;
+    "") ;;
+    *) echo "usage: bash scripts/bench.sh [--project-check | --tagging]" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$PWD/.venv/bin:$PATH"
+
+tagging() {
+    echo "== EC2 tagging at scale, node mode and controller mode, EC2's throttling"
+    # Its progress goes to stderr, and so would a failure: both are shown.
+    cargo bench -j2 -q --bench tagging_scale
+}
+if $only_tagging; then
+    tagging
+    exit 0
+fi
 cargo build -j2 --release --bins -q
 
 work=$(mktemp -d)
@@ -131,5 +152,4 @@ cargo bench -j2 -q --bench report 2>/dev/null
 echo "== cost-tags prices refresh, 20 instance types"
 cargo bench -j2 -q --bench prices_refresh 2>/dev/null
 
-echo "== head-node tagging (reconcile --cluster) at 200 and 1,000 instances, EC2's throttling"
-cargo bench -j2 -q --bench tagging_scale 2>/dev/null
+tagging

@@ -18,7 +18,7 @@
 //! again before each call). It changes nothing for a large convergence, where a project
 //! or a user spans many jobs' instances and the project and user calls still go first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::aws::ec2::ClusterInstance;
 use crate::cluster::slurm_view::SlurmView;
@@ -40,24 +40,42 @@ pub fn is_compute(instance: &ClusterInstance) -> bool {
     instance.tags.get(NODE_TYPE_TAG).is_none_or(|t| t == "Compute")
 }
 
-/// The Slurm node an instance is: NodeAddr or NodeHostName equal to its private IP, or
-/// to the first label of its private DNS name.
-pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option<&'a SlurmNode> {
-    let mut names: Vec<&str> = Vec::new();
-    if let Some(ip) = instance.private_ip.as_deref().filter(|s| !s.is_empty()) {
-        names.push(ip);
+/// The Slurm nodes by address and host name: each instance is then found with a look-up
+/// or two. (A search through every node for each instance made a pass over 1,000
+/// instances a million comparisons.)
+pub struct NodeIndex<'a> {
+    nodes: &'a [SlurmNode],
+    /// NodeAddr or NodeHostName -> the first node (in Slurm's order) that has it.
+    by_name: HashMap<&'a str, usize>,
+}
+
+impl<'a> NodeIndex<'a> {
+    pub fn new(nodes: &'a [SlurmNode]) -> NodeIndex<'a> {
+        let mut by_name = HashMap::with_capacity(nodes.len() * 2);
+        for (i, node) in nodes.iter().enumerate() {
+            for name in [node.addr.as_str(), node.hostname.as_str()] {
+                if !name.is_empty() {
+                    by_name.entry(name).or_insert(i);
+                }
+            }
+        }
+        NodeIndex { nodes, by_name }
     }
-    if let Some(host) = instance
-        .private_dns
-        .as_deref()
-        .and_then(|d| d.split('.').next())
-        .filter(|s| !s.is_empty())
-    {
-        names.push(host);
+
+    /// The Slurm node an instance is: NodeAddr or NodeHostName equal to its private IP,
+    /// or to the first label of its private DNS name (the first such node in Slurm's
+    /// order, should two claim it).
+    pub fn node_of(&self, instance: &ClusterInstance) -> Option<&'a SlurmNode> {
+        let ip = instance.private_ip.as_deref();
+        let host = instance.private_dns.as_deref().and_then(|d| d.split('.').next());
+        [ip, host]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .filter_map(|name| self.by_name.get(name).copied())
+            .min()
+            .map(|i| &self.nodes[i])
     }
-    nodes
-        .iter()
-        .find(|n| names.iter().any(|a| *a == n.addr || *a == n.hostname))
 }
 
 /// The nodes running jobs that no running instance of the cluster is: a node powering
@@ -66,9 +84,10 @@ pub fn node_of<'a>(instance: &ClusterInstance, nodes: &'a [SlurmNode]) -> Option
 /// that a cluster where no node ever matches (NodeAddr is not the instance's private IP)
 /// does not look in sync while nothing is tagged.
 pub fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmView) -> Vec<String> {
+    let index = NodeIndex::new(&view.nodes);
     let matched: std::collections::BTreeSet<&str> = instances
         .iter()
-        .filter_map(|i| node_of(i, &view.nodes))
+        .filter_map(|i| index.node_of(i))
         .map(|n| n.name.as_str())
         .collect();
     view.ids
@@ -108,12 +127,13 @@ pub struct Skipped {
 /// by jobs, and are left out.
 pub fn targets(instances: &[ClusterInstance], view: &SlurmView, settings: &TagSettings) -> (Vec<Target>, Vec<Skipped>) {
     let keys = managed_keys(settings);
+    let index = NodeIndex::new(&view.nodes);
     let (mut found, mut skipped) = (Vec::new(), Vec::new());
     for instance in instances {
         if !is_compute(instance) {
             continue;
         }
-        let node = node_of(instance, &view.nodes).map(|n| n.name.clone());
+        let node = index.node_of(instance).map(|n| n.name.clone());
         if let Some(why) = node.as_ref().and_then(|n| view.unknown.get(n)) {
             skipped.push(Skipped {
                 instance_id: instance.instance_id.clone(),
@@ -285,14 +305,29 @@ mod tests {
             tags: TagMap::new(),
             ..ClusterInstance::default()
         };
-        assert_eq!(node_of(&inst("10.0.0.5", ""), &nodes).unwrap().name, "q-dy-c5-1");
+        let index = NodeIndex::new(&nodes);
+        assert_eq!(index.node_of(&inst("10.0.0.5", "")).unwrap().name, "q-dy-c5-1");
         assert_eq!(
-            node_of(&inst("10.9.9.9", "ip-10-0-0-5.ec2.internal"), &nodes)
+            index
+                .node_of(&inst("10.9.9.9", "ip-10-0-0-5.ec2.internal"))
                 .unwrap()
                 .name,
             "q-dy-c5-1"
         );
-        assert!(node_of(&inst("1.2.3.4", ""), &nodes).is_none());
+        assert!(index.node_of(&inst("1.2.3.4", "")).is_none());
+    }
+
+    #[test]
+    fn two_nodes_claiming_an_instance_the_first_in_slurms_order_is_it() {
+        let nodes = vec![node("a", "10.0.0.9"), node("b", "10.0.0.5"), node("c", "")];
+        let mut inst = instance("i-1", "10.0.0.5", &[]);
+        inst.private_dns = Some("a.ec2.internal".into());
+        let index = NodeIndex::new(&nodes);
+        assert_eq!(index.node_of(&inst).unwrap().name, "a", "its host name names node a");
+        inst.private_dns = None;
+        assert_eq!(index.node_of(&inst).unwrap().name, "b");
+        inst.private_ip = Some(String::new());
+        assert!(index.node_of(&inst).is_none(), "an empty address matches no node");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 
 use crate::aws::ec2::ClusterInstance;
-use crate::cluster::plan::{is_compute, node_of};
+use crate::cluster::plan::{is_compute, NodeIndex};
 use crate::config::Settings;
 use crate::model::instance_timeline::{Recorded, Sighting, Timeline, UnixSeconds};
 use crate::slurm::scontrol::SlurmNode;
@@ -38,11 +38,12 @@ pub struct Updated {
 /// The instances of a pass that back a Slurm node (head and login nodes left out), each
 /// matched to its node as the tags are.
 pub fn sightings(instances: &[ClusterInstance], nodes: &[SlurmNode]) -> Vec<Sighting> {
+    let index = NodeIndex::new(nodes);
     instances
         .iter()
         .filter(|i| is_compute(i))
         .filter_map(|i| {
-            node_of(i, nodes).map(|n| Sighting {
+            index.node_of(i).map(|n| Sighting {
                 instance_id: i.instance_id.clone(),
                 node: n.name.clone(),
                 instance_type: i.instance_type.clone(),

@@ -23,7 +23,11 @@
 //!   pass.
 //!
 //! Counters count every request received (whatever the mode), per EC2 `Action`
-//! (from the form body `Action=CreateTags&...`, or the query string).
+//! (from the form body `Action=CreateTags&...`, or the query string). With
+//! [`AwsProxy::keep_journal`] the proxy also keeps every request it relayed, with when it
+//! came and when the upstream answered: a benchmark then tells when each tag reached
+//! moto without asking moto (whose DescribeInstances of 1,000 instances takes seconds and
+//! would slow the run it measures).
 
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
@@ -61,8 +65,24 @@ struct Counters {
     upstream_failures: u64,
 }
 
+/// One request relayed to the upstream, kept by [`AwsProxy::keep_journal`].
+// Read by benches/tagging_scale, which compiles this module too; the test binary does not.
+#[allow(dead_code)]
+#[derive(Clone, Debug)]
+pub struct Relayed {
+    pub action: String,
+    /// The request's form body (`Action=CreateTags&ResourceId.1=...`).
+    pub body: String,
+    pub received: std::time::Instant,
+    pub answered: std::time::Instant,
+    /// The upstream's HTTP status.
+    pub status: u16,
+}
+
 struct State {
     mode: ProxyMode,
+    /// Relayed requests, once [`AwsProxy::keep_journal`] asked for them.
+    journal: Option<Vec<Relayed>>,
     /// EC2 actions the proxy answers itself (XML body), in `Pass` mode: a stand-in for
     /// what moto serves too simply (its spot price history is one fixed price).
     answers: BTreeMap<String, String>,
@@ -140,6 +160,7 @@ impl AwsProxy {
             .expect("upstream address");
         let state = Arc::new(Mutex::new(State {
             mode: ProxyMode::Pass,
+            journal: None,
             answers: BTreeMap::new(),
             counters: Counters::default(),
             window: (0, 0),
@@ -251,6 +272,20 @@ impl AwsProxy {
         self.state.lock().unwrap().counters.upstream_failures
     }
 
+    /// From now on, keeps every relayed request (see [`Relayed`]); an earlier journal is
+    /// dropped. (Used by benches/tagging_scale, not by the tests.)
+    #[allow(dead_code)]
+    pub fn keep_journal(&self) {
+        self.state.lock().unwrap().journal = Some(Vec::new());
+    }
+
+    /// The relayed requests kept since [`AwsProxy::keep_journal`], in the order the
+    /// upstream answered them.
+    #[allow(dead_code)]
+    pub fn journal(&self) -> Vec<Relayed> {
+        self.state.lock().unwrap().journal.clone().unwrap_or_default()
+    }
+
     pub fn reset_counts(&self) {
         self.state.lock().unwrap().counters = Counters::default();
     }
@@ -283,6 +318,7 @@ enum Decision {
 }
 
 fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
+    let received = std::time::Instant::now();
     let action = action_of(req).unwrap_or_else(|| "(none)".to_string());
     let decision = {
         let mut s = state.lock().unwrap();
@@ -348,9 +384,19 @@ fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
         Decision::Throttle => Reply::Send(xml(503, throttle_body())),
         Decision::Forward => match forward(upstream, req) {
             Ok(resp) => {
+                let answered = std::time::Instant::now();
                 let mut s = state.lock().unwrap();
                 s.counters.forwarded += 1;
-                *s.counters.forwarded_per_action.entry(action).or_insert(0) += 1;
+                *s.counters.forwarded_per_action.entry(action.clone()).or_insert(0) += 1;
+                if let Some(journal) = s.journal.as_mut() {
+                    journal.push(Relayed {
+                        action,
+                        body: String::from_utf8_lossy(&req.body).into_owned(),
+                        received,
+                        answered,
+                        status: resp.status,
+                    });
+                }
                 Reply::Send(resp)
             }
             Err(e) => {
