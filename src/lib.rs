@@ -12,9 +12,10 @@
 //!     reconcile (one node)                                           node/repair
 //!     reconcile --cluster                                            cluster/
 //!     budget refresh|create|list                                     budget/
-//!     report (sacct -> priced jobs -> groups -> table/CSV/JSON/SVG)  report/
-//!     job JOBID (one job, priced like the report; any user)          report/job
-//!         and the instances its nodes were (the timeline)            report/job_instances
+//!     report (sacct -> priced jobs -> groups                       cost/
+//!         -> table/CSV/JSON/SVG/HTML)                                report/
+//!     job JOBID (one job, priced like the report; any user)          cost/job
+//!         and the instances its nodes were (the timeline)            cost/job_instances
 //!     metrics (budget cache + sacct -> OpenMetrics text)             metrics
 //! ParallelCluster custom action cost-tags.sh (fetch, check, unpack)
 //!     -> cost-tags install|uninstall                                install/
@@ -26,8 +27,10 @@
 //! - [`node`]: the node ledger, the tags of its jobs, the hooks, status and repair.
 //! - [`cluster`]: the head node's convergence of every instance's tags to Slurm's jobs,
 //!   and the timeline of which instance backed which node ([`cluster::timeline`]).
-//! - [`budget`], [`report`]: budgets and their cache; cost reports from sacct, and one
-//!   job's cost ([`report::job`]).
+//! - [`cost`]: the costing engine: sacct records, priced, summed per group and period;
+//!   one job's cost ([`cost::job`]). Budgets, metrics and `cost-tags job` use it.
+//! - [`budget`], [`report`]: budgets and their cache; the report's output (table, CSV,
+//!   JSON, chart, HTML).
 //! - [`install`]: `cost-tags install`: the release, Slurm's settings, the periodic jobs
 //!   of each node role, and the manifest the uninstall reads.
 //! - [`metrics`]: spend per project and user as OpenMetrics text for Prometheus.
@@ -42,8 +45,8 @@
 //!   exit.
 //!
 //! A folder imports only folders below it: `model`, `log`, `state`; then `config`; then
-//! `slurm`, `parallelcluster`, `aws`; then `submit`, `node`, `prices`; then `budget`,
-//! `cluster`, `report`, `install`; then `metrics`; then `cli`. tests/integration/layering.rs
+//! `slurm`, `parallelcluster`, `aws`; then `submit`, `node`, `prices`; then `cost`; then
+//! `budget`, `cluster`, `report`, `install`; then `metrics`; then `cli`. tests/integration/layering.rs
 //! reads the imports and holds the line.
 
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
@@ -59,6 +62,7 @@ pub mod budget;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod cost;
 pub mod install;
 pub mod log;
 pub mod metrics;

@@ -16,13 +16,13 @@ use super::{spend, worst_case};
 use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
+use crate::cost::job_ids::JobIds;
+use crate::cost::sacct::Users;
+use crate::cost::{read_sacct, with_prices};
 use crate::log;
 use crate::model::budget_spend::BudgetSpend;
 use crate::model::project_name;
 use crate::model::time::{self, Timestamp};
-use crate::report::job_ids::JobIds;
-use crate::report::sacct::Users;
-use crate::report::{read_sacct, with_prices};
 use crate::slurm::command::run_program;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{

@@ -18,11 +18,11 @@ use anyhow::Result;
 
 use super::cache::PartitionCost;
 use super::worst_case::worst_case;
+use crate::cost::aggregate::Diagnostics;
+use crate::cost::job_ids::JobIds;
+use crate::cost::pricing::Pricer;
+use crate::cost::{records, sacct, Prices};
 use crate::model::time::Timestamp;
-use crate::report::aggregate::Diagnostics;
-use crate::report::job_ids::JobIds;
-use crate::report::pricing::Pricer;
-use crate::report::{records, sacct, Prices};
 use crate::slurm::squeue::PendingJob;
 
 /// One project's spend from Slurm accounting.

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use super::cache::PartitionCost;
+use crate::cost::Prices;
 use crate::prices::cache::price_at;
-use crate::report::Prices;
 use crate::slurm::job_request::{JobRequest, TimeLimit};
 use crate::slurm::scontrol::SlurmPartition;
 

@@ -1,7 +1,7 @@
 //! `cost-tags job JOBID`: one job's project, nodes, time and cost (so far, or final),
 //! where its price came from and the instances its nodes were, as a small table or JSON.
-//! The job is read and priced in [`crate::report::job`], joined with the head node's
-//! instance timeline in [`crate::report::job_instances`].
+//! The job is read and priced in [`crate::cost::job`], joined with the head node's
+//! instance timeline in [`crate::cost::job_instances`].
 
 use std::fmt::Write as _;
 use std::io;
@@ -11,11 +11,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::config::Settings;
+use crate::cost::job::{self, JobCost};
+use crate::cost::job_instances::{job_instances, JobInstances};
+use crate::cost::with_prices;
 use crate::model::time::{Short, Timestamp};
-use crate::report::job::{self, JobCost};
-use crate::report::job_instances::{job_instances, JobInstances};
 use crate::report::text_table::Columns;
-use crate::report::with_prices;
 use crate::slurm::fields;
 
 fn parse_job_id(s: &str) -> Result<String, String> {
@@ -275,8 +275,8 @@ pub fn table(job: &JobCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::sacct::{self, Layout};
     use crate::model::job::ProjectSource;
-    use crate::report::sacct::{self, Layout};
     use clap::Args;
 
     #[test]
@@ -293,8 +293,8 @@ mod tests {
             "{line}\n{help}"
         );
     }
+    use crate::cost::job::JobRun;
     use crate::prices::merge::PriceSource;
-    use crate::report::job::JobRun;
 
     #[test]
     fn table_says_so_far_for_a_running_job_and_where_prices_came_from() {

@@ -10,12 +10,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Settings;
+use crate::cost::billed::{self, Metric, Overhead};
+use crate::cost::filter::Filters;
+use crate::cost::period::Every;
+use crate::cost::{build_confirmed, run_sacct, sacct, with_prices, Dimension, Options};
 use crate::model::time::{self, Short, Timestamp};
 use crate::parallelcluster::cfnconfig::Cfnconfig;
-use crate::report::billed::{self, Metric, Overhead};
-use crate::report::filter::Filters;
-use crate::report::period::Every;
-use crate::report::{build_confirmed, chart, html, output, run_sacct, sacct, with_prices, Dimension, Options};
+use crate::report::{chart, html, output};
 use crate::slurm::account_tree::AccountTree;
 
 mod jobs;

@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 use std::fmt::Write;
 
-use super::aggregate::{Summary, OTHER};
 use super::chart_axis::{spaced, text_width, Placed, Ticks};
-use super::Report;
+use crate::cost::aggregate::{Summary, OTHER};
+use crate::cost::period::Every;
+use crate::cost::Report;
 use crate::model::time::{Short, Timestamp};
-use crate::report::period::Every;
 
 const WIDTH: f64 = 1000.0;
 const HEIGHT: f64 = 560.0;

@@ -11,9 +11,10 @@
 
 use std::io::{self, Write};
 
-use super::aggregate::Sums;
+use super::chart;
 use super::output::{cost, node_seconds, notes, window_title};
-use super::{chart, Report};
+use crate::cost::aggregate::Sums;
+use crate::cost::Report;
 use crate::model::time::{Rfc3339, Short, Timestamp};
 
 /// Escapes text for an HTML element or a quoted attribute value.
@@ -231,10 +232,10 @@ pub fn html(r: &Report, out: &mut impl Write) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Settings;
+    use crate::cost::filter::Filters;
+    use crate::cost::period::Every;
+    use crate::cost::{build, sacct, Dimension, Options};
     use crate::model::time;
-    use crate::report::filter::Filters;
-    use crate::report::period::Every;
-    use crate::report::{build, sacct, Dimension, Options};
 
     fn report(sacct_text: &str, every: Option<Every>) -> Report {
         let settings = Settings::parse(

@@ -16,12 +16,13 @@ use std::io::{self, Write};
 
 use serde::{Serialize, Serializer};
 
-use super::aggregate::FastMap;
-use super::efficiency::Efficiency;
 use super::output::{notes, push_csv_field};
-use super::pricing::Pricer;
-use super::sacct::Record;
-use super::{Options, Report};
+use crate::cost::aggregate::FastMap;
+use crate::cost::efficiency::Efficiency;
+use crate::cost::priced_run::{JobSink, PricedRun};
+use crate::cost::pricing::Pricer;
+use crate::cost::sacct::Record;
+use crate::cost::{Options, Report};
 use crate::model::time::{Rfc3339, Short, Timestamp};
 use crate::prices::merge::PriceSource;
 
@@ -31,24 +32,6 @@ pub enum JobFormat {
     Table,
     Csv,
     Json,
-}
-
-/// One job run as [`super::build_with_jobs`] priced it, handed over at once.
-pub struct PricedRun<'r, 'a> {
-    pub record: &'r Record<'a>,
-    pub project: &'a str,
-    /// The part of the run inside the window, charged.
-    pub from: Timestamp,
-    pub to: Timestamp,
-    /// `None`: unpriced.
-    pub cost: Option<f64>,
-    /// The pricer that priced it (its last rate's instance types); `None` when unpriced.
-    pub pricer: Option<&'r Pricer>,
-}
-
-/// What takes the job runs as they are priced.
-pub trait JobSink {
-    fn run(&mut self, run: &PricedRun<'_, '_>) -> io::Result<()>;
 }
 
 fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {

@@ -7,11 +7,11 @@ use std::io::{self, Write};
 use serde::ser::SerializeMap;
 use serde::Serialize;
 
-use super::aggregate::{Sums, EXAMPLES};
 use super::json_layout::ReportLayout;
-use super::{Dimension, Report};
+use crate::cost::aggregate::{Sums, EXAMPLES};
+use crate::cost::period::Every;
+use crate::cost::{Dimension, Report};
 use crate::model::time::{Rfc3339, Short, Timestamp};
-use crate::report::period::Every;
 use crate::report::text_table::Columns;
 
 /// Costs are kept to a millionth of the currency unit in CSV and JSON.
@@ -64,7 +64,7 @@ fn bill_figures(r: &Report, line: BillLine<'_>, period: (Timestamp, Timestamp), 
             (b.project_in(project, period) + overhead, overhead)
         }
         BillLine::All => {
-            let spread = b.overhead == super::billed::Overhead::Proportional;
+            let spread = b.overhead == crate::cost::billed::Overhead::Proportional;
             (b.all_in(period), if spread { b.project_in("", period) } else { 0.0 })
         }
         BillLine::Untagged => (b.project_in("", period), 0.0),
@@ -80,7 +80,7 @@ fn bill_figures(r: &Report, line: BillLine<'_>, period: (Timestamp, Timestamp), 
 fn spreads_overhead(r: &Report) -> bool {
     r.billed
         .as_ref()
-        .is_some_and(|b| b.overhead == super::billed::Overhead::Proportional)
+        .is_some_and(|b| b.overhead == crate::cost::billed::Overhead::Proportional)
 }
 
 pub(super) fn window_title(r: &Report) -> String {
@@ -523,7 +523,7 @@ struct JsonBilled<'a> {
     total: f64,
     untagged: f64,
     by_project: std::collections::BTreeMap<String, f64>,
-    overhead: super::billed::Overhead,
+    overhead: crate::cost::billed::Overhead,
     requests: u32,
     notes: &'a [String],
 }

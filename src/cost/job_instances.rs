@@ -133,8 +133,8 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::job::JobRun;
     use crate::model::instance_timeline::Sighting;
-    use crate::report::job::JobRun;
 
     fn run(job_id: &str, node_list: &str, start: i64, end: Option<i64>) -> JobRun {
         JobRun {

@@ -10,7 +10,7 @@ use crate::model::time::Timestamp;
 
 use super::efficiency::Efficiency;
 use super::pricing::Rate;
-use crate::report::period::Every;
+use crate::cost::period::Every;
 
 /// What a run brings to the sums beside its time: its CPUs, its price (`None`:
 /// unpriced) and its efficiency.

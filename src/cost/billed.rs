@@ -13,8 +13,8 @@ use serde::Serialize;
 use super::Options;
 use crate::aws::cost_explorer::{Bill, CostExplorerApi, CLUSTER_TAG};
 use crate::aws::sdk::Runtime;
+use crate::cost::period::Every;
 use crate::model::time::{self, Timestamp};
-use crate::report::period::Every;
 
 /// How long Cost Explorer may take, retries included.
 const AWS_TIME: Duration = Duration::from_secs(60);
@@ -349,7 +349,7 @@ mod tests {
             top: None,
             chart: None,
             clusters: None,
-            users: crate::report::sacct::Users::All,
+            users: crate::cost::sacct::Users::All,
             filters: Default::default(),
             account_tree: None,
         };
