@@ -17,13 +17,13 @@ use crate::aws::budgets::{BudgetsApi, NewBudget};
 use crate::aws::sdk::Runtime;
 use crate::config::{BudgetFallback, Enforce, Settings};
 use crate::cost::job_ids::JobIds;
-use crate::cost::sacct::Users;
 use crate::cost::{read_sacct, with_prices};
 use crate::log;
 use crate::model::budget_spend::BudgetSpend;
 use crate::model::project_name;
 use crate::model::time::{self, Timestamp};
 use crate::slurm::command::run_program;
+use crate::slurm::sacct::Users;
 use crate::slurm::scontrol::parse_scontrol_partitions;
 use crate::slurm::squeue::{
     confirm_listed, node_jobs_format, parse_node_jobs, parse_pending_jobs, parse_shown_ids, pending_jobs_format,

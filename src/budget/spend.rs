@@ -21,8 +21,9 @@ use super::worst_case::worst_case;
 use crate::cost::aggregate::Diagnostics;
 use crate::cost::job_ids::JobIds;
 use crate::cost::pricing::Pricer;
-use crate::cost::{records, sacct, Prices};
+use crate::cost::{records, Prices};
 use crate::model::time::Timestamp;
+use crate::slurm::sacct;
 use crate::slurm::squeue::PendingJob;
 
 /// One project's spend from Slurm accounting.

@@ -275,8 +275,8 @@ pub fn table(job: &JobCost) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::sacct::{self, Layout};
     use crate::model::job::ProjectSource;
+    use crate::slurm::sacct::{self, Layout};
     use clap::Args;
 
     #[test]

@@ -11,9 +11,10 @@ use anyhow::Context;
 
 use crate::budget::cache::{BudgetCache, CacheError};
 use crate::config::Settings;
-use crate::cost::{build_confirmed, run_sacct, sacct, with_prices};
+use crate::cost::{build_confirmed, run_sacct, with_prices};
 use crate::metrics::{self, Figures};
 use crate::model::time::{self, Timestamp};
+use crate::slurm::sacct;
 use crate::state::atomic_file;
 
 fn parse_time(s: &str) -> Result<Timestamp, String> {

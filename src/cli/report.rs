@@ -13,11 +13,12 @@ use crate::config::Settings;
 use crate::cost::billed::{self, Metric, Overhead};
 use crate::cost::filter::Filters;
 use crate::cost::period::Every;
-use crate::cost::{build_confirmed, run_sacct, sacct, with_prices, Dimension, Options};
+use crate::cost::{build_confirmed, run_sacct, with_prices, Dimension, Options};
 use crate::model::time::{self, Short, Timestamp};
 use crate::parallelcluster::cfnconfig::Cfnconfig;
 use crate::report::{chart, html, output};
 use crate::slurm::account_tree::AccountTree;
+use crate::slurm::sacct;
 
 mod jobs;
 

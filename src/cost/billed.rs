@@ -349,7 +349,7 @@ mod tests {
             top: None,
             chart: None,
             clusters: None,
-            users: crate::cost::sacct::Users::All,
+            users: crate::slurm::sacct::Users::All,
             filters: Default::default(),
             account_tree: None,
         };

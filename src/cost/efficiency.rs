@@ -12,7 +12,7 @@
 //! job asked for, all nodes together. MaxRSS is the peak of a step's largest task, so a
 //! step of several tasks (or nodes) under-counts: a lower bound, said in docs/report.md.
 
-use super::sacct::Record;
+use crate::slurm::sacct::Record;
 
 /// A job run's efficiency figures, each `None` when unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

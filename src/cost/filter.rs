@@ -4,7 +4,7 @@
 //! filter on a saved `--sacct-file`, is applied to the records read. Applying a filter
 //! sacct already applied again is one comparison per record and changes nothing.
 
-use super::sacct::Record;
+use crate::slurm::sacct::Record;
 
 /// What a report is narrowed to; an empty list keeps everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

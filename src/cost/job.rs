@@ -14,9 +14,10 @@ use serde::Serialize;
 use super::aggregate::Diagnostics;
 use super::job_ids::JobIds;
 use super::pricing::Pricer;
-use super::{records, sacct, spawn_sacct, Prices};
+use super::{records, spawn_sacct, Prices};
 use crate::model::time::Timestamp;
 use crate::prices::merge::PriceSource;
+use crate::slurm::sacct;
 
 /// One allocation (or one run of it) of the job, priced.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,5 +1,5 @@
 //! The costing engine: Slurm accounting records (from sacct, run here or saved to a file,
-//! read by [`sacct`]) are priced one by one as they stream in ([`pricing`]), with their
+//! read by [`crate::slurm::sacct`]) are priced one by one as they stream in ([`pricing`]), with their
 //! efficiency ([`efficiency`]), and summed per group and period ([`aggregate`],
 //! [`period`]) into a [`Report`]; runs listed one by one go to a [`priced_run::JobSink`].
 //! One job's cost is [`job`], and the instances it ran on [`job_instances`]; the AWS
@@ -16,7 +16,6 @@ pub mod job_instances;
 pub mod period;
 pub mod priced_run;
 pub mod pricing;
-pub mod sacct;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
@@ -34,11 +33,11 @@ use crate::parallelcluster::fleet_config;
 use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
 use crate::slurm::account_tree::{AccountTree, Roll};
+use crate::slurm::sacct::{self, Line, Skip};
 use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
 use filter::Filters;
 use job_ids::JobIds;
 use pricing::Pricer;
-use sacct::{Line, Skip};
 
 /// What jobs are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

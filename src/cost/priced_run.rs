@@ -4,8 +4,8 @@
 use std::io;
 
 use super::pricing::Pricer;
-use super::sacct::Record;
 use crate::model::time::Timestamp;
+use crate::slurm::sacct::Record;
 
 /// One job run as [`super::build_with_jobs`] priced it, handed over at once.
 pub struct PricedRun<'r, 'a> {

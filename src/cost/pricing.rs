@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::aggregate::FastMap;
-use super::sacct::Record;
 use crate::config::PricingSettings;
 use crate::model::time::Timestamp;
 use crate::prices::cache::{self, PriceCache, SpotSeries};
 use crate::slurm::hostlist;
+use crate::slurm::sacct::Record;
 
 struct Instance {
     name: String,

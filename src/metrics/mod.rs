@@ -15,8 +15,9 @@ use std::fmt::Write as _;
 
 use crate::budget::cache::BudgetCache;
 use crate::config::BudgetSettings;
-use crate::cost::{sacct, Dimension, Options, Report};
+use crate::cost::{Dimension, Options, Report};
 use crate::model::time::{self, Timestamp};
+use crate::slurm::sacct;
 
 /// What the metrics are made of.
 #[derive(Debug, Clone)]

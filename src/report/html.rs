@@ -234,8 +234,9 @@ mod tests {
     use crate::config::Settings;
     use crate::cost::filter::Filters;
     use crate::cost::period::Every;
-    use crate::cost::{build, sacct, Dimension, Options};
+    use crate::cost::{build, Dimension, Options};
     use crate::model::time;
+    use crate::slurm::sacct;
 
     fn report(sacct_text: &str, every: Option<Every>) -> Report {
         let settings = Settings::parse(

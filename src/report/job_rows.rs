@@ -21,10 +21,10 @@ use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
 use crate::cost::priced_run::{JobSink, PricedRun};
 use crate::cost::pricing::Pricer;
-use crate::cost::sacct::Record;
 use crate::cost::{Options, Report};
 use crate::model::time::{Rfc3339, Short, Timestamp};
 use crate::prices::merge::PriceSource;
+use crate::slurm::sacct::Record;
 
 /// How the rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,7 +49,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use cost_tags::cost::sacct::FIELDS;
+use cost_tags::slurm::sacct::FIELDS;
 use serde_json::Value;
 
 fn data(name: &str) -> PathBuf {

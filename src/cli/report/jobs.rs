@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{Format, ReportArgs, OWN_JOBS};
-use crate::cost::{build_with_jobs, run_sacct_with_jobs, sacct, Options, Prices};
+use crate::cost::{build_with_jobs, run_sacct_with_jobs, Options, Prices};
 use crate::report::job_rows::{JobFormat, JobRows};
 use crate::report::output;
+use crate::slurm::sacct;
 
 /// Reads the records (sacct, or `--sacct-file`) and writes the statement. A write error
 /// on stdout is a [`super::super::StdoutError`] (a closed pipe exits quietly).

@@ -107,7 +107,7 @@ impl Layout {
     }
 
     /// True when each step's `MaxRSS` is read: a job's record is complete only once the
-    /// step lines after it are read ([`super::records`]).
+    /// step lines after it are read ([`crate::cost::records`]).
     pub fn reads_step_memory(&self) -> bool {
         self.efficiency
     }
@@ -140,7 +140,7 @@ impl Layout {
     }
 
     /// True when the comment is asked for: its records must then be confirmed against
-    /// sacct's bare list of job ids ([`super::job_ids`]).
+    /// sacct's bare list of job ids ([`crate::cost::job_ids`]).
     pub fn has_comment(&self) -> bool {
         self.project == Some(ProjectField::Comment)
     }
@@ -277,7 +277,7 @@ pub struct Record<'a> {
     /// [`req_mem`]), when asked for and known.
     pub req_mem: Option<u64>,
     /// The largest `MaxRSS` of the job's steps in KiB (each one the peak of the step's
-    /// largest task), when asked for and recorded: [`super::records`] fills it in from
+    /// largest task), when asked for and recorded: [`crate::cost::records`] fills it in from
     /// the step lines that follow the job's own (whose MaxRSS is empty).
     pub max_rss: Option<u64>,
     /// Empty unless `WCKey` is the project's field (and so asked for).
