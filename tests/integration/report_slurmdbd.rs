@@ -940,6 +940,25 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         &["--mem=300M"],
         "python3 -c \"b = b'x' * (200 << 20); import time; time.sleep(4)\"",
     );
+    // A second Unix group: ctbob runs sbatch under his supplementary group ctgpu (`sg`),
+    // so the job's Group in sacct is ctgpu, not the primary group of the others.
+    let other_group = {
+        let out = cluster.run_as(
+            "ctbob",
+            "sg",
+            &[
+                "ctgpu",
+                "-c",
+                "sbatch -o /dev/null -p compute -n1 -t 5 --comment ProjectG --wrap 'sleep 2'",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "sg ctgpu sbatch as ctbob: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        parse_job_id(&out.stdout).expect("job id").to_string()
+    };
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("cost-tags.toml");
     std::fs::write(&settings, SETTINGS).unwrap();
@@ -977,11 +996,12 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     };
     let doc = loop {
         let doc = report();
-        let done = [&busy, &idle, &hog].iter().all(|id| {
-            job(&doc, id).is_some_and(|j| {
-                j["state"] == "COMPLETED" && !j["cpu_efficiency"].is_null() && !j["mem_efficiency"].is_null()
-            })
-        });
+        let done = job(&doc, &other_group).is_some_and(|j| j["state"] == "COMPLETED")
+            && [&busy, &idle, &hog].iter().all(|id| {
+                job(&doc, id).is_some_and(|j| {
+                    j["state"] == "COMPLETED" && !j["cpu_efficiency"].is_null() && !j["mem_efficiency"].is_null()
+                })
+            });
         let busy_counted = job(&doc, &busy).is_some_and(|j| j["cpu_efficiency"].as_f64() > Some(0.0));
         if done && busy_counted {
             break doc;
@@ -999,6 +1019,45 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     // the jobs were being recorded, a poll could find them in the records but not yet in
     // the list of ids asked just before: hence checked on the final report only.)
     assert_eq!(doc["skipped"]["lines"], 0, "{doc:#}");
+    // Two Unix groups: `--by group` splits the four jobs' cost between them.
+    let group_of = |id: &str| job(&doc, id).unwrap()["group"].as_str().unwrap().to_string();
+    assert_eq!(group_of(&other_group), "ctgpu", "{doc:#}");
+    let primary = group_of(&busy);
+    assert_ne!(primary, "ctgpu", "{doc:#}");
+    let out = Command::new(support::bin("cost-tags"))
+        .arg("--config")
+        .arg(&settings)
+        .args(["report", "--since", &utc(since), "--by", "group", "--format", "json"])
+        .env("SLURM_CONF", cluster.conf_path())
+        .output()
+        .expect("run cost-tags report --by group");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let by_group: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let groups: BTreeMap<String, f64> = by_group["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"]["group"].as_str().unwrap().to_string(),
+                g["cost"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let cost_of = |ids: &[&String]| -> f64 {
+        ids.iter()
+            .map(|id| job(&doc, id).unwrap()["cost"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(groups.len(), 2, "{by_group:#}");
+    assert!(
+        (groups["ctgpu"] - cost_of(&[&other_group])).abs() < 1e-4,
+        "{by_group:#}\n{doc:#}"
+    );
+    assert!(
+        (groups[&primary] - cost_of(&[&busy, &idle, &hog])).abs() < 1e-4,
+        "{by_group:#}\n{doc:#}"
+    );
     let (busy, idle, hog) = (
         job(&doc, &busy).unwrap(),
         job(&doc, &idle).unwrap(),
@@ -1035,7 +1094,8 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         assert!(walltime > 0.0 && walltime < 0.1, "{j}");
     }
     // The grouped report (sacct without --allocations, for TotalCPU): ProjectE's wasted
-    // cost is the three jobs' (what --by job says), none of them left out.
+    // cost is the three jobs' (what --by job says), none of them left out (ctgpu's job is
+    // ProjectG's).
     let out = Command::new(support::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
@@ -1049,8 +1109,12 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
         .iter()
         .map(|j| j["wasted_cost"].as_f64().unwrap())
         .sum();
-    let group = &grouped["groups"][0];
-    assert_eq!(group["group"]["project"], "ProjectE", "{grouped:#}");
+    let group = grouped["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"]["project"] == "ProjectE")
+        .expect("ProjectE in the grouped report");
     assert_eq!(group["jobs"], 3, "{grouped:#}");
     assert_eq!(group["wasted_unknown_jobs"], 0, "{grouped:#}");
     let wasted = group["wasted_cost"].as_f64().unwrap();
