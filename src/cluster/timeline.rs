@@ -115,23 +115,7 @@ impl TimelineFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seen(instance: &str, node: &str) -> Sighting {
-        Sighting {
-            instance_id: instance.into(),
-            node: node.into(),
-            instance_type: "c5.xlarge".into(),
-            lifecycle: "spot".into(),
-            zone: "us-east-1a".into(),
-        }
-    }
-
-    fn spans(t: &Timeline) -> Vec<(&str, &str, i64, i64)> {
-        t.intervals
-            .iter()
-            .map(|i| (i.instance_id.as_str(), i.node.as_str(), i.first_seen, i.last_seen))
-            .collect()
-    }
+    use crate::model::instance_timeline::test_support::{seen, spans};
 
     #[test]
     fn a_pass_that_only_extends_rewrites_the_file_at_most_every_rewrite_seconds() {

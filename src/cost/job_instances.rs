@@ -134,7 +134,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
 mod tests {
     use super::*;
     use crate::cost::job::JobRun;
-    use crate::model::instance_timeline::Sighting;
+    use crate::model::instance_timeline::test_support::seen;
 
     fn run(job_id: &str, node_list: &str, start: i64, end: Option<i64>) -> JobRun {
         JobRun {
@@ -165,16 +165,6 @@ mod tests {
             runs,
             price_sources: Default::default(),
             notes: vec![],
-        }
-    }
-
-    fn seen(instance: &str, node: &str) -> Sighting {
-        Sighting {
-            instance_id: instance.into(),
-            node: node.into(),
-            instance_type: "c5.large".into(),
-            lifecycle: "spot".into(),
-            zone: "us-east-1a".into(),
         }
     }
 

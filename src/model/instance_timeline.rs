@@ -265,11 +265,13 @@ impl Timeline {
     }
 }
 
+/// For the unit tests here and of the timeline's writer and readers.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use super::{Sighting, Timeline};
 
-    fn seen(instance: &str, node: &str) -> Sighting {
+    /// A spot c5.xlarge in us-east-1a seen backing `node`.
+    pub(crate) fn seen(instance: &str, node: &str) -> Sighting {
         Sighting {
             instance_id: instance.into(),
             node: node.into(),
@@ -279,12 +281,19 @@ mod tests {
         }
     }
 
-    fn spans(t: &Timeline) -> Vec<(&str, &str, i64, i64)> {
+    /// Each interval as (instance, node, first seen, last seen).
+    pub(crate) fn spans(t: &Timeline) -> Vec<(&str, &str, i64, i64)> {
         t.intervals
             .iter()
             .map(|i| (i.instance_id.as_str(), i.node.as_str(), i.first_seen, i.last_seen))
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{seen, spans};
+    use super::*;
 
     #[test]
     fn the_same_instance_on_the_same_node_extends_one_interval() {
