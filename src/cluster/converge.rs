@@ -13,8 +13,12 @@
 //! call computed from a stale snapshot could overwrite the tags a prolog just wrote for a
 //! new job. So right before each call Slurm is asked again, with the cheap query no user
 //! can forge (job ids and nodes), and an instance whose node's jobs changed since the
-//! snapshot is left out of the call (deferred to the next pass). What remains is the
-//! round trip of that one call. This costs slurmctld one `squeue` per tag call, so at
+//! snapshot is left out of the call (deferred to the next pass). That recheck is asked
+//! while the previous call is in flight, and serves only if it was asked at most
+//! [`RECHECK_REUSE`] before the call (else Slurm is asked again): one call after the
+//! other, a `squeue` and a CreateTags would have to fit together in a tenth of a second
+//! for the pass to keep 9 calls a second. What remains is the round trip of the
+//! previous call and of this one. This costs slurmctld one `squeue` per tag call, so at
 //! most `calls_per_second` a second while there is something to change, and one
 //! `scontrol show nodes` and two `squeue` per pass.
 //!
@@ -35,12 +39,17 @@ use crate::aws::ec2::{CallError, ClusterInstance};
 use crate::aws::imds;
 use crate::cluster::pacing::{Clock, RealClock, TokenBucket};
 use crate::cluster::plan::{batches, busy_nodes_without_instance, targets, Action, Batch, Skipped, Target};
-use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, SlurmCommands};
+use crate::cluster::slurm_view::{slurm_cluster_name, ClusterSlurm, JobIds, SlurmCommands};
 use crate::cluster::status::ClusterStatus;
 use crate::cluster::tag_api::{Ec2TagApi, TagApi};
 use crate::cluster::timeline::{self, TimelineFile, Updated};
 use crate::config::Settings;
 use crate::parallelcluster::cfnconfig::Cfnconfig;
+
+/// How old the answer of a recheck asked beside the previous call may be and still
+/// serve for the next call (module doc). Longer waits (the bucket slowed by throttling)
+/// ask Slurm again.
+pub const RECHECK_REUSE: Duration = Duration::from_secs(1);
 
 /// What one pass is asked to do.
 #[derive(Debug, Clone)]
@@ -259,7 +268,7 @@ fn all_instances(
 /// failures of single calls are counted in the summary.
 pub fn converge(
     api: &mut dyn TagApi,
-    slurm: &mut dyn ClusterSlurm,
+    slurm: &mut (dyn ClusterSlurm + Send),
     bucket: &mut TokenBucket,
     clock: &mut dyn Clock,
     settings: &Settings,
@@ -289,84 +298,125 @@ pub fn converge(
     let mut queue: std::collections::VecDeque<Batch> = batches(&targets, &settings.tags).into();
     let (mut changed, mut deferred, mut failed, mut left) =
         (BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    while let Some(mut batch) = queue.pop_front() {
-        if options.dry_run {
-            changed.extend(batch.instance_ids.iter().cloned());
-            progress(&Event::Call {
-                batch: &batch,
-                outcome: CallOutcome::WouldSend,
-            });
-            continue;
-        }
-        // Asked to stop (SIGTERM to `--follow`): no call is cut short, the rest is left
-        // for the next pass, like when the pass gives up.
-        if clock.now() >= give_up || options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            left.extend(batch.instance_ids.iter().cloned());
-            progress(&Event::Call {
-                batch: &batch,
-                outcome: CallOutcome::Left,
-            });
-            continue;
-        }
-        let wait = bucket.take(clock.now());
-        clock.sleep(wait);
-        // Right before the call: leave out the instances whose jobs changed (module doc).
-        let now = match slurm.job_ids() {
-            Ok(now) => now,
-            Err(e) => {
-                failed.extend(batch.instance_ids.iter().cloned());
+    std::thread::scope(|scope| {
+        // Slurm is lent to the thread that rechecks beside a call, and given back.
+        let mut slurm = Some(slurm);
+        let mut recheck_beside: Option<(Instant, Result<JobIds>)> = None;
+        while let Some(mut batch) = queue.pop_front() {
+            if options.dry_run {
+                changed.extend(batch.instance_ids.iter().cloned());
                 progress(&Event::Call {
                     batch: &batch,
-                    outcome: CallOutcome::Failed(format!("cannot ask Slurm again: {e:#}")),
+                    outcome: CallOutcome::WouldSend,
                 });
                 continue;
             }
-        };
-        let (keep, gone): (Vec<String>, Vec<String>) = batch.instance_ids.iter().cloned().partition(|id| {
-            match by_id.get(id.as_str()).and_then(|t| t.node.as_ref()) {
-                Some(node) => view.ids.get(node) == now.get(node),
-                None => true,
-            }
-        });
-        deferred.extend(gone.iter().cloned());
-        if keep.is_empty() {
-            progress(&Event::Call {
-                batch: &batch,
-                outcome: CallOutcome::AllDeferred,
-            });
-            continue;
-        }
-        batch.instance_ids = keep;
-        summary.calls += 1;
-        match api.apply(&batch) {
-            Ok(()) => {
-                bucket.succeeded(clock.now());
-                changed.extend(batch.instance_ids.iter().cloned());
-                let outcome = if gone.is_empty() {
-                    CallOutcome::Sent
-                } else {
-                    CallOutcome::SentWithout(gone)
-                };
-                progress(&Event::Call { batch: &batch, outcome });
-            }
-            Err(CallError::Throttled) => {
-                bucket.throttled(clock.now());
-                summary.throttled += 1;
+            // Asked to stop (SIGTERM to `--follow`): no call is cut short, the rest is
+            // left for the next pass, like when the pass gives up.
+            if clock.now() >= give_up || options.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                left.extend(batch.instance_ids.iter().cloned());
                 progress(&Event::Call {
                     batch: &batch,
-                    outcome: CallOutcome::Throttled,
+                    outcome: CallOutcome::Left,
                 });
-                queue.push_front(batch);
+                continue;
             }
-            Err(CallError::Failed(e)) => {
-                failed.extend(batch.instance_ids.iter().cloned());
+            let wait = bucket.take(clock.now());
+            clock.sleep(wait);
+            // Right before the call: leave out the instances whose jobs changed (module
+            // doc). The answer asked beside the previous call serves if it is recent.
+            let now = match recheck_beside.take() {
+                Some((asked, answer)) if clock.now().saturating_duration_since(asked) <= RECHECK_REUSE => answer,
+                _ => slurm
+                    .as_mut()
+                    .map_or_else(|| Err(anyhow::anyhow!("Slurm was not given back")), |s| s.job_ids()),
+            };
+            let now = match now {
+                Ok(now) => now,
+                Err(e) => {
+                    failed.extend(batch.instance_ids.iter().cloned());
+                    progress(&Event::Call {
+                        batch: &batch,
+                        outcome: CallOutcome::Failed(format!("cannot ask Slurm again: {e:#}")),
+                    });
+                    continue;
+                }
+            };
+            let (keep, gone): (Vec<String>, Vec<String>) =
+                batch.instance_ids.iter().cloned().partition(|id| {
+                    match by_id.get(id.as_str()).and_then(|t| t.node.as_ref()) {
+                        Some(node) => view.ids.get(node) == now.get(node),
+                        None => true,
+                    }
+                });
+            deferred.extend(gone.iter().cloned());
+            if keep.is_empty() {
                 progress(&Event::Call {
                     batch: &batch,
-                    outcome: CallOutcome::Failed(format!("{e:#}")),
+                    outcome: CallOutcome::AllDeferred,
                 });
+                continue;
+            }
+            batch.instance_ids = keep;
+            summary.calls += 1;
+            // The next call's recheck runs while this call is in flight.
+            let beside = match (queue.is_empty(), slurm.take()) {
+                (false, Some(s)) => {
+                    let asked = clock.now();
+                    Some((
+                        asked,
+                        scope.spawn(move || {
+                            let answer = s.job_ids();
+                            (s, answer)
+                        }),
+                    ))
+                }
+                (_, s) => {
+                    slurm = s;
+                    None
+                }
+            };
+            let sent = api.apply(&batch);
+            if let Some((asked, thread)) = beside {
+                match thread.join() {
+                    Ok((s, answer)) => {
+                        slurm = Some(s);
+                        recheck_beside = Some((asked, answer));
+                    }
+                    // Slurm is lost with the thread: every later call fails, and says why.
+                    Err(_) => crate::log::error("the thread asking squeue beside a tag call panicked"),
+                }
+            }
+            match sent {
+                Ok(()) => {
+                    bucket.succeeded(clock.now());
+                    changed.extend(batch.instance_ids.iter().cloned());
+                    let outcome = if gone.is_empty() {
+                        CallOutcome::Sent
+                    } else {
+                        CallOutcome::SentWithout(gone)
+                    };
+                    progress(&Event::Call { batch: &batch, outcome });
+                }
+                Err(CallError::Throttled) => {
+                    bucket.throttled(clock.now());
+                    summary.throttled += 1;
+                    progress(&Event::Call {
+                        batch: &batch,
+                        outcome: CallOutcome::Throttled,
+                    });
+                    queue.push_front(batch);
+                }
+                Err(CallError::Failed(e)) => {
+                    failed.extend(batch.instance_ids.iter().cloned());
+                    progress(&Event::Call {
+                        batch: &batch,
+                        outcome: CallOutcome::Failed(format!("{e:#}")),
+                    });
+                }
             }
         }
-    }
+    });
     summary.changed = changed.len();
     summary.deferred = deferred.difference(&changed).count();
     summary.failed = failed.len();
@@ -545,7 +595,8 @@ pub fn reconcile_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::slurm_view::{JobIds, SlurmView};
+    use crate::cluster::slurm_view::SlurmView;
+    use crate::cluster::tag_api::InstancesPage;
     use crate::model::job::Job;
     use crate::model::tag_set::TagMap;
     use crate::slurm::scontrol::SlurmNode;
@@ -766,6 +817,90 @@ mod tests {
             "{took:?}: paced"
         );
         assert_eq!(slurm.rechecks, summary.calls);
+    }
+
+    /// How many rechecks Slurm has answered, for a call to wait on.
+    #[derive(Default)]
+    struct Rechecks {
+        answered: std::sync::Mutex<usize>,
+        changed: std::sync::Condvar,
+    }
+
+    /// Slurm that counts its rechecks in [`Rechecks`].
+    struct CountingSlurm(FakeSlurm, std::sync::Arc<Rechecks>);
+
+    impl ClusterSlurm for CountingSlurm {
+        fn view(&mut self) -> Result<SlurmView> {
+            self.0.view()
+        }
+        fn job_ids(&mut self) -> Result<JobIds> {
+            let answer = self.0.job_ids();
+            *self.1.answered.lock().unwrap() += 1;
+            self.1.changed.notify_all();
+            answer
+        }
+    }
+
+    /// EC2 whose first `watch` calls stay in flight until the next call's recheck is
+    /// answered (at most 10 s), and record whether it was.
+    struct WaitingEc2 {
+        ec2: FakeEc2,
+        rechecks: std::sync::Arc<Rechecks>,
+        watch: usize,
+        beside: Vec<bool>,
+    }
+
+    impl TagApi for WaitingEc2 {
+        fn instances_page(&mut self, cluster: &str, next: Option<&str>) -> Result<InstancesPage, CallError> {
+            self.ec2.instances_page(cluster, next)
+        }
+        fn apply(&mut self, batch: &Batch) -> Result<(), CallError> {
+            let k = self.ec2.calls.len();
+            if k < self.watch {
+                // Call k (from 0) was preceded by recheck k+1; recheck k+2 is the next call's.
+                let answered = self.rechecks.answered.lock().unwrap();
+                let (_answered, waited) = self
+                    .rechecks
+                    .changed
+                    .wait_timeout_while(answered, Duration::from_secs(10), |n| *n < k + 2)
+                    .unwrap();
+                self.beside.push(!waited.timed_out());
+            }
+            self.ec2.apply(batch)
+        }
+    }
+
+    #[test]
+    fn the_next_calls_recheck_is_asked_while_a_call_is_in_flight() {
+        let (ec2, slurm) = cluster(3, |_| true);
+        let rechecks = std::sync::Arc::new(Rechecks::default());
+        let mut slurm = CountingSlurm(slurm, rechecks.clone());
+        let mut ec2 = WaitingEc2 {
+            ec2,
+            rechecks,
+            watch: 2,
+            beside: Vec::new(),
+        };
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(5.0, 20, t0);
+        let summary = converge(
+            &mut ec2,
+            &mut slurm,
+            &mut bucket,
+            &mut FakeClock(t0),
+            &Settings::default(),
+            &options(),
+            |_| {},
+        )
+        .unwrap();
+        // Three calls (one a node): the first two each had the next one's recheck
+        // answered while in flight; the last has no next call, so no recheck beside it.
+        assert_eq!((summary.calls, summary.changed), (3, 3));
+        assert_eq!(ec2.beside, [true, true]);
+        assert_eq!(slurm.0.rechecks, 3);
+        for (k, i) in ec2.ec2.instances.iter().enumerate() {
+            assert_eq!(cost_tags(i)[J], (100 + k).to_string());
+        }
     }
 
     #[test]
