@@ -265,3 +265,21 @@ fn tls_trusts_a_ca_only_in_ssl_cert_dir() {
     assert_tagged(&node, &stderr);
     assert!(front.served() > 0);
 }
+
+/// aws-lc is built without CPU jitter entropy (`.cargo/config.toml`): a jitter-seeded
+/// generator cost every hook process about 20 ms of CPU at its first handshake. The
+/// jitterentropy library's entry point is in no binary that speaks TLS, and aws-lc's
+/// kernel-seeded source is (the check fails if the build setting is lost).
+#[test]
+fn the_tls_crypto_is_built_without_cpu_jitter_entropy() {
+    for exe in [
+        env!("CARGO_BIN_EXE_cost-prolog"),
+        env!("CARGO_BIN_EXE_cost-epilog"),
+        env!("CARGO_BIN_EXE_cost-tags"),
+    ] {
+        let bytes = std::fs::read(exe).unwrap();
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(has(b"opt_out_cpu_jitter_get_seed"), "{exe}: aws-lc is not in it?");
+        assert!(!has(b"jent_entropy_init"), "{exe} carries CPU jitter entropy");
+    }
+}
