@@ -5,9 +5,7 @@
 //! time. Run: `cargo bench --bench prices_refresh`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -6,9 +6,7 @@
 //! Run: `cargo build --release --bins && cargo bench --bench submit_latency`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -5,9 +5,7 @@
 //! root with `scripts/demo.sh`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the demo uses a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

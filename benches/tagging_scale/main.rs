@@ -20,9 +20,7 @@
 //! `node,controller`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 mod child_cpu;
 mod controller_run;

@@ -225,7 +225,7 @@ fn wasted_cost_per_group_from_the_cpu_efficiency() {
 
 /// Issue 11, item 1: with project_source = "account", mallory's comment holds a newline
 /// and, after it, a whole sacct line: a 500-node day charged to account chem. The report
-/// runs sacct itself (the stand-in of tests/integration/support/slurm_standin.rs, first on PATH, which
+/// runs sacct itself (the stand-in of tests/support/src/slurm_standin.rs, first on PATH, which
 /// prints the fields asked for as Slurm does, free text raw).
 #[test]
 fn a_newline_in_a_comment_cannot_forge_a_charge() {

@@ -1,5 +1,5 @@
 //! `cost-tags report` end to end against real Slurm accounting: a private cluster stores
-//! its jobs in slurmdbd + MariaDB (tests/integration/support/slurmdbd.rs), ctalice and ctbob run short
+//! its jobs in slurmdbd + MariaDB (tests/support/src/slurmdbd.rs), ctalice and ctbob run short
 //! jobs with project comments in partitions compute and gpu (shared, exclusive, array),
 //! and the report — running the real sacct itself — must charge per project exactly the
 //! seconds Slurm accounted and the cost those seconds are worth. Then, with

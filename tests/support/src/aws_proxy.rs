@@ -66,8 +66,6 @@ struct Counters {
 }
 
 /// One request relayed to the upstream, kept by [`AwsProxy::keep_journal`].
-// Read by benches/tagging_scale, which compiles this module too; the test binary does not.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct Relayed {
     pub action: String,
@@ -273,15 +271,13 @@ impl AwsProxy {
     }
 
     /// From now on, keeps every relayed request (see [`Relayed`]); an earlier journal is
-    /// dropped. (Used by benches/tagging_scale, not by the tests.)
-    #[allow(dead_code)]
+    /// dropped. (Used by benches/tagging_scale.)
     pub fn keep_journal(&self) {
         self.state.lock().unwrap().journal = Some(Vec::new());
     }
 
     /// The relayed requests kept since [`AwsProxy::keep_journal`], in the order the
     /// upstream answered them.
-    #[allow(dead_code)]
     pub fn journal(&self) -> Vec<Relayed> {
         self.state.lock().unwrap().journal.clone().unwrap_or_default()
     }

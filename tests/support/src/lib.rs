@@ -2,6 +2,11 @@
 //! (munged + slurmctld + slurmd on private ports and directories), a moto server for
 //! AWS, an IMDSv2 emulator, and a fault-injecting proxy. Each fixture listens on
 //! loopback only and stops exactly the processes it started, by pid.
+//!
+//! This is the dev-only crate `cost-tags-test-support` (tests/support), arranged like
+//! cargo's `cargo-test-support`: the integration tests, the benches and examples/demo.rs
+//! import it (`use cost_tags_test_support as support;`) and it is compiled once. It does
+//! not depend on the cost-tags library; the fixtures drive the binaries as processes.
 
 pub mod aws_proxy;
 pub mod daemons;
@@ -19,7 +24,7 @@ pub mod slurm;
 pub mod slurm_standin;
 pub mod slurmdbd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Decides what a test does when a real part (Slurm, moto) is missing: on a developer
 /// machine it skips loudly; under `CI=true` a missing part is a failure, because a
@@ -73,10 +78,20 @@ extern "C" fn print_skipped() {
     }
 }
 
+/// The top of the repository (this crate lives in its tests/support), where scripts/ and
+/// .venv/ are.
+pub fn repo() -> &'static Path {
+    let support = Path::new(env!("CARGO_MANIFEST_DIR"));
+    support
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests/support sits two levels below the repository")
+}
+
 /// The project's Python virtual environment (`.venv/bin` at the top of the repository,
 /// made by scripts/install-deps.sh), when it exists.
 pub fn venv_bin() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    let dir = repo().join(".venv/bin");
     dir.is_dir().then_some(dir)
 }
 

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::aws_proxy::AwsProxy;
 use super::imds::Imds;
@@ -109,7 +109,7 @@ impl LocalCluster {
             .collect();
         std::fs::write(etc.join("cost-tags.env"), env_file).unwrap();
 
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = super::repo();
         let install_hook = |name: &str, dir: &str| -> PathBuf {
             let text = std::fs::read_to_string(repo.join("scripts/slurm").join(name)).unwrap();
             let target = etc.join("scripts").join(dir).join(name);
