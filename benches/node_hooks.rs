@@ -47,7 +47,7 @@ fn main() {
     )
     .unwrap();
     let run_at = |endpoint: &str, trust: &[(&str, &std::path::Path)], bin: &str, job: usize| {
-        let mut c = Command::new(support::bin(bin));
+        let mut c = Command::new(support::bins!().get(bin));
         apply_env(&mut c, endpoint);
         c.envs(trust.iter().copied())
             .envs(imds.env())

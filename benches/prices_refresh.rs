@@ -81,7 +81,7 @@ fn main() {
     .unwrap();
     let mut walls: Vec<Duration> = Vec::new();
     for _ in 0..RUNS {
-        let mut c = Command::new(support::bin("cost-tags"));
+        let mut c = Command::new(support::bins!().cost_tags);
         apply_env(&mut c, &proxy.endpoint());
         c.env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
             .arg("--config")

@@ -242,7 +242,7 @@ fn main() {
         }
         out.flush().unwrap();
     }
-    let bin = support::bin("cost-tags");
+    let bin = support::bins!().cost_tags;
     let cases: [&[&str]; 5] = [
         &["--by", "project"],
         // Issue 24: a row per job run, streamed; target at most twice `--by project`.

@@ -52,7 +52,7 @@ fn filtered_cluster() -> Option<(SlurmCluster, tempfile::TempDir)> {
         daemon_env: vec![
             (
                 "COST_TAGS_PROJECT_CHECK".into(),
-                support::bin("project-check").display().to_string(),
+                support::bins!().project_check.display().to_string(),
             ),
             ("COST_TAGS_CONFIG".into(), settings.display().to_string()),
         ],

@@ -73,7 +73,7 @@ fn main() {
         .chain(array.iter().filter(|&&t| t > 0).map(|&t| (t / TASKS_PER_NODE, Some(t))));
     let mut all = Vec::new();
     for (nodes, array_tasks) in workloads {
-        let Some(c) = SimCluster::start(nodes, SETTINGS) else {
+        let Some(c) = SimCluster::start(&support::bins!(), nodes, SETTINGS) else {
             return;
         };
         let s: Scenario = match array_tasks {

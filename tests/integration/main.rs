@@ -6,6 +6,17 @@
 // The fixtures, named `support` here as they are in the benches and the demo.
 use cost_tags_test_support as support;
 
+/// The package's binaries, as cargo built them for this test binary
+/// (`CARGO_BIN_EXE_<name>`).
+fn bins() -> support::Bins {
+    support::bins!()
+}
+
+/// One of [`bins`] by name (`cost-tags`, `cost-prolog`, `cost-epilog`, `project-check`).
+fn bin(name: &str) -> std::path::PathBuf {
+    bins().get(name).to_path_buf()
+}
+
 mod aws_fixtures;
 mod budgets;
 mod closed_pipe;

@@ -98,7 +98,7 @@ impl Node {
     }
 
     fn command(&self, binary: &str) -> Command {
-        let mut c = Command::new(support::bin(binary));
+        let mut c = Command::new(crate::bin(binary));
         apply_env(&mut c, &self.proxy.endpoint());
         c.envs(self.imds.env())
             .env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))

@@ -9,6 +9,7 @@
 //! not depend on the cost-tags library; the fixtures drive the binaries as processes.
 
 pub mod aws_proxy;
+mod bins;
 pub mod daemons;
 pub mod head_node;
 pub mod http;
@@ -25,6 +26,8 @@ pub mod slurm_standin;
 pub mod slurmdbd;
 
 use std::path::{Path, PathBuf};
+
+pub use bins::Bins;
 
 /// Decides what a test does when a real part (Slurm, moto) is missing: on a developer
 /// machine it skips loudly; under `CI=true` a missing part is a failure, because a
@@ -120,19 +123,6 @@ pub fn path_with_venv() -> Option<std::ffi::OsString> {
     let venv = venv_bin()?;
     let rest = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&rest))).ok()
-}
-
-/// Path of a binary built from this package. Tests run from `target/<profile>/deps`,
-/// examples and the demo from `target/<profile>/examples`; the binaries sit one level up.
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") || dir.ends_with("examples") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is not built (cargo build --bins)", path.display());
-    path
 }
 
 /// True when `program` is found on PATH.
