@@ -98,7 +98,7 @@ pub struct AwsProxy {
 }
 
 /// Body EC2 sends with HTTP 503 when it throttles.
-pub fn throttle_body() -> String {
+fn throttle_body() -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
         request_id()
@@ -106,7 +106,7 @@ pub fn throttle_body() -> String {
 }
 
 /// Body of EC2's HTTP 500 InternalError.
-pub fn internal_error_body() -> String {
+fn internal_error_body() -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
         request_id()
@@ -129,7 +129,7 @@ fn xml(status: u16, body: String) -> Response {
 }
 
 /// EC2 `Action` of a query-protocol request: from the form body, else the query string.
-pub fn action_of(req: &Request) -> Option<String> {
+fn action_of(req: &Request) -> Option<String> {
     let from = |s: &str| {
         s.split('&').find_map(|kv| {
             let (k, v) = kv.split_once('=')?;

@@ -343,7 +343,7 @@ pub fn write_request<W: Write>(w: &mut W, req: &Request) -> io::Result<()> {
 }
 
 /// RFC 7231 date for the Date header.
-pub fn http_date() -> String {
+fn http_date() -> String {
     jiff::fmt::rfc2822::DateTimePrinter::new()
         .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
         .unwrap_or_default()

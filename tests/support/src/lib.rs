@@ -119,7 +119,7 @@ pub fn tool_command(program: &str) -> std::process::Command {
 }
 
 /// PATH with the virtual environment's bin directory first, if there is one.
-pub fn path_with_venv() -> Option<std::ffi::OsString> {
+fn path_with_venv() -> Option<std::ffi::OsString> {
     let venv = venv_bin()?;
     let rest = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&rest))).ok()
