@@ -9,9 +9,7 @@
 //! Prints figures; asserts nothing about time. Run: `cargo bench --bench node_hooks`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,7 +47,7 @@ fn main() {
     )
     .unwrap();
     let run_at = |endpoint: &str, trust: &[(&str, &std::path::Path)], bin: &str, job: usize| {
-        let mut c = Command::new(support::bin(bin));
+        let mut c = Command::new(support::bins!().get(bin));
         apply_env(&mut c, endpoint);
         c.envs(trust.iter().copied())
             .envs(imds.env())

@@ -5,9 +5,7 @@
 //! time. Run: `cargo bench --bench prices_refresh`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -83,7 +81,7 @@ fn main() {
     .unwrap();
     let mut walls: Vec<Duration> = Vec::new();
     for _ in 0..RUNS {
-        let mut c = Command::new(support::bin("cost-tags"));
+        let mut c = Command::new(support::bins!().cost_tags);
         apply_env(&mut c, &proxy.endpoint());
         c.env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
             .arg("--config")

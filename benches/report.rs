@@ -5,9 +5,7 @@
 //! figures; asserts nothing about time. Run: `cargo bench --bench report`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -244,7 +242,7 @@ fn main() {
         }
         out.flush().unwrap();
     }
-    let bin = support::bin("cost-tags");
+    let bin = support::bins!().cost_tags;
     let cases: [&[&str]; 5] = [
         &["--by", "project"],
         // Issue 24: a row per job run, streamed; target at most twice `--by project`.

@@ -6,9 +6,7 @@
 //! Run: `cargo build --release --bins && cargo bench --bench submit_latency`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -54,7 +52,7 @@ fn filtered_cluster() -> Option<(SlurmCluster, tempfile::TempDir)> {
         daemon_env: vec![
             (
                 "COST_TAGS_PROJECT_CHECK".into(),
-                support::bin("project-check").display().to_string(),
+                support::bins!().project_check.display().to_string(),
             ),
             ("COST_TAGS_CONFIG".into(), settings.display().to_string()),
         ],

@@ -5,15 +5,14 @@
 //! root with `scripts/demo.sh`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the demo uses a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::head_node::{private_ip, set_node_host, HeadNode, CLUSTER_TAG, NODE_TYPE_TAG};
 use support::local_cluster::{LocalCluster, LocalSetup, PROJECTS};
+use support::Bins;
 
 /// The local node's price: a made-up instance type at 36 USD an hour (a cent a second),
 /// so that the demo's jobs of a few seconds show in the report.
@@ -87,7 +86,7 @@ fn wait_tags(c: &LocalCluster, what: &str, job_ids: &str) {
 /// `cost-tags ARGS` as an administrator on the head node would run it (AWS is moto).
 fn admin(c: &LocalCluster, args: &[&str]) {
     println!("\n  # cost-tags {}", args.join(" "));
-    let mut cmd = std::process::Command::new(support::bin("cost-tags"));
+    let mut cmd = std::process::Command::new(&c.bins.cost_tags);
     support::moto::apply_env(&mut cmd, &c.moto.endpoint());
     // The local cluster's Slurm, as on a head node: its squeue and scontrol answer.
     let out = cmd
@@ -110,7 +109,7 @@ fn as_user(c: &LocalCluster, user: &str, args: &[&str]) {
     let settings = c.settings_path();
     let mut all = vec!["--config", settings.to_str().unwrap()];
     all.extend(args);
-    let out = c.slurm.run_as(user, support::bin("cost-tags").to_str().unwrap(), &all);
+    let out = c.slurm.run_as(user, c.bins.cost_tags.to_str().unwrap(), &all);
     for line in String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
@@ -251,11 +250,14 @@ fn budgets(c: &LocalCluster) {
 
 fn main() {
     println!("\n== cost-tags demo: starting a private Slurm cluster, moto (AWS) and IMDSv2 ...");
-    let Some(c) = LocalCluster::start_with(LocalSetup {
-        settings_tail: PRICING.to_string(),
-        wake_hook: true,
-        accounting: true,
-    }) else {
+    let Some(c) = LocalCluster::start_with(
+        &Bins::beside_current_exe(),
+        LocalSetup {
+            settings_tail: PRICING.to_string(),
+            wake_hook: true,
+            accounting: true,
+        },
+    ) else {
         return;
     };
     println!(

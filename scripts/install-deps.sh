@@ -77,7 +77,7 @@ fi
 
 # 4-5. moto, the AWS CLI, prometheus-client and parliament in .venv/ at the top of the
 # repository: git-ignored, and outside target/ so that `cargo clean` keeps it. The tests
-# and scripts look there first (tests/integration/support/mod.rs `tool`, and
+# and scripts look there first (tests/support/src/lib.rs `tool`, and
 # scripts/test.sh, demo.sh and bench.sh put .venv/bin first on PATH).
 venv="$repo/.venv"
 if [ -x "$venv/bin/python3" ] && "$venv/bin/python3" -c 'import pip' 2>/dev/null; then

@@ -53,8 +53,8 @@
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
 // `pub` means the crate's API (the binaries, tests and benches use it); what only the
 // crate uses is `pub(crate)`. Set here rather than in Cargo.toml's [lints] because that
-// table also covers the test support tree, compiled into each test, bench and example
-// crate by `#[path]`, where every item would be flagged (issue 23.5 makes it a library).
+// table also covers the integration test binary, the benches and the demo, whose helper
+// modules are private and say `pub` to each other.
 #![warn(unreachable_pub)]
 
 pub mod aws;

@@ -20,9 +20,7 @@
 //! `node,controller`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../../tests/integration/support/mod.rs"]
-#[allow(dead_code)] // the benches use a few of the test fixtures
-mod support;
+use cost_tags_test_support as support;
 
 mod child_cpu;
 mod controller_run;
@@ -75,7 +73,7 @@ fn main() {
         .chain(array.iter().filter(|&&t| t > 0).map(|&t| (t / TASKS_PER_NODE, Some(t))));
     let mut all = Vec::new();
     for (nodes, array_tasks) in workloads {
-        let Some(c) = SimCluster::start(nodes, SETTINGS) else {
+        let Some(c) = SimCluster::start(&support::bins!(), nodes, SETTINGS) else {
             return;
         };
         let s: Scenario = match array_tasks {

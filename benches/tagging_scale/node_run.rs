@@ -69,7 +69,7 @@ pub fn run(c: &SimCluster, s: &Scenario) -> NodeRow {
         )
         .unwrap();
     }
-    let bin = crate::support::bin("cost-prolog");
+    let bin = crate::support::bins!().cost_prolog;
     let mut held: Vec<Child> = s
         .prologs
         .iter()

@@ -58,7 +58,7 @@ impl Setup {
     }
 
     fn command(&self, binary: &str, endpoint: &str) -> Command {
-        let mut c = Command::new(support::bin(binary));
+        let mut c = Command::new(crate::bin(binary));
         apply_env(&mut c, endpoint);
         c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
             .stdin(Stdio::null());

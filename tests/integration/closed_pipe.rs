@@ -3,8 +3,6 @@
 //! report printed "cost-tags: Broken pipe (os error 32)" and exited 2, and commands using
 //! `println!` panicked (exit 101).
 
-use crate::support;
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -29,7 +27,7 @@ fn many_jobs(dir: &Path, jobs: u32) -> PathBuf {
 }
 
 fn report(sacct: &Path, format: &str) -> Command {
-    let mut cmd = Command::new(support::bin("cost-tags"));
+    let mut cmd = Command::new(crate::bin("cost-tags"));
     cmd.arg("--config")
         .arg(pricing())
         .args([
@@ -103,14 +101,14 @@ fn every_printing_command_exits_0_quietly_into_a_closed_pipe() {
         format!("projects_file = {:?}\n", dir.path().join("projects_list.conf")),
     )
     .unwrap();
-    let mut list = Command::new(support::bin("project-check"));
+    let mut list = Command::new(crate::bin("project-check"));
     list.arg("--config")
         .arg(&settings)
         .args(["--list", "alice"])
         .env_remove("COST_TAGS_CONFIG");
     assert_quiet_success(&with_closed_stdout(&mut list), "project-check --list");
     // budget list from the cache (none yet: an empty table, still printed).
-    let mut budgets = Command::new(support::bin("cost-tags"));
+    let mut budgets = Command::new(crate::bin("cost-tags"));
     budgets
         .arg("--config")
         .arg(&settings)

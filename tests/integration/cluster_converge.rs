@@ -22,7 +22,9 @@ fn tags(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 #[test]
 fn two_hundred_instances_converge_from_any_start_without_a_throttled_answer() {
-    let Some(c) = SimCluster::start(200, "") else { return };
+    let Some(c) = SimCluster::start(&crate::bins(), 200, "") else {
+        return;
+    };
     // Nodes 0..160: 40 jobs of 4 nodes, 10 projects, 20 users. Nodes 160..170 are
     // shared by jobs 500 and 501. Nodes 170..200 are idle.
     let mut jobs = Vec::new();
@@ -89,7 +91,9 @@ fn two_hundred_instances_converge_from_any_start_without_a_throttled_answer() {
 
 #[test]
 fn with_the_accounts_bucket_emptied_throttled_calls_go_again_and_nothing_is_lost() {
-    let Some(c) = SimCluster::start(20, "") else { return };
+    let Some(c) = SimCluster::start(&crate::bins(), 20, "") else {
+        return;
+    };
     let jobs = c.one_job_per_node(3, 4);
     c.slurm.set_jobs(&jobs);
     // Other tools of the account keep the CreateTags bucket empty for 10 s.
@@ -117,7 +121,9 @@ fn with_the_accounts_bucket_emptied_throttled_calls_go_again_and_nothing_is_lost
 
 #[test]
 fn status_cluster_lists_the_instances_out_of_sync_with_statuss_exit_codes() {
-    let Some(c) = SimCluster::start(4, "") else { return };
+    let Some(c) = SimCluster::start(&crate::bins(), 4, "") else {
+        return;
+    };
     c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0])]);
     // Node 0 misses its job's tags, node 3 carries an ended job's; 1 and 2 are right.
     c.tag(&[3], &[(JOBID, "9")]);
@@ -199,7 +205,7 @@ fn wait_until(what: &str, log: &std::path::Path, mut done: impl FnMut() -> bool)
 #[test]
 fn follow_converges_when_woken_by_the_slurmctld_hook_and_ends_on_sigterm() {
     // Polling once an hour: only the wake-up can explain a second pass.
-    let Some(c) = SimCluster::start(4, "[tagging]\npoll_seconds = 3600\n") else {
+    let Some(c) = SimCluster::start(&crate::bins(), 4, "[tagging]\npoll_seconds = 3600\n") else {
         return;
     };
     c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0, 1])]);
@@ -288,7 +294,9 @@ fn the_wake_hook_exits_0_whatever_happens() {
 
 #[test]
 fn a_pass_never_overlaps_another() {
-    let Some(c) = SimCluster::start(2, "") else { return };
+    let Some(c) = SimCluster::start(&crate::bins(), 2, "") else {
+        return;
+    };
     c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0])]);
     let run = c.dir.path().join("run");
     std::fs::create_dir_all(&run).unwrap();

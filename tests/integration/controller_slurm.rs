@@ -37,11 +37,14 @@ const WAIT: Duration = Duration::from_secs(60);
 /// `more_settings` is appended to cost-tags.toml. Returns once the service's first pass
 /// has ended.
 fn controller_cluster(poll_seconds: u64, matched: bool, more_settings: &str) -> Option<(LocalCluster, HeadNode)> {
-    let c = LocalCluster::start_with(LocalSetup {
-        settings_tail: format!("[tagging]\nmode = \"controller\"\npoll_seconds = {poll_seconds}\n{more_settings}"),
-        wake_hook: true,
-        ..LocalSetup::default()
-    })?;
+    let c = LocalCluster::start_with(
+        &crate::bins(),
+        LocalSetup {
+            settings_tail: format!("[tagging]\nmode = \"controller\"\npoll_seconds = {poll_seconds}\n{more_settings}"),
+            wake_hook: true,
+            ..LocalSetup::default()
+        },
+    )?;
     let cluster = c.slurm.cluster_name().to_string();
     c.moto
         .create_tags(&c.instance, &[(CLUSTER_TAG, &cluster), (NODE_TYPE_TAG, "Compute")]);

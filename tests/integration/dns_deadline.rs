@@ -133,7 +133,7 @@ impl DeadDnsNode {
     fn command(&self, binary: &str) -> Command {
         let mut c = namespace::command(
             &[(self.resolv_conf.as_path(), Path::new("/etc/resolv.conf"))],
-            &support::bin(binary),
+            &crate::bin(binary),
         );
         moto::apply_env(&mut c, "http://ec2.cost-tags-dead-dns.test:4566");
         c.env(

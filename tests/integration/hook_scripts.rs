@@ -83,7 +83,7 @@ fn env_lines(vars: &[(String, String)]) -> String {
 
 /// The directory holding the binaries cargo built (cost-prolog, cost-epilog).
 fn built_bin_dir() -> PathBuf {
-    support::bin("cost-prolog").parent().unwrap().to_path_buf()
+    crate::bin("cost-prolog").parent().unwrap().to_path_buf()
 }
 
 /// An instance in moto, its IMDS, and an env file that wires cost-prolog to both, with
@@ -245,7 +245,7 @@ fn production_paths() {
     let bin = opt.join("slurm/bin");
     std::fs::create_dir_all(&bin).unwrap();
     for b in ["cost-prolog", "cost-epilog"] {
-        std::os::unix::fs::symlink(support::bin(b), bin.join(b)).unwrap();
+        std::os::unix::fs::symlink(crate::bin(b), bin.join(b)).unwrap();
     }
     // The default settings file; the env file must not need to name it.
     write(&etc.join("cost-tags.toml"), &settings(d, ""), 0o644);

@@ -78,7 +78,7 @@ impl Node {
     }
 
     fn prolog(&self, endpoint: &str, job: &str) -> Command {
-        let mut c = Command::new(support::bin("cost-prolog"));
+        let mut c = Command::new(crate::bin("cost-prolog"));
         self.hook_env(&mut c, endpoint, job);
         c
     }
@@ -232,7 +232,7 @@ fn tls_trusts_the_system_store() {
     let store = tempfile::tempdir().unwrap();
     ca.write_pem(&store.path().join("ca-certificates.crt"));
     let mounts: [(&Path, &Path); 1] = [(store.path(), Path::new("/etc/ssl/certs"))];
-    let mut c = namespace::command(&mounts, &support::bin("cost-prolog"));
+    let mut c = namespace::command(&mounts, &crate::bin("cost-prolog"));
     node.hook_env(&mut c, &endpoint, "402");
     let (_, stderr) = run(c);
     assert_tagged(&node, &stderr);

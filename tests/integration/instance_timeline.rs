@@ -64,7 +64,7 @@ fn interval_of<'a>(intervals: &'a [Value], instance: &str) -> &'a Value {
 
 /// `cost-tags job JOBID --sacct-file FILE [--json]` with `settings`.
 fn job(settings: &Path, job_id: &str, sacct: &Path, json: bool) -> Output {
-    let mut c = Command::new(support::bin("cost-tags"));
+    let mut c = Command::new(crate::bin("cost-tags"));
     c.env("COST_TAGS_CONFIG", settings)
         .env("TZ", "UTC")
         .args(["job", job_id, "--sacct-file"])
@@ -98,7 +98,7 @@ fn each_pass_records_which_instance_backed_which_node_and_cost_tags_job_lists_th
     // Every pass rewrites the file here (by default one that only extends does so at
     // most every 300 s: the unit tests of cluster::timeline).
     let settings = format!("{NO_PRICE_FILES}[timeline]\nrewrite_seconds = 0\n");
-    let Some(mut c) = SimCluster::start(3, &settings) else {
+    let Some(mut c) = SimCluster::start(&crate::bins(), 3, &settings) else {
         return;
     };
     c.slurm.set_jobs(&[c.job(1, "ann", "P1", &[0, 1])]);
@@ -256,7 +256,9 @@ fn each_pass_records_which_instance_backed_which_node_and_cost_tags_job_lists_th
 
 #[test]
 fn a_timeline_that_cannot_be_written_never_stops_the_tags() {
-    let Some(c) = SimCluster::start(2, "") else { return };
+    let Some(c) = SimCluster::start(&crate::bins(), 2, "") else {
+        return;
+    };
     let blocked = c.dir.path().join("blocked");
     std::fs::write(&blocked, "a file where a directory should be").unwrap();
     let settings = c.dir.path().join("cost-tags.toml");

@@ -1,9 +1,21 @@
-//! The integration tests: one test binary, so that `support` (the local Slurm, moto,
-//! IMDSv2 and proxy fixtures) is compiled once. Each module is one area; run one with
+//! The integration tests: one test binary (the support library, tests/support, holds the
+//! local Slurm, moto, IMDSv2 and proxy fixtures). Each module is one area; run one with
 //! `cargo test --test integration <module>::` (e.g. `dns_deadline::`).
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-mod support;
+// The fixtures, named `support` here as they are in the benches and the demo.
+use cost_tags_test_support as support;
+
+/// The package's binaries, as cargo built them for this test binary
+/// (`CARGO_BIN_EXE_<name>`).
+fn bins() -> support::Bins {
+    support::bins!()
+}
+
+/// One of [`bins`] by name (`cost-tags`, `cost-prolog`, `cost-epilog`, `project-check`).
+fn bin(name: &str) -> std::path::PathBuf {
+    bins().get(name).to_path_buf()
+}
 
 mod aws_fixtures;
 mod budgets;

@@ -61,7 +61,7 @@ pub(crate) fn make_release(parent: &Path) -> PathBuf {
     for b in BINS {
         write(
             &rel.join("bin").join(b),
-            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", support::bin(b).display()),
+            &format!("#!/bin/sh\nexec '{}' \"$@\"\n", crate::bin(b).display()),
             0o755,
         );
     }
@@ -544,7 +544,7 @@ impl Node {
     /// project-check loads the installed cost-tags.toml.
     #[track_caller]
     fn assert_settings_usable(&self) {
-        let check = Command::new(support::bin("project-check"))
+        let check = Command::new(crate::bin("project-check"))
             .args(["--config", self.etc().join("cost-tags.toml").to_str().unwrap()])
             .args(["--list", "nobody"])
             .output()
@@ -577,7 +577,7 @@ impl Node {
                 "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'cost-tags 9.9.9'; exit 0; }}\n\
                  [ \"$1\" = install ] && exec '{}' \"$@\"\n\
                  echo \"$* FOO=$FOO ENV=$COST_TAGS_ENV_FILE PATH=$PATH\" >> '{}'\n",
-                support::bin("cost-tags").display(),
+                crate::bin("cost-tags").display(),
                 calls.display()
             ),
             0o755,
@@ -710,7 +710,7 @@ fn head_node_pc39_installs_idempotently_and_uninstalls_exactly() {
         )));
         assert!(settings_lines(&read(&etc.join("projects_list.conf"))).is_empty());
         node.assert_settings_usable();
-        let check = Command::new(support::bin("project-check"))
+        let check = Command::new(crate::bin("project-check"))
             .env("COST_TAGS_CONFIG", etc.join("cost-tags.toml"))
             .args(["ctnobody", "ProjectA"])
             .output()
@@ -2299,7 +2299,7 @@ fn budgets_create_the_reservation_journal_for_slurm_user() {
 fn the_installer_s_command_line_is_parsed_like_every_command() {
     let root = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        Command::new(support::bin("cost-tags"))
+        Command::new(crate::bin("cost-tags"))
             .args(args)
             .env("COST_TAGS_ROOT", root.path())
             .env_remove("COST_TAGS_CONFIG")

@@ -85,7 +85,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
     )
     .unwrap();
     let prom = dir.path().join("cost_tags.prom");
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["metrics", "--now", "2024-03-15T12:00", "--sacct-file"])
@@ -152,7 +152,7 @@ fn metrics_file_parses_as_openmetrics_with_the_hand_computed_figures() {
 
     // Without a budget cache: the users' figures alone, and said.
     std::fs::remove_file(&cache_file).unwrap();
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["metrics", "--now", "2024-03-15T12:00", "--sacct-file"])

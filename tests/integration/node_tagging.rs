@@ -62,7 +62,7 @@ impl Node {
     }
 
     fn command(&self, binary: &str, job: &str, user: &str, project: &str) -> Command {
-        let mut c = Command::new(support::bin(binary));
+        let mut c = Command::new(crate::bin(binary));
         apply_env(&mut c, &self.proxy.endpoint());
         c.envs(self.imds.env())
             .env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))

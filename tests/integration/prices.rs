@@ -12,7 +12,6 @@ use serde_json::Value;
 use crate::support::aws_proxy::AwsProxy;
 use crate::support::moto::{self, MotoServer};
 use crate::support::price_list::{ec2_product, linux_product, PriceListStandIn};
-use crate::support::{self};
 
 /// c5.xlarge spot prices: 0.06/h in us-east-1a until 12:00 on the 10th, then 0.09/h;
 /// 0.10/h throughout in us-east-1b.
@@ -122,7 +121,7 @@ impl Setup {
     }
 
     fn cost_tags(&self, config: &Path, price_list: &PriceListStandIn, args: &[&str]) -> Output {
-        let mut cmd = Command::new(support::bin("cost-tags"));
+        let mut cmd = Command::new(crate::bin("cost-tags"));
         moto::apply_env(&mut cmd, &self.proxy.endpoint());
         cmd.env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
             .env_remove("COST_TAGS_CONFIG")
@@ -142,7 +141,7 @@ impl Setup {
         args: &[&str],
         limit: std::time::Duration,
     ) -> Option<Output> {
-        let mut cmd = Command::new(support::bin("cost-tags"));
+        let mut cmd = Command::new(crate::bin("cost-tags"));
         moto::apply_env(&mut cmd, &self.proxy.endpoint());
         let mut child = cmd
             .env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())

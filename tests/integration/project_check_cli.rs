@@ -1,8 +1,6 @@
 //! project-check as administrators and job_submit.lua run it: exit codes, messages, the
 //! settings file rules, and errors that name the file and line.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,7 +25,7 @@ impl Setup {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(support::bin("project-check"))
+        Command::new(crate::bin("project-check"))
             .arg("--config")
             .arg(self.settings())
             .args(args)
@@ -141,7 +139,7 @@ fn settings_errors_name_the_file_and_key() {
         "{err}"
     );
 
-    let missing = Command::new(support::bin("project-check"))
+    let missing = Command::new(crate::bin("project-check"))
         .args(["--config", "/nonexistent/cost-tags.toml", "alice", "ProjectA"])
         .output()
         .unwrap();
@@ -149,7 +147,7 @@ fn settings_errors_name_the_file_and_key() {
     assert!(stderr(&missing).contains("/nonexistent/cost-tags.toml"));
 
     // COST_TAGS_CONFIG names the file when --config does not.
-    let via_env = Command::new(support::bin("project-check"))
+    let via_env = Command::new(crate::bin("project-check"))
         .args(["alice", "ProjectA"])
         .env("COST_TAGS_CONFIG", "/nonexistent/env.toml")
         .output()
@@ -169,7 +167,7 @@ fn missing_projects_file_is_a_configuration_error() {
 
 #[test]
 fn help_explains_the_modes() {
-    let out = Command::new(support::bin("project-check"))
+    let out = Command::new(crate::bin("project-check"))
         .arg("--help")
         .output()
         .unwrap();
@@ -177,7 +175,7 @@ fn help_explains_the_modes() {
     for needle in ["--list", "--submit", "EXIT CODES", "@physics", "project_source"] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
-    assert!(Path::new(&support::bin("project-check")).exists());
+    assert!(Path::new(&crate::bin("project-check")).exists());
 }
 
 /// sssd with `use_fully_qualified_names` and winbind name users `alice@corp.example` and
@@ -198,7 +196,7 @@ fn directory_service_user_names_work() {
 fn user_text_that_is_not_text_is_refused_not_an_error() {
     use std::os::unix::ffi::OsStrExt;
     let s = Setup::new(PROJECTS);
-    let out = Command::new(support::bin("project-check"))
+    let out = Command::new(crate::bin("project-check"))
         .arg("--config")
         .arg(s.settings())
         .args(["--submit", "--uid", "3999999", "--user", "alice", "--comment"])
@@ -331,7 +329,7 @@ fn every_value_the_filter_passes_may_be_bad_bytes() {
         }
         argv.push(option.into());
         argv.push(OsString::from_vec(bad.clone()));
-        let out = Command::new(support::bin("project-check"))
+        let out = Command::new(crate::bin("project-check"))
             .arg("--config")
             .arg(s.settings())
             .args(&argv)

@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// `cost-tags reconcile --node NODE` as root, with the environment the hooks get from
 /// cost-tags.env, plus SLURM_CONF so the real squeue reaches the fixture.
 fn reconcile(c: &LocalCluster) -> Output {
-    let mut cmd = Command::new(support::bin("cost-tags"));
+    let mut cmd = Command::new(crate::bin("cost-tags"));
     for v in AWS_ENV_TO_REMOVE {
         cmd.env_remove(v);
     }
@@ -44,7 +44,9 @@ fn reconcile(c: &LocalCluster) -> Output {
 
 #[test]
 fn reconcile_restores_running_jobs_tags_and_removes_stale_ones() {
-    let Some(c) = LocalCluster::start() else { return };
+    let Some(c) = LocalCluster::start(&crate::bins()) else {
+        return;
+    };
 
     // A running job's tags deleted by hand come back.
     let a = c
@@ -105,7 +107,9 @@ fn reconcile_restores_running_jobs_tags_and_removes_stale_ones() {
 /// a line in the shape of reconcile's old squeue format, naming job 9999999 of ctbob.
 #[test]
 fn a_comment_with_a_newline_puts_no_forged_job_in_the_ledger() {
-    let Some(c) = LocalCluster::start() else { return };
+    let Some(c) = LocalCluster::start(&crate::bins()) else {
+        return;
+    };
     std::fs::write(
         c.slurm.conf_dir().join("job_submit.lua"),
         "function slurm_job_submit(d, p, u) return slurm.SUCCESS end\n\

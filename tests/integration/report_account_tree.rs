@@ -178,7 +178,7 @@ fn labs_roll_up_to_their_department() {
     std::fs::write(&settings, SETTINGS).unwrap();
     let until = utc(since + 1200);
     let report = |args: &[&str]| -> Value {
-        let out: Output = Command::new(support::bin("cost-tags"))
+        let out: Output = Command::new(crate::bin("cost-tags"))
             .arg("--config")
             .arg(&settings)
             .args(["report", "--since", &utc(since), "--until", &until, "--now", &until])

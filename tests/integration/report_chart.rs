@@ -4,8 +4,6 @@
 //! reaching 100 printed "0.00" under "100". The geometry is the SVG's own: each date
 //! says where it is centred (`x`) and how wide it is drawn (`textLength`).
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -32,7 +30,7 @@ fn month(dir: &Path) -> PathBuf {
 /// The chart of `sacct` from `since` to `until` (inclusive days), one point per `every`.
 fn chart(dir: &Path, sacct: &Path, since: &str, until: &str, every: &str) -> String {
     let svg = dir.join(format!("{since}-{until}-{every}.svg"));
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(data("pricing.toml"))
         .args(["report", "--sacct-file"])

@@ -59,7 +59,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn report_with(config: &Path, file: &str, args: &[&str]) -> Output {
-    Command::new(support::bin("cost-tags"))
+    Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(config)
         .args(["report", "--sacct-file"])
@@ -225,7 +225,7 @@ fn wasted_cost_per_group_from_the_cpu_efficiency() {
 
 /// Issue 11, item 1: with project_source = "account", mallory's comment holds a newline
 /// and, after it, a whole sacct line: a 500-node day charged to account chem. The report
-/// runs sacct itself (the stand-in of tests/integration/support/slurm_standin.rs, first on PATH, which
+/// runs sacct itself (the stand-in of tests/support/src/slurm_standin.rs, first on PATH, which
 /// prints the fields asked for as Slurm does, free text raw).
 #[test]
 fn a_newline_in_a_comment_cannot_forge_a_charge() {
@@ -246,7 +246,7 @@ fn a_newline_in_a_comment_cannot_forge_a_charge() {
     )
     .unwrap();
     let run = |config: &Path| {
-        Command::new(support::bin("cost-tags"))
+        Command::new(crate::bin("cost-tags"))
             .arg("--config")
             .arg(config)
             .arg("report")
@@ -540,7 +540,7 @@ fn chart_has_a_labelled_line_per_group() {
 
 #[test]
 fn reads_stdin_and_refuses_bad_requests() {
-    let mut child = Command::new(support::bin("cost-tags"))
+    let mut child = Command::new(crate::bin("cost-tags"))
         .args(["--config"])
         .arg(data("pricing.toml"))
         .args(["report", "--sacct-file", "-", "--format", "csv"])
@@ -571,7 +571,7 @@ fn reads_stdin_and_refuses_bad_requests() {
     refused(&["--by", "project,project"], "twice");
     refused(&["--by", "colour"], "colour");
     refused(&["--top", "0"], "0");
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .args(["--config"])
         .arg(data("pricing.toml"))
         .args(["report", "--sacct-file", "/nonexistent/sacct.txt"])
@@ -872,7 +872,7 @@ fn filters_narrow_the_report_to_users_projects_partitions_and_groups() {
         let mut all: Vec<&str> = WINDOW.to_vec();
         all.extend_from_slice(&["--format", "json"]);
         all.extend_from_slice(args);
-        let out = Command::new(support::bin("cost-tags"))
+        let out = Command::new(crate::bin("cost-tags"))
             .arg("--config")
             .arg(data("pricing.toml"))
             .args(["report", "--sacct-file", &grouped])

@@ -25,7 +25,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn report(sacct: &Path, format: &str) -> Vec<u8> {
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(data("pricing.toml"))
         .args(["report", "--sacct-file"])

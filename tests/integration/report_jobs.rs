@@ -5,8 +5,6 @@
 //! (tests/data/sacct/pricing.toml): c5.xlarge 4 CPUs 0.36/h (0.0001/s), 0.18/h spot;
 //! g4dn.2xlarge 8 CPUs 2 GPUs 1.80/h.
 
-use crate::support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -20,7 +18,7 @@ fn data(name: &str) -> PathBuf {
 
 /// The window of report_golden.rs: 2024-03-01 to 03-02 12:00 (now).
 fn report(file: &str, args: &[&str]) -> Output {
-    Command::new(support::bin("cost-tags"))
+    Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(data("pricing.toml"))
         .args(["report", "--sacct-file"])

@@ -1,5 +1,5 @@
 //! `cost-tags report` end to end against real Slurm accounting: a private cluster stores
-//! its jobs in slurmdbd + MariaDB (tests/integration/support/slurmdbd.rs), ctalice and ctbob run short
+//! its jobs in slurmdbd + MariaDB (tests/support/src/slurmdbd.rs), ctalice and ctbob run short
 //! jobs with project comments in partitions compute and gpu (shared, exclusive, array),
 //! and the report — running the real sacct itself — must charge per project exactly the
 //! seconds Slurm accounted and the cost those seconds are worth. Then, with
@@ -198,7 +198,7 @@ fn report_charges_what_slurm_accounted() {
     let dir = tempfile::tempdir().unwrap();
     let settings = dir.path().join("cost-tags.toml");
     std::fs::write(&settings, SETTINGS).unwrap();
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--format", "json", "--by", "project"])
@@ -231,7 +231,7 @@ fn report_charges_what_slurm_accounted() {
 
     // Several clusters in one slurmdbd (issue 13, item 5): the real sacct's --clusters and
     // Cluster field, here with this fixture's one cluster, give the same total.
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--format", "json", "--by", "cluster"])
@@ -327,7 +327,7 @@ fn report_charges_what_slurm_accounted() {
         SETTINGS.replace("project_source = \"comment\"", "project_source = \"account\""),
     )
     .unwrap();
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--format", "json", "--by", "account"])
@@ -348,7 +348,7 @@ fn report_charges_what_slurm_accounted() {
     // printed. The old-shaped one has a field too many (skipped as unreadable); the other
     // names a job the real sacct's bare list of ids does not have (skipped as forged).
     std::fs::write(&settings, SETTINGS).unwrap();
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--format", "json", "--by", "account"])
@@ -380,7 +380,7 @@ fn a_running_job_costs_so_far(cluster: &SlurmCluster, settings: &std::path::Path
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let job = parse_job_id(&out.stdout).expect("job id").to_string();
-    let cost_tags = support::bin("cost-tags");
+    let cost_tags = crate::bin("cost-tags");
     let show = |json: bool| {
         let mut args = vec!["--config", settings.to_str().unwrap(), "job", &job];
         if json {
@@ -434,7 +434,7 @@ fn users_see_their_own(cluster: &SlurmCluster, since: u64, settings: &std::path:
     let dir = settings.parent().unwrap();
     std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(settings, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
-    let cost_tags = support::bin("cost-tags");
+    let cost_tags = crate::bin("cost-tags");
     let as_alice = |args: &[&str]| {
         let mut all = vec!["--config", settings.to_str().unwrap()];
         all.extend(args);
@@ -526,7 +526,7 @@ fn billed_beside_the_estimate(cluster: &SlurmCluster, since: u64, accounted: &Va
     )
     .unwrap();
     let cost_tags = |args: &[&str]| {
-        let mut cmd = Command::new(support::bin("cost-tags"));
+        let mut cmd = Command::new(crate::bin("cost-tags"));
         moto::apply_env(&mut cmd, &moto.endpoint());
         let out = cmd
             .env("AWS_ENDPOINT_URL_PRICING", price_list.endpoint())
@@ -678,7 +678,7 @@ fn committed_spend_of_a_running_job(cluster: &SlurmCluster, array: bool) {
     }
     // Two seconds of it spent by the refresh, the rest of its 10 minutes committed.
     std::thread::sleep(Duration::from_secs(2));
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["budget", "refresh"])
@@ -801,7 +801,7 @@ fn budget_refresh_commits_pending_jobs_and_keeps_slurms_figures_when_it_cannot_r
         ],
     );
     let refresh = |conf: &std::path::Path| {
-        let mut cmd = Command::new(support::bin("cost-tags"));
+        let mut cmd = Command::new(crate::bin("cost-tags"));
         moto::apply_env(&mut cmd, &moto.endpoint());
         cmd.arg("--config")
             .arg(&settings)
@@ -859,7 +859,7 @@ fn budget_refresh_commits_pending_jobs_and_keeps_slurms_figures_when_it_cannot_r
     assert!(new["slurm_failed_at"].as_u64().is_some(), "{after}");
 
     let read_ok = || {
-        let out = Command::new(support::bin("cost-tags"))
+        let out = Command::new(crate::bin("cost-tags"))
             .arg("--config")
             .arg(&settings)
             .arg("metrics")
@@ -963,7 +963,7 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     let settings = dir.path().join("cost-tags.toml");
     std::fs::write(&settings, SETTINGS).unwrap();
     let report = || {
-        let out = Command::new(support::bin("cost-tags"))
+        let out = Command::new(crate::bin("cost-tags"))
             .arg("--config")
             .arg(&settings)
             .args(["report", "--since", &utc(since), "--by", "job", "--format", "json"])
@@ -1024,7 +1024,7 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     assert_eq!(group_of(&other_group), "ctgpu", "{doc:#}");
     let primary = group_of(&busy);
     assert_ne!(primary, "ctgpu", "{doc:#}");
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--by", "group", "--format", "json"])
@@ -1096,7 +1096,7 @@ fn per_job_rows_tell_a_busy_job_from_a_sleeping_one() {
     // The grouped report (sacct without --allocations, for TotalCPU): ProjectE's wasted
     // cost is the three jobs' (what --by job says), none of them left out (ctgpu's job is
     // ProjectG's).
-    let out = Command::new(support::bin("cost-tags"))
+    let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(&settings)
         .args(["report", "--since", &utc(since), "--by", "project", "--format", "json"])

@@ -119,11 +119,11 @@ impl SimNode {
             let mut c = Command::new("/bin/sh");
             c.arg("-c")
                 .arg("read -r go && exec \"$0\"")
-                .arg(support::bin(binary))
+                .arg(crate::bin(binary))
                 .stdin(Stdio::piped());
             c
         } else {
-            let mut c = Command::new(support::bin(binary));
+            let mut c = Command::new(crate::bin(binary));
             c.stdin(Stdio::null());
             c
         };

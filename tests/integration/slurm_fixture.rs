@@ -1,4 +1,4 @@
-//! Smoke test of the real-Slurm fixture (tests/integration/support/slurm.rs): a private cluster
+//! Smoke test of the real-Slurm fixture (tests/support/src/slurm.rs): a private cluster
 //! starts, runs a user's job through a job_submit.lua, Prolog and Epilog, rejects a job
 //! from Lua with the user-visible message, leaves the node undrained, and two clusters
 //! can run at the same time.

@@ -17,7 +17,9 @@ const WAIT: Duration = Duration::from_secs(30);
 
 #[test]
 fn jobs_tag_and_untag_their_node() {
-    let Some(c) = LocalCluster::start() else { return };
+    let Some(c) = LocalCluster::start(&crate::bins()) else {
+        return;
+    };
 
     let a = c
         .sbatch("ctalice", &["--comment", "ProjectA", "-n1", "--wrap", "sleep 60"])

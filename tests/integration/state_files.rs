@@ -4,14 +4,8 @@
 //! why, and exits 0 (a hook that fails drains the node).
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn bin(name: &str) -> PathBuf {
-    // The test binary lives in target/<profile>/deps; the binaries one level up.
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").join(name)
-}
 
 /// cost-prolog for job 42 with `state_dir`; IMDS and AWS point at a closed port, so
 /// nothing leaves the machine.
@@ -25,7 +19,7 @@ fn prolog(dir: &Path, state_dir: &Path) -> Output {
         ),
     )
     .unwrap();
-    Command::new(bin("cost-prolog"))
+    Command::new(crate::bin("cost-prolog"))
         .env("COST_TAGS_CONFIG", &settings)
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")

@@ -1,6 +1,6 @@
 //! `cost-tags status` and `cost-tags reconcile` as whole processes against moto (behind the
 //! fault proxy) and the IMDSv2 emulator. squeue is the stand-in of
-//! tests/integration/support/slurm_standin.rs (it prints what Slurm prints for the `-o` it is given,
+//! tests/support/src/slurm_standin.rs (it prints what Slurm prints for the `-o` it is given,
 //! free text raw), scontrol a tiny script with a fixed answer, both passed with the hidden
 //! `--squeue`/`--scontrol` options; the real-Slurm end to end is in tests/integration/reconcile_slurm.rs.
 
@@ -98,7 +98,7 @@ impl Node {
     }
 
     fn command(&self, binary: &str) -> Command {
-        let mut c = Command::new(support::bin(binary));
+        let mut c = Command::new(crate::bin(binary));
         apply_env(&mut c, &self.proxy.endpoint());
         c.envs(self.imds.env())
             .env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))

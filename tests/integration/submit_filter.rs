@@ -68,7 +68,7 @@ impl Filter {
         )
         .unwrap();
         let check_link = etc.join("project-check");
-        std::os::unix::fs::symlink(support::bin("project-check"), &check_link).unwrap();
+        std::os::unix::fs::symlink(crate::bin("project-check"), &check_link).unwrap();
         let lua = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/job_submit.lua"))
             .unwrap();
         let cluster = SlurmCluster::start(SlurmOptions {
@@ -315,7 +315,7 @@ fn submit_filter_on_real_slurm() {
     std::fs::remove_file(&f.check_link).unwrap();
     let out = f.sbatch("ctalice", &["--comment", "ProjectA", "--wrap", "true"]);
     f.refused(out, "project-check is missing", "missing project-check");
-    std::os::unix::fs::symlink(support::bin("project-check"), &f.check_link).unwrap();
+    std::os::unix::fs::symlink(crate::bin("project-check"), &f.check_link).unwrap();
     f.accepted("ctalice", &["--comment", "ProjectA", "--wrap", "true"]);
 
     // Root is exempt.
@@ -351,7 +351,7 @@ fn spent_budgets_are_refused_at_submission() {
         support::moto::add_budget(&client, "ProjectA", "1000", "1000.01").await;
         support::moto::add_budget(&client, "ProjectC", "1000", "12.5").await;
     });
-    let mut refresh = std::process::Command::new(support::bin("cost-tags"));
+    let mut refresh = std::process::Command::new(crate::bin("cost-tags"));
     support::moto::apply_env(&mut refresh, &moto.endpoint());
     let out = refresh
         .env("COST_TAGS_CONFIG", &f.settings)

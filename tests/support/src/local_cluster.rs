@@ -10,9 +10,10 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::aws_proxy::AwsProxy;
+use super::bins::Bins;
 use super::imds::Imds;
 use super::moto::{env_for, MotoServer};
 use super::slurm::{ensure_test_users, SlurmCluster, SlurmOptions};
@@ -53,6 +54,8 @@ pub struct LocalCluster {
     pub instance: String,
     /// Stands for `/opt/slurm` on a real cluster.
     pub opt_slurm: PathBuf,
+    /// The binaries installed in it (and run by a [`super::head_node::HeadNode`]).
+    pub bins: Bins,
     _root: tempfile::TempDir,
 }
 
@@ -65,12 +68,12 @@ fn shell_quote(s: &str) -> String {
 
 impl LocalCluster {
     /// Starts everything; None when Slurm or moto is missing on a developer machine.
-    pub fn start() -> Option<LocalCluster> {
-        Self::start_with(LocalSetup::default())
+    pub fn start(bins: &Bins) -> Option<LocalCluster> {
+        Self::start_with(bins, LocalSetup::default())
     }
 
     /// [`LocalCluster::start`], changed as `setup` says.
-    pub fn start_with(setup: LocalSetup) -> Option<LocalCluster> {
+    pub fn start_with(bins: &Bins, setup: LocalSetup) -> Option<LocalCluster> {
         ensure_test_users();
         let moto = MotoServer::start()?;
         let instance = moto.run_instances(1).remove(0);
@@ -85,7 +88,7 @@ impl LocalCluster {
             std::fs::create_dir_all(d).unwrap();
         }
         for b in ["project-check", "cost-prolog", "cost-epilog"] {
-            std::os::unix::fs::symlink(super::bin(b), bin.join(b)).unwrap();
+            std::os::unix::fs::symlink(bins.get(b), bin.join(b)).unwrap();
         }
         std::fs::write(etc.join("projects_list.conf"), PROJECTS).unwrap();
         let settings = etc.join("cost-tags.toml");
@@ -109,7 +112,7 @@ impl LocalCluster {
             .collect();
         std::fs::write(etc.join("cost-tags.env"), env_file).unwrap();
 
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = super::repo();
         let install_hook = |name: &str, dir: &str| -> PathBuf {
             let text = std::fs::read_to_string(repo.join("scripts/slurm").join(name)).unwrap();
             let target = etc.join("scripts").join(dir).join(name);
@@ -162,6 +165,7 @@ impl LocalCluster {
             moto,
             instance,
             opt_slurm,
+            bins: bins.clone(),
             _root: root,
         })
     }

@@ -66,8 +66,6 @@ struct Counters {
 }
 
 /// One request relayed to the upstream, kept by [`AwsProxy::keep_journal`].
-// Read by benches/tagging_scale, which compiles this module too; the test binary does not.
-#[allow(dead_code)]
 #[derive(Clone, Debug)]
 pub struct Relayed {
     pub action: String,
@@ -100,7 +98,7 @@ pub struct AwsProxy {
 }
 
 /// Body EC2 sends with HTTP 503 when it throttles.
-pub fn throttle_body() -> String {
+fn throttle_body() -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
         request_id()
@@ -108,7 +106,7 @@ pub fn throttle_body() -> String {
 }
 
 /// Body of EC2's HTTP 500 InternalError.
-pub fn internal_error_body() -> String {
+fn internal_error_body() -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>InternalError</Code><Message>An internal error has occurred.</Message></Error></Errors><RequestID>{}</RequestID></Response>",
         request_id()
@@ -131,7 +129,7 @@ fn xml(status: u16, body: String) -> Response {
 }
 
 /// EC2 `Action` of a query-protocol request: from the form body, else the query string.
-pub fn action_of(req: &Request) -> Option<String> {
+fn action_of(req: &Request) -> Option<String> {
     let from = |s: &str| {
         s.split('&').find_map(|kv| {
             let (k, v) = kv.split_once('=')?;
@@ -273,15 +271,13 @@ impl AwsProxy {
     }
 
     /// From now on, keeps every relayed request (see [`Relayed`]); an earlier journal is
-    /// dropped. (Used by benches/tagging_scale, not by the tests.)
-    #[allow(dead_code)]
+    /// dropped. (Used by benches/tagging_scale.)
     pub fn keep_journal(&self) {
         self.state.lock().unwrap().journal = Some(Vec::new());
     }
 
     /// The relayed requests kept since [`AwsProxy::keep_journal`], in the order the
     /// upstream answered them.
-    #[allow(dead_code)]
     pub fn journal(&self) -> Vec<Relayed> {
         self.state.lock().unwrap().journal.clone().unwrap_or_default()
     }

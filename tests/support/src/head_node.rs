@@ -145,7 +145,7 @@ impl Drop for HeadNode {
 /// settings, and no environment file of its own (the compute node's, cost-tags.env,
 /// points at the other proxy).
 fn cost_tags(c: &LocalCluster, front: &AwsProxy, dir: &std::path::Path) -> std::process::Command {
-    let mut cmd = std::process::Command::new(super::bin("cost-tags"));
+    let mut cmd = std::process::Command::new(&c.bins.cost_tags);
     apply_env(&mut cmd, &front.endpoint());
     cmd.envs(c.slurm.env())
         .env("COST_TAGS_CONFIG", c.settings_path())

@@ -1,14 +1,33 @@
-//! Minimal threaded HTTP/1.1 server and parsing helpers, the one the IMDS emulator, the
-//! fault-injecting AWS proxy and the managed-script release download run on. Thread per
-//! connection, keep-alive, bodies by Content-Length or chunked. Loopback only.
+//! The HTTP/1.1 server the IMDS emulator, the fault-injecting AWS proxy, the Price List
+//! stand-in and the managed-script release download run on, and the message helpers the
+//! relays use.
+//!
+//! [`Server`] serves each connection with hyper 1 (`hyper::server::conn::http1`: parsing,
+//! keep-alive, `Expect: 100-continue`, chunked bodies, 400 on a malformed request) on a
+//! tokio runtime of its own; the handler, plain blocking code, runs on the runtime's
+//! blocking threads. What hyper does not do, because a test needs it, stays in our hands:
+//! the listening socket is a raw `std` listener, so that [`Server::set_refusing`] can make
+//! the port refuse connections (ECONNREFUSED) and take them again on the SAME port,
+//! [`Server::set_closing_all`] can accept and drop them unread, and every open connection
+//! can be shut down at once. Loopback only.
+//!
+//! The message helpers ([`read_request`], [`write_response`], [`write_request`],
+//! [`read_response`]) speak HTTP/1.1 on a blocking stream, for the relays (`aws_proxy`'s
+//! upstream call, the TLS front and the HTTP proxy of `https_parts`) and tests that write
+//! raw requests.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+
+use std::future::Future;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
 
 /// Largest head (request line + headers) or body accepted, as a guard.
 const MAX_HEAD: usize = 64 * 1024;
@@ -324,7 +343,7 @@ pub fn write_request<W: Write>(w: &mut W, req: &Request) -> io::Result<()> {
 }
 
 /// RFC 7231 date for the Date header.
-pub fn http_date() -> String {
+fn http_date() -> String {
     jiff::fmt::rfc2822::DateTimePrinter::new()
         .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
         .unwrap_or_default()
@@ -355,19 +374,22 @@ struct Inner {
     /// Bumped by notify_change; hung connections wait on it.
     epoch: Mutex<u64>,
     changed: Condvar,
+    /// A duplicate of each open connection's socket, to shut it down from outside.
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_id: AtomicU64,
-    /// CPU time the connection threads spent, in nanoseconds.
+    /// CPU time spent serving connections (hyper's parsing and writing on the runtime's
+    /// thread, the handler on a blocking thread), in nanoseconds.
     cpu_nanos: AtomicU64,
     handler: Handler,
 }
 
-/// A thread-per-connection HTTP/1.1 server on 127.0.0.1. Dropping it stops the
-/// accept thread (joined), and shuts down every open connection so that the
-/// detached connection threads end.
+/// An HTTP/1.1 server on 127.0.0.1 (see the module's documentation). Dropping it stops
+/// the accept thread (joined) and the runtime, and shuts down every open connection.
 pub struct Server {
     inner: Arc<Inner>,
     acceptor: Option<JoinHandle<()>>,
+    /// Drives the runtime until told to stop, then drops it with whatever it still holds.
+    driver: Option<(JoinHandle<()>, Arc<tokio::sync::Notify>)>,
 }
 
 /// Binds 127.0.0.1 on a free port chosen by the kernel, then re-binds that port
@@ -403,13 +425,30 @@ impl Server {
             cpu_nanos: AtomicU64::new(0),
             handler,
         });
+        // One thread runs the connections (hyper), a handler runs on a blocking thread
+        // (hundreds at once in the scale tests; a hung request holds one).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .thread_name(format!("{name}-handler"))
+            .thread_stack_size(256 * 1024)
+            .max_blocking_threads(2048)
+            .build()?;
+        let handle = runtime.handle().clone();
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let until = stopping.clone();
+        let driver = std::thread::Builder::new().name(format!("{name}-io")).spawn(move || {
+            runtime.block_on(until.notified());
+            // Handlers still running (a relay waiting on its upstream) end on their own.
+            runtime.shutdown_background();
+        })?;
         let i2 = inner.clone();
         let acceptor = std::thread::Builder::new()
             .name(format!("{name}-accept"))
-            .spawn(move || accept_loop(i2))?;
+            .spawn(move || accept_loop(i2, handle))?;
         Ok(Server {
             inner,
             acceptor: Some(acceptor),
+            driver: Some((driver, stopping)),
         })
     }
 
@@ -436,7 +475,8 @@ impl Server {
     /// Linux it leaves LISTEN (the kernel answers new SYNs with RST, so connect()
     /// fails with ECONNREFUSED) but stays bound to its port, so switching off
     /// simply listen()s again on the same port, with no window in which another
-    /// socket could take it. Open connections are shut down too.
+    /// socket could take it. Open connections are shut down too. (This is why the
+    /// listener is a raw socket and not one hyper or tokio owns.)
     pub fn set_refusing(&self, on: bool) {
         let mut refusing = self.inner.refusing.lock().unwrap();
         if on == *refusing {
@@ -473,20 +513,20 @@ impl Server {
         self.notify_change();
     }
 
-    /// Shuts down every open connection (their threads end).
+    /// Shuts down every open connection (hyper sees the end of its stream and stops).
     pub fn close_connections(&self) {
         for (_, c) in self.inner.conns.lock().unwrap().drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
 
-    /// Number of connections currently open.
-    /// CPU time (user + system) the server's connection threads have spent so far, each
-    /// request counted once it is answered: the server's own share of the test process.
+    /// CPU time (user + system) the server has spent serving connections so far: the
+    /// server's own share of the test process.
     pub fn cpu_time(&self) -> std::time::Duration {
         std::time::Duration::from_nanos(self.inner.cpu_nanos.load(Ordering::SeqCst))
     }
 
+    /// Number of connections currently open.
     pub fn open_connections(&self) -> usize {
         self.inner.conns.lock().unwrap().len()
     }
@@ -508,12 +548,16 @@ impl Drop for Server {
         if let Some(h) = self.acceptor.take() {
             let _ = h.join();
         }
+        if let Some((driver, stopping)) = self.driver.take() {
+            stopping.notify_one();
+            let _ = driver.join();
+        }
         // Connections accepted while we were stopping.
         self.close_connections();
     }
 }
 
-fn accept_loop(inner: Arc<Inner>) {
+fn accept_loop(inner: Arc<Inner>, runtime: tokio::runtime::Handle) {
     loop {
         if inner.stop.load(Ordering::SeqCst) {
             return;
@@ -544,19 +588,7 @@ fn accept_loop(inner: Arc<Inner>) {
                     }
                     Err(_) => continue,
                 }
-                let i2 = inner.clone();
-                let spawned = std::thread::Builder::new()
-                    .name(format!("{}-conn", inner.name))
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        serve_connection(&i2, stream);
-                        i2.conns.lock().unwrap().remove(&id);
-                    });
-                if spawned.is_err() {
-                    if let Some(c) = inner.conns.lock().unwrap().remove(&id) {
-                        let _ = c.shutdown(Shutdown::Both);
-                    }
-                }
+                runtime.spawn(serve_connection(inner.clone(), id, stream));
             }
             Err(_) => {
                 // EINVAL after shutdown (refusing or stopping), or a transient
@@ -567,57 +599,105 @@ fn accept_loop(inner: Arc<Inner>) {
     }
 }
 
-fn serve_connection(inner: &Inner, stream: TcpStream) {
+/// Serves one connection with hyper until either side closes it, counting the CPU time of
+/// each step; then shuts the socket down and forgets it.
+async fn serve_connection(inner: Arc<Inner>, id: u64, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(_) => return,
+    let tcp = stream
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpStream::from_std(stream));
+    if let Ok(tcp) = tcp {
+        let i2 = inner.clone();
+        let service = hyper::service::service_fn(move |req| answer(i2.clone(), req));
+        let conn = hyper::server::conn::http1::Builder::new()
+            .header_read_timeout(None)
+            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let mut conn = std::pin::pin!(conn);
+        let _ = std::future::poll_fn(|cx| {
+            let before = thread_cpu();
+            let step = conn.as_mut().poll(cx);
+            inner
+                .cpu_nanos
+                .fetch_add(thread_cpu().saturating_sub(before), Ordering::SeqCst);
+            step
+        })
+        .await;
+    }
+    if let Some(c) = inner.conns.lock().unwrap().remove(&id) {
+        let _ = c.shutdown(Shutdown::Both);
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One request: read whole, handed to the handler on a blocking thread, answered. An
+/// error makes hyper close the connection without an answer ([`Reply::Close`],
+/// [`Reply::Hang`] once released, a stopping server).
+async fn answer(inner: Arc<Inner>, req: hyper::Request<Incoming>) -> Result<hyper::Response<Full<Bytes>>, BoxError> {
+    if inner.stop.load(Ordering::SeqCst) || inner.closing_all.load(Ordering::SeqCst) {
+        return Err("server stopping".into());
+    }
+    let (parts, body) = req.into_parts();
+    let body = Limited::new(body, MAX_BODY).collect().await?.to_bytes();
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        target: parts.uri.to_string(),
+        version: format!("{:?}", parts.version),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: body.to_vec(),
     };
-    let mut reader = BufReader::new(stream);
-    let mut counted = thread_cpu();
-    loop {
-        if inner.stop.load(Ordering::SeqCst) || inner.closing_all.load(Ordering::SeqCst) {
-            break;
+    let i2 = inner.clone();
+    let reply = tokio::task::spawn_blocking(move || {
+        let before = thread_cpu();
+        let reply = (i2.handler)(&request);
+        if let Reply::Hang = reply {
+            let mut epoch = i2.epoch.lock().unwrap();
+            let start = *epoch;
+            while *epoch == start && !i2.stop.load(Ordering::SeqCst) {
+                epoch = i2.changed.wait(epoch).unwrap();
+            }
         }
-        let req = {
-            let w = &mut writer;
-            match read_request(&mut reader, || w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")) {
-                Ok(Some(r)) => r,
-                Ok(None) => break,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        let _ = write_response(&mut writer, &Response::new(400, "bad request\n"), true, false);
-                    }
-                    break;
-                }
-            }
-        };
-        if inner.stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let keep_alive = match (inner.handler)(&req) {
-            Reply::Send(resp) => {
-                let close = req.wants_close();
-                write_response(&mut writer, &resp, close, req.method == "HEAD").is_ok() && !close
-            }
-            Reply::Close => false,
-            Reply::Hang => {
-                let mut epoch = inner.epoch.lock().unwrap();
-                let start = *epoch;
-                while *epoch == start && !inner.stop.load(Ordering::SeqCst) {
-                    epoch = inner.changed.wait(epoch).unwrap();
-                }
-                false
-            }
-        };
-        let now = thread_cpu();
-        inner.cpu_nanos.fetch_add(now.saturating_sub(counted), Ordering::SeqCst);
-        counted = now;
-        if !keep_alive {
-            break;
+        i2.cpu_nanos
+            .fetch_add(thread_cpu().saturating_sub(before), Ordering::SeqCst);
+        reply
+    })
+    .await?;
+    if inner.stop.load(Ordering::SeqCst) {
+        return Err("server stopping".into());
+    }
+    match reply {
+        Reply::Send(resp) => Ok(to_hyper(resp)?),
+        Reply::Close => Err("closed unanswered".into()),
+        Reply::Hang => Err("hung, released unanswered".into()),
+    }
+}
+
+/// Our [`Response`] as hyper's; hyper adds Content-Length, Date (unless given) and
+/// Connection itself, so those of ours that are hop-by-hop are left out.
+fn to_hyper(resp: Response) -> Result<hyper::Response<Full<Bytes>>, BoxError> {
+    let mut out = hyper::Response::builder().status(resp.status);
+    for (k, v) in &resp.headers {
+        if !is_hop_header(k) {
+            out = out.header(k.as_str(), v.as_str());
         }
     }
-    let _ = writer.shutdown(Shutdown::Both);
+    if !resp.reason.is_empty()
+        && Some(resp.reason.as_str()) != hyper::StatusCode::from_u16(resp.status)?.canonical_reason()
+    {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(resp.reason.clone()) {
+            out = out.extension(reason);
+        }
+    }
+    Ok(out.body(Full::new(Bytes::from(resp.body)))?)
 }
 
 /// CPU time of the calling thread, in nanoseconds.

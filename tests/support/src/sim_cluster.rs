@@ -13,6 +13,7 @@ use aws_sdk_ec2::types::{Filter, InstanceMarketOptionsRequest, InstanceType, Mar
 use serde_json::Value;
 
 use super::aws_proxy::{AwsProxy, ProxyMode};
+use super::bins::Bins;
 use super::moto::{apply_env, block_on, error_text, MotoServer, AMI_ID};
 use super::slurm_standin::{job, SlurmStandin};
 
@@ -32,12 +33,14 @@ pub struct SimCluster {
     /// Instance ids; instance K is Slurm node `nodes[K]`.
     pub instances: Vec<String>,
     pub nodes: Vec<String>,
+    pub bins: Bins,
 }
 
 impl SimCluster {
     /// `n` compute instances of cluster `c1`, no cost tag yet, and settings with `extra`
     /// lines. None when moto is missing (see [`super::require`]).
-    pub fn start(n: usize, extra: &str) -> Option<SimCluster> {
+    /// `bins` are the binaries its commands run.
+    pub fn start(bins: &Bins, n: usize, extra: &str) -> Option<SimCluster> {
         let moto = MotoServer::start()?;
         let mut instances = Vec::new();
         while instances.len() < n {
@@ -73,6 +76,7 @@ impl SimCluster {
             dir,
             instances,
             nodes,
+            bins: bins.clone(),
         })
     }
 
@@ -101,7 +105,7 @@ impl SimCluster {
 
     /// `cost-tags reconcile --cluster --cluster-name c1 ARGS`, not yet started.
     pub fn reconcile_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(super::bin("cost-tags"));
+        let mut c = Command::new(&self.bins.cost_tags);
         apply_env(&mut c, &self.proxy.endpoint());
         c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
             .args(["reconcile", "--cluster", "--cluster-name", CLUSTER])
@@ -116,7 +120,7 @@ impl SimCluster {
 
     /// `cost-tags status --cluster --cluster-name c1 ARGS`, not yet started.
     pub fn status_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(super::bin("cost-tags"));
+        let mut c = Command::new(&self.bins.cost_tags);
         apply_env(&mut c, &self.proxy.endpoint());
         c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
             .args(["status", "--cluster", "--cluster-name", CLUSTER])

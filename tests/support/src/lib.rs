@@ -2,8 +2,14 @@
 //! (munged + slurmctld + slurmd on private ports and directories), a moto server for
 //! AWS, an IMDSv2 emulator, and a fault-injecting proxy. Each fixture listens on
 //! loopback only and stops exactly the processes it started, by pid.
+//!
+//! This is the dev-only crate `cost-tags-test-support` (tests/support), arranged like
+//! cargo's `cargo-test-support`: the integration tests, the benches and examples/demo.rs
+//! import it (`use cost_tags_test_support as support;`) and it is compiled once. It does
+//! not depend on the cost-tags library; the fixtures drive the binaries as processes.
 
 pub mod aws_proxy;
+mod bins;
 pub mod daemons;
 pub mod head_node;
 pub mod http;
@@ -19,7 +25,9 @@ pub mod slurm;
 pub mod slurm_standin;
 pub mod slurmdbd;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub use bins::Bins;
 
 /// Decides what a test does when a real part (Slurm, moto) is missing: on a developer
 /// machine it skips loudly; under `CI=true` a missing part is a failure, because a
@@ -73,10 +81,20 @@ extern "C" fn print_skipped() {
     }
 }
 
+/// The top of the repository (this crate lives in its tests/support), where scripts/ and
+/// .venv/ are.
+pub fn repo() -> &'static Path {
+    let support = Path::new(env!("CARGO_MANIFEST_DIR"));
+    support
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests/support sits two levels below the repository")
+}
+
 /// The project's Python virtual environment (`.venv/bin` at the top of the repository,
 /// made by scripts/install-deps.sh), when it exists.
 pub fn venv_bin() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin");
+    let dir = repo().join(".venv/bin");
     dir.is_dir().then_some(dir)
 }
 
@@ -101,23 +119,10 @@ pub fn tool_command(program: &str) -> std::process::Command {
 }
 
 /// PATH with the virtual environment's bin directory first, if there is one.
-pub fn path_with_venv() -> Option<std::ffi::OsString> {
+fn path_with_venv() -> Option<std::ffi::OsString> {
     let venv = venv_bin()?;
     let rest = std::env::var_os("PATH").unwrap_or_default();
     std::env::join_paths(std::iter::once(venv).chain(std::env::split_paths(&rest))).ok()
-}
-
-/// Path of a binary built from this package. Tests run from `target/<profile>/deps`,
-/// examples and the demo from `target/<profile>/examples`; the binaries sit one level up.
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().expect("exe dir").to_path_buf();
-    if dir.ends_with("deps") || dir.ends_with("examples") {
-        dir.pop();
-    }
-    let path = dir.join(name);
-    assert!(path.is_file(), "{} is not built (cargo build --bins)", path.display());
-    path
 }
 
 /// True when `program` is found on PATH.

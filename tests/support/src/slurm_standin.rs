@@ -32,6 +32,9 @@ pub fn job(id: &str, user: &str, nodes: &[&str]) -> Value {
 }
 
 impl SlurmStandin {
+    /// Writes the stand-in scripts into a fresh temporary directory.
+    // No `Default`: making one writes files, which a default value should not do.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> SlurmStandin {
         let dir = tempfile::tempdir().unwrap();
         for name in ["sacct", "squeue"] {

@@ -367,7 +367,7 @@ impl SlurmCluster {
     /// A `Command` that runs `program` as `user` (via `setpriv --reuid --regid
     /// --init-groups`, so supplementary groups such as ctgpu apply), with SLURM_CONF,
     /// USER/LOGNAME, HOME=/tmp and cwd /tmp. Add args/env and run it.
-    pub fn command_as(&self, user: &str, program: &str) -> Command {
+    fn command_as(&self, user: &str, program: &str) -> Command {
         let pw = nix::unistd::User::from_name(user)
             .expect("getpwnam")
             .unwrap_or_else(|| panic!("no such user {user:?} (call ensure_test_users first?)"));

@@ -14,8 +14,8 @@
 //!
 //! Fault modes can be switched at run time with [`Imds::set_mode`].
 //!
-//! It runs on [`super::http::Server`], the small HTTP/1.1 server the fault proxy
-//! (`aws_proxy.rs`) runs on too.
+//! It runs on [`super::http::Server`] (hyper 1, with a raw listener for the refusal
+//! modes), the server the fault proxy (`aws_proxy.rs`) runs on too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
