@@ -26,6 +26,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// CPU time (user + system) of the children waited for so far.
+fn children_cpu() -> Duration {
+    // SAFETY: getrusage writes the struct it is given; RUSAGE_CHILDREN is always valid.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// One run's wall and CPU time.
+#[derive(Clone, Copy)]
+struct Timed {
+    wall: Duration,
+    cpu: Duration,
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -57,10 +73,13 @@ fn main() {
             .env("SLURM_JOB_COMMENT", "ProjectA")
             .stdin(Stdio::null())
             .stderr(Stdio::null());
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), children_cpu());
         let status = c.status().unwrap();
         assert!(status.success());
-        started.elapsed()
+        Timed {
+            wall: started.elapsed(),
+            cpu: children_cpu() - cpu,
+        }
     };
     let run = |bin: &str, job: usize| run_at(&proxy.endpoint(), &[], bin, job);
 
@@ -70,10 +89,12 @@ fn main() {
     proxy.reset_counts();
     imds.reset_counts();
 
-    let (mut prologs, mut epilogs) = (Vec::new(), Vec::new());
+    let (mut prologs, mut epilogs, mut prolog_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for job in 2..2 + JOBS {
-        prologs.push(run("cost-prolog", job));
-        epilogs.push(run("cost-epilog", job));
+        let prolog = run("cost-prolog", job);
+        prologs.push(prolog.wall);
+        prolog_cpu.push(prolog.cpu);
+        epilogs.push(run("cost-epilog", job).wall);
     }
     let calls = proxy.counts();
     let per_job = |action: &str| calls.get(action).copied().unwrap_or(0) as f64 / JOBS as f64;
@@ -81,6 +102,7 @@ fn main() {
     println!("cost-tags node hooks, {JOBS} jobs, loopback moto + IMDSv2 emulator");
     println!("  cost-prolog median           {}", ms(median(prologs.clone())));
     println!("  cost-epilog median           {}", ms(median(epilogs)));
+    println!("  cost-prolog CPU median       {}", ms(median(prolog_cpu)));
     println!(
         "  AWS calls per job            CreateTags {:.2}, DeleteTags {:.2}, total {:.2}",
         per_job("CreateTags"),
@@ -122,7 +144,7 @@ fn main() {
 }
 
 /// Runs one hook at an endpoint with extra trust settings, and times it.
-type RunAt<'a> = dyn Fn(&str, &[(&str, &std::path::Path)], &str, usize) -> Duration + 'a;
+type RunAt<'a> = dyn Fn(&str, &[(&str, &std::path::Path)], &str, usize) -> Timed + 'a;
 
 /// cost-prolog's median over HTTPS with the whole system store trusted (see the module's
 /// documentation), or a note when this system has no bundle where Debian or RHEL keep it.
@@ -160,6 +182,13 @@ fn https(run_at: &RunAt, upstream: &str, dir: &std::path::Path) {
     );
     println!(
         "  cost-prolog median, HTTPS    {} (system store: {system_bundle} + site CA, {system_dir})",
-        ms(median(prologs))
+        ms(median(prologs.iter().map(|t| t.wall).collect()))
+    );
+    let mut cpu: Vec<Duration> = prologs.iter().map(|t| t.cpu).collect();
+    cpu.sort();
+    println!(
+        "  cost-prolog CPU, HTTPS       median {}, p95 {} (user + system; load-independent, unlike the wall time)",
+        ms(cpu[cpu.len() / 2]),
+        ms(cpu[cpu.len() * 95 / 100])
     );
 }
