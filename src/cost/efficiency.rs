@@ -79,26 +79,16 @@ mod tests {
 
     fn job(cpus: u32, gpus: u32, total_cpu: Option<f64>, end: Option<i64>) -> Record<'static> {
         Record {
-            job_id: "1",
-            state: "COMPLETED",
-            user: "u",
-            account: "a",
-            partition: "p",
             start: Some(Timestamp::UNIX_EPOCH),
             end: end.map(Timestamp::from_second),
-            nodes: 1,
             cpus,
             gpus,
-            node_list: "n1",
-            cluster: "",
-            group: "",
             time_limit: Some(120),
             total_cpu,
             elapsed_raw: end.map(|e| e as u64),
             req_mem: Some(4 * 1024 * 1024),
             max_rss: Some(1024 * 1024),
-            wckey: "",
-            comment: "",
+            ..Record::example()
         }
     }
 

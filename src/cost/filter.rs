@@ -67,26 +67,12 @@ mod tests {
 
     fn record<'a>(user: &'a str, account: &'a str, partition: &'a str, group: &'a str) -> Record<'a> {
         Record {
-            job_id: "1",
-            state: "COMPLETED",
             user,
             account,
             partition,
-            start: Some(crate::model::time::Timestamp::from_second(0)),
-            end: Some(crate::model::time::Timestamp::from_second(60)),
-            nodes: 1,
-            cpus: 1,
-            gpus: 0,
-            node_list: "n1",
-            cluster: "",
             group,
-            time_limit: None,
-            total_cpu: None,
-            elapsed_raw: None,
-            req_mem: None,
-            max_rss: None,
-            wckey: "",
-            comment: "",
+            end: Some(crate::model::time::Timestamp::from_second(60)),
+            ..Record::example()
         }
     }
 

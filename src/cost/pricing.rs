@@ -348,26 +348,12 @@ mod tests {
 
     fn job<'a>(partition: &'a str, nodes: u32, cpus: u32, gpus: u32, list: &'a str) -> Record<'a> {
         Record {
-            job_id: "1",
-            state: "COMPLETED",
-            user: "u",
-            account: "a",
             partition,
-            start: Some(crate::model::time::Timestamp::from_second(0)),
-            end: Some(crate::model::time::Timestamp::from_second(3600)),
             nodes,
             cpus,
             gpus,
             node_list: list,
-            cluster: "",
-            group: "",
-            time_limit: None,
-            total_cpu: None,
-            elapsed_raw: None,
-            req_mem: None,
-            max_rss: None,
-            wckey: "",
-            comment: "",
+            ..Record::example()
         }
     }
 

@@ -286,6 +286,37 @@ pub struct Record<'a> {
     pub comment: &'a str,
 }
 
+#[cfg(test)]
+impl Record<'static> {
+    /// For unit tests: job 1 of user `u`, account `a`, partition `p`, COMPLETED, one
+    /// hour on one CPU of node `n1`, nothing else known. Tests change what they test
+    /// with `Record { field, ..Record::example() }`.
+    pub(crate) fn example() -> Record<'static> {
+        Record {
+            job_id: "1",
+            state: "COMPLETED",
+            user: "u",
+            account: "a",
+            partition: "p",
+            start: Some(Timestamp::from_second(0)),
+            end: Some(Timestamp::from_second(3600)),
+            nodes: 1,
+            cpus: 1,
+            gpus: 0,
+            node_list: "n1",
+            cluster: "",
+            group: "",
+            time_limit: None,
+            total_cpu: None,
+            elapsed_raw: None,
+            req_mem: None,
+            max_rss: None,
+            wckey: "",
+            comment: "",
+        }
+    }
+}
+
 /// What a line holds.
 #[derive(Debug, PartialEq)]
 // Each line's `Line` is matched at once and dropped: boxing the record would allocate per
