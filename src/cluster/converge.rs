@@ -282,7 +282,7 @@ pub fn converge(
         ..ConvergeSummary::default()
     };
     let instances = all_instances(api, bucket, clock, &options.cluster, give_up, &mut summary)?;
-    let seen_at = timeline::unix_now();
+    let seen_at = crate::model::time::Timestamp::now();
     // Slurm is asked after EC2, so its answer is as fresh as possible when tags go.
     let view = slurm.view().context("cannot ask Slurm; nothing changed")?;
     let (targets, skipped) = targets(&instances, &view, &settings.tags);

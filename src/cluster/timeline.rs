@@ -10,14 +10,14 @@
 //! is destroyed that an administrator may want to look at.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
 use crate::aws::ec2::ClusterInstance;
 use crate::cluster::plan::{is_compute, NodeIndex};
 use crate::config::Settings;
-use crate::model::instance_timeline::{Recorded, Sighting, Timeline, UnixSeconds};
+use crate::model::instance_timeline::{Recorded, Sighting, Timeline};
+use crate::model::time::Timestamp;
 use crate::slurm::scontrol::SlurmNode;
 use crate::state::{atomic_file, trusted_dir};
 
@@ -54,13 +54,6 @@ pub fn sightings(instances: &[ClusterInstance], nodes: &[SlurmNode]) -> Vec<Sigh
         .collect()
 }
 
-/// Now, in seconds since the epoch (0 if the clock is before 1970).
-pub fn unix_now() -> UnixSeconds {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as UnixSeconds)
-}
-
 /// Where a pass records the timeline, and for how long it keeps an interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineFile {
@@ -85,7 +78,7 @@ impl TimelineFile {
     /// After a pass: reads the timeline (none yet: an empty one), records what the pass
     /// saw at `now`, drops what is older than the retention, and replaces the file. On
     /// an error the file is as it was.
-    pub fn update(&self, seen: &[Sighting], now: UnixSeconds) -> Result<Updated> {
+    pub fn update(&self, seen: &[Sighting], now: Timestamp) -> Result<Updated> {
         let path = &self.path;
         let dir = path
             .parent()
@@ -126,27 +119,42 @@ mod tests {
             retention_days: 400,
             rewrite_seconds: 300,
         };
-        assert!(file.update(&[seen("i-1", "n1")], 100).unwrap().rewritten, "opened");
-        let u = file.update(&[seen("i-1", "n1")], 130).unwrap();
+        assert!(
+            file.update(&[seen("i-1", "n1")], Timestamp::from_second(100))
+                .unwrap()
+                .rewritten,
+            "opened"
+        );
+        let u = file.update(&[seen("i-1", "n1")], Timestamp::from_second(130)).unwrap();
         assert_eq!((u.recorded.extended, u.rewritten), (1, false));
         assert_eq!(
             spans(&Timeline::read(&path).unwrap().unwrap()),
             [("i-1", "n1", 100, 100)]
         );
         // Read back, the interval is still open: the next pass extends it.
-        assert!(!file.update(&[seen("i-1", "n1")], 399).unwrap().rewritten);
-        assert!(file.update(&[seen("i-1", "n1")], 400).unwrap().rewritten, "due");
+        assert!(
+            !file
+                .update(&[seen("i-1", "n1")], Timestamp::from_second(399))
+                .unwrap()
+                .rewritten
+        );
+        assert!(
+            file.update(&[seen("i-1", "n1")], Timestamp::from_second(400))
+                .unwrap()
+                .rewritten,
+            "due"
+        );
         assert_eq!(
             spans(&Timeline::read(&path).unwrap().unwrap()),
             [("i-1", "n1", 100, 400)]
         );
         // A change is written at once: n2 opens, then i-1 is gone (it ends at 410).
         assert!(
-            file.update(&[seen("i-1", "n1"), seen("i-2", "n2")], 410)
+            file.update(&[seen("i-1", "n1"), seen("i-2", "n2")], Timestamp::from_second(410))
                 .unwrap()
                 .rewritten
         );
-        let u = file.update(&[seen("i-2", "n2")], 420).unwrap();
+        let u = file.update(&[seen("i-2", "n2")], Timestamp::from_second(420)).unwrap();
         assert_eq!((u.recorded.closed, u.rewritten), (1, true));
         assert_eq!(
             spans(&Timeline::read(&path).unwrap().unwrap()),
@@ -164,9 +172,9 @@ mod tests {
             retention_days: 400,
             rewrite_seconds: 0,
         };
-        let u = file.update(&[seen("i-1", "n1")], 100).unwrap();
+        let u = file.update(&[seen("i-1", "n1")], Timestamp::from_second(100)).unwrap();
         assert_eq!((u.recorded.opened, u.intervals), (1, 1));
-        let u = file.update(&[seen("i-1", "n1")], 130).unwrap();
+        let u = file.update(&[seen("i-1", "n1")], Timestamp::from_second(130)).unwrap();
         assert_eq!((u.recorded.opened, u.recorded.extended, u.intervals), (0, 1, 1));
         let t = Timeline::read(&path).unwrap().unwrap();
         assert_eq!(spans(&t), [("i-1", "n1", 100, 130)]);

@@ -88,7 +88,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
     };
     shown.timeline_unreadable_lines = read.bad_lines.len();
     if let Some(last) = read.last_pass {
-        read.extend_open_to(job.now.as_second().min(last + i64::from(rewrite_seconds)));
+        read.extend_open_to(job.now.min(last + i64::from(rewrite_seconds)));
     }
     for run in &job.runs {
         let Some(start) = run.start.filter(|_| run.nodes > 0) else {
@@ -101,7 +101,7 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
             continue;
         }
         for node in nodes {
-            let found = read.on_node(&node, start.as_second(), end.as_second());
+            let found = read.on_node(&node, start, end);
             if found.is_empty() && !shown.nodes_without_instance.contains(&node) {
                 shown.nodes_without_instance.push(node.clone());
             }
@@ -112,8 +112,8 @@ pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u3
                 instance_type: i.instance_type.clone(),
                 lifecycle: i.lifecycle.clone(),
                 zone: i.zone.clone(),
-                first_seen: Timestamp::from_second(i.first_seen),
-                last_seen: Timestamp::from_second(i.last_seen),
+                first_seen: i.first_seen,
+                last_seen: i.last_seen,
             }));
         }
     }
@@ -173,9 +173,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("timeline.jsonl");
         let mut t = Timeline::default();
-        t.record(&[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")], 100);
-        t.record(&[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")], 200);
-        t.record(&[seen("i-3", "q-dy-c5-1")], 300);
+        t.record(
+            &[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")],
+            Timestamp::from_second(100),
+        );
+        t.record(
+            &[seen("i-1", "q-dy-c5-1"), seen("i-2", "q-dy-c5-2")],
+            Timestamp::from_second(200),
+        );
+        t.record(&[seen("i-3", "q-dy-c5-1")], Timestamp::from_second(300));
         std::fs::write(&path, [t.to_bytes(), b"not json\n".to_vec()].concat()).unwrap();
 
         // Run 7 on both nodes 150..250; requeued, it runs on node 1 since 290.
@@ -212,7 +218,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("timeline.jsonl");
         let mut t = Timeline::default();
-        t.record(&[seen("i-1", "n1")], 100);
+        t.record(&[seen("i-1", "n1")], Timestamp::from_second(100));
         std::fs::write(&path, t.to_bytes()).unwrap();
         // Passes at 130..=160 only extended i-1 and did not rewrite the file.
         let j = job(vec![run("7", "n1", 150, Some(160))], 170);

@@ -7,7 +7,8 @@
 //! floor).
 //!
 //! The file (`[timeline] file`, `timeline.jsonl` in `state_dir` by default) is JSON
-//! Lines: a header `{"format":1,"last_pass":T}`, then one [`Interval`] a line. It stays
+//! Lines: a header `{"format":1,"last_pass":T}`, then one [`Interval`] a line; times are
+//! [`Timestamp`]s, written as seconds since the epoch (UTC). It stays
 //! small: one line per (instance, node) interval, whose `last_seen` is moved forward in
 //! place while the same instance backs the same node. An interval is still open when it
 //! was seen by the last pass the header names; an instance missing from a pass (stopped,
@@ -27,11 +28,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::model::time::Timestamp;
+
 /// The version of the file's layout: a newer one is neither misread nor overwritten.
 pub const FORMAT: u32 = 1;
-
-/// Seconds since 1970-01-01T00:00:00 UTC.
-pub type UnixSeconds = i64;
 
 const DAY: i64 = 86_400;
 
@@ -41,7 +41,7 @@ const DAY: i64 = 86_400;
 struct Header {
     format: u32,
     /// When the last pass that wrote the file saw the cluster's instances.
-    last_pass: Option<UnixSeconds>,
+    last_pass: Option<Timestamp>,
 }
 
 /// An instance backing a Slurm node, as one pass saw it.
@@ -64,8 +64,8 @@ pub struct Interval {
     pub instance_type: String,
     pub lifecycle: String,
     pub zone: String,
-    pub first_seen: UnixSeconds,
-    pub last_seen: UnixSeconds,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 impl Interval {
@@ -74,7 +74,7 @@ impl Interval {
     }
 
     /// Whether it overlaps `from..=to`.
-    pub fn overlaps(&self, from: UnixSeconds, to: UnixSeconds) -> bool {
+    pub fn overlaps(&self, from: Timestamp, to: Timestamp) -> bool {
         self.first_seen <= to && self.last_seen >= from
     }
 }
@@ -89,7 +89,7 @@ pub struct BadLine {
 /// The whole file, read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timeline {
-    pub last_pass: Option<UnixSeconds>,
+    pub last_pass: Option<Timestamp>,
     pub intervals: Vec<Interval>,
     pub bad_lines: Vec<BadLine>,
 }
@@ -167,7 +167,7 @@ impl Timeline {
     /// pass) and is seen again is extended to `now`; any other sighting opens an interval.
     /// A clock that went back is taken as standing still, so no interval ends before it
     /// starts.
-    pub fn record(&mut self, seen: &[Sighting], now: UnixSeconds) -> Recorded {
+    pub fn record(&mut self, seen: &[Sighting], now: Timestamp) -> Recorded {
         let now = self.last_pass.map_or(now, |last| now.max(last));
         let mut open: HashMap<(String, String), usize> = HashMap::new();
         if let Some(last) = self.last_pass {
@@ -213,7 +213,7 @@ impl Timeline {
 
     /// Drops the intervals last seen more than `retention_days` before `now`; returns
     /// how many.
-    pub fn drop_older_than(&mut self, retention_days: u32, now: UnixSeconds) -> usize {
+    pub fn drop_older_than(&mut self, retention_days: u32, now: Timestamp) -> usize {
         let horizon = now - i64::from(retention_days) * DAY;
         let before = self.intervals.len();
         self.intervals.retain(|i| i.last_seen >= horizon);
@@ -225,7 +225,7 @@ impl Timeline {
     /// not rewrite the file (`[timeline] rewrite_seconds`), so an open interval was seen
     /// up to the service's latest pass, which the file does not hold: a reader passes
     /// `min(now, last_pass + rewrite_seconds)`.
-    pub fn extend_open_to(&mut self, until: UnixSeconds) {
+    pub fn extend_open_to(&mut self, until: Timestamp) {
         let Some(last) = self.last_pass else { return };
         for interval in self.intervals.iter_mut().filter(|i| i.last_seen == last) {
             interval.last_seen = until.max(last);
@@ -233,7 +233,7 @@ impl Timeline {
     }
 
     /// The intervals in which an instance backed `node` during `from..=to`.
-    pub fn on_node(&self, node: &str, from: UnixSeconds, to: UnixSeconds) -> Vec<&Interval> {
+    pub fn on_node(&self, node: &str, from: Timestamp, to: Timestamp) -> Vec<&Interval> {
         self.intervals
             .iter()
             .filter(|i| i.node == node && i.overlaps(from, to))
@@ -285,7 +285,14 @@ pub(crate) mod test_support {
     pub(crate) fn spans(t: &Timeline) -> Vec<(&str, &str, i64, i64)> {
         t.intervals
             .iter()
-            .map(|i| (i.instance_id.as_str(), i.node.as_str(), i.first_seen, i.last_seen))
+            .map(|i| {
+                (
+                    i.instance_id.as_str(),
+                    i.node.as_str(),
+                    i.first_seen.as_second(),
+                    i.last_seen.as_second(),
+                )
+            })
             .collect()
     }
 }
@@ -295,49 +302,53 @@ mod tests {
     use super::test_support::{seen, spans};
     use super::*;
 
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second)
+    }
+
     #[test]
     fn the_same_instance_on_the_same_node_extends_one_interval() {
         let mut t = Timeline::default();
-        let r = t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], 100);
+        let r = t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], at(100));
         assert_eq!((r.opened, r.extended), (2, 0));
-        let r = t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], 130);
+        let r = t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], at(130));
         assert_eq!((r.opened, r.extended), (0, 2));
-        t.record(&[seen("i-1", "n1"), seen("i-2", "n2"), seen("i-1", "n1")], 160);
+        t.record(&[seen("i-1", "n1"), seen("i-2", "n2"), seen("i-1", "n1")], at(160));
         assert_eq!(spans(&t), [("i-1", "n1", 100, 160), ("i-2", "n2", 100, 160)]);
-        assert_eq!(t.last_pass, Some(160));
+        assert_eq!(t.last_pass, Some(at(160)));
     }
 
     #[test]
     fn a_replaced_instance_opens_a_second_interval_and_closes_the_first() {
         let mut t = Timeline::default();
-        t.record(&[seen("i-1", "n1")], 100);
-        t.record(&[seen("i-1", "n1")], 130);
+        t.record(&[seen("i-1", "n1")], at(100));
+        t.record(&[seen("i-1", "n1")], at(130));
         // n1 powered down, then up again on a new instance.
-        t.record(&[], 160);
-        t.record(&[seen("i-9", "n1")], 190);
-        t.record(&[seen("i-9", "n1")], 220);
+        t.record(&[], at(160));
+        t.record(&[seen("i-9", "n1")], at(190));
+        t.record(&[seen("i-9", "n1")], at(220));
         assert_eq!(spans(&t), [("i-1", "n1", 100, 130), ("i-9", "n1", 190, 220)]);
-        assert_eq!(t.on_node("n1", 0, 140).len(), 1);
-        assert_eq!(t.on_node("n1", 125, 195).len(), 2);
-        assert_eq!(t.on_node("n1", 140, 180).len(), 0, "between the two: nobody");
-        assert!(t.on_node("n2", 0, 999).is_empty());
+        assert_eq!(t.on_node("n1", at(0), at(140)).len(), 1);
+        assert_eq!(t.on_node("n1", at(125), at(195)).len(), 2);
+        assert_eq!(t.on_node("n1", at(140), at(180)).len(), 0, "between the two: nobody");
+        assert!(t.on_node("n2", at(0), at(999)).is_empty());
     }
 
     #[test]
     fn an_instance_missing_from_a_pass_gets_a_new_interval_when_it_comes_back() {
         // A stopped and restarted instance keeps its id; the gap is not its.
         let mut t = Timeline::default();
-        t.record(&[seen("i-1", "n1")], 100);
-        t.record(&[], 130);
-        t.record(&[seen("i-1", "n1")], 160);
+        t.record(&[seen("i-1", "n1")], at(100));
+        t.record(&[], at(130));
+        t.record(&[seen("i-1", "n1")], at(160));
         assert_eq!(spans(&t), [("i-1", "n1", 100, 100), ("i-1", "n1", 160, 160)]);
     }
 
     #[test]
     fn a_clock_that_went_back_never_makes_an_interval_end_before_it_starts() {
         let mut t = Timeline::default();
-        t.record(&[seen("i-1", "n1")], 100);
-        t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], 50);
+        t.record(&[seen("i-1", "n1")], at(100));
+        t.record(&[seen("i-1", "n1"), seen("i-2", "n2")], at(50));
         assert_eq!(spans(&t), [("i-1", "n1", 100, 100), ("i-2", "n2", 100, 100)]);
         assert!(t.intervals.iter().all(Interval::is_valid));
     }
@@ -345,23 +356,23 @@ mod tests {
     #[test]
     fn intervals_older_than_the_retention_are_dropped() {
         let mut t = Timeline::default();
-        t.record(&[seen("i-old", "n1")], 0);
-        t.record(&[seen("i-new", "n1")], 10 * DAY);
-        assert_eq!(t.drop_older_than(400, 400 * DAY), 0, "exactly 400 days: kept");
-        assert_eq!(t.drop_older_than(400, 400 * DAY + 1), 1);
+        t.record(&[seen("i-old", "n1")], at(0));
+        t.record(&[seen("i-new", "n1")], at(10 * DAY));
+        assert_eq!(t.drop_older_than(400, at(400 * DAY)), 0, "exactly 400 days: kept");
+        assert_eq!(t.drop_older_than(400, at(400 * DAY + 1)), 1);
         assert_eq!(spans(&t), [("i-new", "n1", 10 * DAY, 10 * DAY)]);
     }
 
     #[test]
     fn the_text_reads_back_and_bad_lines_are_skipped_counted_and_kept() {
         let mut t = Timeline::default();
-        t.record(&[seen("i-2", "n2")], 200);
-        t.record(&[seen("i-2", "n2"), seen("i-1", "n1")], 230);
+        t.record(&[seen("i-2", "n2")], at(200));
+        t.record(&[seen("i-2", "n2"), seen("i-1", "n1")], at(230));
         let text = String::from_utf8(t.to_bytes()).unwrap();
         assert!(text.starts_with("{\"format\":1,\"last_pass\":230}\n"), "{text}");
         let back = Timeline::parse(text.as_bytes()).unwrap();
         assert_eq!(back.intervals.len(), 2);
-        assert_eq!(back.last_pass, Some(230));
+        assert_eq!(back.last_pass, Some(at(230)));
         assert_eq!(back.intervals[0].lifecycle, "spot");
 
         let lines: Vec<&str> = text.lines().collect();
