@@ -443,8 +443,10 @@ pub fn records(
     let mut first = true;
     // With the steps listed (`--by job`), a job's line is held until its steps have been
     // read, for their peak memory: the line, its number and the steps' largest MaxRSS.
+    // Each line is checked as UTF-8 once: the held line is the String it became, and its
+    // buffer is the next line's.
     let steps = layout.reads_step_memory();
-    let mut held: Vec<u8> = Vec::with_capacity(512);
+    let mut held = String::with_capacity(512);
     let mut held_no = 0u64;
     let mut held_id = String::new();
     let mut held_rss: Option<u64> = None;
@@ -452,23 +454,35 @@ pub fn records(
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
             if held_no > 0 {
-                reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+                reader.line(&held, held_no, held_rss, diag);
             }
             return Ok(reader.forged);
         }
         line_no += 1;
         diag.lines += 1;
-        let text = String::from_utf8_lossy(&buf);
+        if !steps {
+            let text = String::from_utf8_lossy(&buf);
+            if first && !text.trim().is_empty() {
+                first = false;
+                if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
+                    reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    continue;
+                }
+            }
+            reader.line(&text, line_no, None, diag);
+            continue;
+        }
+        let text = match String::from_utf8(std::mem::take(&mut buf)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
         if first && !text.trim().is_empty() {
             first = false;
             if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
                 reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                buf = text.into_bytes();
                 continue;
             }
-        }
-        if !steps {
-            reader.line(&text, line_no, None, diag);
-            continue;
         }
         let job_id = reader.columns.job_id(&text);
         if job_id.contains('.') {
@@ -483,15 +497,15 @@ pub fn records(
                 Ok(_) => {}
                 Err(Skip(why)) => diag.skip(line_no, why),
             }
+            buf = text.into_bytes();
             continue;
         }
         if held_no > 0 {
-            reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+            reader.line(&held, held_no, held_rss, diag);
         }
         held_id.clear();
         held_id.push_str(job_id);
-        drop(text);
-        std::mem::swap(&mut held, &mut buf);
+        buf = std::mem::replace(&mut held, text).into_bytes();
         held_no = line_no;
         held_rss = None;
     }
