@@ -16,6 +16,7 @@ use std::io::{self, Write};
 
 use serde::{Serialize, Serializer};
 
+use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
 use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
@@ -32,6 +33,8 @@ pub enum JobFormat {
     Table,
     Csv,
     Json,
+    /// One self-contained page: the rows as a table, the totals and the notes.
+    Html,
 }
 
 fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -90,7 +93,7 @@ fn push_decimal(line: &mut String, v: f64, decimals: u32) {
         return;
     }
     let mut width = decimals;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         width -= 1;
     }
@@ -284,6 +287,40 @@ impl<W: Write> JobRows<W> {
             JobFormat::Csv => {
                 let _ = writeln!(out_text, "{}", CSV_COLUMNS.join(","));
             }
+            JobFormat::Html => {
+                let title = escape(&format!(
+                    "Job runs from {} to {} UTC, in {currency}",
+                    Short(options.since),
+                    Short(options.until)
+                ));
+                let order = match options.top {
+                    Some(n) => format!("the {n} most expensive runs, most expensive first"),
+                    None => "one row per job run, in sacct's order (by job id, each run of a requeued job in turn)"
+                        .to_string(),
+                };
+                let _ = write!(
+                    out_text,
+                    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+                     <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+                     <title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+                     <h1 id=\"title\">{title}</h1>\n\
+                     <p class=\"meta\">Estimated from Slurm's accounting records and the node prices in the \
+                     settings; projects read from the job's {}. Running jobs are charged up to {} UTC. All \
+                     times are UTC. The table holds {order}.</p>\n<table id=\"jobs\">\n<thead><tr>",
+                    escape(project_source),
+                    Short(options.now),
+                );
+                for (key, heading) in CSV_COLUMNS.iter().zip(HTML_HEADINGS) {
+                    let class = if HTML_FIGURES.contains(key) {
+                        " class=\"num\""
+                    } else {
+                        ""
+                    };
+                    let heading = heading.replace("CUR", &escape(currency));
+                    let _ = write!(out_text, "<th{class}>{heading}</th>");
+                }
+                let _ = writeln!(out_text, "</tr></thead>\n<tbody>");
+            }
             JobFormat::Json => {
                 let text = |s: &str| serde_json::to_string(s).map_err(io::Error::other);
                 let _ = write!(
@@ -417,6 +454,7 @@ impl<W: Write> JobRows<W> {
                 line.pop();
                 line.push('\n');
             }
+            JobFormat::Html => html_row(line, row)?,
             JobFormat::Json => {
                 line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
                 let text = serde_json::to_string(row).map_err(io::Error::other)?;
@@ -493,6 +531,68 @@ impl<W: Write> JobRows<W> {
                 notes(report, &mut self.out)?;
             }
             JobFormat::Csv => {}
+            JobFormat::Html => {
+                writeln!(self.out, "</tbody>\n</table>")?;
+                let hours = |seconds: f64| format!("{:.2}", seconds / 3600.0);
+                let cost = (total.cost * 1e6).round() / 1e6;
+                let figures = [
+                    ("Job runs", "jobs", total.jobs.to_string(), total.jobs.to_string()),
+                    (
+                        "Hours",
+                        "elapsed_seconds",
+                        total.elapsed_seconds.to_string(),
+                        hours(total.elapsed_seconds as f64),
+                    ),
+                    (
+                        "CPU-hours",
+                        "cpu_seconds",
+                        total.cpu_seconds.to_string(),
+                        hours(total.cpu_seconds as f64),
+                    ),
+                    (
+                        "Cost",
+                        "cost",
+                        json_text(&cost)?,
+                        format!("{cost:.2} {}", escape(&report.currency)),
+                    ),
+                    (
+                        "Wasted (unused CPU of jobs with a CPU efficiency)",
+                        "wasted_cost",
+                        json_text(&wasted)?,
+                        format!("{wasted:.2} {}", escape(&report.currency)),
+                    ),
+                    (
+                        "Unpriced job runs",
+                        "unpriced_jobs",
+                        total.unpriced_jobs.to_string(),
+                        total.unpriced_jobs.to_string(),
+                    ),
+                ];
+                writeln!(self.out, "<h2>Total</h2>\n<table id=\"total\">\n<tbody>")?;
+                for (heading, key, value, text) in figures {
+                    writeln!(
+                        self.out,
+                        "<tr><th>{heading}</th><td class=\"num\" data-figure=\"{key}\" data-value=\"{value}\">{text}</td></tr>"
+                    )?;
+                }
+                writeln!(self.out, "</tbody>\n</table>")?;
+                let mut text = Vec::new();
+                notes(report, &mut text)?;
+                writeln!(self.out, "<h2>Notes</h2>")?;
+                if text.is_empty() {
+                    writeln!(
+                        self.out,
+                        "<p id=\"notes\">None: every job run in the window was read and priced.</p>"
+                    )?;
+                } else {
+                    writeln!(
+                        self.out,
+                        "<pre id=\"notes\">{}</pre>",
+                        escape(&String::from_utf8_lossy(&text))
+                    )?;
+                }
+                writeln!(self.out, "</body>\n</html>")?;
+            }
             JobFormat::Json => {
                 let tail = serde_json::json!({
                     "jobs": total.jobs,
@@ -544,6 +644,133 @@ mod erased {
             serde_json::to_string(self).map_err(std::io::Error::other)
         }
     }
+}
+
+/// The HTML headings of [`CSV_COLUMNS`], in order (`CUR` is the currency).
+const HTML_HEADINGS: [&str; 21] = [
+    "Job",
+    "State",
+    "User",
+    "Group",
+    "Account",
+    "Project",
+    "Partition",
+    "Start",
+    "End",
+    "Hours",
+    "Nodes",
+    "CPUs",
+    "GPUs",
+    "Instance types",
+    "Price source",
+    "Cost (CUR)",
+    "CPU efficiency",
+    "GPU",
+    "Walltime used",
+    "Wasted (CUR)",
+    "Memory efficiency",
+];
+
+/// The columns of [`CSV_COLUMNS`] that are figures: right-aligned, and their exact JSON
+/// value in `data-value`.
+const HTML_FIGURES: [&str; 10] = [
+    "elapsed_seconds",
+    "nodes",
+    "cpus",
+    "gpus",
+    "cost",
+    "cpu_efficiency",
+    "gpu",
+    "walltime_accuracy",
+    "wasted_cost",
+    "mem_efficiency",
+];
+
+/// A value as the JSON statement writes it.
+fn json_text<T: Serialize + ?Sized>(value: &T) -> io::Result<String> {
+    serde_json::to_string(value).map_err(io::Error::other)
+}
+
+/// One `<tr>` of the HTML statement. Every cell names its JSON key in `data-key`; a
+/// figure also holds the JSON's value in `data-value` (a time its RFC 3339 text), so the
+/// page is checked against `--format json` without reading rounded text. Every text from
+/// the records is escaped.
+fn html_row(line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
+    let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+    let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    line.push_str("<tr class=\"job\">");
+    let text = |line: &mut String, key: &str, value: &str| {
+        let _ = write!(line, "<td data-key=\"{key}\">{}</td>", escape(value));
+    };
+    for (key, value) in [
+        ("job_id", &row.job_id),
+        ("state", &row.state),
+        ("user", &row.user),
+        ("group", &row.group),
+        ("account", &row.account),
+        ("project", &row.project),
+        ("partition", &row.partition),
+    ] {
+        text(line, key, value);
+    }
+    for (key, t) in [("start", row.start), ("end", row.end)] {
+        let _ = write!(
+            line,
+            "<td data-key=\"{key}\" data-value=\"{}\">{}</td>",
+            Rfc3339(t),
+            Short(t)
+        );
+    }
+    let figure = |line: &mut String, key: &str, value: String, shown: String| {
+        let _ = write!(
+            line,
+            "<td class=\"num\" data-key=\"{key}\" data-value=\"{value}\">{shown}</td>"
+        );
+    };
+    figure(
+        line,
+        "elapsed_seconds",
+        row.elapsed_seconds.to_string(),
+        format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
+    );
+    for (key, n) in [("nodes", row.nodes), ("cpus", row.cpus), ("gpus", row.gpus)] {
+        figure(line, key, n.to_string(), n.to_string());
+    }
+    text(line, "instance_types", &row.instance_types);
+    text(line, "price_source", &row.price_source);
+    figure(line, "cost", json_text(&row.cost)?, money(row.cost));
+    let cpu = if row.gpu {
+        "-".to_string()
+    } else {
+        percent(row.cpu_efficiency)
+    };
+    figure(line, "cpu_efficiency", json_text(&row.cpu_efficiency)?, cpu);
+    figure(
+        line,
+        "gpu",
+        json_text(&row.gpu)?,
+        if row.gpu { "yes" } else { "" }.to_string(),
+    );
+    figure(
+        line,
+        "walltime_accuracy",
+        json_text(&row.walltime_accuracy)?,
+        percent(row.walltime_accuracy),
+    );
+    figure(
+        line,
+        "wasted_cost",
+        json_text(&row.wasted_cost)?,
+        money(row.wasted_cost),
+    );
+    figure(
+        line,
+        "mem_efficiency",
+        json_text(&row.mem_efficiency)?,
+        percent(row.mem_efficiency),
+    );
+    line.push_str("</tr>\n");
+    Ok(())
 }
 
 /// One table line of fixed-width cells; a longer value pushes the rest of its line right.
