@@ -212,8 +212,9 @@ pub fn options(args: &ReportArgs, clock: Timestamp) -> anyhow::Result<Options> {
         by,
         every: args.every,
         top: args.top.map(|n| n as usize),
-        // The HTML statement draws the chart inline.
-        chart: (args.chart.is_some() || args.format == Format::Html).then(|| args.every.unwrap_or(Every::Day)),
+        // The HTML statement draws the chart inline (the per-job one lists runs instead).
+        chart: (args.chart.is_some() || (args.format == Format::Html && !args.by.contains(&Dimension::Job)))
+            .then(|| args.every.unwrap_or(Every::Day)),
         clusters: args.clusters.clone(),
         users: sacct::Users::of_caller(),
         filters: filters(args)?,

@@ -418,7 +418,9 @@ impl AccountRolls {
 /// Reads sacct lines from `input` and hands each usable record to `each`, with its line
 /// number: lines that cannot be used are counted in `diag` and, with `ids` (the comment
 /// is asked for), so are records whose job id sacct's bare list does not hold (a line
-/// forged by a newline in a job comment). Returns how many lines were forged.
+/// forged by a newline in a job comment). A step line's MaxRSS counts only for the job
+/// line just before it, and with `ids` only when the list holds the step too (else that
+/// job's peak is unknown). Returns how many lines were forged.
 ///
 /// When the first line that is not blank is a header (a saved file made without
 /// `--noheader`), the fields are read by the header's names, so a file made with another
@@ -443,57 +445,118 @@ pub fn records(
     let mut first = true;
     // With the steps listed (`--by job`), a job's line is held until its steps have been
     // read, for their peak memory: the line, its number and the steps' largest MaxRSS.
+    // Each line is checked as UTF-8 once: the held line is the String it became, and its
+    // buffer is the next line's.
     let steps = layout.reads_step_memory();
-    let mut held: Vec<u8> = Vec::with_capacity(512);
+    let mut held = String::with_capacity(512);
     let mut held_no = 0u64;
     let mut held_id = String::new();
     let mut held_rss: Option<u64> = None;
+    // A step of the held job was not on sacct's list of ids: its peak is unknown.
+    let mut held_forged = false;
+    // Step lines that followed no line of their own job, and the first few ids.
+    let mut strays: (u64, Vec<String>) = (0, Vec::new());
     loop {
         buf.clear();
         if input.read_until(b'\n', &mut buf)? == 0 {
             if held_no > 0 {
-                reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+                reader.line(&held, held_no, held_rss.filter(|_| !held_forged), diag);
             }
+            stray_steps_warning(&strays, diag);
             return Ok(reader.forged);
         }
         line_no += 1;
         diag.lines += 1;
-        let text = String::from_utf8_lossy(&buf);
+        if !steps {
+            let text = String::from_utf8_lossy(&buf);
+            if first && !text.trim().is_empty() {
+                first = false;
+                if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
+                    reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    continue;
+                }
+            }
+            reader.line(&text, line_no, None, diag);
+            continue;
+        }
+        let text = match String::from_utf8(std::mem::take(&mut buf)) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
         if first && !text.trim().is_empty() {
             first = false;
             if let Some(header) = sacct::Columns::from_header(&text, layout, line_no) {
                 reader.columns = header.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                buf = text.into_bytes();
                 continue;
             }
-        }
-        if !steps {
-            reader.line(&text, line_no, None, diag);
-            continue;
         }
         let job_id = reader.columns.job_id(&text);
         if job_id.contains('.') {
             match reader.columns.parse(&text) {
-                Ok(Line::Step { job_id, max_rss }) => {
-                    // sacct lists a job's steps right after it; another job's step (its
-                    // job line unusable) adds to nothing.
-                    if held_no > 0 && job_id == held_id {
-                        held_rss = held_rss.max(max_rss);
+                Ok(Line::Step { job_id: job, max_rss }) => {
+                    // With sacct's list of ids (the comment is read), a step must be on it
+                    // too, as many times as listed: a line forged by a newline in a
+                    // comment either names a step sacct does not have, or repeats a real
+                    // one and uses up its listing. Either way the job's peak is then
+                    // unknown, never the forged figure.
+                    let listed = reader.ids.as_deref_mut().is_none_or(|ids| ids.take(job_id));
+                    if !listed {
+                        reader.forged += 1;
+                        diag.skip(
+                            line_no,
+                            format!(
+                                "job step {job_id}: not in sacct's list of job ids (or listed fewer times): \
+                                 a line forged by a newline in a job comment; job {job}'s memory efficiency \
+                                 is left unknown"
+                            ),
+                        );
+                    }
+                    // sacct lists a job's steps right after it: a step is counted only
+                    // for the job line just before it, which is then still to be checked
+                    // (and charged) as any job line. Another job's step (its job line
+                    // unusable, or a forged one) adds to nothing, and is counted.
+                    if held_no > 0 && job == held_id {
+                        if listed {
+                            held_rss = held_rss.max(max_rss);
+                        } else {
+                            held_forged = true;
+                        }
+                    } else if listed {
+                        strays.0 += 1;
+                        if strays.1.len() < aggregate::EXAMPLES {
+                            strays.1.push(job_id.to_string());
+                        }
                     }
                 }
                 Ok(_) => {}
                 Err(Skip(why)) => diag.skip(line_no, why),
             }
+            buf = text.into_bytes();
             continue;
         }
         if held_no > 0 {
-            reader.line(&String::from_utf8_lossy(&held), held_no, held_rss, diag);
+            reader.line(&held, held_no, held_rss.filter(|_| !held_forged), diag);
         }
         held_id.clear();
         held_id.push_str(job_id);
-        drop(text);
-        std::mem::swap(&mut held, &mut buf);
+        buf = std::mem::replace(&mut held, text).into_bytes();
         held_no = line_no;
         held_rss = None;
+        held_forged = false;
+    }
+}
+
+/// The warning on step lines that followed no line of their own job (see [`records`]).
+fn stray_steps_warning((count, examples): &(u64, Vec<String>), diag: &mut Diagnostics) {
+    if *count > 0 {
+        diag.warnings.push(format!(
+            "{count} step lines did not follow a line of their own job ({}{}): their MaxRSS counts \
+             for no job's memory efficiency (their job's line was unusable, or they were forged \
+             by a newline in a job comment)",
+            examples.join(", "),
+            if *count > examples.len() as u64 { ", ..." } else { "" }
+        ));
     }
 }
 
@@ -641,7 +704,12 @@ pub fn run_sacct_with_jobs(
     };
     // The same filters for the ids as for the records: each record finds its id.
     let ids = if layout.has_comment() {
-        Some(spawn_sacct(&args("JobID"), JobIds::read)?)
+        let mut ids = args("JobID");
+        if layout.reads_step_memory() {
+            // The steps' ids too: a step line's MaxRSS counts only when sacct lists it.
+            ids.retain(|a| a != "--allocations");
+        }
+        Some(spawn_sacct(&ids, JobIds::read)?)
     } else {
         None
     };
@@ -700,6 +768,87 @@ mod tests {
     use super::*;
     use crate::model::time::parse;
     use crate::prices::cache::{InstanceType, PriceCache};
+
+    /// Hostile sacct output for `--by job` (the fields of its layout; the comment last):
+    /// job comments with newlines that print step lines with a huge MaxRSS, for another
+    /// job, for no job, for their own job under a new step id, and repeating their own
+    /// job's real step id. A step counts only for the job line just before it, and (with
+    /// sacct's list of ids, as when the comment is read) only as often as sacct lists it;
+    /// otherwise the job's memory peak is unknown, never the forged one.
+    #[test]
+    fn forged_step_lines_count_for_no_job() {
+        let job = |id: &str, comment: &str| {
+            format!(
+                "{id}|COMPLETED|u|a|p|2024-03-01T10:00:00|2024-03-01T11:00:00|1|4|cpu=4|n1|60|g|01:00:00|3600||4G|{comment}\n"
+            )
+        };
+        let step = |id: &str, rss: &str| {
+            format!(
+                "{id}|COMPLETED||a||2024-03-01T10:00:00|2024-03-01T11:00:00|1|4|cpu=4|n1||g|00:10:00|3600|{rss}||\n"
+            )
+        };
+        let input = [
+            job("1", "fine"),
+            step("1.batch", "1G"),
+            // Job 2's comment prints a step of job 1, and one of a job with no line.
+            job("2", "a"),
+            step("1.0", "100G"),
+            step("7.batch", "100G"),
+            // Job 3's comment prints a step of its own that sacct does not have.
+            job("3", "b"),
+            step("3.0", "100G"),
+            step("3.batch", "1G"),
+            // Job 4's comment repeats its own real step, before the real one.
+            job("4", "c"),
+            step("4.batch", "100G"),
+            step("4.batch", "1G"),
+        ]
+        .concat();
+        let layout = sacct::Layout::new(ProjectSource::Comment, false).with_efficiency();
+        let read = |ids: Option<&mut JobIds>| {
+            let mut diag = Diagnostics::default();
+            let mut peaks = Vec::new();
+            let forged = records(&mut input.as_bytes(), layout, ids, &mut diag, |_, r, _| {
+                peaks.push((r.job_id.to_string(), r.max_rss));
+            })
+            .unwrap();
+            (peaks, forged, diag)
+        };
+        const GIB: u64 = 1024 * 1024;
+        let peak = |peaks: &[(String, Option<u64>)], id: &str| peaks.iter().find(|p| p.0 == id).and_then(|p| p.1);
+
+        // A saved file (no list of ids): another job's step and a step of no job count
+        // for nothing and are said; a job's own forged steps cannot be told apart.
+        let (peaks, forged, diag) = read(None);
+        assert_eq!(peaks.len(), 4, "{peaks:?}");
+        assert_eq!(peak(&peaks, "1"), Some(GIB));
+        assert_eq!(peak(&peaks, "2"), None, "1.0 and 7.batch are not job 2's");
+        assert_eq!(forged, 0);
+        assert!(
+            diag.warnings
+                .iter()
+                .any(|w| w.starts_with("2 step lines did not follow a line of their own job (1.0, 7.batch)")),
+            "{:?}",
+            diag.warnings
+        );
+
+        // With sacct's list (jobs and their steps, as sacct lists them without
+        // --allocations): every forged step is caught.
+        let mut ids = JobIds::read("1\n1.batch\n2\n3\n3.batch\n4\n4.batch\n".as_bytes()).unwrap();
+        let (peaks, forged, diag) = read(Some(&mut ids));
+        assert_eq!(peaks.len(), 4, "every job line is still charged: {peaks:?}");
+        assert_eq!(peak(&peaks, "1"), Some(GIB));
+        assert_eq!(peak(&peaks, "2"), None);
+        assert_eq!(peak(&peaks, "3"), None, "a step sacct does not list: unknown, not 100G");
+        assert_eq!(
+            peak(&peaks, "4"),
+            None,
+            "a step listed once, read twice: unknown, not 100G"
+        );
+        assert_eq!(forged, 4, "1.0, 7.batch, 3.0 and the second 4.batch");
+        assert_eq!(diag.skipped, 4);
+        assert!(diag.warnings.is_empty(), "{:?}", diag.warnings);
+    }
 
     fn t(s: &str) -> Timestamp {
         parse(s).unwrap().0

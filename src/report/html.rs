@@ -34,7 +34,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Readable on screen and on paper; no web font, so nothing is fetched.
-const STYLE: &str = "\
+pub(super) const STYLE: &str = "\
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:2em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em}
 table{border-collapse:collapse;margin:1em 0}

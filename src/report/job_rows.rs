@@ -16,6 +16,7 @@ use std::io::{self, Write};
 
 use serde::{Serialize, Serializer};
 
+use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
 use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
@@ -32,6 +33,8 @@ pub enum JobFormat {
     Table,
     Csv,
     Json,
+    /// One self-contained page: the rows as a table, the totals and the notes.
+    Html,
 }
 
 fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
@@ -39,8 +42,69 @@ fn rfc3339<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Costs to a millionth, efficiencies to a thousandth, as in the grouped report.
-fn round(x: Option<f64>, scale: f64) -> Option<f64> {
+fn round(x: Option<f64>, decimals: u32) -> Option<f64> {
+    let scale = f64::from(10u32.pow(decimals));
     x.map(|v| (v * scale).round() / scale)
+}
+
+/// The decimals of a cost and of a ratio (efficiencies, walltime accuracy).
+const COST_DECIMALS: u32 = 6;
+const RATIO_DECIMALS: u32 = 3;
+
+/// Appends `n` in decimal, as `{}` does.
+fn push_i64(line: &mut String, n: i64) {
+    if n < 0 {
+        line.push('-');
+    }
+    let mut n = n.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits: always UTF-8.
+    line.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
+}
+
+/// Appends `v`, a value [`round`]ed to `decimals`, exactly as `{}` prints it (the CSV is
+/// a stable interface): `k / 10^decimals` written as the integer `k` with a decimal point
+/// and no trailing zeros. That is `{}`'s text: `{}` prints the shortest decimal that
+/// reads back as `v`, and no other decimal of 15 significant digits or fewer reads back
+/// as the same f64 (below 10^9, `k` has at most 15 digits). Anything else (not so
+/// rounded, negative, -0, huge, not finite) goes through `{}` itself.
+fn push_decimal(line: &mut String, v: f64, decimals: u32) {
+    let scale = 10u64.pow(decimals);
+    let scaled = (v * scale as f64).round();
+    let exact = v.is_finite() && v.is_sign_positive() && v < 1e9 && scaled / scale as f64 == v;
+    if !exact {
+        let _ = write!(line, "{v}");
+        return;
+    }
+    // Below 10^15 and not negative: the conversion is exact.
+    let k = scaled as u64;
+    push_i64(line, (k / scale) as i64);
+    let mut fraction = k % scale;
+    if fraction == 0 {
+        return;
+    }
+    let mut width = decimals;
+    while fraction.is_multiple_of(10) {
+        fraction /= 10;
+        width -= 1;
+    }
+    line.push('.');
+    let mut digits = [b'0'; 19];
+    let digits = &mut digits[..width as usize];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
+    line.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// One row, the JSON object of `jobs` (keys in this order).
@@ -223,6 +287,40 @@ impl<W: Write> JobRows<W> {
             JobFormat::Csv => {
                 let _ = writeln!(out_text, "{}", CSV_COLUMNS.join(","));
             }
+            JobFormat::Html => {
+                let title = escape(&format!(
+                    "Job runs from {} to {} UTC, in {currency}",
+                    Short(options.since),
+                    Short(options.until)
+                ));
+                let order = match options.top {
+                    Some(n) => format!("the {n} most expensive runs, most expensive first"),
+                    None => "one row per job run, in sacct's order (by job id, each run of a requeued job in turn)"
+                        .to_string(),
+                };
+                let _ = write!(
+                    out_text,
+                    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+                     <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+                     <title>{title}</title>\n<style>\n{STYLE}</style>\n</head>\n<body>\n\
+                     <h1 id=\"title\">{title}</h1>\n\
+                     <p class=\"meta\">Estimated from Slurm's accounting records and the node prices in the \
+                     settings; projects read from the job's {}. Running jobs are charged up to {} UTC. All \
+                     times are UTC. The table holds {order}.</p>\n<table id=\"jobs\">\n<thead><tr>",
+                    escape(project_source),
+                    Short(options.now),
+                );
+                for (key, heading) in CSV_COLUMNS.iter().zip(HTML_HEADINGS) {
+                    let class = if HTML_FIGURES.contains(key) {
+                        " class=\"num\""
+                    } else {
+                        ""
+                    };
+                    let heading = heading.replace("CUR", &escape(currency));
+                    let _ = write!(out_text, "<th{class}>{heading}</th>");
+                }
+                let _ = writeln!(out_text, "</tr></thead>\n<tbody>");
+            }
             JobFormat::Json => {
                 let text = |s: &str| serde_json::to_string(s).map_err(io::Error::other);
                 let _ = write!(
@@ -324,35 +422,39 @@ impl<W: Write> JobRows<W> {
                     push_csv_field(line, t);
                     line.push(',');
                 }
-                // Written in place, digit by digit where it counts: a million rows.
-                let opt = |line: &mut String, x: Option<f64>| {
+                // Written in place, digit by digit, with no formatting machinery: a
+                // million rows, and `{}` of an f64 was the largest part of their time.
+                let opt = |line: &mut String, x: Option<f64>, decimals: u32| {
                     if let Some(v) = x {
-                        let _ = write!(line, "{v}");
+                        push_decimal(line, v, decimals);
                     }
                     line.push(',');
                 };
                 Rfc3339(row.start).push_to(line);
                 line.push(',');
                 Rfc3339(row.end).push_to(line);
-                let _ = write!(
-                    line,
-                    ",{},{},{},{},",
-                    row.elapsed_seconds, row.nodes, row.cpus, row.gpus
-                );
+                line.push(',');
+                push_i64(line, row.elapsed_seconds);
+                for n in [row.nodes, row.cpus, row.gpus] {
+                    line.push(',');
+                    push_i64(line, i64::from(n));
+                }
+                line.push(',');
                 push_csv_field(line, &row.instance_types);
                 line.push(',');
                 push_csv_field(line, &row.price_source);
                 line.push(',');
-                opt(line, row.cost);
-                opt(line, row.cpu_efficiency);
+                opt(line, row.cost, COST_DECIMALS);
+                opt(line, row.cpu_efficiency, RATIO_DECIMALS);
                 line.push_str(if row.gpu { "true," } else { "false," });
-                opt(line, row.walltime_accuracy);
-                opt(line, row.wasted_cost);
-                opt(line, row.mem_efficiency);
+                opt(line, row.walltime_accuracy, RATIO_DECIMALS);
+                opt(line, row.wasted_cost, COST_DECIMALS);
+                opt(line, row.mem_efficiency, RATIO_DECIMALS);
                 // The last comma is the line's end.
                 line.pop();
                 line.push('\n');
             }
+            JobFormat::Html => html_row(line, row)?,
             JobFormat::Json => {
                 line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
                 let text = serde_json::to_string(row).map_err(io::Error::other)?;
@@ -429,6 +531,68 @@ impl<W: Write> JobRows<W> {
                 notes(report, &mut self.out)?;
             }
             JobFormat::Csv => {}
+            JobFormat::Html => {
+                writeln!(self.out, "</tbody>\n</table>")?;
+                let hours = |seconds: f64| format!("{:.2}", seconds / 3600.0);
+                let cost = (total.cost * 1e6).round() / 1e6;
+                let figures = [
+                    ("Job runs", "jobs", total.jobs.to_string(), total.jobs.to_string()),
+                    (
+                        "Hours",
+                        "elapsed_seconds",
+                        total.elapsed_seconds.to_string(),
+                        hours(total.elapsed_seconds as f64),
+                    ),
+                    (
+                        "CPU-hours",
+                        "cpu_seconds",
+                        total.cpu_seconds.to_string(),
+                        hours(total.cpu_seconds as f64),
+                    ),
+                    (
+                        "Cost",
+                        "cost",
+                        json_text(&cost)?,
+                        format!("{cost:.2} {}", escape(&report.currency)),
+                    ),
+                    (
+                        "Wasted (unused CPU of jobs with a CPU efficiency)",
+                        "wasted_cost",
+                        json_text(&wasted)?,
+                        format!("{wasted:.2} {}", escape(&report.currency)),
+                    ),
+                    (
+                        "Unpriced job runs",
+                        "unpriced_jobs",
+                        total.unpriced_jobs.to_string(),
+                        total.unpriced_jobs.to_string(),
+                    ),
+                ];
+                writeln!(self.out, "<h2>Total</h2>\n<table id=\"total\">\n<tbody>")?;
+                for (heading, key, value, text) in figures {
+                    writeln!(
+                        self.out,
+                        "<tr><th>{heading}</th><td class=\"num\" data-figure=\"{key}\" data-value=\"{value}\">{text}</td></tr>"
+                    )?;
+                }
+                writeln!(self.out, "</tbody>\n</table>")?;
+                let mut text = Vec::new();
+                notes(report, &mut text)?;
+                writeln!(self.out, "<h2>Notes</h2>")?;
+                if text.is_empty() {
+                    writeln!(
+                        self.out,
+                        "<p id=\"notes\">None: every job run in the window was read and priced.</p>"
+                    )?;
+                } else {
+                    writeln!(
+                        self.out,
+                        "<pre id=\"notes\">{}</pre>",
+                        escape(&String::from_utf8_lossy(&text))
+                    )?;
+                }
+                writeln!(self.out, "</body>\n</html>")?;
+            }
             JobFormat::Json => {
                 let tail = serde_json::json!({
                     "jobs": total.jobs,
@@ -480,6 +644,133 @@ mod erased {
             serde_json::to_string(self).map_err(std::io::Error::other)
         }
     }
+}
+
+/// The HTML headings of [`CSV_COLUMNS`], in order (`CUR` is the currency).
+const HTML_HEADINGS: [&str; 21] = [
+    "Job",
+    "State",
+    "User",
+    "Group",
+    "Account",
+    "Project",
+    "Partition",
+    "Start",
+    "End",
+    "Hours",
+    "Nodes",
+    "CPUs",
+    "GPUs",
+    "Instance types",
+    "Price source",
+    "Cost (CUR)",
+    "CPU efficiency",
+    "GPU",
+    "Walltime used",
+    "Wasted (CUR)",
+    "Memory efficiency",
+];
+
+/// The columns of [`CSV_COLUMNS`] that are figures: right-aligned, and their exact JSON
+/// value in `data-value`.
+const HTML_FIGURES: [&str; 10] = [
+    "elapsed_seconds",
+    "nodes",
+    "cpus",
+    "gpus",
+    "cost",
+    "cpu_efficiency",
+    "gpu",
+    "walltime_accuracy",
+    "wasted_cost",
+    "mem_efficiency",
+];
+
+/// A value as the JSON statement writes it.
+fn json_text<T: Serialize + ?Sized>(value: &T) -> io::Result<String> {
+    serde_json::to_string(value).map_err(io::Error::other)
+}
+
+/// One `<tr>` of the HTML statement. Every cell names its JSON key in `data-key`; a
+/// figure also holds the JSON's value in `data-value` (a time its RFC 3339 text), so the
+/// page is checked against `--format json` without reading rounded text. Every text from
+/// the records is escaped.
+fn html_row(line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
+    let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+    let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    line.push_str("<tr class=\"job\">");
+    let text = |line: &mut String, key: &str, value: &str| {
+        let _ = write!(line, "<td data-key=\"{key}\">{}</td>", escape(value));
+    };
+    for (key, value) in [
+        ("job_id", &row.job_id),
+        ("state", &row.state),
+        ("user", &row.user),
+        ("group", &row.group),
+        ("account", &row.account),
+        ("project", &row.project),
+        ("partition", &row.partition),
+    ] {
+        text(line, key, value);
+    }
+    for (key, t) in [("start", row.start), ("end", row.end)] {
+        let _ = write!(
+            line,
+            "<td data-key=\"{key}\" data-value=\"{}\">{}</td>",
+            Rfc3339(t),
+            Short(t)
+        );
+    }
+    let figure = |line: &mut String, key: &str, value: String, shown: String| {
+        let _ = write!(
+            line,
+            "<td class=\"num\" data-key=\"{key}\" data-value=\"{value}\">{shown}</td>"
+        );
+    };
+    figure(
+        line,
+        "elapsed_seconds",
+        row.elapsed_seconds.to_string(),
+        format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
+    );
+    for (key, n) in [("nodes", row.nodes), ("cpus", row.cpus), ("gpus", row.gpus)] {
+        figure(line, key, n.to_string(), n.to_string());
+    }
+    text(line, "instance_types", &row.instance_types);
+    text(line, "price_source", &row.price_source);
+    figure(line, "cost", json_text(&row.cost)?, money(row.cost));
+    let cpu = if row.gpu {
+        "-".to_string()
+    } else {
+        percent(row.cpu_efficiency)
+    };
+    figure(line, "cpu_efficiency", json_text(&row.cpu_efficiency)?, cpu);
+    figure(
+        line,
+        "gpu",
+        json_text(&row.gpu)?,
+        if row.gpu { "yes" } else { "" }.to_string(),
+    );
+    figure(
+        line,
+        "walltime_accuracy",
+        json_text(&row.walltime_accuracy)?,
+        percent(row.walltime_accuracy),
+    );
+    figure(
+        line,
+        "wasted_cost",
+        json_text(&row.wasted_cost)?,
+        money(row.wasted_cost),
+    );
+    figure(
+        line,
+        "mem_efficiency",
+        json_text(&row.mem_efficiency)?,
+        percent(row.mem_efficiency),
+    );
+    line.push_str("</tr>\n");
+    Ok(())
 }
 
 /// One table line of fixed-width cells; a longer value pushes the rest of its line right.
@@ -538,12 +829,12 @@ impl<W: Write> JobSink for JobRows<W> {
             gpus: r.gpus,
             instance_types: Cow::Owned(std::mem::take(&mut self.instances)),
             price_source: Cow::Owned(source),
-            cost: round(run.cost, 1e6),
-            cpu_efficiency: round(efficiency.cpu, 1e3),
+            cost: round(run.cost, COST_DECIMALS),
+            cpu_efficiency: round(efficiency.cpu, RATIO_DECIMALS),
             gpu: efficiency.gpu,
-            walltime_accuracy: round(efficiency.walltime, 1e3),
-            wasted_cost: round(wasted, 1e6),
-            mem_efficiency: round(efficiency.memory, 1e3),
+            walltime_accuracy: round(efficiency.walltime, RATIO_DECIMALS),
+            wasted_cost: round(wasted, COST_DECIMALS),
+            mem_efficiency: round(efficiency.memory, RATIO_DECIMALS),
         };
         let result = match self.top {
             Some(n) => {
@@ -567,5 +858,55 @@ impl<W: Write> JobSink for JobRows<W> {
         }
         self.failed |= result.is_err();
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CSV's numbers are byte for byte what `{}` printed before they were written by
+    /// hand: rounded costs and ratios, and whatever else reaches the writer.
+    #[test]
+    fn numbers_read_as_display_prints_them() {
+        let mut rng = fastrand::Rng::with_seed(24);
+        let mut values: Vec<f64> = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.5,
+            0.000001,
+            0.000_010,
+            0.1,
+            0.2,
+            0.3,
+            1e-7,
+            999_999_999.999_999,
+            1e9,
+            1e21,
+            -1.5,
+            f64::NAN,
+            f64::INFINITY,
+            0.1 + 0.2,
+            123.456_789_1,
+        ];
+        for _ in 0..200_000 {
+            let magnitude = 10f64.powi(rng.i32(-7..10));
+            values.push(rng.f64() * magnitude);
+        }
+        for decimals in [COST_DECIMALS, RATIO_DECIMALS] {
+            for &raw in &values {
+                for v in [raw, round(Some(raw), decimals).unwrap_or(raw)] {
+                    let mut line = String::new();
+                    push_decimal(&mut line, v, decimals);
+                    assert_eq!(line, format!("{v}"), "{v:e} to {decimals} decimals");
+                }
+            }
+        }
+        for n in [0, 1, 9, 10, 99, 100, 3600, -1, -3600, i64::MAX, i64::MIN] {
+            let mut line = String::new();
+            push_i64(&mut line, n);
+            assert_eq!(line, n.to_string());
+        }
     }
 }

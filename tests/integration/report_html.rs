@@ -25,6 +25,10 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn report(sacct: &Path, format: &str) -> Vec<u8> {
+    report_by(sacct, &["--by", "project,user", "--every", "day", "--format", format])
+}
+
+fn report_by(sacct: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new(crate::bin("cost-tags"))
         .arg("--config")
         .arg(data("pricing.toml"))
@@ -38,14 +42,14 @@ fn report(sacct: &Path, format: &str) -> Vec<u8> {
             "--now",
             "2024-03-02T12:00:00",
         ])
-        .args(["--by", "project,user", "--every", "day", "--format", format])
+        .args(args)
         .env_remove("COST_TAGS_CONFIG")
         .stdin(Stdio::null())
         .output()
         .expect("run cost-tags");
     assert!(
         out.status.success(),
-        "--format {format}: {}",
+        "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
@@ -260,6 +264,106 @@ fn the_statement_in_chromium_shows_the_json_figures() {
         "{html}"
     );
     for fetch in [" src=\"", " href=\"", "@import", "url("] {
+        assert!(!html.contains(fetch), "{fetch} in {html}");
+    }
+}
+
+/// A job run of tests/data/sacct/jobs-memory.txt's fields whose user, group and comment
+/// are markup. 1 h on a c5.xlarge's 4 CPUs: 0.36.
+const HOSTILE_JOB: &str = "900|COMPLETED|<img src=x onerror=alert(1)>|<b>g</b>|physics|compute|2024-03-01T13:00:00|\
+                           2024-03-01T14:00:00|1|4|billing=4,cpu=4,node=1|q-dy-c5-2|120|01:00:00|3600||4G|\
+                           \"'><script>alert(2)</script>&amp;\n";
+
+/// `--by job --format html` (the per-job statement a PI is sent): each row of the page
+/// is the JSON's `jobs` entry at the same place, key by key (text as text, figures by
+/// their `data-value`), the totals are the JSON's, the notes are there, and the markup of
+/// a hostile record stays text.
+#[test]
+fn the_per_job_statement_in_chromium_shows_the_json_rows() {
+    if !support::require("chromium (Debian package chromium)", support::on_path("chromium")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sacct = dir.path().join("sacct.txt");
+    let sample = std::fs::read_to_string(data("jobs-memory.txt")).unwrap();
+    std::fs::write(&sacct, sample + HOSTILE_JOB).unwrap();
+    let json: Value = serde_json::from_slice(&report_by(&sacct, &["--by", "job", "--format", "json"])).unwrap();
+    let page = dir.path().join("jobs.html");
+    std::fs::write(&page, report_by(&sacct, &["--by", "job", "--format", "html"])).unwrap();
+    let dom = dump_dom(&page, &dir.path().join("profile"));
+
+    let jobs = json["jobs"].as_array().unwrap();
+    let opening = "<tr class=\"job\">";
+    let rows: Vec<&str> = dom
+        .match_indices(opening)
+        .map(|(at, _)| &dom[at..at + dom[at..].find("</tr>").expect("</tr>")])
+        .collect();
+    assert_eq!(rows.len(), jobs.len(), "{dom}");
+    assert!(jobs.len() >= 3, "{json}");
+    for (tr, job) in rows.iter().zip(jobs) {
+        let object = job.as_object().unwrap();
+        let mut keys = Vec::new();
+        for cell in tr.split("<td").skip(1) {
+            let (tag, rest) = cell.split_once('>').expect("cell");
+            let text = unescape(rest.split("</td>").next().unwrap_or(""));
+            let key = attribute(tag, "data-key").expect("data-key");
+            let expected = &object[&key];
+            match attribute(tag, "data-value") {
+                Some(value) if expected.is_string() => assert_eq!(Some(value.as_str()), expected.as_str(), "{key}"),
+                Some(value) => {
+                    let value: Value = serde_json::from_str(&value).expect("a JSON value");
+                    match (value.as_f64(), expected.as_f64()) {
+                        (Some(a), Some(b)) => assert!((a - b).abs() < 1e-9, "{key}: page {a}, JSON {b}"),
+                        _ => assert_eq!(&value, expected, "{key}"),
+                    }
+                }
+                None => assert_eq!(Some(text.as_str()), expected.as_str(), "{key}"),
+            }
+            keys.push(key);
+        }
+        keys.sort();
+        let json_keys: Vec<&String> = object.keys().collect();
+        assert_eq!(
+            keys.iter().collect::<Vec<_>>(),
+            json_keys,
+            "every key of the JSON's, once"
+        );
+    }
+    // The hostile run: its markup is its cells' text.
+    let hostile = jobs.iter().position(|j| j["job_id"] == "900").expect("job 900");
+    assert!(
+        rows[hostile].contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{}",
+        rows[hostile]
+    );
+    assert_eq!(jobs[hostile]["user"], "<img src=x onerror=alert(1)>");
+    assert_eq!(jobs[hostile]["cost"].as_f64(), Some(0.36));
+    for element in ["<img", "<script", "<b>"] {
+        assert!(!dom.contains(element), "{element} became an element: {dom}");
+    }
+
+    // The totals are the JSON's, and the notes are in the page.
+    let total = &dom[dom.find("<table id=\"total\">").expect("totals")..];
+    let mut figures = 0;
+    for cell in total.split("<td").skip(1).take(6) {
+        let (tag, _) = cell.split_once('>').expect("cell");
+        let key = attribute(tag, "data-figure").expect("data-figure");
+        let value: f64 = attribute(tag, "data-value")
+            .expect("data-value")
+            .parse()
+            .expect("a number");
+        let expected = json["total"][&key].as_f64().unwrap_or_else(|| panic!("total {key}"));
+        assert!(
+            (value - expected).abs() < 1e-9,
+            "total {key}: page {value}, JSON {expected}"
+        );
+        figures += 1;
+    }
+    assert_eq!(figures, 6, "{total}");
+    assert!(dom.contains("id=\"notes\""), "{dom}");
+    // Self-contained: no chart, nothing to fetch.
+    let html = std::fs::read_to_string(&page).unwrap();
+    for fetch in ["http", " src=\"", " href=\"", "@import", "url("] {
         assert!(!html.contains(fetch), "{fetch} in {html}");
     }
 }

@@ -20,7 +20,7 @@ pub(super) fn run(prices: &Prices, options: &Options, args: &ReportArgs) -> anyh
         Format::Table => JobFormat::Table,
         Format::Csv => JobFormat::Csv,
         Format::Json => JobFormat::Json,
-        Format::Html => anyhow::bail!("--by job has no HTML statement yet: use --format table, csv or json"),
+        Format::Html => JobFormat::Html,
     };
     let stdout = io::stdout();
     let out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
