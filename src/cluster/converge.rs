@@ -807,13 +807,15 @@ mod tests {
         let (mut ec2, mut slurm) = cluster(2500, |_| true);
         let (summary, took) = pass(&mut ec2, &mut slurm, &options());
         assert_eq!(summary.pages, 3, "1,000 instances a page");
-        // One call per project (250 instances each) and per user, then a job id each.
-        assert_eq!(summary.calls, 10 + 20 + 2500);
-        // The project and user tags go first: 20 at once, then 5 a second.
-        let first = &ec2.calls[..30];
-        assert!(first.iter().all(|b| b.tags.contains_key(P) || b.tags.contains_key(U)));
+        // User u{k%20} works for project P{k%10}: one call per (project, user) pair
+        // (125 instances each), fewer than one per project and per user (30); then a
+        // job id each.
+        assert_eq!(summary.calls, 20 + 2500);
+        // The project and user tags go first, within the burst of 20; then 5 a second.
+        let first = &ec2.calls[..20];
+        assert!(first.iter().all(|b| b.tags.contains_key(P) && b.tags.contains_key(U)));
         assert!(
-            took >= Duration::from_secs_f64((2530.0 + 1.0 - 20.0) / 5.0),
+            took >= Duration::from_secs_f64((2520.0 + 1.0 - 20.0) / 5.0),
             "{took:?}: paced"
         );
         assert_eq!(slurm.rechecks, summary.calls);

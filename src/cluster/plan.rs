@@ -5,7 +5,10 @@
 //! up to 1,000 instances.
 //!
 //! The order favours what finance reads: project and user first, one CreateTags per
-//! value (ten projects are ten calls, whatever the number of instances); then the other
+//! value (ten projects are ten calls, whatever the number of instances), or one per
+//! (project, user) pair when there are fewer pairs than values (ten projects and twenty
+//! users, each user working for one project, are twenty calls rather than thirty: all
+//! within the bucket's burst, so none waits for the pacing); then the other
 //! keys, one CreateTags per tag set (a job id is usually one node's, so that is a call a
 //! node, paced); then the removals, one DeleteTags per set of tags seen, each tag
 //! deleted only if it still has the value seen (EC2 DeleteTags with Key and Value): a
@@ -182,23 +185,30 @@ pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
         .filter(|k| !k.is_empty())
         .collect();
     let mut by_value: BTreeMap<(usize, TagMap), Vec<String>> = BTreeMap::new();
+    let mut by_pair: BTreeMap<TagMap, Vec<String>> = BTreeMap::new();
     let mut by_set: BTreeMap<TagMap, Vec<String>> = BTreeMap::new();
     let mut removals: BTreeMap<TagMap, Vec<String>> = BTreeMap::new();
     for t in targets {
-        let mut rest = TagMap::new();
+        let (mut rest, mut pair) = (TagMap::new(), TagMap::new());
         for (k, v) in &t.desired {
             if t.seen.get(k) == Some(v) {
                 continue;
             }
             match first.iter().position(|f| f == k) {
-                Some(rank) => by_value
-                    .entry((rank, TagMap::from([(k.clone(), v.clone())])))
-                    .or_default()
-                    .push(t.instance_id.clone()),
+                Some(rank) => {
+                    by_value
+                        .entry((rank, TagMap::from([(k.clone(), v.clone())])))
+                        .or_default()
+                        .push(t.instance_id.clone());
+                    pair.insert(k.clone(), v.clone());
+                }
                 None => {
                     rest.insert(k.clone(), v.clone());
                 }
             }
+        }
+        if !pair.is_empty() {
+            by_pair.entry(pair).or_default().push(t.instance_id.clone());
         }
         if !rest.is_empty() {
             by_set.entry(rest).or_default().push(t.instance_id.clone());
@@ -213,7 +223,13 @@ pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
             removals.entry(gone).or_default().push(t.instance_id.clone());
         }
     }
-    let creates = same_instances_together(by_value.into_iter().map(|((_, tags), ids)| (tags, ids)).chain(by_set));
+    // Project and user by value, or by (project, user) pair when that is fewer calls.
+    let first_calls: Vec<(TagMap, Vec<String>)> = if by_pair.len() < by_value.len() {
+        by_pair.into_iter().collect()
+    } else {
+        by_value.into_iter().map(|((_, tags), ids)| (tags, ids)).collect()
+    };
+    let creates = same_instances_together(first_calls.into_iter().chain(by_set));
     let mut calls = Vec::new();
     for (action, tags, ids) in creates
         .into_iter()
@@ -386,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn project_and_user_go_first_by_value_the_rest_by_set_removals_last() {
+    fn project_and_user_go_first_by_pair_or_value_the_rest_by_set_removals_last() {
         let targets = vec![
             target("i-1", &[], &[(P, "A"), (U, "alice"), (J, "1")]),
             target("i-2", &[], &[(P, "A"), (U, "bob"), (J, "2")]),
@@ -414,10 +430,10 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                (Create, map(&[(P, "A")]), vec!["i-1", "i-2"]),
-                // A user's and a job id's call to the same instance: one call.
-                (Create, map(&[(U, "alice"), (J, "1")]), vec!["i-1"]),
-                (Create, map(&[(U, "bob"), (J, "2")]), vec!["i-2"]),
+                // Two (project, user) pairs are fewer calls than three values (A, alice,
+                // bob); a pair's and a job id's call to the same instance: one call.
+                (Create, map(&[(P, "A"), (U, "alice"), (J, "1")]), vec!["i-1"]),
+                (Create, map(&[(P, "A"), (U, "bob"), (J, "2")]), vec!["i-2"]),
                 (Create, map(&[(J, "3")]), vec!["i-3"]),
                 (DeleteIfUnchanged, map(&[(P, "B"), (U, "x"), (J, "7")]), vec!["i-5"]),
                 (DeleteIfUnchanged, map(&[(U, "x"), (J, "8")]), vec!["i-6"]),
@@ -428,6 +444,30 @@ mod tests {
         assert!(
             batches(&synced, &TagSettings::default()).is_empty(),
             "nothing to change, no call"
+        );
+    }
+
+    #[test]
+    fn every_project_with_every_user_goes_by_value() {
+        // Two projects times two users: four pairs, four values; by value, one call each.
+        let targets: Vec<Target> = [("A", "alice"), ("A", "bob"), ("B", "alice"), ("B", "bob")]
+            .iter()
+            .enumerate()
+            .map(|(k, (p, u))| target(&format!("i-{k}"), &[(J, "9")], &[(P, p), (U, u), (J, "9")]))
+            .collect();
+        let plan = batches(&targets, &TagSettings::default());
+        let shown: Vec<(TagMap, Vec<&str>)> = plan
+            .iter()
+            .map(|b| (b.tags.clone(), b.instance_ids.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (map(&[(P, "A")]), vec!["i-0", "i-1"]),
+                (map(&[(P, "B")]), vec!["i-2", "i-3"]),
+                (map(&[(U, "alice")]), vec!["i-0", "i-2"]),
+                (map(&[(U, "bob")]), vec!["i-1", "i-3"]),
+            ]
         );
     }
 
@@ -447,9 +487,10 @@ mod tests {
     }
 
     #[test]
-    fn a_job_starting_on_its_own_nodes_is_one_call_and_a_project_spanning_jobs_goes_first() {
+    fn a_job_starting_on_its_own_nodes_is_one_call() {
         // Job 7 starts on i-1 and i-2 (all three keys there: one call). Job 8 on i-3 and
-        // job 9 on i-4, both of project B, which goes first for both, then a call each.
+        // job 9 on i-4, both of project B: three (project, user) pairs are fewer calls
+        // than four values (A, B, bob, carol), so each job is one call with its pair.
         let targets = vec![
             target("i-1", &[], &[(P, "A"), (U, "alice"), (J, "7")]),
             target("i-2", &[], &[(P, "A"), (U, "alice"), (J, "7")]),
@@ -465,9 +506,8 @@ mod tests {
             shown,
             vec![
                 (map(&[(P, "A"), (U, "alice"), (J, "7")]), vec!["i-1", "i-2"]),
-                (map(&[(P, "B")]), vec!["i-3", "i-4"]),
-                (map(&[(U, "bob"), (J, "8")]), vec!["i-3"]),
-                (map(&[(U, "carol"), (J, "9")]), vec!["i-4"]),
+                (map(&[(P, "B"), (U, "bob"), (J, "8")]), vec!["i-3"]),
+                (map(&[(P, "B"), (U, "carol"), (J, "9")]), vec!["i-4"]),
             ]
         );
     }
