@@ -447,6 +447,13 @@ mod tests {
         );
     }
 
+    /// Each call's tags and instances, to compare with what a test expects.
+    fn tags_and_instances(plan: &[Batch]) -> Vec<(TagMap, Vec<&str>)> {
+        plan.iter()
+            .map(|b| (b.tags.clone(), b.instance_ids.iter().map(String::as_str).collect()))
+            .collect()
+    }
+
     #[test]
     fn every_project_with_every_user_goes_by_value() {
         // Two projects times two users: four pairs, four values; by value, one call each.
@@ -456,10 +463,7 @@ mod tests {
             .map(|(k, (p, u))| target(&format!("i-{k}"), &[(J, "9")], &[(P, p), (U, u), (J, "9")]))
             .collect();
         let plan = batches(&targets, &TagSettings::default());
-        let shown: Vec<(TagMap, Vec<&str>)> = plan
-            .iter()
-            .map(|b| (b.tags.clone(), b.instance_ids.iter().map(String::as_str).collect()))
-            .collect();
+        let shown = tags_and_instances(&plan);
         assert_eq!(
             shown,
             vec![
@@ -498,10 +502,7 @@ mod tests {
             target("i-4", &[], &[(P, "B"), (U, "carol"), (J, "9")]),
         ];
         let plan = batches(&targets, &TagSettings::default());
-        let shown: Vec<(TagMap, Vec<&str>)> = plan
-            .iter()
-            .map(|b| (b.tags.clone(), b.instance_ids.iter().map(String::as_str).collect()))
-            .collect();
+        let shown = tags_and_instances(&plan);
         assert_eq!(
             shown,
             vec![
