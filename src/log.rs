@@ -7,27 +7,27 @@ use std::sync::OnceLock;
 static IDENT: OnceLock<CString> = OnceLock::new();
 
 /// Names the messages of this process (`cost-prolog`, `cost-epilog`, ...).
-pub fn init(ident: &str) {
+pub(crate) fn init(ident: &str) {
     let ident = IDENT.get_or_init(|| CString::new(ident).unwrap_or_default());
     // SAFETY: `ident` lives in a static for the rest of the process, as openlog requires.
     unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
 }
 
-pub fn info(message: &str) {
+pub(crate) fn info(message: &str) {
     emit(libc::LOG_INFO, message);
 }
 
-pub fn warn(message: &str) {
+pub(crate) fn warn(message: &str) {
     emit(libc::LOG_WARNING, message);
 }
 
-pub fn error(message: &str) {
+pub(crate) fn error(message: &str) {
     emit(libc::LOG_ERR, message);
 }
 
 /// A warning for syslog only, from a process whose stderr is someone else's message
 /// (project-check's stderr is what a refused submitter reads).
-pub fn warn_to_syslog(message: &str) {
+pub(crate) fn warn_to_syslog(message: &str) {
     syslog(libc::LOG_WARNING, message);
 }
 

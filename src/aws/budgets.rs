@@ -19,14 +19,14 @@ use crate::model::time::Timestamp;
 /// The region AWS Budgets lives in.
 const HOME_REGION: &str = "us-east-1";
 
-pub struct BudgetsApi {
+pub(crate) struct BudgetsApi {
     client: aws_sdk_budgets::Client,
     account_id: String,
 }
 
 /// A budget to create: a COST budget on the spend tagged with one project.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewBudget {
+pub(crate) struct NewBudget {
     pub name: String,
     /// A decimal amount, as AWS takes it (`"500"`, `"1250.50"`).
     pub limit: String,
@@ -41,7 +41,7 @@ pub struct NewBudget {
 /// What `all` could read: budgets by name, and one reason per budget it could not use
 /// (one without a limit for the current period).
 #[derive(Debug, Default)]
-pub struct AccountBudgets {
+pub(crate) struct AccountBudgets {
     pub budgets: BTreeMap<String, BudgetSpend>,
     pub skipped: Vec<String>,
 }
@@ -60,7 +60,7 @@ enum Unusable {
 impl BudgetsApi {
     /// Connects, asking STS for the account when `account_id` is empty. Each call, retries
     /// included, ends within `budget`.
-    pub async fn connect(account_id: &str, budget: Duration) -> Result<BudgetsApi> {
+    pub(crate) async fn connect(account_id: &str, budget: Duration) -> Result<BudgetsApi> {
         let config = sdk::load(sdk::region_or(HOME_REGION), budget).await;
         let account_id = if account_id.is_empty() {
             aws_sdk_sts::Client::new(&config)
@@ -81,12 +81,12 @@ impl BudgetsApi {
         })
     }
 
-    pub fn account_id(&self) -> &str {
+    pub(crate) fn account_id(&self) -> &str {
         &self.account_id
     }
 
     /// Every budget of the account (DescribeBudgets, all pages) for its current period.
-    pub async fn all(&self, now: Timestamp) -> Result<AccountBudgets> {
+    pub(crate) async fn all(&self, now: Timestamp) -> Result<AccountBudgets> {
         let mut found = AccountBudgets::default();
         let mut pages = self
             .client
@@ -113,7 +113,7 @@ impl BudgetsApi {
 
     /// Creates the budget with its notifications in one CreateBudget call.
     #[allow(deprecated)]
-    pub async fn create(&self, new: &NewBudget) -> Result<()> {
+    pub(crate) async fn create(&self, new: &NewBudget) -> Result<()> {
         let budget = Budget::builder()
             .budget_name(&new.name)
             .budget_type(BudgetType::Cost)

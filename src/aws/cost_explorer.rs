@@ -16,12 +16,12 @@ use super::sdk::{self, summary};
 const HOME_REGION: &str = "us-east-1";
 
 /// The tag ParallelCluster puts on every resource of a cluster.
-pub const CLUSTER_TAG: &str = "parallelcluster:cluster-name";
+pub(crate) const CLUSTER_TAG: &str = "parallelcluster:cluster-name";
 
 /// One amount of the bill: a period (`YYYY-MM-DD`, end exclusive), the project tag's
 /// value (empty: no project tag), the amount and its currency.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BilledAmount {
+pub(crate) struct BilledAmount {
     pub start: String,
     pub end: String,
     pub project: String,
@@ -29,20 +29,20 @@ pub struct BilledAmount {
     pub unit: String,
 }
 
-pub struct CostExplorerApi {
+pub(crate) struct CostExplorerApi {
     client: aws_sdk_costexplorer::Client,
 }
 
 /// What one query read: the amounts, and how many requests (pages) it took.
 #[derive(Debug, Clone, Default)]
-pub struct Bill {
+pub(crate) struct Bill {
     pub amounts: Vec<BilledAmount>,
     pub requests: u32,
 }
 
 impl CostExplorerApi {
     /// `budget` bounds each call, retries included.
-    pub async fn connect(budget: Duration) -> CostExplorerApi {
+    pub(crate) async fn connect(budget: Duration) -> CostExplorerApi {
         let config = sdk::load(sdk::region_or(HOME_REGION), budget).await;
         CostExplorerApi {
             client: aws_sdk_costexplorer::Client::new(&config),
@@ -51,7 +51,7 @@ impl CostExplorerApi {
 
     /// The cost of cluster `cluster` from `start` to `end` (dates, end exclusive), per
     /// day or month, grouped by the tag `project_key`, every page followed.
-    pub async fn cost_by_project(
+    pub(crate) async fn cost_by_project(
         &self,
         (start, end): (&str, &str),
         monthly: bool,

@@ -17,7 +17,7 @@ use crate::model::tag_set::{TagChange, TagMap};
 
 /// One running instance of a cluster, as DescribeInstances gives it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClusterInstance {
+pub(crate) struct ClusterInstance {
     pub instance_id: String,
     pub private_ip: Option<String>,
     pub private_dns: Option<String>,
@@ -33,7 +33,7 @@ pub struct ClusterInstance {
 /// What DescribeInstances' `InstanceLifecycle` means for the bill: EC2 leaves it out for
 /// an on-demand instance and says `spot`, `scheduled` or `capacity-block` otherwise. The
 /// timeline (and a per-job join with the bill) needs a word in every case.
-pub fn lifecycle_name(instance_lifecycle: Option<&str>) -> String {
+pub(crate) fn lifecycle_name(instance_lifecycle: Option<&str>) -> String {
     match instance_lifecycle.map(str::trim) {
         None | Some("") => "on-demand".to_string(),
         Some(other) => other.to_string(),
@@ -41,14 +41,14 @@ pub fn lifecycle_name(instance_lifecycle: Option<&str>) -> String {
 }
 
 /// An EC2 client whose every call ends within the time it was built with.
-pub struct Ec2Tags {
+pub(crate) struct Ec2Tags {
     client: aws_sdk_ec2::Client,
 }
 
 impl Ec2Tags {
     /// Builds the client, in `AWS_REGION` when set, else the instance's own region
     /// (`fallback_region`). `budget` bounds each operation including its retries.
-    pub async fn new(fallback_region: &str, budget: Duration) -> Ec2Tags {
+    pub(crate) async fn new(fallback_region: &str, budget: Duration) -> Ec2Tags {
         let config = sdk::load(sdk::region_or(fallback_region), budget).await;
         Ec2Tags {
             client: aws_sdk_ec2::Client::new(&config),
@@ -59,7 +59,7 @@ impl Ec2Tags {
     /// resend a throttled call at once, out of the caller's budget); every error comes
     /// back, throttling told apart ([`CallError::Throttled`]), for the caller's
     /// [`crate::cluster::pacing::TokenBucket`] to retry later.
-    pub async fn without_retries(fallback_region: &str, budget: Duration) -> Ec2Tags {
+    pub(crate) async fn without_retries(fallback_region: &str, budget: Duration) -> Ec2Tags {
         let config = sdk::load(sdk::region_or(fallback_region), budget).await;
         // One attempt may take the whole budget: a DescribeInstances page of 1,000
         // instances can take longer than the 3 s the node hooks allow an attempt.
@@ -80,7 +80,7 @@ impl Ec2Tags {
     /// One page (up to 1,000) of the running instances of a ParallelCluster cluster
     /// (DescribeInstances filtered on the tag `parallelcluster:cluster-name`), with their
     /// tags, and the token of the next page.
-    pub async fn cluster_instances_page(
+    pub(crate) async fn cluster_instances_page(
         &self,
         cluster_name: &str,
         next: Option<&str>,
@@ -131,7 +131,7 @@ impl Ec2Tags {
     }
 
     /// One CreateTags setting `tags` on every instance of `ids` (at most 1,000).
-    pub async fn create_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
+    pub(crate) async fn create_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
         if ids.is_empty() || tags.is_empty() {
             return Ok(());
         }
@@ -152,7 +152,7 @@ impl Ec2Tags {
     /// One DeleteTags removing `tags` from every instance of `ids` (at most 1,000), each
     /// tag only where it still has the value given. Refuses an empty tag list, which EC2
     /// would take as "every tag".
-    pub async fn delete_if_unchanged_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
+    pub(crate) async fn delete_if_unchanged_on(&self, ids: &[String], tags: &TagMap) -> Result<(), CallError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -175,7 +175,7 @@ impl Ec2Tags {
 
     /// Makes the instance's managed tags equal to `change.create`. At most two calls, and
     /// never a DeleteTags without keys (EC2 would delete every user tag).
-    pub async fn apply(&self, instance_id: &str, change: &TagChange) -> Result<()> {
+    pub(crate) async fn apply(&self, instance_id: &str, change: &TagChange) -> Result<()> {
         if !change.create.is_empty() {
             let tags = change
                 .create
@@ -215,7 +215,7 @@ impl Ec2Tags {
     }
 
     /// The instance's tags among `keys` (DescribeTags), for status and repair.
-    pub async fn current(&self, instance_id: &str, keys: &[String]) -> Result<TagMap> {
+    pub(crate) async fn current(&self, instance_id: &str, keys: &[String]) -> Result<TagMap> {
         let mut tags = TagMap::new();
         let mut pages = self
             .client
@@ -238,7 +238,7 @@ impl Ec2Tags {
 
 /// Why a call of the head node's client did not go through.
 #[derive(Debug)]
-pub enum CallError {
+pub(crate) enum CallError {
     /// EC2 said `RequestLimitExceeded` (or another throttling code): try later, slower.
     Throttled,
     /// Anything else: denied, invalid, no answer within the time allowed.

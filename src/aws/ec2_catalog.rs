@@ -14,19 +14,19 @@ use crate::model::time::Timestamp;
 
 /// An instance type's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shape {
+pub(crate) struct Shape {
     pub vcpus: u32,
     pub cores: u32,
     pub gpus: u32,
 }
 
-pub struct Ec2Catalog {
+pub(crate) struct Ec2Catalog {
     client: aws_sdk_ec2::Client,
 }
 
 impl Ec2Catalog {
     /// A client in `region`; `budget` bounds each call, retries included.
-    pub async fn new(region: &str, budget: Duration) -> Ec2Catalog {
+    pub(crate) async fn new(region: &str, budget: Duration) -> Ec2Catalog {
         let config = sdk::load(region.to_string(), budget).await;
         Ec2Catalog {
             client: aws_sdk_ec2::Client::new(&config),
@@ -35,7 +35,7 @@ impl Ec2Catalog {
 
     /// The shape of each of `types` EC2 knows in the region (unknown names are left out:
     /// EC2 refuses a request naming one, so they are asked one at a time then).
-    pub async fn shapes(&self, types: &[String]) -> Result<BTreeMap<String, Shape>> {
+    pub(crate) async fn shapes(&self, types: &[String]) -> Result<BTreeMap<String, Shape>> {
         match self.describe_types(types).await {
             Ok(found) => Ok(found),
             Err(e) if types.len() > 1 => {
@@ -91,7 +91,7 @@ impl Ec2Catalog {
 
     /// The Linux/UNIX spot price changes of `types` in every zone of the region over
     /// `[from, to)`, sorted; EC2 includes the price already in force at `from`.
-    pub async fn spot_history(
+    pub(crate) async fn spot_history(
         &self,
         types: &[String],
         from: Timestamp,
@@ -138,7 +138,7 @@ impl Ec2Catalog {
     }
 
     /// The Availability Zone of each of `subnets`.
-    pub async fn subnet_zones(&self, subnets: &[String]) -> Result<BTreeMap<String, String>> {
+    pub(crate) async fn subnet_zones(&self, subnets: &[String]) -> Result<BTreeMap<String, String>> {
         let mut found = BTreeMap::new();
         if subnets.is_empty() {
             return Ok(found);

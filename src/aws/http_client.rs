@@ -53,7 +53,7 @@ use aws_smithy_runtime_api::shared::IntoShared;
 /// done anyway. The thread is never joined: if the process ends first, it ends with it.
 ///
 /// Call it only once the environment is final (no `set_var` after): it starts a thread.
-pub fn start_rng() {
+pub(crate) fn start_rng() {
     let endpoint = ["AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|e| !e.is_empty()));
@@ -69,7 +69,7 @@ pub fn start_rng() {
 /// Whether the proxy settings come from the environment (the SDK's default) or are off
 /// (IMDS: a proxy cannot reach this instance's IMDS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proxy {
+pub(crate) enum Proxy {
     FromEnv,
     None,
 }
@@ -85,7 +85,7 @@ impl Proxy {
 
 /// The SDK's default HTTPS client, with its TLS half built at the first request that needs
 /// it (see the module's documentation).
-pub fn client(proxy: Proxy) -> SharedHttpClient {
+pub(crate) fn client(proxy: Proxy) -> SharedHttpClient {
     let configure = move |settings: Option<&HttpConnectorSettings>, components: Option<&RuntimeComponents>| {
         let mut builder = ConnectorBuilder::default();
         builder.set_connector_settings(settings.cloned());

@@ -26,12 +26,12 @@ struct CacheEntry {
 }
 
 /// The cache file under `cache_dir`.
-pub fn cache_path(cache_dir: &Path) -> PathBuf {
+pub(crate) fn cache_path(cache_dir: &Path) -> PathBuf {
     cache_dir.join("instance-identity.json")
 }
 
 /// The cached identity if it was written during this boot.
-pub fn cached(cache_dir: &Path) -> Option<InstanceIdentity> {
+pub(crate) fn cached(cache_dir: &Path) -> Option<InstanceIdentity> {
     // A cache others could write would let them choose the instance that gets tagged.
     crate::state::trusted_dir::check(cache_dir).ok()?;
     let bytes = std::fs::read(cache_path(cache_dir)).ok()?;
@@ -41,7 +41,7 @@ pub fn cached(cache_dir: &Path) -> Option<InstanceIdentity> {
 
 /// The identity from the cache, or else from IMDSv2 (then cached). `timeout` bounds the
 /// IMDS exchange, retries included.
-pub async fn identity(cache_dir: &Path, timeout: Duration) -> Result<InstanceIdentity> {
+pub(crate) async fn identity(cache_dir: &Path, timeout: Duration) -> Result<InstanceIdentity> {
     if let Some(identity) = cached(cache_dir) {
         return Ok(identity);
     }
@@ -112,7 +112,7 @@ fn boot_id() -> Option<String> {
 }
 
 /// `i-` and 8 or 17 hex digits.
-pub fn valid_instance_id(id: &str) -> bool {
+pub(crate) fn valid_instance_id(id: &str) -> bool {
     id.strip_prefix("i-")
         .is_some_and(|hex| matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }

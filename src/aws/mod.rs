@@ -10,11 +10,11 @@
 //! - [`cost_explorer`]: what AWS billed, per project tag (`report --billed`);
 //! - [`sdk`]: one configuration and runtime per run; [`http_client`]: the one HTTPS stack.
 
-pub mod budgets;
-pub mod cost_explorer;
-pub mod ec2;
-pub mod ec2_catalog;
-pub mod http_client;
-pub mod imds;
-pub mod price_list;
-pub mod sdk;
+pub(crate) mod budgets;
+pub(crate) mod cost_explorer;
+pub(crate) mod ec2;
+pub(crate) mod ec2_catalog;
+pub(crate) mod http_client;
+pub(crate) mod imds;
+pub(crate) mod price_list;
+pub(crate) mod sdk;

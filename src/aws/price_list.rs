@@ -16,7 +16,7 @@ const HOME_REGION: &str = "us-east-1";
 /// The product attributes that leave one on-demand Linux price per instance type and
 /// region: no Windows or RHEL, no dedicated tenancy, no pre-installed SQL Server, and
 /// `Used` capacity (not the reservation's unused or allocated capacity lines).
-pub const FILTERS: [(&str, &str); 4] = [
+pub(crate) const FILTERS: [(&str, &str); 4] = [
     ("operatingSystem", "Linux"),
     ("tenancy", "Shared"),
     ("preInstalledSw", "NA"),
@@ -30,15 +30,15 @@ pub const FILTERS: [(&str, &str); 4] = [
 /// lines of one type in one region. An endpoint that hands out a new `NextToken` for ever
 /// (a broken proxy, a bug on AWS's side) would otherwise keep a oneshot timer running for
 /// ever: 17,800 requests in 25 s, measured against such an endpoint.
-pub const MAX_PAGES: u32 = 20;
+pub(crate) const MAX_PAGES: u32 = 20;
 
-pub struct PriceListApi {
+pub(crate) struct PriceListApi {
     client: aws_sdk_pricing::Client,
 }
 
 impl PriceListApi {
     /// `budget` bounds each call, retries included.
-    pub async fn connect(budget: Duration) -> PriceListApi {
+    pub(crate) async fn connect(budget: Duration) -> PriceListApi {
         let config = sdk::load(HOME_REGION.to_string(), budget).await;
         PriceListApi {
             client: aws_sdk_pricing::Client::new(&config),
@@ -49,7 +49,12 @@ impl PriceListApi {
     /// most [`MAX_PAGES`] of them and none after `deadline` (the command's). `None` when the
     /// type is not sold there; an error when the filters leave more than one price, since
     /// picking one would be a guess, or when the pages do not end in time.
-    pub async fn on_demand_hourly(&self, instance_type: &str, region: &str, deadline: Instant) -> Result<Option<f64>> {
+    pub(crate) async fn on_demand_hourly(
+        &self,
+        instance_type: &str,
+        region: &str,
+        deadline: Instant,
+    ) -> Result<Option<f64>> {
         let term = |field: &str, value: &str| {
             Filter::builder()
                 .r#type(FilterType::TermMatch)
@@ -112,7 +117,7 @@ impl PriceListApi {
 
 /// The hourly USD prices in one Price List product document (a JSON string):
 /// `terms.OnDemand.<offer>.priceDimensions.<rate>.pricePerUnit.USD` where `unit` is `Hrs`.
-pub fn on_demand_prices(product: &str) -> Result<Vec<f64>> {
+pub(crate) fn on_demand_prices(product: &str) -> Result<Vec<f64>> {
     let doc: Value = serde_json::from_str(product).context("not JSON")?;
     let mut prices = Vec::new();
     let offers = doc["terms"]["OnDemand"]

@@ -12,7 +12,7 @@ use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// The region from `AWS_REGION`/`AWS_DEFAULT_REGION` when set, else `fallback` (the
 /// instance's own, or the home region of a global service), so no IMDS lookup is made.
-pub fn region_or(fallback: &str) -> String {
+pub(crate) fn region_or(fallback: &str) -> String {
     ["AWS_REGION", "AWS_DEFAULT_REGION"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()))
@@ -27,17 +27,17 @@ pub fn region_or(fallback: &str) -> String {
 /// a prolog with `deadline = 2` ran 11 s. `shutdown_background` does not wait; a thread
 /// still in getaddrinfo dies with the process when `main` returns. Every AWS caller uses
 /// this one, so no command outlives its deadline on a dead resolver.
-pub struct Runtime(Option<tokio::runtime::Runtime>);
+pub(crate) struct Runtime(Option<tokio::runtime::Runtime>);
 
 impl Runtime {
-    pub fn new() -> anyhow::Result<Runtime> {
+    pub(crate) fn new() -> anyhow::Result<Runtime> {
         Ok(Runtime(Some(
             tokio::runtime::Builder::new_current_thread().enable_all().build()?,
         )))
     }
 
     /// Runs `work` to its end on this runtime.
-    pub fn block_on<F: Future>(&self, work: F) -> F::Output {
+    pub(crate) fn block_on<F: Future>(&self, work: F) -> F::Output {
         self.0
             .as_ref()
             .expect("runtime is present until dropped")
@@ -46,7 +46,11 @@ impl Runtime {
 
     /// Runs `work` until it ends or `deadline` passes, then returns at once, leaving
     /// behind whatever has not finished.
-    pub fn within<T>(&self, deadline: Instant, work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    pub(crate) fn within<T>(
+        &self,
+        deadline: Instant,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
         let budget = deadline.saturating_duration_since(Instant::now());
         let outcome = self.block_on(async { tokio::time::timeout(budget, work).await });
         outcome.map_err(|_| anyhow::anyhow!("AWS did not answer within {:.1} s", budget.as_secs_f64()))?
@@ -65,7 +69,7 @@ impl Drop for Runtime {
 /// whose every operation, retries included, ends within `budget`. The HTTP client is the
 /// SDK's default HTTPS client, whose system roots are loaded only once a request needs TLS
 /// ([`super::http_client`]).
-pub async fn load(region: String, budget: Duration) -> SdkConfig {
+pub(crate) async fn load(region: String, budget: Duration) -> SdkConfig {
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1).min(budget))
         .operation_attempt_timeout(Duration::from_secs(3).min(budget))
@@ -90,7 +94,7 @@ pub async fn load(region: String, budget: Duration) -> SdkConfig {
 /// One line for logs and the ledger: the service's error code and message when AWS
 /// answered, else the transport error (timeout, refused), cut to a readable length. The
 /// SDK's full context includes the raw HTTP response.
-pub fn summary<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(crate) fn summary<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
     e: SdkError<E, R>,
 ) -> anyhow::Error {
     if let (Some(code), message) = (e.code(), e.message()) {

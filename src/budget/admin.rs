@@ -40,7 +40,7 @@ const MAX_BUDGET_NAME: usize = 100;
 
 /// What `budget refresh` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refreshed {
+pub(crate) enum Refreshed {
     /// The cache was rewritten.
     Written,
     /// AWS could not be read: the old cache, if any, is kept, and the reason logged.
@@ -64,7 +64,7 @@ pub enum Refreshed {
 /// records the failure (`slurm_failed_at`) for the metrics. With no previous cache none is
 /// written. Only with `enforce = "spent"` and AWS Budgets, which enforce AWS's figures
 /// alone, are those written (the failure still marked and logged).
-pub fn refresh(settings: &Settings, now: Timestamp) -> Result<Refreshed> {
+pub(crate) fn refresh(settings: &Settings, now: Timestamp) -> Result<Refreshed> {
     let b = &settings.budget;
     let (account, budgets, cut_off) = if b.limits.is_empty() {
         let read = Runtime::new()?.block_on(async {
@@ -305,7 +305,7 @@ fn from_slurm(
 
 /// A project's budget as the administrator asks for it, before any check.
 #[derive(Debug, Clone)]
-pub struct BudgetRequest {
+pub(crate) struct BudgetRequest {
     /// The project (as in projects_list.conf).
     pub project: String,
     /// The limit per period, a decimal amount as typed (sent to AWS as text).
@@ -319,7 +319,7 @@ pub struct BudgetRequest {
 }
 
 /// Checks the request and creates the budget; nothing is sent unless every field is good.
-pub fn create(settings: &Settings, request: &BudgetRequest) -> Result<NewBudget> {
+pub(crate) fn create(settings: &Settings, request: &BudgetRequest) -> Result<NewBudget> {
     let new = new_budget(settings, request)?;
     Runtime::new()?.block_on(async {
         let api = BudgetsApi::connect(&settings.budget.account_id, AWS_TIME).await?;
@@ -386,7 +386,7 @@ fn new_budget(settings: &Settings, args: &BudgetRequest) -> Result<NewBudget> {
 
 /// One line of `budget list`.
 #[derive(Debug, Serialize)]
-pub struct ListRow {
+pub(crate) struct ListRow {
     pub project: String,
     pub budget: Option<String>,
     #[serde(flatten)]
@@ -403,7 +403,7 @@ pub struct ListRow {
 /// The rows of `budget list`: one per project named in the projects file or by a budget,
 /// from AWS (or the cache when `cached`), with where the figures came from and the
 /// budgets AWS returned that were skipped, and why.
-pub struct BudgetList {
+pub(crate) struct BudgetList {
     pub rows: Vec<ListRow>,
     pub source: String,
     pub skipped: Vec<String>,
@@ -411,7 +411,7 @@ pub struct BudgetList {
     pub notes: Vec<String>,
 }
 
-pub fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<BudgetList> {
+pub(crate) fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<BudgetList> {
     let b = &settings.budget;
     let (budgets, source, skipped, since) = if cached {
         let cache = BudgetCache::read(&b.cache_file)?;

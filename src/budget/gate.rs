@@ -14,7 +14,7 @@ use crate::submit::decision::BudgetVerdict;
 
 /// What a submission, or a modification of a job, asks of the budget.
 #[derive(Debug, Clone, Copy)]
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     /// The job as it would run.
     pub job: &'a JobRequest,
     /// `scontrol update` of a job of the same project: the job as it is now. Its worst
@@ -25,12 +25,12 @@ pub struct Ask<'a> {
 
 impl<'a> Ask<'a> {
     /// A new job.
-    pub fn new(job: &'a JobRequest) -> Ask<'a> {
+    pub(crate) fn new(job: &'a JobRequest) -> Ask<'a> {
         Ask { job, replacing: None }
     }
 }
 
-/// Looks the project's budget up in the cache and decides (see [`decide`]). A job
+/// Looks the project's budget up in the cache and decides (see [`decide_reserved`]). A job
 /// accepted on its priced worst case is then decided again with what the submissions
 /// accepted since the cache's refresh reserved (see [`super::reservations`]), and if
 /// still accepted, reserves its own worst case: all under the journal's lock, so two
@@ -39,7 +39,7 @@ impl<'a> Ask<'a> {
 /// A journal that cannot be used (unreadable, distrusted, its lock not had in time) must
 /// not loosen anything: a job refused without reservations stays refused, and one that
 /// would be accepted is decided like a stale cache (`on_stale`), the reason in syslog.
-pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: Timestamp) -> BudgetVerdict {
+pub(crate) fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: Timestamp) -> BudgetVerdict {
     let budget = settings.budget_name(project);
     let found = cache::lookup(&settings.cache_file, &budget);
     let (verdict, reserve) = decide_reserved(settings, &found, project, size, now, 0.0);
@@ -85,11 +85,9 @@ pub fn check(settings: &BudgetSettings, project: &str, size: Option<Ask>, now: T
     }
 }
 
-/// Decides for `project` from what the cache held for its budget, read at `now`. With
-/// `enforce = "spent"` (or no prices in the cache), a project is refused once AWS's actual
-/// spend reaches `threshold_percent` of its limit. With `committed`, once actual +
-/// accrued + committed spend would, with this job's worst case (`size`) added.
-pub fn decide(
+/// [`decide_reserved`] with nothing reserved: the unit tests' shorthand.
+#[cfg(test)]
+pub(crate) fn decide(
     settings: &BudgetSettings,
     found: &Result<Lookup, CacheError>,
     project: &str,
@@ -114,11 +112,14 @@ fn cannot_tell(settings: &BudgetSettings, project: &str, why: String) -> BudgetV
     }
 }
 
-/// [`decide`], with `reserved` more already promised by the submissions accepted since
-/// the cache's refresh (committed budgets: available = limit − spent − accrued −
-/// committed − reserved). Also gives the worst case to reserve when the job is accepted
+/// Decides for `project` from what the cache held for its budget, read at `now`. With
+/// `enforce = "spent"` (or no prices in the cache), a project is refused once AWS's actual
+/// spend reaches `threshold_percent` of its limit. With `committed`, once actual +
+/// accrued + committed spend would, with this job's worst case (`size`) added, and with
+/// `reserved` more already promised by the submissions accepted since the cache's
+/// refresh (available = limit − spent − accrued − committed − reserved). Also gives the worst case to reserve when the job is accepted
 /// on a priced worst case.
-pub fn decide_reserved(
+pub(crate) fn decide_reserved(
     settings: &BudgetSettings,
     found: &Result<Lookup, CacheError>,
     project: &str,

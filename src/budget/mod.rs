@@ -6,9 +6,9 @@
 //! credentials on a ParallelCluster head node, and a submission must not wait on the
 //! network.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod cache;
-pub mod gate;
-pub mod reservations;
-pub mod spend;
-pub mod worst_case;
+pub(crate) mod gate;
+pub(crate) mod reservations;
+pub(crate) mod spend;
+pub(crate) mod worst_case;

@@ -51,11 +51,11 @@ use crate::state::atomic_file;
 
 /// How long a check waits for the lock (a compaction holds it for milliseconds; the
 /// submission waits in slurmctld meanwhile, so not long).
-pub const LOCK_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// One accepted submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Reservation {
+pub(crate) struct Reservation {
     /// When it was accepted (seconds since the epoch in the journal).
     pub at: Timestamp,
     /// The budget it is charged to (the project's budget name).
@@ -67,7 +67,7 @@ pub struct Reservation {
 impl Reservation {
     /// Whether it counts against a cache refreshed at `since`, at `now` (seconds), with
     /// the cache's `max_age` (see the module notes for the bound).
-    pub fn counts(&self, since: Timestamp, now: Timestamp, max_age: Duration) -> bool {
+    pub(crate) fn counts(&self, since: Timestamp, now: Timestamp, max_age: Duration) -> bool {
         self.at >= since
             && self.at + seconds(max_age) >= now
             && self.at <= now + seconds(cache::FUTURE_SKEW)
@@ -78,7 +78,7 @@ impl Reservation {
 
 /// Why the journal cannot be used.
 #[derive(Debug)]
-pub enum JournalError {
+pub(crate) enum JournalError {
     /// Someone else than root or its owner could have written it (or its directory).
     Distrusted(PathBuf, String),
     Io(PathBuf, std::io::Error),
@@ -113,7 +113,7 @@ impl std::error::Error for JournalError {}
 
 /// What a budget has reserved.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Reserved {
+pub(crate) struct Reserved {
     pub cost: f64,
     /// Reservations that count.
     pub count: usize,
@@ -123,14 +123,14 @@ pub struct Reserved {
 
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Compacted {
+pub(crate) struct Compacted {
     pub kept: usize,
     pub dropped: usize,
     pub bad_lines: usize,
 }
 
 /// The journal, open and locked until dropped.
-pub struct Journal {
+pub(crate) struct Journal {
     file: Flock<File>,
     path: PathBuf,
     /// Whether the file ends with a newline (or is empty), as the last read saw it.
@@ -141,7 +141,7 @@ impl Journal {
     /// Opens the journal at `path`, creating it (mode 0600, the running user's) when
     /// `create` and missing, and locks it, waiting until `deadline`. `Ok(None)`: missing
     /// and not to be created.
-    pub fn open(path: &Path, create: bool, deadline: Instant) -> Result<Option<Journal>, JournalError> {
+    pub(crate) fn open(path: &Path, create: bool, deadline: Instant) -> Result<Option<Journal>, JournalError> {
         let io = |e: std::io::Error| JournalError::Io(path.to_path_buf(), e);
         loop {
             let file = match OpenOptions::new()
@@ -180,7 +180,7 @@ impl Journal {
 
     /// What `budget` has reserved against a cache refreshed at `since`, at `now`: the
     /// file is streamed, and only the lines naming the budget are parsed.
-    pub fn reserved(
+    pub(crate) fn reserved(
         &mut self,
         budget: &str,
         since: Timestamp,
@@ -207,7 +207,7 @@ impl Journal {
 
     /// Every budget's reservations against a cache refreshed at `since` (for `budget
     /// list`), and the bad lines.
-    pub fn totals(
+    pub(crate) fn totals(
         &mut self,
         since: Timestamp,
         now: Timestamp,
@@ -224,7 +224,7 @@ impl Journal {
     }
 
     /// Appends `r` in one write.
-    pub fn append(&mut self, r: &Reservation) -> Result<(), JournalError> {
+    pub(crate) fn append(&mut self, r: &Reservation) -> Result<(), JournalError> {
         let mut line = if self.ends_clean { Vec::new() } else { b"\n".to_vec() };
         serde_json::to_writer(&mut line, r).map_err(|e| self.io(std::io::Error::other(e)))?;
         line.push(b'\n');
@@ -238,7 +238,7 @@ impl Journal {
     /// file atomically with the same owner and mode (the refresh runs as root; the
     /// journal stays SlurmUser's). Nothing is written when nothing is dropped. Takes the
     /// journal: once replaced, this handle names the old file; the lock goes with it.
-    pub fn compact(mut self, keep: impl Fn(&Reservation) -> bool) -> Result<Compacted, JournalError> {
+    pub(crate) fn compact(mut self, keep: impl Fn(&Reservation) -> bool) -> Result<Compacted, JournalError> {
         let mut done = Compacted::default();
         let mut text = Vec::new();
         self.scan(&mut |_| true, |r| match r {

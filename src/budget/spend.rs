@@ -28,7 +28,7 @@ use crate::slurm::squeue::PendingJob;
 
 /// One project's spend from Slurm accounting.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ProjectSpend {
+pub(crate) struct ProjectSpend {
     pub accrued: f64,
     pub committed: f64,
     pub running_jobs: u64,
@@ -39,21 +39,21 @@ pub struct ProjectSpend {
 
 /// What a pass over sacct's records found.
 #[derive(Debug, Default)]
-pub struct Accounted {
+pub(crate) struct Accounted {
     pub projects: BTreeMap<String, ProjectSpend>,
     /// Jobs that could not be priced, running jobs without a time limit, skipped lines.
     pub notes: Vec<String>,
 }
 
 /// The sacct fields this reads: the report's, with the time limit.
-pub fn layout(prices: &Prices) -> sacct::Layout {
+pub(crate) fn layout(prices: &Prices) -> sacct::Layout {
     sacct::Layout::new(prices.settings.project_source, false).with_time_limit()
 }
 
 /// Sums accrued and committed spend per project from sacct lines over `[cut_off, now)`.
 /// `live` gives the project of running jobs by job id, as squeue says it: slurmdbd learns
 /// a job's comment only when the job ends, so sacct shows running jobs without one.
-pub fn from_records(
+pub(crate) fn from_records(
     prices: &Prices,
     input: &mut impl BufRead,
     ids: Option<JobIds>,
@@ -129,7 +129,7 @@ pub fn from_records(
 /// What `pending` jobs may cost in all, each at its worst case in `partitions` (a job
 /// with no time bound until the budget period ends, `hours_left` from now), and the jobs
 /// that could not be priced (a partition without a known price), which count nothing.
-pub fn pending_cost(
+pub(crate) fn pending_cost(
     pending: &[PendingJob],
     partitions: &BTreeMap<String, PartitionCost>,
     hours_left: f64,

@@ -15,7 +15,7 @@ use crate::slurm::scontrol::SlurmPartition;
 
 /// The most a job may cost, and what that is made of, for the messages.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WorstCase {
+pub(crate) struct WorstCase {
     pub cost: f64,
     /// Tasks of the job array (1 for a plain job).
     pub tasks: u32,
@@ -26,7 +26,7 @@ pub struct WorstCase {
 
 impl WorstCase {
     /// `4 nodes x 2 h of c5.xlarge`; `10 tasks x 1 node x 1 h of c5.xlarge` for an array.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let hours = if self.hours.fract() == 0.0 {
             format!("{}", self.hours)
         } else {
@@ -49,7 +49,7 @@ impl WorstCase {
 /// The worst case of `request`, or why it cannot be priced (no such partition, no price
 /// for it, no time limit anywhere). `hours_left` is what remains of the budget's period:
 /// a job with no time bound at all can lose the budget that much and no more.
-pub fn worst_case(
+pub(crate) fn worst_case(
     request: &JobRequest,
     partitions: &BTreeMap<String, PartitionCost>,
     hours_left: Option<f64>,
@@ -145,7 +145,7 @@ fn in_partition(r: &JobRequest, name: &str, p: &PartitionCost, hours_left: Optio
 /// price cache, fleet file): the partition's instance type, or the dearest of those its
 /// node patterns give (`QUEUE-st-*`, `QUEUE-dy-*` for ParallelCluster queues); spot
 /// partitions at the latest spot price of their zone (or the region's average).
-pub fn partition_costs(prices: &Prices, slurm: &[SlurmPartition]) -> BTreeMap<String, PartitionCost> {
+pub(crate) fn partition_costs(prices: &Prices, slurm: &[SlurmPartition]) -> BTreeMap<String, PartitionCost> {
     let pricing = &prices.settings.pricing;
     let mut names: Vec<String> = slurm.iter().map(|p| p.name.clone()).collect();
     names.extend(pricing.partitions.keys().cloned());

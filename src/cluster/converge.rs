@@ -49,11 +49,11 @@ use crate::parallelcluster::cfnconfig::Cfnconfig;
 /// How old the answer of a recheck asked beside the previous call may be and still
 /// serve for the next call (module doc). Longer waits (the bucket slowed by throttling)
 /// ask Slurm again.
-pub const RECHECK_REUSE: Duration = Duration::from_secs(1);
+pub(crate) const RECHECK_REUSE: Duration = Duration::from_secs(1);
 
 /// What one pass is asked to do.
 #[derive(Debug, Clone)]
-pub struct ConvergeOptions<'a> {
+pub(crate) struct ConvergeOptions<'a> {
     /// The cluster's name (tag `parallelcluster:cluster-name`).
     pub cluster: String,
     /// Say what would change; change nothing.
@@ -68,7 +68,7 @@ pub struct ConvergeOptions<'a> {
 
 /// What happened to one call.
 #[derive(Debug)]
-pub enum CallOutcome {
+pub(crate) enum CallOutcome {
     /// A dry run: it would be sent.
     WouldSend,
     Sent,
@@ -85,7 +85,7 @@ pub enum CallOutcome {
 
 /// What a pass reports as it goes, for the command line to show.
 #[derive(Debug)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     Skipped(&'a Skipped),
     Call { batch: &'a Batch, outcome: CallOutcome },
 }
@@ -123,7 +123,7 @@ impl fmt::Display for Event<'_> {
 
 /// What a pass did, in all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConvergeSummary {
+pub(crate) struct ConvergeSummary {
     pub cluster: String,
     pub dry_run: bool,
     /// Running instances of the cluster.
@@ -155,7 +155,7 @@ pub struct ConvergeSummary {
 
 /// What became of the instance timeline after a pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum TimelineOutcome {
+pub(crate) enum TimelineOutcome {
     /// A dry run, or no timeline in the settings.
     #[default]
     NotWritten,
@@ -166,7 +166,7 @@ pub enum TimelineOutcome {
 
 impl ConvergeSummary {
     /// Whether some instance could not be brought in line (failed, or given up on).
-    pub fn has_failures(&self) -> bool {
+    pub(crate) fn has_failures(&self) -> bool {
         self.failed > 0 || self.left > 0
     }
 }
@@ -266,7 +266,7 @@ fn all_instances(
 /// early (what is left counted as such) once `options.stop` is set. An error
 /// means the pass could not start (EC2 or Slurm unreadable) and nothing changed;
 /// failures of single calls are counted in the summary.
-pub fn converge(
+pub(crate) fn converge(
     api: &mut dyn TagApi,
     slurm: &mut (dyn ClusterSlurm + Send),
     bucket: &mut TokenBucket,
@@ -440,7 +440,7 @@ pub fn converge(
 
 /// What `cost-tags reconcile --cluster` is asked to do.
 #[derive(Debug, Clone)]
-pub struct ClusterArgs {
+pub(crate) struct ClusterArgs {
     pub dry_run: bool,
     /// The cluster's name (tag `parallelcluster:cluster-name`); else `stack_name` from
     /// `cfnconfig`.
@@ -456,7 +456,7 @@ pub struct ClusterArgs {
 /// The real EC2 and Slurm of the cluster, and the bucket that paces the calls: set up
 /// once and used by every pass, so that `--follow` keeps the bucket's state (and its
 /// slowing after throttling) from one pass to the next instead of bursting anew.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub name: String,
     api: Ec2TagApi,
     slurm: SlurmCommands,
@@ -466,7 +466,7 @@ pub struct Cluster {
 
 impl Cluster {
     /// Finds the cluster's name, region and Slurm cluster name, and sets up the EC2 client.
-    pub fn connect(settings: &Settings, args: &ClusterArgs) -> Result<Cluster> {
+    pub(crate) fn connect(settings: &Settings, args: &ClusterArgs) -> Result<Cluster> {
         let rate = args.rate.unwrap_or(settings.tagging.calls_per_second);
         anyhow::ensure!(rate > 0.0 && rate.is_finite(), "--rate must be more than 0");
         let name = Cfnconfig::cluster_name(args.cluster_name.as_deref(), &args.cfnconfig)?;
@@ -509,7 +509,7 @@ impl Cluster {
     }
 
     /// One pass of the convergence (a dry run when `args.dry_run`).
-    pub fn converge(
+    pub(crate) fn converge(
         &mut self,
         settings: &Settings,
         args: &ClusterArgs,
@@ -541,7 +541,7 @@ impl Cluster {
     }
 
     /// Desired against actual tags, changing nothing ([`crate::cluster::status`]).
-    pub fn status(&mut self, settings: &Settings, args: &ClusterArgs) -> Result<ClusterStatus> {
+    pub(crate) fn status(&mut self, settings: &Settings, args: &ClusterArgs) -> Result<ClusterStatus> {
         let give_up = self.clock.now() + args.give_up_after;
         let mut summary = ConvergeSummary::default();
         let instances = all_instances(
@@ -584,7 +584,7 @@ fn pass_lock(dir: &std::path::Path) -> Result<nix::fcntl::Flock<std::fs::File>> 
 }
 
 /// `cost-tags reconcile --cluster`: one pass against the real EC2 and Slurm.
-pub fn reconcile_cluster(
+pub(crate) fn reconcile_cluster(
     settings: &Settings,
     args: &ClusterArgs,
     progress: impl FnMut(&Event<'_>),

@@ -17,7 +17,6 @@
 //! short, and what the pass leaves is recomputed by the next one to run.
 
 use std::fs;
-use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,14 +28,14 @@ use crate::cluster::converge::{Cluster, ClusterArgs, ConvergeSummary, Event};
 use crate::config::Settings;
 
 /// How often the wake file and the stop flag are looked at while waiting.
-pub const WAKE_CHECK: Duration = Duration::from_millis(200);
+pub(crate) const WAKE_CHECK: Duration = Duration::from_millis(200);
 /// At most one pass a second, whatever wakes the loop.
-pub const MIN_GAP: Duration = Duration::from_secs(1);
+pub(crate) const MIN_GAP: Duration = Duration::from_secs(1);
 
 /// The file whose modification time wakes the loop (`wake` in the cache directory,
 /// `/run/cost-tags/wake` by default).
 #[derive(Debug)]
-pub struct WakeFile {
+pub(crate) struct WakeFile {
     path: PathBuf,
     /// Its time when the current pass started.
     seen: Option<SystemTime>,
@@ -45,7 +44,7 @@ pub struct WakeFile {
 impl WakeFile {
     /// The wake file in `dir`, created if missing (mode 0644, never through a symlink)
     /// and handed to `owner` (the SlurmUser, who runs PrologSlurmctld) when given.
-    pub fn prepare(dir: &Path, owner: Option<&str>) -> Result<WakeFile> {
+    pub(crate) fn prepare(dir: &Path, owner: Option<&str>) -> Result<WakeFile> {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
@@ -70,7 +69,7 @@ impl WakeFile {
         Ok(WakeFile { path, seen: None })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -92,7 +91,7 @@ impl WakeFile {
 
 /// What the loop reports, for the command line to show.
 #[derive(Debug)]
-pub enum Step<'a> {
+pub(crate) enum Step<'a> {
     /// A call or a skipped instance of the current pass.
     Event(&'a Event<'a>),
     Passed(&'a ConvergeSummary),
@@ -104,13 +103,13 @@ pub enum Step<'a> {
 
 /// Why a pass starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wakeup {
+pub(crate) enum Wakeup {
     Woken,
     Polled,
 }
 
 /// Runs passes until `stop` is set; returns then, between passes.
-pub fn follow(
+pub(crate) fn follow(
     cluster: &mut Cluster,
     settings: &Settings,
     args: &ClusterArgs,
@@ -152,16 +151,6 @@ fn wait(wake: &WakeFile, stop: &AtomicBool, earliest: Instant, latest: Instant) 
     }
 }
 
-/// Touches `path` as the hook does (for tests and `cost-tags` itself); a missing file
-/// stays missing.
-pub fn touch(path: &Path) -> io::Result<()> {
-    fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?
-        .set_modified(SystemTime::now())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +173,6 @@ mod tests {
         assert!(!wake.touched());
         fs::remove_file(wake.path()).unwrap();
         assert!(!wake.touched());
-        assert!(touch(wake.path()).is_err(), "touch never creates");
         // Prepared again (the next start of the service), it is there again.
         let wake = WakeFile::prepare(&dir.path().join("run"), None).unwrap();
         assert!(wake.path().is_file());

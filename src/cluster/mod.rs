@@ -5,11 +5,11 @@
 //! a service woken by slurmctld's hooks ([`follow`], `reconcile --cluster --follow`);
 //! and what each pass saw, which instance backed which node and when ([`timeline`]).
 
-pub mod converge;
-pub mod follow;
-pub mod pacing;
-pub mod plan;
-pub mod slurm_view;
-pub mod status;
-pub mod tag_api;
-pub mod timeline;
+pub(crate) mod converge;
+pub(crate) mod follow;
+pub(crate) mod pacing;
+pub(crate) mod plan;
+pub(crate) mod slurm_view;
+pub(crate) mod status;
+pub(crate) mod tag_api;
+pub(crate) mod timeline;

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 const MIN_RATE: f64 = 0.2;
 
 /// Time, for the bucket's user: real in production, simulated in tests.
-pub trait Clock {
+pub(crate) trait Clock {
     fn now(&self) -> Instant;
     fn sleep(&mut self, how_long: Duration);
 }
 
 /// The machine's clock.
-pub struct RealClock;
+pub(crate) struct RealClock;
 
 impl Clock for RealClock {
     fn now(&self) -> Instant {
@@ -37,7 +37,7 @@ impl Clock for RealClock {
 /// A token bucket: `burst` calls at once, refilled at `rate` a second, slowed by
 /// throttling.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     configured: f64,
     rate: f64,
     burst: f64,
@@ -48,7 +48,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
+    pub(crate) fn new(rate: f64, burst: u32, now: Instant) -> TokenBucket {
         let rate = if rate.is_finite() && rate > 0.0 { rate } else { MIN_RATE };
         let burst = f64::from(burst.max(1));
         TokenBucket {
@@ -67,7 +67,7 @@ impl TokenBucket {
     }
 
     /// Takes one token and says how long the caller must wait before its call.
-    pub fn take(&mut self, now: Instant) -> Duration {
+    pub(crate) fn take(&mut self, now: Instant) -> Duration {
         self.refill(now);
         self.tokens -= 1.0;
         if self.tokens >= 0.0 {
@@ -79,20 +79,21 @@ impl TokenBucket {
 
     /// EC2 throttled a call: halve the rate (not below one call in 5 s) and spend what is
     /// left of the burst, so the next calls are spaced at the slower rate.
-    pub fn throttled(&mut self, now: Instant) {
+    pub(crate) fn throttled(&mut self, now: Instant) {
         self.refill(now);
         self.rate = (self.rate / 2.0).max(MIN_RATE.min(self.configured));
         self.tokens = self.tokens.min(0.0);
     }
 
     /// A call went through: win back a twentieth of the configured rate.
-    pub fn succeeded(&mut self, now: Instant) {
+    pub(crate) fn succeeded(&mut self, now: Instant) {
         self.refill(now);
         self.rate = (self.rate + self.configured / 20.0).min(self.configured);
     }
 
     /// The rate now, in calls a second.
-    pub fn rate(&self) -> f64 {
+    #[cfg(test)]
+    pub(crate) fn rate(&self) -> f64 {
         self.rate
     }
 }

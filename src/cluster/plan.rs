@@ -31,7 +31,7 @@ use crate::node::tags::{desired_tags, managed_keys};
 use crate::slurm::scontrol::SlurmNode;
 
 /// EC2's limit on the resources of one CreateTags or DeleteTags.
-pub const MAX_IDS_PER_CALL: usize = 1000;
+pub(crate) const MAX_IDS_PER_CALL: usize = 1000;
 
 /// The tag ParallelCluster puts on each of its instances: `Compute`, `HeadNode`,
 /// `LoginNode`.
@@ -39,21 +39,21 @@ const NODE_TYPE_TAG: &str = "parallelcluster:node-type";
 
 /// Whether an instance may back a Slurm node: the head node and login nodes are tagged by
 /// their administrators, not by jobs. An instance ParallelCluster did not label counts.
-pub fn is_compute(instance: &ClusterInstance) -> bool {
+pub(crate) fn is_compute(instance: &ClusterInstance) -> bool {
     instance.tags.get(NODE_TYPE_TAG).is_none_or(|t| t == "Compute")
 }
 
 /// The Slurm nodes by address and host name: each instance is then found with a look-up
 /// or two. (A search through every node for each instance made a pass over 1,000
 /// instances a million comparisons.)
-pub struct NodeIndex<'a> {
+pub(crate) struct NodeIndex<'a> {
     nodes: &'a [SlurmNode],
     /// NodeAddr or NodeHostName -> the first node (in Slurm's order) that has it.
     by_name: HashMap<&'a str, usize>,
 }
 
 impl<'a> NodeIndex<'a> {
-    pub fn new(nodes: &'a [SlurmNode]) -> NodeIndex<'a> {
+    pub(crate) fn new(nodes: &'a [SlurmNode]) -> NodeIndex<'a> {
         let mut by_name = HashMap::with_capacity(nodes.len() * 2);
         for (i, node) in nodes.iter().enumerate() {
             for name in [node.addr.as_str(), node.hostname.as_str()] {
@@ -68,7 +68,7 @@ impl<'a> NodeIndex<'a> {
     /// The Slurm node an instance is: NodeAddr or NodeHostName equal to its private IP,
     /// or to the first label of its private DNS name (the first such node in Slurm's
     /// order, should two claim it).
-    pub fn node_of(&self, instance: &ClusterInstance) -> Option<&'a SlurmNode> {
+    pub(crate) fn node_of(&self, instance: &ClusterInstance) -> Option<&'a SlurmNode> {
         let ip = instance.private_ip.as_deref();
         let host = instance.private_dns.as_deref().and_then(|d| d.split('.').next());
         [ip, host]
@@ -86,7 +86,7 @@ impl<'a> NodeIndex<'a> {
 /// NodeAddr/NodeHostName. Its jobs are tagged by the first pass after that. Listed, so
 /// that a cluster where no node ever matches (NodeAddr is not the instance's private IP)
 /// does not look in sync while nothing is tagged.
-pub fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmView) -> Vec<String> {
+pub(crate) fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmView) -> Vec<String> {
     let index = NodeIndex::new(&view.nodes);
     let matched: std::collections::BTreeSet<&str> = instances
         .iter()
@@ -102,7 +102,7 @@ pub fn busy_nodes_without_instance(instances: &[ClusterInstance], view: &SlurmVi
 
 /// One compute instance, what it carries and what it must carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub instance_id: String,
     /// Its Slurm node, if it is one (an instance that is no node must carry no cost tag).
     pub node: Option<String>,
@@ -112,14 +112,14 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn in_sync(&self) -> bool {
+    pub(crate) fn in_sync(&self) -> bool {
         self.seen == self.desired
     }
 }
 
 /// An instance left as it is this time, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub instance_id: String,
     pub node: String,
     pub why: String,
@@ -128,7 +128,11 @@ pub struct Skipped {
 /// Each compute instance's target, and the instances whose node's jobs Slurm could not
 /// tell for sure. The head node and login nodes are tagged by their administrators, not
 /// by jobs, and are left out.
-pub fn targets(instances: &[ClusterInstance], view: &SlurmView, settings: &TagSettings) -> (Vec<Target>, Vec<Skipped>) {
+pub(crate) fn targets(
+    instances: &[ClusterInstance],
+    view: &SlurmView,
+    settings: &TagSettings,
+) -> (Vec<Target>, Vec<Skipped>) {
     let keys = managed_keys(settings);
     let index = NodeIndex::new(&view.nodes);
     let (mut found, mut skipped) = (Vec::new(), Vec::new());
@@ -164,7 +168,7 @@ pub fn targets(instances: &[ClusterInstance], view: &SlurmView, settings: &TagSe
 
 /// What one call does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Action {
+pub(crate) enum Action {
     Create,
     /// Each tag only where it still has the value given.
     DeleteIfUnchanged,
@@ -172,14 +176,14 @@ pub enum Action {
 
 /// One CreateTags or DeleteTags: the same tags on (or off) up to 1,000 instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
+pub(crate) struct Batch {
     pub action: Action,
     pub tags: TagMap,
     pub instance_ids: Vec<String>,
 }
 
 /// The calls that bring every target to its desired tags, in the order of the module doc.
-pub fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
+pub(crate) fn batches(targets: &[Target], settings: &TagSettings) -> Vec<Batch> {
     let first: Vec<&str> = [settings.project.as_str(), settings.user.as_str()]
         .into_iter()
         .filter(|k| !k.is_empty())

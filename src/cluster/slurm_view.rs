@@ -26,11 +26,11 @@ use crate::slurm::squeue::{node_jobs_format, parse_job_nodes, parse_node_jobs, J
 const HEAD_SLURM_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Node name -> ids of the jobs holding it.
-pub type JobIds = BTreeMap<String, BTreeSet<String>>;
+pub(crate) type JobIds = BTreeMap<String, BTreeSet<String>>;
 
 /// One snapshot of the cluster as Slurm sees it.
 #[derive(Debug, Clone, Default)]
-pub struct SlurmView {
+pub(crate) struct SlurmView {
     pub nodes: Vec<SlurmNode>,
     /// Node name -> its jobs, with the fields that become tags.
     pub jobs: BTreeMap<String, Vec<Job>>,
@@ -42,7 +42,7 @@ pub struct SlurmView {
 
 /// Slurm, as the convergence asks it: a whole snapshot, then the cheap query again right
 /// before each EC2 call.
-pub trait ClusterSlurm {
+pub(crate) trait ClusterSlurm {
     fn view(&mut self) -> Result<SlurmView>;
     /// Node name -> job ids now ([`JOB_NODES_FORMAT`] only).
     fn job_ids(&mut self) -> Result<JobIds>;
@@ -50,7 +50,7 @@ pub trait ClusterSlurm {
 
 /// Builds the view from the nodes, the jobs with their fields (first query), and the
 /// jobs with their nodes (second query); see the module doc.
-pub fn build_view(
+pub(crate) fn build_view(
     nodes: Vec<SlurmNode>,
     with_fields: Vec<Job>,
     with_nodes: &BTreeMap<String, BTreeSet<String>>,
@@ -88,7 +88,7 @@ pub fn build_view(
 }
 
 /// Inverts squeue's job id -> nodes into node -> job ids.
-pub fn ids_by_node(with_nodes: &BTreeMap<String, BTreeSet<String>>) -> JobIds {
+pub(crate) fn ids_by_node(with_nodes: &BTreeMap<String, BTreeSet<String>>) -> JobIds {
     let mut ids = JobIds::new();
     for (id, nodes) in with_nodes {
         for node in nodes {
@@ -99,7 +99,7 @@ pub fn ids_by_node(with_nodes: &BTreeMap<String, BTreeSet<String>>) -> JobIds {
 }
 
 /// The real Slurm, through its commands.
-pub struct SlurmCommands {
+pub(crate) struct SlurmCommands {
     pub squeue: PathBuf,
     pub scontrol: PathBuf,
     pub project_source: ProjectSource,
@@ -137,7 +137,7 @@ impl ClusterSlurm for SlurmCommands {
 }
 
 /// The Slurm cluster's name from `scontrol show config` (`ClusterName = x`).
-pub fn slurm_cluster_name(scontrol: &std::path::Path) -> Result<String> {
+pub(crate) fn slurm_cluster_name(scontrol: &std::path::Path) -> Result<String> {
     let text = run_program(scontrol, &["show", "config"], Instant::now() + HEAD_SLURM_TIMEOUT)?;
     text.lines()
         .filter_map(|l| l.split_once('='))

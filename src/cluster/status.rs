@@ -15,7 +15,7 @@ use crate::node::status::{difference, TagDifference};
 
 /// An instance whose cost tags are not what Slurm's jobs say.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct OutOfSync {
+pub(crate) struct OutOfSync {
     pub instance_id: String,
     /// Its Slurm node; none for an instance that is no node (it must carry no cost tag).
     pub node: Option<String>,
@@ -24,7 +24,7 @@ pub struct OutOfSync {
 
 /// What `cost-tags status --cluster --json` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ClusterStatus {
+pub(crate) struct ClusterStatus {
     pub cluster: String,
     /// Running instances of the cluster (head and login nodes included).
     pub instances: usize,
@@ -41,14 +41,19 @@ pub struct ClusterStatus {
 
 /// Whether the cluster is in sync, as the exit code says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     InSync,
     OutOfSync,
     CannotTell,
 }
 
 impl ClusterStatus {
-    pub fn new(cluster: &str, instances: &[ClusterInstance], view: &SlurmView, tags: &TagSettings) -> ClusterStatus {
+    pub(crate) fn new(
+        cluster: &str,
+        instances: &[ClusterInstance],
+        view: &SlurmView,
+        tags: &TagSettings,
+    ) -> ClusterStatus {
         let (targets, unknown) = targets(instances, view, tags);
         let in_sync = targets.iter().filter(|t| t.in_sync()).count();
         let out_of_sync = targets
@@ -70,7 +75,7 @@ impl ClusterStatus {
         }
     }
 
-    pub fn verdict(&self) -> Verdict {
+    pub(crate) fn verdict(&self) -> Verdict {
         if !self.out_of_sync.is_empty() {
             Verdict::OutOfSync
         } else if !self.unknown.is_empty() {

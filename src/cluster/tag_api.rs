@@ -9,9 +9,9 @@ use crate::aws::sdk::Runtime;
 use crate::cluster::plan::{Action, Batch};
 
 /// One DescribeInstances page: the instances, and the token of the next page.
-pub type InstancesPage = (Vec<ClusterInstance>, Option<String>);
+pub(crate) type InstancesPage = (Vec<ClusterInstance>, Option<String>);
 
-pub trait TagApi {
+pub(crate) trait TagApi {
     /// One page of the cluster's running instances, with their tags.
     fn instances_page(&mut self, cluster: &str, next: Option<&str>) -> Result<InstancesPage, CallError>;
     /// One CreateTags or DeleteTags (with Key and Value) for the batch.
@@ -19,14 +19,14 @@ pub trait TagApi {
 }
 
 /// The real EC2, without the SDK's own retries (the convergence's token bucket retries).
-pub struct Ec2TagApi {
+pub(crate) struct Ec2TagApi {
     runtime: Runtime,
     ec2: Ec2Tags,
 }
 
 impl Ec2TagApi {
     /// A client in `AWS_REGION`, else `fallback_region`; each call ends within `budget`.
-    pub fn new(fallback_region: &str, budget: Duration) -> anyhow::Result<Ec2TagApi> {
+    pub(crate) fn new(fallback_region: &str, budget: Duration) -> anyhow::Result<Ec2TagApi> {
         let runtime = Runtime::new()?;
         let ec2 = runtime.block_on(Ec2Tags::without_retries(fallback_region, budget));
         Ok(Ec2TagApi { runtime, ec2 })

@@ -23,7 +23,7 @@ use crate::state::{atomic_file, trusted_dir};
 
 /// What writing the timeline after a pass did, for the pass's summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Updated {
+pub(crate) struct Updated {
     pub recorded: Recorded,
     /// Dropped for being older than the retention.
     pub dropped: usize,
@@ -37,7 +37,7 @@ pub struct Updated {
 
 /// The instances of a pass that back a Slurm node (head and login nodes left out), each
 /// matched to its node as the tags are.
-pub fn sightings(instances: &[ClusterInstance], nodes: &[SlurmNode]) -> Vec<Sighting> {
+pub(crate) fn sightings(instances: &[ClusterInstance], nodes: &[SlurmNode]) -> Vec<Sighting> {
     let index = NodeIndex::new(nodes);
     instances
         .iter()
@@ -56,7 +56,7 @@ pub fn sightings(instances: &[ClusterInstance], nodes: &[SlurmNode]) -> Vec<Sigh
 
 /// Where a pass records the timeline, and for how long it keeps an interval.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineFile {
+pub(crate) struct TimelineFile {
     pub path: PathBuf,
     pub retention_days: u32,
     /// A pass that opens, closes and drops nothing only moves `last_seen` forward: the
@@ -67,7 +67,7 @@ pub struct TimelineFile {
 
 impl TimelineFile {
     /// The timeline the settings name ([`Settings::timeline_file`]); `None` when off.
-    pub fn from_settings(settings: &Settings) -> Option<TimelineFile> {
+    pub(crate) fn from_settings(settings: &Settings) -> Option<TimelineFile> {
         settings.timeline_file().map(|path| TimelineFile {
             path,
             retention_days: settings.timeline.retention_days,
@@ -78,7 +78,7 @@ impl TimelineFile {
     /// After a pass: reads the timeline (none yet: an empty one), records what the pass
     /// saw at `now`, drops what is older than the retention, and replaces the file. On
     /// an error the file is as it was.
-    pub fn update(&self, seen: &[Sighting], now: Timestamp) -> Result<Updated> {
+    pub(crate) fn update(&self, seen: &[Sighting], now: Timestamp) -> Result<Updated> {
         let path = &self.path;
         let dir = path
             .parent()

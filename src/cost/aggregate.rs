@@ -14,7 +14,7 @@ use crate::cost::period::Every;
 
 /// What a run brings to the sums beside its time: its CPUs, its price (`None`:
 /// unpriced) and its efficiency.
-pub struct Charged<'r> {
+pub(crate) struct Charged<'r> {
     pub cpus: u32,
     pub rate: Option<&'r Rate>,
     pub efficiency: Efficiency,
@@ -22,7 +22,7 @@ pub struct Charged<'r> {
 
 /// What a group spent in a period (or in the whole window).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
-pub struct Sums {
+pub(crate) struct Sums {
     /// Job runs with run time in the period (a requeued job's runs count one each).
     pub jobs: u64,
     /// Wall-clock seconds of those runs inside the period.
@@ -86,10 +86,10 @@ impl Sums {
 /// default SipHash on short keys. Its weakness to crafted collisions does not matter here:
 /// keys are user, account, partition and validated project names, and a collision costs
 /// time, never a wrong sum.
-pub type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
+pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Spend per group and period for one way of splitting time.
-pub struct SpendTable {
+pub(crate) struct SpendTable {
     every: Option<Every>,
     since: Timestamp,
     until: Timestamp,
@@ -101,10 +101,10 @@ pub struct SpendTable {
 }
 
 /// Joins the values of a group key (the separator cannot occur in sacct's output).
-pub const KEY_SEPARATOR: char = '\u{1f}';
+pub(crate) const KEY_SEPARATOR: char = '\u{1f}';
 
 impl SpendTable {
-    pub fn new(every: Option<Every>, since: Timestamp, until: Timestamp) -> SpendTable {
+    pub(crate) fn new(every: Option<Every>, since: Timestamp, until: Timestamp) -> SpendTable {
         SpendTable {
             every,
             since,
@@ -115,12 +115,8 @@ impl SpendTable {
         }
     }
 
-    pub fn every(&self) -> Option<Every> {
-        self.every
-    }
-
     /// The id of the group whose values, joined by [`KEY_SEPARATOR`], are `key`.
-    pub fn group(&mut self, key: &str) -> u32 {
+    pub(crate) fn group(&mut self, key: &str) -> u32 {
         if let Some(&id) = self.index.get(key) {
             return id;
         }
@@ -133,7 +129,7 @@ impl SpendTable {
 
     /// Charges a run of `[start, end)` (already inside the window) to `group`, split over
     /// the periods it touches.
-    pub fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, run: &Charged<'_>) {
+    pub(crate) fn charge(&mut self, group: u32, start: Timestamp, end: Timestamp, run: &Charged<'_>) {
         self.groups[group as usize].1.charge(start, end, run);
         let Some(every) = self.every else {
             self.cells
@@ -164,7 +160,7 @@ impl SpendTable {
 
     /// The final figures, with only the `top` most expensive groups kept by name and the
     /// others added up under [`OTHER`].
-    pub fn summarize(&self, top: Option<usize>) -> Summary {
+    pub(crate) fn summarize(&self, top: Option<usize>) -> Summary {
         let mut order: Vec<u32> = (0..self.groups.len() as u32).collect();
         order.sort_by(|&a, &b| {
             let (ka, sa) = &self.groups[a as usize];
@@ -230,11 +226,11 @@ impl SpendTable {
 }
 
 /// The key value standing for the groups beyond `--top`.
-pub const OTHER: &str = "(other)";
+pub(crate) const OTHER: &str = "(other)";
 
 /// One group in one period.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
+pub(crate) struct Row {
     /// Start and end (exclusive) of the period, clipped to the window.
     pub period: (Timestamp, Timestamp),
     /// Index in [`Summary::groups`].
@@ -244,7 +240,7 @@ pub struct Row {
 
 /// Everything the outputs print.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Per period (ascending), then per group (most expensive first).
     pub rows: Vec<Row>,
     /// Every period's total.
@@ -258,7 +254,7 @@ pub struct Summary {
 
 /// Lines and jobs that are not in the sums, or not fully, and why.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Diagnostics {
+pub(crate) struct Diagnostics {
     /// Lines read (blank lines and a header included).
     pub lines: u64,
     /// Job runs charged (priced or not).
@@ -277,17 +273,17 @@ pub struct Diagnostics {
 }
 
 /// How many skipped lines and unpriced job ids are shown by example.
-pub const EXAMPLES: usize = 5;
+pub(crate) const EXAMPLES: usize = 5;
 
 impl Diagnostics {
-    pub fn skip(&mut self, line: u64, reason: String) {
+    pub(crate) fn skip(&mut self, line: u64, reason: String) {
         self.skipped += 1;
         if self.first_skipped.len() < EXAMPLES {
             self.first_skipped.push((line, reason));
         }
     }
 
-    pub fn unpriced(&mut self, reason: String, job_id: &str, seconds: i64) {
+    pub(crate) fn unpriced(&mut self, reason: String, job_id: &str, seconds: i64) {
         self.unpriced += 1;
         let entry = self.unpriced_reasons.entry(reason).or_default();
         entry.0 += 1;

@@ -49,7 +49,7 @@ pub enum Overhead {
 
 /// The bill over the report's window.
 #[derive(Debug, Clone)]
-pub struct Billed {
+pub(crate) struct Billed {
     pub metric: Metric,
     pub currency: String,
     pub cluster: String,
@@ -67,7 +67,7 @@ impl Billed {
     /// Billed to `project` (`""`: untagged) in `[from, to)`: the amounts of the days or
     /// months that start there (`from` is taken from the start of its day, as Cost
     /// Explorer counts whole days).
-    pub fn project_in(&self, project: &str, period: (Timestamp, Timestamp)) -> f64 {
+    pub(crate) fn project_in(&self, project: &str, period: (Timestamp, Timestamp)) -> f64 {
         self.in_period(period)
             .filter(|(_, _, p, _)| p == project)
             .map(|a| a.3)
@@ -75,7 +75,7 @@ impl Billed {
     }
 
     /// Billed to the cluster in `[from, to)`, tagged or not.
-    pub fn all_in(&self, period: (Timestamp, Timestamp)) -> f64 {
+    pub(crate) fn all_in(&self, period: (Timestamp, Timestamp)) -> f64 {
         self.in_period(period).map(|a| a.3).sum()
     }
 
@@ -89,16 +89,16 @@ impl Billed {
             .filter(move |(start, ..)| (from..to).contains(start))
     }
 
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         self.amounts.iter().map(|a| a.3).sum()
     }
 
-    pub fn untagged(&self) -> f64 {
+    pub(crate) fn untagged(&self) -> f64 {
         self.by_project().get("").copied().unwrap_or(0.0)
     }
 
     /// Billed per project tag value; `""` is the untagged cost.
-    pub fn by_project(&self) -> BTreeMap<String, f64> {
+    pub(crate) fn by_project(&self) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
         for (_, _, p, amount) in &self.amounts {
             *out.entry(p.clone()).or_insert(0.0) += amount;
@@ -108,7 +108,7 @@ impl Billed {
 
     /// The untagged cost of `[from, to)` that `--overhead proportional` adds to a project
     /// whose estimate there is `estimate` out of `all_estimates`; 0 without it.
-    pub fn overhead_share(&self, period: (Timestamp, Timestamp), estimate: f64, all_estimates: f64) -> f64 {
+    pub(crate) fn overhead_share(&self, period: (Timestamp, Timestamp), estimate: f64, all_estimates: f64) -> f64 {
         if self.overhead == Overhead::None || all_estimates <= 0.0 {
             return 0.0;
         }
@@ -118,7 +118,7 @@ impl Billed {
 
 /// The window of whole UTC days Cost Explorer is asked about: from the day of `since` to
 /// the end of the day of `until` (Cost Explorer's end date is exclusive).
-pub fn days(options: &Options) -> (Timestamp, Timestamp) {
+pub(crate) fn days(options: &Options) -> (Timestamp, Timestamp) {
     let (start, first_end) = time::day(options.since);
     // The end of the day holding the window's last second.
     let end = time::day(options.until - 1).1;
@@ -127,7 +127,7 @@ pub fn days(options: &Options) -> (Timestamp, Timestamp) {
 
 /// The bill of cluster `cluster`, grouped by `project_key`, over the report's window:
 /// per day, or per month with `--every month`.
-pub fn fetch(
+pub(crate) fn fetch(
     options: &Options,
     cluster: &str,
     project_key: &str,
@@ -150,7 +150,7 @@ fn date(t: Timestamp) -> String {
 }
 
 /// The report's view of what Cost Explorer answered, with the notes a reader needs.
-pub fn from_bill(
+pub(crate) fn from_bill(
     bill: Bill,
     window: (Timestamp, Timestamp),
     cluster: &str,

@@ -16,7 +16,7 @@ use crate::slurm::sacct::Record;
 
 /// A job run's efficiency figures, each `None` when unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Efficiency {
+pub(crate) struct Efficiency {
     /// TotalCPU ÷ (elapsed × allocated CPUs), 0 to 1.
     pub cpu: Option<f64>,
     /// The job holds GPUs: its CPU efficiency is not given.
@@ -32,7 +32,7 @@ impl Efficiency {
     /// The figures of `record`. Elapsed is the whole run (`ElapsedRaw`), not the part in
     /// the report's window, since TotalCPU is the whole run's; without ElapsedRaw, End −
     /// Start.
-    pub fn of(record: &Record<'_>) -> Efficiency {
+    pub(crate) fn of(record: &Record<'_>) -> Efficiency {
         let elapsed = record
             .elapsed_raw
             .or_else(|| Some(record.end? - record.start?).and_then(|s| u64::try_from(s).ok()))
@@ -67,7 +67,7 @@ impl Efficiency {
     }
 
     /// What the unused CPU share of `cost` came to, when both are known.
-    pub fn wasted(&self, cost: Option<f64>) -> Option<f64> {
+    pub(crate) fn wasted(&self, cost: Option<f64>) -> Option<f64> {
         Some(cost? * (1.0 - self.cpu?))
     }
 }

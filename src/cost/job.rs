@@ -85,14 +85,14 @@ impl JobCost {
 }
 
 /// The sacct fields read: the report's, with the time limit.
-pub fn layout(prices: &Prices) -> sacct::Layout {
+pub(crate) fn layout(prices: &Prices) -> sacct::Layout {
     sacct::Layout::new(prices.settings.project_source, false).with_time_limit()
 }
 
 /// Prices the runs in sacct lines (made with [`layout`]) at `now`. With `ids` (the
 /// comment is asked for), lines whose job id sacct's bare list lacks are forged and
 /// skipped, as in the report.
-pub fn from_records(
+pub(crate) fn from_records(
     prices: &Prices,
     job_id: &str,
     input: &mut impl BufRead,
@@ -170,7 +170,7 @@ pub fn from_records(
 /// Runs sacct for `job_id` (see the module notes) and prices what it shows at `now`.
 /// With the comment as the project, sacct's bare list of the job's ids comes first, as
 /// in the report.
-pub fn run_sacct(prices: &Prices, job_id: &str, now: Timestamp) -> anyhow::Result<JobCost> {
+pub(crate) fn run_sacct(prices: &Prices, job_id: &str, now: Timestamp) -> anyhow::Result<JobCost> {
     let layout = layout(prices);
     let ids = if layout.has_comment() {
         Some(spawn_sacct(&sacct::job_arguments(job_id, "JobID"), JobIds::read)?)

@@ -10,13 +10,13 @@ use std::io::{self, BufRead};
 
 /// How many times sacct listed each job id (a requeued job once per run).
 #[derive(Debug, Default)]
-pub struct JobIds {
+pub(crate) struct JobIds {
     left: HashMap<String, u32>,
 }
 
 impl JobIds {
     /// Reads `sacct --format=JobID` output, one id a line.
-    pub fn read(input: impl BufRead) -> io::Result<JobIds> {
+    pub(crate) fn read(input: impl BufRead) -> io::Result<JobIds> {
         let mut ids = JobIds::default();
         for line in input.lines() {
             let line = line?;
@@ -29,7 +29,7 @@ impl JobIds {
     }
 
     /// Uses up one listing of `id`; false when none is left.
-    pub fn take(&mut self, id: &str) -> bool {
+    pub(crate) fn take(&mut self, id: &str) -> bool {
         match self.left.get_mut(id) {
             Some(n) if *n > 0 => {
                 *n -= 1;

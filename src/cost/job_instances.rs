@@ -58,7 +58,7 @@ fn is_zero(n: &usize) -> bool {
 /// Joins `job`'s runs with the timeline at `timeline` (`None`: switched off), whose
 /// open intervals may be up to `rewrite_seconds` older than the service's last pass
 /// ([`Timeline::extend_open_to`]).
-pub fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u32) -> JobInstances {
+pub(crate) fn job_instances(job: &JobCost, timeline: Option<&Path>, rewrite_seconds: u32) -> JobInstances {
     let mut shown = JobInstances {
         timeline: timeline.map(Path::to_path_buf),
         instances: Vec::new(),

@@ -6,16 +6,16 @@
 //! bill beside it is [`billed`]. Budgets, metrics and `cost-tags job` use this engine;
 //! how a report is shown (table, CSV, JSON, chart, HTML) is [`crate::report`].
 
-pub mod aggregate;
-pub mod billed;
-pub mod efficiency;
-pub mod filter;
-pub mod job;
-pub mod job_ids;
-pub mod job_instances;
-pub mod period;
-pub mod priced_run;
-pub mod pricing;
+pub(crate) mod aggregate;
+pub(crate) mod billed;
+pub(crate) mod efficiency;
+pub(crate) mod filter;
+pub(crate) mod job;
+pub(crate) mod job_ids;
+pub(crate) mod job_instances;
+pub(crate) mod period;
+pub(crate) mod priced_run;
+pub(crate) mod pricing;
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader};
@@ -78,7 +78,7 @@ impl Dimension {
 }
 
 /// Groups drawn in a chart when `--top` does not say.
-pub const CHART_TOP: usize = 10;
+pub(crate) const CHART_TOP: usize = 10;
 
 /// What is being reported, as resolved from the arguments and the clock.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl Options {
 
 /// A finished report.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub(crate) struct Report {
     pub options: Options,
     pub currency: String,
     pub project_source: ProjectSource,
@@ -161,15 +161,16 @@ fn value<'a>(record: &sacct::Record<'a>, d: Dimension, source: ProjectSource) ->
     }
 }
 
-/// Reads sacct lines from `input` and builds the report. Only I/O errors fail; every
-/// line that cannot be used is counted in the report's diagnostics.
-pub fn build(settings: &Settings, options: &Options, input: impl BufRead) -> io::Result<Report> {
+/// [`build_confirmed`] with the `[pricing]` settings alone: the unit tests' shorthand.
+#[cfg(test)]
+pub(crate) fn build(settings: &Settings, options: &Options, input: impl BufRead) -> io::Result<Report> {
     build_confirmed(&Prices::settings_only(settings), options, input, None)
 }
 
-/// [`build`] with `prices`, charging only records whose job id `ids` still lists (see
-/// [`job_ids`]).
-pub fn build_confirmed(
+/// Reads sacct lines from `input` and builds the report with `prices`, charging only
+/// records whose job id `ids` still lists (see [`job_ids`]). Only I/O errors fail; every
+/// line that cannot be used is counted in the report's diagnostics.
+pub(crate) fn build_confirmed(
     prices: &Prices,
     options: &Options,
     input: impl BufRead,
@@ -180,7 +181,7 @@ pub fn build_confirmed(
 
 /// [`build_confirmed`] that also hands each job run, as it is priced, to `jobs` (`--by
 /// job`). The first error `jobs` returns (its output closed) ends the report with it.
-pub fn build_with_jobs(
+pub(crate) fn build_with_jobs(
     prices: &Prices,
     options: &Options,
     input: impl BufRead,
@@ -427,7 +428,7 @@ impl AccountRolls {
 /// release's `--format`, or with the fields in another order, still reads; a header
 /// without a field `layout` needs is an `InvalidData` error holding a
 /// [`sacct::MissingField`]. Without a header, lines hold exactly `layout`'s fields.
-pub fn records(
+pub(crate) fn records(
     input: &mut impl BufRead,
     layout: sacct::Layout,
     ids: Option<&mut JobIds>,
@@ -606,7 +607,7 @@ impl<F: FnMut(u64, sacct::Record<'_>, &mut Diagnostics)> Reader<'_, F> {
 /// and ParallelCluster's fleet configuration applied, the cache (for spot histories), and
 /// where each price comes from.
 #[derive(Debug, Clone)]
-pub struct Prices {
+pub(crate) struct Prices {
     pub settings: Settings,
     /// `[pricing.clusters.NAME]`, each resolved the same way.
     pub clusters: BTreeMap<String, PricingSettings>,
@@ -617,8 +618,9 @@ pub struct Prices {
 }
 
 impl Prices {
-    /// The `[pricing]` settings alone: no cache, no fleet configuration.
-    pub fn settings_only(settings: &Settings) -> Prices {
+    /// The `[pricing]` settings alone: no cache, no fleet configuration (unit tests).
+    #[cfg(test)]
+    pub(crate) fn settings_only(settings: &Settings) -> Prices {
         let (_, sources) = merge::with_cache(&settings.pricing, None, Timestamp::UNIX_EPOCH);
         Prices {
             settings: settings.clone(),
@@ -634,7 +636,7 @@ impl Prices {
 /// [`fleet_config`]) into the [`Prices`] of a report run at `now`. A price cache that is
 /// named but unreadable is an error; a partition or node pattern naming an instance type
 /// nobody prices is one too, naming the setting.
-pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices> {
+pub(crate) fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices> {
     let mut settings = settings.clone();
     let cache = match settings.pricing.cache_to_read() {
         Some(path) => Some(PriceCache::read(&path)?),
@@ -680,12 +682,12 @@ pub fn with_prices(settings: &Settings, now: Timestamp) -> anyhow::Result<Prices
 /// comment is asked for, sacct first lists the window's job ids alone, to confirm the
 /// records with ([`job_ids`]): asked first, so a job that starts in between is only in
 /// the second answer, where its run (after the window's end) costs nothing.
-pub fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
+pub(crate) fn run_sacct(prices: &Prices, options: &Options) -> anyhow::Result<Report> {
     run_sacct_with_jobs(prices, options, None)
 }
 
 /// [`run_sacct`] handing each job run to `jobs` as it is priced (see [`build_with_jobs`]).
-pub fn run_sacct_with_jobs(
+pub(crate) fn run_sacct_with_jobs(
     prices: &Prices,
     options: &Options,
     jobs: Option<&mut dyn priced_run::JobSink>,
@@ -727,7 +729,7 @@ pub fn run_sacct_with_jobs(
 
 /// Runs sacct over `[since, until)` for `format` and hands its output, as it arrives, to
 /// `read`. No shell; sacct's own messages go to stderr.
-pub fn read_sacct<T>(
+pub(crate) fn read_sacct<T>(
     users: sacct::Users,
     (since, until): (Timestamp, Timestamp),
     clusters: Option<&str>,

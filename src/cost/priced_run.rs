@@ -8,7 +8,7 @@ use crate::model::time::Timestamp;
 use crate::slurm::sacct::Record;
 
 /// One job run as [`super::build_with_jobs`] priced it, handed over at once.
-pub struct PricedRun<'r, 'a> {
+pub(crate) struct PricedRun<'r, 'a> {
     pub record: &'r Record<'a>,
     pub project: &'a str,
     /// The part of the run inside the window, charged.
@@ -21,6 +21,6 @@ pub struct PricedRun<'r, 'a> {
 }
 
 /// What takes the job runs as they are priced.
-pub trait JobSink {
+pub(crate) trait JobSink {
     fn run(&mut self, run: &PricedRun<'_, '_>) -> io::Result<()>;
 }

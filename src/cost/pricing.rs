@@ -36,7 +36,7 @@ struct Partition {
 }
 
 /// Prices jobs from the `[pricing]` settings and, for spot, the price cache.
-pub struct Pricer {
+pub(crate) struct Pricer {
     instances: Vec<Instance>,
     partitions: FastMap<String, Partition>,
     cache: Option<PriceCache>,
@@ -56,7 +56,7 @@ pub struct Pricer {
 
 /// The price of a job while it runs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rate {
+pub(crate) struct Rate {
     /// Currency per second, for the nodes whose price does not change.
     pub per_second: f64,
     /// The job's shares of its nodes added up (2 whole nodes = 2.0, half of one = 0.5).
@@ -67,7 +67,7 @@ pub struct Rate {
 
 impl Rate {
     /// What the job costs over `[from, to)`.
-    pub fn cost(&self, from: Timestamp, to: Timestamp) -> f64 {
+    pub(crate) fn cost(&self, from: Timestamp, to: Timestamp) -> f64 {
         let spot: f64 = self
             .spot
             .iter()
@@ -78,7 +78,7 @@ impl Rate {
 }
 
 /// `*` matches any run of characters, `?` exactly one; everything else itself.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
     let (mut pi, mut ni) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
@@ -103,13 +103,13 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 impl Pricer {
     /// `settings` must already hold the cache's instance types (see
     /// [`crate::prices::merge::with_cache`]); the cache is kept for spot histories.
-    pub fn new(settings: &PricingSettings, cache: Option<PriceCache>) -> Pricer {
+    pub(crate) fn new(settings: &PricingSettings, cache: Option<PriceCache>) -> Pricer {
         Pricer::for_cluster(settings, cache, true)
     }
 
     /// [`Pricer::new`] for the jobs of one cluster; `local` when it is the cluster whose
     /// queues the cache's zones describe.
-    pub fn for_cluster(settings: &PricingSettings, cache: Option<PriceCache>, local: bool) -> Pricer {
+    pub(crate) fn for_cluster(settings: &PricingSettings, cache: Option<PriceCache>, local: bool) -> Pricer {
         let instances: Vec<Instance> = settings
             .instances
             .iter()
@@ -154,17 +154,17 @@ impl Pricer {
     }
 
     /// True when no price at all is configured (every job would be unpriced).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.instances.is_empty()
     }
 
     /// How the spot histories used so far were found: (instance type, partition) -> source.
-    pub fn spot_sources(&self) -> &BTreeMap<(String, String), String> {
+    pub(crate) fn spot_sources(&self) -> &BTreeMap<(String, String), String> {
         &self.spot_sources
     }
 
     /// The instance types that priced at least one job so far.
-    pub fn used_instance_types(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn used_instance_types(&self) -> impl Iterator<Item = &str> {
         self.instances
             .iter()
             .zip(&self.used)
@@ -175,7 +175,7 @@ impl Pricer {
     /// The instance types of the nodes of the job [`Pricer::rate`] last priced (when it
     /// returned a rate), each once, in node order: what a per-job row names. It reads what
     /// `rate` keeps anyway, so pricing a job costs nothing more for it.
-    pub fn last_instance_types(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn last_instance_types(&self) -> impl Iterator<Item = &str> {
         let nodes = &self.scratch;
         nodes
             .iter()
@@ -187,18 +187,18 @@ impl Pricer {
     }
 
     /// Whether the nodes of `partition` are charged at spot prices.
-    pub fn is_spot(&self, partition: &str) -> bool {
+    pub(crate) fn is_spot(&self, partition: &str) -> bool {
         self.partitions.get(partition).is_some_and(|p| p.spot)
     }
 
     /// Whether instance type `name` has a spot price in the settings (else a spot node of
     /// it is priced from the cache's history).
-    pub fn has_settings_spot(&self, name: &str) -> bool {
+    pub(crate) fn has_settings_spot(&self, name: &str) -> bool {
         self.instances.iter().any(|i| i.name == name && i.spot.is_some())
     }
 
     /// The job's rate, or why it cannot be priced.
-    pub fn rate(&mut self, job: &Record<'_>) -> Result<Rate, String> {
+    pub(crate) fn rate(&mut self, job: &Record<'_>) -> Result<Rate, String> {
         let partition = self.partitions.get(job.partition);
         let spot = partition.is_some_and(|p| p.spot);
         let partition_instance = partition.and_then(|p| p.instance);

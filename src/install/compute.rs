@@ -12,7 +12,7 @@ use super::files::{check_dir_writable, mode_of, same_file, write_atomic};
 use super::periodic::{self, is_ours, Init, Job};
 use super::{Options, Session};
 
-pub fn install(s: &mut Session, options: &Options) -> Result<()> {
+pub(crate) fn install(s: &mut Session, options: &Options) -> Result<()> {
     let head_only = [
         (options.release.is_some(), "--release"),
         (options.budgets, "--budgets"),
@@ -53,7 +53,7 @@ pub fn install(s: &mut Session, options: &Options) -> Result<()> {
     Ok(())
 }
 
-pub fn uninstall(s: &mut Session) -> Result<()> {
+pub(crate) fn uninstall(s: &mut Session) -> Result<()> {
     for dir in [s.paths.state_dir.clone(), s.paths.cache_dir.clone()] {
         if dir.is_dir() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;

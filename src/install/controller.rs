@@ -26,9 +26,9 @@ use crate::config::Settings;
 use crate::node::env_file::PATH_ENV as ENV_FILE_VAR;
 
 /// The systemd unit (without `.service`) and the cron.d file.
-pub const SERVICE: &str = "cost-tags-converge";
+pub(crate) const SERVICE: &str = "cost-tags-converge";
 /// The hook script, in the release's scripts/slurm and in the hook directory.
-pub const WAKE_HOOK: &str = "cost-tags-wake";
+pub(crate) const WAKE_HOOK: &str = "cost-tags-wake";
 /// The wake file as the release's hook names it; the installer writes the real one.
 const WAKE_IN_RELEASE: &str = "/run/cost-tags/wake";
 /// See [`periodic`]: neither systemd nor cron gives sbin.
@@ -36,7 +36,7 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /// What controller mode installs on this head node, decided before anything changes.
 #[derive(Debug, Clone)]
-pub struct Staged {
+pub(crate) struct Staged {
     pub init: Init,
     pub service: PathBuf,
     pub cron: PathBuf,
@@ -51,7 +51,7 @@ pub struct Staged {
 }
 
 /// Where controller mode's files go, whatever the mode (removing them needs them too).
-pub fn paths(s: &Session) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn paths(s: &Session) -> (PathBuf, PathBuf, PathBuf) {
     let p = &s.paths;
     (
         p.unit_dir.join(format!("{SERVICE}.service")),
@@ -62,7 +62,7 @@ pub fn paths(s: &Session) -> (PathBuf, PathBuf, PathBuf) {
 
 /// Checks and stages controller mode: the hook from `release`, the wake file from the
 /// settings in effect, the keys the site sets.
-pub fn stage(s: &mut Session, release: &Path, scan: &Scan, init: InitSystem) -> Result<Staged> {
+pub(crate) fn stage(s: &mut Session, release: &Path, scan: &Scan, init: InitSystem) -> Result<Staged> {
     let p = s.paths.clone();
     if init.init == Init::None {
         bail!(
@@ -130,7 +130,7 @@ fn plain_path(path: &str) -> bool {
 
 /// The service: started at boot, restarted whatever ends it. SIGTERM goes to cost-tags
 /// alone (KillMode=mixed), which ends between passes; an squeue it started finishes.
-pub fn service_text(etc_dir: &Path, bin_dir: &Path, slurm_user: &str) -> String {
+pub(crate) fn service_text(etc_dir: &Path, bin_dir: &Path, slurm_user: &str) -> String {
     let bin = format!("{}/cost-tags", bin_dir.display());
     let env = format!("{}/cost-tags.env", etc_dir.display());
     let path = format!("{}:{SYSTEM_PATH}", bin_dir.display());
@@ -164,7 +164,7 @@ pub fn service_text(etc_dir: &Path, bin_dir: &Path, slurm_user: &str) -> String 
 }
 
 /// The cron fallback: one pass a minute, given up after 50 s.
-pub fn cron_text(etc_dir: &Path, bin_dir: &Path) -> String {
+pub(crate) fn cron_text(etc_dir: &Path, bin_dir: &Path) -> String {
     let bin = format!("{}/cost-tags", bin_dir.display());
     let env = format!("{}/cost-tags.env", etc_dir.display());
     let path = format!("{}:{SYSTEM_PATH}", bin_dir.display());
@@ -182,7 +182,7 @@ pub fn cron_text(etc_dir: &Path, bin_dir: &Path) -> String {
 /// Writes controller mode's files (`staged` Some) or removes those an earlier run wrote
 /// (None: node mode), the service stopped before its unit goes. A unit (re)written is
 /// added to `units_written`, so that [`activate`] restarts it.
-pub fn apply(s: &mut Session, staged: Option<&Staged>) -> Result<()> {
+pub(crate) fn apply(s: &mut Session, staged: Option<&Staged>) -> Result<()> {
     let p = s.paths.clone();
     let (service, cron, hook) = paths(s);
     let Some(st) = staged else {
@@ -213,7 +213,7 @@ pub fn apply(s: &mut Session, staged: Option<&Staged>) -> Result<()> {
 }
 
 /// Removes every file of controller mode an earlier run wrote, the service stopped first.
-pub fn remove(s: &mut Session) -> Result<()> {
+pub(crate) fn remove(s: &mut Session) -> Result<()> {
     let (service, cron, hook) = paths(s);
     if s.recorded(&service) {
         stop(s);
@@ -225,7 +225,7 @@ pub fn remove(s: &mut Session) -> Result<()> {
 }
 
 /// Stops and disables the service (before its unit goes, or at the uninstall).
-pub fn stop(s: &mut Session) {
+pub(crate) fn stop(s: &mut Session) {
     let unit = format!("{SERVICE}.service");
     if s.paths.root.is_some() {
         s.out.log(format!(
@@ -244,7 +244,7 @@ pub fn stop(s: &mut Session) {
 
 /// After the files are written: the service runs (restarted when its unit changed), and
 /// the administrator is told how the convergence is woken.
-pub fn activate(s: &mut Session, st: &Staged, init: InitSystem, poll_s: u64) -> Result<()> {
+pub(crate) fn activate(s: &mut Session, st: &Staged, init: InitSystem, poll_s: u64) -> Result<()> {
     let unit = format!("{SERVICE}.service");
     let unit_changed = s.units_written.contains(&st.service);
     if st.init == Init::Cron {

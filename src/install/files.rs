@@ -26,16 +26,16 @@ use super::manifest::{sha_and_backup, Key};
 use super::Session;
 
 /// The SHA-256 of a file's content, in lowercase hexadecimal.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(sha256(&fs::read(path)?))
 }
 
-pub fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The permission bits of `path` (not following a symlink).
-pub fn mode_of(path: &Path) -> Option<u32> {
+pub(crate) fn mode_of(path: &Path) -> Option<u32> {
     fs::symlink_metadata(path).ok().map(|m| m.permissions().mode() & 0o7777)
 }
 
@@ -47,7 +47,7 @@ const NEVER_WRITABLE_BY: u32 = 0o022;
 /// or a regular file; the target of a symbolic link when that is an existing regular
 /// file inside one of the `trees` that hold the link. Anything else is refused with a
 /// message naming the link and where it points.
-pub fn target(dest: &Path, trees: &[PathBuf]) -> Result<PathBuf> {
+pub(crate) fn target(dest: &Path, trees: &[PathBuf]) -> Result<PathBuf> {
     let meta = match fs::symlink_metadata(dest) {
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(dest.to_path_buf()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dest.display())),
@@ -102,7 +102,7 @@ fn exists(path: &Path) -> bool {
 }
 
 /// Whether `dest` is a regular file holding `content` with mode `mode`.
-pub fn same_file(content: &[u8], dest: &Path, mode: u32) -> bool {
+pub(crate) fn same_file(content: &[u8], dest: &Path, mode: u32) -> bool {
     match fs::symlink_metadata(dest) {
         Ok(m) if m.is_file() => m.permissions().mode() & 0o7777 == mode && fs::read(dest).is_ok_and(|c| c == content),
         _ => false,
@@ -112,7 +112,7 @@ pub fn same_file(content: &[u8], dest: &Path, mode: u32) -> bool {
 /// Writes `content` to `dest` (a path [`target`] returned) with mode `mode` less any
 /// group or other write bit, atomically, keeping the owner of an existing `dest` (a
 /// site's slurm.conf may belong to slurm).
-pub fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
     if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
         bail!("{} is a symbolic link: not replaced", dest.display());
     }
@@ -128,7 +128,7 @@ pub fn write_atomic(dest: &Path, content: &[u8], mode: u32) -> Result<()> {
 
 /// A copy of `from` at `to` as `cp -a` makes it: a symlink stays a symlink; a file keeps
 /// its content, mode and (for root) owner. `to` is replaced atomically.
-pub fn copy_exact(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn copy_exact(from: &Path, to: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(from).with_context(|| format!("cannot read {}", from.display()))?;
     if meta.file_type().is_symlink() {
         let target = fs::read_link(from)?;
@@ -154,7 +154,7 @@ fn temporary_beside(path: &Path) -> PathBuf {
 
 /// The nearest existing ancestor of `path` (or `path`) must be a writable directory:
 /// checked before anything changes, so a read-only /opt/slurm fails the run cleanly.
-pub fn check_dir_writable(path: &Path) -> Result<()> {
+pub(crate) fn check_dir_writable(path: &Path) -> Result<()> {
     let mut p = path;
     while !exists(p) {
         match p.parent() {
@@ -176,11 +176,11 @@ pub fn check_dir_writable(path: &Path) -> Result<()> {
 
 impl Session<'_> {
     /// Where a write to `dest` goes: [`target`] within this node's trees.
-    pub fn target(&self, dest: &Path) -> Result<PathBuf> {
+    pub(crate) fn target(&self, dest: &Path) -> Result<PathBuf> {
         target(dest, &self.paths.trees())
     }
     /// Writes the manifest (or removes it once it holds nothing), only when it changed.
-    pub fn save_manifest(&mut self) -> Result<()> {
+    pub(crate) fn save_manifest(&mut self) -> Result<()> {
         let path = self.paths.manifest.clone();
         match self.manifest.text() {
             None => match fs::remove_file(&path) {
@@ -203,7 +203,7 @@ impl Session<'_> {
 
     /// Creates `dir` and its missing parents with `mode`; each one created is recorded
     /// (removed by the uninstall when empty) unless `record` is false.
-    pub fn ensure_dir(&mut self, dir: &Path, mode: u32, record: bool) -> Result<()> {
+    pub(crate) fn ensure_dir(&mut self, dir: &Path, mode: u32, record: bool) -> Result<()> {
         let mut missing = Vec::new();
         let mut p = dir;
         while !exists(p) {
@@ -224,7 +224,7 @@ impl Session<'_> {
     }
 
     /// Saves `path` as it is now into the backup directory; returns the backup's name.
-    pub fn back_up(&mut self, path: &Path) -> Result<String> {
+    pub(crate) fn back_up(&mut self, path: &Path) -> Result<String> {
         let path = &self.target(path)?;
         let backup_dir = self.paths.backup_dir.clone();
         self.ensure_dir(&backup_dir, 0o700, false)?;
@@ -236,7 +236,7 @@ impl Session<'_> {
     /// A file from the release (binaries, hooks, job_submit.lua, our slurm.conf include):
     /// always made equal to `content`. A file that was there before and is not ours is
     /// saved first, and put back by the uninstall.
-    pub fn put_file(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<()> {
+    pub(crate) fn put_file(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<()> {
         let dest = &self.target(dest)?;
         let recorded = self.manifest.written(dest);
         if recorded.is_some() && same_file(content, dest, mode) {
@@ -276,7 +276,7 @@ impl Session<'_> {
     /// A settings file written only where none exists. One the install wrote and nobody
     /// changed since follows the options of the latest run; any other is left alone
     /// (returns false then).
-    pub fn put_once(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<bool> {
+    pub(crate) fn put_once(&mut self, content: &[u8], dest: &Path, mode: u32) -> Result<bool> {
         let dest = &self.target(dest)?;
         let key = Key::File(dest.to_path_buf());
         if exists(dest) {
@@ -299,7 +299,7 @@ impl Session<'_> {
 
     /// Removes (a `file` record) or restores (a `replaced` one) a recorded file, unless it
     /// changed since the install; returns true when it was kept for that reason.
-    pub fn remove_recorded(&mut self, key: &Key) -> Result<bool> {
+    pub(crate) fn remove_recorded(&mut self, key: &Key) -> Result<bool> {
         let Some(value) = self.manifest.get(key).map(str::to_string) else {
             return Ok(false);
         };
@@ -330,7 +330,7 @@ impl Session<'_> {
     }
 
     /// Removes (or restores) the recorded file `path`, counting it as a change.
-    pub fn drop_recorded(&mut self, path: &Path) -> Result<()> {
+    pub(crate) fn drop_recorded(&mut self, path: &Path) -> Result<()> {
         let path = &self.recorded_path(path);
         for key in [Key::File(path.to_path_buf()), Key::Replaced(path.to_path_buf())] {
             if self.manifest.has(&key) {
@@ -342,7 +342,7 @@ impl Session<'_> {
     }
 
     /// Whether the install wrote `path` (a `file` or `replaced` record).
-    pub fn recorded(&self, path: &Path) -> bool {
+    pub(crate) fn recorded(&self, path: &Path) -> bool {
         self.manifest.written(&self.recorded_path(path)).is_some()
     }
 

@@ -20,7 +20,7 @@ use crate::config::{Settings, TaggingMode};
 
 /// The binaries of a release; all four are needed (cost-tags runs the install itself
 /// and the periodic jobs).
-pub const RELEASE_BINS: [&str; 4] = ["project-check", "cost-prolog", "cost-epilog", "cost-tags"];
+pub(crate) const RELEASE_BINS: [&str; 4] = ["project-check", "cost-prolog", "cost-epilog", "cost-tags"];
 const PROLOG_HOOK: &str = "90_cost-tags-prolog";
 const EPILOG_HOOK: &str = "90_cost-tags-epilog";
 const INCLUDE_LINE: &str = "include cost-tags_slurm.conf";
@@ -55,7 +55,7 @@ struct HeadJob {
     on: bool,
 }
 
-pub fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()> {
+pub(crate) fn install(s: &mut Session, options: &Options, release: &Path) -> Result<()> {
     let p = s.paths.clone();
     if !p.conf_dir.is_dir() {
         bail!(
@@ -818,7 +818,7 @@ fn lock(dir: &Path) -> Result<nix::fcntl::Flock<fs::File>> {
     }
 }
 
-pub fn uninstall(s: &mut Session, options: &Options) -> Result<()> {
+pub(crate) fn uninstall(s: &mut Session, options: &Options) -> Result<()> {
     let p = s.paths.clone();
     let _lock = if p.conf_dir.is_dir() {
         Some(lock(&p.conf_dir)?)

@@ -20,7 +20,7 @@ use crate::config::Settings;
 
 /// Creates the journal `settings` name (under the install's root) for `slurm_user`,
 /// when budgets are on and it does not exist yet.
-pub fn ensure(s: &mut Session, settings: &Settings, slurm_user: &str) -> Result<()> {
+pub(crate) fn ensure(s: &mut Session, settings: &Settings, slurm_user: &str) -> Result<()> {
     if !settings.budget.enabled {
         return Ok(());
     }

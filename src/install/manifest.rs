@@ -25,7 +25,7 @@ const HEADER: &str =
 
 /// What a record is about: its kind and the fields that identify it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
+pub(crate) enum Key {
     Dir(PathBuf),
     File(PathBuf),
     Replaced(PathBuf),
@@ -36,7 +36,7 @@ pub enum Key {
 
 impl Key {
     /// The file a record is about.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         match self {
             Key::Dir(p) | Key::File(p) | Key::Replaced(p) | Key::Edited(p) => p,
             Key::Merge { file, .. } | Key::Line { file, .. } => file,
@@ -44,7 +44,7 @@ impl Key {
     }
 
     /// The change to a configuration file this record stands for, if it is one.
-    pub fn change(&self) -> Option<Change> {
+    pub(crate) fn change(&self) -> Option<Change> {
         match self {
             Key::Merge { key, item, .. } => Some(Change::Merge {
                 key: key.clone(),
@@ -102,19 +102,19 @@ impl Key {
 
 /// The records, in the order they were made (the uninstall undoes them newest first).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     records: Vec<(Key, String)>,
 }
 
 /// The value of a `file` record: the file's SHA-256 as the install left it. For
 /// `replaced` and `edited`: the SHA-256 and the backup's name, tab-separated.
-pub fn sha_and_backup(value: &str) -> (&str, &str) {
+pub(crate) fn sha_and_backup(value: &str) -> (&str, &str) {
     value.split_once('\t').unwrap_or((value, ""))
 }
 
 impl Manifest {
     /// Reads the manifest at `path`; none there is an empty manifest.
-    pub fn load(path: &Path) -> Result<Manifest> {
+    pub(crate) fn load(path: &Path) -> Result<Manifest> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
@@ -123,7 +123,7 @@ impl Manifest {
         Manifest::parse(&text).with_context(|| path.display().to_string())
     }
 
-    pub fn parse(text: &str) -> Result<Manifest> {
+    pub(crate) fn parse(text: &str) -> Result<Manifest> {
         let mut m = Manifest::default();
         for line in text.lines() {
             if line.is_empty() || line.starts_with('#') {
@@ -138,7 +138,7 @@ impl Manifest {
     }
 
     /// The manifest's text, or `None` when it holds nothing (no file is kept then).
-    pub fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         if self.records.is_empty() {
             return None;
         }
@@ -154,45 +154,45 @@ impl Manifest {
         Some(out)
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
 
-    pub fn get(&self, key: &Key) -> Option<&str> {
+    pub(crate) fn get(&self, key: &Key) -> Option<&str> {
         self.records.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
-    pub fn has(&self, key: &Key) -> bool {
+    pub(crate) fn has(&self, key: &Key) -> bool {
         self.get(key).is_some()
     }
 
     /// Sets a record's value; a new record goes last.
-    pub fn set(&mut self, key: Key, value: String) {
+    pub(crate) fn set(&mut self, key: Key, value: String) {
         match self.records.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => *v = value,
             None => self.records.push((key, value)),
         }
     }
 
-    pub fn remove(&mut self, key: &Key) {
+    pub(crate) fn remove(&mut self, key: &Key) {
         self.records.retain(|(k, _)| k != key);
     }
 
     /// The keys, oldest first (a copy, so that the caller may change the manifest while
     /// going through them).
-    pub fn keys(&self) -> Vec<Key> {
+    pub(crate) fn keys(&self) -> Vec<Key> {
         self.records.iter().map(|(k, _)| k.clone()).collect()
     }
 
     /// The `file` or `replaced` record of `path`, if the install wrote it.
-    pub fn written(&self, path: &Path) -> Option<Key> {
+    pub(crate) fn written(&self, path: &Path) -> Option<Key> {
         [Key::File(path.to_path_buf()), Key::Replaced(path.to_path_buf())]
             .into_iter()
             .find(|k| self.has(k))
     }
 
     /// The recorded changes to configuration file `path`, oldest first, with their keys.
-    pub fn changes_to(&self, path: &Path) -> Vec<(Key, Change)> {
+    pub(crate) fn changes_to(&self, path: &Path) -> Vec<(Key, Change)> {
         self.records
             .iter()
             .filter(|(k, _)| k.path() == path)

@@ -14,16 +14,16 @@
 //! Every step is idempotent (a second run changes nothing), checks that can fail run
 //! before anything is changed, and the uninstall removes exactly what the install added.
 
-pub mod compute;
-pub mod controller;
-pub mod files;
-pub mod head;
-pub mod journal;
-pub mod manifest;
-pub mod options;
-pub mod paths;
-pub mod periodic;
-pub mod slurm_conf;
+pub(crate) mod compute;
+pub(crate) mod controller;
+pub(crate) mod files;
+pub(crate) mod head;
+pub(crate) mod journal;
+pub(crate) mod manifest;
+pub(crate) mod options;
+pub(crate) mod paths;
+pub(crate) mod periodic;
+pub(crate) mod slurm_conf;
 mod timers;
 
 use std::path::{Path, PathBuf};
@@ -32,50 +32,50 @@ use anyhow::{bail, Context, Result};
 
 use crate::parallelcluster::cfnconfig::{Cfnconfig, NodeRole};
 use manifest::Manifest;
-pub use options::Options;
+pub(crate) use options::Options;
 use paths::Paths;
 
 /// How loud a line of the installer's narration is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     Info,
     Warning,
 }
 
 /// The installer's narration (the cli prints it as it comes: a custom action's output
 /// is all an administrator sees of it) and its count of changes.
-pub struct Progress<'a> {
+pub(crate) struct Progress<'a> {
     sink: &'a mut dyn FnMut(Level, &str),
     changes: usize,
 }
 
 impl<'a> Progress<'a> {
-    pub fn new(sink: &'a mut dyn FnMut(Level, &str)) -> Progress<'a> {
+    pub(crate) fn new(sink: &'a mut dyn FnMut(Level, &str)) -> Progress<'a> {
         Progress { sink, changes: 0 }
     }
-    pub fn log(&mut self, message: impl AsRef<str>) {
+    pub(crate) fn log(&mut self, message: impl AsRef<str>) {
         (self.sink)(Level::Info, message.as_ref());
     }
-    pub fn warn(&mut self, message: impl AsRef<str>) {
+    pub(crate) fn warn(&mut self, message: impl AsRef<str>) {
         (self.sink)(Level::Warning, message.as_ref());
     }
     /// Says what changed and counts it: a run that counts none says "nothing changed"
     /// and does not reconfigure Slurm.
-    pub fn changed(&mut self, message: impl AsRef<str>) {
+    pub(crate) fn changed(&mut self, message: impl AsRef<str>) {
         self.changes += 1;
         self.log(message);
     }
     /// Counts a change already said.
-    pub fn count_change(&mut self) {
+    pub(crate) fn count_change(&mut self) {
         self.changes += 1;
     }
-    pub fn changes(&self) -> usize {
+    pub(crate) fn changes(&self) -> usize {
         self.changes
     }
 }
 
 /// One run: the paths, the manifest and the narration.
-pub struct Session<'a> {
+pub(crate) struct Session<'a> {
     pub paths: Paths,
     pub manifest: Manifest,
     pub out: Progress<'a>,
@@ -85,7 +85,7 @@ pub struct Session<'a> {
 
 /// What the cli hands over.
 #[derive(Debug, Clone, Default)]
-pub struct Request {
+pub(crate) struct Request {
     pub options: Options,
     /// `COST_TAGS_ROOT`.
     pub root: Option<PathBuf>,
@@ -94,7 +94,7 @@ pub struct Request {
 }
 
 /// Installs (or uninstalls) what this node's role needs.
-pub fn run(request: &Request, sink: &mut dyn FnMut(Level, &str)) -> Result<()> {
+pub(crate) fn run(request: &Request, sink: &mut dyn FnMut(Level, &str)) -> Result<()> {
     let options = &request.options;
     let paths = Paths::new(request.root.as_deref(), options.slurm_conf_dir.as_deref())?;
     let cfn = read_cfnconfig(&paths)?;

@@ -12,7 +12,7 @@ use crate::parallelcluster::cfnconfig::NodeRole;
 
 /// Whether to run `scontrol reconfigure` after changing Slurm's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Reconfigure {
+pub(crate) enum Reconfigure {
     /// Yes, except under `COST_TAGS_ROOT` (a fake tree has no slurmctld of its own).
     #[default]
     Auto,
@@ -22,7 +22,7 @@ pub enum Reconfigure {
 
 /// The extra tag keys `--extra-tags` switches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ExtraTags {
+pub(crate) struct ExtraTags {
     pub partition: bool,
     pub account: bool,
     pub cluster: bool,
@@ -30,7 +30,7 @@ pub struct ExtraTags {
 
 impl ExtraTags {
     /// `partition,account,cluster` in any order and number.
-    pub fn parse(list: &str) -> Result<ExtraTags> {
+    pub(crate) fn parse(list: &str) -> Result<ExtraTags> {
         let mut tags = ExtraTags::default();
         for t in list.split([',', ' ']).filter(|t| !t.is_empty()) {
             match t {
@@ -45,7 +45,7 @@ impl ExtraTags {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Options {
+pub(crate) struct Options {
     /// Where the release came from (a path, an https:// URL or an s3:// URI), for messages.
     pub release: Option<String>,
     /// Lowercase, 64 hexadecimal digits: cost-tags.sh checked the tarball with it.
@@ -70,7 +70,7 @@ pub struct Options {
 }
 
 /// `--sha256`: 64 hexadecimal digits, in either case.
-pub fn sha256(value: &str) -> Result<String> {
+pub(crate) fn sha256(value: &str) -> Result<String> {
     let lower = value.to_ascii_lowercase();
     if lower.len() != 64 || !lower.bytes().all(|b| b.is_ascii_hexdigit()) {
         bail!("--sha256 must be 64 hexadecimal digits, got '{lower}'");
@@ -80,7 +80,7 @@ pub fn sha256(value: &str) -> Result<String> {
 
 /// `--metrics DIR`: it goes into a unit file and a cron line unquoted, so it leaves no
 /// room for interpretation: absolute, letters, digits, `.`, `_`, `-` and `/` only.
-pub fn metrics_dir(value: &str) -> Result<String> {
+pub(crate) fn metrics_dir(value: &str) -> Result<String> {
     if !value.starts_with('/') {
         bail!("--metrics needs an absolute directory, got '{value}'");
     }

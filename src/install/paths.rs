@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 /// The file cost-tags keeps its own Slurm settings in, beside slurm.conf.
-pub const OUR_CONF_NAME: &str = "cost-tags_slurm.conf";
+pub(crate) const OUR_CONF_NAME: &str = "cost-tags_slurm.conf";
 
 #[derive(Debug, Clone)]
-pub struct Paths {
+pub(crate) struct Paths {
     /// `COST_TAGS_ROOT`, when set.
     pub root: Option<PathBuf>,
     pub opt: PathBuf,
@@ -28,7 +28,6 @@ pub struct Paths {
     pub backup_dir: PathBuf,
     pub settings: PathBuf,
     pub projects: PathBuf,
-    pub env_file: PathBuf,
     pub state_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub unit_dir: PathBuf,
@@ -42,7 +41,7 @@ pub struct Paths {
 impl Paths {
     /// The paths under `root` (`None`: /), slurm.conf in `conf_dir` (default
     /// /opt/slurm/etc; resolved like `pwd -P` when it exists).
-    pub fn new(root: Option<&Path>, conf_dir: Option<&Path>) -> Result<Paths> {
+    pub(crate) fn new(root: Option<&Path>, conf_dir: Option<&Path>) -> Result<Paths> {
         let root = match root {
             Some(r) if r.as_os_str().is_empty() => None,
             Some(r) => {
@@ -85,7 +84,6 @@ impl Paths {
             backup_dir: manifest_dir.join("backup"),
             settings: etc_dir.join("cost-tags.toml"),
             projects: etc_dir.join("projects_list.conf"),
-            env_file: etc_dir.join("cost-tags.env"),
             state_dir: under("/var/spool/cost-tags"),
             cache_dir: under("/run/cost-tags"),
             unit_dir: under("/etc/systemd/system"),
@@ -106,7 +104,7 @@ impl Paths {
     /// directory, the unit and the cron directories, each as the kernel resolves it. A
     /// symbolic link the install writes through must point inside the tree it is in
     /// (`files::target`).
-    pub fn trees(&self) -> Vec<PathBuf> {
+    pub(crate) fn trees(&self) -> Vec<PathBuf> {
         [&self.opt, &self.conf_dir, &self.unit_dir, &self.cron_dir]
             .into_iter()
             .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
@@ -114,7 +112,7 @@ impl Paths {
     }
 
     /// An absolute path as this node sees it: under the root when one is set.
-    pub fn under_root(&self, path: &str) -> PathBuf {
+    pub(crate) fn under_root(&self, path: &str) -> PathBuf {
         match &self.root {
             Some(r) => PathBuf::from(format!("{}{path}", r.display())),
             None => PathBuf::from(path),
@@ -122,7 +120,7 @@ impl Paths {
     }
 
     /// Where ParallelCluster's cfnconfig may be, newest layout first.
-    pub fn cfnconfig_candidates(&self) -> Vec<PathBuf> {
+    pub(crate) fn cfnconfig_candidates(&self) -> Vec<PathBuf> {
         crate::parallelcluster::cfnconfig::PATHS
             .iter()
             .map(|p| self.under_root(p))
@@ -131,7 +129,7 @@ impl Paths {
 
     /// The name a file's backup gets in the backup directory: its path below the root
     /// with `/` as `%` (`opt%slurm%etc%slurm.conf`), one flat directory.
-    pub fn backup_name(&self, path: &Path) -> String {
+    pub(crate) fn backup_name(&self, path: &Path) -> String {
         let text = path.to_string_lossy();
         let rel = match &self.root {
             Some(r) => text.strip_prefix(&*r.to_string_lossy()).unwrap_or(&text).to_string(),

@@ -26,7 +26,7 @@ use crate::node::env_file::PATH_ENV as ENV_FILE_VAR;
 /// The first line of every job file the installer writes: how a later run (and the
 /// uninstall of a compute node, which keeps no manifest) knows its own files. Unchanged
 /// from cost-tags.sh so files written by it are recognised.
-pub const JOB_MARK: &str = "# cost-tags.sh: ";
+pub(crate) const JOB_MARK: &str = "# cost-tags.sh: ";
 
 /// The directories searched after the jobs' own `bin_dir`, in the order a root login
 /// shell has them. The job sets its PATH itself: neither systemd (whose default PATH
@@ -36,7 +36,7 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /// One periodic job.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Job {
+pub(crate) enum Job {
     /// Compute nodes: reconcile the node's EC2 cost tags with its Slurm jobs (a missed
     /// epilog, a lost CreateTags).
     Reconcile,
@@ -54,7 +54,7 @@ pub enum Job {
 
 /// What a job runs and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobSpec {
+pub(crate) struct JobSpec {
     /// The systemd unit name without suffix, e.g. `cost-tags-reconcile`.
     pub name: &'static str,
     /// The cron.d file name, e.g. `cost-tags`.
@@ -87,7 +87,7 @@ impl JobSpec {
 
 /// Where a job's files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobPaths {
+pub(crate) struct JobPaths {
     /// `<unit_dir>/<name>.service`
     pub service: PathBuf,
     /// `<unit_dir>/<name>.timer`
@@ -99,7 +99,7 @@ pub struct JobPaths {
 /// The texts of a job's files: the service and timer where systemd runs, the cron.d file
 /// elsewhere.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobFiles {
+pub(crate) struct JobFiles {
     /// The `.service` unit.
     pub service: String,
     /// The `.timer` unit.
@@ -110,7 +110,7 @@ pub struct JobFiles {
 
 impl Job {
     /// What the job runs and when.
-    pub fn spec(&self) -> JobSpec {
+    pub(crate) fn spec(&self) -> JobSpec {
         match self {
             Job::Reconcile => JobSpec {
                 name: "cost-tags-reconcile",
@@ -159,13 +159,13 @@ impl Job {
     }
 
     /// "`<name>`.timer"
-    pub fn timer_unit(&self) -> String {
+    pub(crate) fn timer_unit(&self) -> String {
         format!("{}.timer", self.spec().name)
     }
 
     /// Where the job's files go: the units in `unit_dir` (`/etc/systemd/system`), the
     /// cron file in `cron_dir` (`/etc/cron.d`), both under the root in tests.
-    pub fn paths(&self, unit_dir: &Path, cron_dir: &Path) -> JobPaths {
+    pub(crate) fn paths(&self, unit_dir: &Path, cron_dir: &Path) -> JobPaths {
         let spec = self.spec();
         JobPaths {
             service: unit_dir.join(format!("{}.service", spec.name)),
@@ -191,7 +191,7 @@ impl Job {
     /// with an `@reboot` line, and its jitter is a `sleep $((RANDOM % N))` in cron's bash
     /// (hence `SHELL=/bin/bash`; cron turns `\%` into `%`). Output goes nowhere in cron
     /// (no mail to root every 5 minutes): `cost-tags` logs to syslog.
-    pub fn files(&self, etc_dir: &Path, bin_dir: &Path) -> JobFiles {
+    pub(crate) fn files(&self, etc_dir: &Path, bin_dir: &Path) -> JobFiles {
         let spec = self.spec();
         let JobSpec {
             name,
@@ -258,7 +258,7 @@ impl Job {
 
 /// The init system that runs the periodic jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Init {
+pub(crate) enum Init {
     /// A service + timer pair per job.
     Systemd,
     /// A cron.d file per job.
@@ -269,7 +269,7 @@ pub enum Init {
 
 impl Init {
     /// "systemd", "cron" or "none", as the script's `INIT` and the installer's messages.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Init::Systemd => "systemd",
             Init::Cron => "cron",
@@ -283,7 +283,7 @@ impl Init {
 /// COST_TAGS_ROOT): systemd when `<root>/run/systemd/system` is a directory, systemctl is
 /// never run (`live` false).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InitSystem {
+pub(crate) struct InitSystem {
     /// Which files the jobs get.
     pub init: Init,
     /// Whether `systemctl` may be run to enable and start the timers: systemd is the
@@ -295,7 +295,7 @@ pub struct InitSystem {
 /// packages are installed on many images that boot without it (containers), where
 /// `systemctl` is present but cannot start anything, so its presence alone decides
 /// nothing.
-pub fn detect(root: Option<&Path>, cron_dir: &Path) -> InitSystem {
+pub(crate) fn detect(root: Option<&Path>, cron_dir: &Path) -> InitSystem {
     let (systemd, live) = match root {
         Some(root) => (root.join("run/systemd/system").is_dir(), false),
         None => {
@@ -328,7 +328,7 @@ fn systemctl_on_path() -> bool {
 /// make the caller replace or remove a file elsewhere. The file opened is checked to be
 /// the one examined (same device and inode), so a file swapped in between is not read as
 /// ours either. Any error reading it means not ours: the caller then leaves it alone.
-pub fn is_ours(path: &Path) -> bool {
+pub(crate) fn is_ours(path: &Path) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return false;
     };
@@ -360,7 +360,7 @@ pub fn is_ours(path: &Path) -> bool {
 ///
 /// The output (stdout then stderr, trailing newlines removed) is kept for the message
 /// only: systemctl says there why a unit could not be enabled or started.
-pub fn systemctl(args: &[&str]) -> Result<(), String> {
+pub(crate) fn systemctl(args: &[&str]) -> Result<(), String> {
     let failed = |why: &str| format!("systemctl {} failed: {why}", args.join(" "));
     let out = Command::new("systemctl")
         .args(args)
@@ -385,7 +385,7 @@ pub fn systemctl(args: &[&str]) -> Result<(), String> {
 /// How a rerun with unchanged units knows whether the timer still needs `enable --now`
 /// (an administrator may have stopped or disabled it). Any failure to run systemctl is
 /// "not running": enabling it again is harmless.
-pub fn timer_running(timer_unit: &str) -> bool {
+pub(crate) fn timer_running(timer_unit: &str) -> bool {
     let quiet = |verb: &str| {
         Command::new("systemctl")
             .args([verb, "--quiet", timer_unit])

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The keys the installer reads or extends, lowercase.
-pub const KEYS: [&str; 9] = [
+pub(crate) const KEYS: [&str; 9] = [
     "jobsubmitplugins",
     "prologflags",
     "accountingstoreflags",
@@ -33,7 +33,7 @@ pub const KEYS: [&str; 9] = [
 
 /// Where a key is set: the line to edit when extending it, and its value there.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Occurrence {
+pub(crate) struct Occurrence {
     /// The file the line is in (as resolved from the includes).
     pub file: PathBuf,
     /// 1-based line number in `file`.
@@ -44,7 +44,7 @@ pub struct Occurrence {
 
 /// What [`scan`] found in slurm.conf and the files it includes.
 #[derive(Debug, Default, Clone)]
-pub struct Scan {
+pub(crate) struct Scan {
     /// Files read, in the order Slurm reads them.
     pub files: Vec<PathBuf>,
     /// Lowercase key -> its last occurrence (the one in effect).
@@ -59,13 +59,13 @@ pub struct Scan {
 impl Scan {
     /// The occurrence in effect for `key`, whatever its case (Slurm keys are
     /// case-insensitive: `prologflags` is `PrologFlags`).
-    pub fn get(&self, key: &str) -> Option<&Occurrence> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Occurrence> {
         self.keys.get(&key.to_lowercase())
     }
 
     /// `SlurmUser`, who runs slurmctld (and so project-check and PrologSlurmctld);
     /// `slurm`, ParallelCluster's, when slurm.conf does not say.
-    pub fn slurm_user(&self) -> String {
+    pub(crate) fn slurm_user(&self) -> String {
         self.get("slurmuser")
             .map(|o| o.value.clone())
             .filter(|u| !u.is_empty())
@@ -76,7 +76,7 @@ impl Scan {
 /// Where includes resolve: relative ones against conf_dir; absolute ones under root first
 /// when root is Some and the rooted file exists (read returns Some), else as written; any
 /// path containing '%' is skipped (expanded by Slurm only).
-pub struct Includes<'a> {
+pub(crate) struct Includes<'a> {
     /// The directory slurm.conf is in (already under the root, if any).
     pub conf_dir: &'a Path,
     /// A test or image root the absolute paths in the files are relative to.
@@ -103,7 +103,7 @@ struct Frame {
 
 /// Reads slurm_conf and every file it includes (depth first, in order, each file once),
 /// collecting KEYS. `read` returns Ok(None) when the file does not exist.
-pub fn scan(
+pub(crate) fn scan(
     slurm_conf: &Path,
     inc: &Includes,
     read: &mut dyn FnMut(&Path) -> std::io::Result<Option<String>>,
@@ -304,7 +304,7 @@ impl<'a> Parts<'a> {
 
 /// Whether the comma list holds item: case-insensitive, `job_submit/lua` counts as `lua`.
 /// Empty entries hold nothing.
-pub fn has_item(list: &str, item: &str) -> bool {
+pub(crate) fn has_item(list: &str, item: &str) -> bool {
     let item = item.to_lowercase();
     if item.is_empty() {
         return false;
@@ -317,7 +317,7 @@ pub fn has_item(list: &str, item: &str) -> bool {
 /// `text` with ITEM appended to the comma list of the KEY=value on line `line` (1-based).
 /// Quotes, spacing, a trailing `# comment`, other lines and a missing final newline are
 /// all kept byte for byte.
-pub fn add_item(text: &str, line: usize, item: &str) -> String {
+pub(crate) fn add_item(text: &str, line: usize, item: &str) -> String {
     edit_line(text, line, |content| {
         let parts = Parts::of(content)?;
         let val = if parts.val.is_empty() {
@@ -333,7 +333,7 @@ pub fn add_item(text: &str, line: usize, item: &str) -> String {
 /// `line`; unchanged if absent. The entry must equal ITEM (`job_submit/lua` is not `lua`
 /// here): only what the installer appended is taken back. Other entries, empty ones
 /// included, keep their order and commas.
-pub fn remove_item(text: &str, line: usize, item: &str) -> String {
+pub(crate) fn remove_item(text: &str, line: usize, item: &str) -> String {
     let item = item.to_lowercase();
     edit_line(text, line, |content| {
         let parts = Parts::of(content)?;
@@ -346,7 +346,7 @@ pub fn remove_item(text: &str, line: usize, item: &str) -> String {
 
 /// The 1-based line number of the last `KEY=` line (key case-insensitive, leading blanks
 /// allowed), if any.
-pub fn last_key_line(text: &str, key: &str) -> Option<usize> {
+pub(crate) fn last_key_line(text: &str, key: &str) -> Option<usize> {
     let key = key.to_lowercase();
     lines(text)
         .enumerate()
@@ -356,14 +356,14 @@ pub fn last_key_line(text: &str, key: &str) -> Option<usize> {
 }
 
 /// The value (first word unquoted) of line `line`, as scan reads it.
-pub fn value_at(text: &str, line: usize) -> Option<String> {
+pub(crate) fn value_at(text: &str, line: usize) -> Option<String> {
     let l = lines(text).nth(line.checked_sub(1)?)?;
     Parts::of(split_end(l).0).map(|p| p.val.to_string())
 }
 
 /// `text` with `line` appended as its last line (a newline added first if text is
 /// non-empty and lacks one), then "\n".
-pub fn append_line(text: &str, line: &str) -> String {
+pub(crate) fn append_line(text: &str, line: &str) -> String {
     let mut out = String::with_capacity(text.len() + line.len() + 2);
     out.push_str(text);
     if !text.is_empty() && !text.ends_with('\n') {
@@ -376,7 +376,7 @@ pub fn append_line(text: &str, line: &str) -> String {
 
 /// A change the installer made to a configuration file, as its manifest records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
+pub(crate) enum Change {
     /// ITEM appended to KEY's comma list (where KEY is in effect).
     Merge { key: String, item: String },
     /// A whole line appended (e.g. `include cost-tags_slurm.conf`).
@@ -385,7 +385,7 @@ pub enum Change {
 
 /// What [`revert`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reverted {
+pub(crate) struct Reverted {
     /// The text without the changes.
     pub text: String,
     /// One sentence per change undone, newest first, e.g. "removed lua from
@@ -406,7 +406,7 @@ pub struct Reverted {
 /// "removed" (that entry is the site's, not ours); and a Line also matches the same line
 /// ending in CRLF. A Line that was appended to a text without a final newline leaves that
 /// newline behind (nothing records that it was missing).
-pub fn revert(text: &str, changes: &[Change]) -> Reverted {
+pub(crate) fn revert(text: &str, changes: &[Change]) -> Reverted {
     let mut out = Reverted {
         text: text.to_string(),
         done: Vec::new(),

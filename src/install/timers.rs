@@ -10,7 +10,7 @@ use super::Session;
 impl Session<'_> {
     /// After the units of `job` were written: make its timer run. `units_changed`: they
     /// changed in this run (systemd must reread them and restart the timer).
-    pub fn timer_activate(&mut self, job: &Job, init: InitSystem, units_changed: bool) -> Result<()> {
+    pub(crate) fn timer_activate(&mut self, job: &Job, init: InitSystem, units_changed: bool) -> Result<()> {
         if init.init != Init::Systemd {
             return Ok(());
         }
@@ -38,7 +38,7 @@ impl Session<'_> {
 
     /// Before removing the units of `job`: stop and disable its timer. A failure is
     /// said, not fatal: the units go anyway.
-    pub fn timer_disable(&mut self, job: &Job) {
+    pub(crate) fn timer_disable(&mut self, job: &Job) {
         let timer = job.timer_unit();
         if self.paths.root.is_some() {
             self.out.log(format!(
@@ -56,7 +56,7 @@ impl Session<'_> {
     }
 
     /// After removing units: systemd forgets them.
-    pub fn timer_forget(&mut self) {
+    pub(crate) fn timer_forget(&mut self) {
         if self.paths.root.is_none() && self.systemd_live() && periodic::systemctl(&["daemon-reload"]).is_err() {
             self.out.warn("systemctl daemon-reload failed");
         }

@@ -21,7 +21,7 @@ use crate::slurm::sacct;
 
 /// What the metrics are made of.
 #[derive(Debug, Clone)]
-pub struct Figures<'a> {
+pub(crate) struct Figures<'a> {
     /// The budget cache, when there is one.
     pub budgets: Option<&'a BudgetCache>,
     /// To tell the project of a budget name (`name_template`).
@@ -35,7 +35,7 @@ pub struct Figures<'a> {
 
 /// The report's options for the per-user figures: this month (UTC) up to `now`, by user,
 /// for everyone's jobs when root runs it.
-pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
+pub(crate) fn user_options(now: Timestamp, users: sacct::Users) -> Options {
     Options {
         since: time::month_start(now),
         until: now,
@@ -52,7 +52,7 @@ pub fn user_options(now: Timestamp, users: sacct::Users) -> Options {
 }
 
 /// User -> cost of a report made with [`user_options`] (unpriced jobs count nothing).
-pub fn users_of(report: &Report) -> BTreeMap<String, f64> {
+pub(crate) fn users_of(report: &Report) -> BTreeMap<String, f64> {
     report
         .summary
         .groups
@@ -62,7 +62,7 @@ pub fn users_of(report: &Report) -> BTreeMap<String, f64> {
 }
 
 /// A label value with `\`, `"` and newlines escaped, as OpenMetrics requires.
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -117,7 +117,7 @@ impl<'o> Family<'o> {
 
 /// The whole exposition, ending with `# EOF`. Budgets whose names do not follow
 /// `name_template` are not a project's and are left out.
-pub fn text(f: &Figures<'_>) -> String {
+pub(crate) fn text(f: &Figures<'_>) -> String {
     let mut out = String::new();
     let projects: Vec<(&str, &crate::model::budget_spend::BudgetSpend)> = f
         .budgets

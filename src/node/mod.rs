@@ -7,8 +7,8 @@
 
 pub mod env_file;
 pub mod hook;
-pub mod instance;
-pub mod ledger;
-pub mod repair;
-pub mod status;
-pub mod tags;
+pub(crate) mod instance;
+pub(crate) mod ledger;
+pub(crate) mod repair;
+pub(crate) mod status;
+pub(crate) mod tags;

@@ -35,7 +35,7 @@ use crate::slurm::squeue::{confirm_jobs, node_jobs_format, parse_node_jobs, JOB_
 
 /// What `cost-tags reconcile` on a node is asked to do.
 #[derive(Debug, Clone)]
-pub struct RepairOptions {
+pub(crate) struct RepairOptions {
     /// Say what would change; change nothing.
     pub dry_run: bool,
     /// This node's Slurm name, if given; else read from `nodename_file`, else the short
@@ -48,7 +48,7 @@ pub struct RepairOptions {
 /// What [`reconcile_node`] reports as it goes, in order, for the command line to show:
 /// the ledger's change first, so it is seen even if AWS then takes the whole deadline.
 #[derive(Debug)]
-pub enum RepairStep<'a> {
+pub(crate) enum RepairStep<'a> {
     /// The ledger brought in line with Slurm (or what would change, on a dry run).
     Ledger {
         node: &'a str,
@@ -68,7 +68,7 @@ pub enum RepairStep<'a> {
 
 /// What reconciling changed in the ledger.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct LedgerChange {
+pub(crate) struct LedgerChange {
     pub dropped: Vec<Job>,
     pub added: Vec<Job>,
 }
@@ -76,7 +76,7 @@ pub struct LedgerChange {
 /// Brings `state` in line with `running` (squeue's answer): drops jobs that were in
 /// `before` (the ledger as read before squeue was asked) but do not run, adds running jobs
 /// that were in neither `before` nor `state`, keeps the rest as they are.
-pub fn reconcile_jobs(state: &mut LedgerState, before: &[Job], running: &[Job]) -> LedgerChange {
+pub(crate) fn reconcile_jobs(state: &mut LedgerState, before: &[Job], running: &[Job]) -> LedgerChange {
     let running_ids: BTreeSet<&str> = running.iter().map(|j| j.id.as_str()).collect();
     let before_ids: BTreeSet<&str> = before.iter().map(|j| j.id.as_str()).collect();
     let mut change = LedgerChange::default();
@@ -113,7 +113,7 @@ fn node_name(args: &RepairOptions) -> Result<String> {
 }
 
 /// A job as the repair messages name it.
-pub fn describe_job(j: &Job) -> String {
+pub(crate) fn describe_job(j: &Job) -> String {
     format!("{} (user {}, project {:?})", j.id, j.user, j.project)
 }
 
@@ -121,7 +121,7 @@ pub fn describe_job(j: &Job) -> String {
 /// ledger and the tags are repaired, or the tags recorded as owed (an AWS failure is
 /// not an error, as in the hooks); an error means Slurm could not be asked or the ledger
 /// not be written, and then nothing changed.
-pub fn reconcile_node(
+pub(crate) fn reconcile_node(
     settings: &Settings,
     args: &RepairOptions,
     mut progress: impl FnMut(RepairStep<'_>),

@@ -22,7 +22,7 @@ use crate::node::tags::{desired_tags, managed_keys};
 
 /// A managed key whose value on the instance is not the ledger's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TagDifference {
+pub(crate) struct TagDifference {
     pub key: String,
     /// What the ledger implies (None: the key must not be there).
     pub want: Option<String>,
@@ -39,7 +39,7 @@ impl std::fmt::Display for TagDifference {
 }
 
 /// The keys where `actual` differs from `desired`, sorted by key.
-pub fn difference(desired: &TagMap, actual: &TagMap) -> Vec<TagDifference> {
+pub(crate) fn difference(desired: &TagMap, actual: &TagMap) -> Vec<TagDifference> {
     let keys: std::collections::BTreeSet<&String> = desired.keys().chain(actual.keys()).collect();
     keys.into_iter()
         .filter(|k| desired.get(*k) != actual.get(*k))
@@ -53,7 +53,7 @@ pub fn difference(desired: &TagMap, actual: &TagMap) -> Vec<TagDifference> {
 
 /// What `cost-tags status --json` prints.
 #[derive(Debug, Clone, Serialize)]
-pub struct Status {
+pub(crate) struct Status {
     pub instance_id: String,
     pub region: String,
     pub jobs: Vec<Job>,
@@ -66,7 +66,7 @@ pub struct Status {
 }
 
 /// Gathers the node's status: ledger (read without locking) and the instance's tags.
-pub fn status(settings: &Settings) -> Result<Status> {
+pub(crate) fn status(settings: &Settings) -> Result<Status> {
     let deadline = Instant::now() + settings.deadline;
     let state = Ledger::open(&settings.state_dir)?
         .read()
@@ -89,7 +89,7 @@ pub fn status(settings: &Settings) -> Result<Status> {
 
 /// What `cost-tags status --json` prints in controller mode.
 #[derive(Debug, Clone, Serialize)]
-pub struct LedgerStatus {
+pub(crate) struct LedgerStatus {
     /// Always `controller`, so that a script can tell this from [`Status`].
     pub mode: &'static str,
     pub ledger: std::path::PathBuf,
@@ -100,7 +100,7 @@ pub struct LedgerStatus {
 
 /// Controller mode's status: the ledger alone, read without locking and without any
 /// IMDS or EC2 call. An error means the ledger cannot be read.
-pub fn ledger_status(settings: &Settings) -> Result<LedgerStatus> {
+pub(crate) fn ledger_status(settings: &Settings) -> Result<LedgerStatus> {
     let ledger = Ledger::open(&settings.state_dir)?;
     let state = ledger.read().context("cannot read the node ledger")?;
     Ok(LedgerStatus {

@@ -14,7 +14,7 @@ const MAX_ITEM_LEN: usize = 200;
 
 /// One job's value made tag-safe: other characters become `_`, surrounding spaces go,
 /// and it is cut to a length that leaves room for the `+N more` marker.
-pub fn sanitize_item(raw: &str) -> String {
+pub(crate) fn sanitize_item(raw: &str) -> String {
     let cleaned: String = raw
         .trim()
         .chars()
@@ -27,7 +27,7 @@ pub fn sanitize_item(raw: &str) -> String {
 /// The instance's tags for `jobs`: for each key switched on, the sorted, unique,
 /// sanitized values of the jobs, joined with the separator. Keys with no value are left
 /// out (they are to be deleted).
-pub fn desired_tags(jobs: &[Job], settings: &TagSettings) -> TagMap {
+pub(crate) fn desired_tags(jobs: &[Job], settings: &TagSettings) -> TagMap {
     let mut tags = TagMap::new();
     for (field, key) in settings.named_keys() {
         let values: BTreeSet<SortKey> = jobs
@@ -45,7 +45,7 @@ pub fn desired_tags(jobs: &[Job], settings: &TagSettings) -> TagMap {
 }
 
 /// Every key cost-tags manages, whether or not it currently has a value.
-pub fn managed_keys(settings: &TagSettings) -> Vec<String> {
+pub(crate) fn managed_keys(settings: &TagSettings) -> Vec<String> {
     settings.named_keys().map(|(_, key)| key.to_string()).collect()
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::config::{NodePricing, PartitionPricing, PricingSettings};
 
 /// Where ParallelCluster writes the fleet configuration on the head node.
-pub const DEFAULT_PATH: &str = "/etc/parallelcluster/slurm_plugin/fleet-config.json";
+pub(crate) const DEFAULT_PATH: &str = "/etc/parallelcluster/slurm_plugin/fleet-config.json";
 
 /// The fields of a compute resource this reads; ParallelCluster writes more.
 #[derive(Debug, Deserialize)]
@@ -45,7 +45,7 @@ impl ComputeResource {
 
 /// A queue (a Slurm partition) as `prices refresh` needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Queue {
+pub(crate) struct Queue {
     /// Every instance type its compute resources run.
     pub instance_types: BTreeSet<String>,
     /// Some compute resource of it runs spot.
@@ -55,7 +55,7 @@ pub struct Queue {
 }
 
 /// The queues of the fleet file at `path`.
-pub fn read_queues(path: &Path) -> Result<BTreeMap<String, Queue>> {
+pub(crate) fn read_queues(path: &Path) -> Result<BTreeMap<String, Queue>> {
     let fleet = read(path)?;
     Ok(fleet
         .iter()
@@ -92,7 +92,7 @@ type FleetConfig = BTreeMap<String, BTreeMap<String, ComputeResource>>;
 
 /// The fleet file to read: the one the settings name (an empty name switches it off),
 /// else ParallelCluster's when it exists.
-pub fn path_to_read(pricing: &PricingSettings) -> Option<PathBuf> {
+pub(crate) fn path_to_read(pricing: &PricingSettings) -> Option<PathBuf> {
     match &pricing.fleet_config {
         Some(p) if p.as_os_str().is_empty() => None,
         Some(p) => Some(p.clone()),
@@ -102,7 +102,7 @@ pub fn path_to_read(pricing: &PricingSettings) -> Option<PathBuf> {
 
 /// `pricing` with the fleet's node patterns and spot queues added, and notes on what the
 /// fleet says but the report cannot price.
-pub fn apply_file(pricing: &PricingSettings, path: &Path) -> Result<(PricingSettings, Vec<String>)> {
+pub(crate) fn apply_file(pricing: &PricingSettings, path: &Path) -> Result<(PricingSettings, Vec<String>)> {
     Ok(apply(pricing, &read(path)?, path))
 }
 

@@ -2,4 +2,4 @@
 //! cluster's name) and [`fleet_config`] (queues, instance types, capacity types).
 
 pub mod cfnconfig;
-pub mod fleet_config;
+pub(crate) mod fleet_config;

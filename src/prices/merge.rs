@@ -26,7 +26,7 @@ pub struct PriceSource {
 /// `pricing` with every instance type the cache knows and the settings do not (its vCPUs
 /// as the node's CPUs, its GPUs, its on-demand price), and the source of each price.
 /// Types the Price List had no price for are left out: a job on them stays unpriced.
-pub fn with_cache(
+pub(crate) fn with_cache(
     pricing: &PricingSettings,
     cache: Option<&PriceCache>,
     now: Timestamp,

@@ -4,5 +4,5 @@
 //! report prices from. Explicit `[pricing.instances]` entries always win over it.
 
 pub mod cache;
-pub mod merge;
-pub mod refresh;
+pub(crate) mod merge;
+pub(crate) mod refresh;

@@ -34,7 +34,7 @@ const REFRESH_TIME: Duration = Duration::from_secs(600);
 const PARALLEL_PRICE_QUERIES: usize = 8;
 
 #[derive(Debug, Clone)]
-pub struct RefreshOptions {
+pub(crate) struct RefreshOptions {
     /// Instance types to price besides the cluster's.
     pub instance_types: Vec<String>,
     /// How many days of spot price history to read (EC2 keeps 90).
@@ -43,7 +43,7 @@ pub struct RefreshOptions {
 
 /// What a refresh wrote.
 #[derive(Debug, Clone)]
-pub struct Refreshed {
+pub(crate) struct Refreshed {
     pub path: PathBuf,
     pub region: String,
     /// Instance types EC2 described.
@@ -87,7 +87,7 @@ fn wanted(
 }
 
 /// Refreshes the price cache at `now`. An error means nothing was written.
-pub fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) -> Result<Refreshed> {
+pub(crate) fn refresh(settings: &Settings, options: &RefreshOptions, now: Timestamp) -> Result<Refreshed> {
     let path = settings
         .pricing
         .cache_file

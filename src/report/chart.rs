@@ -67,7 +67,7 @@ fn period_ends(every: Every, since: Timestamp, until: Timestamp) -> Vec<(Timesta
 }
 
 /// The chart for `report`, drawn from `chart` (spend per group and period).
-pub fn svg(report: &Report, chart: &Summary) -> String {
+pub(crate) fn svg(report: &Report, chart: &Summary) -> String {
     let o = &report.options;
     let every = o.chart.unwrap_or(Every::Day);
     let (since, until) = (o.since, o.until);

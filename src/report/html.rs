@@ -18,7 +18,7 @@ use crate::cost::Report;
 use crate::model::time::{Rfc3339, Short, Timestamp};
 
 /// Escapes text for an HTML element or a quoted attribute value.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -141,7 +141,7 @@ fn row(
 }
 
 /// The whole page.
-pub fn html(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn html(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
     let title = escape(&window_title(r));

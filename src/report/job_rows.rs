@@ -29,7 +29,7 @@ use crate::slurm::sacct::Record;
 
 /// How the rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobFormat {
+pub(crate) enum JobFormat {
     Table,
     Csv,
     Json,
@@ -156,7 +156,7 @@ impl JobRow<'_> {
 }
 
 /// The CSV header: one name per field of a job row, in order.
-pub const CSV_COLUMNS: [&str; 21] = [
+pub(crate) const CSV_COLUMNS: [&str; 21] = [
     "job_id",
     "state",
     "user",
@@ -233,7 +233,7 @@ impl Ord for ByCost {
 }
 
 /// Writes the per-job statement to `out` as the runs arrive.
-pub struct JobRows<W: Write> {
+pub(crate) struct JobRows<W: Write> {
     out: W,
     /// The title or header, not yet written.
     head: String,
@@ -257,7 +257,7 @@ pub struct JobRows<W: Write> {
 impl<W: Write> JobRows<W> {
     /// Starts the statement (title or header) for `options`; `sources` says where each
     /// instance type's on-demand price comes from.
-    pub fn start(
+    pub(crate) fn start(
         out: W,
         format: JobFormat,
         options: &Options,
@@ -356,7 +356,7 @@ impl<W: Write> JobRows<W> {
     }
 
     /// True when writing a row failed (the reader went away, the disk is full).
-    pub fn output_failed(&self) -> bool {
+    pub(crate) fn output_failed(&self) -> bool {
         self.failed
     }
 
@@ -500,7 +500,7 @@ impl<W: Write> JobRows<W> {
 
     /// Writes the rows kept for `--top`, then the total and the notes from `report` (the
     /// same records summed), and hands the output back.
-    pub fn finish(mut self, report: &Report) -> io::Result<W> {
+    pub(crate) fn finish(mut self, report: &Report) -> io::Result<W> {
         self.head()?;
         let mut kept = std::mem::take(&mut self.kept).into_sorted_vec();
         // Sorted by the reversed order: most expensive first.

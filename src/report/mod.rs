@@ -3,10 +3,10 @@
 //! an optional SVG chart of spend over time ([`chart`]), and job runs one by one
 //! ([`job_rows`]). [`text_table`] draws every table printed for people.
 
-pub mod chart;
+pub(crate) mod chart;
 mod chart_axis;
-pub mod html;
-pub mod job_rows;
+pub(crate) mod html;
+pub(crate) mod job_rows;
 mod json_layout;
-pub mod output;
-pub mod text_table;
+pub(crate) mod output;
+pub(crate) mod text_table;

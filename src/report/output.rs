@@ -31,7 +31,7 @@ fn hours(seconds: f64) -> String {
 const ALL: &str = "(all)";
 
 /// The group that stands for the cluster's cost no project tag explains.
-pub const UNTAGGED: &str = "(untagged)";
+pub(crate) const UNTAGGED: &str = "(untagged)";
 
 /// What the bill says beside one line of the report.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -227,7 +227,7 @@ fn bill_columns(r: &Report) -> usize {
 }
 
 /// The aligned table, then the notes.
-pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
     // Period and group columns on the left, figures on the right.
     let first_figure = usize::from(r.options.every.is_some()) + r.options.by.len();
     let mut columns = Columns::default().right_aligned_from(first_figure);
@@ -264,7 +264,7 @@ pub fn table(r: &Report, out: &mut impl Write) -> io::Result<()> {
 
 /// What is not in the sums and why: unpriced jobs, skipped lines, records that did not
 /// run, warnings. Printed under the table, or on stderr beside CSV.
-pub fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn notes(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let d = &r.diagnostics;
     if d.unpriced > 0 {
         writeln!(
@@ -369,7 +369,7 @@ pub(super) fn push_csv_field(out: &mut String, s: &str) {
 /// `--overhead proportional`) follow, and an `untagged` row comes before `total`
 /// unless the overhead is spread. `wasted_cost,wasted_unknown_jobs` end each row (last,
 /// so that the columns before keep their places).
-pub fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn csv(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
     let mut header = vec!["kind", "period_start", "period_end"];
@@ -606,7 +606,7 @@ struct JsonSkippedLine<'a> {
 
 /// The whole report as one JSON document (schema in docs/report.md), laid out by
 /// `ReportLayout`: top-level keys in a fixed order, each record on its own line.
-pub fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
+pub(crate) fn json(r: &Report, out: &mut impl Write) -> io::Result<()> {
     let o = &r.options;
     let s = &r.summary;
     let d = &r.diagnostics;

@@ -9,7 +9,7 @@ const GAP: &str = "  ";
 /// row is laid out. Only widths are kept, never rows: a long report is produced twice,
 /// once to measure and once to print, instead of being held as text.
 #[derive(Debug, Clone)]
-pub struct Columns {
+pub(crate) struct Columns {
     widths: Vec<usize>,
     /// Columns from this one on are right-aligned.
     right_from: usize,
@@ -25,7 +25,7 @@ impl Default for Columns {
 impl Columns {
     /// Left-aligned columns, none narrower than `min` says (a fixed width keeps the
     /// columns after it from moving with the values).
-    pub fn at_least(min: &[usize]) -> Columns {
+    pub(crate) fn at_least(min: &[usize]) -> Columns {
         Columns {
             widths: min.to_vec(),
             right_from: usize::MAX,
@@ -33,7 +33,7 @@ impl Columns {
     }
 
     /// Right-aligns column `first` and the ones after it (figures).
-    pub fn right_aligned_from(self, first: usize) -> Columns {
+    pub(crate) fn right_aligned_from(self, first: usize) -> Columns {
         Columns {
             right_from: first,
             ..self
@@ -41,7 +41,7 @@ impl Columns {
     }
 
     /// Widens the columns to fit `cells`.
-    pub fn measure<S: AsRef<str>>(&mut self, cells: &[S]) {
+    pub(crate) fn measure<S: AsRef<str>>(&mut self, cells: &[S]) {
         if self.widths.len() < cells.len() {
             self.widths.resize(cells.len(), 0);
         }
@@ -51,12 +51,12 @@ impl Columns {
     }
 
     /// The width of a full line, for a rule under the table.
-    pub fn line_width(&self) -> usize {
+    pub(crate) fn line_width(&self) -> usize {
         self.widths.iter().sum::<usize>() + GAP.len() * self.widths.len().saturating_sub(1)
     }
 
     /// Appends `cells` as one line, with its newline.
-    pub fn push_line<S: AsRef<str>>(&self, out: &mut String, cells: &[S]) {
+    pub(crate) fn push_line<S: AsRef<str>>(&self, out: &mut String, cells: &[S]) {
         let start = out.len();
         for (c, cell) in cells.iter().enumerate() {
             let cell = cell.as_ref();
@@ -78,7 +78,7 @@ impl Columns {
     }
 
     /// A whole table held in memory: measured, then laid out.
-    pub fn render<S: AsRef<str>>(mut self, rows: &[Vec<S>]) -> String {
+    pub(crate) fn render<S: AsRef<str>>(mut self, rows: &[Vec<S>]) -> String {
         for row in rows {
             self.measure(row);
         }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 /// Runs `program args` (no shell) and returns its stdout; killed at `deadline`. A non-zero
 /// exit is an error carrying its stderr.
-pub fn run_program(program: &Path, args: &[&str], deadline: Instant) -> Result<String> {
+pub(crate) fn run_program(program: &Path, args: &[&str], deadline: Instant) -> Result<String> {
     let shown = format!("{} {}", program.display(), args.join(" "));
     let mut child = Command::new(program)
         .args(args)

@@ -14,7 +14,7 @@ use crate::model::job::ProjectSource;
 
 /// The field that names the project when it is not one the callers ask for anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProjectField {
+pub(crate) enum ProjectField {
     /// `--wckey`: sacct `WCKey`, squeue `%w`.
     Wckey,
     /// `--comment`: sacct `Comment`, squeue `%k`.
@@ -23,12 +23,12 @@ pub enum ProjectField {
 
 impl ProjectField {
     /// The extra field `source` needs; `None` for the account, which is always asked.
-    pub fn of(source: ProjectSource) -> Option<ProjectField> {
+    pub(crate) fn of(source: ProjectSource) -> Option<ProjectField> {
         source.pick(Some(ProjectField::Comment), None, Some(ProjectField::Wckey))
     }
 
     /// Its name in `sacct --format`.
-    pub fn sacct_name(self) -> &'static str {
+    pub(crate) fn sacct_name(self) -> &'static str {
         match self {
             ProjectField::Wckey => "WCKey",
             ProjectField::Comment => "Comment",
@@ -36,7 +36,7 @@ impl ProjectField {
     }
 
     /// Its code in `squeue -o`.
-    pub fn squeue_code(self) -> &'static str {
+    pub(crate) fn squeue_code(self) -> &'static str {
         match self {
             ProjectField::Wckey => "%w",
             ProjectField::Comment => "%k",
@@ -47,7 +47,7 @@ impl ProjectField {
 /// Splits one output line into exactly `count` `|`-separated fields. When `last_is_text`,
 /// the last field keeps any `|` it holds (Slurm does not escape it); otherwise a line with
 /// more or fewer fields than asked is `None`.
-pub fn split(line: &str, count: usize, last_is_text: bool) -> Option<Vec<&str>> {
+pub(crate) fn split(line: &str, count: usize, last_is_text: bool) -> Option<Vec<&str>> {
     let fields: Vec<&str> = if last_is_text {
         line.splitn(count, '|').collect()
     } else {
@@ -59,7 +59,7 @@ pub fn split(line: &str, count: usize, last_is_text: bool) -> Option<Vec<&str>> 
 /// True for a job id as Slurm prints an allocation: `123`, an array task `123_7` (or a
 /// pending array `123_[1-5%2]`), a heterogeneous job component `123+0`. A forged line
 /// must at least get this right to be counted.
-pub fn is_job_id(id: &str) -> bool {
+pub(crate) fn is_job_id(id: &str) -> bool {
     let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
     let (base, rest) = match id.find(['_', '+']) {
         Some(i) => id.split_at(i),

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// A hostlist that could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostlistError(String);
+pub(crate) struct HostlistError(String);
 
 impl fmt::Display for HostlistError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -16,7 +16,7 @@ impl fmt::Display for HostlistError {
 
 /// More nodes than this in one job's list is treated as a malformed list rather than
 /// expanded (a typo such as `[1-99999999]` must not exhaust memory or time).
-pub const MAX_NODES: usize = 100_000;
+pub(crate) const MAX_NODES: usize = 100_000;
 
 enum Segment<'a> {
     Text(&'a str),
@@ -103,7 +103,7 @@ fn emit(segments: &[Segment<'_>], name: &mut String, each: &mut impl FnMut(&str)
 
 /// Calls `each` with every node name of `list`, in order; returns how many there were.
 /// Nothing is called when the list is malformed.
-pub fn expand(list: &str, mut each: impl FnMut(&str)) -> Result<usize, HostlistError> {
+pub(crate) fn expand(list: &str, mut each: impl FnMut(&str)) -> Result<usize, HostlistError> {
     // Most jobs run on one plainly named node: no need to parse.
     if !list.is_empty() && !list.contains(['[', ']', ',']) {
         each(list);

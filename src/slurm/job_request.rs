@@ -93,7 +93,7 @@ impl JobRequest {
 }
 
 /// A 32-bit count as job_desc holds it: NO_VAL and INFINITE are unset.
-pub fn count32(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> {
+pub(crate) fn count32(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> {
     let n = number(field, raw)?;
     if n >= NO_VAL {
         return Ok(None);
@@ -105,7 +105,7 @@ pub fn count32(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> 
 
 /// A 16-bit count (cpus_per_task, ntasks_per_node): NO_VAL16 and INFINITE16 are unset.
 /// Slurm hands some of them over in 32 bits, so the 32-bit sentinels are unset too.
-pub fn count16(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> {
+pub(crate) fn count16(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> {
     let n = number(field, raw)?;
     if n == NO_VAL16 || n == INFINITE16 || n >= NO_VAL {
         return Ok(None);
@@ -116,7 +116,7 @@ pub fn count16(field: &'static str, raw: &str) -> Result<Option<u32>, BadField> 
 }
 
 /// job_desc's `time_limit` in minutes: INFINITE is unlimited, NO_VAL unset.
-pub fn time_limit(raw: &str) -> Result<TimeLimit, BadField> {
+pub(crate) fn time_limit(raw: &str) -> Result<TimeLimit, BadField> {
     match number("time_limit", raw)? {
         INFINITE => Ok(TimeLimit::Unlimited),
         NO_VAL => Ok(TimeLimit::Unset),
@@ -126,7 +126,7 @@ pub fn time_limit(raw: &str) -> Result<TimeLimit, BadField> {
 }
 
 /// job_desc's `shared`: 0 is `--exclusive` (JOB_SHARED_NONE); anything else shares.
-pub fn exclusive(raw: &str) -> Result<bool, BadField> {
+pub(crate) fn exclusive(raw: &str) -> Result<bool, BadField> {
     Ok(number("shared", raw)? == 0)
 }
 
@@ -145,7 +145,7 @@ fn number(field: &'static str, raw: &str) -> Result<u64, BadField> {
 /// How many tasks an array index expression names: `0-9` is 10, `1-9:2` is 5 (1, 3, 5,
 /// 7, 9), `1,3,5-7` is 5. A `%4` limit only says how many run at once: every task may
 /// still run, so it does not lower the count.
-pub fn array_task_count(expr: &str) -> Result<u32, BadField> {
+pub(crate) fn array_task_count(expr: &str) -> Result<u32, BadField> {
     let field = "array_inx";
     let body = expr.split_once('%').map_or(expr, |(b, _)| b).trim();
     if body.is_empty() {
@@ -191,7 +191,7 @@ fn parse_index(field: &'static str, text: &str) -> Result<u64, BadField> {
 /// the older `gpu:8`, typed forms such as `gres/gpu:a100:2`, and a list of several
 /// (`cpu=4,gres/gpu:2` or `gres:gpu:1,gres:gpu:a100:2`, which add up). A GPU named with
 /// no count is one GPU. `None`: no GPU asked for.
-pub fn gpus_in_tres(field: &'static str, tres: &str) -> Result<Option<u32>, BadField> {
+pub(crate) fn gpus_in_tres(field: &'static str, tres: &str) -> Result<Option<u32>, BadField> {
     let mut total: Option<u64> = None;
     for item in tres.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let name = item

@@ -7,10 +7,10 @@
 //! ([`account_tree`]).
 
 pub mod account_tree;
-pub mod command;
-pub mod fields;
-pub mod hostlist;
-pub mod job_request;
+pub(crate) mod command;
+pub(crate) mod fields;
+pub(crate) mod hostlist;
+pub(crate) mod job_request;
 pub mod sacct;
-pub mod scontrol;
-pub mod squeue;
+pub(crate) mod scontrol;
+pub(crate) mod squeue;

@@ -4,14 +4,14 @@
 
 /// A Slurm node's name and the addresses it is known by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlurmNode {
+pub(crate) struct SlurmNode {
     pub name: String,
     pub addr: String,
     pub hostname: String,
 }
 
 /// Parses `scontrol show nodes -o` (one node per line, `Key=Value` tokens).
-pub fn parse_scontrol_nodes(text: &str) -> Vec<SlurmNode> {
+pub(crate) fn parse_scontrol_nodes(text: &str) -> Vec<SlurmNode> {
     text.lines()
         .filter_map(|line| {
             let field = |key: &str| {
@@ -32,7 +32,7 @@ pub fn parse_scontrol_nodes(text: &str) -> Vec<SlurmNode> {
 
 /// A partition's time limits in minutes (`None`: not set, or UNLIMITED).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SlurmPartition {
+pub(crate) struct SlurmPartition {
     pub name: String,
     pub default_minutes: Option<u64>,
     pub max_minutes: Option<u64>,
@@ -41,7 +41,7 @@ pub struct SlurmPartition {
 }
 
 /// Parses `scontrol show partitions -o` (one partition per line).
-pub fn parse_scontrol_partitions(text: &str) -> Vec<SlurmPartition> {
+pub(crate) fn parse_scontrol_partitions(text: &str) -> Vec<SlurmPartition> {
     text.lines()
         .filter_map(|line| {
             let field = |key: &str| {
@@ -62,7 +62,7 @@ pub fn parse_scontrol_partitions(text: &str) -> Vec<SlurmPartition> {
 
 /// Slurm's time format in whole minutes (rounded up): `MM`, `MM:SS`, `HH:MM:SS`,
 /// `D-HH`, `D-HH:MM`, `D-HH:MM:SS`; `None` for NONE, UNLIMITED, INFINITE or anything else.
-pub fn slurm_minutes(text: &str) -> Option<u64> {
+pub(crate) fn slurm_minutes(text: &str) -> Option<u64> {
     let (days, rest) = match text.split_once('-') {
         Some((d, rest)) => (d.parse::<u64>().ok()?, rest),
         None => (0, text),

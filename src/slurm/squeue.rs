@@ -15,7 +15,7 @@ use crate::slurm::job_request::{self, BadField, JobRequest, TimeLimit};
 /// squeue's format for one node's jobs under `source`: job id, user, partition, account,
 /// then the project's own field when it is not the account. The comment is asked for
 /// only when it is the project, and last (see [`crate::slurm::fields`]).
-pub fn node_jobs_format(source: ProjectSource) -> String {
+pub(crate) fn node_jobs_format(source: ProjectSource) -> String {
     let mut format = String::from("%A|%u|%P|%a");
     if let Some(field) = ProjectField::of(source) {
         format.push('|');
@@ -29,13 +29,13 @@ const NODE_JOBS_FIXED: usize = 4;
 
 /// squeue's format that only lists job ids: nothing in it is free text, so no line of its
 /// answer can be forged.
-pub const JOB_IDS_FORMAT: &str = "%A";
+pub(crate) const JOB_IDS_FORMAT: &str = "%A";
 
 /// Parses squeue's [`node_jobs_format`] lines into jobs. A line that is not a job line
 /// continues the previous job's last field (Slurm prints a newline in free text raw).
 /// A line that looks like a job line may still be such a continuation, forged: the
 /// caller confirms the jobs with [`confirm_jobs`].
-pub fn parse_node_jobs(text: &str, source: ProjectSource, cluster: &str) -> Result<Vec<Job>> {
+pub(crate) fn parse_node_jobs(text: &str, source: ProjectSource, cluster: &str) -> Result<Vec<Job>> {
     let project_field = ProjectField::of(source);
     let count = NODE_JOBS_FIXED + usize::from(project_field.is_some());
     let value = |s: &str| if s == "(null)" { String::new() } else { s.to_string() };
@@ -88,7 +88,7 @@ pub fn parse_node_jobs(text: &str, source: ProjectSource, cluster: &str) -> Resu
 /// have. The latter also happens when a job ended between the two queries; the next run
 /// then agrees (see [`confirm_listed`] for callers to whom a gone job is no failure). A
 /// job listed only in `ids` started meanwhile; its prolog records it.
-pub fn confirm_jobs(jobs: Vec<Job>, ids: &str) -> Result<Vec<Job>> {
+pub(crate) fn confirm_jobs(jobs: Vec<Job>, ids: &str) -> Result<Vec<Job>> {
     let (jobs, gone) = confirm_listed(jobs, ids)?;
     if let Some(job) = gone.first() {
         anyhow::bail!(
@@ -105,7 +105,7 @@ pub fn confirm_jobs(jobs: Vec<Job>, ids: &str) -> Result<Vec<Job>> {
 /// that ended between the two queries, or a line forged with an id no job has. Either way
 /// that job is not running now, so counting it as gone is right; only a job printed twice
 /// (a forged line naming a real job) is an error, since which line is real cannot be told.
-pub fn confirm_listed(jobs: Vec<Job>, ids: &str) -> Result<(Vec<Job>, Vec<Job>)> {
+pub(crate) fn confirm_listed(jobs: Vec<Job>, ids: &str) -> Result<(Vec<Job>, Vec<Job>)> {
     let listed = parse_job_ids(ids)?;
     let mut seen = BTreeSet::new();
     for job in &jobs {
@@ -120,11 +120,11 @@ pub fn confirm_listed(jobs: Vec<Job>, ids: &str) -> Result<(Vec<Job>, Vec<Job>)>
 
 /// squeue's format pairing each job's id with the id sacct shows for it: `4_1` for task 1
 /// of array job 4, whose own id is another number. Neither field is free text.
-pub const SHOWN_IDS_FORMAT: &str = "%A|%i";
+pub(crate) const SHOWN_IDS_FORMAT: &str = "%A|%i";
 
 /// Parses squeue's [`SHOWN_IDS_FORMAT`] answer into job id -> the id sacct shows. A job
 /// whose shown id is not `N` or `N_M` (a pending array's `4_[2-5]`) keeps its own id.
-pub fn parse_shown_ids(text: &str) -> Result<std::collections::BTreeMap<String, String>> {
+pub(crate) fn parse_shown_ids(text: &str) -> Result<std::collections::BTreeMap<String, String>> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut shown = std::collections::BTreeMap::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -140,7 +140,7 @@ pub fn parse_shown_ids(text: &str) -> Result<std::collections::BTreeMap<String, 
 }
 
 /// Parses squeue's [`JOB_IDS_FORMAT`] answer: one job id a line.
-pub fn parse_job_ids(text: &str) -> Result<BTreeSet<String>> {
+pub(crate) fn parse_job_ids(text: &str) -> Result<BTreeSet<String>> {
     let mut ids = BTreeSet::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         anyhow::ensure!(
@@ -176,7 +176,7 @@ const PENDING_FIELDS: [&str; 14] = [
 
 /// `squeue -O` for pending jobs under `source`: `PENDING_FIELDS`, then the project's
 /// field last (the account, or the comment or wckey), unpadded and uncut (`:0`).
-pub fn pending_jobs_format(source: ProjectSource) -> String {
+pub(crate) fn pending_jobs_format(source: ProjectSource) -> String {
     let project = match ProjectField::of(source) {
         Some(ProjectField::Comment) => "Comment",
         Some(ProjectField::Wckey) => "WCKey",
@@ -190,7 +190,7 @@ pub fn pending_jobs_format(source: ProjectSource) -> String {
 
 /// A pending job of a project, sized as Slurm holds its request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PendingJob {
+pub(crate) struct PendingJob {
     pub id: String,
     pub project: String,
     pub request: JobRequest,
@@ -202,7 +202,7 @@ pub struct PendingJob {
 /// read (it started or ended meanwhile, or was forged: either way it is not pending), and
 /// a job printed twice is an error. A confirmed job whose fields are not what squeue
 /// prints is an error too: counting it as nothing would loosen the budget.
-pub fn parse_pending_jobs(text: &str, source: ProjectSource, ids: &str) -> Result<Vec<PendingJob>> {
+pub(crate) fn parse_pending_jobs(text: &str, source: ProjectSource, ids: &str) -> Result<Vec<PendingJob>> {
     let count = PENDING_FIELDS.len() + 1;
     let mut lines: Vec<(Vec<&str>, String)> = Vec::new();
     for line in text.lines() {
@@ -252,10 +252,10 @@ pub fn parse_pending_jobs(text: &str, source: ProjectSource, ids: &str) -> Resul
 
 /// squeue's format pairing each job with the nodes it holds: neither field is free text,
 /// so no line of its answer can be forged.
-pub const JOB_NODES_FORMAT: &str = "%A|%N";
+pub(crate) const JOB_NODES_FORMAT: &str = "%A|%N";
 
 /// Parses squeue's [`JOB_NODES_FORMAT`] answer into job id -> node names.
-pub fn parse_job_nodes(text: &str) -> Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
+pub(crate) fn parse_job_nodes(text: &str) -> Result<std::collections::BTreeMap<String, BTreeSet<String>>> {
     let mut jobs = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (id, list) = line.split_once('|').unwrap_or((line, ""));
@@ -316,7 +316,7 @@ fn pending_request(f: &[&str]) -> Result<JobRequest, BadField> {
 
 /// A time limit as squeue prints it: `UNLIMITED`, `NOT_SET`, or `[D-]H:MM:SS` (also
 /// `M:SS` and bare minutes, as Slurm reads durations), rounded up to whole minutes.
-pub fn squeue_time_limit(text: &str) -> Result<TimeLimit, BadField> {
+pub(crate) fn squeue_time_limit(text: &str) -> Result<TimeLimit, BadField> {
     let field = "TimeLimit";
     let bad = || BadField {
         field,
@@ -354,19 +354,7 @@ pub fn squeue_time_limit(text: &str) -> Result<TimeLimit, BadField> {
 }
 
 /// The job states in which a job holds its node (and, on the node, is in the ledger).
-pub const NODE_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED";
-
-/// Node names that run a job, from `squeue -o %N` (one hostlist per line).
-pub fn parse_busy_nodes(text: &str) -> Result<BTreeSet<String>> {
-    let mut busy = BTreeSet::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        hostlist::expand(line, |n| {
-            busy.insert(n.to_string());
-        })
-        .map_err(|e| anyhow::anyhow!("squeue: {e}"))?;
-    }
-    Ok(busy)
-}
+pub(crate) const NODE_STATES: &str = "CONFIGURING,RUNNING,SUSPENDED";
 
 #[cfg(test)]
 mod tests {
@@ -567,13 +555,5 @@ y
         assert!(jobs["7"].is_empty(), "a configuring job may have no node yet");
         assert!(parse_job_nodes("x|n1\n").is_err());
         assert!(parse_job_nodes("5|q-[1-\n").is_err());
-    }
-
-    #[test]
-    fn busy_nodes_are_expanded_from_hostlists() {
-        let busy = parse_busy_nodes("q-dy-c5-[1-3,7]\n\nn1,n2\n").unwrap();
-        assert_eq!(busy.len(), 6);
-        assert!(busy.contains("q-dy-c5-7") && busy.contains("n2"));
-        assert!(parse_busy_nodes("q-[1-\n").is_err());
     }
 }

@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes`, file mode `mode` whatever the umask. The directory must
 /// exist. On failure the old file is untouched and no temporary file is left behind.
-pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn replace(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     replace_with(path, bytes, mode, None)
 }
 
 /// [`replace`], the new file owned by `uid`:`gid` (root rewriting another user's file,
 /// which must stay that user's). The owner is set before any byte is written, on the
 /// file descriptor, so no path is followed.
-pub fn replace_owned(path: &Path, bytes: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+pub(crate) fn replace_owned(path: &Path, bytes: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     replace_with(path, bytes, mode, Some((uid, gid)))
 }
 

@@ -3,5 +3,5 @@
 //! replaced in one step, never through a link ([`atomic_file`]), in directories only root
 //! (or the one user who must) can write ([`trusted_dir`]).
 
-pub mod atomic_file;
-pub mod trusted_dir;
+pub(crate) mod atomic_file;
+pub(crate) mod trusted_dir;

@@ -13,7 +13,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// Creates `dir` (mode 0755, parents as needed) if it is missing, then checks it.
-pub fn prepare(dir: &Path) -> Result<()> {
+pub(crate) fn prepare(dir: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -24,7 +24,7 @@ pub fn prepare(dir: &Path) -> Result<()> {
 
 /// Checks that `dir` is a directory only its owner, root or the current user, can change.
 /// A symlink is followed only when root or the current user owns the link itself.
-pub fn check(dir: &Path) -> Result<()> {
+pub(crate) fn check(dir: &Path) -> Result<()> {
     let link = std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
     if link.file_type().is_symlink() && !trusted_owner(link.uid()) {
         bail!(
@@ -43,7 +43,7 @@ pub fn check(dir: &Path) -> Result<()> {
 /// The rule for anything a root process trusts (these directories, cost-tags.env): owned
 /// by root or the current user, and writable by nobody else. The error says which part
 /// fails, for the caller to put after the path.
-pub fn only_root_can_write(meta: &std::fs::Metadata) -> Result<(), String> {
+pub(crate) fn only_root_can_write(meta: &std::fs::Metadata) -> Result<(), String> {
     if !trusted_owner(meta.uid()) {
         return Err(format!("owned by uid {}, not by root", meta.uid()));
     }

@@ -15,7 +15,7 @@ use crate::submit::projects_file::{GroupMembership, ProjectsList};
 /// What job_submit.lua knows about a submission. Fields are `None` when Slurm left them
 /// unset; for a modification only the fields being changed are set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Submission {
+pub(crate) struct Submission {
     pub user: String,
     pub comment: Option<String>,
     pub account: Option<String>,
@@ -28,7 +28,7 @@ pub struct Submission {
 
 /// The outcome, with the message shown to the submitter when refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Allowed {
         project: String,
     },
@@ -40,14 +40,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn is_allowed(&self) -> bool {
+    pub(crate) fn is_allowed(&self) -> bool {
         !matches!(self, Verdict::Denied(_))
     }
 }
 
 impl Submission {
     /// The project field `source` selects, as given (it may be absent or empty).
-    pub fn project_field(&self, source: ProjectSource) -> Option<&str> {
+    pub(crate) fn project_field(&self, source: ProjectSource) -> Option<&str> {
         source.pick(self.comment.as_deref(), self.account.as_deref(), self.wckey.as_deref())
     }
 
@@ -65,18 +65,18 @@ impl Submission {
 
 /// A field value job_submit.lua passed as raw bytes: text, or the refusal a user gets
 /// for a value that is not (a user's typo must never look like a broken filter).
-pub fn text_field(flag: &str, value: std::ffi::OsString) -> Result<String, Verdict> {
+pub(crate) fn text_field(flag: &str, value: std::ffi::OsString) -> Result<String, Verdict> {
     value.into_string().map_err(|_| not_text_refusal(flag))
 }
 
 /// The refusal for a value job_submit.lua passed under `flag` that is not UTF-8 text.
-pub fn not_text_refusal(flag: &str) -> Verdict {
+pub(crate) fn not_text_refusal(flag: &str) -> Verdict {
     Verdict::Denied(format!("The {flag} value is not valid UTF-8 text. Use plain text."))
 }
 
 /// The refusal for a control character (bytes below 0x20, and DEL) in a free-text field,
 /// or `None` when every field is plain one-line text.
-pub fn control_character_refusal(submission: &Submission) -> Option<String> {
+pub(crate) fn control_character_refusal(submission: &Submission) -> Option<String> {
     submission.text_fields().find_map(|(flag, value)| {
         let (at, c) = value.chars().enumerate().find(|&(_, c)| c < ' ' || c == '\u{7f}')?;
         let what = match c {
@@ -93,7 +93,7 @@ pub fn control_character_refusal(submission: &Submission) -> Option<String> {
 }
 
 /// Decides a submission against the settings and the projects file.
-pub fn decide(
+pub(crate) fn decide(
     settings: &Settings,
     projects: &ProjectsList<'_>,
     groups: &mut dyn GroupMembership,
@@ -119,7 +119,7 @@ pub fn decide(
 }
 
 /// Decides whether `user` may use `project` (the `project-check USER PROJECT` question).
-pub fn decide_project(
+pub(crate) fn decide_project(
     projects: &ProjectsList<'_>,
     groups: &mut dyn GroupMembership,
     user: &str,
@@ -145,7 +145,7 @@ pub fn decide_project(
 /// A submission's final answer: the verdict, a note for the administrator's log, and a
 /// line for the submitter on acceptance (what the job may cost, what is left).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decided {
+pub(crate) struct Decided {
     pub verdict: Verdict,
     pub log: Option<String>,
     pub tell: Option<String>,
@@ -154,7 +154,7 @@ pub struct Decided {
 /// What the budget says of an allowed project (`budget::gate` decides it from the
 /// budget cache); [`with_budget`] combines it with the projects file's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BudgetVerdict {
+pub(crate) enum BudgetVerdict {
     /// Within budget, or (with `on_missing = "allow"`) no budget to check; `tell` is the
     /// line for the submitter (what the job may cost, what is left) when there is one.
     Allowed { tell: Option<String> },
@@ -169,7 +169,7 @@ pub enum BudgetVerdict {
 /// Combines the projects file's verdict with the budget's: when budgets are on, an allowed
 /// project also needs budget left, as `budget` (the cache lookup) says; it is asked only
 /// for an allowed project.
-pub fn with_budget(verdict: Verdict, budgets_on: bool, budget: impl FnOnce(&str) -> BudgetVerdict) -> Decided {
+pub(crate) fn with_budget(verdict: Verdict, budgets_on: bool, budget: impl FnOnce(&str) -> BudgetVerdict) -> Decided {
     let project = match verdict {
         Verdict::Allowed { project } if budgets_on => project,
         verdict => {
@@ -189,12 +189,12 @@ pub fn with_budget(verdict: Verdict, budgets_on: bool, budget: impl FnOnce(&str)
 }
 
 /// The refusal for a job that names no project.
-pub fn no_project_message(source: ProjectSource) -> String {
+pub(crate) fn no_project_message(source: ProjectSource) -> String {
     format!("You need to specify a project. \"{} ProjectName\"", source.flag())
 }
 
 /// The refusal for a project the user may not use.
-pub fn not_allowed_message(project: &str) -> String {
+pub(crate) fn not_allowed_message(project: &str) -> String {
     format!("You are not allowed to use the project {project}")
 }
 

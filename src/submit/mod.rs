@@ -3,6 +3,6 @@
 //! [`projects_file`] (whose ordinary lines a byte [`scanner`] reads fast) and checking
 //! names with [`crate::model::project_name`]. Nothing here talks to the network: slurmctld waits.
 
-pub mod decision;
-pub mod projects_file;
-pub mod scanner;
+pub(crate) mod decision;
+pub(crate) mod projects_file;
+pub(crate) mod scanner;

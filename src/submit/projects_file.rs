@@ -19,7 +19,7 @@ use crate::submit::scanner;
 
 /// Who a line grants projects to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Principal<'a> {
+pub(crate) enum Principal<'a> {
     User(&'a str),
     Group(&'a str),
     Everyone,
@@ -27,7 +27,7 @@ pub enum Principal<'a> {
 
 /// One line of the file: a principal and the projects it may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant<'a> {
+pub(crate) struct Grant<'a> {
     pub line: usize,
     pub principal: Principal<'a>,
     pub projects: Vec<&'a str>,
@@ -35,13 +35,13 @@ pub struct Grant<'a> {
 
 /// The parsed file. Borrows the file's text, so loading costs one read and no copies.
 #[derive(Debug, Clone, Default)]
-pub struct ProjectsList<'a> {
+pub(crate) struct ProjectsList<'a> {
     pub grants: Vec<Grant<'a>>,
 }
 
 /// A line that is not `principal = Project[, Project...]`, named by file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParseError {
+pub(crate) struct ParseError {
     pub path: PathBuf,
     pub line: usize,
     pub reason: String,
@@ -57,7 +57,7 @@ impl std::error::Error for ParseError {}
 
 /// Answers "is `user` a member of the Unix group `group`?". The real answer comes from
 /// the system user database ([`SystemGroups`]); tests of the policy use a fixed table.
-pub trait GroupMembership {
+pub(crate) trait GroupMembership {
     fn is_member(&mut self, user: &str, group: &str) -> bool;
 }
 
@@ -65,7 +65,7 @@ impl<'a> ProjectsList<'a> {
     /// Parses the whole file; `path` is only used to name the file in errors. One pass
     /// over the bytes, so the cost is linear in the file size, a block of whole lines at a
     /// time (see `check_lines`). A single decision needs only [`UserLines`].
-    pub fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
+    pub(crate) fn parse(text: &'a [u8], path: &Path) -> Result<ProjectsList<'a>, ParseError> {
         /// About this many bytes at a time, so the scanner's index of the block stays small.
         const BLOCK: usize = 32 * 1024;
         let mut grants = Vec::new();
@@ -90,7 +90,7 @@ impl<'a> ProjectsList<'a> {
     }
 
     /// Whether `user` may use `project`. Whole-name, case-sensitive comparison only.
-    pub fn allows(&self, user: &str, project: &str, groups: &mut dyn GroupMembership) -> bool {
+    pub(crate) fn allows(&self, user: &str, project: &str, groups: &mut dyn GroupMembership) -> bool {
         self.grants
             .iter()
             .filter(|g| g.projects.contains(&project))
@@ -98,12 +98,12 @@ impl<'a> ProjectsList<'a> {
     }
 
     /// Every project the file names, for anyone.
-    pub fn all_projects(&self) -> impl Iterator<Item = &'a str> + '_ {
+    pub(crate) fn all_projects(&self) -> impl Iterator<Item = &'a str> + '_ {
         self.grants.iter().flat_map(|g| g.projects.iter().copied())
     }
 
     /// Every project `user` may use, sorted, without duplicates.
-    pub fn projects_for(&self, user: &str, groups: &mut dyn GroupMembership) -> BTreeSet<&'a str> {
+    pub(crate) fn projects_for(&self, user: &str, groups: &mut dyn GroupMembership) -> BTreeSet<&'a str> {
         self.grants
             .iter()
             .filter(|g| applies_to(g.principal, user, groups))
@@ -118,7 +118,7 @@ impl<'a> ProjectsList<'a> {
 /// rather than into memory whole: for project-check, which reads the whole file on every
 /// submission, faulting in a buffer the size of the file costs more than checking it.
 #[derive(Debug, Clone, Default)]
-pub struct UserLines {
+pub(crate) struct UserLines {
     /// The kept lines, one after the other.
     text: Vec<u8>,
     /// Each kept line: its number in the file and where it is in `text`.
@@ -127,7 +127,7 @@ pub struct UserLines {
 
 /// Why [`UserLines::read`] failed: reading the file, or a line of it.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     Io(std::io::Error),
     Parse(ParseError),
 }
@@ -136,7 +136,7 @@ impl UserLines {
     /// Reads and checks the whole of `file`; `path` only names the file in errors. As
     /// when the file is read whole before it is parsed, a read error anywhere in the file
     /// wins over a malformed line.
-    pub fn read(file: impl Read, path: &Path, user: &str) -> Result<UserLines, ReadError> {
+    pub(crate) fn read(file: impl Read, path: &Path, user: &str) -> Result<UserLines, ReadError> {
         // The buffer starts at a page (a small file touches no more memory than that) and
         // doubles while the file fills it, up to 32 KiB: few reads, and it stays in cache.
         Self::read_with_buffer(file, path, user, 4096, 32 * 1024)
@@ -216,7 +216,7 @@ impl UserLines {
 
     /// The kept lines as a projects list: the grants [`ProjectsList::parse`] gives for the
     /// whole file that can concern the user.
-    pub fn list(&self) -> ProjectsList<'_> {
+    pub(crate) fn list(&self) -> ProjectsList<'_> {
         let mut grants = Vec::with_capacity(self.lines.len());
         let mut separators = scanner::Separators::default();
         for (line, range) in &self.lines {
@@ -387,7 +387,7 @@ fn shorten(s: &str) -> String {
 /// groups `getgrouplist(3)` gives for the user, as `id` shows them. Looked up once per
 /// user and only if the file has `@group` lines that matter.
 #[derive(Debug, Default)]
-pub struct SystemGroups {
+pub(crate) struct SystemGroups {
     cached: Option<(String, Vec<nix::unistd::Gid>)>,
 }
 

@@ -20,7 +20,7 @@ use crate::model::project_name;
 
 /// What a line is, as far as the scanner can tell.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Shape<'a> {
+pub(crate) enum Shape<'a> {
     /// Empty, blank or comment only.
     Blank,
     /// A well-formed grant: the principal (`name`, `*` or `@group`, ASCII) and the
@@ -31,7 +31,7 @@ pub enum Shape<'a> {
 }
 
 /// Blanks the scanner understands; other whitespace is left to the exact parser.
-pub fn is_blank(c: char) -> bool {
+pub(crate) fn is_blank(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\r')
 }
 
@@ -102,7 +102,7 @@ fn separator_mask(block: &[u8; 64]) -> u64 {
 /// runs of name and project bytes between them rather than looking at every byte; the
 /// buffer is reused from text to text.
 #[derive(Debug, Default)]
-pub struct Separators {
+pub(crate) struct Separators {
     /// Bit i of word k is byte 64k + i; every position at or past the end is set.
     bits: Vec<u64>,
 }
@@ -110,7 +110,7 @@ pub struct Separators {
 impl Separators {
     /// The lines of `text`, each with its shape. A final newline ends the last line; it
     /// does not start an empty one.
-    pub fn lines<'a, 's>(&'s mut self, text: &'a [u8]) -> Lines<'a, 's> {
+    pub(crate) fn lines<'a, 's>(&'s mut self, text: &'a [u8]) -> Lines<'a, 's> {
         self.bits.clear();
         let blocks = text.chunks_exact(64);
         let tail = blocks.remainder();
@@ -131,7 +131,7 @@ impl Separators {
 }
 
 /// The lines of one text; see [`Separators::lines`].
-pub struct Lines<'a, 's> {
+pub(crate) struct Lines<'a, 's> {
     text: &'a [u8],
     bits: &'s [u64],
     pos: usize,
@@ -257,7 +257,7 @@ impl<'a> Lines<'a, '_> {
 /// Scans one line (without its newline; a newline in `line` makes it `Unusual`): the
 /// single-line view the tests compare with the exact parser.
 #[cfg(test)]
-pub fn scan(line: &[u8]) -> Shape<'_> {
+pub(crate) fn scan(line: &[u8]) -> Shape<'_> {
     match Separators::default().lines(line).next() {
         None => Shape::Blank,
         Some((raw, shape)) if raw.len() == line.len() => shape,

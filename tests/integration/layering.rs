@@ -418,3 +418,88 @@ fn the_reader_finds_every_form_of_path() {
         ]
     );
 }
+
+/// The modules that are the library's API: what `src/bin`, the integration tests, the
+/// benches and the demo import. Everything else is `pub(crate)`, which is what lets
+/// `unreachable_pub` (on in `src/lib.rs`) flag a `pub` item that nothing outside uses: the
+/// lint cannot see into a `pub mod`, so a folder made `pub` again would silently widen
+/// every item in it. A module added to this list is a decision about the API.
+const PUBLIC_MODULES: &[&str] = &[
+    "budget",
+    "budget::cache",
+    "cli",
+    "cli::budget",
+    "cli::hook",
+    "cli::install",
+    "cli::job",
+    "cli::job_size",
+    "cli::metrics",
+    "cli::prices",
+    "cli::project_check",
+    "cli::reconcile",
+    "cli::report",
+    "cli::status",
+    "config",
+    "model",
+    "model::budget_spend",
+    "model::instance_timeline",
+    "model::job",
+    "model::project_name",
+    "model::tag_set",
+    "model::time",
+    "node",
+    "node::env_file",
+    "node::hook",
+    "parallelcluster",
+    "parallelcluster::cfnconfig",
+    "prices",
+    "prices::cache",
+    "slurm",
+    "slurm::account_tree",
+    "slurm::sacct",
+];
+
+/// The `pub mod` declarations reachable from `src/lib.rs`, as paths (`node::hook`).
+fn public_modules(src: &Path) -> BTreeSet<String> {
+    fn walk(dir: &Path, file: &Path, prefix: &str, out: &mut BTreeSet<String>) {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for line in text.lines() {
+            let Some(name) = line.trim().strip_prefix("pub mod ").and_then(|r| r.strip_suffix(';')) else {
+                continue;
+            };
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}::{name}")
+            };
+            let folder = dir.join(name);
+            if folder.join("mod.rs").is_file() {
+                walk(&folder, &folder.join("mod.rs"), &path, out);
+            } else if folder.is_dir() {
+                // `name.rs` beside a `name/` folder of its submodules.
+                walk(&folder, &dir.join(format!("{name}.rs")), &path, out);
+            }
+            out.insert(path);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(src, &src.join("lib.rs"), "", &mut out);
+    out
+}
+
+#[test]
+fn only_the_api_modules_are_public() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let found = public_modules(&src);
+    let expected: BTreeSet<String> = PUBLIC_MODULES.iter().map(|m| m.to_string()).collect();
+    let widened: Vec<_> = found.difference(&expected).collect();
+    let gone: Vec<_> = expected.difference(&found).collect();
+    assert!(
+        widened.is_empty() && gone.is_empty(),
+        "the library's public modules changed: made pub {widened:?}, no longer pub {gone:?}. A module \
+         only the crate uses is `pub(crate)` (so `unreachable_pub` reaches its items); update \
+         PUBLIC_MODULES only for a module the binaries, tests or benches import"
+    );
+    // The reader does find what it must: a nested public module and a private folder.
+    assert!(found.contains("node::hook") && !found.contains("cost"), "{found:?}");
+}

@@ -1,7 +1,7 @@
 //! Where cost-tags' binaries are. Cargo tells an integration test or a bench of the
 //! package that defines them (`CARGO_BIN_EXE_<name>`, set when that test is compiled, and
 //! the binaries are built first); this crate is another package, so the caller passes
-//! them in: [`bins!`](crate::bins) reads the four variables in the caller's crate, and
+//! them in: [`bins!`](macro@crate::bins) reads the four variables in the caller's crate, and
 //! the fixtures that run a binary take a [`Bins`].
 //!
 //! Examples get no `CARGO_BIN_EXE_*`: `examples/demo.rs` uses
