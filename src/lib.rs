@@ -54,9 +54,9 @@
 // `pub` means the crate's API (the binaries, tests and benches use it: `cli`, `model`, and
 // a few modules of `node`, `slurm`, `budget`, `prices`, `parallelcluster` and `config`);
 // every other folder is `pub(crate)`, so the lint reaches its items, and
-// tests/integration/layering.rs holds that list. Set here rather than in Cargo.toml's [lints] because that
-// table also covers the integration test binary, the benches and the demo, whose helper
-// modules are private and say `pub` to each other.
+// tests/integration/layering.rs holds that list. Set here rather than in Cargo.toml's
+// [lints] because that table also covers the integration test binary, the benches and
+// the demo, whose helper modules are private and say `pub` to each other.
 #![warn(unreachable_pub)]
 // This is an application's library: its documentation is for the people who work on it,
 // built with `--document-private-items` (scripts/lint.sh), so links to crate-private items
