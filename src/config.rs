@@ -13,12 +13,12 @@ use crate::model::job::ProjectSource;
 use crate::model::tag_set::{self, TagField};
 
 /// Where the settings live when nobody says otherwise.
-pub const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/opt/slurm/etc/cost-tags.toml";
 /// The environment variable that names the settings file (weaker than `--config`).
-pub const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
+pub(crate) const CONFIG_ENV: &str = "COST_TAGS_CONFIG";
 
 /// Where the price cache is unless `[pricing] cache_file` says otherwise.
-pub const DEFAULT_PRICE_CACHE: &str = "/var/spool/cost-tags/prices.json";
+pub(crate) const DEFAULT_PRICE_CACHE: &str = "/var/spool/cost-tags/prices.json";
 
 /// Everything cost-tags can be told. Unknown keys are rejected so a typo never silently
 /// falls back to a default.

@@ -52,7 +52,7 @@
 // Unit tests may say SKIPPING on stderr; the library itself never prints (Cargo.toml).
 #![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
 // `pub` means the crate's API (the binaries, tests and benches use it: `cli`, `model`, and
-// a few modules of `node`, `slurm`, `budget`, `prices`, `parallelcluster` and `config`);
+// a few modules of `node`, `slurm`, `budget` and `prices`);
 // every other folder is `pub(crate)`, so the lint reaches its items, and
 // tests/integration/layering.rs holds that list. Set here rather than in Cargo.toml's
 // [lints] because that table also covers the integration test binary, the benches and
@@ -67,14 +67,14 @@ pub(crate) mod aws;
 pub mod budget;
 pub mod cli;
 pub(crate) mod cluster;
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod cost;
 pub(crate) mod install;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub mod model;
 pub mod node;
-pub mod parallelcluster;
+pub(crate) mod parallelcluster;
 pub mod prices;
 pub(crate) mod report;
 pub mod slurm;

@@ -14,13 +14,13 @@ use crate::model::time::Timestamp;
 use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct BudgetArgs {
+pub(crate) struct BudgetArgs {
     #[command(subcommand)]
     pub command: BudgetCommand,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
-pub enum BudgetCommand {
+pub(crate) enum BudgetCommand {
     /// Read every AWS Budget of the account and rewrite the cache project-check reads
     /// (run by a timer on the head node, as root). On failure (AWS, or Slurm accounting
     /// and squeue) the old cache is kept; exit 1.
@@ -32,7 +32,7 @@ pub enum BudgetCommand {
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The project (as in projects_list.conf).
     pub project: String,
     /// The limit per period, a decimal amount (e.g. 500 or 1250.50).
@@ -52,14 +52,14 @@ pub struct CreateArgs {
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Period {
+pub(crate) enum Period {
     Monthly,
     Quarterly,
     Annually,
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -68,7 +68,7 @@ pub struct ListArgs {
     pub cached: bool,
 }
 
-pub fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &BudgetArgs) -> Result<ExitCode> {
     log::init("cost-tags");
     match &args.command {
         BudgetCommand::Refresh => Ok(match admin::refresh(settings, Timestamp::now())? {

@@ -32,7 +32,7 @@ use crate::parallelcluster::cfnconfig::NodeRole;
                   anything is changed. Every step is idempotent; the head node records what it did in \
                   /opt/slurm/etc/cost-tags/manifest, which --uninstall reads."
 )]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// The release cost-tags.sh fetched and unpacked (a path, https:// or s3:// as given
     /// to it); this command reads the directory itself. Needed on the head node only.
     #[arg(long, value_name = "SRC")]
@@ -113,7 +113,7 @@ impl InstallArgs {
 /// form (`subcommand` is where `install` or `uninstall` is). ParallelCluster's
 /// multi-runner gives each argument one more leading '-' (`---release -s3://b/r.tar.gz`):
 /// that is a spelling of the argv, not an option, so it is undone before clap reads it.
-pub fn plain_argv(mut argv: Vec<OsString>, subcommand: usize) -> Result<Vec<OsString>, String> {
+pub(crate) fn plain_argv(mut argv: Vec<OsString>, subcommand: usize) -> Result<Vec<OsString>, String> {
     let args = argv.split_off((subcommand + 1).min(argv.len()));
     argv.extend(plain_form(args)?);
     Ok(argv)
@@ -139,7 +139,7 @@ fn plain_form(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
 
 /// A command line clap refused (or `--help`, which it printed): `prefix: ERROR: why`,
 /// exit 1, as every other failure of the custom action.
-pub fn usage_error(prefix: &str, e: &clap::Error) -> ExitCode {
+pub(crate) fn usage_error(prefix: &str, e: &clap::Error) -> ExitCode {
     if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
         return ExitCode::SUCCESS;
@@ -150,7 +150,7 @@ pub fn usage_error(prefix: &str, e: &clap::Error) -> ExitCode {
 /// Runs a parsed install or uninstall, printing as it goes. `config` is cost-tags'
 /// `--config`, which the installer refuses: it reads no settings, and writes them where
 /// project-check and the hooks look for them.
-pub fn run(args: &InstallArgs, config: Option<&Path>, uninstall: bool, prefix: &str) -> ExitCode {
+pub(crate) fn run(args: &InstallArgs, config: Option<&Path>, uninstall: bool, prefix: &str) -> ExitCode {
     if let Some(path) = config {
         return failed(
             prefix,
@@ -190,7 +190,7 @@ pub fn run(args: &InstallArgs, config: Option<&Path>, uninstall: bool, prefix: &
 
 /// Prints a failure (its first line marked ERROR, as the custom action's log is searched
 /// for) and gives exit status 1.
-pub fn failed(prefix: &str, message: &str) -> ExitCode {
+pub(crate) fn failed(prefix: &str, message: &str) -> ExitCode {
     let mut lines = message.lines();
     eprintln!("{prefix}: ERROR: {}", lines.next().unwrap_or_default());
     for line in lines {

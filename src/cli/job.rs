@@ -41,7 +41,7 @@ The instances each node was while the job ran come from the instance timeline th
 one (a node-mode install, another node than the head node) the job is shown without them.
 Exit codes: 0 shown, 1 sacct shows no such job (or not to you), 2 cannot tell (bad settings,
 sacct failed).")]
-pub struct JobArgs {
+pub(crate) struct JobArgs {
     /// The job id (an array task as 123_4)
     #[arg(value_name = "JOBID", value_parser = parse_job_id)]
     pub job_id: String,
@@ -55,7 +55,7 @@ pub struct JobArgs {
 }
 
 /// Reads and prices the job, prints it; exit 1 when sacct shows no such job.
-pub fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &JobArgs) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
     let prices = with_prices(settings, now)?;
     let job = match &args.sacct_file {
@@ -104,7 +104,7 @@ struct Shown<'a> {
 }
 
 /// The instances of the job's nodes, a line each, or why there are none.
-pub fn instances_table(shown: &JobInstances) -> String {
+pub(crate) fn instances_table(shown: &JobInstances) -> String {
     let mut out = String::new();
     if !shown.instances.is_empty() {
         let header = [
@@ -175,7 +175,7 @@ fn time(t: Option<Timestamp>, none: &str) -> String {
 
 /// The table for people: a line per run, the total when there are several, then where
 /// the prices came from and what could not be priced.
-pub fn table(job: &JobCost) -> String {
+pub(crate) fn table(job: &JobCost) -> String {
     let mut out = String::new();
     if job.runs.is_empty() {
         return out;

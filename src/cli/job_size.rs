@@ -11,7 +11,7 @@ use crate::slurm::job_request::{self, BadField, JobRequest};
 
 /// The job's size, as job_submit.lua passes it from `job_desc` (all raw, all optional).
 #[derive(Args, Debug, Default, Clone)]
-pub struct SizeArgs {
+pub(crate) struct SizeArgs {
     /// With --submit: every partition asked for, comma-separated; unset: the default.
     #[arg(long, value_name = "NAMES", requires = "submit", allow_hyphen_values = true)]
     partition: Option<OsString>,
@@ -56,7 +56,7 @@ pub struct SizeArgs {
 impl SizeArgs {
     /// The request these fields describe, or the first field that is not text (the
     /// user's bytes: their refusal) or not what Slurm writes (the filter's fault).
-    pub fn request(&self) -> Result<JobRequest, SizeError> {
+    pub(crate) fn request(&self) -> Result<JobRequest, SizeError> {
         // The job's current values were the user's text once too: bytes that are not
         // UTF-8 are refused the same way, whatever field they are in.
         if self.was.iter().any(|w| w.to_str().is_none()) {
@@ -68,7 +68,7 @@ impl SizeArgs {
     /// For `scontrol update`: the job as it would be after the change (each field being
     /// changed, else the job's current value from `--was`), and as it is now. `None`
     /// when no size field is being changed.
-    pub fn modified(&self) -> Result<Option<(JobRequest, JobRequest)>, SizeError> {
+    pub(crate) fn modified(&self) -> Result<Option<(JobRequest, JobRequest)>, SizeError> {
         let before = |field: &str| self.was(field);
         let changing: Vec<&'static str> = FIELDS
             .iter()
@@ -95,7 +95,7 @@ impl SizeArgs {
     }
 
     /// The job's current value of a job_rec field (`--was FIELD=VALUE`, the last wins).
-    pub fn was(&self, field: &str) -> Option<&OsStr> {
+    pub(crate) fn was(&self, field: &str) -> Option<&OsStr> {
         self.was.iter().rev().find_map(|item| {
             let value = item.as_bytes().strip_prefix(field.as_bytes())?.strip_prefix(b"=")?;
             Some(OsStr::from_bytes(value))
@@ -217,7 +217,7 @@ fn request_from<'a>(raw: impl Fn(&'static str) -> Option<&'a OsStr>) -> Result<J
 
 /// Why the size fields cannot be read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum SizeError {
+pub(crate) enum SizeError {
     /// The bytes under this flag are not UTF-8 text.
     NotText(&'static str),
     Bad(BadField),

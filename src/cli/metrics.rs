@@ -34,7 +34,7 @@ cost_tags_budget_slurm_read_ok (0: the last refresh could not read Slurm, older 
 For node_exporter: --output /var/lib/node_exporter/textfile/cost_tags.prom (the file is
 replaced atomically, mode 0644). The managed script's --metrics DIR runs this every 5 minutes.
 Exit codes: 0 written, 2 not written (bad settings, unreadable cache, sacct failed).")]
-pub struct MetricsArgs {
+pub(crate) struct MetricsArgs {
     /// Replace this file (atomically) instead of printing on stdout
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -49,7 +49,7 @@ pub struct MetricsArgs {
 /// Builds the exposition and writes it. A missing budget cache only leaves the project
 /// figures out (said on stderr); an unreadable one is an error, as is sacct failing:
 /// the old file then stays, and its age shows in the cache-age metric's staleness.
-pub fn run(settings: &Settings, args: &MetricsArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &MetricsArgs) -> anyhow::Result<ExitCode> {
     let now = args.now.unwrap_or_else(Timestamp::now);
     let budgets = match BudgetCache::read(&settings.budget.cache_file) {
         Ok(cache) => Some(cache),

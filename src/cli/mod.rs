@@ -22,17 +22,18 @@ macro_rules! outln {
     };
 }
 
-pub mod budget;
+pub mod admin;
+pub(crate) mod budget;
 pub mod hook;
-pub mod install;
-pub mod job;
-pub mod job_size;
-pub mod metrics;
-pub mod prices;
+pub(crate) mod install;
+pub(crate) mod job;
+pub(crate) mod job_size;
+pub(crate) mod metrics;
+pub(crate) mod prices;
 pub mod project_check;
-pub mod reconcile;
+pub(crate) mod reconcile;
 pub mod report;
-pub mod status;
+pub(crate) mod status;
 
 /// Writing on stdout failed. Its own type, so that only stdout's broken pipe means "the
 /// reader went away": a connection to AWS closed under a request fails with the same

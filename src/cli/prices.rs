@@ -11,13 +11,13 @@ use crate::model::time::Timestamp;
 use crate::prices::refresh::{self, RefreshOptions};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct PricesArgs {
+pub(crate) struct PricesArgs {
     #[command(subcommand)]
     pub command: PricesCommand,
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
-pub enum PricesCommand {
+pub(crate) enum PricesCommand {
     /// Read the shapes, on-demand prices and spot price history of the cluster's
     /// instance types from AWS into the price cache the report uses (run daily by the
     /// head node's timer, as root). On failure the old cache is kept; exit 1.
@@ -25,7 +25,7 @@ pub enum PricesCommand {
 }
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct RefreshArgs {
+pub(crate) struct RefreshArgs {
     /// Also price this instance type (repeatable).
     #[arg(long = "instance-type", value_name = "TYPE")]
     pub instance_types: Vec<String>,
@@ -35,7 +35,7 @@ pub struct RefreshArgs {
     pub spot_days: u32,
 }
 
-pub fn run(settings: &Settings, args: &PricesArgs) -> Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &PricesArgs) -> Result<ExitCode> {
     log::init("cost-tags");
     let PricesCommand::Refresh(r) = &args.command;
     let options = RefreshOptions {

@@ -20,7 +20,7 @@ use crate::log;
 use crate::node::repair::{describe_job, reconcile_node, RepairOptions, RepairStep};
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct ReconcileArgs {
+pub(crate) struct ReconcileArgs {
     /// Print what would change; change nothing (no ledger write, no CreateTags/DeleteTags).
     #[arg(long)]
     pub dry_run: bool,
@@ -70,7 +70,7 @@ pub struct ReconcileArgs {
 
 /// `cost-tags reconcile [--cluster]`: on a node exit 0 once repaired or owed; with
 /// `--cluster`, exit 1 when an instance could not be handled. Errors are exit 2.
-pub fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &ReconcileArgs) -> Result<ExitCode> {
     log::init("cost-tags-reconcile");
     if args.cluster {
         let options = ClusterArgs {

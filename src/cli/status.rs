@@ -16,7 +16,7 @@ use crate::node::status::{ledger_status, status, LedgerStatus, Status};
 use crate::report::text_table::Columns;
 
 #[derive(clap::Args, Debug, Clone)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -40,7 +40,7 @@ pub struct StatusArgs {
 const CLUSTER_STATUS_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// `cost-tags status`: exit 0 in sync, 1 out of sync; an error (exit 2) when it cannot tell.
-pub fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
+pub(crate) fn run(settings: &Settings, args: &StatusArgs) -> Result<ExitCode> {
     if args.cluster {
         return run_cluster(settings, args);
     }

@@ -21,7 +21,7 @@ use crate::slurm::sacct;
 
 /// One allocation (or one run of it) of the job, priced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobRun {
+pub(crate) struct JobRun {
     pub job_id: String,
     pub state: String,
     pub user: String,
@@ -50,14 +50,14 @@ pub struct JobRun {
 
 impl JobRun {
     /// Still running (or suspended): started on its nodes, and no end yet.
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         self.start.is_some() && self.end.is_none() && self.nodes > 0
     }
 }
 
 /// What sacct showed of one job id, priced at `now`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobCost {
+pub(crate) struct JobCost {
     /// The job id asked about.
     pub job_id: String,
     pub currency: String,
@@ -73,13 +73,13 @@ pub struct JobCost {
 
 impl JobCost {
     /// The cost of every priced run (what the report charges, from the first second).
-    pub fn total(&self) -> f64 {
+    pub(crate) fn total(&self) -> f64 {
         // An empty f64 sum is -0.0, which prints as "-0.00"; adding 0.0 makes it 0.0.
         self.runs.iter().filter_map(|r| r.cost).sum::<f64>() + 0.0
     }
 
     /// Seconds of every run.
-    pub fn seconds(&self) -> i64 {
+    pub(crate) fn seconds(&self) -> i64 {
         self.runs.iter().map(|r| r.seconds).sum()
     }
 }

@@ -19,7 +19,7 @@ use crate::slurm::hostlist;
 
 /// One instance that backed one of the job's nodes while a run of it ran.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobInstance {
+pub(crate) struct JobInstance {
     /// The run's job id (a requeued job has several runs, an array job a run per task).
     pub job_id: String,
     pub node: String,
@@ -36,7 +36,7 @@ pub struct JobInstance {
 
 /// What `cost-tags job` shows of the instances, and why none when none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct JobInstances {
+pub(crate) struct JobInstances {
     /// The timeline read; `None` when the settings switch it off.
     pub timeline: Option<PathBuf>,
     pub instances: Vec<JobInstance>,

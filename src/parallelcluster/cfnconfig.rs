@@ -5,19 +5,19 @@
 use std::path::Path;
 
 /// Where ParallelCluster 3 writes cfnconfig, newest layout first.
-pub const PATHS: [&str; 2] = ["/etc/parallelcluster/cfnconfig", "/opt/parallelcluster/cfnconfig"];
+pub(crate) const PATHS: [&str; 2] = ["/etc/parallelcluster/cfnconfig", "/opt/parallelcluster/cfnconfig"];
 
 /// The `key=value` lines of a cfnconfig. The file is a shell fragment that
 /// ParallelCluster's own scripts source, so a later line wins, `export ` is allowed and
 /// values may be quoted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Cfnconfig {
+pub(crate) struct Cfnconfig {
     pairs: Vec<(String, String)>,
 }
 
 /// A node's role in the cluster, from `cfn_node_type` (or `cost-tags install --role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum NodeRole {
+pub(crate) enum NodeRole {
     /// The head node: slurmctld, the release in /opt/slurm, the periodic jobs.
     Head,
     /// A compute node: runs jobs, tags its instance in node mode.
@@ -28,7 +28,7 @@ pub enum NodeRole {
 
 impl NodeRole {
     /// The role from its `cfn_node_type` value (`HeadNode`, `ComputeFleet`, `LoginNode`).
-    pub fn from_node_type(value: &str) -> Option<NodeRole> {
+    pub(crate) fn from_node_type(value: &str) -> Option<NodeRole> {
         match value {
             "HeadNode" => Some(NodeRole::Head),
             "ComputeFleet" => Some(NodeRole::Compute),
@@ -37,7 +37,7 @@ impl NodeRole {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             NodeRole::Head => "head",
             NodeRole::Compute => "compute",
@@ -47,7 +47,7 @@ impl NodeRole {
 }
 
 impl Cfnconfig {
-    pub fn parse(text: &str) -> Cfnconfig {
+    pub(crate) fn parse(text: &str) -> Cfnconfig {
         let pairs = text
             .lines()
             .filter_map(|line| {
@@ -68,13 +68,13 @@ impl Cfnconfig {
     }
 
     /// Reads and parses `path`.
-    pub fn read(path: &Path) -> std::io::Result<Cfnconfig> {
+    pub(crate) fn read(path: &Path) -> std::io::Result<Cfnconfig> {
         std::fs::read_to_string(path).map(|text| Cfnconfig::parse(&text))
     }
 
     /// The cluster's name: `explicit` (`--cluster-name`) when given, else `stack_name` from
     /// the cfnconfig at `path`, with an error saying to pass `--cluster-name` otherwise.
-    pub fn cluster_name(explicit: Option<&str>, path: &Path) -> anyhow::Result<String> {
+    pub(crate) fn cluster_name(explicit: Option<&str>, path: &Path) -> anyhow::Result<String> {
         use anyhow::Context;
         if let Some(name) = explicit {
             return Ok(name.to_string());
@@ -87,7 +87,7 @@ impl Cfnconfig {
     }
 
     /// The value of `key` (its last line), `None` when absent or empty.
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
             .rev()
@@ -96,16 +96,16 @@ impl Cfnconfig {
             .filter(|v| !v.is_empty())
     }
 
-    pub fn stack_name(&self) -> Option<&str> {
+    pub(crate) fn stack_name(&self) -> Option<&str> {
         self.get("stack_name")
     }
 
-    pub fn region(&self) -> Option<&str> {
+    pub(crate) fn region(&self) -> Option<&str> {
         self.get("cfn_region")
     }
 
     /// `cfn_node_type` as written (`HeadNode`, ...); see [`NodeRole::from_node_type`].
-    pub fn node_type(&self) -> Option<&str> {
+    pub(crate) fn node_type(&self) -> Option<&str> {
         self.get("cfn_node_type")
     }
 }

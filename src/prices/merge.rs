@@ -11,7 +11,7 @@ use crate::model::time::Timestamp;
 
 /// Where an instance type's prices came from, for the report's notes and its JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PriceSource {
+pub(crate) struct PriceSource {
     /// `settings` ([pricing.instances]) or `price cache` (the AWS Price List).
     pub on_demand: &'static str,
     /// The cache's age when the report ran, when the price came from it.

@@ -17,7 +17,7 @@ const MAX_ARRAY_TASKS: u64 = 4_000_001;
 
 /// A job's time limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum TimeLimit {
+pub(crate) enum TimeLimit {
     /// Not set: the partition's DefaultTime, else its MaxTime.
     #[default]
     Unset,
@@ -28,7 +28,7 @@ pub enum TimeLimit {
 
 /// The size of a job request; a field Slurm left unset is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobRequest {
+pub(crate) struct JobRequest {
     /// Every partition listed (`-p a,b`); empty: the default partition.
     pub partitions: Vec<String>,
     pub time_limit: TimeLimit,
@@ -53,7 +53,7 @@ pub struct JobRequest {
 
 /// A field that is not what Slurm writes, named for the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadField {
+pub(crate) struct BadField {
     pub field: &'static str,
     pub why: String,
 }
@@ -72,7 +72,7 @@ fn bad(field: &'static str, why: impl Into<String>) -> BadField {
 
 impl JobRequest {
     /// The CPUs the job needs at least: `min_cpus`, or tasks × CPUs per task.
-    pub fn cpus(&self) -> Option<u64> {
+    pub(crate) fn cpus(&self) -> Option<u64> {
         let tasks = self
             .num_tasks
             .map(|n| u64::from(n) * u64::from(self.cpus_per_task.unwrap_or(1).max(1)));
@@ -84,7 +84,7 @@ impl JobRequest {
 
     /// The GPUs of the whole job when it runs on `nodes` nodes: the largest of what each
     /// way of asking gives.
-    pub fn gpus(&self, nodes: u64) -> u64 {
+    pub(crate) fn gpus(&self, nodes: u64) -> u64 {
         let per_job = self.gpus_per_job.map_or(0, u64::from);
         let per_node = self.gpus_per_node.map_or(0, u64::from) * nodes;
         let per_task = self.gpus_per_task.map_or(0, u64::from) * u64::from(self.num_tasks.unwrap_or(1).max(1));
