@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::time::Timestamp;
 
 use super::efficiency::Efficiency;
+use super::fast_map::FastMap;
 use super::pricing::Rate;
 use crate::cost::period::Every;
 
@@ -81,12 +82,6 @@ impl Sums {
         }
     }
 }
-
-/// The maps looked up once per record: rustc's FxHash, several times quicker than the
-/// default SipHash on short keys. Its weakness to crafted collisions does not matter here:
-/// keys are user, account, partition and validated project names, and a collision costs
-/// time, never a wrong sum.
-pub(crate) type FastMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Spend per group and period for one way of splitting time.
 pub(crate) struct SpendTable {

@@ -9,6 +9,7 @@
 pub(crate) mod aggregate;
 pub(crate) mod billed;
 pub(crate) mod efficiency;
+pub(crate) mod fast_map;
 pub(crate) mod filter;
 pub(crate) mod job;
 pub(crate) mod job_ids;
@@ -34,7 +35,8 @@ use crate::prices::cache::PriceCache;
 use crate::prices::merge::{self, PriceSource};
 use crate::slurm::account_tree::{AccountTree, Roll};
 use crate::slurm::sacct::{self, Line, Skip};
-use aggregate::{Diagnostics, FastMap, SpendTable, Summary, KEY_SEPARATOR};
+use aggregate::{Diagnostics, SpendTable, Summary, KEY_SEPARATOR};
+use fast_map::FastMap;
 use filter::Filters;
 use job_ids::JobIds;
 use pricing::Pricer;

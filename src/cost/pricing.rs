@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::aggregate::FastMap;
+use super::fast_map::FastMap;
 use crate::config::PricingSettings;
 use crate::model::time::Timestamp;
 use crate::prices::cache::{self, PriceCache, SpotSeries};

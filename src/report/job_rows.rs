@@ -18,8 +18,8 @@ use serde::{Serialize, Serializer};
 
 use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
-use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
+use crate::cost::fast_map::FastMap;
 use crate::cost::priced_run::{JobSink, PricedRun};
 use crate::cost::pricing::Pricer;
 use crate::cost::{Options, Report};
