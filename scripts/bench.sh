@@ -28,6 +28,8 @@ case "${1:-}" in
 esac
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# Rust, when install-deps installed it, is in ~/.cargo/bin (it edits no shell profile).
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 export PATH="$PWD/.venv/bin:$PATH"
 
 tagging() {

@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# Rust, when install-deps installed it, is in ~/.cargo/bin (it edits no shell profile).
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
 # moto_server and the AWS CLI live in the project's virtual environment.
 export PATH="$PWD/.venv/bin:$PATH"
 # One build: the binaries and the demo (examples/demo.rs, which reuses the test fixtures).

@@ -6,8 +6,8 @@
 # local AWS endpoint (moto server), the AWS CLI, prometheus-client and the IAM policy
 # linter parliament; ParallelCluster in a virtual environment of its own. Prints one line
 # per step; what is already there is skipped, so a second run takes about a second.
-#
-# Rust itself is not installed here: it comes from rustup (see README).
+# When there is no cargo (a stock Debian has no Rust, and Debian 12's rustc 1.63 is too old
+# for the crate), Rust too, with rustup's own installer.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 steps=6
@@ -28,25 +28,7 @@ quiet() {
     fi
 }
 
-# 1. Rust: cargo at or above the crate's rust-version.
-need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$repo/Cargo.toml")
-if ! command -v cargo >/dev/null 2>&1; then
-    cat >&2 <<EOF
-install-deps: cargo not found. cost-tags needs Rust $need or newer, from rustup:
-    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y
-    . "\$HOME/.cargo/env"
-(apt-get install curl ca-certificates first if curl is missing). Then run this again.
-EOF
-    exit 1
-fi
-have=$(cargo --version | awk '{print $2}')
-if [ "$(printf '%s\n%s\n' "$need" "${have%%-*}" | sort -V | head -n 1)" != "$need" ]; then
-    echo "install-deps: cargo $have is older than $need (rust-version in Cargo.toml); update it: rustup update stable" >&2
-    exit 1
-fi
-step 1 "cargo $have (>= $need): already there"
-
-# 2-3. Debian packages, only those the build and the tests use, without recommends.
+# 1-2. Debian packages, only those the build and the tests use, without recommends.
 py=/usr/bin/python3
 need_apt=()
 for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
@@ -57,7 +39,7 @@ for pair in slurmctld:slurmctld slurmd:slurmd sbatch:slurm-client munged:munge \
 done
 ls /usr/lib/*/slurm-wlm/job_submit_lua.so >/dev/null 2>&1 || need_apt+=(slurm-wlm-basic-plugins)
 # Rust links with the system C compiler, and the aws-lc crypto library is C: rustup does
-# not install them.
+# not install them. curl fetches rustup when Rust is missing.
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 [ -e /usr/include/stdio.h ] || need_apt+=(libc6-dev)
 # cargo and curl need the CA certificates to fetch crates over https.
@@ -66,14 +48,42 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
     mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
     export DEBIAN_FRONTEND=noninteractive
-    step 2 "apt-get update"
+    step 1 "apt-get update"
     quiet apt-get update
-    step 3 "apt-get install --no-install-recommends ${need_apt[*]} (a few minutes on a fresh machine)"
+    step 2 "apt-get install --no-install-recommends ${need_apt[*]} (a few minutes on a fresh machine)"
     quiet apt-get install -y --no-install-recommends "${need_apt[@]}"
 else
-    step 2 "apt-get update: not needed"
-    step 3 "Debian packages (gcc, slurm, munge, mariadb, python3-venv, ...): already there"
+    step 1 "apt-get update: not needed"
+    step 2 "Debian packages (gcc, slurm, munge, mariadb, python3-venv, ...): already there"
 fi
+
+# 3. Rust: cargo at or above the crate's rust-version. Without one, rustup's installer
+# puts the stable toolchain (minimal profile) in ~/.cargo and ~/.rustup, as the README's
+# manual steps would: rustup-init is fetched over https from static.rust-lang.org and
+# run only if it matches the SHA-256 published beside it. It edits no shell profile;
+# demo.sh, test.sh and bench.sh add ~/.cargo/bin to PATH when cargo is not on it.
+command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
+need=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' "$repo/Cargo.toml")
+if ! command -v cargo >/dev/null 2>&1; then
+    step 3 "Rust: rustup-init --profile minimal --default-toolchain stable into $HOME/.cargo (a minute or two)"
+    url="https://static.rust-lang.org/rustup/dist/$(uname -m)-unknown-linux-gnu/rustup-init"
+    tmp=$(mktemp -d /tmp/install-deps-rustup.XXXXXX)
+    quiet curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init" "$url"
+    quiet curl --proto '=https' --tlsv1.2 -sSf -o "$tmp/rustup-init.sha256" "$url.sha256"
+    if ! (cd "$tmp" && echo "$(cut -d' ' -f1 rustup-init.sha256)  rustup-init" | sha256sum -c --quiet -); then
+        echo "install-deps: $url does not match its published SHA-256; not run" >&2
+        exit 1
+    fi
+    chmod 0755 "$tmp/rustup-init"
+    quiet "$tmp/rustup-init" -y --no-modify-path --profile minimal --default-toolchain stable
+    rm -rf "$tmp"
+fi
+have=$(cargo --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$need" "${have%%-*}" | sort -V | head -n 1)" != "$need" ]; then
+    echo "install-deps: cargo $have is older than $need (rust-version in Cargo.toml); update it: rustup update stable" >&2
+    exit 1
+fi
+step 3 "cargo $have (>= $need)"
 
 # 4-5. moto, the AWS CLI, prometheus-client and parliament in .venv/ at the top of the
 # repository: git-ignored, and outside target/ so that `cargo clean` keeps it. The tests
