@@ -240,7 +240,11 @@ fn budgets(c: &LocalCluster) {
         "ctalice",
         &["--comment", "ProjectA", "-t", "10", "--hold", "--wrap", "hostname"],
     );
-    println!("\n  (the next refresh counts the held job's worst case as committed)");
+    println!("\n  (the next refresh counts the held job's worst case as COMMITTED; its reservation, made before");
+    println!("   that refresh, then no longer counts: the journal holds only what no refresh has seen yet)");
+    // The journal and the cache count in whole seconds, and a reservation of the refresh's
+    // own second still counts (the refresh may not have seen that job): a second apart.
+    std::thread::sleep(Duration::from_millis(1100));
     admin(c, &["budget", "refresh"]);
     admin(c, &["budget", "list"]);
     if let Some(id) = held {

@@ -411,8 +411,36 @@ pub(crate) struct BudgetList {
     pub notes: Vec<String>,
 }
 
+/// Adds to budgets read from AWS what only the cache has: Slurm's accrued and committed
+/// spend (and the job counts) of its refresh, so that the list shows, and decides, what
+/// project-check does. Only where AWS's figure is still the one the cache was refreshed
+/// with: accrued is the spend *since* that figure, and added to a newer one it would
+/// count twice. Returns how many budgets got Slurm's figures and how many could not.
+fn with_slurm_figures(budgets: &mut BTreeMap<String, BudgetSpend>, cache: &BudgetCache) -> (usize, usize) {
+    let (mut added, mut stale) = (0, 0);
+    for (name, live) in budgets.iter_mut() {
+        let Some(cached) = cache.budgets.get(name) else {
+            continue;
+        };
+        if cached.accrued.is_none() && cached.committed.is_none() {
+            continue;
+        }
+        if cached.actual == live.actual && cached.updated_at == live.updated_at && cached.period == live.period {
+            live.accrued = cached.accrued;
+            live.committed = cached.committed;
+            live.running_jobs = cached.running_jobs;
+            live.pending_jobs = cached.pending_jobs;
+            added += 1;
+        } else {
+            stale += 1;
+        }
+    }
+    (added, stale)
+}
+
 pub(crate) fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<BudgetList> {
     let b = &settings.budget;
+    let mut notes = Vec::new();
     let (budgets, source, skipped, since) = if cached {
         let cache = BudgetCache::read(&b.cache_file)?;
         let source = format!(
@@ -426,11 +454,29 @@ pub(crate) fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<
             let api = BudgetsApi::connect(&b.account_id, AWS_TIME).await?;
             api.all(now).await
         })?;
-        // Reservations count against the cache's refresh, whatever this list reads.
-        let since = BudgetCache::read(&b.cache_file).ok().map(|c| c.header.refreshed_at);
-        (found.budgets, "AWS Budgets".to_string(), found.skipped, since)
+        let mut budgets = found.budgets;
+        let mut source = "AWS Budgets".to_string();
+        // Reservations count against the cache's refresh, whatever this list reads; and
+        // Slurm's figures (accrued, committed) exist only in the cache.
+        let cache = BudgetCache::read(&b.cache_file).ok();
+        if let Some(cache) = &cache {
+            let (added, stale) = with_slurm_figures(&mut budgets, cache);
+            if added > 0 {
+                source = format!(
+                    "AWS Budgets; ACCRUED and COMMITTED from Slurm at the cache's refresh, {} s ago",
+                    cache.header.age(now).as_secs()
+                );
+            }
+            if stale > 0 {
+                notes.push(format!(
+                    "{stale} budget(s) without ACCRUED and COMMITTED: AWS's spend changed since the \
+                     cache's refresh, so Slurm's figures of then no longer add to it (run `cost-tags \
+                     budget refresh`)"
+                ));
+            }
+        }
+        (budgets, source, found.skipped, cache.map(|c| c.header.refreshed_at))
     };
-    let mut notes = Vec::new();
     let reserved = match since.map(|since| reserved_totals(settings, since, now)) {
         Some(Ok(totals)) => Some(totals),
         Some(Err(why)) => {
@@ -486,6 +532,45 @@ pub(crate) fn list(settings: &Settings, cached: bool, now: Timestamp) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_live_list_takes_slurms_figures_only_where_aws_has_not_moved() {
+        let spend = |actual: f64| BudgetSpend {
+            limit: 500.0,
+            actual,
+            unit: "USD".into(),
+            period: "MONTHLY".into(),
+            ..BudgetSpend::default()
+        };
+        let mut cache = BudgetCache::new("123456789012", Timestamp::from_second(1_700_000_000));
+        for (name, actual) in [("Same", 10.0), ("Moved", 10.0), ("AwsOnly", 0.0)] {
+            let mut s = spend(actual);
+            if name != "AwsOnly" {
+                s.accrued = Some(4.0);
+                s.committed = Some(3.0);
+                s.running_jobs = Some(1);
+            }
+            cache.budgets.insert(name.into(), s);
+        }
+        let mut live: BTreeMap<String, BudgetSpend> = [
+            ("Same", spend(10.0)),
+            ("Moved", spend(12.5)),
+            ("AwsOnly", spend(0.0)),
+            ("New", spend(1.0)),
+        ]
+        .into_iter()
+        .map(|(n, s)| (n.to_string(), s))
+        .collect();
+        assert_eq!(with_slurm_figures(&mut live, &cache), (1, 1));
+        assert_eq!((live["Same"].accrued, live["Same"].committed), (Some(4.0), Some(3.0)));
+        assert_eq!(live["Same"].running_jobs, Some(1));
+        assert_eq!(live["Same"].committed_total(), 17.0);
+        // AWS counted more since the refresh: the accrued of then would count twice.
+        assert_eq!((live["Moved"].accrued, live["Moved"].committed), (None, None));
+        assert_eq!(live["Moved"].actual, 12.5);
+        assert_eq!(live["AwsOnly"].accrued, None);
+        assert_eq!(live["New"], spend(1.0));
+    }
 
     fn args(project: &str, limit: &str, notify: &[&str], at: &[f64]) -> BudgetRequest {
         BudgetRequest {

@@ -22,6 +22,7 @@ mod budgets;
 mod closed_pipe;
 mod cluster_converge;
 mod controller_slurm;
+mod demo;
 mod dns_deadline;
 mod env_file_sh;
 mod hook_scripts;
