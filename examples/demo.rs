@@ -14,20 +14,21 @@ use support::head_node::{private_ip, set_node_host, HeadNode, CLUSTER_TAG, NODE_
 use support::local_cluster::{LocalCluster, LocalSetup, PROJECTS};
 use support::Bins;
 
-/// The local node's price: a made-up instance type at 36 USD an hour (a cent a second),
-/// so that the demo's jobs of a few seconds show in the report.
+/// The local node's price: its instance (moto's) is a t3.micro, priced here at a made-up
+/// 36 USD an hour (a cent a second) so that the demo's jobs of a few seconds show in the
+/// report; the type the report and `cost-tags job` name is the instance's own.
 const PRICING: &str = r#"
 [pricing]
 currency = "USD"
 fleet_config = ""
 cache_file = ""
-[pricing.instances."demo.2cpu"]
+[pricing.instances."t3.micro"]
 on_demand = 36.0
 cpus = 2
 [pricing.partitions.compute]
-instance = "demo.2cpu"
+instance = "t3.micro"
 [pricing.partitions.gpu]
-instance = "demo.2cpu"
+instance = "t3.micro"
 "#;
 
 fn show_tags(tags: &BTreeMap<String, String>) {
@@ -149,7 +150,7 @@ fn wait_accounted(c: &LocalCluster, jobs: &[u32]) {
 /// Reports from Slurm accounting: per project and user with a chart, one job as the
 /// user who ran it, and the metrics Prometheus scrapes.
 fn reports(c: &LocalCluster, jobs: &[u32]) {
-    println!("\n== reports (sacct from the local slurmdbd -> priced jobs; the node costs 36 USD an hour here)");
+    println!("\n== reports (sacct from the local slurmdbd -> priced jobs; the node, a t3.micro, costs a made-up 36 USD an hour here)");
     wait_accounted(c, jobs);
     let chart = std::env::temp_dir().join(format!("cost-tags-demo-{}.svg", std::process::id()));
     let chart_arg = chart.display().to_string();
