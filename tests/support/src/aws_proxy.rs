@@ -6,7 +6,7 @@
 //!
 //! * `Pass`: forward method, target, headers (Host included, so SigV4 stays as
 //!   signed) and body; relay status, headers and body. One upstream connection per
-//!   request (`Connection: close` upstream); the client side keeps alive.
+//!   request (hyper's client, [`http::fetch`]); the client side keeps alive.
 //! * `Refuse`: real refusal: the listening socket leaves LISTEN but keeps its port,
 //!   so connect() fails with ECONNREFUSED; switching back listens again on the SAME
 //!   port. Open connections are shut down when Refuse starts.
@@ -284,7 +284,9 @@ impl AwsProxy {
         self.state.lock().unwrap().counters = Counters::default();
     }
 
-    /// CPU time the proxy has spent answering requests.
+    /// CPU time the proxy has spent answering requests (its server's; the upstream
+    /// exchange of a forwarded request runs on the shared HTTP client thread and is not in
+    /// it).
     pub fn cpu_time(&self) -> std::time::Duration {
         self.server.cpu_time()
     }

@@ -1,6 +1,7 @@
-//! The HTTP/1.1 server the IMDS emulator, the fault-injecting AWS proxy, the Price List
-//! stand-in and the managed-script release download run on, and the message helpers the
-//! relays use.
+//! HTTP/1.1 for the fixtures, all of it hyper 1's: the server the IMDS emulator, the
+//! fault-injecting AWS proxy, the Price List stand-in and the managed-script release
+//! download run on, and a blocking client for the AWS proxy's upstream calls, moto's setup
+//! calls and tests that speak HTTP themselves. No message is parsed or written here.
 //!
 //! [`Server`] serves each connection with hyper 1 (`hyper::server::conn::http1`: parsing,
 //! keep-alive, `Expect: 100-continue`, chunked bodies, 400 on a malformed request) on a
@@ -9,12 +10,12 @@
 //! the listening socket is a raw `std` listener, so that [`Server::set_refusing`] can make
 //! the port refuse connections (ECONNREFUSED) and take them again on the SAME port,
 //! [`Server::set_closing_all`] can accept and drop them unread, and every open connection
-//! can be shut down at once. Loopback only.
+//! can be shut down at once ([`Reply::Hang`] holds one unanswered). Loopback only.
 //!
-//! The message helpers ([`read_request`], [`write_response`], [`write_request`],
-//! [`read_response`]) speak HTTP/1.1 on a blocking stream, for the relays (`aws_proxy`'s
-//! upstream call, the TLS front and the HTTP proxy of `https_parts`) and tests that write
-//! raw requests.
+//! [`Connection`] (and [`fetch`], one request on a connection of its own) is hyper's
+//! HTTP/1.1 client (`hyper::client::conn::http1`) behind a blocking API, driven by one
+//! shared runtime thread; `connect` and `exchange` are its async halves, which the
+//! relays of `https_parts` use on their own runtime.
 
 use std::collections::HashMap;
 use std::io;

@@ -3,15 +3,22 @@
 //!
 //! * [`TestCa`]: a fresh CA (rcgen) per test, written as a PEM file, and server
 //!   certificates it signs. Being new, it is in no system store unless a test puts it there.
-//! * [`TlsFront`]: a TLS server (rustls) on 127.0.0.1 that terminates TLS and relays each
-//!   HTTP/1.1 request to a plain-HTTP upstream (moto); it records every handshake that
-//!   failed and why (a client that does not trust the certificate sends `UnknownCA`).
-//! * [`HttpProxy`]: a forward proxy on 127.0.0.1: absolute-form requests
-//!   (`POST http://host:port/ HTTP/1.1`, what a client sends for `http://` through
-//!   `HTTP_PROXY`) are relayed, and `CONNECT host:port` opens a tunnel (what a client
-//!   does for `https://` through `HTTPS_PROXY`). It records each request line it got.
+//! * [`TlsFront`]: a TLS server on 127.0.0.1 (tokio-rustls, on the rustls 0.23 and aws-lc
+//!   the binaries use) in front of hyper's HTTP/1.1 server, whose service relays each
+//!   request to a plain-HTTP upstream (moto) with hyper's client; it records every
+//!   handshake that failed and why (a client that does not trust the certificate sends
+//!   `UnknownCA`).
+//! * [`HttpProxy`]: a forward proxy on 127.0.0.1, hyper's HTTP/1.1 server: absolute-form
+//!   requests (`POST http://host:port/ HTTP/1.1`, what a client sends for `http://`
+//!   through `HTTP_PROXY`) are relayed with hyper's client, and `CONNECT host:port` is
+//!   answered 200, after which the upgraded connection (`hyper::upgrade::on`) and the
+//!   upstream's are copied both ways (what a client does for `https://` through
+//!   `HTTPS_PROXY`). It records each request line it got.
 //!
-//! Both servers use a thread per connection and stop, closing their connections, on drop.
+//! Both servers listen on a port the kernel picks, run their connections as tasks on a
+//! tokio runtime of their own (one thread), and stop on drop: the runtime is dropped with
+//! every task, which closes every connection and tunnel. Neither needs a raw listener (no
+//! test makes them refuse, drop or hang connections; `http::Server` does that).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
