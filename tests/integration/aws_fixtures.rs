@@ -534,10 +534,17 @@ fn proxy_handles_hundreds_of_concurrent_connections() {
     assert_eq!(proxy.open_connections(), N);
     let body = b"Action=CreateTags&Version=2016-11-15&ResourceId.1=i-1&Tag.1.Key=k&Tag.1.Value=v";
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    for c in &mut conns {
-        let resp = send(c, "POST", "/", &form, body);
+    // All requests in flight at once, one per connection.
+    let answers: Vec<http::Response> = std::thread::scope(|scope| {
+        let sending: Vec<_> = conns
+            .iter_mut()
+            .map(|c| scope.spawn(|| send(c, "POST", "/", &form, body)))
+            .collect();
+        sending.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    for resp in &answers {
         assert_eq!(resp.status, 503);
-        assert!(body_str(&resp).contains("<Code>RequestLimitExceeded</Code>"));
+        assert!(body_str(resp).contains("<Code>RequestLimitExceeded</Code>"));
     }
     assert_eq!(proxy.count("CreateTags"), N as u64);
     assert_eq!(proxy.throttled(), N as u64);

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -109,12 +110,16 @@ impl Listener {
                 runtime.block_on(async move {
                     let accept = async {
                         loop {
-                            if let Ok((tcp, _)) = listener.accept().await {
-                                // A response goes out as several TLS records; without this,
-                                // Nagle's algorithm holds the last one until the client's
-                                // delayed ACK (about 40 ms a request).
-                                let _ = tcp.set_nodelay(true);
-                                tokio::spawn(serve(tcp));
+                            match listener.accept().await {
+                                Ok((tcp, _)) => {
+                                    // A response goes out as several TLS records; without
+                                    // this, Nagle's algorithm holds the last one until the
+                                    // client's delayed ACK (about 40 ms a request).
+                                    let _ = tcp.set_nodelay(true);
+                                    tokio::spawn(serve(tcp));
+                                }
+                                // A transient error such as EMFILE: back off briefly.
+                                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
                             }
                         }
                     };
