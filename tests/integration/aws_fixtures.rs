@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use std::io::{BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -20,13 +20,17 @@ use support::moto::{self, block_on, ec2_client_with, MotoServer};
 // ---------------------------------------------------------------- helpers
 
 fn raw_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> http::Response {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    send(&mut s, method, path, headers, b"");
-    http::read_response(&mut BufReader::new(s), method == "HEAD").expect("response")
+    let mut conn = http::Connection::open(&format!("127.0.0.1:{port}")).expect("connect");
+    send(&mut conn, method, path, headers, b"")
 }
 
-fn send(s: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+fn send(
+    conn: &mut http::Connection,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> http::Response {
     let req = Request {
         method: method.to_string(),
         target: path.to_string(),
@@ -36,27 +40,17 @@ fn send(s: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], b
             .collect(),
         body: body.to_vec(),
     };
-    // write_request adds "Connection: close"; fine for one-shot requests.
-    http::write_request(s, &req).expect("write request");
+    conn.send(&req).expect("response")
 }
 
-/// One keep-alive request on an open connection (no Connection: close).
+/// One keep-alive request on an open connection.
 fn keepalive_request(
-    reader: &mut BufReader<TcpStream>,
+    conn: &mut http::Connection,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> http::Response {
-    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for (k, v) in headers {
-        text.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if method == "PUT" || method == "POST" {
-        text.push_str("Content-Length: 0\r\n");
-    }
-    text.push_str("\r\n");
-    reader.get_mut().write_all(text.as_bytes()).unwrap();
-    http::read_response(reader, method == "HEAD").expect("response on kept-alive connection")
+    send(conn, method, path, headers, b"")
 }
 
 fn body_str(r: &http::Response) -> String {
@@ -186,9 +180,7 @@ fn imds_enforces_tokens_like_imdsv2() {
     assert_eq!(r.status, 405);
 
     // Keep-alive: token and several GETs on one connection.
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut conn = BufReader::new(s);
+    let mut conn = http::Connection::open(&format!("127.0.0.1:{port}")).unwrap();
     let r = keepalive_request(
         &mut conn,
         "PUT",
@@ -532,12 +524,8 @@ fn proxy_handles_hundreds_of_concurrent_connections() {
     let port = proxy.port();
     const N: usize = 300;
     // Open all connections first, so they are concurrent.
-    let mut conns: Vec<TcpStream> = (0..N)
-        .map(|_| {
-            let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            s
-        })
+    let mut conns: Vec<http::Connection> = (0..N)
+        .map(|_| http::Connection::open(&format!("127.0.0.1:{port}")).expect("connect"))
         .collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     while proxy.open_connections() < N && Instant::now() < deadline {
@@ -545,39 +533,42 @@ fn proxy_handles_hundreds_of_concurrent_connections() {
     }
     assert_eq!(proxy.open_connections(), N);
     let body = b"Action=CreateTags&Version=2016-11-15&ResourceId.1=i-1&Tag.1.Key=k&Tag.1.Value=v";
-    for s in &mut conns {
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-    }
-    let mut readers: Vec<BufReader<TcpStream>> = conns.into_iter().map(BufReader::new).collect();
-    for r in &mut readers {
-        let resp = http::read_response(r, false).expect("response");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    // All requests in flight at once, one per connection.
+    let answers: Vec<http::Response> = std::thread::scope(|scope| {
+        let sending: Vec<_> = conns
+            .iter_mut()
+            .map(|c| scope.spawn(|| send(c, "POST", "/", &form, body)))
+            .collect();
+        sending.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    for resp in &answers {
         assert_eq!(resp.status, 503);
-        assert!(body_str(&resp).contains("<Code>RequestLimitExceeded</Code>"));
+        assert!(body_str(resp).contains("<Code>RequestLimitExceeded</Code>"));
     }
     assert_eq!(proxy.count("CreateTags"), N as u64);
     assert_eq!(proxy.throttled(), N as u64);
     // Chunked request bodies are understood too (Action parsed after de-chunking).
-    let s = readers.pop().unwrap();
-    let mut s = s.into_inner();
-    s.write_all(
-        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nAction=\r\na\r\nDeleteTags\r\n0\r\n\r\n",
-    )
-    .unwrap();
-    let resp = http::read_response(&mut BufReader::new(s.try_clone().unwrap()), false).unwrap();
+    let mut c = conns.pop().unwrap();
+    let resp = send(
+        &mut c,
+        "POST",
+        "/",
+        &[("Transfer-Encoding", "chunked")],
+        b"Action=DeleteTags",
+    );
     assert_eq!(resp.status, 503);
     assert_eq!(proxy.count("DeleteTags"), 1);
+    conns.push(c);
     // Dropping the proxy closes every client connection promptly.
     let started = Instant::now();
     drop(proxy);
     assert!(started.elapsed() < Duration::from_secs(5));
-    for mut r in readers {
-        let mut buf = Vec::new();
-        assert_eq!(r.read_to_end(&mut buf).unwrap_or(0), 0);
+    for c in &conns {
+        assert!(
+            c.closed_within(Duration::from_secs(5)),
+            "a client connection outlived the proxy"
+        );
     }
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),

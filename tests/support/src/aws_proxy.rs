@@ -6,7 +6,7 @@
 //!
 //! * `Pass`: forward method, target, headers (Host included, so SigV4 stays as
 //!   signed) and body; relay status, headers and body. One upstream connection per
-//!   request (`Connection: close` upstream); the client side keeps alive.
+//!   request (hyper's client, [`http::fetch`]); the client side keeps alive.
 //! * `Refuse`: real refusal: the listening socket leaves LISTEN but keeps its port,
 //!   so connect() fails with ECONNREFUSED; switching back listens again on the SAME
 //!   port. Open connections are shut down when Refuse starts.
@@ -30,10 +30,8 @@
 //! would slow the run it measures).
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::http::{self, Reply, Request, Response, Server};
 
@@ -286,8 +284,10 @@ impl AwsProxy {
         self.state.lock().unwrap().counters = Counters::default();
     }
 
-    /// CPU time the proxy has spent answering requests.
-    pub fn cpu_time(&self) -> Duration {
+    /// CPU time the proxy has spent answering requests (its server's; the upstream
+    /// exchange of a forwarded request runs on the shared HTTP client thread and is not in
+    /// it).
+    pub fn cpu_time(&self) -> std::time::Duration {
         self.server.cpu_time()
     }
 
@@ -407,14 +407,7 @@ fn handle(state: &Mutex<State>, upstream: SocketAddr, req: &Request) -> Reply {
 }
 
 fn forward(upstream: SocketAddr, req: &Request) -> std::io::Result<Response> {
-    let mut conn = TcpStream::connect_timeout(&upstream, Duration::from_secs(10))?;
-    conn.set_read_timeout(Some(Duration::from_secs(120)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(30)))?;
-    let _ = conn.set_nodelay(true);
-    http::write_request(&mut conn, req)?;
-    conn.flush()?;
-    let mut reader = BufReader::new(conn);
-    let mut resp = http::read_response(&mut reader, req.method == "HEAD")?;
+    let mut resp = http::fetch(&upstream.to_string(), req)?;
     resp.headers.retain(|(k, _)| !http::is_hop_header(k));
     Ok(resp)
 }

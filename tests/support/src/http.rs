@@ -1,6 +1,7 @@
-//! The HTTP/1.1 server the IMDS emulator, the fault-injecting AWS proxy, the Price List
-//! stand-in and the managed-script release download run on, and the message helpers the
-//! relays use.
+//! HTTP/1.1 for the fixtures, all of it hyper 1's: the server the IMDS emulator, the
+//! fault-injecting AWS proxy, the Price List stand-in and the managed-script release
+//! download run on, and a blocking client for the AWS proxy's upstream calls, moto's setup
+//! calls and tests that speak HTTP themselves. No message is parsed or written here.
 //!
 //! [`Server`] serves each connection with hyper 1 (`hyper::server::conn::http1`: parsing,
 //! keep-alive, `Expect: 100-continue`, chunked bodies, 400 on a malformed request) on a
@@ -9,28 +10,28 @@
 //! the listening socket is a raw `std` listener, so that [`Server::set_refusing`] can make
 //! the port refuse connections (ECONNREFUSED) and take them again on the SAME port,
 //! [`Server::set_closing_all`] can accept and drop them unread, and every open connection
-//! can be shut down at once. Loopback only.
+//! can be shut down at once ([`Reply::Hang`] holds one unanswered). Loopback only.
 //!
-//! The message helpers ([`read_request`], [`write_response`], [`write_request`],
-//! [`read_response`]) speak HTTP/1.1 on a blocking stream, for the relays (`aws_proxy`'s
-//! upstream call, the TLS front and the HTTP proxy of `https_parts`) and tests that write
-//! raw requests.
+//! [`Connection`] (and [`fetch`], one request on a connection of its own) is hyper's
+//! HTTP/1.1 client (`hyper::client::conn::http1`) behind a blocking API, driven by one
+//! shared runtime thread; `connect` and `exchange` are its async halves, which the
+//! relays of `https_parts` use on their own runtime.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Read, Write};
+use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use std::future::Future;
 
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 
-/// Largest head (request line + headers) or body accepted, as a guard.
-const MAX_HEAD: usize = 64 * 1024;
+/// Largest body accepted, as a guard.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 #[derive(Clone, Debug)]
@@ -54,15 +55,6 @@ impl Request {
     }
     pub fn query(&self) -> Option<&str> {
         self.target.split_once('?').map(|(_, q)| q)
-    }
-    /// True when the client asked to close the connection after this request.
-    pub fn wants_close(&self) -> bool {
-        let conn = self.header("connection").map(|c| c.to_ascii_lowercase());
-        match conn {
-            Some(c) if c.split(',').any(|t| t.trim() == "close") => true,
-            Some(c) if c.split(',').any(|t| t.trim() == "keep-alive") => false,
-            _ => self.version == "HTTP/1.0",
-        }
     }
 }
 
@@ -116,172 +108,8 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-fn bad(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.into())
-}
-
-/// Reads one CRLF- (or LF-) terminated line; `Ok(None)` on EOF before any byte.
-fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let n = r.by_ref().take(MAX_HEAD as u64).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if buf.last() != Some(&b'\n') {
-        return Err(if n >= MAX_HEAD {
-            bad("line too long")
-        } else {
-            io::ErrorKind::UnexpectedEof.into()
-        });
-    }
-    while matches!(buf.last(), Some(b'\n') | Some(b'\r')) {
-        buf.pop();
-    }
-    String::from_utf8(buf)
-        .map(Some)
-        .map_err(|_| bad("non-UTF-8 header line"))
-}
-
-fn read_headers<R: BufRead>(r: &mut R) -> io::Result<Vec<(String, String)>> {
-    let mut headers = Vec::new();
-    let mut size = 0;
-    loop {
-        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        if line.is_empty() {
-            return Ok(headers);
-        }
-        size += line.len();
-        if size > MAX_HEAD {
-            return Err(bad("headers too large"));
-        }
-        let (k, v) = line
-            .split_once(':')
-            .ok_or_else(|| bad(format!("bad header line {line:?}")))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-}
-
-fn read_chunked<R: BufRead>(r: &mut R) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        let size_hex = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("bad chunk size"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            read_headers(r)?;
-            return Ok(body);
-        }
-        if body.len() + size > MAX_BODY {
-            return Err(bad("body too large"));
-        }
-        let start = body.len();
-        body.resize(start + size, 0);
-        r.read_exact(&mut body[start..])?;
-        let crlf = read_line(r)?;
-        if crlf.as_deref() != Some("") {
-            return Err(bad("missing CRLF after chunk"));
-        }
-    }
-}
-
-/// Reads a message body as framed by `headers`; `None` length means "until EOF"
-/// (only allowed where `until_eof` is true, i.e. for responses).
-fn read_body<R: BufRead>(r: &mut R, headers: &[(String, String)], until_eof: bool) -> io::Result<Vec<u8>> {
-    if header(headers, "transfer-encoding")
-        .map(|te| te.to_ascii_lowercase().contains("chunked"))
-        .unwrap_or(false)
-    {
-        return read_chunked(r);
-    }
-    if let Some(cl) = header(headers, "content-length") {
-        let n: usize = cl.trim().parse().map_err(|_| bad("bad Content-Length"))?;
-        if n > MAX_BODY {
-            return Err(bad("body too large"));
-        }
-        let mut body = vec![0; n];
-        r.read_exact(&mut body)?;
-        return Ok(body);
-    }
-    let mut body = Vec::new();
-    if until_eof {
-        r.take(MAX_BODY as u64).read_to_end(&mut body)?;
-    }
-    Ok(body)
-}
-
-/// Reads one request from a keep-alive connection. `Ok(None)` when the peer closed
-/// the connection cleanly between requests. `on_continue` is called when the client
-/// sent `Expect: 100-continue`, before the body is read.
-pub fn read_request<R: BufRead>(
-    r: &mut R,
-    mut on_continue: impl FnMut() -> io::Result<()>,
-) -> io::Result<Option<Request>> {
-    // Tolerate stray empty lines between requests (RFC 9112 2.2).
-    let line = loop {
-        match read_line(r)? {
-            None => return Ok(None),
-            Some(l) if l.is_empty() => continue,
-            Some(l) => break l,
-        }
-    };
-    let mut parts = line.split_whitespace();
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v)) if v.starts_with("HTTP/1.") => (m.to_string(), t.to_string(), v.to_string()),
-        _ => return Err(bad(format!("bad request line {line:?}"))),
-    };
-    let headers = read_headers(r)?;
-    if header(&headers, "expect")
-        .map(|e| e.eq_ignore_ascii_case("100-continue"))
-        .unwrap_or(false)
-    {
-        on_continue()?;
-    }
-    let body = read_body(r, &headers, false)?;
-    Ok(Some(Request {
-        method,
-        target,
-        version,
-        headers,
-        body,
-    }))
-}
-
-/// Reads one response (status line, headers, body). `head` is true when it answers
-/// a HEAD request (no body).
-pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> io::Result<Response> {
-    loop {
-        let line = read_line(r)?.ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        let mut parts = line.splitn(3, ' ');
-        let version = parts.next().unwrap_or("");
-        if !version.starts_with("HTTP/1.") {
-            return Err(bad(format!("bad status line {line:?}")));
-        }
-        let status: u16 = parts
-            .next()
-            .unwrap_or("")
-            .parse()
-            .map_err(|_| bad(format!("bad status line {line:?}")))?;
-        let reason = parts.next().unwrap_or("").to_string();
-        let headers = read_headers(r)?;
-        if (100..200).contains(&status) {
-            continue; // interim response
-        }
-        let body = if head || status == 204 || status == 304 {
-            Vec::new()
-        } else {
-            read_body(r, &headers, true)?
-        };
-        return Ok(Response {
-            status,
-            reason,
-            headers,
-            body,
-        });
-    }
-}
-
-/// Hop-by-hop and framing headers that a relay must not copy.
+/// Hop-by-hop and framing headers that a relay must not copy (hyper frames each message
+/// it writes itself).
 pub fn is_hop_header(name: &str) -> bool {
     [
         "connection",
@@ -298,55 +126,172 @@ pub fn is_hop_header(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-/// Writes `resp` with a correct Content-Length and Connection header.
-pub fn write_response<W: Write>(w: &mut W, resp: &Response, close: bool, head: bool) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status, resp.reason);
-    for (k, v) in &resp.headers {
-        if !is_hop_header(k) {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    if !resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("date")) {
-        out.push_str(&format!("Date: {}\r\n", http_date()));
-    }
-    out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
-    out.push_str(if close {
-        "Connection: close\r\n\r\n"
-    } else {
-        "Connection: keep-alive\r\n\r\n"
+fn io_error(e: impl Into<BoxError>) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Longest wait for a TCP connection, and for a whole answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The runtime the blocking client ([`Connection`]) runs on: one thread, shared by every
+/// caller, started on first use and never stopped.
+fn client_runtime() -> &'static tokio::runtime::Handle {
+    static CLIENT: OnceLock<tokio::runtime::Handle> = OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("HTTP client runtime");
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("http-client".to_string())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))
+            .expect("spawn the HTTP client thread");
+        handle
+    })
+}
+
+/// Runs `fut` on the client runtime and waits for its output (from plain blocking code:
+/// a test, a [`Server`] handler).
+fn run<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    client_runtime().spawn(async move {
+        let _ = tx.send(fut.await);
     });
-    let mut bytes = out.into_bytes();
-    if !head {
-        bytes.extend_from_slice(&resp.body);
-    }
-    w.write_all(&bytes)?;
-    w.flush()
+    rx.recv().expect("the HTTP client runtime stopped")
 }
 
-/// Writes a request for a relay: hop-by-hop headers dropped, Content-Length set,
-/// `Connection: close`.
-pub fn write_request<W: Write>(w: &mut W, req: &Request) -> io::Result<()> {
-    let mut out = format!("{} {} HTTP/1.1\r\n", req.method, req.target);
-    for (k, v) in &req.headers {
-        if !is_hop_header(k) {
-            out.push_str(&format!("{k}: {v}\r\n"));
+/// Opens a TCP connection to `addr` (`host:port`) and makes it a hyper HTTP/1.1 client
+/// connection, driven by a task on the calling runtime.
+pub(crate) async fn connect<B>(addr: &str) -> io::Result<hyper::client::conn::http1::SendRequest<B>>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}")))??;
+    let _ = tcp.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .map_err(io_error)?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+/// Sends `req` on `sender` and reads the whole answer (within [`ANSWER_TIMEOUT`]).
+pub(crate) async fn exchange(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    req: hyper::Request<Full<Bytes>>,
+) -> io::Result<hyper::Response<Bytes>> {
+    let answer = async {
+        sender.ready().await.map_err(io_error)?;
+        let (parts, body) = sender.send_request(req).await.map_err(io_error)?.into_parts();
+        let body = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(io_error)?
+            .to_bytes();
+        Ok(hyper::Response::from_parts(parts, body))
+    };
+    tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?
+}
+
+/// One HTTP/1.1 client connection (hyper's client) behind a blocking API: for the AWS
+/// proxy's upstream calls, moto's setup calls and tests that speak HTTP themselves.
+/// Requests go one after the other on the same connection while the server keeps it alive.
+pub struct Connection {
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    /// Connects to `addr` (`host:port`).
+    pub fn open(addr: &str) -> io::Result<Connection> {
+        let addr = addr.to_string();
+        let sender = run(async move { connect(&addr).await })?;
+        Ok(Connection { sender: Some(sender) })
+    }
+
+    /// Sends `req` and returns the answer. `req`'s framing headers are left to hyper
+    /// (Content-Length from the body), except `Transfer-Encoding: chunked`, which is kept
+    /// so that a test can send a chunked body.
+    pub fn send(&mut self, req: &Request) -> io::Result<Response> {
+        let mut sender = self
+            .sender
+            .take()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "connection lost"))?;
+        let req = to_hyper_request(req)?;
+        let (sender, answer) = run(async move {
+            let answer = exchange(&mut sender, req).await;
+            (sender, answer)
+        });
+        if answer.is_ok() {
+            self.sender = Some(sender);
+        }
+        Ok(from_hyper_response(answer?))
+    }
+
+    /// True once the server has closed the connection (waiting up to `wait` for it).
+    pub fn closed_within(&self, wait: Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let closed = self.sender.as_ref().is_none_or(|s| s.is_closed());
+            if closed || std::time::Instant::now() >= deadline {
+                return closed;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
-    if !req.body.is_empty() || !matches!(req.method.as_str(), "GET" | "HEAD" | "DELETE" | "OPTIONS") {
-        out.push_str(&format!("Content-Length: {}\r\n", req.body.len()));
-    }
-    out.push_str("Connection: close\r\n\r\n");
-    let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&req.body);
-    w.write_all(&bytes)?;
-    w.flush()
 }
 
-/// RFC 7231 date for the Date header.
-fn http_date() -> String {
-    jiff::fmt::rfc2822::DateTimePrinter::new()
-        .timestamp_to_rfc9110_string(&jiff::Timestamp::now())
-        .unwrap_or_default()
+/// Sends `req` to `addr` (`host:port`) on a connection of its own, and returns the answer.
+pub fn fetch(addr: &str, req: &Request) -> io::Result<Response> {
+    Connection::open(addr)?.send(req)
+}
+
+fn to_hyper_request(req: &Request) -> io::Result<hyper::Request<Full<Bytes>>> {
+    let mut out = hyper::Request::builder()
+        .method(req.method.as_str())
+        .uri(req.target.as_str());
+    for (k, v) in &req.headers {
+        let chunked = k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked");
+        if chunked || !is_hop_header(k) {
+            out = out.header(k.as_str(), v.as_str());
+        }
+    }
+    out.body(Full::new(Bytes::from(req.body.clone()))).map_err(io_error)
+}
+
+fn from_hyper_response(resp: hyper::Response<Bytes>) -> Response {
+    let (parts, body) = resp.into_parts();
+    let reason = match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => String::from_utf8_lossy(r.as_bytes()).into_owned(),
+        None => parts.status.canonical_reason().unwrap_or("").to_string(),
+    };
+    Response {
+        status: parts.status.as_u16(),
+        reason,
+        headers: string_headers(&parts.headers),
+        body: body.to_vec(),
+    }
+}
+
+fn string_headers(headers: &hyper::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// What a handler wants done with a request.
@@ -628,7 +573,7 @@ async fn serve_connection(inner: Arc<Inner>, id: u64, stream: TcpStream) {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One request: read whole, handed to the handler on a blocking thread, answered. An
 /// error makes hyper close the connection without an answer ([`Reply::Close`],
@@ -643,16 +588,7 @@ async fn answer(inner: Arc<Inner>, req: hyper::Request<Incoming>) -> Result<hype
         method: parts.method.as_str().to_string(),
         target: parts.uri.to_string(),
         version: format!("{:?}", parts.version),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: string_headers(&parts.headers),
         body: body.to_vec(),
     };
     let i2 = inner.clone();

@@ -3,23 +3,33 @@
 //!
 //! * [`TestCa`]: a fresh CA (rcgen) per test, written as a PEM file, and server
 //!   certificates it signs. Being new, it is in no system store unless a test puts it there.
-//! * [`TlsFront`]: a TLS server (rustls) on 127.0.0.1 that terminates TLS and relays each
-//!   HTTP/1.1 request to a plain-HTTP upstream (moto); it records every handshake that
-//!   failed and why (a client that does not trust the certificate sends `UnknownCA`).
-//! * [`HttpProxy`]: a forward proxy on 127.0.0.1: absolute-form requests
-//!   (`POST http://host:port/ HTTP/1.1`, what a client sends for `http://` through
-//!   `HTTP_PROXY`) are relayed, and `CONNECT host:port` opens a tunnel (what a client
-//!   does for `https://` through `HTTPS_PROXY`). It records each request line it got.
+//! * [`TlsFront`]: a TLS server on 127.0.0.1 (tokio-rustls, on the rustls 0.23 and aws-lc
+//!   the binaries use) in front of hyper's HTTP/1.1 server, whose service relays each
+//!   request to a plain-HTTP upstream (moto) with hyper's client; it records every
+//!   handshake that failed and why (a client that does not trust the certificate sends
+//!   `UnknownCA`).
+//! * [`HttpProxy`]: a forward proxy on 127.0.0.1, hyper's HTTP/1.1 server: absolute-form
+//!   requests (`POST http://host:port/ HTTP/1.1`, what a client sends for `http://`
+//!   through `HTTP_PROXY`) are relayed with hyper's client, and `CONNECT host:port` is
+//!   answered 200, after which the upgraded connection (`hyper::upgrade::on`) and the
+//!   upstream's are copied both ways (what a client does for `https://` through
+//!   `HTTPS_PROXY`). It records each request line it got.
 //!
-//! Both servers use a thread per connection and stop, closing their connections, on drop.
+//! Both servers listen on a port the kernel picks, run their connections as tasks on a
+//! tokio runtime of their own (one thread), and stop on drop: the runtime is dropped with
+//! every task, which closes every connection and tunnel. Neither needs a raw listener (no
+//! test makes them refuse, drop or hang connections; `http::Server` does that).
 
-use std::io::{self, BufReader, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -68,71 +78,123 @@ impl TestCa {
     }
 }
 
-/// Accept loop and connection bookkeeping shared by both servers.
+/// The runtime and accept loop both servers share: a tokio runtime of its own (one thread
+/// drives it), a listener on 127.0.0.1 on a port the kernel picks, and a task per
+/// connection. Dropping it drops the runtime and with it every task, so every socket
+/// (connections and tunnels) is closed when the drop returns.
 struct Listener {
     port: u16,
-    stop: Arc<AtomicBool>,
-    conns: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
+    stopping: Arc<tokio::sync::Notify>,
+    driver: Option<JoinHandle<()>>,
 }
 
 impl Listener {
-    fn start(name: &str, serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Listener {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    fn start<F, Fut>(name: &str, serve: F) -> Listener
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(async { tokio::net::TcpListener::bind("127.0.0.1:0").await })
+            .expect("bind 127.0.0.1:0");
         let port = listener.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let serve = Arc::new(serve);
-        let (stop2, conns2) = (stop.clone(), conns.clone());
-        let thread_name = name.to_string();
-        let acceptor = std::thread::Builder::new()
-            .name(format!("{name}-accept"))
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let until = stopping.clone();
+        let driver = std::thread::Builder::new()
+            .name(format!("{name}-io"))
             .spawn(move || {
-                for stream in listener.incoming() {
-                    if stop2.load(Ordering::SeqCst) {
-                        return;
+                runtime.block_on(async move {
+                    let accept = async {
+                        loop {
+                            match listener.accept().await {
+                                Ok((tcp, _)) => {
+                                    // A response goes out as several TLS records; without
+                                    // this, Nagle's algorithm holds the last one until the
+                                    // client's delayed ACK (about 40 ms a request).
+                                    let _ = tcp.set_nodelay(true);
+                                    tokio::spawn(serve(tcp));
+                                }
+                                // A transient error such as EMFILE: back off briefly.
+                                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = accept => {}
+                        () = until.notified() => {}
                     }
-                    let Ok(stream) = stream else { continue };
-                    if let Ok(clone) = stream.try_clone() {
-                        conns2.lock().unwrap().push(clone);
-                    }
-                    let serve = serve.clone();
-                    let _ = std::thread::Builder::new()
-                        .name(format!("{thread_name}-conn"))
-                        .spawn(move || serve(stream));
-                }
+                });
+                // Dropping the runtime here drops every connection's task and socket.
             })
-            .expect("spawn accept thread");
+            .expect("spawn the server thread");
         Listener {
             port,
-            stop,
-            conns,
-            acceptor: Some(acceptor),
+            stopping,
+            driver: Some(driver),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees `stop`.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        for c in self.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
+        self.stopping.notify_one();
+        if let Some(d) = self.driver.take() {
+            let _ = d.join();
         }
     }
 }
 
-/// Sends `req` to `upstream` (`host:port`) on a new connection and returns its answer.
-fn relay(upstream: &str, req: &http::Request) -> io::Result<http::Response> {
-    let stream = TcpStream::connect(upstream)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut writer = stream.try_clone()?;
-    http::write_request(&mut writer, req)?;
-    http::read_response(&mut BufReader::new(stream), req.method == "HEAD")
+type Answer = Result<hyper::Response<Full<Bytes>>, std::convert::Infallible>;
+
+/// A plain answer of our own (an error the relay met).
+fn plain(status: u16, text: String) -> hyper::Response<Full<Bytes>> {
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(text)));
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).expect("status");
+    resp
+}
+
+/// Relays `req` (its body read whole) to `upstream` (`host:port`) on a new connection, as
+/// `target` (origin form), and returns the upstream's answer; hop-by-hop headers (and
+/// `Proxy-*`) are not copied either way.
+async fn relay(
+    upstream: &str,
+    target: &str,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, String> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let mut out = hyper::Request::builder().method(parts.method).uri(target);
+    for (k, v) in &parts.headers {
+        if !http::is_hop_header(k.as_str()) && !k.as_str().starts_with("proxy-") {
+            out = out.header(k, v);
+        }
+    }
+    let out = out.body(Full::new(body)).map_err(|e| e.to_string())?;
+    let mut sender = http::connect(upstream).await.map_err(|e| e.to_string())?;
+    let (parts, body) = http::exchange(&mut sender, out)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let mut resp = hyper::Response::new(Full::new(body));
+    *resp.status_mut() = parts.status;
+    for (k, v) in &parts.headers {
+        if !http::is_hop_header(k.as_str()) {
+            resp.headers_mut().append(k, v.clone());
+        }
+    }
+    if let Some(reason) = parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        resp.extensions_mut().insert(reason.clone());
+    }
+    Ok(resp)
+}
+
+/// The request's target in origin form (`/path?query`).
+fn origin_form(uri: &hyper::Uri) -> String {
+    uri.path_and_query().map_or("/", |p| p.as_str()).to_string()
 }
 
 /// A TLS endpoint relaying to a plain-HTTP upstream.
@@ -143,7 +205,9 @@ pub struct TlsFront {
 }
 
 impl TlsFront {
-    /// Serves `cert`/`key` on 127.0.0.1 and relays to `upstream` (`http://host:port`).
+    /// Serves `cert`/`key` on 127.0.0.1 and relays to `upstream` (`http://host:port`):
+    /// tokio-rustls terminates TLS, hyper serves HTTP/1.1 over it, and each request goes
+    /// to the upstream on a connection of its own (hyper's client).
     pub fn start(upstream: &str, cert: CertificateDer<'static>, key: PrivateKeyDer<'static>) -> TlsFront {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let config = Arc::new(
@@ -154,35 +218,38 @@ impl TlsFront {
                 .with_single_cert(vec![cert], key)
                 .expect("server certificate and key"),
         );
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let upstream: Arc<str> = upstream.trim_start_matches("http://").trim_end_matches('/').into();
         let served = Arc::new(AtomicU64::new(0));
         let handshake_errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let (served2, errors2) = (served.clone(), handshake_errors.clone());
         let listener = Listener::start("tls-front", move |tcp| {
-            let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
-            // A response goes out as several TLS records; without this, Nagle's algorithm
-            // holds the last one until the client's delayed ACK (about 40 ms a request).
-            let _ = tcp.set_nodelay(true);
-            let conn = rustls::ServerConnection::new(config.clone()).expect("TLS server connection");
-            let mut reader = BufReader::new(rustls::StreamOwned::new(conn, tcp));
-            loop {
-                let req = match http::read_request(&mut reader, || Ok(())) {
-                    Ok(Some(req)) => req,
-                    Ok(None) => return,
+            let (acceptor, upstream, served, errors) =
+                (acceptor.clone(), upstream.clone(), served2.clone(), errors2.clone());
+            async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(tls) => tls,
                     Err(e) => {
-                        if reader.get_ref().conn.is_handshaking() {
-                            errors2.lock().unwrap().push(e.to_string());
-                        }
+                        // rustls's words, e.g. "received fatal alert: UnknownCA".
+                        errors.lock().unwrap().push(e.to_string());
                         return;
                     }
                 };
-                let resp = relay(&upstream, &req)
-                    .unwrap_or_else(|e| http::Response::new(502, format!("TLS front: upstream {upstream}: {e}")));
-                served2.fetch_add(1, Ordering::SeqCst);
-                let close = req.wants_close();
-                if http::write_response(reader.get_mut(), &resp, close, req.method == "HEAD").is_err() || close {
-                    return;
-                }
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    let (upstream, served) = (upstream.clone(), served.clone());
+                    async move {
+                        let target = origin_form(req.uri());
+                        let resp = relay(&upstream, &target, req)
+                            .await
+                            .unwrap_or_else(|e| plain(502, format!("TLS front: upstream {upstream}: {e}")));
+                        served.fetch_add(1, Ordering::SeqCst);
+                        Answer::Ok(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(None)
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
             }
         });
         TlsFront {
@@ -214,11 +281,20 @@ pub struct HttpProxy {
 }
 
 impl HttpProxy {
+    /// A hyper HTTP/1.1 server (with upgrades, for CONNECT) on 127.0.0.1.
     pub fn start() -> HttpProxy {
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let seen2 = seen.clone();
-        let listener = Listener::start("http-proxy", move |client| {
-            let _ = serve_proxy(client, &seen2);
+        let listener = Listener::start("http-proxy", move |tcp| {
+            let seen = seen2.clone();
+            async move {
+                let service = hyper::service::service_fn(move |req| proxy(seen.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .header_read_timeout(None)
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
+                    .await;
+            }
         });
         HttpProxy { listener, seen }
     }
@@ -234,60 +310,34 @@ impl HttpProxy {
     }
 }
 
-fn serve_proxy(client: TcpStream, seen: &Mutex<Vec<String>>) -> io::Result<()> {
-    client.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut to_client = client.try_clone()?;
-    let mut reader = BufReader::new(client);
-    loop {
-        let mut continue_to = to_client.try_clone()?;
-        let Some(mut req) =
-            http::read_request(&mut reader, || continue_to.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"))?
-        else {
-            return Ok(());
+/// One request to the proxy: `CONNECT host:port` opens a tunnel (200, then the upgraded
+/// connection and the upstream's copied both ways until either ends); an absolute-form
+/// `http://` request is relayed; anything else gets 400.
+async fn proxy(seen: Arc<Mutex<Vec<String>>>, req: hyper::Request<Incoming>) -> Answer {
+    seen.lock().unwrap().push(format!("{} {}", req.method(), req.uri()));
+    if req.method() == hyper::Method::CONNECT {
+        let target = req.uri().to_string();
+        let Ok(mut upstream) = tokio::net::TcpStream::connect(target.as_str()).await else {
+            return Ok(plain(502, format!("HTTP proxy: cannot reach {target}")));
         };
-        seen.lock().unwrap().push(format!("{} {}", req.method, req.target));
-        if req.method == "CONNECT" {
-            let upstream = match TcpStream::connect(req.target.as_str()) {
-                Ok(s) => s,
-                Err(_) => {
-                    to_client
-                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
-                    return Ok(());
-                }
-            };
-            to_client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
-            // Upstream to client on a thread, client to upstream here (through `reader`,
-            // which may already hold the first bytes of the tunnel).
-            let (mut up_read, mut up_write) = (upstream.try_clone()?, upstream);
-            let mut down = to_client.try_clone()?;
-            let back = std::thread::spawn(move || {
-                let _ = io::copy(&mut up_read, &mut down);
-                let _ = down.shutdown(Shutdown::Write);
-            });
-            reader.get_ref().set_read_timeout(None)?;
-            let _ = io::copy(&mut reader, &mut up_write);
-            let _ = up_write.shutdown(Shutdown::Write);
-            let _ = back.join();
-            return Ok(());
-        }
-        // Absolute form: http://authority/path?query
-        let Some(rest) = req.target.strip_prefix("http://") else {
-            let resp = http::Response::new(400, "HTTP proxy: not an absolute-form http:// target");
-            return http::write_response(&mut to_client, &resp, true, false);
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (rest[..i].to_string(), rest[i..].to_string()),
-            None => (rest.to_string(), "/".to_string()),
-        };
-        req.target = path;
-        req.headers
-            .retain(|(k, _)| !k.to_ascii_lowercase().starts_with("proxy-"));
-        let resp = relay(&authority, &req)
-            .unwrap_or_else(|e| http::Response::new(502, format!("HTTP proxy: upstream {authority}: {e}")));
-        let close = req.wants_close();
-        http::write_response(&mut to_client, &resp, close, req.method == "HEAD")?;
-        if close {
-            return Ok(());
-        }
+        tokio::spawn(async move {
+            if let Ok(upgraded) = hyper::upgrade::on(req).await {
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(upgraded), &mut upstream).await;
+            }
+        });
+        return Ok(hyper::Response::new(Full::new(Bytes::new())));
     }
+    let authority = match (req.uri().scheme_str(), req.uri().authority()) {
+        (Some("http"), Some(a)) => format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)),
+        _ => {
+            return Ok(plain(
+                400,
+                "HTTP proxy: not an absolute-form http:// target".to_string(),
+            ))
+        }
+    };
+    let target = origin_form(req.uri());
+    Ok(relay(&authority, &target, req)
+        .await
+        .unwrap_or_else(|e| plain(502, format!("HTTP proxy: upstream {authority}: {e}"))))
 }

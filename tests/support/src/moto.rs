@@ -135,24 +135,28 @@ impl MotoServer {
     /// on a loaded machine). Do it now, with a read-only DescribeTags, so that tests
     /// with tight SDK timeouts are not surprised by it.
     fn warm_up(&self) {
-        let body = "Action=DescribeTags&Version=2016-11-15";
-        let req = format!(
-            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-www-form-urlencoded; charset=utf-8\r\n\
-             Authorization: AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len(),
-            port = self.port
-        );
-        let answer = (|| -> std::io::Result<String> {
-            let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            s.write_all(req.as_bytes())?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
+        let req = super::http::Request {
+            method: "POST".into(),
+            target: "/".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![
+                ("Host".into(), format!("127.0.0.1:{}", self.port)),
+                (
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded; charset=utf-8".into(),
+                ),
+                (
+                    "Authorization".into(),
+                    format!(
+                        "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/ec2/aws4_request, SignedHeaders=host, Signature=0"
+                    ),
+                ),
+            ],
+            body: b"Action=DescribeTags&Version=2016-11-15".to_vec(),
+        };
+        let answer = super::http::fetch(&format!("127.0.0.1:{}", self.port), &req);
         match answer {
-            Ok(a) if a.starts_with("HTTP/1.1 200") => {}
+            Ok(a) if a.status == 200 => {}
             other => panic!(
                 "moto warm-up DescribeTags failed: {other:?}; log:\n{}",
                 self.log_tail(40)
@@ -271,9 +275,7 @@ impl MotoServer {
             ],
             body: body.into_bytes(),
         };
-        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to moto");
-        super::http::write_request(&mut conn, &req).expect("send to moto");
-        let resp = super::http::read_response(&mut std::io::BufReader::new(conn), false).expect("moto's answer");
+        let resp = super::http::fetch(&format!("127.0.0.1:{}", self.port), &req).expect("moto's answer");
         assert_eq!(resp.status, 201, "moto-api ce: {}", String::from_utf8_lossy(&resp.body));
     }
 }
