@@ -1,10 +1,15 @@
 //! `cost-tags report --by job`: one row per job run, the statement an auditor or a PI
-//! reconciles with. Rows are written as each record is priced, in sacct's order (job id
-//! order, each run of a requeued job in turn): a statement is reconciled by job id, and
-//! sorting by start time would mean holding every row, so memory would grow with the
-//! number of jobs. With `--top N` only the N most expensive runs are kept (a bounded
-//! heap) and written at the end, most expensive first. The table has fixed-width columns
-//! for the same reason: its widths cannot be measured before the last row.
+//! reconciles with, in start order: a statement reads as what happened, in turn. Each row
+//! is rendered as it is priced and handed to [`SortedRows`] with the run's start (its real
+//! start, also when the run began before the window, so that the rows are in the order of
+//! their `start` column too, which is the part in the window); rows that started in the
+//! same second keep sacct's order (job id, each run of a requeued job in turn). The sort
+//! holds a fixed budget of rows in memory and spills sorted runs to a temporary file, so
+//! memory stays flat for millions of jobs, and nothing is written before the last record
+//! is read. Runs that never started (pending, cancelled before starting) have no row: they
+//! cost nothing, and the notes count them. With `--top N` only the N most expensive runs
+//! are kept (a bounded heap) and written at the end, most expensive first. The table has
+//! fixed-width columns: measuring widths would take a second pass over the rows.
 //!
 //! The CSV columns and JSON keys are a stable interface (docs/report.md).
 
@@ -18,6 +23,7 @@ use serde::{Serialize, Serializer};
 
 use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
+use super::sorted_rows::{SortedRows, DEFAULT_BUDGET};
 use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
 use crate::cost::priced_run::{JobSink, PricedRun};
@@ -232,7 +238,7 @@ impl Ord for ByCost {
     }
 }
 
-/// Writes the per-job statement to `out` as the runs arrive.
+/// Takes the runs as they arrive and writes the per-job statement to `out` at the end.
 pub struct JobRows<W: Write> {
     out: W,
     /// The title or header, not yet written.
@@ -248,10 +254,11 @@ pub struct JobRows<W: Write> {
     /// The current row's price source text (a buffer lent to each row).
     source: String,
     line: String,
+    /// Rows written.
     rows: u64,
     wasted: f64,
-    /// Writing a row failed: the report's error is the output's, not the input's.
-    failed: bool,
+    /// The rendered rows by start time (without `--top`).
+    sorted: SortedRows,
 }
 
 impl<W: Write> JobRows<W> {
@@ -265,8 +272,8 @@ impl<W: Write> JobRows<W> {
         project_source: &str,
         sources: BTreeMap<String, PriceSource>,
     ) -> io::Result<JobRows<W>> {
-        // Written with the first row or at the end: an input refused at its header leaves
-        // stdout empty.
+        // Written at the end, with the rows: an input refused at its header leaves stdout
+        // empty.
         let mut head = String::new();
         let out_text = &mut head;
         match format {
@@ -295,7 +302,8 @@ impl<W: Write> JobRows<W> {
                 ));
                 let order = match options.top {
                     Some(n) => format!("the {n} most expensive runs, most expensive first"),
-                    None => "one row per job run, in sacct's order (by job id, each run of a requeued job in turn)"
+                    None => "one row per job run, by start time (runs that started in the same second in \
+                             sacct's order: by job id, each run of a requeued job in turn)"
                         .to_string(),
                 };
                 let _ = write!(
@@ -351,13 +359,14 @@ impl<W: Write> JobRows<W> {
             line: String::new(),
             rows: 0,
             wasted: 0.0,
-            failed: false,
+            sorted: SortedRows::new(DEFAULT_BUDGET),
         })
     }
 
-    /// True when writing a row failed (the reader went away, the disk is full).
-    pub fn output_failed(&self) -> bool {
-        self.failed
+    /// Sorts the rows in about `bytes` of memory instead of
+    /// [`DEFAULT_BUDGET`](super::sorted_rows::DEFAULT_BUDGET); before the first run.
+    pub fn set_sort_budget(&mut self, bytes: usize) {
+        self.sorted = SortedRows::new(bytes);
     }
 
     /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
@@ -403,11 +412,11 @@ impl<W: Write> JobRows<W> {
         Ok(())
     }
 
-    fn write(&mut self, row: &JobRow<'_>) -> io::Result<()> {
-        self.head()?;
-        let line = &mut self.line;
+    /// Renders `row` in `line`: a CSV or table line, an HTML row, or a JSON object
+    /// without the separator before it (see [`JobRows::emit`]).
+    fn render(format: JobFormat, line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
         line.clear();
-        match self.format {
+        match format {
             JobFormat::Csv => {
                 let text = [
                     &row.job_id,
@@ -456,7 +465,6 @@ impl<W: Write> JobRows<W> {
             }
             JobFormat::Html => html_row(line, row)?,
             JobFormat::Json => {
-                line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
                 let text = serde_json::to_string(row).map_err(io::Error::other)?;
                 line.push_str(&text);
             }
@@ -494,19 +502,33 @@ impl<W: Write> JobRows<W> {
                 table_line(line, &cells);
             }
         }
-        self.rows += 1;
-        self.out.write_all(line.as_bytes())
+        Ok(())
     }
 
-    /// Writes the rows kept for `--top`, then the total and the notes from `report` (the
-    /// same records summed), and hands the output back.
+    /// Writes one rendered row, after the JSON separator.
+    fn emit(out: &mut W, format: JobFormat, rows: &mut u64, row: &[u8]) -> io::Result<()> {
+        if format == JobFormat::Json {
+            out.write_all(if *rows == 0 { b"\n    " } else { b",\n    " })?;
+        }
+        *rows += 1;
+        out.write_all(row)
+    }
+
+    /// Writes the rows (by start time, or the ones kept for `--top`), then the total and
+    /// the notes from `report` (the same records summed), and hands the output back. An
+    /// error of the sort's temporary file is a
+    /// [`SpillError`](super::sorted_rows::SpillError), any other the output's.
     pub fn finish(mut self, report: &Report) -> io::Result<W> {
         self.head()?;
-        let mut kept = std::mem::take(&mut self.kept).into_sorted_vec();
+        let kept = std::mem::take(&mut self.kept).into_sorted_vec();
         // Sorted by the reversed order: most expensive first.
-        for row in kept.drain(..) {
-            self.write(&row.0)?;
+        for row in kept {
+            Self::render(self.format, &mut self.line, &row.0)?;
+            Self::emit(&mut self.out, self.format, &mut self.rows, self.line.as_bytes())?;
         }
+        let sorted = std::mem::replace(&mut self.sorted, SortedRows::new(0));
+        let (out, format, rows) = (&mut self.out, self.format, &mut self.rows);
+        sorted.finish(|row| Self::emit(out, format, rows, row))?;
         let total = &report.summary.total;
         let wasted = (self.wasted * 1e6).round() / 1e6;
         let d = &report.diagnostics;
@@ -848,7 +870,11 @@ impl<W: Write> JobSink for JobRows<W> {
                 }
                 Ok(())
             }
-            None => self.write(&row),
+            None => Self::render(self.format, &mut self.line, &row).and_then(|()| {
+                // Every row has a start (runs that never started are not handed over).
+                let key = r.start.unwrap_or(run.from).as_second();
+                self.sorted.push(key, self.line.as_bytes())
+            }),
         };
         if let Cow::Owned(s) = row.instance_types {
             self.instances = s;
@@ -856,7 +882,6 @@ impl<W: Write> JobSink for JobRows<W> {
         if let Cow::Owned(s) = row.price_source {
             self.source = s;
         }
-        self.failed |= result.is_err();
         result
     }
 }
