@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 
 use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
-use super::sorted_rows::{SortedRows, DEFAULT_BUDGET};
+use super::sorted_rows::{Render, SortedRows, DEFAULT_BUDGET};
 use crate::cost::aggregate::FastMap;
 use crate::cost::efficiency::Efficiency;
 use crate::cost::priced_run::{JobSink, PricedRun};
@@ -32,6 +32,8 @@ use crate::cost::{Options, Report};
 use crate::model::time::{Rfc3339, Short, Timestamp};
 use crate::prices::merge::PriceSource;
 use crate::slurm::sacct::Record;
+
+mod packed;
 
 /// How the rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -257,8 +259,9 @@ pub struct JobRows<W: Write> {
     /// Rows written.
     rows: u64,
     wasted: f64,
-    /// The rendered rows by start time (without `--top`).
+    /// The rows by start time (without `--top`), packed until the sort renders them.
     sorted: SortedRows,
+    packed: Vec<u8>,
 }
 
 impl<W: Write> JobRows<W> {
@@ -359,14 +362,15 @@ impl<W: Write> JobRows<W> {
             line: String::new(),
             rows: 0,
             wasted: 0.0,
-            sorted: SortedRows::new(DEFAULT_BUDGET),
+            sorted: SortedRows::new(DEFAULT_BUDGET, renderer(format)),
+            packed: Vec::new(),
         })
     }
 
     /// Sorts the rows in about `bytes` of memory instead of
     /// [`DEFAULT_BUDGET`](super::sorted_rows::DEFAULT_BUDGET); before the first run.
     pub fn set_sort_budget(&mut self, bytes: usize) {
-        self.sorted = SortedRows::new(bytes);
+        self.sorted = SortedRows::new(bytes, renderer(self.format));
     }
 
     /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
@@ -412,99 +416,6 @@ impl<W: Write> JobRows<W> {
         Ok(())
     }
 
-    /// Renders `row` in `line`: a CSV or table line, an HTML row, or a JSON object
-    /// without the separator before it (see [`JobRows::emit`]).
-    fn render(format: JobFormat, line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
-        line.clear();
-        match format {
-            JobFormat::Csv => {
-                let text = [
-                    &row.job_id,
-                    &row.state,
-                    &row.user,
-                    &row.group,
-                    &row.account,
-                    &row.project,
-                    &row.partition,
-                ];
-                for t in text {
-                    push_csv_field(line, t);
-                    line.push(',');
-                }
-                // Written in place, digit by digit, with no formatting machinery: a
-                // million rows, and `{}` of an f64 was the largest part of their time.
-                let opt = |line: &mut String, x: Option<f64>, decimals: u32| {
-                    if let Some(v) = x {
-                        push_decimal(line, v, decimals);
-                    }
-                    line.push(',');
-                };
-                Rfc3339(row.start).push_to(line);
-                line.push(',');
-                Rfc3339(row.end).push_to(line);
-                line.push(',');
-                push_i64(line, row.elapsed_seconds);
-                for n in [row.nodes, row.cpus, row.gpus] {
-                    line.push(',');
-                    push_i64(line, i64::from(n));
-                }
-                line.push(',');
-                push_csv_field(line, &row.instance_types);
-                line.push(',');
-                push_csv_field(line, &row.price_source);
-                line.push(',');
-                opt(line, row.cost, COST_DECIMALS);
-                opt(line, row.cpu_efficiency, RATIO_DECIMALS);
-                line.push_str(if row.gpu { "true," } else { "false," });
-                opt(line, row.walltime_accuracy, RATIO_DECIMALS);
-                opt(line, row.wasted_cost, COST_DECIMALS);
-                opt(line, row.mem_efficiency, RATIO_DECIMALS);
-                // The last comma is the line's end.
-                line.pop();
-                line.push('\n');
-            }
-            JobFormat::Html => html_row(line, row)?,
-            JobFormat::Json => {
-                let text = serde_json::to_string(row).map_err(io::Error::other)?;
-                line.push_str(&text);
-            }
-            JobFormat::Table => {
-                let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
-                let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
-                let cells = [
-                    row.job_id.to_string(),
-                    row.state.to_string(),
-                    row.user.to_string(),
-                    row.group.to_string(),
-                    row.account.to_string(),
-                    row.project.to_string(),
-                    row.partition.to_string(),
-                    Short(row.start).to_string(),
-                    Short(row.end).to_string(),
-                    format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
-                    row.nodes.to_string(),
-                    row.cpus.to_string(),
-                    row.gpus.to_string(),
-                    row.instance_types.to_string(),
-                    row.price_source.to_string(),
-                    money(row.cost),
-                    if row.gpu {
-                        "-".to_string()
-                    } else {
-                        percent(row.cpu_efficiency)
-                    },
-                    percent(row.mem_efficiency),
-                    if row.gpu { "yes" } else { "" }.to_string(),
-                    percent(row.walltime_accuracy),
-                    money(row.wasted_cost),
-                ];
-                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-                table_line(line, &cells);
-            }
-        }
-        Ok(())
-    }
-
     /// Writes one rendered row, after the JSON separator.
     fn emit(out: &mut W, format: JobFormat, rows: &mut u64, row: &[u8]) -> io::Result<()> {
         if format == JobFormat::Json {
@@ -523,10 +434,10 @@ impl<W: Write> JobRows<W> {
         let kept = std::mem::take(&mut self.kept).into_sorted_vec();
         // Sorted by the reversed order: most expensive first.
         for row in kept {
-            Self::render(self.format, &mut self.line, &row.0)?;
+            render(self.format, &mut self.line, &row.0)?;
             Self::emit(&mut self.out, self.format, &mut self.rows, self.line.as_bytes())?;
         }
-        let sorted = std::mem::replace(&mut self.sorted, SortedRows::new(0));
+        let sorted = std::mem::replace(&mut self.sorted, SortedRows::new(0, renderer(self.format)));
         let (out, format, rows) = (&mut self.out, self.format, &mut self.rows);
         sorted.finish(|row| Self::emit(out, format, rows, row))?;
         let total = &report.summary.total;
@@ -654,6 +565,110 @@ impl<W: Write> JobRows<W> {
         }
         Ok(self.out)
     }
+}
+
+/// Renders `row` in `line`: a CSV or table line, an HTML row, or a JSON object without the
+/// separator before it (the output writes separators).
+fn render(format: JobFormat, line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
+    line.clear();
+    match format {
+        JobFormat::Csv => {
+            let text = [
+                &row.job_id,
+                &row.state,
+                &row.user,
+                &row.group,
+                &row.account,
+                &row.project,
+                &row.partition,
+            ];
+            for t in text {
+                push_csv_field(line, t);
+                line.push(',');
+            }
+            // Written in place, digit by digit, with no formatting machinery: a
+            // million rows, and `{}` of an f64 was the largest part of their time.
+            let opt = |line: &mut String, x: Option<f64>, decimals: u32| {
+                if let Some(v) = x {
+                    push_decimal(line, v, decimals);
+                }
+                line.push(',');
+            };
+            Rfc3339(row.start).push_to(line);
+            line.push(',');
+            Rfc3339(row.end).push_to(line);
+            line.push(',');
+            push_i64(line, row.elapsed_seconds);
+            for n in [row.nodes, row.cpus, row.gpus] {
+                line.push(',');
+                push_i64(line, i64::from(n));
+            }
+            line.push(',');
+            push_csv_field(line, &row.instance_types);
+            line.push(',');
+            push_csv_field(line, &row.price_source);
+            line.push(',');
+            opt(line, row.cost, COST_DECIMALS);
+            opt(line, row.cpu_efficiency, RATIO_DECIMALS);
+            line.push_str(if row.gpu { "true," } else { "false," });
+            opt(line, row.walltime_accuracy, RATIO_DECIMALS);
+            opt(line, row.wasted_cost, COST_DECIMALS);
+            opt(line, row.mem_efficiency, RATIO_DECIMALS);
+            // The last comma is the line's end.
+            line.pop();
+            line.push('\n');
+        }
+        JobFormat::Html => html_row(line, row)?,
+        JobFormat::Json => {
+            let text = serde_json::to_string(row).map_err(io::Error::other)?;
+            line.push_str(&text);
+        }
+        JobFormat::Table => {
+            let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+            let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+            let cells = [
+                row.job_id.to_string(),
+                row.state.to_string(),
+                row.user.to_string(),
+                row.group.to_string(),
+                row.account.to_string(),
+                row.project.to_string(),
+                row.partition.to_string(),
+                Short(row.start).to_string(),
+                Short(row.end).to_string(),
+                format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
+                row.nodes.to_string(),
+                row.cpus.to_string(),
+                row.gpus.to_string(),
+                row.instance_types.to_string(),
+                row.price_source.to_string(),
+                money(row.cost),
+                if row.gpu {
+                    "-".to_string()
+                } else {
+                    percent(row.cpu_efficiency)
+                },
+                percent(row.mem_efficiency),
+                if row.gpu { "yes" } else { "" }.to_string(),
+                percent(row.walltime_accuracy),
+                money(row.wasted_cost),
+            ];
+            let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+            table_line(line, &cells);
+        }
+    }
+    Ok(())
+}
+
+/// The sort's renderer: unpacks each row and renders it for `format`.
+fn renderer(format: JobFormat) -> Render {
+    let mut line = String::new();
+    Box::new(move |bytes, out| {
+        let row = packed::unpack(bytes)?;
+        render(format, &mut line, &row)?;
+        out.extend_from_slice(line.as_bytes());
+        Ok(())
+    })
 }
 
 /// One line of compact JSON for any serializable value.
@@ -870,11 +885,13 @@ impl<W: Write> JobSink for JobRows<W> {
                 }
                 Ok(())
             }
-            None => Self::render(self.format, &mut self.line, &row).and_then(|()| {
+            None => {
                 // Every row has a start (runs that never started are not handed over).
                 let key = r.start.unwrap_or(run.from).as_second();
-                self.sorted.push(key, self.line.as_bytes())
-            }),
+                self.packed.clear();
+                packed::pack(&row, &mut self.packed);
+                self.sorted.push(key, &self.packed)
+            }
         };
         if let Cow::Owned(s) = row.instance_types {
             self.instances = s;

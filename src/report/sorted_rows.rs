@@ -1,19 +1,27 @@
 //! Rows sorted by a key in bounded memory: an external merge sort, for `report --by job`
 //! (rows by start time, with memory flat for millions of job runs).
 //!
-//! Each row arrives already rendered to its output bytes (a CSV line, a table line, a JSON
-//! object, an HTML row) with its key. Rows are kept in one byte buffer plus a small index
-//! until the buffer reaches its budget; the index is then sorted (a stable sort: equal keys
-//! keep the order they came in) and the rows are written in that order, as one sorted
-//! *run*, to an unnamed temporary file. At the end the runs and the rows still in memory
-//! are merged (a k-way merge on a heap, ties going to the earlier run, so the whole sort is
-//! stable) and handed out one by one. Rows that never fill the budget never touch the disk.
+//! Each row arrives with its key as *packed* bytes (whatever its caller chose; `--by job`
+//! packs a row's fields) and is rendered to its output bytes (a CSV line, a table line, a
+//! JSON object, an HTML row) by the caller's [`Render`]. Packed rows are kept in one byte
+//! buffer plus a small index; when the buffer is full it goes to a second thread, which
+//! renders its rows, sorts them by key (a stable sort: equal keys keep the order they came
+//! in) and writes them in that order, as one sorted *run*, to an unnamed temporary file,
+//! while the first thread goes on reading and pricing records into another buffer. At the
+//! end the runs and the last buffer (rendered and sorted, never written) are merged (a
+//! k-way merge on a heap, ties going to the earlier run, so the whole sort is stable) and
+//! handed out one by one. Rows that never fill a buffer never touch the disk or the thread.
 //!
 //! Why so:
-//! - Rendered bytes, not row structures: one allocation for all rows (no string per field),
-//!   and the bytes go to the file and back as they are.
+//! - Bytes, not row structures: one allocation for all rows (no string per field), and
+//!   the rendered bytes go to the file and back as they are.
+//! - Rendering on the second thread: writing a row's text (its figures digit by digit, its
+//!   times) is about a third of `--by job`'s work; with the sort and the writing of runs it
+//!   goes to the machine's other core, which pays for the merge at the end (measured in
+//!   docs/performance.md). Two packed buffers at most: the thread takes the next only when
+//!   it is done with the last (a rendezvous), so a slow disk slows the report, not memory.
 //! - One temporary file for every run, read with `pread` at each run's place, so the number
-//!   of open files does not grow with the input; each run's read buffer shares the budget
+//!   of open files does not grow with the input; each run's read buffer shares one budget
 //!   (at least 4 KiB), so the merge stays in the same memory however many runs there are.
 //! - `tempfile::tempfile()`: made in `$TMPDIR` (else /tmp) with `O_TMPFILE` where the file
 //!   system has it, so the file has no name at all (nothing to follow as a link, nothing
@@ -31,16 +39,22 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
-/// The default budget: rows of a month of a mid-size cluster (about 150,000 job runs of
-/// about 200 bytes) stay in memory, and a run of millions of jobs peaks at about this
-/// much more than the report itself, far under the 100 MB its benchmark allows.
+/// The default budget: rows of a mid-size cluster's month (about 70,000 job runs) stay in
+/// memory, and a run of millions of jobs peaks at about this much more than the report
+/// itself, far under the 100 MB its benchmark allows. Runs of a quarter of it (8 MiB of
+/// packed rows, about 12 MiB rendered) keep the merge to a few dozen runs per million jobs.
 pub const DEFAULT_BUDGET: usize = 32 << 20;
+
+/// Renders one packed row (as pushed) to its output bytes, appended to the vector.
+pub type Render = Box<dyn FnMut(&[u8], &mut Vec<u8>) -> io::Result<()> + Send>;
 
 /// The smallest read buffer of a run during the merge.
 const MIN_READ: usize = 4 << 10;
-/// The largest: past this, larger reads gain nothing.
-const MAX_READ: usize = 1 << 20;
+/// The largest: past this, larger reads gain little.
+const MAX_READ: usize = 256 << 10;
 
 /// Bytes of one index entry (key, place, length).
 const ENTRY: usize = std::mem::size_of::<Entry>();
@@ -102,32 +116,170 @@ impl std::error::Error for SpillError {
     }
 }
 
-/// The runs written so far: one file, each run a range of it.
-struct Spill {
-    out: BufWriter<File>,
-    /// Bytes written (the next run's start).
-    written: u64,
+/// Rows held in memory: their bytes, one after the other, and an index.
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+impl Buffer {
+    /// Reserved, not touched: the pages count only once rows fill them. An eighth for the
+    /// index: rows are about 200 bytes, an entry 16.
+    fn with_budget(budget: usize) -> Buffer {
+        Buffer {
+            bytes: Vec::with_capacity(budget - budget / 8),
+            entries: Vec::with_capacity(budget / 8 / ENTRY),
+        }
+    }
+
+    fn sort(&mut self) {
+        // Stable, and fast on input that is nearly in order already (it finds the runs).
+        self.entries.sort_by_key(|e| e.key);
+    }
+
+    fn row(&self, e: &Entry) -> &[u8] {
+        &self.bytes[e.at as usize..][..e.len as usize]
+    }
+}
+
+/// What the thread is given: a full buffer to write as a run, or the last one, to render
+/// and sort and hand back.
+enum Job {
+    Full(Buffer),
+    Last(Buffer),
+}
+
+/// What the thread hands back: the runs written, and the last buffer, rendered and sorted.
+struct Spilled {
+    file: File,
     runs: Vec<(u64, u64)>,
+    last: Buffer,
+}
+
+/// Renders every row of `packed` into `rendered` (emptied first), keys kept, and sorts it.
+fn render_sorted(render: &mut Render, packed: &Buffer, rendered: &mut Buffer) -> io::Result<()> {
+    rendered.bytes.clear();
+    rendered.entries.clear();
+    for e in &packed.entries {
+        let at = rendered.bytes.len();
+        render(packed.row(e), &mut rendered.bytes)?;
+        let len = rendered.bytes.len() - at;
+        rendered.entries.push(Entry {
+            key: e.key,
+            at: u32::try_from(at).map_err(io::Error::other)?,
+            len: u32::try_from(len).map_err(|_| io::Error::other("a row of more than 4 GiB"))?,
+        });
+    }
+    rendered.sort();
+    Ok(())
+}
+
+/// The thread's work: each full buffer rendered, sorted and written as a run.
+fn spill(mut render: Render, jobs: Receiver<Job>, done: SyncSender<Buffer>) -> io::Result<Spilled> {
+    let file = tempfile::tempfile().map_err(|e| SpillError::wrap("create", e))?;
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    let mut at = 0u64;
+    let mut runs = Vec::new();
+    let mut rendered = Buffer::default();
+    for job in jobs {
+        let packed = match job {
+            Job::Full(b) => b,
+            Job::Last(b) => {
+                render_sorted(&mut render, &b, &mut rendered)?;
+                let file = out
+                    .into_inner()
+                    .map_err(|e| SpillError::wrap("write", e.into_error()))?;
+                return Ok(Spilled {
+                    file,
+                    runs,
+                    last: rendered,
+                });
+            }
+        };
+        render_sorted(&mut render, &packed, &mut rendered)?;
+        // Back for reuse while this one is written (the first thread may be done: then
+        // nobody needs it).
+        let mut packed = packed;
+        packed.bytes.clear();
+        packed.entries.clear();
+        let _ = done.try_send(packed);
+        let start = at;
+        for e in &rendered.entries {
+            let row = rendered.row(e);
+            let mut head = [0u8; HEAD];
+            head[..8].copy_from_slice(&e.key.to_le_bytes());
+            head[8..].copy_from_slice(&e.len.to_le_bytes());
+            out.write_all(&head)
+                .and_then(|()| out.write_all(row))
+                .map_err(|e| SpillError::wrap("write", e))?;
+            at += (HEAD + row.len()) as u64;
+        }
+        runs.push((start, at));
+    }
+    Err(io::Error::other("the rows' sort ended before its last rows"))
+}
+
+/// The thread that renders, sorts and writes full buffers while the rows go on coming.
+struct Spiller {
+    jobs: SyncSender<Job>,
+    /// Buffers the thread is done with, emptied, for reuse.
+    done: Receiver<Buffer>,
+    thread: JoinHandle<io::Result<Spilled>>,
+    runs: usize,
+    /// Packed buffers made (at most two: one filling, one the thread renders).
+    buffers: usize,
+}
+
+impl Spiller {
+    fn start(render: Render) -> io::Result<Spiller> {
+        // A rendezvous: a buffer is handed over only when the thread is done with the last.
+        let (jobs, to_do) = mpsc::sync_channel::<Job>(0);
+        let (done_tx, done) = mpsc::sync_channel::<Buffer>(1);
+        let thread = std::thread::Builder::new()
+            .name("sort-rows".into())
+            .spawn(move || spill(render, to_do, done_tx))
+            .map_err(|e| SpillError::wrap("start a thread to write", e))?;
+        Ok(Spiller {
+            jobs,
+            done,
+            thread,
+            runs: 0,
+            buffers: 1,
+        })
+    }
+
+    /// Waits for the thread: what it wrote, or its error.
+    fn join(self) -> io::Result<Spilled> {
+        drop(self.jobs);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread sorting the rows panicked")))
+    }
 }
 
 /// Rows with their keys, handed back by [`SortedRows::finish`] in key order, stably.
 pub struct SortedRows {
-    budget: usize,
-    bytes: Vec<u8>,
-    entries: Vec<Entry>,
-    spill: Option<Spill>,
+    /// The budget of one packed buffer: a quarter of the whole (two are held while the
+    /// thread works, and the rendered rows of one).
+    quarter: usize,
+    current: Buffer,
+    /// Until the thread starts (then it has it).
+    render: Option<Render>,
+    spiller: Option<Spiller>,
     rows: u64,
 }
 
 impl SortedRows {
-    /// Holds at most about `budget` bytes of rows and index (at least 8 KiB, and a row
-    /// larger than that alone), and as much again for read buffers while merging.
-    pub fn new(budget: usize) -> SortedRows {
+    /// Holds about `budget` bytes of rows and index (at least 16 KiB, and a row larger than
+    /// a quarter of it alone), and as much again for read buffers while merging; `render`
+    /// makes each row's output bytes from what was pushed.
+    pub fn new(budget: usize, render: Render) -> SortedRows {
         SortedRows {
-            budget: budget.clamp(2 * MIN_READ, u32::MAX as usize / 2),
-            bytes: Vec::new(),
-            entries: Vec::new(),
-            spill: None,
+            quarter: budget.clamp(4 * MIN_READ, u32::MAX as usize / 2) / 4,
+            current: Buffer::default(),
+            render: Some(render),
+            spiller: None,
             rows: 0,
         }
     }
@@ -142,89 +294,94 @@ impl SortedRows {
         self.rows == 0
     }
 
-    /// Runs written to the temporary file so far.
+    /// Runs handed to the temporary file so far.
     pub fn spilled_runs(&self) -> usize {
-        self.spill.as_ref().map_or(0, |s| s.runs.len())
+        self.spiller.as_ref().map_or(0, |s| s.runs)
     }
 
-    /// Adds `row` with its `key`. When the budget is full, the rows held so far are
-    /// written first, sorted, as one run of the temporary file.
+    /// Adds `row` (packed) with its `key`. When the buffer is full, it is handed to the
+    /// thread that renders it, sorts it and writes it as one run of the temporary file.
     pub fn push(&mut self, key: i64, row: &[u8]) -> io::Result<()> {
-        if self.bytes.capacity() == 0 {
-            // Reserved, not touched: the pages count only once rows fill them. An eighth
-            // for the index: rows are about 200 bytes, an entry 16.
-            self.bytes.reserve_exact(self.budget - self.budget / 8);
-            self.entries.reserve_exact(self.budget / 8 / ENTRY);
-        }
-        let full =
-            self.bytes.len() + row.len() > self.bytes.capacity() || self.entries.len() == self.entries.capacity();
-        if full && !self.entries.is_empty() {
+        let b = &self.current;
+        if b.bytes.capacity() == 0 {
+            self.current = Buffer::with_budget(self.quarter);
+        } else if !b.entries.is_empty()
+            && (b.bytes.len() + row.len() > b.bytes.capacity() || b.entries.len() == b.entries.capacity())
+        {
             self.spill_run()?;
         }
         // Alone in the buffer (a row larger than the budget) or within the budget, which
         // is under u32::MAX: the place fits; a row of 4 GiB is refused, not truncated.
-        let at = u32::try_from(self.bytes.len()).map_err(io::Error::other)?;
+        let b = &mut self.current;
+        let at = u32::try_from(b.bytes.len()).map_err(io::Error::other)?;
         let len = u32::try_from(row.len()).map_err(|_| io::Error::other("a row of more than 4 GiB"))?;
-        self.bytes.extend_from_slice(row);
-        self.entries.push(Entry { key, at, len });
+        b.bytes.extend_from_slice(row);
+        b.entries.push(Entry { key, at, len });
         self.rows += 1;
         Ok(())
     }
 
-    fn sort(&mut self) {
-        // Stable, and fast on input that is nearly in order already (it finds the runs).
-        self.entries.sort_by_key(|e| e.key);
-    }
-
     fn spill_run(&mut self) -> io::Result<()> {
-        self.sort();
-        let spill = match &mut self.spill {
-            Some(s) => s,
-            None => {
-                let file = tempfile::tempfile().map_err(|e| SpillError::wrap("create", e))?;
-                self.spill.insert(Spill {
-                    out: BufWriter::with_capacity(1 << 16, file),
-                    written: 0,
-                    runs: Vec::new(),
-                })
-            }
-        };
-        let start = spill.written;
-        for e in &self.entries {
-            let row = &self.bytes[e.at as usize..][..e.len as usize];
-            let mut head = [0u8; HEAD];
-            head[..8].copy_from_slice(&e.key.to_le_bytes());
-            head[8..].copy_from_slice(&e.len.to_le_bytes());
-            spill
-                .out
-                .write_all(&head)
-                .and_then(|()| spill.out.write_all(row))
-                .map_err(|e| SpillError::wrap("write", e))?;
-            spill.written += (HEAD + row.len()) as u64;
+        if self.spiller.is_none() {
+            let render = self.render.take().ok_or_else(|| io::Error::other("no renderer"))?;
+            self.spiller = Some(Spiller::start(render)?);
         }
-        spill.runs.push((start, spill.written));
-        self.bytes.clear();
-        self.entries.clear();
+        let Some(spiller) = self.spiller.as_mut() else {
+            return Ok(());
+        };
+        // The buffer the thread was given last (once it has rendered it), else the second.
+        let next = match spiller.done.try_recv() {
+            Ok(b) => Some(b),
+            Err(_) if spiller.buffers < 2 => {
+                spiller.buffers += 1;
+                Some(Buffer::with_budget(self.quarter))
+            }
+            Err(_) => spiller.done.recv().ok(),
+        };
+        let sent = next.is_some_and(|next| {
+            let full = std::mem::replace(&mut self.current, next);
+            spiller.runs += 1;
+            spiller.jobs.send(Job::Full(full)).is_ok()
+        });
+        if !sent {
+            return Err(self.stopped());
+        }
         Ok(())
     }
 
-    /// Hands every row to `emit` in key order (equal keys in the order pushed). An error
-    /// of `emit` is returned as it came; one of the temporary file is a [`SpillError`].
+    /// The thread stopped: its error.
+    fn stopped(&mut self) -> io::Error {
+        match self.spiller.take().map(Spiller::join) {
+            Some(Err(e)) => e,
+            _ => io::Error::other("the thread sorting the rows stopped"),
+        }
+    }
+
+    /// Hands every row, rendered, to `emit` in key order (equal keys in the order pushed).
+    /// An error of `emit` is returned as it came; one of the temporary file is a
+    /// [`SpillError`].
     pub fn finish(mut self, mut emit: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-        self.sort();
-        let Some(spill) = self.spill.take() else {
-            for e in &self.entries {
-                emit(&self.bytes[e.at as usize..][..e.len as usize])?;
+        let last = std::mem::take(&mut self.current);
+        let Some(spiller) = self.spiller.take() else {
+            let mut rendered = Buffer::default();
+            if let Some(render) = self.render.as_mut() {
+                render_sorted(render, &last, &mut rendered)?;
+            }
+            for e in &rendered.entries {
+                emit(rendered.row(e))?;
             }
             return Ok(());
         };
-        let file = spill
-            .out
-            .into_inner()
-            .map_err(|e| SpillError::wrap("write", e.into_error()))?;
+        let sent = spiller.jobs.send(Job::Last(last)).is_ok();
+        let spill = spiller.join()?;
+        if !sent {
+            return Err(io::Error::other("the thread sorting the rows stopped"));
+        }
+        let file = spill.file;
+        let budget = self.quarter * 4;
         // The runs' read buffers share one more budget (a few MiB for a few runs): the
         // merge holds at most about twice the budget, whatever the number of rows.
-        let read = (self.budget / spill.runs.len()).clamp(MIN_READ, MAX_READ);
+        let read = (budget / spill.runs.len()).clamp(MIN_READ, MAX_READ);
         let mut sources: Vec<Source<'_>> = spill
             .runs
             .iter()
@@ -232,8 +389,8 @@ impl SortedRows {
             .collect();
         // The rows still in memory came last: the last run.
         sources.push(Source::Memory {
-            bytes: &self.bytes,
-            entries: &self.entries,
+            bytes: &spill.last.bytes,
+            entries: &spill.last.entries,
             next: 0,
         });
         let mut heap = BinaryHeap::with_capacity(sources.len());
@@ -399,8 +556,16 @@ mod tests {
         sorted.into_iter().map(|r| r.1).collect()
     }
 
+    /// Renders a row as itself.
+    fn copy() -> Render {
+        Box::new(|row, out| {
+            out.extend_from_slice(row);
+            Ok(())
+        })
+    }
+
     fn sorted(rows: &[(i64, Vec<u8>)], budget: usize) -> (Vec<Vec<u8>>, usize) {
-        let mut sorter = SortedRows::new(budget);
+        let mut sorter = SortedRows::new(budget, copy());
         for (key, row) in rows {
             sorter.push(*key, row).unwrap();
         }
@@ -465,7 +630,7 @@ mod tests {
 
     #[test]
     fn an_error_of_the_output_comes_back_as_it_came() {
-        let mut sorter = SortedRows::new(0);
+        let mut sorter = SortedRows::new(0, copy());
         for (k, row) in rows(&(0..2000).rev().collect::<Vec<_>>(), 20) {
             sorter.push(k, &row).unwrap();
         }
@@ -475,6 +640,40 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
         assert!(SpillError::of(&e).is_none());
+    }
+
+    /// Each row is rendered once, in memory or spilled, and a render error comes back.
+    #[test]
+    fn rows_are_rendered_once() {
+        for budget in [0, DEFAULT_BUDGET] {
+            let mut sorter = SortedRows::new(
+                budget,
+                Box::new(|row, out| {
+                    out.push(b'<');
+                    out.extend_from_slice(row);
+                    out.push(b'>');
+                    Ok(())
+                }),
+            );
+            for k in (0..3000).rev() {
+                sorter.push(k, format!("{k}").as_bytes()).unwrap();
+            }
+            let mut out = Vec::new();
+            sorter
+                .finish(|row| {
+                    out.push(String::from_utf8(row.to_vec()).unwrap());
+                    Ok(())
+                })
+                .unwrap();
+            let expected: Vec<String> = (0..3000).map(|k| format!("<{k}>")).collect();
+            assert_eq!(out, expected, "budget {budget}");
+        }
+        for budget in [0, DEFAULT_BUDGET] {
+            let mut sorter = SortedRows::new(budget, Box::new(|_, _| Err(io::Error::other("cannot render"))));
+            let pushed = (0..3000).try_for_each(|k| sorter.push(k, &[b'x'; 40]));
+            let e = pushed.and_then(|()| sorter.finish(|_| Ok(()))).unwrap_err();
+            assert_eq!(e.to_string(), "cannot render", "budget {budget}");
+        }
     }
 
     #[test]

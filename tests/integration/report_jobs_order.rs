@@ -121,7 +121,7 @@ fn rows_come_by_start_time_in_memory_and_spilled() {
         "some runs must start together"
     );
 
-    // A budget of 8 KiB (the least): about 60 rows a run, so dozens of runs are merged.
+    // A budget of 16 KiB (the least): about 30 rows a run, so about a hundred runs are merged.
     let spilled = ok(report(&file, "csv", Some("0"), Some(dir.path())));
     assert_eq!(spilled, csv);
     for format in ["json", "table", "html"] {
