@@ -1,6 +1,7 @@
 //! `cost-tags report --by job`: one row per job run, the statement an auditor or a PI
 //! reconciles with, in start order: a statement reads as what happened, in turn. Each row
-//! is rendered as it is priced and handed to [`SortedRows`] with the run's start (its real
+//! is packed ([`packed`]) as it is priced and handed to [`SortedRows`], which renders it
+//! (on its own thread once rows are many), with the run's start as its key (its real
 //! start, also when the run began before the window, so that the rows are in the order of
 //! their `start` column too, which is the part in the window); rows that started in the
 //! same second keep sacct's order (job id, each run of a requeued job in turn). The sort
@@ -261,7 +262,6 @@ pub struct JobRows<W: Write> {
     wasted: f64,
     /// The rows by start time (without `--top`), packed until the sort renders them.
     sorted: SortedRows,
-    packed: Vec<u8>,
 }
 
 impl<W: Write> JobRows<W> {
@@ -363,7 +363,6 @@ impl<W: Write> JobRows<W> {
             rows: 0,
             wasted: 0.0,
             sorted: SortedRows::new(DEFAULT_BUDGET, renderer(format)),
-            packed: Vec::new(),
         })
     }
 
@@ -888,9 +887,8 @@ impl<W: Write> JobSink for JobRows<W> {
             None => {
                 // Every row has a start (runs that never started are not handed over).
                 let key = r.start.unwrap_or(run.from).as_second();
-                self.packed.clear();
-                packed::pack(&row, &mut self.packed);
-                self.sorted.push(key, &self.packed)
+                self.sorted
+                    .push_with(key, packed::size(&row), |buffer| packed::pack(&row, buffer))
             }
         };
         if let Cow::Owned(s) = row.instance_types {

@@ -134,8 +134,9 @@ impl Buffer {
     }
 
     fn sort(&mut self) {
-        // Stable, and fast on input that is nearly in order already (it finds the runs).
-        self.entries.sort_by_key(|e| e.key);
+        // Stable: rows are placed in the order they came, so (key, place) orders equal
+        // keys as they came, and the unstable sort, faster on random keys, is stable here.
+        self.entries.sort_unstable_by_key(|e| (e.key, e.at));
     }
 
     fn row(&self, e: &Entry) -> &[u8] {
@@ -302,11 +303,17 @@ impl SortedRows {
     /// Adds `row` (packed) with its `key`. When the buffer is full, it is handed to the
     /// thread that renders it, sorts it and writes it as one run of the temporary file.
     pub fn push(&mut self, key: i64, row: &[u8]) -> io::Result<()> {
+        self.push_with(key, row.len(), |b| b.extend_from_slice(row))
+    }
+
+    /// [`SortedRows::push`] of a row of `len` bytes that `pack` appends to the buffer
+    /// (no copy of it on the way).
+    pub fn push_with(&mut self, key: i64, len: usize, pack: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         let b = &self.current;
         if b.bytes.capacity() == 0 {
             self.current = Buffer::with_budget(self.quarter);
         } else if !b.entries.is_empty()
-            && (b.bytes.len() + row.len() > b.bytes.capacity() || b.entries.len() == b.entries.capacity())
+            && (b.bytes.len() + len > b.bytes.capacity() || b.entries.len() == b.entries.capacity())
         {
             self.spill_run()?;
         }
@@ -314,8 +321,9 @@ impl SortedRows {
         // is under u32::MAX: the place fits; a row of 4 GiB is refused, not truncated.
         let b = &mut self.current;
         let at = u32::try_from(b.bytes.len()).map_err(io::Error::other)?;
-        let len = u32::try_from(row.len()).map_err(|_| io::Error::other("a row of more than 4 GiB"))?;
-        b.bytes.extend_from_slice(row);
+        pack(&mut b.bytes);
+        let len =
+            u32::try_from(b.bytes.len() - at as usize).map_err(|_| io::Error::other("a row of more than 4 GiB"))?;
         b.entries.push(Entry { key, at, len });
         self.rows += 1;
         Ok(())

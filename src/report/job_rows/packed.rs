@@ -15,7 +15,23 @@ use std::io;
 use super::JobRow;
 use crate::model::time::Timestamp;
 
-/// Appends `row`, packed, to `out`.
+/// The length of `row` packed.
+pub(super) fn size(row: &JobRow<'_>) -> usize {
+    let texts = [
+        &row.job_id,
+        &row.state,
+        &row.user,
+        &row.group,
+        &row.account,
+        &row.project,
+        &row.partition,
+        &row.instance_types,
+        &row.price_source,
+    ];
+    texts.iter().map(|t| 4 + t.len().min(u32::MAX as usize)).sum::<usize>() + 3 * 8 + 3 * 4 + 1 + 5 * 8
+}
+
+/// Appends `row`, packed, to `out` ([`size`] bytes).
 pub(super) fn pack(row: &JobRow<'_>, out: &mut Vec<u8>) {
     for text in [
         &row.job_id,
@@ -154,6 +170,7 @@ mod tests {
         };
         let mut bytes = vec![7];
         pack(&row, &mut bytes);
+        assert_eq!(bytes.len(), 1 + size(&row));
         let back = unpack(&bytes[1..]).unwrap();
         assert_eq!(format!("{back:?}"), format!("{row:?}"));
         assert!(unpack(&bytes[1..bytes.len() - 1]).is_err());
