@@ -42,10 +42,10 @@ use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-/// The default budget: rows of a mid-size cluster's month (about 70,000 job runs) stay in
-/// memory, and a run of millions of jobs peaks at about this much more than the report
-/// itself, far under the 100 MB its benchmark allows. Runs of a quarter of it (8 MiB of
-/// packed rows, about 12 MiB rendered) keep the merge to a few dozen runs per million jobs.
+/// The default budget: a run of millions of jobs peaks at about this much more than the
+/// report itself, far under the 100 MB its benchmark allows. Buffers of a quarter of it
+/// (8 MiB, about 50,000 packed `--by job` rows) keep a small report off the disk and the
+/// merge to about 20 runs per million jobs.
 pub const DEFAULT_BUDGET: usize = 32 << 20;
 
 /// Renders one packed row (as pushed) to its output bytes, appended to the vector.
