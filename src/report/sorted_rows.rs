@@ -44,8 +44,8 @@ use std::thread::JoinHandle;
 
 /// The default budget: a run of millions of jobs peaks at about this much more than the
 /// report itself, far under the 100 MB its benchmark allows. Buffers of a quarter of it
-/// (8 MiB, about 40,000 packed `--by job` rows of about 190 bytes) keep a small report off the disk and the
-/// merge to about 20 runs per million jobs.
+/// (8 MiB, about 40,000 packed `--by job` rows of about 190 bytes) keep a small report
+/// off the disk and the merge to about 20 runs per million jobs.
 pub const DEFAULT_BUDGET: usize = 32 << 20;
 
 /// Renders one packed row (as pushed) to its output bytes, appended to the vector.
