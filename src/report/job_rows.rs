@@ -1,10 +1,16 @@
 //! `cost-tags report --by job`: one row per job run, the statement an auditor or a PI
-//! reconciles with. Rows are written as each record is priced, in sacct's order (job id
-//! order, each run of a requeued job in turn): a statement is reconciled by job id, and
-//! sorting by start time would mean holding every row, so memory would grow with the
-//! number of jobs. With `--top N` only the N most expensive runs are kept (a bounded
-//! heap) and written at the end, most expensive first. The table has fixed-width columns
-//! for the same reason: its widths cannot be measured before the last row.
+//! reconciles with, in start order: a statement reads as what happened, in turn. Each row
+//! is packed ([`packed`]) as it is priced and handed to [`SortedRows`], which renders it
+//! (on its own thread once rows are many), with the run's start as its key (its real
+//! start, also when the run began before the window, so that the rows are in the order of
+//! their `start` column too, which is the part in the window); rows that started in the
+//! same second keep sacct's order (job id, each run of a requeued job in turn). The sort
+//! holds a fixed budget of rows in memory and spills sorted runs to a temporary file, so
+//! memory stays flat for millions of jobs, and nothing is written before the last record
+//! is read. Runs that never started (pending, cancelled before starting) have no row: they
+//! cost nothing, and the notes count them. With `--top N` only the N most expensive runs
+//! are kept (a bounded heap) and written at the end, most expensive first. The table has
+//! fixed-width columns: measuring widths would take a second pass over the rows.
 //!
 //! The CSV columns and JSON keys are a stable interface (docs/report.md).
 
@@ -18,6 +24,7 @@ use serde::{Serialize, Serializer};
 
 use super::html::{escape, STYLE};
 use super::output::{notes, push_csv_field};
+use super::sorted_rows::{Render, SortedRows, DEFAULT_BUDGET};
 use crate::cost::efficiency::Efficiency;
 use crate::cost::fast_map::FastMap;
 use crate::cost::priced_run::{JobSink, PricedRun};
@@ -26,6 +33,8 @@ use crate::cost::{Options, Report};
 use crate::model::time::{Rfc3339, Short, Timestamp};
 use crate::prices::merge::PriceSource;
 use crate::slurm::sacct::Record;
+
+mod packed;
 
 /// How the rows are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +241,7 @@ impl Ord for ByCost {
     }
 }
 
-/// Writes the per-job statement to `out` as the runs arrive.
+/// Takes the runs as they arrive and writes the per-job statement to `out` at the end.
 pub(crate) struct JobRows<W: Write> {
     out: W,
     /// The title or header, not yet written.
@@ -248,10 +257,11 @@ pub(crate) struct JobRows<W: Write> {
     /// The current row's price source text (a buffer lent to each row).
     source: String,
     line: String,
+    /// Rows written.
     rows: u64,
     wasted: f64,
-    /// Writing a row failed: the report's error is the output's, not the input's.
-    failed: bool,
+    /// The rows by start time (without `--top`), packed until the sort renders them.
+    sorted: SortedRows,
 }
 
 impl<W: Write> JobRows<W> {
@@ -265,8 +275,8 @@ impl<W: Write> JobRows<W> {
         project_source: &str,
         sources: BTreeMap<String, PriceSource>,
     ) -> io::Result<JobRows<W>> {
-        // Written with the first row or at the end: an input refused at its header leaves
-        // stdout empty.
+        // Written at the end, with the rows: an input refused at its header leaves stdout
+        // empty.
         let mut head = String::new();
         let out_text = &mut head;
         match format {
@@ -295,7 +305,8 @@ impl<W: Write> JobRows<W> {
                 ));
                 let order = match options.top {
                     Some(n) => format!("the {n} most expensive runs, most expensive first"),
-                    None => "one row per job run, in sacct's order (by job id, each run of a requeued job in turn)"
+                    None => "one row per job run, by start time (runs that started in the same second in \
+                             sacct's order: by job id, each run of a requeued job in turn)"
                         .to_string(),
                 };
                 let _ = write!(
@@ -351,13 +362,14 @@ impl<W: Write> JobRows<W> {
             line: String::new(),
             rows: 0,
             wasted: 0.0,
-            failed: false,
+            sorted: SortedRows::new(DEFAULT_BUDGET, renderer(format)),
         })
     }
 
-    /// True when writing a row failed (the reader went away, the disk is full).
-    pub(crate) fn output_failed(&self) -> bool {
-        self.failed
+    /// Sorts the rows in about `bytes` of memory instead of
+    /// [`DEFAULT_BUDGET`]; before the first run.
+    pub(crate) fn set_sort_budget(&mut self, bytes: usize) {
+        self.sorted = SortedRows::new(bytes, renderer(self.format));
     }
 
     /// Where the price of `instances` (joined by `+`) came from for a run of `record`.
@@ -403,110 +415,30 @@ impl<W: Write> JobRows<W> {
         Ok(())
     }
 
-    fn write(&mut self, row: &JobRow<'_>) -> io::Result<()> {
-        self.head()?;
-        let line = &mut self.line;
-        line.clear();
-        match self.format {
-            JobFormat::Csv => {
-                let text = [
-                    &row.job_id,
-                    &row.state,
-                    &row.user,
-                    &row.group,
-                    &row.account,
-                    &row.project,
-                    &row.partition,
-                ];
-                for t in text {
-                    push_csv_field(line, t);
-                    line.push(',');
-                }
-                // Written in place, digit by digit, with no formatting machinery: a
-                // million rows, and `{}` of an f64 was the largest part of their time.
-                let opt = |line: &mut String, x: Option<f64>, decimals: u32| {
-                    if let Some(v) = x {
-                        push_decimal(line, v, decimals);
-                    }
-                    line.push(',');
-                };
-                Rfc3339(row.start).push_to(line);
-                line.push(',');
-                Rfc3339(row.end).push_to(line);
-                line.push(',');
-                push_i64(line, row.elapsed_seconds);
-                for n in [row.nodes, row.cpus, row.gpus] {
-                    line.push(',');
-                    push_i64(line, i64::from(n));
-                }
-                line.push(',');
-                push_csv_field(line, &row.instance_types);
-                line.push(',');
-                push_csv_field(line, &row.price_source);
-                line.push(',');
-                opt(line, row.cost, COST_DECIMALS);
-                opt(line, row.cpu_efficiency, RATIO_DECIMALS);
-                line.push_str(if row.gpu { "true," } else { "false," });
-                opt(line, row.walltime_accuracy, RATIO_DECIMALS);
-                opt(line, row.wasted_cost, COST_DECIMALS);
-                opt(line, row.mem_efficiency, RATIO_DECIMALS);
-                // The last comma is the line's end.
-                line.pop();
-                line.push('\n');
-            }
-            JobFormat::Html => html_row(line, row)?,
-            JobFormat::Json => {
-                line.push_str(if self.rows == 0 { "\n    " } else { ",\n    " });
-                let text = serde_json::to_string(row).map_err(io::Error::other)?;
-                line.push_str(&text);
-            }
-            JobFormat::Table => {
-                let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
-                let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
-                let cells = [
-                    row.job_id.to_string(),
-                    row.state.to_string(),
-                    row.user.to_string(),
-                    row.group.to_string(),
-                    row.account.to_string(),
-                    row.project.to_string(),
-                    row.partition.to_string(),
-                    Short(row.start).to_string(),
-                    Short(row.end).to_string(),
-                    format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
-                    row.nodes.to_string(),
-                    row.cpus.to_string(),
-                    row.gpus.to_string(),
-                    row.instance_types.to_string(),
-                    row.price_source.to_string(),
-                    money(row.cost),
-                    if row.gpu {
-                        "-".to_string()
-                    } else {
-                        percent(row.cpu_efficiency)
-                    },
-                    percent(row.mem_efficiency),
-                    if row.gpu { "yes" } else { "" }.to_string(),
-                    percent(row.walltime_accuracy),
-                    money(row.wasted_cost),
-                ];
-                let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-                table_line(line, &cells);
-            }
+    /// Writes one rendered row, after the JSON separator.
+    fn emit(out: &mut W, format: JobFormat, rows: &mut u64, row: &[u8]) -> io::Result<()> {
+        if format == JobFormat::Json {
+            out.write_all(if *rows == 0 { b"\n    " } else { b",\n    " })?;
         }
-        self.rows += 1;
-        self.out.write_all(line.as_bytes())
+        *rows += 1;
+        out.write_all(row)
     }
 
-    /// Writes the rows kept for `--top`, then the total and the notes from `report` (the
-    /// same records summed), and hands the output back.
+    /// Writes the rows (by start time, or the ones kept for `--top`), then the total and
+    /// the notes from `report` (the same records summed), and hands the output back. An
+    /// error of the sort's temporary file is a
+    /// [`SpillError`](super::sorted_rows::SpillError), any other the output's.
     pub(crate) fn finish(mut self, report: &Report) -> io::Result<W> {
         self.head()?;
-        let mut kept = std::mem::take(&mut self.kept).into_sorted_vec();
+        let kept = std::mem::take(&mut self.kept).into_sorted_vec();
         // Sorted by the reversed order: most expensive first.
-        for row in kept.drain(..) {
-            self.write(&row.0)?;
+        for row in kept {
+            render(self.format, &mut self.line, &row.0)?;
+            Self::emit(&mut self.out, self.format, &mut self.rows, self.line.as_bytes())?;
         }
+        let sorted = std::mem::replace(&mut self.sorted, SortedRows::new(0, renderer(self.format)));
+        let (out, format, rows) = (&mut self.out, self.format, &mut self.rows);
+        sorted.finish(|row| Self::emit(out, format, rows, row))?;
         let total = &report.summary.total;
         let wasted = (self.wasted * 1e6).round() / 1e6;
         let d = &report.diagnostics;
@@ -632,6 +564,110 @@ impl<W: Write> JobRows<W> {
         }
         Ok(self.out)
     }
+}
+
+/// Renders `row` in `line`: a CSV or table line, an HTML row, or a JSON object without the
+/// separator before it (the output writes separators).
+fn render(format: JobFormat, line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
+    line.clear();
+    match format {
+        JobFormat::Csv => {
+            let text = [
+                &row.job_id,
+                &row.state,
+                &row.user,
+                &row.group,
+                &row.account,
+                &row.project,
+                &row.partition,
+            ];
+            for t in text {
+                push_csv_field(line, t);
+                line.push(',');
+            }
+            // Written in place, digit by digit, with no formatting machinery: a
+            // million rows, and `{}` of an f64 was the largest part of their time.
+            let opt = |line: &mut String, x: Option<f64>, decimals: u32| {
+                if let Some(v) = x {
+                    push_decimal(line, v, decimals);
+                }
+                line.push(',');
+            };
+            Rfc3339(row.start).push_to(line);
+            line.push(',');
+            Rfc3339(row.end).push_to(line);
+            line.push(',');
+            push_i64(line, row.elapsed_seconds);
+            for n in [row.nodes, row.cpus, row.gpus] {
+                line.push(',');
+                push_i64(line, i64::from(n));
+            }
+            line.push(',');
+            push_csv_field(line, &row.instance_types);
+            line.push(',');
+            push_csv_field(line, &row.price_source);
+            line.push(',');
+            opt(line, row.cost, COST_DECIMALS);
+            opt(line, row.cpu_efficiency, RATIO_DECIMALS);
+            line.push_str(if row.gpu { "true," } else { "false," });
+            opt(line, row.walltime_accuracy, RATIO_DECIMALS);
+            opt(line, row.wasted_cost, COST_DECIMALS);
+            opt(line, row.mem_efficiency, RATIO_DECIMALS);
+            // The last comma is the line's end.
+            line.pop();
+            line.push('\n');
+        }
+        JobFormat::Html => html_row(line, row)?,
+        JobFormat::Json => {
+            let text = serde_json::to_string(row).map_err(io::Error::other)?;
+            line.push_str(&text);
+        }
+        JobFormat::Table => {
+            let percent = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
+            let money = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+            let cells = [
+                row.job_id.to_string(),
+                row.state.to_string(),
+                row.user.to_string(),
+                row.group.to_string(),
+                row.account.to_string(),
+                row.project.to_string(),
+                row.partition.to_string(),
+                Short(row.start).to_string(),
+                Short(row.end).to_string(),
+                format!("{:.2}", row.elapsed_seconds as f64 / 3600.0),
+                row.nodes.to_string(),
+                row.cpus.to_string(),
+                row.gpus.to_string(),
+                row.instance_types.to_string(),
+                row.price_source.to_string(),
+                money(row.cost),
+                if row.gpu {
+                    "-".to_string()
+                } else {
+                    percent(row.cpu_efficiency)
+                },
+                percent(row.mem_efficiency),
+                if row.gpu { "yes" } else { "" }.to_string(),
+                percent(row.walltime_accuracy),
+                money(row.wasted_cost),
+            ];
+            let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+            table_line(line, &cells);
+        }
+    }
+    Ok(())
+}
+
+/// The sort's renderer: unpacks each row and renders it for `format`.
+fn renderer(format: JobFormat) -> Render {
+    let mut line = String::new();
+    Box::new(move |bytes, out| {
+        let row = packed::unpack(bytes)?;
+        render(format, &mut line, &row)?;
+        out.extend_from_slice(line.as_bytes());
+        Ok(())
+    })
 }
 
 /// One line of compact JSON for any serializable value.
@@ -848,7 +884,12 @@ impl<W: Write> JobSink for JobRows<W> {
                 }
                 Ok(())
             }
-            None => self.write(&row),
+            None => {
+                // Every row has a start (runs that never started are not handed over).
+                let key = r.start.unwrap_or(run.from).as_second();
+                self.sorted
+                    .push_with(key, packed::size(&row), |buffer| packed::pack(&row, buffer))
+            }
         };
         if let Cow::Owned(s) = row.instance_types {
             self.instances = s;
@@ -856,7 +897,6 @@ impl<W: Write> JobSink for JobRows<W> {
         if let Cow::Owned(s) = row.price_source {
             self.source = s;
         }
-        self.failed |= result.is_err();
         result
     }
 }

@@ -42,6 +42,7 @@ mod report_chart;
 mod report_golden;
 mod report_html;
 mod report_jobs;
+mod report_jobs_order;
 mod report_slurmdbd;
 mod scale_throttled;
 mod slurm_fixture;

@@ -53,22 +53,29 @@ fn ok_stdout(out: &Output) -> String {
 const HEADER: &str = "job_id,state,user,group,account,project,partition,start,end,elapsed_seconds,nodes,cpus,gpus,\
                       instance_types,price_source,cost,cpu_efficiency,gpu,walltime_accuracy,wasted_cost,mem_efficiency\n";
 
-/// Every run of month.txt in sacct's order, each cost as in report_golden.rs's table.
+/// Every run of month.txt by start time (not job id: 107 began before 101, 104 and 111
+/// before 101), each cost as in report_golden.rs's table. Runs that started in the same
+/// second keep sacct's order.
 /// month.txt has no Group, TotalCPU, ElapsedRaw, TimelimitRaw, MaxRSS or ReqMem: the
 /// group is empty and the efficiency unknown (empty), never 0. Start and end are the part in the window.
 #[test]
 fn csv_per_job_matches_the_hand_computed_figures() {
     let out = report("month.txt", &["--format", "csv"]);
     let expected = [
-        // 1 of 4 CPUs, 7200 s x 0.0001 / 4
-        "101,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T10:00:00Z,2024-03-01T12:00:00Z,7200,1,1,0,c5.xlarge,on demand (settings),0.18,,false,,,",
-        // 2 of 4 CPUs, 3600 s x 0.0001 / 2
-        "102,COMPLETED,ctbob,,chem,ProjectB,compute,2024-03-01T10:00:00Z,2024-03-01T11:00:00Z,3600,1,2,0,c5.xlarge,on demand (settings),0.18,,false,,,",
-        // exclusive, 2 whole nodes, 1800 s x 0.0001 x 2
-        "103,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T13:00:00Z,2024-03-01T13:30:00Z,1800,2,8,0,c5.xlarge,on demand (settings),0.36,,false,,,",
+        // started 02-29 23:00, before 104_1: the hour in the window, whole node
+        "107,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T00:00:00Z,2024-03-01T01:00:00Z,3600,1,4,0,c5.xlarge,on demand (settings),0.36,,false,,,",
         // spot at 0.18/h (0.00005/s), whole node: 3600 s, then 600 s
         "104_1,COMPLETED,ctbob,,chem,ProjectB,spot,2024-03-01T00:00:00Z,2024-03-01T01:00:00Z,3600,1,4,0,c5.xlarge,spot (settings),0.18,,false,,,",
         "104_2,FAILED,ctbob,,chem,ProjectB,spot,2024-03-01T00:30:00Z,2024-03-01T00:40:00Z,600,1,4,0,c5.xlarge,spot (settings),0.03,,false,,,",
+        // no price: listed, cost empty; both started at 09:00, so in sacct's order
+        "111,COMPLETED,ctcarol,,physics,ProjectC,debug,2024-03-01T09:00:00Z,2024-03-01T09:30:00Z,1800,1,1,0,,unpriced,,,false,,,",
+        "112,COMPLETED,ctbob,,chem,ProjectB,gpu,2024-03-01T09:00:00Z,2024-03-01T10:00:00Z,3600,1,1,0,,unpriced,,,false,,,",
+        // 1 of 4 CPUs, 7200 s x 0.0001 / 4
+        "101,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T10:00:00Z,2024-03-01T12:00:00Z,7200,1,1,0,c5.xlarge,on demand (settings),0.18,,false,,,",
+        // 2 of 4 CPUs, 3600 s x 0.0001 / 2 (started with 101: after it, as sacct lists them)
+        "102,COMPLETED,ctbob,,chem,ProjectB,compute,2024-03-01T10:00:00Z,2024-03-01T11:00:00Z,3600,1,2,0,c5.xlarge,on demand (settings),0.18,,false,,,",
+        // exclusive, 2 whole nodes, 1800 s x 0.0001 x 2
+        "103,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T13:00:00Z,2024-03-01T13:30:00Z,1800,2,8,0,c5.xlarge,on demand (settings),0.36,,false,,,",
         // het job: a whole c5 for 1 h; half a g4dn (1 of 2 GPUs beats 2 of 8 CPUs), 1.80/2,
         // a GPU job: efficiency not given (gpu = true)
         "105+0,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T14:00:00Z,2024-03-01T15:00:00Z,3600,1,4,0,c5.xlarge,on demand (settings),0.36,,false,,,",
@@ -76,16 +83,12 @@ fn csv_per_job_matches_the_hand_computed_figures() {
         // requeued: each run its own row, 1200 s and 3600 s at half a node
         "106,REQUEUED,ctcarol,,physics,ProjectC,compute,2024-03-01T16:00:00Z,2024-03-01T16:20:00Z,1200,1,2,0,c5.xlarge,on demand (settings),0.06,,false,,,",
         "106,COMPLETED,ctcarol,,physics,ProjectC,compute,2024-03-01T16:30:00Z,2024-03-01T17:30:00Z,3600,1,2,0,c5.xlarge,on demand (settings),0.18,,false,,,",
-        // started 02-29 23:00: the hour in the window, whole node
-        "107,COMPLETED,ctalice,,physics,ProjectA,compute,2024-03-01T00:00:00Z,2024-03-01T01:00:00Z,3600,1,4,0,c5.xlarge,on demand (settings),0.36,,false,,,",
-        // running: up to now (12:00), a quarter node
-        "109,RUNNING,ctbob,,chem,ProjectB,compute,2024-03-02T10:00:00Z,2024-03-02T12:00:00Z,7200,1,1,0,c5.xlarge,on demand (settings),0.18,,false,,,",
-        "110,COMPLETED,ctcarol,,physics,ProjectC,compute,2024-03-01T23:00:00Z,2024-03-02T01:00:00Z,7200,1,4,0,c5.xlarge,on demand (settings),0.72,,false,,,",
-        // no price: listed, cost empty
-        "111,COMPLETED,ctcarol,,physics,ProjectC,debug,2024-03-01T09:00:00Z,2024-03-01T09:30:00Z,1800,1,1,0,,unpriced,,,false,,,",
-        "112,COMPLETED,ctbob,,chem,ProjectB,gpu,2024-03-01T09:00:00Z,2024-03-01T10:00:00Z,3600,1,1,0,,unpriced,,,false,,,",
         // no comment: project (none), a quarter node for 1 h
         "117,COMPLETED,ctcarol,,physics,(none),compute,2024-03-01T18:00:00Z,2024-03-01T19:00:00Z,3600,1,1,0,c5.xlarge,on demand (settings),0.09,,false,,,",
+        // whole node, 7200 s x 0.0001
+        "110,COMPLETED,ctcarol,,physics,ProjectC,compute,2024-03-01T23:00:00Z,2024-03-02T01:00:00Z,7200,1,4,0,c5.xlarge,on demand (settings),0.72,,false,,,",
+        // running: up to now (12:00), a quarter node
+        "109,RUNNING,ctbob,,chem,ProjectB,compute,2024-03-02T10:00:00Z,2024-03-02T12:00:00Z,7200,1,1,0,c5.xlarge,on demand (settings),0.18,,false,,,",
     ];
     assert_eq!(ok_stdout(&out), format!("{HEADER}{}\n", expected.join("\n")));
     // The notes (unpriced, skipped lines) go to stderr beside CSV.
@@ -123,21 +126,24 @@ fn csv_per_job_matches_the_hand_computed_figures() {
 fn efficiency_and_wasted_cost_per_job() {
     let out = report("jobs-efficiency.txt", &["--format", "csv"]);
     let expected = [
+        // 205 began 02-29 23:00, before the others: first
+        "205,COMPLETED,ctcarol,phys,physics,ProjectC,compute,2024-03-01T00:00:00Z,2024-03-01T01:00:00Z,3600,1,4,0,c5.xlarge,on demand (settings),0.36,0.45,false,0.667,0.198,",
         "201,COMPLETED,ctalice,phys,physics,ProjectA,compute,2024-03-01T10:00:00Z,2024-03-01T12:00:00Z,7200,1,4,0,c5.xlarge,on demand (settings),0.72,0.75,false,0.5,0.18,",
         "202,COMPLETED,ctbob,chem,chem,ProjectB,compute,2024-03-01T10:00:00Z,2024-03-01T11:00:00Z,3600,1,2,0,c5.xlarge,on demand (settings),0.18,0.1,false,1,0.162,",
         "203,COMPLETED,ctalice,phys,physics,ProjectA,gpu,2024-03-01T14:00:00Z,2024-03-01T15:00:00Z,3600,1,2,1,g4dn.2xlarge,on demand (settings),0.9,,true,0.5,,",
         "204,COMPLETED,ctbob,chem,chem,ProjectB,compute,2024-03-01T16:00:00Z,2024-03-01T17:00:00Z,3600,1,1,0,c5.xlarge,on demand (settings),0.09,,false,,,",
-        "205,COMPLETED,ctcarol,phys,physics,ProjectC,compute,2024-03-01T00:00:00Z,2024-03-01T01:00:00Z,3600,1,4,0,c5.xlarge,on demand (settings),0.36,0.45,false,0.667,0.198,",
     ];
     assert_eq!(ok_stdout(&out), format!("{HEADER}{}\n", expected.join("\n")));
     let doc: Value = serde_json::from_str(&ok_stdout(&report("jobs-efficiency.txt", &["--format", "json"]))).unwrap();
     assert_eq!(doc["total"]["wasted_cost"], 0.54, "{doc:#}");
     assert_eq!(doc["total"]["cost"], 2.25, "{doc:#}");
     let jobs = doc["jobs"].as_array().unwrap();
-    assert_eq!(jobs[2]["cpu_efficiency"], Value::Null);
-    assert_eq!(jobs[2]["gpu"], true);
+    // By start time: 205 (02-29 23:00) first.
+    assert_eq!(jobs[0]["job_id"], "205");
+    assert_eq!(jobs[3]["cpu_efficiency"], Value::Null);
+    assert_eq!(jobs[3]["gpu"], true);
     assert_eq!(
-        jobs[3]["cpu_efficiency"],
+        jobs[4]["cpu_efficiency"],
         Value::Null,
         "TotalCPU not recorded: null, not 0"
     );
@@ -242,7 +248,7 @@ fn json_jobs_have_the_documented_keys() {
         .find(|l| l.trim_start().starts_with('{') && l.contains("job_id"))
         .unwrap();
     assert!(
-        first.trim_start().starts_with("{\"job_id\":\"101\",\"state\""),
+        first.trim_start().starts_with("{\"job_id\":\"107\",\"state\""),
         "{text}"
     );
     let jobs = doc["jobs"].as_array().unwrap();
@@ -282,7 +288,7 @@ fn top_keeps_the_most_expensive_runs() {
     // Filters combine: ProjectC's runs only.
     let out = ok_stdout(&report("month.txt", &["--format", "csv", "--project", "ProjectC"]));
     let ids: Vec<&str> = out.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
-    assert_eq!(ids, ["106", "106", "110", "111"]);
+    assert_eq!(ids, ["111", "106", "106", "110"]);
     // --by job stands alone.
     let out = report("month.txt", &["--every", "day"]);
     assert!(!out.status.success());
