@@ -189,29 +189,44 @@ pub(crate) const CSV_COLUMNS: [&str; 21] = [
     "mem_efficiency",
 ];
 
-/// The table's columns: title, width, right-aligned.
-const TABLE: [(&str, usize, bool); 21] = [
-    ("JOB", 12, false),
-    ("STATE", 10, false),
-    ("USER", 10, false),
-    ("GROUP", 10, false),
-    ("ACCOUNT", 10, false),
-    ("PROJECT", 12, false),
-    ("PARTITION", 10, false),
-    ("START", 16, false),
-    ("END", 16, false),
-    ("HOURS", 7, true),
-    ("NODES", 5, true),
-    ("CPUS", 5, true),
-    ("GPUS", 4, true),
-    ("INSTANCE", 12, false),
-    ("PRICE SOURCE", 20, false),
-    ("COST", 10, true),
-    ("CPU-EFF", 7, true),
-    ("MEM-EFF", 7, true),
-    ("GPU", 3, false),
-    ("WALLTIME", 8, true),
-    ("WASTED", 10, true),
+/// How a table column holds a value longer than its width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// Left-aligned text, cut to the width with a `+` as its last character, as sacct's
+    /// fixed-width columns are (`CANCELLED+`): the columns stay aligned, and CSV and JSON
+    /// have the whole value.
+    Cut,
+    /// Left-aligned and never cut (the job id, which the statement is reconciled by): a
+    /// longer one pushes the rest of its line right.
+    Whole,
+    /// A right-aligned number, never cut: a cut figure would be a wrong one.
+    Number,
+}
+
+/// The table's columns: title, width, fit. START and END fit `Short`'s longest form
+/// (`2024-03-01 09:30:15`).
+const TABLE: [(&str, usize, Fit); 21] = [
+    ("JOB", 12, Fit::Whole),
+    ("STATE", 10, Fit::Cut),
+    ("USER", 10, Fit::Cut),
+    ("GROUP", 10, Fit::Cut),
+    ("ACCOUNT", 10, Fit::Cut),
+    ("PROJECT", 12, Fit::Cut),
+    ("PARTITION", 10, Fit::Cut),
+    ("START", 19, Fit::Cut),
+    ("END", 19, Fit::Cut),
+    ("HOURS", 7, Fit::Number),
+    ("NODES", 5, Fit::Number),
+    ("CPUS", 5, Fit::Number),
+    ("GPUS", 4, Fit::Number),
+    ("INSTANCE", 12, Fit::Cut),
+    ("PRICE SOURCE", 23, Fit::Cut),
+    ("COST", 10, Fit::Number),
+    ("CPU-EFF", 7, Fit::Number),
+    ("MEM-EFF", 7, Fit::Number),
+    ("GPU", 3, Fit::Cut),
+    ("WALLTIME", 8, Fit::Number),
+    ("WASTED", 10, Fit::Number),
 ];
 
 /// A cost in the heap's order; NaN never occurs (costs are sums of finite prices).
@@ -809,18 +824,22 @@ fn html_row(line: &mut String, row: &JobRow<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// One table line of fixed-width cells; a longer value pushes the rest of its line right.
+/// One table line of fixed-width cells (see [`Fit`] for a value longer than its column).
 fn table_line(line: &mut String, cells: &[&str]) {
-    for (i, (cell, (_, width, right))) in cells.iter().zip(TABLE).enumerate() {
+    for (i, (cell, (_, width, fit))) in cells.iter().zip(TABLE).enumerate() {
         if i > 0 {
             line.push(' ');
         }
-        let _ = if right {
-            write!(line, "{cell:>width$}")
-        } else if i + 1 == cells.len() {
-            write!(line, "{cell}")
-        } else {
-            write!(line, "{cell:<width$}")
+        let last = i + 1 == cells.len();
+        let _ = match fit {
+            Fit::Number => write!(line, "{cell:>width$}"),
+            Fit::Cut if cell.chars().nth(width).is_some() => {
+                line.extend(cell.chars().take(width - 1));
+                line.push('+');
+                Ok(())
+            }
+            _ if last => write!(line, "{cell}"),
+            Fit::Cut | Fit::Whole => write!(line, "{cell:<width$}"),
         };
     }
     line.push('\n');
@@ -904,6 +923,72 @@ impl<W: Write> JobSink for JobRows<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Where each column starts in a table line: after the previous cell and its space.
+    fn column_starts(line: &str) -> Vec<usize> {
+        let mut starts = vec![0];
+        let mut at = 0;
+        for (_, width, _) in &TABLE[..TABLE.len() - 1] {
+            at += width + 1;
+            starts.push(at);
+        }
+        assert!(line.chars().count() >= at, "{line:?}");
+        starts
+    }
+
+    /// Long text is cut as sacct cuts it (`CANCELLED+`), so every column of every line
+    /// starts under its title; times with seconds fit; numbers and job ids are never cut.
+    #[test]
+    fn table_columns_stay_under_their_titles() {
+        let titles: Vec<&str> = TABLE.iter().map(|c| c.0).collect();
+        // A title is as wide as its column at most.
+        assert!(TABLE.iter().all(|(t, w, _)| t.len() <= *w));
+        let mut head = String::new();
+        table_line(&mut head, &titles);
+        let row = [
+            "4_1",
+            "CANCELLED by 0",
+            "a_user_with_a_long_name",
+            "users",
+            "physics",
+            "ProjectA",
+            "compute",
+            "2026-12-07 01:40:09",
+            "2026-12-07 01:40:12",
+            "0.00",
+            "1",
+            "1",
+            "0",
+            "c5.xlarge+c5.4xlarge",
+            "spot (spot price history, us-east-1a)",
+            "0.0150",
+            "0%",
+            "-",
+            "",
+            "5%",
+            "0.0150",
+        ];
+        let mut line = String::new();
+        table_line(&mut line, &row);
+        let chars: Vec<char> = line.trim_end_matches('\n').chars().collect();
+        for ((title, width, _), at) in TABLE.iter().zip(column_starts(&line)) {
+            let under = head.chars().skip(at).take(*width).collect::<String>();
+            assert_eq!(under.trim(), *title, "{head}");
+            assert!(
+                at == 0 || chars[at - 1] == ' ',
+                "column {title} does not start at {at}:\n{head}{line}"
+            );
+        }
+        assert!(line.contains(" CANCELLED+ a_user_wi+ users "), "{line}");
+        assert!(line.contains(" 2026-12-07 01:40:09 2026-12-07 01:40:12 "), "{line}");
+        assert!(line.contains(" c5.xlarge+c+ spot (spot price histo+ "), "{line}");
+        // A job id longer than its column is whole, and pushes the line right.
+        let mut long_id = String::new();
+        let mut cells = row;
+        cells[0] = "123456789_1000+2";
+        table_line(&mut long_id, &cells);
+        assert!(long_id.starts_with("123456789_1000+2 CANCELLED+"), "{long_id}");
+    }
 
     /// The CSV's numbers are byte for byte what `{}` printed before they were written by
     /// hand: rounded costs and ratios, and whatever else reaches the writer.
