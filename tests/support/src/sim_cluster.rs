@@ -105,25 +105,21 @@ impl SimCluster {
 
     /// `cost-tags reconcile --cluster --cluster-name c1 ARGS`, not yet started.
     pub fn reconcile_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bins.cost_tags);
-        apply_env(&mut c, &self.proxy.endpoint());
-        c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
-            .args(["reconcile", "--cluster", "--cluster-name", CLUSTER])
-            .args(args)
-            .arg("--squeue")
-            .arg(self.slurm.squeue())
-            .arg("--scontrol")
-            .arg(self.scontrol())
-            .stdin(Stdio::null());
-        c
+        self.cluster_command("reconcile", args)
     }
 
     /// `cost-tags status --cluster --cluster-name c1 ARGS`, not yet started.
     pub fn status_command(&self, args: &[&str]) -> Command {
+        self.cluster_command("status", args)
+    }
+
+    /// `cost-tags SUBCOMMAND --cluster` on this cluster: its settings, the AWS front, and
+    /// the Slurm stand-ins for squeue and scontrol.
+    fn cluster_command(&self, subcommand: &str, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bins.cost_tags);
         apply_env(&mut c, &self.proxy.endpoint());
         c.env("COST_TAGS_CONFIG", self.dir.path().join("cost-tags.toml"))
-            .args(["status", "--cluster", "--cluster-name", CLUSTER])
+            .args([subcommand, "--cluster", "--cluster-name", CLUSTER])
             .args(args)
             .arg("--squeue")
             .arg(self.slurm.squeue())
