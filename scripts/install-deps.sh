@@ -58,8 +58,8 @@ else
 fi
 
 # 3. Rust: cargo at or above the crate's rust-version. Without one, rustup's installer
-# puts the stable toolchain (minimal profile) in ~/.cargo and ~/.rustup, as the README's
-# manual steps would: rustup-init is fetched over https from static.rust-lang.org and
+# puts the stable toolchain (minimal profile) in ~/.cargo and ~/.rustup, as rustup's
+# documented install does: rustup-init is fetched over https from static.rust-lang.org and
 # run only if it matches the SHA-256 published beside it. It edits no shell profile;
 # demo.sh, test.sh and bench.sh add ~/.cargo/bin to PATH when cargo is not on it.
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"
